@@ -1,0 +1,1 @@
+//! Checkpoints: safetensors and diffusers folders.

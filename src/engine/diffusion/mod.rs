@@ -1,0 +1,1 @@
+//! Diffusion core: beta schedule, q_sample, DDPM and DDIM samplers.

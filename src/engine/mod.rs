@@ -1,0 +1,6 @@
+//! Everything that computes: diffusion math, models, data, training, checkpoints.
+//! Nothing in here depends on the GUI.
+
+pub mod checkpoint;
+pub mod data;
+pub mod diffusion;
