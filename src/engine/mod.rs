@@ -3,4 +3,9 @@
 
 pub mod checkpoint;
 pub mod data;
+pub mod device;
 pub mod diffusion;
+pub mod grid_image;
+pub mod model;
+pub mod store;
+pub mod train;

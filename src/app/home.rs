@@ -1,0 +1,92 @@
+//! The start page: what is loaded, on which device, and a look at the data.
+
+use crate::engine::checkpoint::preset;
+use crate::engine::data::embedded_mnist;
+use crate::engine::device::ComputeDevice;
+use egui::{ColorImage, TextureHandle, TextureOptions};
+
+/// Application state.
+pub struct StudioApp {
+    compute_reason: String,
+    dataset_summary: String,
+    model_summary: String,
+    digits: Option<TextureHandle>,
+    digits_image: ColorImage,
+}
+
+impl StudioApp {
+    /// Builds the app on the embedded default.
+    pub fn new(cc: &eframe::CreationContext<'_>, compute: ComputeDevice) -> Self {
+        let _ = cc;
+        Self::with_reason(compute.reason)
+    }
+
+    /// The app state without a window (also used by UI tests).
+    pub fn with_reason(compute_reason: String) -> Self {
+        let data = embedded_mnist();
+        let model_summary = match preset("mnist-small") {
+            Some(c) => format!(
+                "default model: UNet2DModel `mnist-small`, {} levels {:?}, {} px, {} channel(s)",
+                c.block_out_channels.len(),
+                c.block_out_channels,
+                c.sample_size.unwrap_or(32),
+                c.in_channels
+            ),
+            None => "default model preset missing".into(),
+        };
+        Self {
+            compute_reason,
+            dataset_summary: format!(
+                "embedded MNIST: {} digits, {}x{}x{}",
+                data.len(),
+                data.channels,
+                data.height,
+                data.width
+            ),
+            model_summary,
+            digits: None,
+            digits_image: digit_grid(&data, 16, 8),
+        }
+    }
+}
+
+/// A `cols x rows` grid of the first digits of each class, for the start page.
+fn digit_grid(data: &crate::engine::data::ImageSet, cols: usize, rows: usize) -> ColorImage {
+    let (h, w) = (data.height, data.width);
+    let mut img = ColorImage::new([cols * w, rows * h], vec![egui::Color32::BLACK; cols * w * rows * h]);
+    let n = data.len();
+    for k in 0..cols * rows {
+        // stride through the label-sorted file so every class shows
+        let i = (k * n / (cols * rows)) % n;
+        let px = data.image(i);
+        let (gx, gy) = ((k % cols) * w, (k / cols) * h);
+        for y in 0..h {
+            for x in 0..w {
+                let v = ((px[y * w + x] + 1.0) * 127.5).clamp(0.0, 255.0) as u8;
+                img[(gx + x, gy + y)] = egui::Color32::from_gray(v);
+            }
+        }
+    }
+    img
+}
+
+impl eframe::App for StudioApp {
+    fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
+        egui::Panel::bottom("status").show_inside(ui, |ui| {
+            ui.label(format!("compute: {}", self.compute_reason));
+        });
+        egui::CentralPanel::default().show_inside(ui, |ui| {
+            ui.heading("deme-studio");
+            ui.label("Decouple-then-Merge finetuning of diffusion models");
+            ui.separator();
+            ui.label(&self.dataset_summary);
+            ui.label(&self.model_summary);
+            let tex = self.digits.get_or_insert_with(|| {
+                ui.ctx()
+                    .load_texture("digits", self.digits_image.clone(), TextureOptions::NEAREST)
+            });
+            let size = tex.size_vec2() * 2.0;
+            ui.add(egui::Image::new((tex.id(), size)));
+        });
+    }
+}

@@ -1,0 +1,51 @@
+//! `deme-studio inspect`: parameter table, totals and config of a checkpoint.
+
+use crate::engine::checkpoint::{check_loadable_path, normalize_keys, read_safetensors};
+use crate::engine::store::META_FILE;
+use anyhow::{Context, Result};
+use clap::Args;
+use std::path::PathBuf;
+
+/// Arguments of `inspect`.
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// Model folder or .safetensors file.
+    pub path: PathBuf,
+}
+
+/// Runs `inspect`.
+pub fn run(args: InspectArgs) -> Result<()> {
+    let found = check_loadable_path(&args.path)?;
+    let (weights, config) = (found.weights().to_path_buf(), found.config().map(|p| p.to_path_buf()));
+    let (tensors, style) = normalize_keys(read_safetensors(&weights)?)?;
+    println!("weights: {} ({style:?} attention keys)", weights.display());
+    let width = tensors.keys().map(|k| k.len()).max().unwrap_or(4).max(4);
+    println!("{:<width$}  {:<18} {:>10} {:>6} {:>12}", "name", "shape", "count", "dtype", "L2 norm");
+    let (mut total, mut bytes) = (0usize, 0usize);
+    for (name, t) in &tensors {
+        let n = t.numel();
+        total += n;
+        bytes += t.bytes.len();
+        let norm = if t.is_float() {
+            let v = t.to_f32()?;
+            format!("{:.4}", v.iter().map(|x| (*x as f64) * (*x as f64)).sum::<f64>().sqrt())
+        } else {
+            "-".into()
+        };
+        println!(
+            "{name:<width$}  {:<18} {n:>10} {:>6} {norm:>12}",
+            format!("{:?}", t.shape),
+            format!("{:?}", t.dtype)
+        );
+    }
+    println!("{} tensors, {total} parameters, {:.2} MB", tensors.len(), bytes as f64 / 1e6);
+    if let Some(config) = config {
+        let text = std::fs::read_to_string(&config).with_context(|| format!("reading {}", config.display()))?;
+        println!("config ({}):\n{text}", config.display());
+    }
+    let meta = weights.with_file_name(META_FILE);
+    if meta.exists() {
+        println!("metadata ({}):\n{}", meta.display(), std::fs::read_to_string(&meta)?);
+    }
+    Ok(())
+}

@@ -1,0 +1,59 @@
+//! The command line: one file per subcommand, each a thin layer over the engine.
+
+mod bench;
+mod eval_eps;
+mod inspect;
+mod progress;
+mod sample;
+mod train;
+
+use crate::engine::device::{ComputeDevice, DeviceChoice, select};
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+/// Decouple-then-Merge (DeMe) finetuning of diffusion models: train, sample,
+/// inspect. With no subcommand, opens the desktop application.
+#[derive(Debug, Parser)]
+#[command(name = "deme-studio", version, about, long_about = None)]
+pub struct Cli {
+    /// Compute device: auto (wgpu on a hardware GPU, CPU otherwise), wgpu, or cpu.
+    #[arg(long, global = true, default_value = "auto")]
+    pub device: DeviceChoice,
+    /// What to do (omit to open the GUI).
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// Headless jobs.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Pretrain a diffusion model from scratch (or resume a run).
+    Train(train::TrainArgs),
+    /// Generate samples with DDPM or DDIM.
+    Sample(sample::SampleArgs),
+    /// Evaluate the model's noise prediction on given inputs.
+    EvalEps(eval_eps::EvalEpsArgs),
+    /// Print a checkpoint's parameter table, totals and config.
+    Inspect(inspect::InspectArgs),
+    /// Measure engine throughput (see bench/ for the reference side).
+    Bench(bench::BenchArgs),
+}
+
+/// Resolves the device and prints the choice and the reason.
+pub fn resolve_device(choice: DeviceChoice) -> Result<ComputeDevice> {
+    let d = select(choice)?;
+    eprintln!("device: {}", d.reason);
+    Ok(d)
+}
+
+/// Runs the parsed command line.
+pub fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        None => crate::app::run_app(cli.device),
+        Some(Command::Train(a)) => train::run(a, cli.device),
+        Some(Command::Sample(a)) => sample::run(a, cli.device),
+        Some(Command::EvalEps(a)) => eval_eps::run(a, cli.device),
+        Some(Command::Inspect(a)) => inspect::run(a),
+        Some(Command::Bench(a)) => bench::run(a, cli.device),
+    }
+}

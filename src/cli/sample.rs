@@ -1,0 +1,141 @@
+//! `deme-studio sample`: DDPM or DDIM sampling to a PNG grid or a safetensors file.
+
+use super::progress::bar;
+use super::resolve_device;
+use crate::engine::checkpoint::{HostTensor, TensorMap, read_safetensors, write_safetensors};
+use crate::engine::device::DeviceChoice;
+use crate::engine::diffusion::{
+    DdimConfig, DdpmConfig, NoiseSchedule, NoiseSource, SamplerKind, SeededNoise, VarianceType, sample,
+};
+use crate::engine::grid_image::save_grid_png;
+use crate::engine::store::load_model;
+use anyhow::{Context, Result, anyhow, bail};
+use burn::tensor::{Tensor, TensorData};
+use clap::{Args, ValueEnum};
+use std::path::PathBuf;
+
+/// Which sampler.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum SamplerArg {
+    /// Ancestral DDPM.
+    Ddpm,
+    /// DDIM.
+    Ddim,
+}
+
+/// DDPM posterior variance.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum VarianceArg {
+    /// beta-tilde (clipped at 1e-20), diffusers' default.
+    FixedSmall,
+    /// beta_t.
+    FixedLarge,
+}
+
+/// Arguments of `sample`.
+#[derive(Debug, Args)]
+pub struct SampleArgs {
+    /// Model folder (ours or diffusers) or a .safetensors file with config.json beside it.
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Sampler.
+    #[arg(long, value_enum, default_value = "ddim")]
+    pub sampler: SamplerArg,
+    /// Number of sampling steps (DDPM defaults to all T steps).
+    #[arg(long)]
+    pub steps: Option<usize>,
+    /// DDIM eta (0 = deterministic).
+    #[arg(long, default_value_t = 0.0)]
+    pub eta: f64,
+    /// DDPM variance type.
+    #[arg(long, value_enum, default_value = "fixed-small")]
+    pub variance: VarianceArg,
+    /// Do not clip the predicted x0 to [-1, 1].
+    #[arg(long)]
+    pub no_clip: bool,
+    /// Number of samples (ignored with --noise).
+    #[arg(long, default_value_t = 16)]
+    pub n: usize,
+    /// Seed of the initial and per-step noise.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Initial noise: a safetensors file with tensor `x_T` [N,C,H,W] f32.
+    #[arg(long)]
+    pub noise: Option<PathBuf>,
+    /// Output: .png (grid) or .safetensors (tensor `x_0` [N,C,H,W] f32).
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+/// Runs `sample`.
+pub fn run(args: SampleArgs, device: DeviceChoice) -> Result<()> {
+    let ext = args.out.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
+    if ext != "png" && ext != "safetensors" {
+        bail!("--out must end in .png or .safetensors, got {}", args.out.display());
+    }
+    let compute = resolve_device(device)?;
+    let dev = &compute.device;
+    let loaded = load_model(&args.model, dev)?;
+    let [c, h, w] = loaded.spec.item_shape();
+    let mut noise = SeededNoise::new(args.seed);
+    let x_t = match &args.noise {
+        Some(path) => {
+            let map = read_safetensors(path)?;
+            let t = map
+                .get("x_T")
+                .ok_or_else(|| anyhow!("{}: no tensor `x_T`", path.display()))?;
+            if t.shape.len() != 4 || t.shape[1..] != [c, h, w] {
+                bail!("{}: `x_T` has shape {:?}, the model needs [N, {c}, {h}, {w}]", path.display(), t.shape);
+            }
+            let shape = [t.shape[0], c, h, w];
+            Tensor::<4>::from_data(TensorData::new(t.to_f32()?, shape), dev)
+        }
+        None => noise.next([args.n, c, h, w], dev),
+    };
+    let n = x_t.dims()[0];
+    let clip = !args.no_clip;
+    let kind = match args.sampler {
+        SamplerArg::Ddim => SamplerKind::Ddim(DdimConfig {
+            steps: args.steps.unwrap_or(50),
+            eta: args.eta as f32,
+            clip_sample: clip,
+            ..DdimConfig::default()
+        }),
+        SamplerArg::Ddpm => SamplerKind::Ddpm(DdpmConfig {
+            steps: args.steps.unwrap_or(1000),
+            variance: match args.variance {
+                VarianceArg::FixedSmall => VarianceType::FixedSmall,
+                VarianceArg::FixedLarge => VarianceType::FixedLarge,
+            },
+            clip_sample: clip,
+            ..DdpmConfig::default()
+        }),
+    };
+    let schedule = NoiseSchedule::linear(1e-4, 0.02, 1000);
+    let model = &loaded.model;
+    let pb = bar(0, "sample");
+    let x0 = sample(
+        kind,
+        &schedule,
+        x_t,
+        &mut noise,
+        &mut |x, t| model.eps(x, &vec![t as f32; n]),
+        &mut |k, total, _| {
+            pb.set_length(total as u64);
+            pb.set_position(k as u64 + 1);
+            true
+        },
+    )
+    .context("sampling was cancelled")?;
+    pb.finish_and_clear();
+    let values = x0.into_data().into_vec::<f32>().map_err(|e| anyhow!("reading samples: {e:?}"))?;
+    if ext == "png" {
+        save_grid_png(&args.out, &values, n, c, h, w)?;
+    } else {
+        let mut map = TensorMap::new();
+        map.insert("x_0".into(), HostTensor::from_f32(vec![n, c, h, w], &values)?);
+        write_safetensors(&args.out, &map, None)?;
+    }
+    eprintln!("wrote {n} samples to {}", args.out.display());
+    Ok(())
+}

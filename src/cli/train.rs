@@ -1,0 +1,162 @@
+//! `deme-studio train`: pretrain a model on a dataset, with resume and Ctrl-C-safe checkpoints.
+
+use super::progress::bar;
+use super::resolve_device;
+use crate::engine::data::{DataSpec, Dataset, load, split};
+use crate::engine::device::DeviceChoice;
+use crate::engine::model::EpsModel;
+use crate::engine::store::{AnyModel, ModelSpec};
+use crate::engine::train::{BatchSampler, CancelToken, RunStart, TrainConfig, TrainEvent, fresh_run, pretrain, resume_run};
+use anyhow::{Context, Result, bail};
+use burn::tensor::Device;
+use clap::Args;
+use std::path::{Path, PathBuf};
+
+/// Arguments of `train`.
+#[derive(Debug, Args)]
+pub struct TrainArgs {
+    /// Dataset: mnist (embedded), cifar10:PATH, images:PATH, idx:PATH or toy:NAME
+    /// (moons, swissroll, 8gaussians, checkerboard).
+    #[arg(long, default_value = "mnist")]
+    pub data: DataSpec,
+    /// Model: a preset (mnist-small, ddpm-cifar10-32, toy-mlp) or a diffusers config.json.
+    /// Defaults to mnist-small for images and toy-mlp for toy data.
+    #[arg(long)]
+    pub model: Option<String>,
+    /// Total optimizer steps.
+    #[arg(long, default_value_t = 2000)]
+    pub steps: u64,
+    /// Output folder (a diffusers model folder plus training state).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Batch size.
+    #[arg(long, default_value_t = 64)]
+    pub batch_size: usize,
+    /// Peak learning rate.
+    #[arg(long, default_value_t = 1e-3)]
+    pub lr: f64,
+    /// Linear warm-up steps.
+    #[arg(long, default_value_t = 100)]
+    pub warmup: u64,
+    /// EMA decay cap (0 disables EMA).
+    #[arg(long, default_value_t = 0.999)]
+    pub ema: f64,
+    /// Checkpoint every N steps.
+    #[arg(long, default_value_t = 500)]
+    pub checkpoint_every: u64,
+    /// Seed for initialisation, batches and noise.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Fraction of the data held out for validation (never trained on).
+    #[arg(long, default_value_t = 0.1)]
+    pub val_fraction: f64,
+    /// Continue the run found in --out.
+    #[arg(long)]
+    pub resume: bool,
+    /// Number of points drawn for toy datasets.
+    #[arg(long, default_value_t = 20_000)]
+    pub toy_points: usize,
+}
+
+/// Loads the data for `spec`, adapted to the model's input, as the training split.
+pub fn training_items(data: &DataSpec, spec: &ModelSpec, val_fraction: f64, toy_points: usize) -> Result<BatchSampler> {
+    let dataset = load(data, toy_points).with_context(|| format!("loading dataset `{data}`"))?;
+    let item_shape = spec.item_shape();
+    let (items, n) = match (dataset, spec) {
+        (Dataset::Images(images), ModelSpec::UNet(c)) => {
+            let fitted = images
+                .fit_to(c.in_channels, c.sample_size, c.sample_size)
+                .with_context(|| format!("dataset `{data}` does not fit the model"))?;
+            let n = fitted.len();
+            let s = split(n, val_fraction, 0);
+            (fitted.subset(&s.train).pixels, s.train.len())
+        }
+        (Dataset::Points(points), ModelSpec::Mlp(c)) => {
+            if points.dim != c.dim {
+                bail!("dataset `{data}` has {}-D points, the model expects {}", points.dim, c.dim);
+            }
+            let n = points.points.len() / points.dim;
+            let s = split(n, val_fraction, 0);
+            let mut items = Vec::with_capacity(s.train.len() * points.dim);
+            for &i in &s.train {
+                items.extend_from_slice(&points.points[i * points.dim..(i + 1) * points.dim]);
+            }
+            (items, s.train.len())
+        }
+        (Dataset::Images(_), ModelSpec::Mlp(_)) => bail!("dataset `{data}` holds images; toy-mlp trains on toy:NAME points"),
+        (Dataset::Points(_), ModelSpec::UNet(_)) => bail!("dataset `{data}` holds 2D points; use --model toy-mlp"),
+    };
+    if n == 0 {
+        bail!("dataset `{data}` has no training items after the validation split");
+    }
+    Ok(BatchSampler::new(items, item_shape, data.to_string()))
+}
+
+fn start<M: EpsModel>(model: M, dir: &Path, resume: bool, config: &TrainConfig, device: &Device) -> Result<RunStart<M>> {
+    if resume {
+        let s = resume_run(model, dir, config, device).context("--resume")?;
+        eprintln!("resuming at step {}", s.step);
+        Ok(s)
+    } else {
+        Ok(fresh_run(model, config, device))
+    }
+}
+
+/// Runs `train`.
+pub fn run(args: TrainArgs, device: DeviceChoice) -> Result<()> {
+    let model_arg = args.model.clone().unwrap_or_else(|| match args.data {
+        DataSpec::Toy(_) => "toy-mlp".into(),
+        _ => "mnist-small".into(),
+    });
+    let spec = ModelSpec::from_arg(&model_arg)?;
+    if !args.resume && args.out.join(crate::engine::store::TRAIN_STATE_FILE).exists() {
+        bail!(
+            "{} already holds a training run: pass --resume to continue it, or choose another --out",
+            args.out.display()
+        );
+    }
+    let items = training_items(&args.data, &spec, args.val_fraction, args.toy_points)?;
+    let compute = resolve_device(device)?;
+    let config = TrainConfig {
+        steps: args.steps,
+        batch_size: args.batch_size,
+        lr: args.lr,
+        warmup_steps: args.warmup,
+        ema_max_decay: (args.ema > 0.0).then_some(args.ema),
+        checkpoint_every: args.checkpoint_every.max(1),
+        seed: args.seed,
+        ..TrainConfig::default()
+    };
+    eprintln!(
+        "training {model_arg} on {} ({} items) for {} steps, batch {}",
+        args.data,
+        items.len(),
+        args.steps,
+        args.batch_size
+    );
+    let cancel = CancelToken::new();
+    let pb = bar(args.steps, "train");
+    let mut on_event = |e: TrainEvent| match e {
+        TrainEvent::Started { first_step, .. } => pb.set_position(first_step),
+        TrainEvent::Step { step, loss, images_per_sec, .. } => {
+            pb.set_position(step);
+            pb.set_message(format!("loss {loss:.4} {images_per_sec:.0} img/s"));
+        }
+        TrainEvent::Checkpoint { step, path } => pb.println(format!("checkpoint at step {step}: {}", path.display())),
+        TrainEvent::Stopped { step, reason } => pb.println(format!("stopped at step {step}: {reason:?}")),
+        TrainEvent::Finished { .. } => pb.finish(),
+    };
+    let model = spec.build(args.seed, &compute.device)?;
+    match model {
+        AnyModel::UNet(m) => {
+            let s = start(m, &args.out, args.resume, &config, &compute.device)?;
+            pretrain(s, &spec, &items, &config, &args.out, &cancel, &mut on_event)?;
+        }
+        AnyModel::Mlp(m) => {
+            let s = start(m, &args.out, args.resume, &config, &compute.device)?;
+            pretrain(s, &spec, &items, &config, &args.out, &cancel, &mut on_event)?;
+        }
+    }
+    eprintln!("saved {}", args.out.display());
+    Ok(())
+}

@@ -1,0 +1,62 @@
+//! diffusers `Attention` as used by the DDPM UNet blocks: GroupNorm, q/k/v over the
+//! flattened pixels, scaled dot product per head, output projection, residual.
+
+use super::layers::{GroupNorm, Init, Linear};
+use burn::module::Module;
+use burn::tensor::activation::softmax;
+use burn::tensor::{Device, Tensor};
+
+/// Spatial self-attention with a residual connection (`_from_deprecated_attn_block`).
+#[derive(Module, Debug)]
+pub struct Attention {
+    /// Normalises the input before q/k/v.
+    pub group_norm: GroupNorm,
+    /// Query projection.
+    pub to_q: Linear,
+    /// Key projection.
+    pub to_k: Linear,
+    /// Value projection.
+    pub to_v: Linear,
+    /// `to_out.0` is the output projection (`to_out.1` is a parameterless dropout).
+    pub to_out: Vec<Linear>,
+    heads: usize,
+    rescale_output_factor: f64,
+}
+
+impl Attention {
+    /// `channels` split into `channels / head_dim` heads.
+    pub fn new(channels: usize, head_dim: usize, groups: usize, eps: f64, rescale_output_factor: f64, init: &mut Init, device: &Device) -> Self {
+        Self {
+            group_norm: GroupNorm::new(groups, channels, eps, device),
+            to_q: Linear::new(channels, channels, init, device),
+            to_k: Linear::new(channels, channels, init, device),
+            to_v: Linear::new(channels, channels, init, device),
+            to_out: vec![Linear::new(channels, channels, init, device)],
+            heads: (channels / head_dim).max(1),
+            rescale_output_factor,
+        }
+    }
+
+    /// # Shapes
+    /// `[n, c, h, w] -> [n, c, h, w]`
+    pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        let [n, c, h, w] = x.dims();
+        let (heads, hd) = (self.heads, c / self.heads);
+        // [n, hw, c]
+        let seq = self.group_norm.forward(x.clone()).reshape([n, c, h * w]).swap_dims(1, 2);
+        let split = |t: Tensor<3>| t.reshape([n, h * w, heads, hd]).swap_dims(1, 2); // [n, heads, hw, hd]
+        let q = split(self.to_q.forward(seq.clone()));
+        let k = split(self.to_k.forward(seq.clone()));
+        let v = split(self.to_v.forward(seq));
+        let scores = q.matmul(k.swap_dims(2, 3)) * (1.0 / (hd as f64).sqrt());
+        let attn = softmax(scores, 3).matmul(v); // [n, heads, hw, hd]
+        let merged = attn.swap_dims(1, 2).reshape([n, h * w, c]);
+        let out = self.to_out[0].forward(merged).swap_dims(1, 2).reshape([n, c, h, w]);
+        let out = out + x;
+        if self.rescale_output_factor == 1.0 {
+            out
+        } else {
+            out / self.rescale_output_factor
+        }
+    }
+}

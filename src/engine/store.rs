@@ -1,0 +1,375 @@
+//! Models on disk: binds the model trees to checkpoint folders.
+//!
+//! A checkpoint is a diffusers model folder (`config.json` +
+//! `diffusion_pytorch_model.safetensors`), plus our `deme.json` metadata and, for
+//! resumable runs, `train_state.safetensors` (raw weights, EMA weights, AdamW
+//! moments and the step, in one file so a resume always sees one consistent state).
+
+use crate::engine::checkpoint::{
+    CheckpointMeta, DType, HostTensor, KeyStyle, TensorMap, UNet2DConfig, check_loadable_path, normalize_keys,
+    read_meta, read_safetensors, safetensors_metadata, to_style, write_atomic_bytes, write_meta, write_safetensors,
+};
+use crate::engine::model::params::NamedParam;
+use crate::engine::model::{EpsModel, ToyMlp, ToyMlpConfig, UNet2DModel, export_params, import_params};
+use crate::engine::train::AdamW;
+use anyhow::{Context, Result, anyhow, bail};
+use burn::module::Module;
+use burn::tensor::{Device, Tensor};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+/// File name of the weights in a diffusers model folder.
+pub const WEIGHTS_FILE: &str = "diffusion_pytorch_model.safetensors";
+/// File name of the resumable training state.
+pub const TRAIN_STATE_FILE: &str = "train_state.safetensors";
+/// File name of our metadata.
+pub const META_FILE: &str = "deme.json";
+
+/// The architecture of a model: what `config.json` describes.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ModelSpec {
+    /// diffusers `UNet2DModel`.
+    UNet(UNet2DConfig),
+    /// The 2D point MLP.
+    Mlp(ToyMlpConfig),
+}
+
+impl ModelSpec {
+    /// A preset name (`mnist-small`, `ddpm-cifar10-32`, `toy-mlp`) or a path to a `config.json`.
+    pub fn from_arg(arg: &str) -> Result<Self> {
+        if arg == "toy-mlp" {
+            return Ok(Self::Mlp(ToyMlpConfig::default()));
+        }
+        if let Some(c) = crate::engine::checkpoint::preset(arg) {
+            return Ok(Self::UNet(c));
+        }
+        let path = Path::new(arg);
+        if path.exists() {
+            let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+            return Self::from_config_json(&text).with_context(|| format!("in {}", path.display()));
+        }
+        bail!(
+            "`{arg}` is neither a model preset ({}, toy-mlp) nor an existing config.json",
+            crate::engine::checkpoint::PRESET_NAMES.join(", ")
+        )
+    }
+
+    /// Parses a `config.json`, dispatching on `_class_name` (UNet2DModel when absent).
+    pub fn from_config_json(text: &str) -> Result<Self> {
+        let value: serde_json::Value = serde_json::from_str(text).context("config.json is not valid JSON")?;
+        match value.get("_class_name").and_then(|v| v.as_str()) {
+            Some("ToyMlp") => Ok(Self::Mlp(serde_json::from_value(value).context("bad ToyMlp config")?)),
+            Some("UNet2DModel") | None => {
+                let c = UNet2DConfig::from_json_str(text)?;
+                c.validate()?;
+                Ok(Self::UNet(c))
+            }
+            Some(other) => bail!("model class `{other}` is not supported (expected UNet2DModel)"),
+        }
+    }
+
+    /// The `config.json` text.
+    pub fn to_config_json(&self) -> Result<String> {
+        Ok(match self {
+            Self::UNet(c) => c.to_json_string_pretty()?,
+            Self::Mlp(c) => serde_json::to_string_pretty(c)?,
+        })
+    }
+
+    /// Shape of one data item `[c, h, w]` (points: `[dim, 1, 1]`).
+    pub fn item_shape(&self) -> [usize; 3] {
+        match self {
+            // a config without sample_size runs at the DDPM family's 32 px
+            Self::UNet(c) => {
+                let s = c.sample_size.unwrap_or(32);
+                [c.in_channels, s, s]
+            }
+            Self::Mlp(c) => [c.dim, 1, 1],
+        }
+    }
+
+    /// A randomly initialised model of this architecture.
+    pub fn build(&self, seed: u64, device: &Device) -> Result<AnyModel> {
+        Ok(match self {
+            Self::UNet(c) => AnyModel::UNet(UNet2DModel::new(c, seed, device)?),
+            Self::Mlp(c) => AnyModel::Mlp(ToyMlp::new(c, seed, device)),
+        })
+    }
+}
+
+/// A model of either architecture.
+#[derive(Debug, Clone)]
+pub enum AnyModel {
+    /// An image UNet.
+    UNet(UNet2DModel),
+    /// A point MLP.
+    Mlp(ToyMlp),
+}
+
+impl AnyModel {
+    /// Noise prediction.
+    pub fn eps(&self, x: Tensor<4>, t: &[f32]) -> Tensor<4> {
+        match self {
+            Self::UNet(m) => m.eps(x, t),
+            Self::Mlp(m) => m.eps(x, t),
+        }
+    }
+
+    /// Every float parameter on the host.
+    pub fn export(&self) -> Vec<NamedParam> {
+        match self {
+            Self::UNet(m) => export_params(m),
+            Self::Mlp(m) => export_params(m),
+        }
+    }
+
+    /// Number of parameter values.
+    pub fn num_params(&self) -> usize {
+        match self {
+            Self::UNet(m) => m.num_params(),
+            Self::Mlp(m) => m.num_params(),
+        }
+    }
+}
+
+/// A model loaded from disk, with what is needed to write it back unchanged.
+pub struct LoadedModel {
+    /// Architecture.
+    pub spec: ModelSpec,
+    /// Weights on the device.
+    pub model: AnyModel,
+    /// Attention key naming of the file (kept on save).
+    pub key_style: KeyStyle,
+    /// Original dtype of each tensor (kept on save).
+    pub dtypes: BTreeMap<String, DType>,
+    /// Our metadata, when the folder has it.
+    pub meta: Option<CheckpointMeta>,
+    /// The weights file read.
+    pub weights_path: PathBuf,
+}
+
+/// Fills `model` from `tensors` (modern keys), requiring an exact key match.
+pub fn bind_tensors<M: Module>(model: M, tensors: &TensorMap) -> Result<M> {
+    let mut used = BTreeSet::new();
+    let model = import_params(model, &mut |key, shape| {
+        let t = tensors
+            .get(key)
+            .ok_or_else(|| anyhow!("the checkpoint has no tensor `{key}` (expected shape {shape:?})"))?;
+        if t.shape != shape {
+            bail!("tensor `{key}` has shape {:?}, the model expects {shape:?}", t.shape);
+        }
+        used.insert(key.to_string());
+        t.to_f32()
+    })?;
+    if let Some(extra) = tensors.keys().find(|k| !used.contains(*k)) {
+        bail!("the checkpoint has a tensor `{extra}` that this model does not have (a different architecture?)");
+    }
+    Ok(model)
+}
+
+fn has_projections(tensors: &TensorMap) -> bool {
+    tensors.keys().any(|k| k.starts_with("adapter_list."))
+}
+
+/// Loads a model folder (diffusers or ours) or a bare `.safetensors` with a config
+/// beside it; pickles are refused.
+pub fn load_model(path: &Path, device: &Device) -> Result<LoadedModel> {
+    let found = check_loadable_path(path)?;
+    let weights = found.weights().to_path_buf();
+    let config = found.config().map(Path::to_path_buf).ok_or_else(|| {
+        anyhow!(
+            "{}: no config.json beside the weights; put the model's diffusers config.json next to it",
+            weights.display()
+        )
+    })?;
+    let text = std::fs::read_to_string(&config).with_context(|| format!("reading {}", config.display()))?;
+    let spec = ModelSpec::from_config_json(&text).with_context(|| format!("in {}", config.display()))?;
+    let raw = read_safetensors(&weights)?;
+    let (tensors, key_style) = normalize_keys(raw)?;
+    let dtypes = tensors.iter().map(|(k, t)| (k.clone(), t.dtype)).collect();
+    let model = match (&spec, spec.build(0, device)?) {
+        (ModelSpec::UNet(c), AnyModel::UNet(m)) => {
+            let m = if has_projections(&tensors) { m.with_projections(c, device) } else { m };
+            AnyModel::UNet(bind_tensors(m, &tensors).with_context(|| format!("loading {}", weights.display()))?)
+        }
+        (_, AnyModel::Mlp(m)) => {
+            AnyModel::Mlp(bind_tensors(m, &tensors).with_context(|| format!("loading {}", weights.display()))?)
+        }
+        _ => unreachable!("build follows the spec"),
+    };
+    let dir = weights.parent().unwrap_or(Path::new("."));
+    let meta_path = dir.join(META_FILE);
+    let meta = if meta_path.exists() {
+        Some(read_meta(&meta_path)?)
+    } else {
+        None
+    };
+    Ok(LoadedModel {
+        spec,
+        model,
+        key_style,
+        dtypes,
+        meta,
+        weights_path: weights,
+    })
+}
+
+/// Host tensors of a model, each in its recorded dtype (f32 when unrecorded).
+pub fn to_tensor_map(params: Vec<NamedParam>, dtypes: &BTreeMap<String, DType>) -> Result<TensorMap> {
+    params
+        .into_iter()
+        .map(|(k, shape, v)| {
+            let dtype = dtypes.get(&k).copied().unwrap_or(DType::F32);
+            let t = HostTensor::from_f32_as(dtype, shape, &v)?;
+            Ok((k, t))
+        })
+        .collect()
+}
+
+/// Writes a model folder: weights, config.json and (when given) deme.json, each atomically.
+pub fn save_model_folder(
+    dir: &Path,
+    spec: &ModelSpec,
+    params: Vec<NamedParam>,
+    dtypes: &BTreeMap<String, DType>,
+    key_style: KeyStyle,
+    meta: Option<&CheckpointMeta>,
+) -> Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let tensors = to_style(to_tensor_map(params, dtypes)?, key_style);
+    write_safetensors(&dir.join(WEIGHTS_FILE), &tensors, None)?;
+    write_atomic_bytes(&dir.join("config.json"), spec.to_config_json()?.as_bytes())?;
+    if let Some(meta) = meta {
+        write_meta(dir.join(META_FILE), meta)?;
+    }
+    Ok(())
+}
+
+/// What a resumable run keeps besides its published weights.
+pub struct TrainState<'a, M> {
+    /// The raw (non-EMA) weights.
+    pub model: &'a M,
+    /// The optimizer.
+    pub optimizer: &'a AdamW,
+}
+
+/// A checkpoint of a training run.
+pub struct RunCheckpoint<'a, M> {
+    /// Architecture.
+    pub spec: &'a ModelSpec,
+    /// The weights to publish (EMA when enabled).
+    pub weights: &'a M,
+    /// "pretrain", "finetune", ...
+    pub kind: &'a str,
+    /// Steps done.
+    pub step: u64,
+    /// Timestep range the weights were trained on, when restricted.
+    pub timestep_range: Option<[usize; 2]>,
+    /// Data description.
+    pub data: Option<String>,
+    /// The run's settings.
+    pub train_config: serde_json::Value,
+    /// Resumable state (raw weights, EMA weights = `weights`, optimizer).
+    pub state: Option<TrainState<'a, M>>,
+}
+
+impl<M: Module> RunCheckpoint<'_, M> {
+    /// Writes the folder. The train state goes first, the metadata last; each file is atomic.
+    pub fn save(&self, dir: &Path) -> Result<()> {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let published = export_params(self.weights);
+        if let Some(state) = &self.state {
+            let mut map = TensorMap::new();
+            for (k, shape, v) in export_params(state.model) {
+                map.insert(format!("model.{k}"), HostTensor::from_f32(shape, &v)?);
+            }
+            let shapes: BTreeMap<&str, &Vec<usize>> = published.iter().map(|(k, s, _)| (k.as_str(), s)).collect();
+            for (k, shape, v) in &published {
+                map.insert(format!("ema.{k}"), HostTensor::from_f32(shape.clone(), v)?);
+            }
+            for (k, m, v) in state.optimizer.export() {
+                let shape = shapes.get(k.as_str()).map(|s| (*s).clone()).unwrap_or(vec![m.len()]);
+                map.insert(format!("adam_m.{k}"), HostTensor::from_f32(shape.clone(), &m)?);
+                map.insert(format!("adam_v.{k}"), HostTensor::from_f32(shape, &v)?);
+            }
+            let mut md = BTreeMap::new();
+            md.insert("step".to_string(), self.step.to_string());
+            md.insert("adam_step".to_string(), state.optimizer.step.to_string());
+            write_safetensors(&dir.join(TRAIN_STATE_FILE), &map, Some(md))?;
+        }
+        let meta = CheckpointMeta {
+            format_version: 1,
+            kind: self.kind.to_string(),
+            step: self.step,
+            timestep_range: self.timestep_range,
+            data: self.data.clone(),
+            train_config: self.train_config.clone(),
+            parent: None,
+            created_unix: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0),
+            notes: None,
+        };
+        save_model_folder(dir, self.spec, published, &BTreeMap::new(), KeyStyle::Modern, Some(&meta))
+    }
+}
+
+/// Resumable state read back from `train_state.safetensors`.
+pub struct ResumeState {
+    /// Steps done.
+    pub step: u64,
+    /// AdamW's own step count.
+    pub adam_step: u64,
+    /// Raw weights.
+    pub model: TensorMap,
+    /// EMA weights.
+    pub ema: TensorMap,
+    /// `(key, m, v)`.
+    pub moments: Vec<(String, Vec<f32>, Vec<f32>)>,
+}
+
+/// Reads the resumable state of a run folder, if it has one.
+pub fn load_train_state(dir: &Path) -> Result<Option<ResumeState>> {
+    let path = dir.join(TRAIN_STATE_FILE);
+    if !path.exists() {
+        return Ok(None);
+    }
+    let md = safetensors_metadata(&path)?.unwrap_or_default();
+    let num = |k: &str| -> Result<u64> {
+        md.get(k)
+            .ok_or_else(|| anyhow!("{}: metadata has no `{k}`", path.display()))?
+            .parse()
+            .with_context(|| format!("{}: bad `{k}`", path.display()))
+    };
+    let (step, adam_step) = (num("step")?, num("adam_step")?);
+    let mut state = ResumeState {
+        step,
+        adam_step,
+        model: TensorMap::new(),
+        ema: TensorMap::new(),
+        moments: Vec::new(),
+    };
+    let mut m_map = BTreeMap::new();
+    let mut v_map = BTreeMap::new();
+    for (k, t) in read_safetensors(&path)? {
+        if let Some(rest) = k.strip_prefix("model.") {
+            state.model.insert(rest.to_string(), t);
+        } else if let Some(rest) = k.strip_prefix("ema.") {
+            state.ema.insert(rest.to_string(), t);
+        } else if let Some(rest) = k.strip_prefix("adam_m.") {
+            m_map.insert(rest.to_string(), t.to_f32()?);
+        } else if let Some(rest) = k.strip_prefix("adam_v.") {
+            v_map.insert(rest.to_string(), t.to_f32()?);
+        } else {
+            bail!("{}: unexpected tensor `{k}`", path.display());
+        }
+    }
+    for (k, m) in m_map {
+        let v = v_map
+            .remove(&k)
+            .ok_or_else(|| anyhow!("{}: `adam_m.{k}` has no matching `adam_v.{k}`", path.display()))?;
+        state.moments.push((k, m, v));
+    }
+    Ok(Some(state))
+}

@@ -1,0 +1,37 @@
+//! Starting a run: fresh from a model, or resumed from a run folder's train state.
+
+use super::adamw::AdamW;
+use super::pretrain::{RunStart, TrainConfig};
+use crate::engine::model::EpsModel;
+use crate::engine::store::{bind_tensors, load_train_state};
+use anyhow::{Context, Result, bail};
+use burn::tensor::Device;
+use std::path::Path;
+
+/// A fresh run: `model` is copied for the EMA and moved to the autodiff device.
+pub fn fresh_run<M: EpsModel>(model: M, config: &TrainConfig, device: &Device) -> RunStart<M> {
+    RunStart {
+        ema: model.clone(),
+        model: model.to_device(&device.clone().autodiff()).train(),
+        optimizer: AdamW::new(config.adamw),
+        step: 0,
+    }
+}
+
+/// Resumes the run saved in `dir`; `template` gives the architecture.
+pub fn resume_run<M: EpsModel>(template: M, dir: &Path, config: &TrainConfig, device: &Device) -> Result<RunStart<M>> {
+    let Some(state) = load_train_state(dir)? else {
+        bail!("{} holds no train_state.safetensors to resume from", dir.display());
+    };
+    let ema = bind_tensors(template.clone(), &state.ema).context("restoring EMA weights")?;
+    let model = bind_tensors(template, &state.model).context("restoring weights")?;
+    let model = model.to_device(&device.clone().autodiff()).train();
+    let mut optimizer = AdamW::new(config.adamw);
+    optimizer.import(&model, state.adam_step, state.moments)?;
+    Ok(RunStart {
+        model,
+        ema,
+        optimizer,
+        step: state.step,
+    })
+}
