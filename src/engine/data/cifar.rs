@@ -45,7 +45,7 @@ pub const CIFAR10_CLASS_NAMES: [&str; 10] = [
 pub fn read_cifar10(bytes: &[u8]) -> Result<ImageSet> {
     ensure!(!bytes.is_empty(), "CIFAR-10 batch is empty");
     ensure!(
-        bytes.len() % CIFAR_RECORD_BYTES == 0,
+        bytes.len().is_multiple_of(CIFAR_RECORD_BYTES),
         "CIFAR-10 batch is {} bytes long, not a multiple of the {CIFAR_RECORD_BYTES}-byte record size",
         bytes.len()
     );

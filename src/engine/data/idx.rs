@@ -4,9 +4,11 @@
 //!
 //! Files may be gzipped; that is detected from the `1f 8b` header. Every input is
 //! validated (magic, dimensions, exact length) and declared sizes above
-//! [`MAX_IDX_BYTES`] are refused before anything is allocated, so malformed or
-//! hostile files produce an [`IdxError`], never a panic or a huge allocation.
+//! [`MAX_IDX_BYTES`] are refused before the payload is allocated or inflated, so
+//! malformed or hostile files (including gzip bombs) produce an [`IdxError`], never
+//! a panic or a huge allocation.
 
+use std::borrow::Cow;
 use std::fs;
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -20,7 +22,7 @@ use super::image_set::{ImageSet, byte_to_unit};
 pub const IDX_IMAGES_MAGIC: u32 = 0x0000_0803;
 /// Magic number of an IDX file of unsigned bytes with one dimension (labels).
 pub const IDX_LABELS_MAGIC: u32 = 0x0000_0801;
-/// Largest payload (and decompressed file) accepted, in bytes: 2 GiB.
+/// Largest payload accepted, in bytes (2 GiB); also bounds the size of files read.
 pub const MAX_IDX_BYTES: u64 = 1 << 31;
 
 /// Why an IDX buffer was rejected.
@@ -73,40 +75,33 @@ pub enum IdxError {
     /// The gzip stream is corrupt.
     #[error("cannot decompress gzipped IDX data: {0}")]
     Gzip(#[source] std::io::Error),
-    /// The gzip stream inflates beyond [`MAX_IDX_BYTES`].
-    #[error("gzipped IDX data inflates to more than {max} bytes")]
-    GzipTooLarge {
-        /// The limit.
-        max: u64,
-    },
 }
 
-/// Decompresses `bytes` if they start with the gzip magic `1f 8b`, refusing output
-/// above [`MAX_IDX_BYTES`] (plus header); returns other input unchanged.
-fn maybe_gunzip(bytes: &[u8]) -> Result<std::borrow::Cow<'_, [u8]>, IdxError> {
-    if !bytes.starts_with(&[0x1f, 0x8b]) {
-        return Ok(std::borrow::Cow::Borrowed(bytes));
-    }
-    let limit = MAX_IDX_BYTES + 64;
+/// Whether `bytes` start with the gzip magic `1f 8b`.
+fn is_gzip(bytes: &[u8]) -> bool {
+    bytes.starts_with(&[0x1f, 0x8b])
+}
+
+/// Decompresses at most `max` bytes from the start of a gzip stream. Output is
+/// produced incrementally, so memory use is bounded by what the stream really
+/// inflates to, and by `max`.
+fn gunzip_prefix(bytes: &[u8], max: u64) -> Result<Vec<u8>, IdxError> {
     let mut out = Vec::new();
     GzDecoder::new(bytes)
-        .take(limit + 1)
+        .take(max)
         .read_to_end(&mut out)
         .map_err(IdxError::Gzip)?;
-    if out.len() as u64 > limit {
-        return Err(IdxError::GzipTooLarge { max: MAX_IDX_BYTES });
-    }
-    Ok(std::borrow::Cow::Owned(out))
+    Ok(out)
 }
 
-/// Validates the header of an unsigned-byte IDX buffer with `ndims` dimensions and
-/// returns the dimensions and the payload.
-fn parse_u8_idx<'a>(
-    bytes: &'a [u8],
+/// Validates the header at the start of `bytes` (magic, dimensions, size bound)
+/// and returns the dimensions and the declared payload size.
+fn check_header(
+    bytes: &[u8],
     magic: u32,
     what: &'static str,
     ndims: usize,
-) -> Result<(Vec<u32>, &'a [u8]), IdxError> {
+) -> Result<(Vec<u32>, u64), IdxError> {
     let header = 4 + 4 * ndims;
     let too_short = || IdxError::TooShort {
         len: bytes.len(),
@@ -137,13 +132,39 @@ fn parse_u8_idx<'a>(
         .iter()
         .try_fold(1u64, |acc, &d| acc.checked_mul(u64::from(d)))
         .filter(|&n| n <= MAX_IDX_BYTES);
-    let Some(declared) = declared else {
-        return Err(IdxError::TooLarge {
+    match declared {
+        Some(declared) => Ok((dims, declared)),
+        None => Err(IdxError::TooLarge {
             dims,
             max: MAX_IDX_BYTES,
-        });
+        }),
+    }
+}
+
+/// Parses an unsigned-byte IDX buffer with `ndims` dimensions, plain or gzipped,
+/// and returns the dimensions and the payload.
+///
+/// For gzipped input only the header is inflated first; after it has been
+/// validated, at most the declared payload plus one byte is inflated (the extra
+/// byte detects trailing data, and reaching the end of the stream verifies its
+/// checksum).
+fn parse_u8_idx<'a>(
+    bytes: &'a [u8],
+    magic: u32,
+    what: &'static str,
+    ndims: usize,
+) -> Result<(Vec<u32>, Cow<'a, [u8]>), IdxError> {
+    let header = 4 + 4 * ndims;
+    let (dims, declared, payload) = if is_gzip(bytes) {
+        let head = gunzip_prefix(bytes, header as u64)?;
+        let (dims, declared) = check_header(&head, magic, what, ndims)?;
+        let mut all = gunzip_prefix(bytes, header as u64 + declared + 1)?;
+        all.drain(..header);
+        (dims, declared, Cow::Owned(all))
+    } else {
+        let (dims, declared) = check_header(bytes, magic, what, ndims)?;
+        (dims, declared, Cow::Borrowed(&bytes[header..]))
     };
-    let payload = &bytes[header..];
     if payload.len() as u64 != declared {
         return Err(IdxError::SizeMismatch {
             dims,
@@ -157,9 +178,8 @@ fn parse_u8_idx<'a>(
 /// Parses an IDX images buffer (optionally gzipped) into a 1-channel [`ImageSet`]
 /// with values in `[-1, 1]` and no labels.
 pub fn read_idx_images(bytes: &[u8]) -> Result<ImageSet, IdxError> {
-    let bytes = maybe_gunzip(bytes)?;
     let (dims, payload) = parse_u8_idx(
-        &bytes,
+        bytes,
         IDX_IMAGES_MAGIC,
         "unsigned-byte images [n, rows, cols]",
         3,
@@ -175,8 +195,7 @@ pub fn read_idx_images(bytes: &[u8]) -> Result<ImageSet, IdxError> {
 
 /// Parses an IDX labels buffer (optionally gzipped) into one label per item.
 pub fn read_idx_labels(bytes: &[u8]) -> Result<Vec<u32>, IdxError> {
-    let bytes = maybe_gunzip(bytes)?;
-    let (_, payload) = parse_u8_idx(&bytes, IDX_LABELS_MAGIC, "unsigned-byte labels [n]", 1)?;
+    let (_, payload) = parse_u8_idx(bytes, IDX_LABELS_MAGIC, "unsigned-byte labels [n]", 1)?;
     Ok(payload.iter().map(|&v| u32::from(v)).collect())
 }
 
@@ -418,6 +437,29 @@ mod tests {
         }
         assert!(read_idx_images(&gz).is_err());
         assert!(read_idx_images(&[0x1f, 0x8b]).is_err());
+    }
+
+    #[test]
+    fn gzip_bomb_is_inflated_only_as_far_as_declared() {
+        // 4 MB of trailing zeros behind a header declaring 784 bytes.
+        let bomb = gzip(&idx(IDX_IMAGES_MAGIC, &[1, 28, 28], &vec![0; 4 << 20]));
+        assert!(matches!(
+            read_idx_images(&bomb),
+            Err(IdxError::SizeMismatch {
+                declared: 784,
+                actual: 785,
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn gzip_checksum_is_verified() {
+        let (images, _) = sample();
+        let mut gz = gzip(&images);
+        let crc = gz.len() - 8;
+        gz[crc] ^= 0xff;
+        assert!(matches!(read_idx_images(&gz), Err(IdxError::Gzip(_))));
     }
 
     #[test]

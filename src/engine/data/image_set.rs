@@ -54,7 +54,7 @@ impl ImageSet {
         );
         let size = channels * height * width;
         ensure!(
-            pixels.len() % size == 0,
+            pixels.len().is_multiple_of(size),
             "{} pixel values are not a whole number of {channels}x{height}x{width} images",
             pixels.len()
         );

@@ -3,7 +3,7 @@
 //! Image data ends up as an [`ImageSet`] (NCHW `f32` in `[-1, 1]`), toy data as a
 //! [`PointSet`]; [`DataSpec`] names a source in the one-string syntax used by the
 //! CLI and saved configurations and [`load`] reads it into a [`Dataset`].
-//! [`split`] makes a seeded train / validation split.
+//! [`split()`] makes a seeded train / validation split.
 
 pub mod cifar;
 pub mod embedded;
