@@ -70,9 +70,10 @@ fn digit_grid(data: &crate::engine::data::ImageSet, cols: usize, rows: usize) ->
     img
 }
 
-impl eframe::App for StudioApp {
-    fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
-        egui::Panel::bottom("status").show_inside(ui, |ui| {
+impl StudioApp {
+    /// Draws the whole page into `ui`.
+    pub fn page_ui(&mut self, ui: &mut egui::Ui) {
+        egui::Panel::bottom("status").show(ui, |ui| {
             ui.label(format!("compute: {}", self.compute_reason));
         });
         egui::CentralPanel::default().show_inside(ui, |ui| {
@@ -88,5 +89,11 @@ impl eframe::App for StudioApp {
             let size = tex.size_vec2() * 2.0;
             ui.add(egui::Image::new((tex.id(), size)));
         });
+    }
+}
+
+impl eframe::App for StudioApp {
+    fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
+        self.page_ui(ui);
     }
 }

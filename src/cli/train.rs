@@ -63,9 +63,9 @@ pub fn training_items(data: &DataSpec, spec: &ModelSpec, val_fraction: f64, toy_
     let dataset = load(data, toy_points).with_context(|| format!("loading dataset `{data}`"))?;
     let item_shape = spec.item_shape();
     let (items, n) = match (dataset, spec) {
-        (Dataset::Images(images), ModelSpec::UNet(c)) => {
+        (Dataset::Images(images), ModelSpec::UNet(_)) => {
             let fitted = images
-                .fit_to(c.in_channels, c.sample_size, c.sample_size)
+                .fit_to(item_shape[0], item_shape[1], item_shape[2])
                 .with_context(|| format!("dataset `{data}` does not fit the model"))?;
             let n = fitted.len();
             let s = split(n, val_fraction, 0);
