@@ -12,7 +12,9 @@ use deme_studio::engine::store::{AnyModel, load_model, save_model_folder};
 use std::path::{Path, PathBuf};
 
 fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
 }
 
 fn tensor4(map: &TensorMap, key: &str, device: &Device) -> Tensor<4> {
@@ -24,14 +26,20 @@ fn tensor4(map: &TensorMap, key: &str, device: &Device) -> Tensor<4> {
 fn timesteps(map: &TensorMap, key: &str) -> Vec<i64> {
     let t = &map[key];
     assert_eq!(t.dtype, DType::I64);
-    t.bytes.chunks_exact(8).map(|b| i64::from_le_bytes(b.try_into().unwrap())).collect()
+    t.bytes
+        .chunks_exact(8)
+        .map(|b| i64::from_le_bytes(b.try_into().unwrap()))
+        .collect()
 }
 
 fn max_abs_diff(a: Tensor<4>, b: Tensor<4>) -> f32 {
     let a = a.into_data().into_vec::<f32>().unwrap();
     let b = b.into_data().into_vec::<f32>().unwrap();
     assert_eq!(a.len(), b.len());
-    a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+    a.iter()
+        .zip(&b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
 }
 
 fn eps_diff(model_dir: &str, eps_file: &str, device: &Device) -> f32 {
@@ -45,19 +53,31 @@ fn eps_diff(model_dir: &str, eps_file: &str, device: &Device) -> f32 {
 
 #[test]
 fn forward_matches_diffusers_cifar_structure() {
-    let d = eps_diff("unet_cifar_tiny", "eps_cifar_tiny.safetensors", &Device::flex());
+    let d = eps_diff(
+        "unet_cifar_tiny",
+        "eps_cifar_tiny.safetensors",
+        &Device::flex(),
+    );
     assert!(d < 1e-4, "max |eps - eps_diffusers| = {d}");
 }
 
 #[test]
 fn forward_matches_diffusers_mnist_structure() {
-    let d = eps_diff("unet_mnist_tiny", "eps_mnist_tiny.safetensors", &Device::flex());
+    let d = eps_diff(
+        "unet_mnist_tiny",
+        "eps_mnist_tiny.safetensors",
+        &Device::flex(),
+    );
     assert!(d < 1e-4, "max |eps - eps_diffusers| = {d}");
 }
 
 #[test]
 fn legacy_attention_names_load_to_the_same_model() {
-    let d = eps_diff("unet_cifar_tiny_legacy", "eps_cifar_tiny.safetensors", &Device::flex());
+    let d = eps_diff(
+        "unet_cifar_tiny_legacy",
+        "eps_cifar_tiny.safetensors",
+        &Device::flex(),
+    );
     assert!(d < 1e-4, "legacy-named checkpoint: max diff {d}");
 }
 
@@ -69,7 +89,9 @@ fn forward_matches_diffusers_on_wgpu() {
             std::env::var("DEME_REQUIRE_WGPU").is_err(),
             "DEME_REQUIRE_WGPU is set but no wgpu adapter exists (install mesa-vulkan-drivers)"
         );
-        panic!("no wgpu adapter: install mesa-vulkan-drivers (lavapipe) to run the wgpu parity test");
+        panic!(
+            "no wgpu adapter: install mesa-vulkan-drivers (lavapipe) to run the wgpu parity test"
+        );
     }
     let device = Device::wgpu(burn::tensor::DeviceKind::DefaultDevice);
     let d = eps_diff("unet_mnist_tiny", "eps_mnist_tiny.safetensors", &device);
@@ -81,14 +103,29 @@ fn load_then_save_is_bit_exact_in_both_namings() {
     for name in ["unet_cifar_tiny", "unet_cifar_tiny_legacy"] {
         let loaded = load_model(&fixture(name), &Device::flex()).unwrap();
         let out = tempfile::tempdir().unwrap();
-        save_model_folder(out.path(), &loaded.spec, loaded.model.export(), &loaded.dtypes, loaded.key_style, None)
-            .unwrap();
+        save_model_folder(
+            out.path(),
+            &loaded.spec,
+            loaded.model.export(),
+            &loaded.dtypes,
+            loaded.key_style,
+            None,
+        )
+        .unwrap();
         let before = read_safetensors(&loaded.weights_path).unwrap();
-        let after = read_safetensors(&out.path().join("diffusion_pytorch_model.safetensors")).unwrap();
-        assert_eq!(before.keys().collect::<Vec<_>>(), after.keys().collect::<Vec<_>>(), "{name}: keys");
+        let after =
+            read_safetensors(&out.path().join("diffusion_pytorch_model.safetensors")).unwrap();
+        assert_eq!(
+            before.keys().collect::<Vec<_>>(),
+            after.keys().collect::<Vec<_>>(),
+            "{name}: keys"
+        );
         for (k, t) in &before {
             let u = &after[k];
-            assert!(t.dtype == u.dtype && t.shape == u.shape && t.bytes == u.bytes, "{name}: `{k}` differs");
+            assert!(
+                t.dtype == u.dtype && t.shape == u.shape && t.bytes == u.bytes,
+                "{name}: `{k}` differs"
+            );
         }
     }
 }
@@ -97,7 +134,9 @@ fn load_then_save_is_bit_exact_in_both_namings() {
 fn sampling_diff(trace: &str, kind: SamplerKind) -> f32 {
     let device = Device::flex();
     let loaded = load_model(&fixture("unet_mnist_tiny"), &device).unwrap();
-    let AnyModel::UNet(model) = loaded.model else { panic!("fixture is a UNet") };
+    let AnyModel::UNet(model) = loaded.model else {
+        panic!("fixture is a UNet")
+    };
     let rec = read_safetensors(&fixture(trace)).unwrap();
     let x_t = tensor4(&rec, "x_T", &device);
     let n = x_t.dims()[0];
@@ -107,7 +146,12 @@ fn sampling_diff(trace: &str, kind: SamplerKind) -> f32 {
     let all = noises.to_f32().unwrap();
     let per = n * c * h * w;
     let list = (0..k)
-        .map(|i| Tensor::<4>::from_data(TensorData::new(all[i * per..(i + 1) * per].to_vec(), [n, c, h, w]), &device))
+        .map(|i| {
+            Tensor::<4>::from_data(
+                TensorData::new(all[i * per..(i + 1) * per].to_vec(), [n, c, h, w]),
+                &device,
+            )
+        })
         .collect();
     let mut noise = RecordedNoise::new(list);
     let schedule = NoiseSchedule::linear(1e-4, 0.02, 1000);

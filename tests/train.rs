@@ -5,7 +5,9 @@ use burn::tensor::Device;
 use deme_studio::engine::data::{ToyKind, sample_toy};
 use deme_studio::engine::model::{ToyMlp, ToyMlpConfig};
 use deme_studio::engine::store::ModelSpec;
-use deme_studio::engine::train::{AdamW, BatchSampler, CancelToken, RunStart, TrainConfig, TrainEvent, pretrain};
+use deme_studio::engine::train::{
+    AdamW, BatchSampler, CancelToken, RunStart, TrainConfig, TrainEvent, pretrain,
+};
 
 fn toy_data() -> BatchSampler {
     let points = sample_toy(ToyKind::EightGaussians, 4096, 1);
@@ -48,13 +50,28 @@ fn loss_goes_down_on_toy_data() {
     let dir = tempfile::tempdir().unwrap();
     let spec = ModelSpec::Mlp(ToyMlpConfig::default());
     let mut events = Vec::new();
-    pretrain(start(0), &spec, &toy_data(), &config(300), dir.path(), &CancelToken::new(), &mut |e| events.push(e)).unwrap();
+    pretrain(
+        start(0),
+        &spec,
+        &toy_data(),
+        &config(300),
+        dir.path(),
+        &CancelToken::new(),
+        &mut |e| events.push(e),
+    )
+    .unwrap();
     let l = losses(&events);
     assert_eq!(l.len(), 300);
     let head: f64 = l[..30].iter().sum::<f64>() / 30.0;
     let tail: f64 = l[l.len() - 30..].iter().sum::<f64>() / 30.0;
-    assert!(tail < 0.8 * head, "loss did not fall: first 30 steps {head:.4}, last 30 {tail:.4}");
-    assert!(matches!(events.last(), Some(TrainEvent::Finished { step: 300 })));
+    assert!(
+        tail < 0.8 * head,
+        "loss did not fall: first 30 steps {head:.4}, last 30 {tail:.4}"
+    );
+    assert!(matches!(
+        events.last(),
+        Some(TrainEvent::Finished { step: 300 })
+    ));
 }
 
 #[test]
@@ -64,15 +81,27 @@ fn cancel_saves_and_stops_at_a_step_boundary() {
     let cancel = CancelToken::new();
     let mut events = Vec::new();
     let c = cancel.clone();
-    pretrain(start(0), &spec, &toy_data(), &config(1000), dir.path(), &cancel, &mut |e| {
-        if matches!(e, TrainEvent::Step { step: 5, .. }) {
-            c.cancel();
-        }
-        events.push(e)
-    })
+    pretrain(
+        start(0),
+        &spec,
+        &toy_data(),
+        &config(1000),
+        dir.path(),
+        &cancel,
+        &mut |e| {
+            if matches!(e, TrainEvent::Step { step: 5, .. }) {
+                c.cancel();
+            }
+            events.push(e)
+        },
+    )
     .unwrap();
     assert_eq!(losses(&events).len(), 5);
-    assert!(events.iter().any(|e| matches!(e, TrainEvent::Checkpoint { step: 5, .. })));
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, TrainEvent::Checkpoint { step: 5, .. }))
+    );
     let meta = std::fs::read_to_string(dir.path().join("deme.json")).unwrap();
     assert!(meta.contains("\"step\": 5"), "{meta}");
 }
@@ -83,18 +112,56 @@ fn nan_loss_stops_and_keeps_the_last_good_checkpoint() {
     let spec = ModelSpec::Mlp(ToyMlpConfig::default());
     let mut cfg = config(4);
     cfg.checkpoint_every = 2;
-    pretrain(start(0), &spec, &toy_data(), &cfg, dir.path(), &CancelToken::new(), &mut |_| {}).unwrap();
-    let files = ["diffusion_pytorch_model.safetensors", "train_state.safetensors", "deme.json", "config.json"];
-    let before: Vec<Vec<u8>> = files.iter().map(|f| std::fs::read(dir.path().join(f)).unwrap()).collect();
+    pretrain(
+        start(0),
+        &spec,
+        &toy_data(),
+        &cfg,
+        dir.path(),
+        &CancelToken::new(),
+        &mut |_| {},
+    )
+    .unwrap();
+    let files = [
+        "diffusion_pytorch_model.safetensors",
+        "train_state.safetensors",
+        "deme.json",
+        "config.json",
+    ];
+    let before: Vec<Vec<u8>> = files
+        .iter()
+        .map(|f| std::fs::read(dir.path().join(f)).unwrap())
+        .collect();
 
     let poisoned = BatchSampler::new(vec![f32::NAN; 2 * 64], [2, 1, 1], "nan");
     let mut events = Vec::new();
-    let err = pretrain(start(1), &spec, &poisoned, &config(10), dir.path(), &CancelToken::new(), &mut |e| events.push(e))
-        .unwrap_err();
-    assert!(format!("{err:#}").contains("NaN") || format!("{err:#}").contains("nan"), "{err:#}");
-    assert!(events.iter().any(|e| matches!(e, TrainEvent::Stopped { reason: deme_studio::engine::train::StopReason::NonFinite, .. })));
+    let err = pretrain(
+        start(1),
+        &spec,
+        &poisoned,
+        &config(10),
+        dir.path(),
+        &CancelToken::new(),
+        &mut |e| events.push(e),
+    )
+    .unwrap_err();
+    assert!(
+        format!("{err:#}").contains("NaN") || format!("{err:#}").contains("nan"),
+        "{err:#}"
+    );
+    assert!(events.iter().any(|e| matches!(
+        e,
+        TrainEvent::Stopped {
+            reason: deme_studio::engine::train::StopReason::NonFinite,
+            ..
+        }
+    )));
     for (f, b) in files.iter().zip(&before) {
-        assert_eq!(&std::fs::read(dir.path().join(f)).unwrap(), b, "{f} changed");
+        assert_eq!(
+            &std::fs::read(dir.path().join(f)).unwrap(),
+            b,
+            "{f} changed"
+        );
     }
 }
 
@@ -104,17 +171,48 @@ fn resume_continues_exactly_where_the_run_left_off() {
     use deme_studio::engine::train::resume_run;
     let spec = ModelSpec::Mlp(ToyMlpConfig::default());
     let straight = tempfile::tempdir().unwrap();
-    let a = pretrain(start(0), &spec, &toy_data(), &config(8), straight.path(), &CancelToken::new(), &mut |_| {}).unwrap();
+    let a = pretrain(
+        start(0),
+        &spec,
+        &toy_data(),
+        &config(8),
+        straight.path(),
+        &CancelToken::new(),
+        &mut |_| {},
+    )
+    .unwrap();
 
     let split = tempfile::tempdir().unwrap();
-    pretrain(start(0), &spec, &toy_data(), &config(4), split.path(), &CancelToken::new(), &mut |_| {}).unwrap();
+    pretrain(
+        start(0),
+        &spec,
+        &toy_data(),
+        &config(4),
+        split.path(),
+        &CancelToken::new(),
+        &mut |_| {},
+    )
+    .unwrap();
     let template = ToyMlp::new(&ToyMlpConfig::default(), 99, &Device::flex());
     let resumed = resume_run(template, split.path(), &config(8), &Device::flex()).unwrap();
     assert_eq!(resumed.step, 4);
-    let b = pretrain(resumed, &spec, &toy_data(), &config(8), split.path(), &CancelToken::new(), &mut |_| {}).unwrap();
+    let b = pretrain(
+        resumed,
+        &spec,
+        &toy_data(),
+        &config(8),
+        split.path(),
+        &CancelToken::new(),
+        &mut |_| {},
+    )
+    .unwrap();
     for ((ka, _, va), (kb, _, vb)) in export_params(&a).iter().zip(export_params(&b).iter()) {
         assert_eq!(ka, kb);
-        let d = va.iter().zip(vb).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
+        let d = va
+            .iter()
+            .zip(vb)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0f32, f32::max);
         assert!(d < 1e-6, "`{ka}` differs by {d} after resume");
     }
 }

@@ -53,7 +53,10 @@ impl StudioApp {
 /// A `cols x rows` grid of the first digits of each class, for the start page.
 fn digit_grid(data: &crate::engine::data::ImageSet, cols: usize, rows: usize) -> ColorImage {
     let (h, w) = (data.height, data.width);
-    let mut img = ColorImage::new([cols * w, rows * h], vec![egui::Color32::BLACK; cols * w * rows * h]);
+    let mut img = ColorImage::new(
+        [cols * w, rows * h],
+        vec![egui::Color32::BLACK; cols * w * rows * h],
+    );
     let n = data.len();
     for k in 0..cols * rows {
         // stride through the label-sorted file so every class shows

@@ -21,6 +21,10 @@ pub fn run_app(choice: DeviceChoice) -> Result<()> {
             .with_inner_size([1100.0, 720.0]),
         ..Default::default()
     };
-    eframe::run_native(APP_NAME, options, Box::new(move |cc| Ok(Box::new(StudioApp::new(cc, compute)))))
-        .map_err(|e| anyhow!("could not open the window: {e}"))
+    eframe::run_native(
+        APP_NAME,
+        options,
+        Box::new(move |cc| Ok(Box::new(StudioApp::new(cc, compute)))),
+    )
+    .map_err(|e| anyhow!("could not open the window: {e}"))
 }

@@ -5,8 +5,8 @@ use crate::engine::device::DeviceChoice;
 use crate::engine::diffusion::NoiseSchedule;
 use crate::engine::model::EpsModel;
 use crate::engine::store::{AnyModel, ModelSpec};
-use crate::engine::train::{AdamW, AdamWConfig, BatchSampler};
 use crate::engine::train::loss::eps_loss_per_sample;
+use crate::engine::train::{AdamW, AdamWConfig, BatchSampler};
 use anyhow::Result;
 use burn::tensor::Device;
 use clap::{Args, Subcommand};
@@ -40,7 +40,14 @@ pub enum BenchCase {
     },
 }
 
-fn time_train<M: EpsModel>(model: M, spec: &ModelSpec, batch: usize, warmup: usize, steps: usize, device: &Device) -> Result<Vec<f64>> {
+fn time_train<M: EpsModel>(
+    model: M,
+    spec: &ModelSpec,
+    batch: usize,
+    warmup: usize,
+    steps: usize,
+    device: &Device,
+) -> Result<Vec<f64>> {
     let ad = device.clone().autodiff();
     let mut model = model.to_device(&ad).train();
     let [c, h, w] = spec.item_shape();
@@ -77,8 +84,12 @@ pub fn run(args: BenchArgs, device: DeviceChoice) -> Result<()> {
             let built = spec.build(0, &compute.device)?;
             let params = built.num_params();
             let times = match built {
-                AnyModel::UNet(m) => time_train(m, &spec, batch_size, warmup, steps.max(1), &compute.device)?,
-                AnyModel::Mlp(m) => time_train(m, &spec, batch_size, warmup, steps.max(1), &compute.device)?,
+                AnyModel::UNet(m) => {
+                    time_train(m, &spec, batch_size, warmup, steps.max(1), &compute.device)?
+                }
+                AnyModel::Mlp(m) => {
+                    time_train(m, &spec, batch_size, warmup, steps.max(1), &compute.device)?
+                }
             };
             let med = times[times.len() / 2];
             println!(

@@ -1,7 +1,9 @@
 //! `deme-studio eval-eps`: the model's noise prediction for given `x` and `t`.
 
 use super::resolve_device;
-use crate::engine::checkpoint::{DType, HostTensor, TensorMap, read_safetensors, write_safetensors};
+use crate::engine::checkpoint::{
+    DType, HostTensor, TensorMap, read_safetensors, write_safetensors,
+};
 use crate::engine::device::DeviceChoice;
 use crate::engine::store::load_model;
 use anyhow::{Result, anyhow, bail};
@@ -29,15 +31,26 @@ pub fn run(args: EvalEpsArgs, device: DeviceChoice) -> Result<()> {
     let dev = &compute.device;
     let loaded = load_model(&args.model, dev)?;
     let input = read_safetensors(&args.input)?;
-    let get = |k: &str| input.get(k).ok_or_else(|| anyhow!("{}: no tensor `{k}`", args.input.display()));
+    let get = |k: &str| {
+        input
+            .get(k)
+            .ok_or_else(|| anyhow!("{}: no tensor `{k}`", args.input.display()))
+    };
     let (x, t) = (get("x")?, get("t")?);
     let [c, h, w] = loaded.spec.item_shape();
     if x.shape.len() != 4 || x.shape[1..] != [c, h, w] {
-        bail!("`x` has shape {:?}, the model needs [N, {c}, {h}, {w}]", x.shape);
+        bail!(
+            "`x` has shape {:?}, the model needs [N, {c}, {h}, {w}]",
+            x.shape
+        );
     }
     let n = x.shape[0];
     if t.dtype != DType::I64 || t.shape != [n] {
-        bail!("`t` must be i64 of shape [{n}], got {:?} {:?}", t.dtype, t.shape);
+        bail!(
+            "`t` must be i64 of shape [{n}], got {:?} {:?}",
+            t.dtype,
+            t.shape
+        );
     }
     let ts: Vec<f32> = t
         .bytes
@@ -45,7 +58,12 @@ pub fn run(args: EvalEpsArgs, device: DeviceChoice) -> Result<()> {
         .map(|b| i64::from_le_bytes(b.try_into().expect("8 bytes")) as f32)
         .collect();
     let xt = Tensor::<4>::from_data(TensorData::new(x.to_f32()?, [n, c, h, w]), dev);
-    let eps = loaded.model.eps(xt, &ts).into_data().into_vec::<f32>().map_err(|e| anyhow!("{e:?}"))?;
+    let eps = loaded
+        .model
+        .eps(xt, &ts)
+        .into_data()
+        .into_vec::<f32>()
+        .map_err(|e| anyhow!("{e:?}"))?;
     let mut out = TensorMap::new();
     out.insert("eps".into(), HostTensor::from_f32(vec![n, c, h, w], &eps)?);
     write_safetensors(&args.out, &out, None)?;

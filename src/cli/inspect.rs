@@ -16,11 +16,17 @@ pub struct InspectArgs {
 /// Runs `inspect`.
 pub fn run(args: InspectArgs) -> Result<()> {
     let found = check_loadable_path(&args.path)?;
-    let (weights, config) = (found.weights().to_path_buf(), found.config().map(|p| p.to_path_buf()));
+    let (weights, config) = (
+        found.weights().to_path_buf(),
+        found.config().map(|p| p.to_path_buf()),
+    );
     let (tensors, style) = normalize_keys(read_safetensors(&weights)?)?;
     println!("weights: {} ({style:?} attention keys)", weights.display());
     let width = tensors.keys().map(|k| k.len()).max().unwrap_or(4).max(4);
-    println!("{:<width$}  {:<18} {:>10} {:>6} {:>12}", "name", "shape", "count", "dtype", "L2 norm");
+    println!(
+        "{:<width$}  {:<18} {:>10} {:>6} {:>12}",
+        "name", "shape", "count", "dtype", "L2 norm"
+    );
     let (mut total, mut bytes) = (0usize, 0usize);
     for (name, t) in &tensors {
         let n = t.numel();
@@ -28,7 +34,13 @@ pub fn run(args: InspectArgs) -> Result<()> {
         bytes += t.bytes.len();
         let norm = if t.is_float() {
             let v = t.to_f32()?;
-            format!("{:.4}", v.iter().map(|x| (*x as f64) * (*x as f64)).sum::<f64>().sqrt())
+            format!(
+                "{:.4}",
+                v.iter()
+                    .map(|x| (*x as f64) * (*x as f64))
+                    .sum::<f64>()
+                    .sqrt()
+            )
         } else {
             "-".into()
         };
@@ -38,14 +50,23 @@ pub fn run(args: InspectArgs) -> Result<()> {
             format!("{:?}", t.dtype)
         );
     }
-    println!("{} tensors, {total} parameters, {:.2} MB", tensors.len(), bytes as f64 / 1e6);
+    println!(
+        "{} tensors, {total} parameters, {:.2} MB",
+        tensors.len(),
+        bytes as f64 / 1e6
+    );
     if let Some(config) = config {
-        let text = std::fs::read_to_string(&config).with_context(|| format!("reading {}", config.display()))?;
+        let text = std::fs::read_to_string(&config)
+            .with_context(|| format!("reading {}", config.display()))?;
         println!("config ({}):\n{text}", config.display());
     }
     let meta = weights.with_file_name(META_FILE);
     if meta.exists() {
-        println!("metadata ({}):\n{}", meta.display(), std::fs::read_to_string(&meta)?);
+        println!(
+            "metadata ({}):\n{}",
+            meta.display(),
+            std::fs::read_to_string(&meta)?
+        );
     }
     Ok(())
 }

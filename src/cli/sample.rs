@@ -5,7 +5,8 @@ use super::resolve_device;
 use crate::engine::checkpoint::{HostTensor, TensorMap, read_safetensors, write_safetensors};
 use crate::engine::device::DeviceChoice;
 use crate::engine::diffusion::{
-    DdimConfig, DdpmConfig, NoiseSchedule, NoiseSource, SamplerKind, SeededNoise, VarianceType, sample,
+    DdimConfig, DdpmConfig, NoiseSchedule, NoiseSource, SamplerKind, SeededNoise, VarianceType,
+    sample,
 };
 use crate::engine::grid_image::save_grid_png;
 use crate::engine::store::load_model;
@@ -69,9 +70,17 @@ pub struct SampleArgs {
 
 /// Runs `sample`.
 pub fn run(args: SampleArgs, device: DeviceChoice) -> Result<()> {
-    let ext = args.out.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
+    let ext = args
+        .out
+        .extension()
+        .and_then(|e| e.to_str())
+        .unwrap_or("")
+        .to_ascii_lowercase();
     if ext != "png" && ext != "safetensors" {
-        bail!("--out must end in .png or .safetensors, got {}", args.out.display());
+        bail!(
+            "--out must end in .png or .safetensors, got {}",
+            args.out.display()
+        );
     }
     let compute = resolve_device(device)?;
     let dev = &compute.device;
@@ -85,7 +94,11 @@ pub fn run(args: SampleArgs, device: DeviceChoice) -> Result<()> {
                 .get("x_T")
                 .ok_or_else(|| anyhow!("{}: no tensor `x_T`", path.display()))?;
             if t.shape.len() != 4 || t.shape[1..] != [c, h, w] {
-                bail!("{}: `x_T` has shape {:?}, the model needs [N, {c}, {h}, {w}]", path.display(), t.shape);
+                bail!(
+                    "{}: `x_T` has shape {:?}, the model needs [N, {c}, {h}, {w}]",
+                    path.display(),
+                    t.shape
+                );
             }
             let shape = [t.shape[0], c, h, w];
             Tensor::<4>::from_data(TensorData::new(t.to_f32()?, shape), dev)
@@ -128,12 +141,18 @@ pub fn run(args: SampleArgs, device: DeviceChoice) -> Result<()> {
     )
     .context("sampling was cancelled")?;
     pb.finish_and_clear();
-    let values = x0.into_data().into_vec::<f32>().map_err(|e| anyhow!("reading samples: {e:?}"))?;
+    let values = x0
+        .into_data()
+        .into_vec::<f32>()
+        .map_err(|e| anyhow!("reading samples: {e:?}"))?;
     if ext == "png" {
         save_grid_png(&args.out, &values, n, c, h, w)?;
     } else {
         let mut map = TensorMap::new();
-        map.insert("x_0".into(), HostTensor::from_f32(vec![n, c, h, w], &values)?);
+        map.insert(
+            "x_0".into(),
+            HostTensor::from_f32(vec![n, c, h, w], &values)?,
+        );
         write_safetensors(&args.out, &map, None)?;
     }
     eprintln!("wrote {n} samples to {}", args.out.display());

@@ -6,7 +6,9 @@ use crate::engine::data::{DataSpec, Dataset, load, split};
 use crate::engine::device::DeviceChoice;
 use crate::engine::model::EpsModel;
 use crate::engine::store::{AnyModel, ModelSpec};
-use crate::engine::train::{BatchSampler, CancelToken, RunStart, TrainConfig, TrainEvent, fresh_run, pretrain, resume_run};
+use crate::engine::train::{
+    BatchSampler, CancelToken, RunStart, TrainConfig, TrainEvent, fresh_run, pretrain, resume_run,
+};
 use anyhow::{Context, Result, bail};
 use burn::tensor::Device;
 use clap::Args;
@@ -59,7 +61,12 @@ pub struct TrainArgs {
 }
 
 /// Loads the data for `spec`, adapted to the model's input, as the training split.
-pub fn training_items(data: &DataSpec, spec: &ModelSpec, val_fraction: f64, toy_points: usize) -> Result<BatchSampler> {
+pub fn training_items(
+    data: &DataSpec,
+    spec: &ModelSpec,
+    val_fraction: f64,
+    toy_points: usize,
+) -> Result<BatchSampler> {
     let dataset = load(data, toy_points).with_context(|| format!("loading dataset `{data}`"))?;
     let item_shape = spec.item_shape();
     let (items, n) = match (dataset, spec) {
@@ -73,7 +80,11 @@ pub fn training_items(data: &DataSpec, spec: &ModelSpec, val_fraction: f64, toy_
         }
         (Dataset::Points(points), ModelSpec::Mlp(c)) => {
             if points.dim != c.dim {
-                bail!("dataset `{data}` has {}-D points, the model expects {}", points.dim, c.dim);
+                bail!(
+                    "dataset `{data}` has {}-D points, the model expects {}",
+                    points.dim,
+                    c.dim
+                );
             }
             let n = points.points.len() / points.dim;
             let s = split(n, val_fraction, 0);
@@ -83,8 +94,12 @@ pub fn training_items(data: &DataSpec, spec: &ModelSpec, val_fraction: f64, toy_
             }
             (items, s.train.len())
         }
-        (Dataset::Images(_), ModelSpec::Mlp(_)) => bail!("dataset `{data}` holds images; toy-mlp trains on toy:NAME points"),
-        (Dataset::Points(_), ModelSpec::UNet(_)) => bail!("dataset `{data}` holds 2D points; use --model toy-mlp"),
+        (Dataset::Images(_), ModelSpec::Mlp(_)) => {
+            bail!("dataset `{data}` holds images; toy-mlp trains on toy:NAME points")
+        }
+        (Dataset::Points(_), ModelSpec::UNet(_)) => {
+            bail!("dataset `{data}` holds 2D points; use --model toy-mlp")
+        }
     };
     if n == 0 {
         bail!("dataset `{data}` has no training items after the validation split");
@@ -92,7 +107,13 @@ pub fn training_items(data: &DataSpec, spec: &ModelSpec, val_fraction: f64, toy_
     Ok(BatchSampler::new(items, item_shape, data.to_string()))
 }
 
-fn start<M: EpsModel>(model: M, dir: &Path, resume: bool, config: &TrainConfig, device: &Device) -> Result<RunStart<M>> {
+fn start<M: EpsModel>(
+    model: M,
+    dir: &Path,
+    resume: bool,
+    config: &TrainConfig,
+    device: &Device,
+) -> Result<RunStart<M>> {
     if resume {
         let s = resume_run(model, dir, config, device).context("--resume")?;
         eprintln!("resuming at step {}", s.step);
@@ -109,7 +130,12 @@ pub fn run(args: TrainArgs, device: DeviceChoice) -> Result<()> {
         _ => "mnist-small".into(),
     });
     let spec = ModelSpec::from_arg(&model_arg)?;
-    if !args.resume && args.out.join(crate::engine::store::TRAIN_STATE_FILE).exists() {
+    if !args.resume
+        && args
+            .out
+            .join(crate::engine::store::TRAIN_STATE_FILE)
+            .exists()
+    {
         bail!(
             "{} already holds a training run: pass --resume to continue it, or choose another --out",
             args.out.display()
@@ -138,12 +164,21 @@ pub fn run(args: TrainArgs, device: DeviceChoice) -> Result<()> {
     let pb = bar(args.steps, "train");
     let mut on_event = |e: TrainEvent| match e {
         TrainEvent::Started { first_step, .. } => pb.set_position(first_step),
-        TrainEvent::Step { step, loss, images_per_sec, .. } => {
+        TrainEvent::Step {
+            step,
+            loss,
+            images_per_sec,
+            ..
+        } => {
             pb.set_position(step);
             pb.set_message(format!("loss {loss:.4} {images_per_sec:.0} img/s"));
         }
-        TrainEvent::Checkpoint { step, path } => pb.println(format!("checkpoint at step {step}: {}", path.display())),
-        TrainEvent::Stopped { step, reason } => pb.println(format!("stopped at step {step}: {reason:?}")),
+        TrainEvent::Checkpoint { step, path } => {
+            pb.println(format!("checkpoint at step {step}: {}", path.display()))
+        }
+        TrainEvent::Stopped { step, reason } => {
+            pb.println(format!("stopped at step {step}: {reason:?}"))
+        }
         TrainEvent::Finished { .. } => pb.finish(),
     };
     let model = spec.build(args.seed, &compute.device)?;

@@ -79,20 +79,27 @@ impl AdapterSummary {
     pub fn is_hardware(&self) -> bool {
         matches!(
             self.device_type,
-            wgpu::DeviceType::DiscreteGpu | wgpu::DeviceType::IntegratedGpu | wgpu::DeviceType::VirtualGpu
+            wgpu::DeviceType::DiscreteGpu
+                | wgpu::DeviceType::IntegratedGpu
+                | wgpu::DeviceType::VirtualGpu
         )
     }
 }
 
 impl fmt::Display for AdapterSummary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} ({:?}, {:?})", self.name, self.device_type, self.backend)
+        write!(
+            f,
+            "{} ({:?}, {:?})",
+            self.name, self.device_type, self.backend
+        )
     }
 }
 
 /// Lists the wgpu adapters of this machine (no device is created).
 pub fn list_adapters() -> Vec<AdapterSummary> {
-    let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
+    let instance =
+        wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
     let adapters = pollster_block_on(instance.enumerate_adapters(wgpu::Backends::all()));
     adapters
         .into_iter()
@@ -132,14 +139,19 @@ pub fn select(choice: DeviceChoice) -> Result<ComputeDevice> {
         DeviceChoice::Cpu => Ok(flex("cpu (flex): requested with --device cpu".into())),
         DeviceChoice::Wgpu => {
             let adapters = list_adapters();
-            let best = adapters.iter().find(|a| a.is_hardware()).or(adapters.first());
+            let best = adapters
+                .iter()
+                .find(|a| a.is_hardware())
+                .or(adapters.first());
             match best {
                 Some(a) => Ok(ComputeDevice {
                     device: Device::wgpu(DeviceKind::DefaultDevice),
                     backend: Backend::Wgpu,
                     reason: format!("wgpu: {a} (requested with --device wgpu)"),
                 }),
-                None => bail!("--device wgpu: no wgpu adapter found (is a Vulkan driver installed? e.g. apt-get install mesa-vulkan-drivers)"),
+                None => bail!(
+                    "--device wgpu: no wgpu adapter found (is a Vulkan driver installed? e.g. apt-get install mesa-vulkan-drivers)"
+                ),
             }
         }
         DeviceChoice::Auto => {
@@ -153,7 +165,11 @@ pub fn select(choice: DeviceChoice) -> Result<ComputeDevice> {
                 None if adapters.is_empty() => Ok(flex("cpu (flex): no wgpu adapter found".into())),
                 None => Ok(flex(format!(
                     "cpu (flex): only software adapters found ({}); flex is faster there",
-                    adapters.iter().map(|a| a.name.as_str()).collect::<Vec<_>>().join(", ")
+                    adapters
+                        .iter()
+                        .map(|a| a.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ))),
             }
         }

@@ -6,11 +6,14 @@
 //! moments and the step, in one file so a resume always sees one consistent state).
 
 use crate::engine::checkpoint::{
-    CheckpointMeta, DType, HostTensor, KeyStyle, TensorMap, UNet2DConfig, check_loadable_path, normalize_keys,
-    read_meta, read_safetensors, safetensors_metadata, to_style, write_atomic_bytes, write_meta, write_safetensors,
+    CheckpointMeta, DType, HostTensor, KeyStyle, TensorMap, UNet2DConfig, check_loadable_path,
+    normalize_keys, read_meta, read_safetensors, safetensors_metadata, to_style,
+    write_atomic_bytes, write_meta, write_safetensors,
 };
 use crate::engine::model::params::NamedParam;
-use crate::engine::model::{EpsModel, ToyMlp, ToyMlpConfig, UNet2DModel, export_params, import_params};
+use crate::engine::model::{
+    EpsModel, ToyMlp, ToyMlpConfig, UNet2DModel, export_params, import_params,
+};
 use crate::engine::train::AdamW;
 use anyhow::{Context, Result, anyhow, bail};
 use burn::module::Module;
@@ -45,7 +48,8 @@ impl ModelSpec {
         }
         let path = Path::new(arg);
         if path.exists() {
-            let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
             return Self::from_config_json(&text).with_context(|| format!("in {}", path.display()));
         }
         bail!(
@@ -56,9 +60,12 @@ impl ModelSpec {
 
     /// Parses a `config.json`, dispatching on `_class_name` (UNet2DModel when absent).
     pub fn from_config_json(text: &str) -> Result<Self> {
-        let value: serde_json::Value = serde_json::from_str(text).context("config.json is not valid JSON")?;
+        let value: serde_json::Value =
+            serde_json::from_str(text).context("config.json is not valid JSON")?;
         match value.get("_class_name").and_then(|v| v.as_str()) {
-            Some("ToyMlp") => Ok(Self::Mlp(serde_json::from_value(value).context("bad ToyMlp config")?)),
+            Some("ToyMlp") => Ok(Self::Mlp(
+                serde_json::from_value(value).context("bad ToyMlp config")?,
+            )),
             Some("UNet2DModel") | None => {
                 let c = UNet2DConfig::from_json_str(text)?;
                 c.validate()?;
@@ -152,17 +159,22 @@ pub struct LoadedModel {
 pub fn bind_tensors<M: Module>(model: M, tensors: &TensorMap) -> Result<M> {
     let mut used = BTreeSet::new();
     let model = import_params(model, &mut |key, shape| {
-        let t = tensors
-            .get(key)
-            .ok_or_else(|| anyhow!("the checkpoint has no tensor `{key}` (expected shape {shape:?})"))?;
+        let t = tensors.get(key).ok_or_else(|| {
+            anyhow!("the checkpoint has no tensor `{key}` (expected shape {shape:?})")
+        })?;
         if t.shape != shape {
-            bail!("tensor `{key}` has shape {:?}, the model expects {shape:?}", t.shape);
+            bail!(
+                "tensor `{key}` has shape {:?}, the model expects {shape:?}",
+                t.shape
+            );
         }
         used.insert(key.to_string());
         t.to_f32()
     })?;
     if let Some(extra) = tensors.keys().find(|k| !used.contains(*k)) {
-        bail!("the checkpoint has a tensor `{extra}` that this model does not have (a different architecture?)");
+        bail!(
+            "the checkpoint has a tensor `{extra}` that this model does not have (a different architecture?)"
+        );
     }
     Ok(model)
 }
@@ -182,19 +194,28 @@ pub fn load_model(path: &Path, device: &Device) -> Result<LoadedModel> {
             weights.display()
         )
     })?;
-    let text = std::fs::read_to_string(&config).with_context(|| format!("reading {}", config.display()))?;
-    let spec = ModelSpec::from_config_json(&text).with_context(|| format!("in {}", config.display()))?;
+    let text = std::fs::read_to_string(&config)
+        .with_context(|| format!("reading {}", config.display()))?;
+    let spec =
+        ModelSpec::from_config_json(&text).with_context(|| format!("in {}", config.display()))?;
     let raw = read_safetensors(&weights)?;
     let (tensors, key_style) = normalize_keys(raw)?;
     let dtypes = tensors.iter().map(|(k, t)| (k.clone(), t.dtype)).collect();
     let model = match (&spec, spec.build(0, device)?) {
         (ModelSpec::UNet(c), AnyModel::UNet(m)) => {
-            let m = if has_projections(&tensors) { m.with_projections(c, device) } else { m };
-            AnyModel::UNet(bind_tensors(m, &tensors).with_context(|| format!("loading {}", weights.display()))?)
+            let m = if has_projections(&tensors) {
+                m.with_projections(c, device)
+            } else {
+                m
+            };
+            AnyModel::UNet(
+                bind_tensors(m, &tensors)
+                    .with_context(|| format!("loading {}", weights.display()))?,
+            )
         }
-        (_, AnyModel::Mlp(m)) => {
-            AnyModel::Mlp(bind_tensors(m, &tensors).with_context(|| format!("loading {}", weights.display()))?)
-        }
+        (_, AnyModel::Mlp(m)) => AnyModel::Mlp(
+            bind_tensors(m, &tensors).with_context(|| format!("loading {}", weights.display()))?,
+        ),
         _ => unreachable!("build follows the spec"),
     };
     let dir = weights.parent().unwrap_or(Path::new("."));
@@ -215,7 +236,10 @@ pub fn load_model(path: &Path, device: &Device) -> Result<LoadedModel> {
 }
 
 /// Host tensors of a model, each in its recorded dtype (f32 when unrecorded).
-pub fn to_tensor_map(params: Vec<NamedParam>, dtypes: &BTreeMap<String, DType>) -> Result<TensorMap> {
+pub fn to_tensor_map(
+    params: Vec<NamedParam>,
+    dtypes: &BTreeMap<String, DType>,
+) -> Result<TensorMap> {
     params
         .into_iter()
         .map(|(k, shape, v)| {
@@ -283,13 +307,20 @@ impl<M: Module> RunCheckpoint<'_, M> {
             for (k, shape, v) in export_params(state.model) {
                 map.insert(format!("model.{k}"), HostTensor::from_f32(shape, &v)?);
             }
-            let shapes: BTreeMap<&str, &Vec<usize>> = published.iter().map(|(k, s, _)| (k.as_str(), s)).collect();
+            let shapes: BTreeMap<&str, &Vec<usize>> =
+                published.iter().map(|(k, s, _)| (k.as_str(), s)).collect();
             for (k, shape, v) in &published {
                 map.insert(format!("ema.{k}"), HostTensor::from_f32(shape.clone(), v)?);
             }
             for (k, m, v) in state.optimizer.export() {
-                let shape = shapes.get(k.as_str()).map(|s| (*s).clone()).unwrap_or(vec![m.len()]);
-                map.insert(format!("adam_m.{k}"), HostTensor::from_f32(shape.clone(), &m)?);
+                let shape = shapes
+                    .get(k.as_str())
+                    .map(|s| (*s).clone())
+                    .unwrap_or(vec![m.len()]);
+                map.insert(
+                    format!("adam_m.{k}"),
+                    HostTensor::from_f32(shape.clone(), &m)?,
+                );
                 map.insert(format!("adam_v.{k}"), HostTensor::from_f32(shape, &v)?);
             }
             let mut md = BTreeMap::new();
@@ -311,7 +342,14 @@ impl<M: Module> RunCheckpoint<'_, M> {
                 .unwrap_or(0),
             notes: None,
         };
-        save_model_folder(dir, self.spec, published, &BTreeMap::new(), KeyStyle::Modern, Some(&meta))
+        save_model_folder(
+            dir,
+            self.spec,
+            published,
+            &BTreeMap::new(),
+            KeyStyle::Modern,
+            Some(&meta),
+        )
     }
 }
 
@@ -366,9 +404,12 @@ pub fn load_train_state(dir: &Path) -> Result<Option<ResumeState>> {
         }
     }
     for (k, m) in m_map {
-        let v = v_map
-            .remove(&k)
-            .ok_or_else(|| anyhow!("{}: `adam_m.{k}` has no matching `adam_v.{k}`", path.display()))?;
+        let v = v_map.remove(&k).ok_or_else(|| {
+            anyhow!(
+                "{}: `adam_m.{k}` has no matching `adam_v.{k}`",
+                path.display()
+            )
+        })?;
         state.moments.push((k, m, v));
     }
     Ok(Some(state))

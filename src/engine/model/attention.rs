@@ -25,7 +25,15 @@ pub struct Attention {
 
 impl Attention {
     /// `channels` split into `channels / head_dim` heads.
-    pub fn new(channels: usize, head_dim: usize, groups: usize, eps: f64, rescale_output_factor: f64, init: &mut Init, device: &Device) -> Self {
+    pub fn new(
+        channels: usize,
+        head_dim: usize,
+        groups: usize,
+        eps: f64,
+        rescale_output_factor: f64,
+        init: &mut Init,
+        device: &Device,
+    ) -> Self {
         Self {
             group_norm: GroupNorm::new(groups, channels, eps, device),
             to_q: Linear::new(channels, channels, init, device),
@@ -43,7 +51,11 @@ impl Attention {
         let [n, c, h, w] = x.dims();
         let (heads, hd) = (self.heads, c / self.heads);
         // [n, hw, c]
-        let seq = self.group_norm.forward(x.clone()).reshape([n, c, h * w]).swap_dims(1, 2);
+        let seq = self
+            .group_norm
+            .forward(x.clone())
+            .reshape([n, c, h * w])
+            .swap_dims(1, 2);
         let split = |t: Tensor<3>| t.reshape([n, h * w, heads, hd]).swap_dims(1, 2); // [n, heads, hw, hd]
         let q = split(self.to_q.forward(seq.clone()));
         let k = split(self.to_k.forward(seq.clone()));
@@ -51,7 +63,10 @@ impl Attention {
         let scores = q.matmul(k.swap_dims(2, 3)) * (1.0 / (hd as f64).sqrt());
         let attn = softmax(scores, 3).matmul(v); // [n, heads, hw, hd]
         let merged = attn.swap_dims(1, 2).reshape([n, h * w, c]);
-        let out = self.to_out[0].forward(merged).swap_dims(1, 2).reshape([n, c, h, w]);
+        let out = self.to_out[0]
+            .forward(merged)
+            .swap_dims(1, 2)
+            .reshape([n, c, h, w]);
         let out = out + x;
         if self.rescale_output_factor == 1.0 {
             out

@@ -46,7 +46,11 @@ impl Downsample2D {
     fn new(channels: usize, padding: usize, init: &mut Init, device: &Device) -> Self {
         let conv = Conv2d::new(channels, channels, 3, 2, padding, init, device);
         // padding 0: F.pad(x, (0, 1, 0, 1)) then conv with no padding
-        let conv = if padding == 0 { conv.with_padding([0, 1, 0, 1]) } else { conv };
+        let conv = if padding == 0 {
+            conv.with_padding([0, 1, 0, 1])
+        } else {
+            conv
+        };
         Self { conv }
     }
 }
@@ -106,13 +110,30 @@ impl DownBlock {
         let mut attentions = Vec::new();
         for i in 0..s.layers {
             let cin = if i == 0 { s.cin } else { s.cout };
-            resnets.push(ResnetBlock2D::new(common.resnet(cin, s.cout, 1.0), init, device));
+            resnets.push(ResnetBlock2D::new(
+                common.resnet(cin, s.cout, 1.0),
+                init,
+                device,
+            ));
             if let Some(hd) = s.attention_head_dim {
-                attentions.push(Attention::new(s.cout, hd, common.groups, common.eps, 1.0, init, device));
+                attentions.push(Attention::new(
+                    s.cout,
+                    hd,
+                    common.groups,
+                    common.eps,
+                    1.0,
+                    init,
+                    device,
+                ));
             }
         }
         let downsamplers = if s.resample {
-            vec![Downsample2D::new(s.cout, s.downsample_padding, init, device)]
+            vec![Downsample2D::new(
+                s.cout,
+                s.downsample_padding,
+                init,
+                device,
+            )]
         } else {
             vec![]
         };
@@ -124,7 +145,12 @@ impl DownBlock {
     }
 
     /// Returns the output and the skip tensors it produced, in order.
-    pub fn forward(&self, mut x: Tensor<4>, temb: &Tensor<2>, skips: &mut Vec<Tensor<4>>) -> Tensor<4> {
+    pub fn forward(
+        &self,
+        mut x: Tensor<4>,
+        temb: &Tensor<2>,
+        skips: &mut Vec<Tensor<4>>,
+    ) -> Tensor<4> {
         for (i, resnet) in self.resnets.iter().enumerate() {
             x = resnet.forward(x, temb.clone());
             if let Some(attn) = self.attentions.get(i) {
@@ -159,9 +185,21 @@ impl UpBlock {
         for i in 0..s.layers {
             let skip = if i == s.layers - 1 { s.cin } else { s.cout };
             let cin = if i == 0 { s.prev_out } else { s.cout };
-            resnets.push(ResnetBlock2D::new(common.resnet(cin + skip, s.cout, 1.0), init, device));
+            resnets.push(ResnetBlock2D::new(
+                common.resnet(cin + skip, s.cout, 1.0),
+                init,
+                device,
+            ));
             if let Some(hd) = s.attention_head_dim {
-                attentions.push(Attention::new(s.cout, hd, common.groups, common.eps, 1.0, init, device));
+                attentions.push(Attention::new(
+                    s.cout,
+                    hd,
+                    common.groups,
+                    common.eps,
+                    1.0,
+                    init,
+                    device,
+                ));
             }
         }
         let upsamplers = if s.resample {
@@ -179,7 +217,12 @@ impl UpBlock {
     }
 
     /// Consumes skips from the end of `skips` (last in, first out).
-    pub fn forward(&self, mut x: Tensor<4>, temb: &Tensor<2>, skips: &mut Vec<Tensor<4>>) -> Tensor<4> {
+    pub fn forward(
+        &self,
+        mut x: Tensor<4>,
+        temb: &Tensor<2>,
+        skips: &mut Vec<Tensor<4>>,
+    ) -> Tensor<4> {
         for (i, resnet) in self.resnets.iter().enumerate() {
             let skip = skips.pop().expect("skip count is fixed by construction");
             x = resnet.forward(Tensor::cat(vec![x, skip], 1), temb.clone());
@@ -206,10 +249,27 @@ pub struct MidBlock {
 impl MidBlock {
     /// Builds the block.
     #[allow(clippy::too_many_arguments)]
-    pub fn new(channels: usize, head_dim: usize, attn_groups: usize, add_attention: bool, scale: f64, common: BlockCommon, init: &mut Init, device: &Device) -> Self {
+    pub fn new(
+        channels: usize,
+        head_dim: usize,
+        attn_groups: usize,
+        add_attention: bool,
+        scale: f64,
+        common: BlockCommon,
+        init: &mut Init,
+        device: &Device,
+    ) -> Self {
         let first = ResnetBlock2D::new(common.resnet(channels, channels, scale), init, device);
         let attentions = if add_attention {
-            vec![Attention::new(channels, head_dim, attn_groups, common.eps, scale, init, device)]
+            vec![Attention::new(
+                channels,
+                head_dim,
+                attn_groups,
+                common.eps,
+                scale,
+                init,
+                device,
+            )]
         } else {
             vec![]
         };
@@ -238,8 +298,16 @@ mod tests {
 
     #[test]
     fn nearest_upsampling_repeats_each_pixel() {
-        let x = Tensor::<4>::from_data(TensorData::new(vec![1f32, 2., 3., 4.], [1, 1, 2, 2]), &Device::flex());
+        let x = Tensor::<4>::from_data(
+            TensorData::new(vec![1f32, 2., 3., 4.], [1, 1, 2, 2]),
+            &Device::flex(),
+        );
         let y = upsample_nearest2x(x).into_data().into_vec::<f32>().unwrap();
-        assert_eq!(y, vec![1., 1., 2., 2., 1., 1., 2., 2., 3., 3., 4., 4., 3., 3., 4., 4.]);
+        assert_eq!(
+            y,
+            vec![
+                1., 1., 2., 2., 1., 1., 2., 2., 3., 3., 4., 4., 3., 3., 4., 4.
+            ]
+        );
     }
 }

@@ -11,7 +11,13 @@ use burn::tensor::{Device, Tensor, TensorData};
 ///
 /// `exponent = -ln(10000) * i / (half - freq_shift)`, `emb = t * exp(exponent)`,
 /// output `[sin, cos]`, or `[cos, sin]` when `flip_sin_to_cos`.
-pub fn timestep_features(t: &[f32], dim: usize, flip_sin_to_cos: bool, freq_shift: f32, device: &Device) -> Tensor<2> {
+pub fn timestep_features(
+    t: &[f32],
+    dim: usize,
+    flip_sin_to_cos: bool,
+    freq_shift: f32,
+    device: &Device,
+) -> Tensor<2> {
     let half = dim / 2;
     let freqs: Vec<f32> = (0..half)
         .map(|i| {
@@ -24,7 +30,11 @@ pub fn timestep_features(t: &[f32], dim: usize, flip_sin_to_cos: bool, freq_shif
         let args = freqs.iter().map(|f| ti * f);
         let sin: Vec<f32> = args.clone().map(f32::sin).collect();
         let cos: Vec<f32> = args.map(f32::cos).collect();
-        let (a, b) = if flip_sin_to_cos { (cos, sin) } else { (sin, cos) };
+        let (a, b) = if flip_sin_to_cos {
+            (cos, sin)
+        } else {
+            (sin, cos)
+        };
         out.extend(a);
         out.extend(b);
         if dim % 2 == 1 {
@@ -66,14 +76,20 @@ mod tests {
     #[test]
     fn features_match_closed_form() {
         let d = Device::flex();
-        let f = timestep_features(&[0.0, 10.0], 8, false, 1.0, &d).into_data().to_vec::<f32>().unwrap();
+        let f = timestep_features(&[0.0, 10.0], 8, false, 1.0, &d)
+            .into_data()
+            .to_vec::<f32>()
+            .unwrap();
         // t = 0: sin = 0, cos = 1
         assert_eq!(&f[0..8], &[0., 0., 0., 0., 1., 1., 1., 1.]);
         // t = 10, i = 1: exp(-ln(1e4) * 1 / 3)
         let freq = (-(10000f64.ln()) / 3.0).exp();
         assert!((f[8 + 1] as f64 - (10.0 * freq).sin()).abs() < 1e-6);
         assert!((f[8 + 5] as f64 - (10.0 * freq).cos()).abs() < 1e-6);
-        let flipped = timestep_features(&[10.0], 8, true, 1.0, &d).into_data().to_vec::<f32>().unwrap();
+        let flipped = timestep_features(&[10.0], 8, true, 1.0, &d)
+            .into_data()
+            .to_vec::<f32>()
+            .unwrap();
         assert_eq!(&flipped[0..4], &f[12..16]);
     }
 }

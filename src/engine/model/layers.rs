@@ -27,7 +27,12 @@ impl Init {
 
     /// `U(-bound, bound)` values: PyTorch's default for conv/linear weights and
     /// biases is `bound = 1/sqrt(fan_in)`.
-    pub fn uniform<const D: usize>(&mut self, shape: [usize; D], bound: f32, device: &Device) -> Tensor<D> {
+    pub fn uniform<const D: usize>(
+        &mut self,
+        shape: [usize; D],
+        bound: f32,
+        device: &Device,
+    ) -> Tensor<D> {
         let n: usize = shape.iter().product();
         let values: Vec<f32> = (0..n)
             .map(|_| self.rng.random_range(-bound..=bound))
@@ -50,7 +55,15 @@ pub struct Conv2d {
 
 impl Conv2d {
     /// A conv with symmetric padding, PyTorch default init.
-    pub fn new(cin: usize, cout: usize, k: usize, stride: usize, pad: usize, init: &mut Init, device: &Device) -> Self {
+    pub fn new(
+        cin: usize,
+        cout: usize,
+        k: usize,
+        stride: usize,
+        pad: usize,
+        init: &mut Init,
+        device: &Device,
+    ) -> Self {
         let bound = 1.0 / ((cin * k * k) as f32).sqrt();
         Self {
             weight: Param::from_tensor(init.uniform([cout, cin, k, k], bound, device)),

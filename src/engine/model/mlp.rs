@@ -64,7 +64,9 @@ impl ToyMlp {
         Self {
             input: Linear::new(config.dim, h, &mut init, device),
             time: Linear::new(config.time_dim, h, &mut init, device),
-            hidden: (0..config.layers).map(|_| Linear::new(h, h, &mut init, device)).collect(),
+            hidden: (0..config.layers)
+                .map(|_| Linear::new(h, h, &mut init, device))
+                .collect(),
             output: Linear::new(h, config.dim, &mut init, device),
             time_dim: config.time_dim,
         }

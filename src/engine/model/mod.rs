@@ -11,9 +11,9 @@ pub mod projection;
 pub mod resnet;
 pub mod unet;
 
+pub use mlp::{ToyMlp, ToyMlpConfig};
 pub use params::{export_params, import_params, param_count, param_shapes};
 pub use unet::UNet2DModel;
-pub use mlp::{ToyMlp, ToyMlpConfig};
 
 use burn::module::Module;
 use burn::tensor::Tensor;

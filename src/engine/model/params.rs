@@ -31,7 +31,8 @@ impl ModuleVisitor for Shapes {
         self.path.0.pop();
     }
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-        self.out.push((self.path.key(), param.lazy_shape().to_vec()));
+        self.out
+            .push((self.path.key(), param.lazy_shape().to_vec()));
     }
 }
 
@@ -47,7 +48,10 @@ pub fn param_shapes<M: Module>(module: &M) -> Vec<(String, Vec<usize>)> {
 
 /// Total number of float parameter values.
 pub fn param_count<M: Module>(module: &M) -> usize {
-    param_shapes(module).iter().map(|(_, s)| s.iter().product::<usize>()).sum()
+    param_shapes(module)
+        .iter()
+        .map(|(_, s)| s.iter().product::<usize>())
+        .sum()
 }
 
 struct Export {
@@ -107,14 +111,18 @@ impl ModuleMapper for Import<'_> {
         match (self.source)(&key, &shape) {
             Ok(values) if values.len() == shape.iter().product::<usize>() => {
                 let grad = tensor.is_require_grad();
-                let mut fresh = Tensor::<D>::from_data(TensorData::new(values, shape), &tensor.device());
+                let mut fresh =
+                    Tensor::<D>::from_data(TensorData::new(values, shape), &tensor.device());
                 if grad {
                     fresh = fresh.require_grad();
                 }
                 Param::from_mapped_value(id, fresh, mapper)
             }
             Ok(values) => {
-                self.error = Some(anyhow!("`{key}`: got {} values for shape {shape:?}", values.len()));
+                self.error = Some(anyhow!(
+                    "`{key}`: got {} values for shape {shape:?}",
+                    values.len()
+                ));
                 Param::from_mapped_value(id, tensor, mapper)
             }
             Err(e) => {
@@ -127,7 +135,10 @@ impl ModuleMapper for Import<'_> {
 
 /// Replaces every float parameter with values from `source(key, shape)`.
 /// The first error (missing key, wrong shape) aborts the import.
-pub fn import_params<M: Module>(module: M, source: &mut dyn FnMut(&str, &[usize]) -> Result<Vec<f32>>) -> Result<M> {
+pub fn import_params<M: Module>(
+    module: M,
+    source: &mut dyn FnMut(&str, &[usize]) -> Result<Vec<f32>>,
+) -> Result<M> {
     let mut m = Import {
         path: PathStack::default(),
         source,

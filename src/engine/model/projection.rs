@@ -21,13 +21,21 @@ impl Projection {
             eye[i * channels + i] = 1.0;
         }
         Self {
-            weight: Param::from_tensor(Tensor::from_data(TensorData::new(eye, [channels, channels, 1, 1]), device)),
+            weight: Param::from_tensor(Tensor::from_data(
+                TensorData::new(eye, [channels, channels, 1, 1]),
+                device,
+            )),
         }
     }
 
     /// # Shapes
     /// `[n, c, h, w] -> [n, c, h, w]`
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        conv2d(x, self.weight.val(), None, ConvOptions::new([1, 1], [0, 0], [1, 1], 1))
+        conv2d(
+            x,
+            self.weight.val(),
+            None,
+            ConvOptions::new([1, 1], [0, 0], [1, 1], 1),
+        )
     }
 }

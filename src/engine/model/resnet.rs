@@ -49,7 +49,8 @@ impl ResnetBlock2D {
             time_emb_proj: Linear::new(s.temb, s.cout, init, device),
             norm2: GroupNorm::new(s.groups, s.cout, s.eps, device),
             conv2: Conv2d::new(s.cout, s.cout, 3, 1, 1, init, device),
-            conv_shortcut: (s.cin != s.cout).then(|| Conv2d::new(s.cin, s.cout, 1, 1, 0, init, device)),
+            conv_shortcut: (s.cin != s.cout)
+                .then(|| Conv2d::new(s.cin, s.cout, 1, 1, 0, init, device)),
             output_scale_factor: s.output_scale_factor,
         }
     }

@@ -62,7 +62,9 @@ impl UNet2DModel {
                 cin,
                 cout: out,
                 prev_out: 0,
-                attention_head_dim: kind.starts_with("Attn").then(|| config.attention_head_dim.unwrap_or(out)),
+                attention_head_dim: kind
+                    .starts_with("Attn")
+                    .then(|| config.attention_head_dim.unwrap_or(out)),
                 resample: i + 1 < levels,
                 downsample_padding: config.downsample_padding,
             };
@@ -70,18 +72,22 @@ impl UNet2DModel {
         }
 
         let last = ch[levels - 1];
-        let attn_groups = config.attn_norm_num_groups.unwrap_or(config.norm_num_groups);
+        let attn_groups = config
+            .attn_norm_num_groups
+            .unwrap_or(config.norm_num_groups);
         let has_mid = config.mid_block_type.is_some();
-        let mid_block = has_mid.then(|| MidBlock::new(
-            last,
-            config.attention_head_dim.unwrap_or(last),
-            attn_groups,
-            config.add_attention,
-            config.mid_block_scale_factor as f64,
-            common,
-            init,
-            device,
-        ));
+        let mid_block = has_mid.then(|| {
+            MidBlock::new(
+                last,
+                config.attention_head_dim.unwrap_or(last),
+                attn_groups,
+                config.add_attention,
+                config.mid_block_scale_factor as f64,
+                common,
+                init,
+                device,
+            )
+        });
 
         let rev: Vec<usize> = ch.iter().rev().copied().collect();
         let mut up_blocks = Vec::with_capacity(levels);
@@ -94,7 +100,9 @@ impl UNet2DModel {
                 cin: rev[(i + 1).min(levels - 1)],
                 cout: out,
                 prev_out,
-                attention_head_dim: kind.starts_with("Attn").then(|| config.attention_head_dim.unwrap_or(out)),
+                attention_head_dim: kind
+                    .starts_with("Attn")
+                    .then(|| config.attention_head_dim.unwrap_or(out)),
                 resample: i + 1 < levels,
                 downsample_padding: 0,
             };
@@ -107,7 +115,12 @@ impl UNet2DModel {
             down_blocks,
             mid_block,
             up_blocks,
-            conv_norm_out: GroupNorm::new(config.norm_num_groups, ch[0], config.norm_eps as f64, device),
+            conv_norm_out: GroupNorm::new(
+                config.norm_num_groups,
+                ch[0],
+                config.norm_eps as f64,
+                device,
+            ),
             conv_out: Conv2d::new(ch[0], config.out_channels, 3, 1, 1, init, device),
             adapter_list: Vec::new(),
             time_dim: ch[0],
@@ -143,8 +156,18 @@ impl UNet2DModel {
     /// `x: [n, in_channels, h, w]`, `t: n timesteps -> [n, out_channels, h, w]`
     pub fn forward(&self, x: Tensor<4>, t: &[f32]) -> Tensor<4> {
         let device = x.device();
-        let x = if self.center_input_sample { x * 2.0 - 1.0 } else { x };
-        let features = timestep_features(t, self.time_dim, self.flip_sin_to_cos, self.freq_shift, &device);
+        let x = if self.center_input_sample {
+            x * 2.0 - 1.0
+        } else {
+            x
+        };
+        let features = timestep_features(
+            t,
+            self.time_dim,
+            self.flip_sin_to_cos,
+            self.freq_shift,
+            &device,
+        );
         let temb = self.time_embedding.forward(features);
         let mut adapters = self.adapter_list.iter();
         let mut project = |h: Tensor<4>| match adapters.next() {
@@ -178,7 +201,10 @@ mod tests {
         let config = preset("ddpm-cifar10-32").unwrap();
         let model = UNet2DModel::new(&config, 0, &Device::flex()).unwrap();
         let shapes = param_shapes(&model);
-        let total: usize = shapes.iter().map(|(_, s)| s.iter().product::<usize>()).sum();
+        let total: usize = shapes
+            .iter()
+            .map(|(_, s)| s.iter().product::<usize>())
+            .sum();
         // google/ddpm-cifar10-32 as counted by diffusers
         assert_eq!(total, 35_746_307);
         let keys: Vec<&str> = shapes.iter().map(|(k, _)| k.as_str()).collect();
@@ -210,10 +236,29 @@ mod tests {
         let plain = UNet2DModel::new(&config, 3, &d).unwrap();
         let projected = plain.clone().with_projections(&config, &d);
         assert_eq!(projected.adapter_list.len(), 2 * 3 + 1);
-        let x = Tensor::<4>::random([2, 1, 32, 32], burn::tensor::Distribution::Normal(0.0, 1.0), &d);
-        let a = plain.forward(x.clone(), &[3.0, 700.0]).into_data().into_vec::<f32>().unwrap();
-        let b = projected.forward(x, &[3.0, 700.0]).into_data().into_vec::<f32>().unwrap();
-        let diff = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
-        assert!(diff < 1e-5, "identity projection changed the output by {diff}");
+        let x = Tensor::<4>::random(
+            [2, 1, 32, 32],
+            burn::tensor::Distribution::Normal(0.0, 1.0),
+            &d,
+        );
+        let a = plain
+            .forward(x.clone(), &[3.0, 700.0])
+            .into_data()
+            .into_vec::<f32>()
+            .unwrap();
+        let b = projected
+            .forward(x, &[3.0, 700.0])
+            .into_data()
+            .into_vec::<f32>()
+            .unwrap();
+        let diff = a
+            .iter()
+            .zip(&b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0f32, f32::max);
+        assert!(
+            diff < 1e-5,
+            "identity projection changed the output by {diff}"
+        );
     }
 }

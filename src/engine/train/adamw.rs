@@ -64,7 +64,12 @@ impl AdamW {
     }
 
     /// Applies one update. Fails (leaving the model untouched) when the gradient is not finite.
-    pub fn step<M: Module>(&mut self, model: M, grads: &Gradients, lr: f64) -> Result<(M, StepStats)> {
+    pub fn step<M: Module>(
+        &mut self,
+        model: M,
+        grads: &Gradients,
+        lr: f64,
+    ) -> Result<(M, StepStats)> {
         // Gradients by key: the grad of each tracked parameter, flattened.
         let mut by_key: HashMap<String, Tensor<1>> = HashMap::new();
         struct GradVisitor<'a> {
@@ -137,7 +142,12 @@ impl AdamW {
             .moments
             .iter()
             .map(|(k, (m, v))| {
-                let host = |t: &Tensor<1>| t.clone().into_data().into_vec::<f32>().expect("f32 moments");
+                let host = |t: &Tensor<1>| {
+                    t.clone()
+                        .into_data()
+                        .into_vec::<f32>()
+                        .expect("f32 moments")
+                };
                 (k.clone(), host(m), host(v))
             })
             .collect();
@@ -146,7 +156,12 @@ impl AdamW {
     }
 
     /// Restores moments saved by [`AdamW::export`]; keys must match the model's.
-    pub fn import<M: Module>(&mut self, model: &M, step: u64, saved: Vec<(String, Vec<f32>, Vec<f32>)>) -> Result<()> {
+    pub fn import<M: Module>(
+        &mut self,
+        model: &M,
+        step: u64,
+        saved: Vec<(String, Vec<f32>, Vec<f32>)>,
+    ) -> Result<()> {
         let params: HashMap<String, Tensor<1>> = flat_params(model).into_iter().collect();
         let mut moments = HashMap::new();
         for (key, m, v) in saved {
@@ -155,10 +170,14 @@ impl AdamW {
             };
             let n = p.shape().num_elements();
             if m.len() != n || v.len() != n {
-                bail!("optimizer state for `{key}` has {} values, the parameter {n}", m.len());
+                bail!(
+                    "optimizer state for `{key}` has {} values, the parameter {n}",
+                    m.len()
+                );
             }
             let dev = p.device();
-            let up = |x: Vec<f32>| Tensor::<1>::from_data(burn::tensor::TensorData::new(x, [n]), &dev);
+            let up =
+                |x: Vec<f32>| Tensor::<1>::from_data(burn::tensor::TensorData::new(x, [n]), &dev);
             moments.insert(key, (up(m), up(v)));
         }
         self.moments = moments;

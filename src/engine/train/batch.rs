@@ -30,7 +30,10 @@ impl BatchSampler {
     /// Wraps `items` (row-major, `len * c * h * w` values).
     pub fn new(items: Vec<f32>, item_shape: [usize; 3], description: impl Into<String>) -> Self {
         let per: usize = item_shape.iter().product();
-        assert!(per > 0 && items.len() % per == 0, "items do not tile the item shape");
+        assert!(
+            per > 0 && items.len() % per == 0,
+            "items do not tile the item shape"
+        );
         Self {
             len: items.len() / per,
             items,
@@ -74,7 +77,16 @@ impl BatchSampler {
     pub fn batch(&self, rng: &mut StdRng, n: usize, timesteps: usize, device: &Device) -> Batch {
         let indices: Vec<usize> = (0..n).map(|_| rng.random_range(0..self.len)).collect();
         let t: Vec<usize> = (0..n).map(|_| rng.random_range(0..timesteps)).collect();
-        let noise = normal_tensor(rng, [n, self.item_shape[0], self.item_shape[1], self.item_shape[2]], device);
+        let noise = normal_tensor(
+            rng,
+            [
+                n,
+                self.item_shape[0],
+                self.item_shape[1],
+                self.item_shape[2],
+            ],
+            device,
+        );
         Batch {
             x0: self.gather(&indices, device),
             noise,

@@ -10,14 +10,24 @@ use burn::tensor::Tensor;
 /// `[n, c, h, w] x2 -> [n]`
 pub fn per_sample_mse(pred: Tensor<4>, target: Tensor<4>) -> Tensor<1> {
     let [n, c, h, w] = pred.dims();
-    (pred - target).square().reshape([n, c * h * w]).mean_dim(1).reshape([n])
+    (pred - target)
+        .square()
+        .reshape([n, c * h * w])
+        .mean_dim(1)
+        .reshape([n])
 }
 
 /// The noise-prediction loss of each sample at its timestep.
 ///
 /// # Shapes
 /// `x0, noise: [n, c, h, w]`, `t: n -> [n]`
-pub fn eps_loss_per_sample<M: EpsModel>(model: &M, schedule: &NoiseSchedule, x0: Tensor<4>, noise: Tensor<4>, t: &[usize]) -> Tensor<1> {
+pub fn eps_loss_per_sample<M: EpsModel>(
+    model: &M,
+    schedule: &NoiseSchedule,
+    x0: Tensor<4>,
+    noise: Tensor<4>,
+    t: &[usize],
+) -> Tensor<1> {
     let xt = schedule.q_sample(x0, noise.clone(), t);
     let tf: Vec<f32> = t.iter().map(|&v| v as f32).collect();
     per_sample_mse(model.eps(xt, &tf), noise)

@@ -113,7 +113,11 @@ pub fn pretrain<M: EpsModel>(
     let save = |model: &M, ema: &M, optimizer: &AdamW, step: u64| -> Result<()> {
         let ckpt = RunCheckpoint {
             spec,
-            weights: if config.ema_max_decay.is_some() { ema } else { model },
+            weights: if config.ema_max_decay.is_some() {
+                ema
+            } else {
+                model
+            },
             kind: "pretrain",
             step,
             timestep_range: None,
@@ -138,12 +142,22 @@ pub fn pretrain<M: EpsModel>(
                 step,
                 reason: StopReason::Cancelled,
             });
-            return Ok(if config.ema_max_decay.is_some() { ema } else { model.valid() });
+            return Ok(if config.ema_max_decay.is_some() {
+                ema
+            } else {
+                model.valid()
+            });
         }
         // one RNG stream per step: a resumed run draws exactly what an uninterrupted one would
         let mut rng = data.rng_for_step(config.seed, step);
-        let batch = data.batch(&mut rng, config.batch_size, config.num_train_timesteps, &model.devices()[0]);
-        let loss: Tensor<1> = eps_loss_per_sample(&model, &schedule, batch.x0, batch.noise, &batch.t).mean();
+        let batch = data.batch(
+            &mut rng,
+            config.batch_size,
+            config.num_train_timesteps,
+            &model.devices()[0],
+        );
+        let loss: Tensor<1> =
+            eps_loss_per_sample(&model, &schedule, batch.x0, batch.noise, &batch.t).mean();
         let loss_value = loss.clone().into_scalar::<f32>() as f64;
         if !loss_value.is_finite() {
             on_event(TrainEvent::Stopped {
@@ -164,7 +178,10 @@ pub fn pretrain<M: EpsModel>(
                     step,
                     reason: StopReason::NonFinite,
                 });
-                return Err(e.context(format!("at step {step}; the last good checkpoint in {} is intact", out_dir.display())));
+                return Err(e.context(format!(
+                    "at step {step}; the last good checkpoint in {} is intact",
+                    out_dir.display()
+                )));
             }
         };
         model = next;
@@ -196,5 +213,9 @@ pub fn pretrain<M: EpsModel>(
         }
     }
     on_event(TrainEvent::Finished { step: config.steps });
-    Ok(if config.ema_max_decay.is_some() { ema } else { model.valid() })
+    Ok(if config.ema_max_decay.is_some() {
+        ema
+    } else {
+        model.valid()
+    })
 }

@@ -19,9 +19,17 @@ pub fn fresh_run<M: EpsModel>(model: M, config: &TrainConfig, device: &Device) -
 }
 
 /// Resumes the run saved in `dir`; `template` gives the architecture.
-pub fn resume_run<M: EpsModel>(template: M, dir: &Path, config: &TrainConfig, device: &Device) -> Result<RunStart<M>> {
+pub fn resume_run<M: EpsModel>(
+    template: M,
+    dir: &Path,
+    config: &TrainConfig,
+    device: &Device,
+) -> Result<RunStart<M>> {
     let Some(state) = load_train_state(dir)? else {
-        bail!("{} holds no train_state.safetensors to resume from", dir.display());
+        bail!(
+            "{} holds no train_state.safetensors to resume from",
+            dir.display()
+        );
     };
     let ema = bind_tensors(template.clone(), &state.ema).context("restoring EMA weights")?;
     let model = bind_tensors(template, &state.model).context("restoring weights")?;
