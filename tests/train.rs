@@ -6,7 +6,7 @@ use deme_studio::engine::data::{ToyKind, sample_toy};
 use deme_studio::engine::model::{ToyMlp, ToyMlpConfig};
 use deme_studio::engine::store::ModelSpec;
 use deme_studio::engine::train::{
-    AdamW, BatchSampler, CancelToken, RunStart, TrainConfig, TrainEvent, pretrain,
+    BatchSampler, CancelToken, RunStart, TrainConfig, TrainEvent, fresh_run, pretrain,
 };
 
 fn toy_data() -> BatchSampler {
@@ -16,12 +16,7 @@ fn toy_data() -> BatchSampler {
 
 fn start(seed: u64) -> RunStart<ToyMlp> {
     let model = ToyMlp::new(&ToyMlpConfig::default(), seed, &Device::flex());
-    RunStart {
-        ema: model.clone(),
-        model: burn::module::Module::to_device(model, &Device::flex().autodiff()),
-        optimizer: AdamW::new(TrainConfig::default().adamw),
-        step: 0,
-    }
+    fresh_run(model, &TrainConfig::default(), &Device::flex())
 }
 
 fn config(steps: u64) -> TrainConfig {

@@ -169,6 +169,11 @@ pub fn pretrain<M: EpsModel>(
                 out_dir.display()
             );
         }
+        if !loss.is_tracked() {
+            bail!(
+                "the model being trained is not tracked for gradients; start runs with fresh_run or resume_run"
+            );
+        }
         let grads = loss.backward();
         let lr = config.lr_at(step);
         let (next, stats) = match optimizer.step(model, &grads, lr) {
