@@ -33,7 +33,8 @@ PRESETS = {
 
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument("--model", default="mnist-small", choices=sorted(PRESETS))
+    p.add_argument("--model", default="mnist-small",
+                   help="a preset (%s) or a diffusers config.json" % ", ".join(sorted(PRESETS)))
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--steps", type=int, default=10)
     p.add_argument("--warmup", type=int, default=2)
@@ -42,12 +43,16 @@ def main():
     if a.threads:
         torch.set_num_threads(a.threads)
     torch.manual_seed(0)
-    cfg = PRESETS[a.model]
+    if a.model in PRESETS:
+        cfg = PRESETS[a.model]
+    else:
+        with open(a.model) as f:
+            cfg = {k: v for k, v in json.load(f).items() if not k.startswith("_")}
     model = UNet2DModel(**cfg)
     # the same 'sdpa' attention diffusers uses by default on CPU
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, betas=(0.95, 0.999), weight_decay=1e-6)
     alphas = torch.cumprod(1 - torch.linspace(1e-4, 0.02, 1000), 0)
-    c, s = cfg["in_channels"], cfg["sample_size"]
+    c, s = cfg.get("in_channels", 3), cfg["sample_size"]
     x0 = torch.randn(a.batch_size, c, s, s).clamp(-1, 1)
     times = []
     for i in range(a.warmup + a.steps):

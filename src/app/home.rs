@@ -79,7 +79,7 @@ impl StudioApp {
         egui::Panel::bottom("status").show(ui, |ui| {
             ui.label(format!("compute: {}", self.compute_reason));
         });
-        egui::CentralPanel::default().show_inside(ui, |ui| {
+        egui::CentralPanel::default().show(ui, |ui| {
             ui.heading("deme-studio");
             ui.label("Decouple-then-Merge finetuning of diffusion models");
             ui.separator();

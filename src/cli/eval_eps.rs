@@ -62,7 +62,7 @@ pub fn run(args: EvalEpsArgs, device: DeviceChoice) -> Result<()> {
         .model
         .eps(xt, &ts)
         .into_data()
-        .into_vec::<f32>()
+        .try_into_vec::<f32>()
         .map_err(|e| anyhow!("{e:?}"))?;
     let mut out = TensorMap::new();
     out.insert("eps".into(), HostTensor::from_f32(vec![n, c, h, w], &eps)?);

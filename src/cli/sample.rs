@@ -143,7 +143,7 @@ pub fn run(args: SampleArgs, device: DeviceChoice) -> Result<()> {
     pb.finish_and_clear();
     let values = x0
         .into_data()
-        .into_vec::<f32>()
+        .try_into_vec::<f32>()
         .map_err(|e| anyhow!("reading samples: {e:?}"))?;
     if ext == "png" {
         save_grid_png(&args.out, &values, n, c, h, w)?;

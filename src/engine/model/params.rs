@@ -72,7 +72,7 @@ impl ModuleVisitor for Export {
         let values = t
             .into_data()
             .convert::<f32>()
-            .into_vec::<f32>()
+            .try_into_vec::<f32>()
             .expect("float parameters convert to f32");
         self.out.push((self.path.key(), shape, values));
     }

@@ -145,7 +145,7 @@ impl AdamW {
                 let host = |t: &Tensor<1>| {
                     t.clone()
                         .into_data()
-                        .into_vec::<f32>()
+                        .try_into_vec::<f32>()
                         .expect("f32 moments")
                 };
                 (k.clone(), host(m), host(v))
