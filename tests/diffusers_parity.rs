@@ -33,8 +33,8 @@ fn timesteps(map: &TensorMap, key: &str) -> Vec<i64> {
 }
 
 fn max_abs_diff(a: Tensor<4>, b: Tensor<4>) -> f32 {
-    let a = a.into_data().into_vec::<f32>().unwrap();
-    let b = b.into_data().into_vec::<f32>().unwrap();
+    let a = a.into_data().try_into_vec::<f32>().unwrap();
+    let b = b.into_data().try_into_vec::<f32>().unwrap();
     assert_eq!(a.len(), b.len());
     a.iter()
         .zip(&b)

@@ -2,7 +2,7 @@
 
 use super::progress::bar;
 use super::resolve_device;
-use crate::engine::data::{DataSpec, Dataset, load, split};
+use crate::engine::data::{DataSpec, split_items};
 use crate::engine::device::DeviceChoice;
 use crate::engine::model::EpsModel;
 use crate::engine::store::{AnyModel, ModelSpec};
@@ -67,44 +67,7 @@ pub fn training_items(
     val_fraction: f64,
     toy_points: usize,
 ) -> Result<BatchSampler> {
-    let dataset = load(data, toy_points).with_context(|| format!("loading dataset `{data}`"))?;
-    let item_shape = spec.item_shape();
-    let (items, n) = match (dataset, spec) {
-        (Dataset::Images(images), ModelSpec::UNet(_)) => {
-            let fitted = images
-                .fit_to(item_shape[0], item_shape[1], item_shape[2])
-                .with_context(|| format!("dataset `{data}` does not fit the model"))?;
-            let n = fitted.len();
-            let s = split(n, val_fraction, 0);
-            (fitted.subset(&s.train).pixels, s.train.len())
-        }
-        (Dataset::Points(points), ModelSpec::Mlp(c)) => {
-            if points.dim != c.dim {
-                bail!(
-                    "dataset `{data}` has {}-D points, the model expects {}",
-                    points.dim,
-                    c.dim
-                );
-            }
-            let n = points.points.len() / points.dim;
-            let s = split(n, val_fraction, 0);
-            let mut items = Vec::with_capacity(s.train.len() * points.dim);
-            for &i in &s.train {
-                items.extend_from_slice(&points.points[i * points.dim..(i + 1) * points.dim]);
-            }
-            (items, s.train.len())
-        }
-        (Dataset::Images(_), ModelSpec::Mlp(_)) => {
-            bail!("dataset `{data}` holds images; toy-mlp trains on toy:NAME points")
-        }
-        (Dataset::Points(_), ModelSpec::UNet(_)) => {
-            bail!("dataset `{data}` holds 2D points; use --model toy-mlp")
-        }
-    };
-    if n == 0 {
-        bail!("dataset `{data}` has no training items after the validation split");
-    }
-    Ok(BatchSampler::new(items, item_shape, data.to_string()))
+    Ok(split_items(data, spec, val_fraction, toy_points)?.train)
 }
 
 fn start<M: EpsModel>(

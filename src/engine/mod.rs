@@ -1,11 +1,16 @@
 //! Everything that computes: diffusion math, models, data, training, checkpoints.
 //! Nothing in here depends on the GUI.
 
+pub mod analysis;
 pub mod checkpoint;
 pub mod data;
 pub mod device;
 pub mod diffusion;
+pub mod eval;
 pub mod grid_image;
+pub mod metric;
 pub mod model;
+pub mod render;
+pub mod search;
 pub mod store;
 pub mod train;

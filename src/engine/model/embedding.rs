@@ -78,7 +78,7 @@ mod tests {
         let d = Device::flex();
         let f = timestep_features(&[0.0, 10.0], 8, false, 1.0, &d)
             .into_data()
-            .to_vec::<f32>()
+            .try_to_vec::<f32>()
             .unwrap();
         // t = 0: sin = 0, cos = 1
         assert_eq!(&f[0..8], &[0., 0., 0., 0., 1., 1., 1., 1.]);
@@ -88,7 +88,7 @@ mod tests {
         assert!((f[8 + 5] as f64 - (10.0 * freq).cos()).abs() < 1e-6);
         let flipped = timestep_features(&[10.0], 8, true, 1.0, &d)
             .into_data()
-            .to_vec::<f32>()
+            .try_to_vec::<f32>()
             .unwrap();
         assert_eq!(&flipped[0..4], &f[12..16]);
     }

@@ -219,3 +219,39 @@ pub fn map_flat_params<M: Module>(module: M, f: &mut dyn FnMut(&str, Tensor<1>) 
     };
     module.map(&mut m)
 }
+
+struct CollectGrads<'a> {
+    path: PathStack,
+    grads: &'a burn::tensor::Gradients,
+    out: Vec<(String, Tensor<1>)>,
+}
+
+impl ModuleVisitor for CollectGrads<'_> {
+    fn enter_module(&mut self, name: &str, _: &str) {
+        self.path.0.push(name.to_string());
+    }
+    fn exit_module(&mut self, _: &str, _: &str) {
+        self.path.0.pop();
+    }
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        if let Some(g) = param.val().grad(self.grads) {
+            let n = g.shape().num_elements();
+            self.out.push((self.path.key(), g.reshape([n])));
+        }
+    }
+}
+
+/// The gradient of every tracked float parameter, flattened, in module order.
+/// Parameters without a gradient (not tracked, or not reached) are left out.
+pub fn flat_grads<M: Module>(
+    module: &M,
+    grads: &burn::tensor::Gradients,
+) -> Vec<(String, Tensor<1>)> {
+    let mut v = CollectGrads {
+        path: PathStack::default(),
+        grads,
+        out: Vec::new(),
+    };
+    module.visit(&mut v);
+    v.out
+}

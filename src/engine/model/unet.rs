@@ -244,12 +244,12 @@ mod tests {
         let a = plain
             .forward(x.clone(), &[3.0, 700.0])
             .into_data()
-            .into_vec::<f32>()
+            .try_into_vec::<f32>()
             .unwrap();
         let b = projected
             .forward(x, &[3.0, 700.0])
             .into_data()
-            .into_vec::<f32>()
+            .try_into_vec::<f32>()
             .unwrap();
         let diff = a
             .iter()

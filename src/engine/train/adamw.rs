@@ -2,7 +2,7 @@
 //! checkpointed by parameter key and resumed exactly (PyTorch `torch.optim.AdamW`
 //! semantics, `clip_grad_norm_` over all parameters at once).
 
-use crate::engine::model::params::{flat_params, map_flat_params};
+use crate::engine::model::params::{flat_grads, flat_params, map_flat_params};
 use anyhow::{Result, bail};
 use burn::module::Module;
 use burn::tensor::{Gradients, Tensor};
@@ -71,33 +71,13 @@ impl AdamW {
         lr: f64,
     ) -> Result<(M, StepStats)> {
         // Gradients by key: the grad of each tracked parameter, flattened.
-        let mut by_key: HashMap<String, Tensor<1>> = HashMap::new();
-        struct GradVisitor<'a> {
-            path: Vec<String>,
-            grads: &'a Gradients,
-            out: &'a mut HashMap<String, Tensor<1>>,
-        }
-        impl burn::module::ModuleVisitor for GradVisitor<'_> {
-            fn enter_module(&mut self, name: &str, _: &str) {
-                self.path.push(name.to_string());
-            }
-            fn exit_module(&mut self, _: &str, _: &str) {
-                self.path.pop();
-            }
-            fn visit_float<const D: usize>(&mut self, param: &burn::module::Param<Tensor<D>>) {
-                if let Some(g) = param.val().grad(self.grads) {
-                    let n = g.shape().num_elements();
-                    self.out.insert(self.path.join("."), g.reshape([n]));
-                }
-            }
-        }
-        model.visit(&mut GradVisitor {
-            path: Vec::new(),
-            grads,
-            out: &mut by_key,
-        });
-
-        let sq: Vec<Tensor<1>> = by_key.values().map(|g| g.clone().square().sum()).collect();
+        // (summed in module order, so the norm is the same number on every run)
+        let ordered = flat_grads(&model, grads);
+        let sq: Vec<Tensor<1>> = ordered
+            .iter()
+            .map(|(_, g)| g.clone().square().sum())
+            .collect();
+        let mut by_key: HashMap<String, Tensor<1>> = ordered.into_iter().collect();
         let grad_norm = if sq.is_empty() {
             0.0
         } else {

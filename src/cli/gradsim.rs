@@ -1,0 +1,178 @@
+//! `deme-studio gradsim`: the per-timestep gradient cosine-similarity heatmap of a model.
+
+use super::progress::bar;
+use super::resolve_device;
+use crate::engine::analysis::gradsim::{GradSimProgress, GradSimResult};
+use crate::engine::analysis::{GradSimConfig, Granularity, grad_similarity};
+use crate::engine::checkpoint::write_atomic_bytes;
+use crate::engine::data::{DataSpec, split_items};
+use crate::engine::device::DeviceChoice;
+use crate::engine::diffusion::NoiseSchedule;
+use crate::engine::render::{ColorMap, Heatmap};
+use crate::engine::store::{AnyModel, load_model};
+use crate::engine::train::CancelToken;
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+/// Arguments of `gradsim`.
+#[derive(Debug, Args)]
+pub struct GradSimArgs {
+    /// Model folder (ours or diffusers).
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Dataset the loss is taken on (its training split).
+    #[arg(long, default_value = "mnist")]
+    pub data: DataSpec,
+    /// Number of timesteps, evenly spaced over [0, T) at bin centres.
+    #[arg(long, default_value_t = 20)]
+    pub k: usize,
+    /// Explicit timesteps (comma-separated), instead of --k.
+    #[arg(long, value_delimiter = ',')]
+    pub timesteps: Option<Vec<usize>>,
+    /// Number of fixed batches the gradients are averaged over.
+    #[arg(long, default_value_t = 2)]
+    pub batches: usize,
+    /// Samples per batch.
+    #[arg(long, default_value_t = 32)]
+    pub batch_size: usize,
+    /// Sketch size per parameter group (groups at most this large are exact).
+    #[arg(long, default_value_t = 1 << 16)]
+    pub sketch_dim: usize,
+    /// Keep every gradient exactly (more device memory).
+    #[arg(long)]
+    pub exact: bool,
+    /// Parameter grouping of the per-group matrices: block or layer.
+    #[arg(long, default_value = "block")]
+    pub granularity: Granularity,
+    /// Range for the "inside a range" statistics, as LO,HI.
+    #[arg(long, value_delimiter = ',', default_value = "0,250")]
+    pub range: Vec<usize>,
+    /// Seed of batches, noise and sketch.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Number of points drawn for toy datasets.
+    #[arg(long, default_value_t = 20_000)]
+    pub toy_points: usize,
+    /// Output folder: gradsim.json, cosine.csv, groups.csv, heatmap.png.
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+/// Runs `gradsim`.
+pub fn run(args: GradSimArgs, device: DeviceChoice) -> Result<()> {
+    if args.range.len() != 2 || args.range[0] >= args.range[1] {
+        bail!("--range takes LO,HI with LO < HI, got {:?}", args.range);
+    }
+    let compute = resolve_device(device)?;
+    let loaded = load_model(&args.model, &compute.device)?;
+    let items = split_items(&args.data, &loaded.spec, 0.1, args.toy_points)?.train;
+    let schedule = NoiseSchedule::linear(1e-4, 0.02, 1000);
+    let config = GradSimConfig {
+        timesteps: args
+            .timesteps
+            .clone()
+            .unwrap_or_else(|| GradSimConfig::even_timesteps(args.k, 1000)),
+        batches: args.batches,
+        batch_size: args.batch_size,
+        sketch_dim: (!args.exact).then_some(args.sketch_dim),
+        granularity: args.granularity,
+        seed: args.seed,
+    };
+    let total = (config.batches * config.timesteps.len()) as u64;
+    let pb = bar(total, "gradsim");
+    let cancel = CancelToken::new();
+    let mut on_progress = |p: GradSimProgress| pb.set_position(p.done as u64);
+    let result = match &loaded.model {
+        AnyModel::UNet(m) => grad_similarity(m, &schedule, &items, &config, &cancel, &mut on_progress),
+        AnyModel::Mlp(m) => grad_similarity(m, &schedule, &items, &config, &cancel, &mut on_progress),
+    }?;
+    pb.finish_and_clear();
+    write_outputs(&result, &args.out)?;
+    print_summary(&result, (args.range[0], args.range[1]));
+    eprintln!("wrote {}", args.out.display());
+    Ok(())
+}
+
+/// Writes `gradsim.json`, `cosine.csv`, `groups.csv` and `heatmap.png` into `dir`.
+pub fn write_outputs(result: &GradSimResult, dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    write_atomic_bytes(dir.join("gradsim.json"), serde_json::to_string_pretty(result)?.as_bytes())?;
+    let k = result.k();
+    let mut csv = String::from("t_i,t_j,cosine\n");
+    for i in 0..k {
+        for j in 0..k {
+            let _ = writeln!(
+                csv,
+                "{},{},{}",
+                result.timesteps[i], result.timesteps[j], result.cosine[i * k + j]
+            );
+        }
+    }
+    write_atomic_bytes(dir.join("cosine.csv"), csv.as_bytes())?;
+    let mut groups = String::from("group,params,mean_offdiag_cosine\n");
+    for (name, mean) in result.groups_by_conflict() {
+        let params = result
+            .groups
+            .iter()
+            .find(|g| g.name == name)
+            .map_or(0, |g| g.params);
+        let _ = writeln!(groups, "{name},{params},{mean}");
+    }
+    write_atomic_bytes(dir.join("groups.csv"), groups.as_bytes())?;
+    let labels: Vec<String> = result.timesteps.iter().map(|t| t.to_string()).collect();
+    Heatmap {
+        values: &result.cosine,
+        rows: k,
+        cols: k,
+        labels: &labels,
+        map: ColorMap::Diverging,
+        lo: -1.0,
+        hi: 1.0,
+    }
+    .save_png(&dir.join("heatmap.png"))
+}
+
+fn stats(v: &[f64]) -> String {
+    if v.is_empty() {
+        return "no pairs".into();
+    }
+    let mean = v.iter().sum::<f64>() / v.len() as f64;
+    let min = v.iter().copied().fold(f64::INFINITY, f64::min);
+    let neg = v.iter().filter(|x| **x < 0.0).count();
+    format!(
+        "mean {mean:.3}, min {min:.3}, {neg}/{} pairs negative",
+        v.len()
+    )
+}
+
+fn print_summary(r: &GradSimResult, range: (usize, usize)) {
+    let k = r.k();
+    let adjacent: Vec<f64> = (0..k - 1).map(|i| r.cosine[i * k + i + 1]).collect();
+    let far: Vec<f64> = (0..k)
+        .flat_map(|i| (0..k).map(move |j| (i, j)))
+        .filter(|(i, j)| j > i && j - i >= k / 2)
+        .map(|(i, j)| r.cosine[i * k + j])
+        .collect();
+    eprintln!("all pairs:        {}", stats(&r.pair_values(None)));
+    eprintln!(
+        "pairs in [{}, {}): {}",
+        range.0,
+        range.1,
+        stats(&r.pair_values(Some(range)))
+    );
+    eprintln!("adjacent pairs:   {}", stats(&adjacent));
+    eprintln!("distant pairs:    {} (|i - j| >= K/2)", stats(&far));
+    eprintln!(
+        "{}",
+        if r.exact {
+            "exact gradients"
+        } else {
+            "sketched gradients (see --exact)"
+        }
+    );
+    for (name, mean) in r.groups_by_conflict().iter().take(5) {
+        eprintln!("  most conflicting: {name:<28} mean cosine {mean:.3}");
+    }
+}

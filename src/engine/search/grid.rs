@@ -1,0 +1,435 @@
+//! Grid search over merge weights `w_1..w_N`: which points, in which order, and
+//! the best so far, streamed as each point is scored.
+//!
+//! Points lie on the lattice `w_i = lo + k_i * step` (`0 <= k_i <= (hi - lo) / step`),
+//! optionally restricted to `sum_i w_i = 1`. Two strategies:
+//! - [`Strategy::Exhaustive`] scores every lattice point, coarse sub-lattices first
+//!   (step `2^L * step`, then `2^(L-1) * step`, ...), so a useful answer comes early
+//!   and the final answer is the exact grid optimum.
+//! - [`Strategy::Refine`] scores the coarsest sub-lattice, then at each finer level
+//!   only the points within one coarse step of the `keep` best points so far: far
+//!   fewer evaluations, and usually the same optimum on smooth objectives.
+//!
+//! The objective is a caller's closure (the held-out loss of the merged model in
+//! the app and the CLI), so the search itself is pure and testable.
+
+use anyhow::{Result, bail};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
+
+/// The lattice of weights to search.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GridSpec {
+    /// Number of weights N.
+    pub n: usize,
+    /// Smallest weight.
+    pub lo: f64,
+    /// Largest weight.
+    pub hi: f64,
+    /// Finest spacing.
+    pub step: f64,
+    /// Keep only points whose weights sum to 1.
+    pub sum_to_one: bool,
+}
+
+/// How the lattice is visited.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub enum Strategy {
+    /// Every point, coarse sub-lattices first.
+    Exhaustive,
+    /// Coarse lattice, then refine around the `keep` best points at each level.
+    Refine {
+        /// How many of the best points each refinement looks around.
+        keep: usize,
+    },
+}
+
+/// What the objective says of one point (lower is better).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Score {
+    /// The value minimised (held-out loss over all timesteps).
+    pub loss: f64,
+    /// Breakdown per timestep range (may be empty).
+    pub per_range: Vec<f64>,
+}
+
+/// One scored point.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GridPoint {
+    /// The merge weights.
+    pub weights: Vec<f64>,
+    /// Its score.
+    pub score: Score,
+    /// Refinement level it was scored at (0 = coarsest).
+    pub level: usize,
+}
+
+/// Progress of a search.
+#[derive(Debug, Clone, PartialEq)]
+pub enum GridEvent {
+    /// A new level starts with this many points to score.
+    Level {
+        /// Level index (0 = coarsest).
+        level: usize,
+        /// Its spacing.
+        step: f64,
+        /// Points in this level not scored before.
+        points: usize,
+    },
+    /// A point was scored.
+    Point {
+        /// The point.
+        point: GridPoint,
+        /// Best point so far (may be this one).
+        best: GridPoint,
+        /// Points scored so far.
+        done: usize,
+    },
+}
+
+/// The outcome: every point scored, in order, and the best.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GridResult {
+    /// Every scored point in the order scored.
+    pub points: Vec<GridPoint>,
+    /// Index of the best point in `points`.
+    pub best: usize,
+    /// Whether the search was cancelled before it finished.
+    pub cancelled: bool,
+}
+
+impl GridResult {
+    /// The best point.
+    pub fn best_point(&self) -> &GridPoint {
+        &self.points[self.best]
+    }
+
+    /// Points sorted by loss, best first.
+    pub fn ranked(&self) -> Vec<&GridPoint> {
+        let mut v: Vec<&GridPoint> = self.points.iter().collect();
+        v.sort_by(|a, b| a.score.loss.total_cmp(&b.score.loss));
+        v
+    }
+}
+
+impl GridSpec {
+    /// Number of lattice values per weight.
+    pub fn ticks(&self) -> usize {
+        ((self.hi - self.lo) / self.step + 1e-9).floor() as usize + 1
+    }
+
+    /// Checks the spec is searchable.
+    pub fn validate(&self) -> Result<()> {
+        if self.n == 0 {
+            bail!("grid search needs at least one weight");
+        }
+        if !(self.step > 0.0) || !self.lo.is_finite() || !self.hi.is_finite() {
+            bail!("grid step must be positive and the bounds finite");
+        }
+        if self.hi < self.lo {
+            bail!("grid upper bound {} is below the lower bound {}", self.hi, self.lo);
+        }
+        let per = self.ticks() as f64;
+        if !self.sum_to_one && per.powi(self.n as i32) > 5e6 {
+            bail!(
+                "the grid has {:.0} points; use a coarser step, --sum-to-one or the refine strategy",
+                per.powi(self.n as i32)
+            );
+        }
+        if self.sum_to_one && self.points_at(1).is_empty() {
+            bail!(
+                "no point of the grid [{}, {}] step {} has weights summing to 1",
+                self.lo,
+                self.hi,
+                self.step
+            );
+        }
+        Ok(())
+    }
+
+    /// The weights of lattice index `k`.
+    pub fn weights(&self, k: &[usize]) -> Vec<f64> {
+        k.iter().map(|&i| self.lo + i as f64 * self.step).collect()
+    }
+
+    fn admissible(&self, k: &[usize]) -> bool {
+        !self.sum_to_one || (self.weights(k).iter().sum::<f64>() - 1.0).abs() < self.step * 1e-6
+    }
+
+    /// Every admissible lattice point whose indices are multiples of `stride`
+    /// (plus the last index, so the upper bound is always included).
+    pub fn points_at(&self, stride: usize) -> Vec<Vec<usize>> {
+        let last = self.ticks() - 1;
+        let mut axis: Vec<usize> = (0..=last).step_by(stride.max(1)).collect();
+        if *axis.last().unwrap_or(&0) != last {
+            axis.push(last);
+        }
+        let mut out = Vec::new();
+        let mut k = vec![0usize; self.n];
+        cartesian(&axis, &mut k, 0, &mut |p| {
+            if self.admissible(p) {
+                out.push(p.to_vec());
+            }
+        });
+        out
+    }
+
+    fn neighbours(&self, centre: &[usize], radius: usize) -> Vec<Vec<usize>> {
+        let last = self.ticks() - 1;
+        let axes: Vec<Vec<usize>> = centre
+            .iter()
+            .map(|&c| (c.saturating_sub(radius)..=(c + radius).min(last)).collect())
+            .collect();
+        let mut out = Vec::new();
+        let mut k = vec![0usize; self.n];
+        cartesian_per_axis(&axes, &mut k, 0, &mut |p| {
+            if self.admissible(p) {
+                out.push(p.to_vec());
+            }
+        });
+        out
+    }
+
+    /// The coarsest stride used: the largest power of two leaving at least three
+    /// values per axis.
+    pub fn coarsest_stride(&self) -> usize {
+        let mut s = 1;
+        while (self.ticks() - 1) / (s * 2) >= 2 {
+            s *= 2;
+        }
+        s
+    }
+}
+
+fn cartesian(axis: &[usize], k: &mut [usize], d: usize, f: &mut dyn FnMut(&[usize])) {
+    if d == k.len() {
+        f(k);
+        return;
+    }
+    for &v in axis {
+        k[d] = v;
+        cartesian(axis, k, d + 1, f);
+    }
+}
+
+fn cartesian_per_axis(axes: &[Vec<usize>], k: &mut [usize], d: usize, f: &mut dyn FnMut(&[usize])) {
+    if d == k.len() {
+        f(k);
+        return;
+    }
+    for &v in &axes[d] {
+        k[d] = v;
+        cartesian_per_axis(axes, k, d + 1, f);
+    }
+}
+
+/// Runs the search. `score` is called once per point; `keep_going` is polled
+/// before each point (false = cancel, returning what was scored); `on_event`
+/// receives the stream of results.
+pub fn grid_search(
+    spec: &GridSpec,
+    strategy: Strategy,
+    score: &mut dyn FnMut(&[f64]) -> Result<Score>,
+    keep_going: &dyn Fn() -> bool,
+    on_event: &mut dyn FnMut(GridEvent),
+) -> Result<GridResult> {
+    spec.validate()?;
+    let mut seen: BTreeSet<Vec<usize>> = BTreeSet::new();
+    let mut points: Vec<GridPoint> = Vec::new();
+    let mut indices: Vec<Vec<usize>> = Vec::new();
+    let mut best: Option<usize> = None;
+    let mut stride = spec.coarsest_stride();
+    let mut level = 0;
+    loop {
+        let candidates: Vec<Vec<usize>> = match strategy {
+            Strategy::Exhaustive => spec.points_at(stride),
+            Strategy::Refine { keep } if !points.is_empty() => {
+                let mut ranked: Vec<usize> = (0..points.len()).collect();
+                ranked.sort_by(|&a, &b| points[a].score.loss.total_cmp(&points[b].score.loss));
+                let mut c = Vec::new();
+                for &i in ranked.iter().take(keep.max(1)) {
+                    c.extend(spec.neighbours(&indices[i], stride));
+                }
+                c.retain(|p| p.iter().all(|&v| v % stride == 0 || v == spec.ticks() - 1));
+                c
+            }
+            Strategy::Refine { .. } => spec.points_at(stride),
+        };
+        let fresh: Vec<Vec<usize>> = candidates
+            .into_iter()
+            .filter(|p| seen.insert(p.clone()))
+            .collect();
+        on_event(GridEvent::Level {
+            level,
+            step: spec.step * stride as f64,
+            points: fresh.len(),
+        });
+        for k in fresh {
+            if !keep_going() {
+                return finish(points, best, true);
+            }
+            let weights = spec.weights(&k);
+            let s = score(&weights)?;
+            let point = GridPoint {
+                weights,
+                score: s,
+                level,
+            };
+            let is_best = best.is_none_or(|b| point.score.loss < points[b].score.loss);
+            points.push(point);
+            indices.push(k);
+            if is_best {
+                best = Some(points.len() - 1);
+            }
+            let b = best.expect("a point was scored");
+            on_event(GridEvent::Point {
+                point: points[points.len() - 1].clone(),
+                best: points[b].clone(),
+                done: points.len(),
+            });
+        }
+        if stride == 1 {
+            break;
+        }
+        stride /= 2;
+        level += 1;
+    }
+    finish(points, best, false)
+}
+
+fn finish(points: Vec<GridPoint>, best: Option<usize>, cancelled: bool) -> Result<GridResult> {
+    match best {
+        Some(best) => Ok(GridResult {
+            points,
+            best,
+            cancelled,
+        }),
+        None => bail!("the grid search was cancelled before any point was scored"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::Cell;
+
+    fn bowl(target: Vec<f64>) -> impl FnMut(&[f64]) -> Result<Score> {
+        move |w: &[f64]| {
+            let loss = w.iter().zip(&target).map(|(a, b)| (a - b).powi(2)).sum();
+            Ok(Score {
+                loss,
+                per_range: vec![],
+            })
+        }
+    }
+
+    fn spec(n: usize, sum_to_one: bool) -> GridSpec {
+        GridSpec {
+            n,
+            lo: 0.0,
+            hi: 1.0,
+            step: 0.1,
+            sum_to_one,
+        }
+    }
+
+    #[test]
+    fn exhaustive_visits_every_point_once_and_finds_the_optimum() {
+        let s = spec(2, false);
+        let r = grid_search(&s, Strategy::Exhaustive, &mut bowl(vec![0.3, 0.7]), &|| true, &mut |_| {})
+            .unwrap();
+        assert_eq!(r.points.len(), 121);
+        let set: BTreeSet<Vec<i64>> = r
+            .points
+            .iter()
+            .map(|p| p.weights.iter().map(|w| (w * 10.0).round() as i64).collect())
+            .collect();
+        assert_eq!(set.len(), 121);
+        let b = &r.best_point().weights;
+        assert!((b[0] - 0.3).abs() < 1e-9 && (b[1] - 0.7).abs() < 1e-9);
+        // coarse points come first: the first level holds 0, 0.4, 0.8, 1.0 per axis
+        assert_eq!(r.points[0].level, 0);
+        assert_eq!(r.points.iter().filter(|p| p.level == 0).count(), 16);
+    }
+
+    #[test]
+    fn sum_to_one_keeps_only_the_simplex() {
+        let s = spec(4, true);
+        let r = grid_search(
+            &s,
+            Strategy::Exhaustive,
+            &mut bowl(vec![0.1, 0.2, 0.3, 0.4]),
+            &|| true,
+            &mut |_| {},
+        )
+        .unwrap();
+        // compositions of 10 into 4 non-negative parts: C(13, 3)
+        assert_eq!(r.points.len(), 286);
+        for p in &r.points {
+            assert!((p.weights.iter().sum::<f64>() - 1.0).abs() < 1e-9);
+        }
+        assert_eq!(r.ranked()[0].score.loss, r.best_point().score.loss);
+        assert!(r.best_point().score.loss < 1e-20);
+    }
+
+    #[test]
+    fn refine_finds_a_smooth_optimum_with_fewer_points() {
+        let s = spec(3, false);
+        let r = grid_search(
+            &s,
+            Strategy::Refine { keep: 2 },
+            &mut bowl(vec![0.3, 0.6, 0.1]),
+            &|| true,
+            &mut |_| {},
+        )
+        .unwrap();
+        assert!(r.points.len() < 1331 / 4, "{} points", r.points.len());
+        let b = &r.best_point().weights;
+        assert!((b[0] - 0.3).abs() < 1e-9 && (b[1] - 0.6).abs() < 1e-9 && (b[2] - 0.1).abs() < 1e-9);
+    }
+
+    #[test]
+    fn cancel_returns_the_points_scored_so_far() {
+        let s = spec(2, false);
+        let calls = Cell::new(0);
+        let r = grid_search(
+            &s,
+            Strategy::Exhaustive,
+            &mut bowl(vec![0.5, 0.5]),
+            &|| {
+                calls.set(calls.get() + 1);
+                calls.get() <= 5
+            },
+            &mut |_| {},
+        )
+        .unwrap();
+        assert!(r.cancelled);
+        assert_eq!(r.points.len(), 5);
+    }
+
+    #[test]
+    fn events_stream_best_so_far() {
+        let s = spec(1, false);
+        let mut bests = Vec::new();
+        grid_search(&s, Strategy::Exhaustive, &mut bowl(vec![0.45]), &|| true, &mut |e| {
+            if let GridEvent::Point { best, .. } = e {
+                bests.push(best.score.loss);
+            }
+        })
+        .unwrap();
+        assert_eq!(bests.len(), 11);
+        assert!(bests.windows(2).all(|w| w[1] <= w[0]));
+    }
+
+    #[test]
+    fn bad_specs_are_refused() {
+        let mut s = spec(2, false);
+        s.step = 0.0;
+        assert!(s.validate().is_err());
+        let mut s = spec(2, true);
+        s.lo = 0.7;
+        assert!(s.validate().unwrap_err().to_string().contains("summing to 1"));
+        let s = GridSpec { n: 8, lo: 0.0, hi: 1.0, step: 0.01, sum_to_one: false };
+        assert!(s.validate().is_err());
+    }
+}

@@ -1,0 +1,146 @@
+//! The gradient cosine-similarity heatmap against a direct float64 computation.
+
+use burn::module::Module;
+use burn::tensor::Device;
+use deme_studio::engine::analysis::{GradSimConfig, Granularity, grad_similarity};
+use deme_studio::engine::checkpoint::UNet2DConfig;
+use deme_studio::engine::diffusion::NoiseSchedule;
+use deme_studio::engine::model::UNet2DModel;
+use deme_studio::engine::model::params::flat_grads;
+use deme_studio::engine::train::loss::eps_loss_per_sample;
+use deme_studio::engine::train::{BatchSampler, CancelToken};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+fn tiny_config() -> UNet2DConfig {
+    let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+    UNet2DConfig {
+        sample_size: Some(8),
+        in_channels: 1,
+        out_channels: 1,
+        block_out_channels: vec![8, 16],
+        down_block_types: s(&["DownBlock2D", "AttnDownBlock2D"]),
+        up_block_types: s(&["AttnUpBlock2D", "UpBlock2D"]),
+        layers_per_block: 1,
+        norm_num_groups: 4,
+        ..UNet2DConfig::default()
+    }
+}
+
+fn data() -> BatchSampler {
+    let mut rng = StdRng::seed_from_u64(7);
+    let items: Vec<f32> = (0..64 * 64).map(|_| rng.random_range(-1.0..1.0)).collect();
+    BatchSampler::new(items, [1, 8, 8], "random")
+}
+
+/// g_k averaged over the batches, in float64 on the host.
+fn reference(model: &UNet2DModel, cfg: &GradSimConfig, schedule: &NoiseSchedule) -> Vec<Vec<f64>> {
+    let device = Device::flex();
+    let tracked = model.clone().to_device(&device.clone().autodiff()).train();
+    let data = data();
+    let mut sums: Vec<Vec<f64>> = vec![Vec::new(); cfg.timesteps.len()];
+    for m in 0..cfg.batches {
+        let mut rng = data.rng_for_step(cfg.seed, m as u64);
+        let batch = data.batch(&mut rng, cfg.batch_size, 1000, &device);
+        for (k, &t) in cfg.timesteps.iter().enumerate() {
+            let loss = eps_loss_per_sample(
+                &tracked,
+                schedule,
+                batch.x0.clone(),
+                batch.noise.clone(),
+                &vec![t; cfg.batch_size],
+            )
+            .mean();
+            let grads = loss.backward();
+            let flat: Vec<f64> = flat_grads(&tracked, &grads)
+                .into_iter()
+                .flat_map(|(_, g)| g.into_data().try_to_vec::<f32>().unwrap())
+                .map(f64::from)
+                .collect();
+            if sums[k].is_empty() {
+                sums[k] = vec![0.0; flat.len()];
+            }
+            for (s, v) in sums[k].iter_mut().zip(flat) {
+                *s += v / cfg.batches as f64;
+            }
+        }
+    }
+    sums
+}
+
+fn cos(a: &[f64], b: &[f64]) -> f64 {
+    let dot: f64 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+    let na: f64 = a.iter().map(|x| x * x).sum::<f64>().sqrt();
+    let nb: f64 = b.iter().map(|x| x * x).sum::<f64>().sqrt();
+    dot / (na * nb)
+}
+
+fn setup() -> (UNet2DModel, GradSimConfig, NoiseSchedule) {
+    let model = UNet2DModel::new(&tiny_config(), 3, &Device::flex()).unwrap();
+    let cfg = GradSimConfig {
+        timesteps: vec![10, 200, 500, 900],
+        batches: 2,
+        batch_size: 4,
+        sketch_dim: None,
+        granularity: Granularity::Block,
+        seed: 1,
+    };
+    (model, cfg, NoiseSchedule::linear(1e-4, 0.02, 1000))
+}
+
+#[test]
+fn exact_matrix_matches_float64_reference() {
+    let (model, cfg, schedule) = setup();
+    let r = grad_similarity(&model, &schedule, &data(), &cfg, &CancelToken::new(), &mut |_| {})
+        .unwrap();
+    assert!(r.exact);
+    let g = reference(&model, &cfg, &schedule);
+    let k = cfg.timesteps.len();
+    for i in 0..k {
+        assert_eq!(r.cosine[i * k + i], 1.0);
+        for j in 0..k {
+            assert_eq!(r.cosine[i * k + j], r.cosine[j * k + i], "not symmetric");
+            let want = cos(&g[i], &g[j]);
+            let got = r.cosine[i * k + j];
+            assert!((got - want).abs() < 1e-4, "S[{i},{j}] = {got}, float64 says {want}");
+        }
+        let norm: f64 = g[i].iter().map(|x| x * x).sum::<f64>().sqrt();
+        assert!((r.norms[i] - norm).abs() / norm < 1e-4);
+    }
+    // the groups partition the parameters
+    let total: usize = r.groups.iter().map(|g| g.params).sum();
+    assert_eq!(total, g[0].len());
+    assert!(r.groups.iter().any(|g| g.name == "down_blocks.1"));
+}
+
+#[test]
+fn sketch_is_close_to_exact() {
+    let (model, mut cfg, schedule) = setup();
+    let exact = grad_similarity(&model, &schedule, &data(), &cfg, &CancelToken::new(), &mut |_| {})
+        .unwrap();
+    cfg.sketch_dim = Some(2048);
+    let sketched =
+        grad_similarity(&model, &schedule, &data(), &cfg, &CancelToken::new(), &mut |_| {})
+            .unwrap();
+    assert!(!sketched.exact);
+    let worst = exact
+        .cosine
+        .iter()
+        .zip(&sketched.cosine)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0, f64::max);
+    assert!(worst < 0.1, "sketch error {worst}");
+    assert!(worst > 0.0, "a 2048-wide sketch of larger groups cannot be exact");
+}
+
+#[test]
+fn cancel_and_bad_settings_are_errors() {
+    let (model, mut cfg, schedule) = setup();
+    let cancel = CancelToken::new();
+    cancel.cancel();
+    assert!(grad_similarity(&model, &schedule, &data(), &cfg, &cancel, &mut |_| {}).is_err());
+    cfg.timesteps = vec![5, 1000];
+    let err = grad_similarity(&model, &schedule, &data(), &cfg, &CancelToken::new(), &mut |_| {})
+        .unwrap_err();
+    assert!(err.to_string().contains("1000"), "{err}");
+}
