@@ -2,7 +2,7 @@
 
 mod bench;
 mod eval_eps;
-mod gradsim;
+mod finetune;
 mod inspect;
 mod progress;
 mod sample;
@@ -30,12 +30,12 @@ pub struct Cli {
 pub enum Command {
     /// Pretrain a diffusion model from scratch (or resume a run).
     Train(train::TrainArgs),
+    /// DeMe: finetune N timestep-range experts from a pretrained checkpoint (or resume).
+    Finetune(finetune::FinetuneArgs),
     /// Generate samples with DDPM or DDIM.
     Sample(sample::SampleArgs),
     /// Evaluate the model's noise prediction on given inputs.
     EvalEps(eval_eps::EvalEpsArgs),
-    /// Per-timestep gradient cosine-similarity heatmap (JSON, CSV, PNG).
-    Gradsim(gradsim::GradSimArgs),
     /// Print a checkpoint's parameter table, totals and config.
     Inspect(inspect::InspectArgs),
     /// Measure engine throughput (see bench/ for the reference side).
@@ -54,9 +54,9 @@ pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         None => crate::app::run_app(cli.device),
         Some(Command::Train(a)) => train::run(a, cli.device),
+        Some(Command::Finetune(a)) => finetune::run(a, cli.device),
         Some(Command::Sample(a)) => sample::run(a, cli.device),
         Some(Command::EvalEps(a)) => eval_eps::run(a, cli.device),
-        Some(Command::Gradsim(a)) => gradsim::run(a, cli.device),
         Some(Command::Inspect(a)) => inspect::run(a),
         Some(Command::Bench(a)) => bench::run(a, cli.device),
     }

@@ -293,6 +293,8 @@ pub struct RunCheckpoint<'a, M> {
     pub data: Option<String>,
     /// The run's settings.
     pub train_config: serde_json::Value,
+    /// The checkpoint the run started from (a path), if any.
+    pub parent: Option<String>,
     /// Resumable state (raw weights, EMA weights = `weights`, optimizer).
     pub state: Option<TrainState<'a, M>>,
 }
@@ -335,7 +337,7 @@ impl<M: Module> RunCheckpoint<'_, M> {
             timestep_range: self.timestep_range,
             data: self.data.clone(),
             train_config: self.train_config.clone(),
-            parent: None,
+            parent: self.parent.clone(),
             created_unix: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map(|d| d.as_secs())

@@ -31,7 +31,7 @@ impl BatchSampler {
     pub fn new(items: Vec<f32>, item_shape: [usize; 3], description: impl Into<String>) -> Self {
         let per: usize = item_shape.iter().product();
         assert!(
-            per > 0 && items.len() % per == 0,
+            per > 0 && items.len().is_multiple_of(per),
             "items do not tile the item shape"
         );
         Self {
@@ -75,8 +75,24 @@ impl BatchSampler {
 
     /// A random batch: items with replacement, `t ~ U{0..T-1}`, `noise ~ N(0, I)`.
     pub fn batch(&self, rng: &mut StdRng, n: usize, timesteps: usize, device: &Device) -> Batch {
+        self.batch_with(rng, n, device, |rng| {
+            (0..n).map(|_| rng.random_range(0..timesteps)).collect()
+        })
+    }
+
+    /// A random batch whose timesteps come from `draw_t` (which must return `n`).
+    ///
+    /// The RNG is used in a fixed order: item indices, then `draw_t`, then the noise.
+    pub fn batch_with(
+        &self,
+        rng: &mut StdRng,
+        n: usize,
+        device: &Device,
+        draw_t: impl FnOnce(&mut StdRng) -> Vec<usize>,
+    ) -> Batch {
         let indices: Vec<usize> = (0..n).map(|_| rng.random_range(0..self.len)).collect();
-        let t: Vec<usize> = (0..n).map(|_| rng.random_range(0..timesteps)).collect();
+        let t = draw_t(rng);
+        debug_assert_eq!(t.len(), n, "one timestep per item");
         let noise = normal_tensor(
             rng,
             [

@@ -56,3 +56,52 @@ pub enum TrainEvent {
         step: u64,
     },
 }
+
+/// One of the runs of a finetune job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum RunId {
+    /// Expert `k` (0-based) of `N`, trained on `[k T / N, (k + 1) T / N)`; its
+    /// folder is `expert_{k + 1}`, numbered from 1 like the paper's `theta_i`.
+    Expert(usize),
+    /// Plain finetuning of one copy on all timesteps, for comparison; folder `baseline`.
+    Baseline,
+}
+
+impl RunId {
+    /// The run's folder name inside the job's output folder.
+    pub fn folder_name(&self) -> String {
+        match self {
+            Self::Expert(k) => format!("expert_{}", k + 1),
+            Self::Baseline => "baseline".into(),
+        }
+    }
+}
+
+impl std::fmt::Display for RunId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Expert(k) => write!(f, "expert {}", k + 1),
+            Self::Baseline => f.write_str("baseline"),
+        }
+    }
+}
+
+/// The two terms of a DeMe step's loss (host values).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LossParts {
+    /// `mean || eps - eps_i(x_t, t) ||^2`.
+    pub eps: f64,
+    /// `mean || eps_frozen(x_t, t) - eps_i(x_t, t) ||^2`, when its weight is not 0.
+    pub consistency: Option<f64>,
+}
+
+/// Something that happened in one run of a finetune job.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FinetuneEvent {
+    /// Which run.
+    pub run: RunId,
+    /// What happened, as in pretraining.
+    pub event: TrainEvent,
+    /// The loss split, on `Step` events.
+    pub parts: Option<LossParts>,
+}

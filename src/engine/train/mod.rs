@@ -1,17 +1,30 @@
-//! Training: the epsilon objective, AdamW, EMA, batches, and the pretraining loop.
+//! Training: the epsilon objective, AdamW, EMA, batches, the pretraining loop and
+//! DeMe decoupled finetuning.
 
 pub mod adamw;
 pub mod batch;
 pub mod cancel;
+pub mod consistency;
 pub mod ema;
 pub mod events;
+pub mod finetune;
+pub mod finetune_config;
 pub mod loss;
 pub mod pretrain;
 pub mod resume;
+pub mod stepper;
+pub mod timesteps;
 
 pub use adamw::{AdamW, AdamWConfig};
 pub use batch::BatchSampler;
 pub use cancel::CancelToken;
-pub use events::{StopReason, TrainEvent};
+pub use consistency::{FinetuneLoss, finetune_loss};
+pub use events::{FinetuneEvent, LossParts, RunId, StopReason, TrainEvent};
+pub use finetune::{
+    FinetuneJob, FinetuneModel, FinetuneOutcome, Schedule, finetune, finetune_any, run_dir,
+    start_model, stored_config,
+};
+pub use finetune_config::FinetuneConfig;
 pub use pretrain::{RunStart, TrainConfig, pretrain};
-pub use resume::{fresh_run, resume_run};
+pub use resume::{fresh_run, fresh_start, resume_run, resume_start};
+pub use timesteps::{MixMode, TimestepDraw, TimestepRange, TimestepSampler};

@@ -7,17 +7,15 @@
 use super::adamw::{AdamW, AdamWConfig};
 use super::batch::BatchSampler;
 use super::cancel::CancelToken;
-use super::ema::{ema_decay, ema_update};
-use super::events::{StopReason, TrainEvent};
+use super::events::TrainEvent;
 use super::loss::eps_loss_per_sample;
+use super::stepper::{CheckpointTarget, Stepper, warmup_lr};
 use crate::engine::diffusion::NoiseSchedule;
 use crate::engine::model::EpsModel;
-use crate::engine::store::{ModelSpec, RunCheckpoint, TrainState};
-use anyhow::{Context, Result, bail};
-use burn::tensor::Tensor;
+use crate::engine::store::ModelSpec;
+use anyhow::Result;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
-use std::time::Instant;
 
 /// Settings of a pretraining run (stored in each checkpoint's metadata).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -65,11 +63,7 @@ impl Default for TrainConfig {
 impl TrainConfig {
     /// Learning rate at `step` (0-based) with linear warm-up.
     pub fn lr_at(&self, step: u64) -> f64 {
-        if self.warmup_steps == 0 {
-            self.lr
-        } else {
-            self.lr * ((step + 1) as f64 / self.warmup_steps as f64).min(1.0)
-        }
+        warmup_lr(self.lr, self.warmup_steps, step)
     }
 }
 
@@ -100,127 +94,36 @@ pub fn pretrain<M: EpsModel>(
     on_event: &mut dyn FnMut(TrainEvent),
 ) -> Result<M> {
     let schedule = NoiseSchedule::linear(1e-4, 0.02, config.num_train_timesteps);
-    let RunStart {
-        mut model,
-        mut ema,
-        mut optimizer,
-        step: first,
-    } = start;
-    on_event(TrainEvent::Started {
-        first_step: first,
-        total_steps: config.steps,
-    });
-    let save = |model: &M, ema: &M, optimizer: &AdamW, step: u64| -> Result<()> {
-        let ckpt = RunCheckpoint {
-            spec,
-            weights: if config.ema_max_decay.is_some() {
-                ema
-            } else {
-                model
-            },
-            kind: "pretrain",
-            step,
-            timestep_range: None,
-            data: Some(data.describe()),
-            train_config: serde_json::to_value(config)?,
-            state: Some(TrainState { model, optimizer }),
-        };
-        ckpt.save(out_dir)
-            .with_context(|| format!("saving checkpoint at step {step} to {}", out_dir.display()))
+    let target = CheckpointTarget {
+        dir: out_dir.to_path_buf(),
+        kind: "pretrain",
+        timestep_range: None,
+        data: Some(data.describe()),
+        train_config: serde_json::to_value(config)?,
+        parent: None,
+        every: config.checkpoint_every,
     };
-
-    let mut window = Instant::now();
-    let mut window_images = 0usize;
-    for step in first..config.steps {
+    let mut run = Stepper::new(start, spec, target, config.steps, config.ema_max_decay);
+    on_event(run.started_event());
+    while !run.is_done() {
         if cancel.is_cancelled() {
-            save(&model, &ema, &optimizer, step)?;
-            on_event(TrainEvent::Checkpoint {
-                step,
-                path: out_dir.to_path_buf(),
-            });
-            on_event(TrainEvent::Stopped {
-                step,
-                reason: StopReason::Cancelled,
-            });
-            return Ok(if config.ema_max_decay.is_some() {
-                ema
-            } else {
-                model.valid()
-            });
+            run.cancel(on_event)?;
+            return run.into_published();
         }
-        // one RNG stream per step: a resumed run draws exactly what an uninterrupted one would
-        let mut rng = data.rng_for_step(config.seed, step);
-        let batch = data.batch(
-            &mut rng,
-            config.batch_size,
-            config.num_train_timesteps,
-            &model.devices()[0],
-        );
-        let loss: Tensor<1> =
-            eps_loss_per_sample(&model, &schedule, batch.x0, batch.noise, &batch.t).mean();
-        let loss_value = loss.clone().into_scalar::<f32>() as f64;
-        if !loss_value.is_finite() {
-            on_event(TrainEvent::Stopped {
-                step,
-                reason: StopReason::NonFinite,
-            });
-            bail!(
-                "loss became {loss_value} at step {step}; stopped. The last good checkpoint in {} is intact",
-                out_dir.display()
+        let lr = config.lr_at(run.step_index());
+        let loss = |model: &M, step: u64| {
+            // one RNG stream per step: a resumed run draws exactly what an uninterrupted one would
+            let mut rng = data.rng_for_step(config.seed, step);
+            let batch = data.batch(
+                &mut rng,
+                config.batch_size,
+                config.num_train_timesteps,
+                &model.devices()[0],
             );
-        }
-        if !loss.is_tracked() {
-            bail!(
-                "the model being trained is not tracked for gradients; start runs with fresh_run or resume_run"
-            );
-        }
-        let grads = loss.backward();
-        let lr = config.lr_at(step);
-        let (next, stats) = match optimizer.step(model, &grads, lr) {
-            Ok(v) => v,
-            Err(e) => {
-                on_event(TrainEvent::Stopped {
-                    step,
-                    reason: StopReason::NonFinite,
-                });
-                return Err(e.context(format!(
-                    "at step {step}; the last good checkpoint in {} is intact",
-                    out_dir.display()
-                )));
-            }
+            Ok(eps_loss_per_sample(model, &schedule, batch.x0, batch.noise, &batch.t).mean())
         };
-        model = next;
-        if let Some(max) = config.ema_max_decay {
-            ema = ema_update(ema, &model, ema_decay(step, max));
-        }
-        window_images += config.batch_size;
-        let elapsed = window.elapsed().as_secs_f64();
-        let throughput = window_images as f64 / elapsed.max(1e-9);
-        if elapsed > 2.0 {
-            window = Instant::now();
-            window_images = 0;
-        }
-        on_event(TrainEvent::Step {
-            step: step + 1,
-            total_steps: config.steps,
-            loss: loss_value,
-            grad_norm: stats.grad_norm,
-            lr,
-            images_per_sec: throughput,
-        });
-        let done = step + 1;
-        if done % config.checkpoint_every == 0 || done == config.steps {
-            save(&model, &ema, &optimizer, done)?;
-            on_event(TrainEvent::Checkpoint {
-                step: done,
-                path: out_dir.to_path_buf(),
-            });
-        }
+        run.step(lr, config.batch_size, loss, on_event)?;
     }
     on_event(TrainEvent::Finished { step: config.steps });
-    Ok(if config.ema_max_decay.is_some() {
-        ema
-    } else {
-        model.valid()
-    })
+    run.into_published()
 }

@@ -1,6 +1,6 @@
 //! Starting a run: fresh from a model, or resumed from a run folder's train state.
 
-use super::adamw::AdamW;
+use super::adamw::{AdamW, AdamWConfig};
 use super::pretrain::{RunStart, TrainConfig};
 use crate::engine::model::EpsModel;
 use crate::engine::store::{bind_tensors, load_train_state};
@@ -10,10 +10,15 @@ use std::path::Path;
 
 /// A fresh run: `model` is copied for the EMA and moved to the autodiff device.
 pub fn fresh_run<M: EpsModel>(model: M, config: &TrainConfig, device: &Device) -> RunStart<M> {
+    fresh_start(model, config.adamw, device)
+}
+
+/// A fresh run of any kind: `model` is copied for the EMA and moved to the autodiff device.
+pub fn fresh_start<M: EpsModel>(model: M, adamw: AdamWConfig, device: &Device) -> RunStart<M> {
     RunStart {
         ema: model.clone(),
         model: model.to_device(&device.clone().autodiff()).train(),
-        optimizer: AdamW::new(config.adamw),
+        optimizer: AdamW::new(adamw),
         step: 0,
     }
 }
@@ -25,6 +30,16 @@ pub fn resume_run<M: EpsModel>(
     config: &TrainConfig,
     device: &Device,
 ) -> Result<RunStart<M>> {
+    resume_start(template, dir, config.adamw, device)
+}
+
+/// Resumes a run of any kind saved in `dir`; `template` gives the architecture.
+pub fn resume_start<M: EpsModel>(
+    template: M,
+    dir: &Path,
+    adamw: AdamWConfig,
+    device: &Device,
+) -> Result<RunStart<M>> {
     let Some(state) = load_train_state(dir)? else {
         bail!(
             "{} holds no train_state.safetensors to resume from",
@@ -34,7 +49,7 @@ pub fn resume_run<M: EpsModel>(
     let ema = bind_tensors(template.clone(), &state.ema).context("restoring EMA weights")?;
     let model = bind_tensors(template, &state.model).context("restoring weights")?;
     let model = model.to_device(&device.clone().autodiff()).train();
-    let mut optimizer = AdamW::new(config.adamw);
+    let mut optimizer = AdamW::new(adamw);
     optimizer.import(&model, state.adam_step, state.moments)?;
     Ok(RunStart {
         model,
