@@ -3,6 +3,7 @@
 mod bench;
 mod eval_eps;
 mod finetune;
+mod gradsim;
 mod inspect;
 mod progress;
 mod sample;
@@ -36,6 +37,8 @@ pub enum Command {
     Sample(sample::SampleArgs),
     /// Evaluate the model's noise prediction on given inputs.
     EvalEps(eval_eps::EvalEpsArgs),
+    /// Per-timestep gradient cosine-similarity heatmap (JSON, CSV, PNG).
+    Gradsim(gradsim::GradSimArgs),
     /// Print a checkpoint's parameter table, totals and config.
     Inspect(inspect::InspectArgs),
     /// Measure engine throughput (see bench/ for the reference side).
@@ -57,6 +60,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Some(Command::Finetune(a)) => finetune::run(a, cli.device),
         Some(Command::Sample(a)) => sample::run(a, cli.device),
         Some(Command::EvalEps(a)) => eval_eps::run(a, cli.device),
+        Some(Command::Gradsim(a)) => gradsim::run(a, cli.device),
         Some(Command::Inspect(a)) => inspect::run(a),
         Some(Command::Bench(a)) => bench::run(a, cli.device),
     }
