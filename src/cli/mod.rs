@@ -5,6 +5,7 @@ mod eval_eps;
 mod finetune;
 mod gradsim;
 mod inspect;
+mod merge;
 mod progress;
 mod sample;
 mod train;
@@ -41,6 +42,8 @@ pub enum Command {
     Gradsim(gradsim::GradSimArgs),
     /// Print a checkpoint's parameter table, totals and config.
     Inspect(inspect::InspectArgs),
+    /// Merge experts into their base (task arithmetic, TIES, DARE), or reproduce a recipe.
+    Merge(merge::MergeArgs),
     /// Measure engine throughput (see bench/ for the reference side).
     Bench(bench::BenchArgs),
 }
@@ -62,6 +65,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Some(Command::EvalEps(a)) => eval_eps::run(a, cli.device),
         Some(Command::Gradsim(a)) => gradsim::run(a, cli.device),
         Some(Command::Inspect(a)) => inspect::run(a),
+        Some(Command::Merge(a)) => merge::run(a),
         Some(Command::Bench(a)) => bench::run(a, cli.device),
     }
 }

@@ -9,7 +9,8 @@ use crate::engine::diffusion::{
     sample,
 };
 use crate::engine::grid_image::save_grid_png;
-use crate::engine::store::load_model;
+use crate::engine::merge::TimestepEnsemble;
+use crate::engine::store::{AnyModel, ModelSpec, load_model};
 use anyhow::{Context, Result, anyhow, bail};
 use burn::tensor::{Tensor, TensorData};
 use clap::{Args, ValueEnum};
@@ -37,8 +38,17 @@ pub enum VarianceArg {
 #[derive(Debug, Args)]
 pub struct SampleArgs {
     /// Model folder (ours or diffusers) or a .safetensors file with config.json beside it.
-    #[arg(long)]
-    pub model: PathBuf,
+    #[arg(
+        long,
+        required_unless_present = "ensemble",
+        conflicts_with = "ensemble"
+    )]
+    pub model: Option<PathBuf>,
+    /// Sample with the timestep-wise ensemble of these expert folders instead of
+    /// --model (comma-separated or repeated, in timestep order: the i-th of N
+    /// handles t in [(i-1)T/N, iT/N), integer division, the range it was finetuned on).
+    #[arg(long, value_delimiter = ',', num_args = 1..)]
+    pub ensemble: Vec<PathBuf>,
     /// Sampler.
     #[arg(long, value_enum, default_value = "ddim")]
     pub sampler: SamplerArg,
@@ -84,8 +94,9 @@ pub fn run(args: SampleArgs, device: DeviceChoice) -> Result<()> {
     }
     let compute = resolve_device(device)?;
     let dev = &compute.device;
-    let loaded = load_model(&args.model, dev)?;
-    let [c, h, w] = loaded.spec.item_shape();
+    let schedule = NoiseSchedule::linear(1e-4, 0.02, 1000);
+    let (spec, predictor) = load_predictor(&args, schedule.num_train_timesteps(), dev)?;
+    let [c, h, w] = spec.item_shape();
     let mut noise = SeededNoise::new(args.seed);
     let x_t = match &args.noise {
         Some(path) => {
@@ -124,15 +135,16 @@ pub fn run(args: SampleArgs, device: DeviceChoice) -> Result<()> {
             ..DdpmConfig::default()
         }),
     };
-    let schedule = NoiseSchedule::linear(1e-4, 0.02, 1000);
-    let model = &loaded.model;
     let pb = bar(0, "sample");
     let x0 = sample(
         kind,
         &schedule,
         x_t,
         &mut noise,
-        &mut |x, t| model.eps(x, &vec![t as f32; n]),
+        &mut |x, t| match &predictor {
+            Predictor::Model(model) => model.eps(x, &vec![t as f32; n]),
+            Predictor::Ensemble(ens) => ens.eps(x, t),
+        },
         &mut |k, total, _| {
             pb.set_length(total as u64);
             pb.set_position(k as u64 + 1);
@@ -157,4 +169,53 @@ pub fn run(args: SampleArgs, device: DeviceChoice) -> Result<()> {
     }
     eprintln!("wrote {n} samples to {}", args.out.display());
     Ok(())
+}
+
+/// What predicts the noise: one model, or the timestep-wise ensemble of experts.
+enum Predictor {
+    Model(Box<AnyModel>),
+    Ensemble(TimestepEnsemble<AnyModel>),
+}
+
+/// Loads `--model`, or every `--ensemble` expert (all of one architecture).
+fn load_predictor(
+    args: &SampleArgs,
+    num_timesteps: usize,
+    dev: &burn::tensor::Device,
+) -> Result<(ModelSpec, Predictor)> {
+    if let Some(path) = &args.model {
+        let loaded = load_model(path, dev)?;
+        return Ok((loaded.spec, Predictor::Model(Box::new(loaded.model))));
+    }
+    let first = args
+        .ensemble
+        .first()
+        .ok_or_else(|| anyhow!("give --model DIR or --ensemble DIR1,DIR2,..."))?;
+    let mut spec: Option<ModelSpec> = None;
+    let mut experts = Vec::with_capacity(args.ensemble.len());
+    for path in &args.ensemble {
+        let loaded = load_model(path, dev)?;
+        match &spec {
+            None => spec = Some(loaded.spec),
+            Some(s) if *s != loaded.spec => bail!(
+                "ensemble expert {} has another config.json than {}: the experts must share one architecture",
+                path.display(),
+                first.display()
+            ),
+            Some(_) => {}
+        }
+        experts.push(loaded.model);
+    }
+    let spec = spec.ok_or_else(|| anyhow!("--ensemble needs at least one expert"))?;
+    let ensemble = TimestepEnsemble::new(experts, num_timesteps)?;
+    for (i, path) in args.ensemble.iter().enumerate() {
+        let r = ensemble.range(i);
+        eprintln!(
+            "ensemble: t in [{}, {}) -> {}",
+            r.start,
+            r.end,
+            path.display()
+        );
+    }
+    Ok((spec, Predictor::Ensemble(ensemble)))
 }
