@@ -149,6 +149,10 @@ fn recipe_outputs_cannot_escape_the_chosen_folder() {
         );
         assert!(!s.root.join("escaped").exists());
     }
+    // an input folder is never overwritten
+    let msg = format!("{:#}", export_merge(&job, &s.base, &mut quiet).unwrap_err());
+    assert!(msg.contains("is the input model"), "{msg}");
+
     // a plain sub-folder is fine, and lands inside
     recipe.output = Some("runs/r1".into());
     std::fs::write(&path, recipe.to_json_string_pretty().unwrap()).unwrap();

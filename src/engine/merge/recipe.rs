@@ -228,6 +228,7 @@ fn export_hashed(
     out_dir: &Path,
     progress: &mut dyn FnMut(&str),
 ) -> Result<ExportReport> {
+    refuse_overwriting_inputs(out_dir, job)?;
     // The host path on the CPU: the same bits on every machine.
     let device = Device::flex();
     progress(&format!("loading base {}", job.base.display()));
@@ -313,6 +314,31 @@ fn export_hashed(
         num_values,
         matches_recorded: None,
     })
+}
+
+/// Refuses an output folder that is one of the input model folders.
+fn refuse_overwriting_inputs(out_dir: &Path, job: &MergeJob) -> Result<()> {
+    let Ok(out) = out_dir.canonicalize() else {
+        return Ok(()); // a new folder cannot be an input
+    };
+    for input in std::iter::once(&job.base).chain(&job.experts) {
+        let Ok(p) = input.canonicalize() else {
+            continue;
+        };
+        let dir = if p.is_file() {
+            p.parent().map(Path::to_path_buf).unwrap_or_default()
+        } else {
+            p
+        };
+        if dir == out {
+            bail!(
+                "the output folder {} is the input model {}: choose another folder",
+                out_dir.display(),
+                input.display()
+            );
+        }
+    }
+    Ok(())
 }
 
 /// Re-runs the merge `recipe_path` describes into `chosen_out` (or its
