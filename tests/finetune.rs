@@ -779,6 +779,24 @@ fn cli_finetunes_a_tiny_unet_on_mnist_with_projections() {
 
 #[test]
 fn cli_bad_input_gives_one_clear_error() {
+    let o = studio(&["finetune", "--help"]);
+    assert!(o.status.success());
+    let help = String::from_utf8_lossy(&o.stdout);
+    for flag in [
+        "--base",
+        "--experts",
+        "--p ",
+        "--per-sample",
+        "--no-antithetic",
+        "--lambda",
+        "--no-projection",
+        "--steps-per-expert",
+        "--schedule",
+        "--baseline-only",
+        "--resume",
+    ] {
+        assert!(help.contains(flag), "finetune --help lacks {flag}:\n{help}");
+    }
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");
     let out_s = out.to_str().unwrap();

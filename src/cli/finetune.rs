@@ -85,7 +85,8 @@ pub struct FinetuneArgs {
     /// Give the baseline channel-wise projections too.
     #[arg(long)]
     pub baseline_projection: bool,
-    /// Continue the runs found in --out.
+    /// Continue the runs found in --out (with the same --baseline / --baseline-only);
+    /// settings not given are read back from the runs, --steps-per-expert may grow.
     #[arg(long)]
     pub resume: bool,
     /// Fraction of the data held out for validation (as in `train`, never trained on).
