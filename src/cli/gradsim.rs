@@ -85,8 +85,12 @@ pub fn run(args: GradSimArgs, device: DeviceChoice) -> Result<()> {
     let cancel = CancelToken::new();
     let mut on_progress = |p: GradSimProgress| pb.set_position(p.done as u64);
     let result = match &loaded.model {
-        AnyModel::UNet(m) => grad_similarity(m, &schedule, &items, &config, &cancel, &mut on_progress),
-        AnyModel::Mlp(m) => grad_similarity(m, &schedule, &items, &config, &cancel, &mut on_progress),
+        AnyModel::UNet(m) => {
+            grad_similarity(m, &schedule, &items, &config, &cancel, &mut on_progress)
+        }
+        AnyModel::Mlp(m) => {
+            grad_similarity(m, &schedule, &items, &config, &cancel, &mut on_progress)
+        }
     }?;
     pb.finish_and_clear();
     write_outputs(&result, &args.out)?;
@@ -98,7 +102,10 @@ pub fn run(args: GradSimArgs, device: DeviceChoice) -> Result<()> {
 /// Writes `gradsim.json`, `cosine.csv`, `groups.csv` and `heatmap.png` into `dir`.
 pub fn write_outputs(result: &GradSimResult, dir: &Path) -> Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    write_atomic_bytes(dir.join("gradsim.json"), serde_json::to_string_pretty(result)?.as_bytes())?;
+    write_atomic_bytes(
+        dir.join("gradsim.json"),
+        serde_json::to_string_pretty(result)?.as_bytes(),
+    )?;
     let k = result.k();
     let mut csv = String::from("t_i,t_j,cosine\n");
     for i in 0..k {
@@ -106,7 +113,9 @@ pub fn write_outputs(result: &GradSimResult, dir: &Path) -> Result<()> {
             let _ = writeln!(
                 csv,
                 "{},{},{}",
-                result.timesteps[i], result.timesteps[j], result.cosine[i * k + j]
+                result.timesteps[i],
+                result.timesteps[j],
+                result.cosine[i * k + j]
             );
         }
     }

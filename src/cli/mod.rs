@@ -4,6 +4,7 @@ mod bench;
 mod eval_eps;
 mod finetune;
 mod gradsim;
+mod grid_search;
 mod inspect;
 mod merge;
 mod progress;
@@ -40,6 +41,8 @@ pub enum Command {
     EvalEps(eval_eps::EvalEpsArgs),
     /// Per-timestep gradient cosine-similarity heatmap (JSON, CSV, PNG).
     Gradsim(gradsim::GradSimArgs),
+    /// Grid-search the merge weights on the held-out diffusion loss (JSON, CSV).
+    GridSearch(grid_search::GridSearchArgs),
     /// Print a checkpoint's parameter table, totals and config.
     Inspect(inspect::InspectArgs),
     /// Merge experts into their base (task arithmetic, TIES, DARE), or reproduce a recipe.
@@ -64,6 +67,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Some(Command::Sample(a)) => sample::run(a, cli.device),
         Some(Command::EvalEps(a)) => eval_eps::run(a, cli.device),
         Some(Command::Gradsim(a)) => gradsim::run(a, cli.device),
+        Some(Command::GridSearch(a)) => grid_search::run(a, cli.device),
         Some(Command::Inspect(a)) => inspect::run(a),
         Some(Command::Merge(a)) => merge::run(a),
         Some(Command::Bench(a)) => bench::run(a, cli.device),

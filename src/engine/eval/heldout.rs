@@ -99,7 +99,12 @@ impl EvalLosses {
 /// The `n` DeMe timestep ranges `[(i-1)T/n, iT/n)` (integer bounds that tile `[0, T)`).
 pub fn timestep_ranges(n: usize, num_train_timesteps: usize) -> Vec<[usize; 2]> {
     (0..n)
-        .map(|i| [i * num_train_timesteps / n, (i + 1) * num_train_timesteps / n])
+        .map(|i| {
+            [
+                i * num_train_timesteps / n,
+                (i + 1) * num_train_timesteps / n,
+            ]
+        })
         .collect()
 }
 
@@ -195,7 +200,9 @@ mod tests {
     use crate::engine::train::loss::eps_loss_per_sample;
 
     fn points(n: usize) -> BatchSampler {
-        let items: Vec<f32> = (0..2 * n).map(|i| ((i * 37 % 101) as f32 / 50.0) - 1.0).collect();
+        let items: Vec<f32> = (0..2 * n)
+            .map(|i| ((i * 37 % 101) as f32 / 50.0) - 1.0)
+            .collect();
         BatchSampler::new(items, [2, 1, 1], "test points")
     }
 
@@ -215,7 +222,11 @@ mod tests {
     fn timesteps_are_stratified_over_ranges() {
         let d = Device::flex();
         let s = NoiseSchedule::linear(1e-4, 0.02, 1000);
-        let cfg = EvalSetConfig { samples: 64, batch_size: 10, seed: 3 };
+        let cfg = EvalSetConfig {
+            samples: 64,
+            batch_size: 10,
+            seed: 3,
+        };
         let set = EvalSet::new(&points(30), &s, cfg, &d).unwrap();
         for [lo, hi] in timestep_ranges(4, 1000) {
             let n = set.timesteps.iter().filter(|&&t| t >= lo && t < hi).count();
@@ -228,7 +239,11 @@ mod tests {
         let d = Device::flex();
         let s = NoiseSchedule::linear(1e-4, 0.02, 1000);
         let model = ToyMlp::new(&ToyMlpConfig::default(), 7, &d);
-        let cfg = EvalSetConfig { samples: 24, batch_size: 7, seed: 11 };
+        let cfg = EvalSetConfig {
+            samples: 24,
+            batch_size: 7,
+            seed: 11,
+        };
         let set = EvalSet::new(&points(10), &s, cfg, &d).unwrap();
         let a = set.evaluate(&|x, t| model.eps(x, t)).unwrap();
         let b = EvalSet::new(&points(10), &s, cfg, &d)
@@ -272,7 +287,9 @@ mod tests {
         let d = Device::flex();
         let s = NoiseSchedule::linear(1e-4, 0.02, 1000);
         let empty = BatchSampler::new(vec![], [2, 1, 1], "none");
-        let err = EvalSet::new(&empty, &s, EvalSetConfig::default(), &d).err().unwrap();
+        let err = EvalSet::new(&empty, &s, EvalSetConfig::default(), &d)
+            .err()
+            .unwrap();
         assert!(err.to_string().contains("held-out"));
     }
 }

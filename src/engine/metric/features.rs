@@ -131,7 +131,10 @@ pub fn train_feature_net(
     device: &Device,
 ) -> Result<(FeatureNet, f64)> {
     if data.len() < 2 {
-        bail!("the feature network needs labelled images, got {}", data.len());
+        bail!(
+            "the feature network needs labelled images, got {}",
+            data.len()
+        );
     }
     let classes = *data.labels.iter().max().expect("non-empty") as usize + 1;
     let ad = device.clone().autodiff();

@@ -74,7 +74,12 @@ pub fn frechet_distance(a: &FeatureStats, b: &FeatureStats) -> Result<f64> {
         bail!("feature dimensions differ: {} vs {}", a.dim, b.dim);
     }
     let d = a.dim;
-    let mean_term: f64 = a.mean.iter().zip(&b.mean).map(|(x, y)| (x - y).powi(2)).sum();
+    let mean_term: f64 = a
+        .mean
+        .iter()
+        .zip(&b.mean)
+        .map(|(x, y)| (x - y).powi(2))
+        .sum();
     let trace = |m: &[f64]| (0..d).map(|i| m[i * d + i]).sum::<f64>();
     let sqrt_a = sym_sqrt(&a.cov, d);
     let inner = matmul(&matmul(&sqrt_a, &b.cov, d), &sqrt_a, d);
@@ -210,8 +215,14 @@ mod tests {
     #[test]
     fn diagonal_case_has_the_closed_form() {
         // FD = |dmu|^2 + sum (sqrt(a_i) - sqrt(b_i))^2 for diagonal covariances
-        let a = stats(vec![0.0, 0.0, 1.0], vec![4.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 9.0]);
-        let b = stats(vec![1.0, 0.0, 1.0], vec![1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 4.0]);
+        let a = stats(
+            vec![0.0, 0.0, 1.0],
+            vec![4.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 9.0],
+        );
+        let b = stats(
+            vec![1.0, 0.0, 1.0],
+            vec![1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 4.0],
+        );
         let want = 1.0 + (2.0f64 - 1.0).powi(2) + 0.0 + (3.0f64 - 2.0).powi(2);
         let got = frechet_distance(&a, &b).unwrap();
         assert!((got - want).abs() < 1e-9, "{got} vs {want}");

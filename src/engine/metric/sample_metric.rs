@@ -58,7 +58,9 @@ impl SampleMetric {
         };
         let fitted = images.fit_to(shape[0], shape[1], shape[2])?;
         let Some(labels) = fitted.labels.clone() else {
-            bail!("the sample metric's feature network needs a labelled dataset; `{data}` has no labels");
+            bail!(
+                "the sample metric's feature network needs a labelled dataset; `{data}` has no labels"
+            );
         };
         let s = split(fitted.len(), val_fraction, SPLIT_SEED);
         if s.val.len() < 2 {
@@ -119,7 +121,11 @@ impl SampleMetric {
     pub fn score(&self, samples: &[f32], device: &Device) -> Result<f64> {
         let per: usize = self.shape.iter().product();
         if samples.is_empty() || samples.len() % per != 0 {
-            bail!("{} values are not whole images of shape {:?}", samples.len(), self.shape);
+            bail!(
+                "{} values are not whole images of shape {:?}",
+                samples.len(),
+                self.shape
+            );
         }
         let feats = extract_features(&self.net, samples, self.shape, device)?;
         let generated = FeatureStats::from_rows(&feats, FEATURE_DIM)?;
@@ -136,7 +142,10 @@ fn cache_key(
 ) -> String {
     let mut h = Sha256::new();
     h.update(format!("featnet-v1|{data}|{shape:?}|{val_fraction}|{classes}|{config:?}").as_bytes());
-    h.finalize()[..8].iter().map(|b| format!("{b:02x}")).collect()
+    h.finalize()[..8]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 fn save_net(net: &FeatureNet, path: &Path) -> Result<()> {

@@ -35,7 +35,14 @@ pub fn text_height(scale: u32) -> u32 {
 
 /// Draws `text` with its top-left corner at `(x, y)`; characters without a glyph
 /// are drawn as a box, pixels outside the image are skipped.
-pub fn draw_text(img: &mut image::RgbImage, x: i64, y: i64, text: &str, scale: u32, color: [u8; 3]) {
+pub fn draw_text(
+    img: &mut image::RgbImage,
+    x: i64,
+    y: i64,
+    text: &str,
+    scale: u32,
+    color: [u8; 3],
+) {
     for (n, c) in text.chars().enumerate() {
         let rows = glyph(c).unwrap_or([0b111, 0b101, 0b101, 0b101, 0b111]);
         let gx = x + (n as i64) * 4 * scale as i64;
@@ -48,7 +55,11 @@ pub fn draw_text(img: &mut image::RgbImage, x: i64, y: i64, text: &str, scale: u
                     for dx in 0..scale as i64 {
                         let px = gx + col as i64 * scale as i64 + dx;
                         let py = y + r as i64 * scale as i64 + dy;
-                        if px >= 0 && py >= 0 && (px as u32) < img.width() && (py as u32) < img.height() {
+                        if px >= 0
+                            && py >= 0
+                            && (px as u32) < img.width()
+                            && (py as u32) < img.height()
+                        {
                             img.put_pixel(px as u32, py as u32, image::Rgb(color));
                         }
                     }

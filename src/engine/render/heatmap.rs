@@ -64,7 +64,14 @@ impl Heatmap<'_> {
             for c in 0..self.cols {
                 let v = self.values[r * self.cols + c] as f32;
                 let color = self.map.map(v, self.lo as f32, self.hi as f32);
-                fill(&mut img, x0 + c as u32 * cell, y0 + r as u32 * cell, cell, cell, color);
+                fill(
+                    &mut img,
+                    x0 + c as u32 * cell,
+                    y0 + r as u32 * cell,
+                    cell,
+                    cell,
+                    color,
+                );
             }
         }
         let stride = label_stride(self.labels, cell, scale);
@@ -121,8 +128,11 @@ impl Heatmap<'_> {
 /// Encodes `img` as PNG and writes it atomically.
 pub fn save_png_atomic(img: &RgbImage, path: &Path) -> Result<()> {
     let mut bytes = Vec::new();
-    img.write_to(&mut std::io::Cursor::new(&mut bytes), image::ImageFormat::Png)
-        .context("encoding PNG")?;
+    img.write_to(
+        &mut std::io::Cursor::new(&mut bytes),
+        image::ImageFormat::Png,
+    )
+    .context("encoding PNG")?;
     crate::engine::checkpoint::write_atomic_bytes(path, &bytes)
         .with_context(|| format!("writing {}", path.display()))
 }
@@ -136,7 +146,11 @@ fn fmt_tick(v: f64) -> String {
 }
 
 fn label_stride(labels: &[String], cell: u32, scale: u32) -> usize {
-    let widest = labels.iter().map(|l| text_width(l, scale)).max().unwrap_or(0);
+    let widest = labels
+        .iter()
+        .map(|l| text_width(l, scale))
+        .max()
+        .unwrap_or(0);
     let need = widest.max(text_height(scale)) + 4;
     (need.div_ceil(cell.max(1))).max(1) as usize
 }
@@ -169,7 +183,10 @@ mod tests {
         let img = h.render().unwrap();
         let cell = 48;
         let x0 = text_width("500", 2) + 8;
-        let at = |r: u32, c: u32| img.get_pixel(x0 + c * cell + cell / 2, 10 + r * cell + cell / 2).0;
+        let at = |r: u32, c: u32| {
+            img.get_pixel(x0 + c * cell + cell / 2, 10 + r * cell + cell / 2)
+                .0
+        };
         assert_eq!(at(0, 0), ColorMap::Diverging.at(1.0));
         assert_eq!(at(0, 1), ColorMap::Diverging.at(0.0));
         assert_eq!(at(1, 0), ColorMap::Diverging.at(0.5));

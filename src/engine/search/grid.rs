@@ -127,7 +127,11 @@ impl GridSpec {
             bail!("grid step must be positive and the bounds finite");
         }
         if self.hi < self.lo {
-            bail!("grid upper bound {} is below the lower bound {}", self.hi, self.lo);
+            bail!(
+                "grid upper bound {} is below the lower bound {}",
+                self.hi,
+                self.lo
+            );
         }
         let per = self.ticks() as f64;
         if !self.sum_to_one && per.powi(self.n as i32) > 5e6 {
@@ -336,13 +340,24 @@ mod tests {
     #[test]
     fn exhaustive_visits_every_point_once_and_finds_the_optimum() {
         let s = spec(2, false);
-        let r = grid_search(&s, Strategy::Exhaustive, &mut bowl(vec![0.3, 0.7]), &|| true, &mut |_| {})
-            .unwrap();
+        let r = grid_search(
+            &s,
+            Strategy::Exhaustive,
+            &mut bowl(vec![0.3, 0.7]),
+            &|| true,
+            &mut |_| {},
+        )
+        .unwrap();
         assert_eq!(r.points.len(), 121);
         let set: BTreeSet<Vec<i64>> = r
             .points
             .iter()
-            .map(|p| p.weights.iter().map(|w| (w * 10.0).round() as i64).collect())
+            .map(|p| {
+                p.weights
+                    .iter()
+                    .map(|w| (w * 10.0).round() as i64)
+                    .collect()
+            })
             .collect();
         assert_eq!(set.len(), 121);
         let b = &r.best_point().weights;
@@ -385,7 +400,9 @@ mod tests {
         .unwrap();
         assert!(r.points.len() < 1331 / 4, "{} points", r.points.len());
         let b = &r.best_point().weights;
-        assert!((b[0] - 0.3).abs() < 1e-9 && (b[1] - 0.6).abs() < 1e-9 && (b[2] - 0.1).abs() < 1e-9);
+        assert!(
+            (b[0] - 0.3).abs() < 1e-9 && (b[1] - 0.6).abs() < 1e-9 && (b[2] - 0.1).abs() < 1e-9
+        );
     }
 
     #[test]
@@ -411,11 +428,17 @@ mod tests {
     fn events_stream_best_so_far() {
         let s = spec(1, false);
         let mut bests = Vec::new();
-        grid_search(&s, Strategy::Exhaustive, &mut bowl(vec![0.45]), &|| true, &mut |e| {
-            if let GridEvent::Point { best, .. } = e {
-                bests.push(best.score.loss);
-            }
-        })
+        grid_search(
+            &s,
+            Strategy::Exhaustive,
+            &mut bowl(vec![0.45]),
+            &|| true,
+            &mut |e| {
+                if let GridEvent::Point { best, .. } = e {
+                    bests.push(best.score.loss);
+                }
+            },
+        )
         .unwrap();
         assert_eq!(bests.len(), 11);
         assert!(bests.windows(2).all(|w| w[1] <= w[0]));
@@ -428,8 +451,19 @@ mod tests {
         assert!(s.validate().is_err());
         let mut s = spec(2, true);
         s.lo = 0.7;
-        assert!(s.validate().unwrap_err().to_string().contains("summing to 1"));
-        let s = GridSpec { n: 8, lo: 0.0, hi: 1.0, step: 0.01, sum_to_one: false };
+        assert!(
+            s.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("summing to 1")
+        );
+        let s = GridSpec {
+            n: 8,
+            lo: 0.0,
+            hi: 1.0,
+            step: 0.01,
+            sum_to_one: false,
+        };
         assert!(s.validate().is_err());
     }
 }

@@ -1,0 +1,210 @@
+//! `deme-studio grid-search`: search the merge weights w_i on a lattice, scored by
+//! the held-out diffusion loss with fixed items, noise and timesteps.
+
+use super::progress::bar;
+use super::resolve_device;
+use crate::engine::checkpoint::write_atomic_bytes;
+use crate::engine::data::{DataSpec, split_items};
+use crate::engine::device::DeviceChoice;
+use crate::engine::diffusion::NoiseSchedule;
+use crate::engine::eval::{EvalSet, EvalSetConfig};
+use crate::engine::merge::{MergeSpec, Mergeable, Merger};
+use crate::engine::search::{GridEvent, GridResult, GridSpec, Score, Strategy, grid_search};
+use crate::engine::store::load_model;
+use anyhow::{Context, Result, bail};
+use clap::{Args, ValueEnum};
+use std::fmt::Write as _;
+use std::path::PathBuf;
+
+/// How the lattice is visited.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum StrategyArg {
+    /// Every point, coarse sub-lattices first.
+    Exhaustive,
+    /// Coarse lattice, then refine around the best points.
+    Refine,
+}
+
+/// Arguments of `grid-search`.
+#[derive(Debug, Args)]
+pub struct GridSearchArgs {
+    /// The pretrained base model folder.
+    #[arg(long)]
+    pub base: PathBuf,
+    /// Expert folders, comma-separated, in timestep-range order.
+    #[arg(long, value_delimiter = ',', required = true)]
+    pub experts: Vec<PathBuf>,
+    /// Dataset whose held-out split scores the merges.
+    #[arg(long, default_value = "mnist")]
+    pub data: DataSpec,
+    /// Smallest weight.
+    #[arg(long, default_value_t = 0.0)]
+    pub lo: f64,
+    /// Largest weight.
+    #[arg(long, default_value_t = 1.0)]
+    pub hi: f64,
+    /// Finest lattice spacing.
+    #[arg(long, default_value_t = 0.1)]
+    pub step: f64,
+    /// Only weights summing to 1.
+    #[arg(long)]
+    pub sum_to_one: bool,
+    /// Visit every point or refine around the best.
+    #[arg(long, value_enum, default_value = "refine")]
+    pub strategy: StrategyArg,
+    /// Best points each refinement looks around.
+    #[arg(long, default_value_t = 3)]
+    pub keep: usize,
+    /// Held-out samples in the objective.
+    #[arg(long, default_value_t = 256)]
+    pub samples: usize,
+    /// Seed of the evaluation set.
+    #[arg(long, default_value_t = 1234)]
+    pub seed: u64,
+    /// Fraction of the data held out (must match training to stay unseen).
+    #[arg(long, default_value_t = 0.1)]
+    pub val_fraction: f64,
+    /// Number of points drawn for toy datasets.
+    #[arg(long, default_value_t = 20_000)]
+    pub toy_points: usize,
+    /// Output folder: grid.json and grid.csv.
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+/// Runs `grid-search`.
+pub fn run(args: GridSearchArgs, device: DeviceChoice) -> Result<()> {
+    let compute = resolve_device(device)?;
+    let dev = &compute.device;
+    let base = load_model(&args.base, dev)?;
+    let experts = args
+        .experts
+        .iter()
+        .map(|p| load_model(p, dev))
+        .collect::<Result<Vec<_>>>()?;
+    let labels: Vec<String> = args
+        .experts
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect();
+    let pairs: Vec<(&str, _)> = labels
+        .iter()
+        .zip(&experts)
+        .map(|(l, e)| (l.as_str(), &e.model))
+        .collect();
+    let base_label = args.base.display().to_string();
+    let mut merger = Merger::new((base_label.as_str(), &base.model), &pairs)?;
+    let items = split_items(&args.data, &base.spec, args.val_fraction, args.toy_points)?;
+    let schedule = NoiseSchedule::linear(1e-4, 0.02, 1000);
+    let eval = EvalSet::new(
+        &items.val,
+        &schedule,
+        EvalSetConfig {
+            samples: args.samples,
+            seed: args.seed,
+            ..EvalSetConfig::default()
+        },
+        dev,
+    )?;
+    let n = experts.len();
+    let spec = GridSpec {
+        n,
+        lo: args.lo,
+        hi: args.hi,
+        step: args.step,
+        sum_to_one: args.sum_to_one,
+    };
+    let strategy = match args.strategy {
+        StrategyArg::Exhaustive => Strategy::Exhaustive,
+        StrategyArg::Refine => Strategy::Refine { keep: args.keep },
+    };
+    let base_loss = eval.evaluate(&|x, t| base.model.predict_eps(x, t))?;
+    eprintln!(
+        "base: held-out loss {:.5} (per range {})",
+        base_loss.mean(),
+        fmt_ranges(&base_loss.per_range(n))
+    );
+    let pb = bar(0, "grid");
+    let mut merged = merger.merge(&MergeSpec::task_arithmetic(vec![0.0; n]))?;
+    let mut score = |w: &[f64]| -> Result<Score> {
+        let spec = MergeSpec::task_arithmetic(w.iter().map(|&v| v as f32).collect());
+        merged = merger.merge_into(merged.clone(), &spec)?;
+        let losses = eval.evaluate(&|x, t| merged.predict_eps(x, t))?;
+        Ok(Score {
+            loss: losses.mean(),
+            per_range: losses.per_range(n),
+        })
+    };
+    let mut on_event = |e: GridEvent| match e {
+        GridEvent::Level { points, .. } => pb.inc_length(points as u64),
+        GridEvent::Point { best, done, .. } => {
+            pb.set_position(done as u64);
+            pb.set_message(format!(
+                "best {:.5} at {}",
+                best.score.loss,
+                fmt_weights(&best.weights)
+            ));
+        }
+    };
+    let result = grid_search(&spec, strategy, &mut score, &|| true, &mut on_event)?;
+    pb.finish_and_clear();
+    write_results(&result, &args.out)?;
+    let best = result.best_point();
+    eprintln!(
+        "best of {} points: w = {} held-out loss {:.5} (base {:.5}); per range {}",
+        result.points.len(),
+        fmt_weights(&best.weights),
+        best.score.loss,
+        base_loss.mean(),
+        fmt_ranges(&best.score.per_range)
+    );
+    eprintln!("wrote {}", args.out.display());
+    Ok(())
+}
+
+fn write_results(result: &GridResult, dir: &std::path::Path) -> Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    write_atomic_bytes(
+        dir.join("grid.json"),
+        serde_json::to_string_pretty(result)?.as_bytes(),
+    )?;
+    let Some(first) = result.points.first() else {
+        bail!("no point was scored");
+    };
+    let n = first.weights.len();
+    let r = first.score.per_range.len();
+    let mut csv = String::new();
+    for i in 0..n {
+        let _ = write!(csv, "w{},", i + 1);
+    }
+    csv.push_str("loss");
+    for i in 0..r {
+        let _ = write!(csv, ",loss_range{}", i + 1);
+    }
+    csv.push_str(",level\n");
+    for p in &result.points {
+        for w in &p.weights {
+            let _ = write!(csv, "{w},");
+        }
+        let _ = write!(csv, "{}", p.score.loss);
+        for l in &p.score.per_range {
+            let _ = write!(csv, ",{l}");
+        }
+        let _ = writeln!(csv, ",{}", p.level);
+    }
+    write_atomic_bytes(dir.join("grid.csv"), csv.as_bytes())
+}
+
+fn fmt_weights(w: &[f64]) -> String {
+    w.iter()
+        .map(|v| format!("{v:.2}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn fmt_ranges(v: &[f64]) -> String {
+    v.iter()
+        .map(|l| format!("{l:.5}"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
