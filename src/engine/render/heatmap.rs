@@ -57,7 +57,7 @@ impl Heatmap<'_> {
             .map(|t| text_width(&fmt_tick(*t), scale))
             .max()
             .unwrap_or(0);
-        let width = bar_x + 20 + 6 + tick_w + 10;
+        let width = bar_x + 32 + tick_w + 10;
         let height = y0 + gh + 8 + text_height(scale) + 10;
         let mut img = RgbImage::from_pixel(width, height, Rgb(BG));
         for r in 0..self.rows {
@@ -109,7 +109,7 @@ impl Heatmap<'_> {
             fill(&mut img, bar_x + 20, y, 4, 1, INK);
             draw_text(
                 &mut img,
-                (bar_x + 26) as i64,
+                (bar_x + 32) as i64,
                 y as i64 - (text_height(scale) / 2) as i64,
                 &fmt_tick(*t),
                 scale,
