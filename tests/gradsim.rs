@@ -91,8 +91,15 @@ fn setup() -> (UNet2DModel, GradSimConfig, NoiseSchedule) {
 #[test]
 fn exact_matrix_matches_float64_reference() {
     let (model, cfg, schedule) = setup();
-    let r = grad_similarity(&model, &schedule, &data(), &cfg, &CancelToken::new(), &mut |_| {})
-        .unwrap();
+    let r = grad_similarity(
+        &model,
+        &schedule,
+        &data(),
+        &cfg,
+        &CancelToken::new(),
+        &mut |_| {},
+    )
+    .unwrap();
     assert!(r.exact);
     let g = reference(&model, &cfg, &schedule);
     let k = cfg.timesteps.len();
@@ -102,7 +109,10 @@ fn exact_matrix_matches_float64_reference() {
             assert_eq!(r.cosine[i * k + j], r.cosine[j * k + i], "not symmetric");
             let want = cos(&g[i], &g[j]);
             let got = r.cosine[i * k + j];
-            assert!((got - want).abs() < 1e-4, "S[{i},{j}] = {got}, float64 says {want}");
+            assert!(
+                (got - want).abs() < 1e-4,
+                "S[{i},{j}] = {got}, float64 says {want}"
+            );
         }
         let norm: f64 = g[i].iter().map(|x| x * x).sum::<f64>().sqrt();
         assert!((r.norms[i] - norm).abs() / norm < 1e-4);
@@ -116,12 +126,25 @@ fn exact_matrix_matches_float64_reference() {
 #[test]
 fn sketch_is_close_to_exact() {
     let (model, mut cfg, schedule) = setup();
-    let exact = grad_similarity(&model, &schedule, &data(), &cfg, &CancelToken::new(), &mut |_| {})
-        .unwrap();
+    let exact = grad_similarity(
+        &model,
+        &schedule,
+        &data(),
+        &cfg,
+        &CancelToken::new(),
+        &mut |_| {},
+    )
+    .unwrap();
     cfg.sketch_dim = Some(2048);
-    let sketched =
-        grad_similarity(&model, &schedule, &data(), &cfg, &CancelToken::new(), &mut |_| {})
-            .unwrap();
+    let sketched = grad_similarity(
+        &model,
+        &schedule,
+        &data(),
+        &cfg,
+        &CancelToken::new(),
+        &mut |_| {},
+    )
+    .unwrap();
     assert!(!sketched.exact);
     let worst = exact
         .cosine
@@ -130,7 +153,10 @@ fn sketch_is_close_to_exact() {
         .map(|(a, b)| (a - b).abs())
         .fold(0.0, f64::max);
     assert!(worst < 0.1, "sketch error {worst}");
-    assert!(worst > 0.0, "a 2048-wide sketch of larger groups cannot be exact");
+    assert!(
+        worst > 0.0,
+        "a 2048-wide sketch of larger groups cannot be exact"
+    );
 }
 
 #[test]
@@ -140,7 +166,14 @@ fn cancel_and_bad_settings_are_errors() {
     cancel.cancel();
     assert!(grad_similarity(&model, &schedule, &data(), &cfg, &cancel, &mut |_| {}).is_err());
     cfg.timesteps = vec![5, 1000];
-    let err = grad_similarity(&model, &schedule, &data(), &cfg, &CancelToken::new(), &mut |_| {})
-        .unwrap_err();
+    let err = grad_similarity(
+        &model,
+        &schedule,
+        &data(),
+        &cfg,
+        &CancelToken::new(),
+        &mut |_| {},
+    )
+    .unwrap_err();
     assert!(err.to_string().contains("1000"), "{err}");
 }

@@ -177,7 +177,10 @@ impl GroupPlan {
                 let padded_len = signs.dims()[0];
                 let g = if padded_len > self.len {
                     Tensor::cat(
-                        vec![g.clone(), Tensor::zeros([padded_len - self.len], &g.device())],
+                        vec![
+                            g.clone(),
+                            Tensor::zeros([padded_len - self.len], &g.device()),
+                        ],
                         0,
                     )
                 } else {
@@ -192,11 +195,7 @@ impl GroupPlan {
     }
 }
 
-fn plan_groups<M: EpsModel>(
-    model: &M,
-    config: &GradSimConfig,
-    device: &Device,
-) -> Vec<GroupPlan> {
+fn plan_groups<M: EpsModel>(model: &M, config: &GradSimConfig, device: &Device) -> Vec<GroupPlan> {
     let shapes = param_shapes(model);
     let mut plans: Vec<GroupPlan> = Vec::new();
     for (i, (key, shape)) in shapes.iter().enumerate() {
@@ -224,7 +223,10 @@ fn plan_groups<M: EpsModel>(
             let signs: Vec<f32> = (0..padded)
                 .map(|_| if rng.random::<bool>() { 1.0 } else { -1.0 })
                 .collect();
-            p.sketch = Some((d, Tensor::from_data(TensorData::new(signs, [padded]), device)));
+            p.sketch = Some((
+                d,
+                Tensor::from_data(TensorData::new(signs, [padded]), device),
+            ));
         }
     }
     plans
@@ -244,7 +246,11 @@ pub fn grad_similarity<M: EpsModel>(
     if k < 2 {
         bail!("gradient similarity needs at least two timesteps, got {k}");
     }
-    if let Some(&t) = config.timesteps.iter().find(|&&t| t >= schedule.num_train_timesteps()) {
+    if let Some(&t) = config
+        .timesteps
+        .iter()
+        .find(|&&t| t >= schedule.num_train_timesteps())
+    {
         bail!(
             "timestep {t} is outside the schedule's [0, {})",
             schedule.num_train_timesteps()
@@ -269,7 +275,12 @@ pub fn grad_similarity<M: EpsModel>(
     let scale = 1.0 / config.batches as f32;
     for m in 0..config.batches {
         let mut rng = data.rng_for_step(config.seed, m as u64);
-        let batch = data.batch(&mut rng, config.batch_size, schedule.num_train_timesteps(), &device);
+        let batch = data.batch(
+            &mut rng,
+            config.batch_size,
+            schedule.num_train_timesteps(),
+            &device,
+        );
         for (ki, &t) in config.timesteps.iter().enumerate() {
             if cancel.is_cancelled() {
                 bail!("cancelled");
@@ -386,7 +397,10 @@ mod tests {
 
     #[test]
     fn even_timesteps_are_bin_centres() {
-        assert_eq!(GradSimConfig::even_timesteps(4, 1000), vec![125, 375, 625, 875]);
+        assert_eq!(
+            GradSimConfig::even_timesteps(4, 1000),
+            vec![125, 375, 625, 875]
+        );
         assert_eq!(GradSimConfig::even_timesteps(2, 10), vec![2, 7]);
     }
 

@@ -58,13 +58,19 @@ mod tests {
     fn groups_follow_the_key_paths() {
         let k = "down_blocks.1.resnets.0.conv1.weight";
         assert_eq!(group_of(k, Granularity::Block), "down_blocks.1");
-        assert_eq!(group_of(k, Granularity::Layer), "down_blocks.1.resnets.0.conv1");
+        assert_eq!(
+            group_of(k, Granularity::Layer),
+            "down_blocks.1.resnets.0.conv1"
+        );
         assert_eq!(group_of("conv_in.bias", Granularity::Block), "conv_in");
         assert_eq!(
             group_of("time_embedding.linear_1.weight", Granularity::Block),
             "time_embedding"
         );
-        assert_eq!(group_of("adapter_list.3.weight", Granularity::Block), "adapter_list.3");
+        assert_eq!(
+            group_of("adapter_list.3.weight", Granularity::Block),
+            "adapter_list.3"
+        );
         assert_eq!(group_of("w", Granularity::Layer), "w");
     }
 }

@@ -302,7 +302,10 @@ mod tests {
             TensorData::new(vec![1f32, 2., 3., 4.], [1, 1, 2, 2]),
             &Device::flex(),
         );
-        let y = upsample_nearest2x(x).into_data().try_into_vec::<f32>().unwrap();
+        let y = upsample_nearest2x(x)
+            .into_data()
+            .try_into_vec::<f32>()
+            .unwrap();
         assert_eq!(
             y,
             vec![
