@@ -1,29 +1,17 @@
 //! `grid-search` end to end: every lattice point scored once, the table written,
 //! and the all-zero point scoring exactly the base model's held-out loss.
 
+mod common;
+
 use burn::tensor::Device;
-use deme_studio::engine::checkpoint::{KeyStyle, preset};
 use deme_studio::engine::model::UNet2DModel;
-use deme_studio::engine::store::{AnyModel, ModelSpec, save_model_folder};
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
 
 fn save_random(dir: &Path, seed: u64) {
-    let mut config = preset("mnist-small").expect("preset exists");
-    config.block_out_channels = vec![8, 16, 16];
-    config.norm_num_groups = 4;
-    config.sample_size = Some(8);
+    let config = common::tiny_config();
     let m = UNet2DModel::new(&config, seed, &Device::flex()).unwrap();
-    save_model_folder(
-        dir,
-        &ModelSpec::UNet(config),
-        AnyModel::UNet(m).export(),
-        &BTreeMap::new(),
-        KeyStyle::Modern,
-        None,
-    )
-    .unwrap();
+    common::save_unet(dir, config, m);
 }
 
 #[test]

@@ -1,8 +1,10 @@
 //! Merging end to end: exports with recipes, exact reproduction, refused
 //! recipes, and the `merge` / `sample --ensemble` command lines.
 
+mod common;
+
 use burn::tensor::Device;
-use deme_studio::engine::checkpoint::{KeyStyle, UNet2DConfig, preset, read_safetensors};
+use deme_studio::engine::checkpoint::{KeyStyle, read_safetensors};
 use deme_studio::engine::merge::{
     MergeJob, MergeMethod, MergeSpec, RECIPE_FILE, Recipe, export_merge, reproduce,
 };
@@ -13,19 +15,10 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-/// `mnist-small`'s structure at widths 8/16/16, 8 px.
-fn tiny_config() -> UNet2DConfig {
-    let mut c = preset("mnist-small").expect("preset exists");
-    c.block_out_channels = vec![8, 16, 16];
-    c.norm_num_groups = 4;
-    c.sample_size = Some(8);
-    c
-}
-
 /// Saves a random tiny UNet (optionally with projections nudged off the identity).
 fn save_random(dir: &Path, seed: u64, projections: bool) -> PathBuf {
     let d = Device::flex();
-    let config = tiny_config();
+    let config = common::tiny_config();
     let mut m = UNet2DModel::new(&config, seed, &d).unwrap();
     if projections {
         m = m.with_projections(&config, &d);
@@ -37,15 +30,7 @@ fn save_random(dir: &Path, seed: u64, projections: bool) -> PathBuf {
             }
         });
     }
-    save_model_folder(
-        dir,
-        &ModelSpec::UNet(config),
-        AnyModel::UNet(m).export(),
-        &BTreeMap::new(),
-        KeyStyle::Modern,
-        None,
-    )
-    .unwrap();
+    common::save_unet(dir, config, m);
     dir.to_path_buf()
 }
 
@@ -282,18 +267,10 @@ fn merge_command_end_to_end() {
     // another architecture: the message names the tensor and both models
     let wide = st.root.join("wide");
     {
-        let mut c = tiny_config();
+        let mut c = common::tiny_config();
         c.block_out_channels = vec![8, 16, 32];
         let m = UNet2DModel::new(&c, 5, &Device::flex()).unwrap();
-        save_model_folder(
-            &wide,
-            &ModelSpec::UNet(c),
-            AnyModel::UNet(m).export(),
-            &BTreeMap::new(),
-            KeyStyle::Modern,
-            None,
-        )
-        .unwrap();
+        common::save_unet(&wide, c, m);
     }
     let o = studio(&[
         "merge",
@@ -315,13 +292,13 @@ fn merge_command_end_to_end() {
 fn mismatched_weights_files_name_the_tensor() {
     let st = setup();
     // same config.json, but a tensor with another shape in the weights: refused on load
-    let mut c = tiny_config();
+    let mut c = common::tiny_config();
     c.block_out_channels = vec![8, 16, 32];
     let m = UNet2DModel::new(&c, 5, &Device::flex()).unwrap();
     let odd = st.root.join("odd");
     save_model_folder(
         &odd,
-        &ModelSpec::UNet(tiny_config()),
+        &ModelSpec::UNet(common::tiny_config()),
         AnyModel::UNet(m).export(),
         &BTreeMap::new(),
         KeyStyle::Modern,
