@@ -27,7 +27,7 @@ pub enum BenchCase {
     /// Training steps per second (forward, backward, AdamW with clipping) on random data.
     Train {
         /// Model preset or config.json.
-        #[arg(long, default_value = "mnist-small")]
+        #[arg(long, default_value = "mnist-tiny")]
         model: String,
         /// Batch size.
         #[arg(long, default_value_t = 64)]
@@ -46,7 +46,7 @@ pub enum BenchCase {
         #[arg(
             long,
             value_delimiter = ',',
-            default_value = "mnist-small,ddpm-cifar10-32"
+            default_value = "mnist-tiny,ddpm-cifar10-32"
         )]
         models: Vec<String>,
         /// Number of experts N.

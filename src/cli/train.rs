@@ -21,8 +21,8 @@ pub struct TrainArgs {
     /// (moons, swissroll, 8gaussians, checkerboard).
     #[arg(long, default_value = "mnist")]
     pub data: DataSpec,
-    /// Model: a preset (mnist-small, ddpm-cifar10-32, toy-mlp) or a diffusers config.json.
-    /// Defaults to mnist-small for images and toy-mlp for toy data.
+    /// Model: a preset (mnist-tiny, mnist-small, ddpm-cifar10-32, toy-mlp) or a diffusers config.json.
+    /// Defaults to mnist-tiny for images and toy-mlp for toy data.
     #[arg(long)]
     pub model: Option<String>,
     /// Total optimizer steps.
@@ -90,7 +90,7 @@ fn start<M: EpsModel>(
 pub fn run(args: TrainArgs, device: DeviceChoice) -> Result<()> {
     let model_arg = args.model.clone().unwrap_or_else(|| match args.data {
         DataSpec::Toy(_) => "toy-mlp".into(),
-        _ => "mnist-small".into(),
+        _ => crate::engine::checkpoint::DEFAULT_IMAGE_PRESET.into(),
     });
     let spec = ModelSpec::from_arg(&model_arg)?;
     if !args.resume

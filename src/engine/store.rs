@@ -38,7 +38,7 @@ pub enum ModelSpec {
 }
 
 impl ModelSpec {
-    /// A preset name (`mnist-small`, `ddpm-cifar10-32`, `toy-mlp`) or a path to a `config.json`.
+    /// A preset name (`mnist-tiny`, `mnist-small`, `ddpm-cifar10-32`, `toy-mlp`) or a path to a `config.json`.
     pub fn from_arg(arg: &str) -> Result<Self> {
         if arg == "toy-mlp" {
             return Ok(Self::Mlp(ToyMlpConfig::default()));

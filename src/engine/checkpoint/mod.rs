@@ -32,4 +32,4 @@ pub use safetensors_io::{
     read_safetensors, read_safetensors_bytes, safetensors_metadata, serialize_safetensors,
     write_safetensors,
 };
-pub use unet_config::{PRESET_NAMES, UNet2DConfig, load_config, preset};
+pub use unet_config::{DEFAULT_IMAGE_PRESET, PRESET_NAMES, UNet2DConfig, load_config, preset};

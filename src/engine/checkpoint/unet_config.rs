@@ -23,7 +23,11 @@ pub const SUPPORTED_UP_BLOCKS: [&str; 2] = ["UpBlock2D", "AttnUpBlock2D"];
 pub const SUPPORTED_MID_BLOCK: &str = "UNetMidBlock2D";
 
 /// Built-in presets, by name (see [`preset`]).
-pub const PRESET_NAMES: [&str; 2] = ["ddpm-cifar10-32", "mnist-small"];
+/// The preset used for image data when none is given.
+pub const DEFAULT_IMAGE_PRESET: &str = "mnist-tiny";
+
+/// Names accepted by [`preset`].
+pub const PRESET_NAMES: [&str; 3] = ["ddpm-cifar10-32", "mnist-small", "mnist-tiny"];
 
 /// A diffusers `UNet2DModel` config (`config.json`). Field names and
 /// meanings are diffusers'; `Default` is `UNet2DModel.__init__`'s defaults.
@@ -161,6 +165,11 @@ fn de_sample_size<'de, D: Deserializer<'de>>(d: D) -> Result<Option<usize>, D::E
 /// - `mnist-small`: a small 1-channel 32x32 model, three levels
 ///   `[32, 64, 64]`, attention at the middle level, one layer per block,
 ///   otherwise like the CIFAR-10 preset.
+/// - `mnist-tiny` (the default for MNIST): 1-channel 28x28 (MNIST's own size,
+///   no padding), three levels `[16, 32, 64]` with 8 norm groups, attention
+///   only at the 7x7 level and in the mid block; 0.69M parameters, about
+///   4x cheaper per image than `mnist-small`, so a 2-core CPU trains it to
+///   digits in minutes.
 pub fn preset(name: &str) -> Option<UNet2DConfig> {
     let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
     let cifar = UNet2DConfig {
@@ -196,6 +205,17 @@ pub fn preset(name: &str) -> Option<UNet2DConfig> {
             down_block_types: s(&["DownBlock2D", "AttnDownBlock2D", "DownBlock2D"]),
             up_block_types: s(&["UpBlock2D", "AttnUpBlock2D", "UpBlock2D"]),
             layers_per_block: 1,
+            ..cifar.clone()
+        }),
+        "mnist-tiny" => Some(UNet2DConfig {
+            sample_size: Some(28),
+            in_channels: 1,
+            out_channels: 1,
+            block_out_channels: vec![16, 32, 64],
+            down_block_types: s(&["DownBlock2D", "DownBlock2D", "AttnDownBlock2D"]),
+            up_block_types: s(&["AttnUpBlock2D", "UpBlock2D", "UpBlock2D"]),
+            layers_per_block: 1,
+            norm_num_groups: 8,
             ..cifar
         }),
         _ => None,

@@ -229,6 +229,23 @@ mod tests {
     }
 
     #[test]
+    fn mnist_tiny_runs_at_28_pixels() {
+        let config = preset("mnist-tiny").unwrap();
+        let d = Device::flex();
+        let model = UNet2DModel::new(&config, 0, &d).unwrap();
+        assert_eq!(model.num_params(), 686_769);
+        let x = Tensor::<4>::random(
+            [2, 1, 28, 28],
+            burn::tensor::Distribution::Normal(0.0, 1.0),
+            &d,
+        );
+        let y = model.forward(x, &[0.0, 999.0]);
+        assert_eq!(y.dims(), [2, 1, 28, 28]);
+        let v = y.into_data().try_into_vec::<f32>().unwrap();
+        assert!(v.iter().all(|x| x.is_finite()));
+    }
+
+    #[test]
     fn identity_projections_leave_the_output_unchanged() {
         let mut config = preset("mnist-small").unwrap();
         config.block_out_channels = vec![32, 32, 32];
