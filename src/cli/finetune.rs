@@ -4,6 +4,7 @@
 //! run at its current step (a second one quits at once; checkpoints are written
 //! atomically, so the last complete ones stay loadable either way).
 
+use super::interrupt;
 use super::progress::bar;
 use super::resolve_device;
 use super::train::training_items;
@@ -319,50 +320,4 @@ pub fn run(args: FinetuneArgs, device: DeviceChoice) -> Result<()> {
     }
     eprintln!("saved {}", args.out.display());
     Ok(())
-}
-
-/// Ctrl-C asks the job to stop at its next step boundary (saving every started
-/// run); a second Ctrl-C quits at once.
-#[cfg(unix)]
-mod interrupt {
-    use crate::engine::train::CancelToken;
-    use std::sync::OnceLock;
-
-    static TOKEN: OnceLock<CancelToken> = OnceLock::new();
-    const SIGINT: i32 = 2;
-
-    unsafe extern "C" {
-        fn signal(signum: i32, handler: extern "C" fn(i32)) -> usize;
-        fn _exit(status: i32) -> !;
-    }
-
-    extern "C" fn on_sigint(_: i32) {
-        // only an atomic load and store here: both are async-signal-safe
-        if let Some(token) = TOKEN.get() {
-            if token.is_cancelled() {
-                // SAFETY: `_exit` is async-signal-safe and takes a plain status code.
-                unsafe { _exit(130) }
-            }
-            token.cancel();
-        }
-    }
-
-    /// Routes SIGINT to `token` for the rest of the process.
-    pub fn install(token: &CancelToken) {
-        if TOKEN.set(token.clone()).is_ok() {
-            // SAFETY: installs a handler that only touches atomics (see `on_sigint`).
-            unsafe {
-                signal(SIGINT, on_sigint);
-            }
-        }
-    }
-}
-
-/// Without SIGINT, Ctrl-C ends the process; the atomic checkpoints stay loadable.
-#[cfg(not(unix))]
-mod interrupt {
-    use crate::engine::train::CancelToken;
-
-    /// Nothing to install on this platform.
-    pub fn install(_: &CancelToken) {}
 }

@@ -6,8 +6,10 @@ mod finetune;
 mod gradsim;
 mod grid_search;
 mod inspect;
+mod interrupt;
 mod merge;
 mod progress;
+mod replicate;
 mod sample;
 mod train;
 
@@ -47,6 +49,8 @@ pub enum Command {
     Inspect(inspect::InspectArgs),
     /// Merge experts into their base (task arithmetic, TIES, DARE), or reproduce a recipe.
     Merge(merge::MergeArgs),
+    /// The whole DeMe pipeline in one command, with a Table-1-style report.
+    Replicate(replicate::ReplicateArgs),
     /// Measure engine throughput (see bench/ for the reference side).
     Bench(bench::BenchArgs),
 }
@@ -70,6 +74,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Some(Command::GridSearch(a)) => grid_search::run(a, cli.device),
         Some(Command::Inspect(a)) => inspect::run(a),
         Some(Command::Merge(a)) => merge::run(a),
+        Some(Command::Replicate(a)) => replicate::run(a, cli.device),
         Some(Command::Bench(a)) => bench::run(a, cli.device),
     }
 }

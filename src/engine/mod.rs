@@ -12,6 +12,7 @@ pub mod merge;
 pub mod metric;
 pub mod model;
 pub mod render;
+pub mod replicate;
 pub mod search;
 pub mod store;
 pub mod train;

@@ -1,0 +1,190 @@
+//! `deme-studio replicate`: the whole DeMe pipeline on one dataset (the embedded
+//! MNIST by default) in one command, writing a report folder in the form of the
+//! paper's Table 1. Interrupted runs continue where they stopped.
+
+use super::progress::bar;
+use super::resolve_device;
+use crate::engine::data::DataSpec;
+use crate::engine::device::DeviceChoice;
+use crate::engine::replicate::{BaseSource, ReplicateConfig, ReplicateEvent, replicate};
+use crate::engine::search::GridEvent;
+use crate::engine::train::{CancelToken, TrainEvent};
+use anyhow::Result;
+use clap::Args;
+use indicatif::ProgressBar;
+use std::path::PathBuf;
+use std::time::Instant;
+
+/// Arguments of `replicate`.
+#[derive(Debug, Args)]
+pub struct ReplicateArgs {
+    /// Report folder (also holds the base, the experts, the baseline and the merge).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Dataset.
+    #[arg(long, default_value = "mnist")]
+    pub data: DataSpec,
+    /// Use this pretrained model folder instead of pretraining one.
+    #[arg(long)]
+    pub base: Option<PathBuf>,
+    /// Model to pretrain (preset or config.json).
+    #[arg(long, default_value = crate::engine::checkpoint::DEFAULT_IMAGE_PRESET)]
+    pub model: String,
+    /// Pretraining steps.
+    #[arg(long, default_value_t = 1200)]
+    pub pretrain_steps: u64,
+    /// Pretraining batch size.
+    #[arg(long, default_value_t = 32)]
+    pub pretrain_batch_size: usize,
+    /// Number of experts N (timestep ranges).
+    #[arg(long, default_value_t = 4)]
+    pub experts: usize,
+    /// Finetuning steps per expert (the baseline gets N times as many).
+    #[arg(long, default_value_t = 150)]
+    pub steps_per_expert: u64,
+    /// Finetuning batch size.
+    #[arg(long, default_value_t = 32)]
+    pub batch_size: usize,
+    /// Finetuning learning rate.
+    #[arg(long, default_value_t = 1e-4)]
+    pub lr: f64,
+    /// Finest spacing of the merge-weight lattice over [0, 1].
+    #[arg(long, default_value_t = 0.1)]
+    pub grid_step: f64,
+    /// Only merge weights summing to 1.
+    #[arg(long)]
+    pub sum_to_one: bool,
+    /// Held-out samples in the search objective.
+    #[arg(long, default_value_t = 256)]
+    pub search_samples: usize,
+    /// Held-out samples in the reported losses.
+    #[arg(long, default_value_t = 512)]
+    pub report_samples: usize,
+    /// Generated images per model for the sample metric (0: none).
+    #[arg(long, default_value_t = 256)]
+    pub metric_samples: usize,
+    /// DDIM steps for the generated images.
+    #[arg(long, default_value_t = 10)]
+    pub ddim_steps: usize,
+    /// Images in each sample grid.
+    #[arg(long, default_value_t = 64)]
+    pub grid_images: usize,
+}
+
+impl ReplicateArgs {
+    /// The engine settings these arguments describe.
+    pub fn config(&self) -> ReplicateConfig {
+        let mut c = ReplicateConfig {
+            data: self.data.clone(),
+            ..ReplicateConfig::default()
+        };
+        c.base = match &self.base {
+            Some(p) => BaseSource::Load(p.clone()),
+            None => match c.base {
+                BaseSource::Pretrain { mut train, .. } => {
+                    train.steps = self.pretrain_steps;
+                    train.batch_size = self.pretrain_batch_size;
+                    BaseSource::Pretrain {
+                        model: self.model.clone(),
+                        train,
+                    }
+                }
+                other => other,
+            },
+        };
+        c.finetune.experts = self.experts;
+        c.finetune.steps_per_expert = self.steps_per_expert;
+        c.finetune.batch_size = self.batch_size;
+        c.finetune.lr = self.lr;
+        if matches!(self.data, DataSpec::Toy(_)) {
+            c.finetune.projection = false;
+            c.metric_samples = 0;
+        }
+        c.grid.n = self.experts;
+        c.grid.step = self.grid_step;
+        c.grid.sum_to_one = self.sum_to_one;
+        c.search_samples = self.search_samples;
+        c.report_samples = self.report_samples;
+        c.metric_samples = c.metric_samples.min(self.metric_samples);
+        c.metric_ddim_steps = self.ddim_steps;
+        c.grid_images = self.grid_images;
+        c
+    }
+}
+
+/// Runs `replicate`.
+pub fn run(args: ReplicateArgs, device: DeviceChoice) -> Result<()> {
+    let config = args.config();
+    let compute = resolve_device(device)?;
+    let cancel = CancelToken::new();
+    super::interrupt::install(&cancel);
+    let started = Instant::now();
+    let mut pb: Option<ProgressBar> = None;
+    let mut on_event = |e: ReplicateEvent| match e {
+        ReplicateEvent::Stage(s) => {
+            if let Some(p) = pb.take() {
+                p.finish_and_clear();
+            }
+            eprintln!("[{:>5.0} s] {s}", started.elapsed().as_secs_f64());
+        }
+        ReplicateEvent::Note(s) => eprintln!("note: {s}"),
+        ReplicateEvent::Train(TrainEvent::Step {
+            step,
+            total_steps,
+            loss,
+            images_per_sec,
+            ..
+        }) => {
+            let p = pb.get_or_insert_with(|| bar(total_steps, "pretrain"));
+            p.set_position(step);
+            p.set_message(format!("loss {loss:.4} {images_per_sec:.0} img/s"));
+        }
+        ReplicateEvent::Finetune(f) => {
+            if let TrainEvent::Step { loss, .. } = f.event {
+                let p = pb.get_or_insert_with(|| bar(0, "finetune"));
+                p.inc_length(0);
+                p.inc(1);
+                p.set_message(format!("{} loss {loss:.4}", f.run));
+            }
+        }
+        ReplicateEvent::Search(GridEvent::Level { points, .. }) => {
+            pb.get_or_insert_with(|| bar(0, "search"))
+                .inc_length(points as u64);
+        }
+        ReplicateEvent::Search(GridEvent::Point { best, done, .. }) => {
+            let p = pb.get_or_insert_with(|| bar(0, "search"));
+            p.set_position(done as u64);
+            p.set_message(format!("best {:.5}", best.score.loss));
+        }
+        ReplicateEvent::Sampling(model, done, total) => {
+            let p = pb.get_or_insert_with(|| bar(total as u64, "sample"));
+            p.set_length(total as u64);
+            p.set_position(done as u64);
+            p.set_message(model);
+        }
+        ReplicateEvent::Train(_) => {}
+    };
+    let report = replicate(&config, &args.out, &compute.device, &cancel, &mut on_event)?;
+    if let Some(p) = pb.take() {
+        p.finish_and_clear();
+    }
+    for row in &report.rows {
+        eprintln!(
+            "{:<48} held-out loss {:.5}{}",
+            row.description,
+            row.loss,
+            row.frechet
+                .map(|f| format!("  Frechet distance {f:.3}"))
+                .unwrap_or_default()
+        );
+    }
+    for v in report.verdicts() {
+        eprintln!("{v}");
+    }
+    eprintln!(
+        "wrote {} ({:.0} s in all)",
+        args.out.join("report.md").display(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}

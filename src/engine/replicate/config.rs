@@ -1,0 +1,108 @@
+//! Settings of a `replicate` run.
+
+use crate::engine::data::DataSpec;
+use crate::engine::metric::features::FeatureTrainConfig;
+use crate::engine::search::GridSpec;
+use crate::engine::train::{FinetuneConfig, TrainConfig};
+use serde::Serialize;
+use std::path::PathBuf;
+
+/// Where the pretrained model comes from.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub enum BaseSource {
+    /// Load this model folder (ours or diffusers).
+    Load(PathBuf),
+    /// Pretrain this model (preset or config.json) into `OUT/base`.
+    Pretrain {
+        /// A preset name or a config.json path.
+        model: String,
+        /// Pretraining settings.
+        train: TrainConfig,
+    },
+}
+
+/// Everything a `replicate` run does, with the defaults of the embedded MNIST demo.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ReplicateConfig {
+    /// Dataset (its held-out split is never trained on).
+    pub data: DataSpec,
+    /// Fraction of the data held out.
+    pub val_fraction: f64,
+    /// The pretrained model.
+    pub base: BaseSource,
+    /// Decoupled finetuning (also gives the plain-finetune baseline its budget:
+    /// N x `steps_per_expert` steps on all timesteps).
+    pub finetune: FinetuneConfig,
+    /// The merge-weight lattice (its `n` is the number of experts).
+    pub grid: GridSpec,
+    /// Best points each refinement of the search looks around.
+    pub refine_keep: usize,
+    /// Held-out samples in the search objective.
+    pub search_samples: usize,
+    /// Seed of the search's evaluation set.
+    pub search_seed: u64,
+    /// Held-out samples in the reported losses (a fresh set, not the one searched on).
+    pub report_samples: usize,
+    /// Seed of the reported evaluation set.
+    pub report_seed: u64,
+    /// Generated images per model for the sample metric (0: no sample metric).
+    pub metric_samples: usize,
+    /// DDIM steps used to generate them.
+    pub metric_ddim_steps: usize,
+    /// Training steps of the metric's feature network (cached per setting).
+    pub metric_feature_steps: usize,
+    /// Where the feature network is cached (None: the default cache folder).
+    pub metric_cache_dir: Option<PathBuf>,
+    /// Seed of the initial noise (shared by every model).
+    pub sample_seed: u64,
+    /// Images in each model's sample grid PNG.
+    pub grid_images: usize,
+    /// Points drawn for toy datasets.
+    pub toy_points: usize,
+}
+
+impl Default for ReplicateConfig {
+    fn default() -> Self {
+        let finetune = FinetuneConfig {
+            steps_per_expert: 150,
+            batch_size: 32,
+            lr: 1e-4,
+            ema_max_decay: Some(0.99),
+            checkpoint_every: 100,
+            ..FinetuneConfig::default()
+        };
+        Self {
+            data: DataSpec::Mnist,
+            val_fraction: 0.1,
+            base: BaseSource::Pretrain {
+                model: crate::engine::checkpoint::DEFAULT_IMAGE_PRESET.into(),
+                train: TrainConfig {
+                    steps: 1200,
+                    batch_size: 32,
+                    checkpoint_every: 300,
+                    ..TrainConfig::default()
+                },
+            },
+            grid: GridSpec {
+                n: finetune.experts,
+                lo: 0.0,
+                hi: 1.0,
+                step: 0.1,
+                sum_to_one: false,
+            },
+            finetune,
+            refine_keep: 3,
+            search_samples: 256,
+            search_seed: 1234,
+            report_samples: 512,
+            report_seed: 4321,
+            metric_samples: 256,
+            metric_ddim_steps: 10,
+            metric_feature_steps: FeatureTrainConfig::default().steps,
+            metric_cache_dir: None,
+            sample_seed: 7,
+            grid_images: 64,
+            toy_points: 20_000,
+        }
+    }
+}
