@@ -15,3 +15,11 @@ pub fn bar(len: u64, what: &str) -> ProgressBar {
     pb.set_prefix(what.to_string());
     pb
 }
+
+/// Whether a plain progress line is due at `step` of `total`: only when stderr is
+/// not a terminal (so the bars are hidden, e.g. in a log file), about 20 lines per job.
+pub fn log_line_due(step: u64, total: u64) -> bool {
+    use std::io::IsTerminal;
+    let every = (total / 20).max(1);
+    !std::io::stderr().is_terminal() && (step % every == 0 || step == total)
+}

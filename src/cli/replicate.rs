@@ -120,6 +120,8 @@ pub fn run(args: ReplicateArgs, device: DeviceChoice) -> Result<()> {
     super::interrupt::install(&cancel);
     let started = Instant::now();
     let mut pb: Option<ProgressBar> = None;
+    // the experts' steps and the baseline's (as many as all experts together)
+    let finetune_steps = 2 * config.finetune.steps_per_expert * config.finetune.experts as u64;
     let mut on_event = |e: ReplicateEvent| match e {
         ReplicateEvent::Stage(s) => {
             if let Some(p) = pb.take() {
@@ -138,11 +140,24 @@ pub fn run(args: ReplicateArgs, device: DeviceChoice) -> Result<()> {
             let p = pb.get_or_insert_with(|| bar(total_steps, "pretrain"));
             p.set_position(step);
             p.set_message(format!("loss {loss:.4} {images_per_sec:.0} img/s"));
+            if super::progress::log_line_due(step, total_steps) {
+                eprintln!(
+                    "pretrain step {step}/{total_steps}: loss {loss:.4} {images_per_sec:.0} img/s"
+                );
+            }
         }
         ReplicateEvent::Finetune(f) => {
-            if let TrainEvent::Step { loss, .. } = f.event {
-                let p = pb.get_or_insert_with(|| bar(0, "finetune"));
-                p.inc_length(0);
+            if let TrainEvent::Step {
+                step,
+                total_steps,
+                loss,
+                ..
+            } = f.event
+            {
+                if super::progress::log_line_due(step, total_steps) {
+                    eprintln!("{} step {step}/{total_steps}: loss {loss:.4}", f.run);
+                }
+                let p = pb.get_or_insert_with(|| bar(finetune_steps, "finetune"));
                 p.inc(1);
                 p.set_message(format!("{} loss {loss:.4}", f.run));
             }

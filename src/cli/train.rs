@@ -135,6 +135,12 @@ pub fn run(args: TrainArgs, device: DeviceChoice) -> Result<()> {
         } => {
             pb.set_position(step);
             pb.set_message(format!("loss {loss:.4} {images_per_sec:.0} img/s"));
+            if super::progress::log_line_due(step, args.steps) {
+                eprintln!(
+                    "step {step}/{}: loss {loss:.4} {images_per_sec:.0} img/s",
+                    args.steps
+                );
+            }
         }
         TrainEvent::Checkpoint { step, path } => {
             pb.println(format!("checkpoint at step {step}: {}", path.display()))
