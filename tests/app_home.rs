@@ -1,14 +1,17 @@
-//! The application's start page, driven through egui_kittest.
+//! The application's About view and status bar, driven through egui_kittest.
 
-use deme_studio::app::StudioApp;
+use deme_studio::app::{StudioApp, View};
 use egui_kittest::Harness;
 use egui_kittest::kittest::Queryable;
 
 #[test]
-fn start_page_shows_the_default_and_the_device() {
+fn about_view_shows_the_default_and_the_device() {
     let mut app = StudioApp::with_reason("cpu (flex): test".into());
-    let mut harness = Harness::new_ui(move |ui| app.page_ui(ui));
-    harness.run();
+    app.set_view(View::About);
+    let mut harness = Harness::builder()
+        .with_size([1280.0, 800.0])
+        .build_ui_state(|ui, app: &mut StudioApp| app.page_ui(ui), app);
+    harness.run_ok();
     harness.get_by_label_contains("embedded MNIST: 10000 digits");
     harness.get_by_label_contains("mnist-small");
     harness.get_by_label_contains("compute: cpu (flex): test");

@@ -1,24 +1,55 @@
-//! The desktop application (eframe/egui). Views read state and send commands;
-//! the engine does the work.
+//! The desktop application (eframe/egui). Views read state and return
+//! actions; background threads own the models and report [`events::Event`]s.
+//!
+//! - [`frame`]: the window frame, event loop and persistence ([`StudioApp`]).
+//! - [`merge_view`], [`merge_controls`], [`grid_panel`], [`models_panel`],
+//!   [`about`]: the views.
+//! - [`merge_state`], [`history`], [`weights`], [`settings`], [`model_set`]:
+//!   state and its rules, no drawing.
+//! - [`merge_worker`], [`session`], [`inbox`], [`grid_job`], [`export_job`],
+//!   [`dialogs`]: background work.
+//! - [`preview`]: sample tensors to pictures and textures.
 
-mod home;
+pub mod about;
+pub mod dialogs;
+pub mod events;
+pub mod export_job;
+pub mod frame;
+pub mod grid_job;
+pub mod grid_panel;
+pub mod history;
+pub mod inbox;
+pub mod merge_controls;
+pub mod merge_state;
+pub mod merge_view;
+pub mod merge_worker;
+pub mod model_set;
+pub mod models_panel;
+pub mod preview;
+pub mod session;
+pub mod settings;
+pub mod weights;
 
 use crate::engine::device::{DeviceChoice, select};
 use anyhow::{Result, anyhow};
 
-pub use home::StudioApp;
+pub use frame::{StartOptions, StudioApp};
+pub use model_set::ModelSet;
+pub use settings::{Settings, View};
 
 /// Window title.
 pub const APP_NAME: &str = "deme-studio";
 
-/// Opens the main window on the embedded default and blocks until it closes.
+/// Opens the main window and blocks until it closes.
 pub fn run_app(choice: DeviceChoice) -> Result<()> {
     let compute = select(choice)?;
     eprintln!("device: {}", compute.reason);
     let options = eframe::NativeOptions {
         viewport: egui::ViewportBuilder::default()
             .with_title(APP_NAME)
-            .with_inner_size([1100.0, 720.0]),
+            .with_app_id(APP_NAME)
+            .with_inner_size([1280.0, 800.0])
+            .with_min_inner_size([900.0, 600.0]),
         ..Default::default()
     };
     eframe::run_native(

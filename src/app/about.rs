@@ -1,28 +1,19 @@
-//! The start page: what is loaded, on which device, and a look at the data.
+//! The About view: the data, the default model preset and the device.
 
 use crate::engine::checkpoint::preset;
-use crate::engine::data::embedded_mnist;
-use crate::engine::device::ComputeDevice;
+use crate::engine::data::{ImageSet, embedded_mnist};
 use egui::{ColorImage, TextureHandle, TextureOptions};
 
-/// Application state.
-pub struct StudioApp {
-    compute_reason: String,
+/// What the About view shows (built once).
+pub struct About {
     dataset_summary: String,
     model_summary: String,
     digits: Option<TextureHandle>,
     digits_image: ColorImage,
 }
 
-impl StudioApp {
-    /// Builds the app on the embedded default.
-    pub fn new(cc: &eframe::CreationContext<'_>, compute: ComputeDevice) -> Self {
-        let _ = cc;
-        Self::with_reason(compute.reason)
-    }
-
-    /// The app state without a window (also used by UI tests).
-    pub fn with_reason(compute_reason: String) -> Self {
+impl Default for About {
+    fn default() -> Self {
         let data = embedded_mnist();
         let model_summary = match preset("mnist-small") {
             Some(c) => format!(
@@ -35,7 +26,6 @@ impl StudioApp {
             None => "default model preset missing".into(),
         };
         Self {
-            compute_reason,
             dataset_summary: format!(
                 "embedded MNIST: {} digits, {}x{}x{}",
                 data.len(),
@@ -50,8 +40,8 @@ impl StudioApp {
     }
 }
 
-/// A `cols x rows` grid of the first digits of each class, for the start page.
-fn digit_grid(data: &crate::engine::data::ImageSet, cols: usize, rows: usize) -> ColorImage {
+/// A `cols x rows` grid of digits striding through the set, so every class shows.
+fn digit_grid(data: &ImageSet, cols: usize, rows: usize) -> ColorImage {
     let (h, w) = (data.height, data.width);
     let mut img = ColorImage::new(
         [cols * w, rows * h],
@@ -73,30 +63,20 @@ fn digit_grid(data: &crate::engine::data::ImageSet, cols: usize, rows: usize) ->
     img
 }
 
-impl StudioApp {
-    /// Draws the whole page into `ui`.
-    pub fn page_ui(&mut self, ui: &mut egui::Ui) {
-        egui::Panel::bottom("status").show(ui, |ui| {
-            ui.label(format!("compute: {}", self.compute_reason));
+impl About {
+    /// Draws the view.
+    pub fn ui(&mut self, ui: &mut egui::Ui) {
+        ui.heading("deme-studio");
+        ui.label("Decouple-then-Merge finetuning of diffusion models");
+        ui.separator();
+        ui.label(&self.dataset_summary);
+        ui.label(&self.model_summary);
+        let tex = self.digits.get_or_insert_with(|| {
+            ui.ctx()
+                .load_texture("digits", self.digits_image.clone(), TextureOptions::NEAREST)
         });
-        egui::CentralPanel::default().show(ui, |ui| {
-            ui.heading("deme-studio");
-            ui.label("Decouple-then-Merge finetuning of diffusion models");
-            ui.separator();
-            ui.label(&self.dataset_summary);
-            ui.label(&self.model_summary);
-            let tex = self.digits.get_or_insert_with(|| {
-                ui.ctx()
-                    .load_texture("digits", self.digits_image.clone(), TextureOptions::NEAREST)
-            });
-            let size = tex.size_vec2() * 2.0;
-            ui.add(egui::Image::new((tex.id(), size)));
-        });
-    }
-}
-
-impl eframe::App for StudioApp {
-    fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
-        self.page_ui(ui);
+        let size = tex.size_vec2() * 2.0;
+        ui.add(egui::Image::new((tex.id(), size)))
+            .on_hover_text("the embedded digits the default models were trained on");
     }
 }

@@ -1,0 +1,43 @@
+//! Saving the merge (checkpoint + recipe) and exporting the preview grid, each
+//! on a named thread reporting [`JobEvent`]s.
+
+use super::events::{Emitter, Event, JobEvent};
+use super::preview::save_row_png;
+use crate::engine::merge::{MergeJob, export_merge};
+use egui::ColorImage;
+use std::path::PathBuf;
+
+/// Writes the merge `job` into `out` (host merge, bit-exact and reproducible).
+pub fn spawn_save_merge(job: MergeJob, out: PathBuf, emit: Emitter) {
+    let _ = std::thread::Builder::new()
+        .name("save-merge".into())
+        .spawn(move || {
+            let progress_emit = emit.clone();
+            let mut progress =
+                |s: &str| progress_emit.emit(Event::Job(JobEvent::Progress(s.to_string())));
+            let event = match export_merge(&job, &out, &mut progress) {
+                Ok(r) => JobEvent::Done(format!(
+                    "saved the merge to {} ({} values; recipe {})",
+                    r.dir.display(),
+                    r.num_values,
+                    r.recipe_path.display()
+                )),
+                Err(e) => JobEvent::Failed(format!("saving the merge failed: {e:#}")),
+            };
+            emit.emit(Event::Job(event));
+        });
+}
+
+/// Writes `images` side by side as the PNG `path`.
+pub fn spawn_export_png(images: Vec<ColorImage>, path: PathBuf, emit: Emitter) {
+    let _ = std::thread::Builder::new()
+        .name("export-png".into())
+        .spawn(move || {
+            let refs: Vec<&ColorImage> = images.iter().collect();
+            let event = match save_row_png(&refs, &path) {
+                Ok(()) => JobEvent::Done(format!("exported the previews to {}", path.display())),
+                Err(e) => JobEvent::Failed(format!("exporting the previews failed: {e:#}")),
+            };
+            emit.emit(Event::Job(event));
+        });
+}

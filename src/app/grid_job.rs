@@ -1,0 +1,76 @@
+//! Grid search from the UI: a named thread with its own merger over copies of
+//! the models, scoring lattice points on the shared held-out set, streaming
+//! each result, cancellable between points.
+
+use super::events::{Emitter, Event, GridUpdate};
+use crate::engine::eval::EvalSet;
+use crate::engine::merge::{MergeSpec, Mergeable, Merger};
+use crate::engine::search::{GridSpec, Score, Strategy, grid_search};
+use crate::engine::store::AnyModel;
+use anyhow::Result;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+
+/// A search to run.
+#[derive(Debug, Clone)]
+pub struct GridJob {
+    /// The lattice.
+    pub spec: GridSpec,
+    /// How it is visited.
+    pub strategy: Strategy,
+    /// Set to stop after the point being scored.
+    pub cancel: Arc<AtomicBool>,
+}
+
+fn run(
+    job: &GridJob,
+    base: AnyModel,
+    experts: Vec<AnyModel>,
+    eval: &EvalSet,
+    emit: &Emitter,
+) -> Result<crate::engine::search::GridResult> {
+    let labels: Vec<String> = (1..=experts.len()).map(|i| format!("expert {i}")).collect();
+    let pairs: Vec<(&str, &AnyModel)> = labels.iter().map(String::as_str).zip(&experts).collect();
+    let mut merger = Merger::new(("base", &base), &pairs)?;
+    drop(pairs);
+    drop(experts); // the merger holds the task vectors now
+    let n = job.spec.n;
+    let mut merged = merger.merge(&MergeSpec::task_arithmetic(vec![0.0; n]))?;
+    let mut score = |w: &[f64]| -> Result<Score> {
+        let spec = MergeSpec::task_arithmetic(w.iter().map(|&v| v as f32).collect());
+        merged = merger.merge_into(merged.clone(), &spec)?;
+        let losses = eval.evaluate(&|x, t| merged.predict_eps(x, t))?;
+        Ok(Score {
+            loss: losses.mean(),
+            per_range: losses.per_range(n),
+        })
+    };
+    let cancel = job.cancel.clone();
+    let keep_going = move || !cancel.load(Ordering::Relaxed);
+    let mut on_event = |e| emit.emit(Event::Grid(GridUpdate::Event(e)));
+    grid_search(
+        &job.spec,
+        job.strategy,
+        &mut score,
+        &keep_going,
+        &mut on_event,
+    )
+}
+
+/// Starts `job` on a thread named `grid-search`.
+pub fn spawn_grid(
+    job: GridJob,
+    base: AnyModel,
+    experts: Vec<AnyModel>,
+    eval: Arc<EvalSet>,
+    emit: Emitter,
+) -> JoinHandle<()> {
+    std::thread::Builder::new()
+        .name("grid-search".into())
+        .spawn(move || {
+            let result = run(&job, base, experts, &eval, &emit).map_err(|e| format!("{e:#}"));
+            emit.emit(Event::Grid(GridUpdate::Finished(result)));
+        })
+        .expect("spawning the grid-search thread")
+}

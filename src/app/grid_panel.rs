@@ -1,0 +1,214 @@
+//! Grid search in the merge view: settings, start / cancel, progress, and the
+//! results table whose rows load their weights when clicked.
+
+use super::events::GridUpdate;
+use super::grid_job::GridJob;
+use crate::engine::search::{GridEvent, GridPoint, GridSpec, Strategy};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Rows shown in the results table.
+const TABLE_ROWS: usize = 12;
+
+/// What the grid panel asks the app to do.
+#[derive(Debug, Clone)]
+pub enum GridAction {
+    /// Start this search.
+    Start(GridJob),
+    /// Load these weights into the sliders.
+    Load(Vec<f32>),
+}
+
+/// Settings, progress and results of the grid search.
+pub struct GridState {
+    /// Finest lattice spacing.
+    pub step: f64,
+    /// Only weights summing to 1.
+    pub sum_to_one: bool,
+    /// Refine around the best points instead of visiting every point.
+    pub refine: bool,
+    cancel: Option<Arc<AtomicBool>>,
+    planned: usize,
+    /// Points scored so far, in order.
+    pub points: Vec<GridPoint>,
+    /// Best point so far.
+    pub best: Option<GridPoint>,
+    /// How the last search ended.
+    pub outcome: Option<String>,
+}
+
+impl Default for GridState {
+    fn default() -> Self {
+        Self {
+            step: 0.25,
+            sum_to_one: true,
+            refine: true,
+            cancel: None,
+            planned: 0,
+            points: Vec::new(),
+            best: None,
+            outcome: None,
+        }
+    }
+}
+
+impl GridState {
+    /// Whether a search is running.
+    pub fn running(&self) -> bool {
+        self.cancel.is_some()
+    }
+
+    /// A job for `n` weights with the current settings; marks the search running.
+    pub fn start(&mut self, n: usize) -> GridJob {
+        let cancel = Arc::new(AtomicBool::new(false));
+        self.cancel = Some(cancel.clone());
+        self.points.clear();
+        self.best = None;
+        self.planned = 0;
+        self.outcome = None;
+        GridJob {
+            spec: GridSpec {
+                n,
+                lo: 0.0,
+                hi: 1.0,
+                step: self.step,
+                sum_to_one: self.sum_to_one,
+            },
+            strategy: if self.refine {
+                Strategy::Refine { keep: 3 }
+            } else {
+                Strategy::Exhaustive
+            },
+            cancel,
+        }
+    }
+
+    /// Asks the running search to stop after its current point.
+    pub fn cancel(&mut self) {
+        if let Some(c) = &self.cancel {
+            c.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// Takes a progress report.
+    pub fn apply(&mut self, update: GridUpdate) {
+        match update {
+            GridUpdate::Event(GridEvent::Level { points, .. }) => self.planned += points,
+            GridUpdate::Event(GridEvent::Point { point, best, .. }) => {
+                self.points.push(point);
+                self.best = Some(best);
+            }
+            GridUpdate::Finished(r) => {
+                self.cancel = None;
+                self.outcome = Some(match r {
+                    Ok(r) if r.cancelled => format!("cancelled after {} points", r.points.len()),
+                    Ok(r) => format!("finished: {} points scored", r.points.len()),
+                    Err(e) => format!("failed: {e}"),
+                });
+            }
+        }
+    }
+
+    /// Forgets results (new models).
+    pub fn reset(&mut self) {
+        self.cancel();
+        *self = Self {
+            step: self.step,
+            sum_to_one: self.sum_to_one,
+            refine: self.refine,
+            ..Self::default()
+        };
+    }
+}
+
+fn fmt_weights(w: &[f64]) -> String {
+    w.iter()
+        .map(|v| format!("{v:.2}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Draws the grid-search section.
+pub fn grid_ui(
+    ui: &mut egui::Ui,
+    g: &mut GridState,
+    n: usize,
+    can_run: bool,
+) -> Option<GridAction> {
+    let mut action = None;
+    ui.horizontal_wrapped(|ui| {
+        ui.label("step");
+        ui.add_enabled(
+            !g.running(),
+            egui::DragValue::new(&mut g.step)
+                .range(0.05..=0.5)
+                .speed(0.01)
+                .fixed_decimals(2),
+        )
+        .on_hover_text("finest lattice spacing of each weight in [0, 1]");
+        ui.add_enabled(
+            !g.running(),
+            egui::Checkbox::new(&mut g.sum_to_one, "Σw = 1"),
+        )
+        .on_hover_text("only weights summing to 1");
+        ui.add_enabled(!g.running(), egui::Checkbox::new(&mut g.refine, "refine"))
+            .on_hover_text(
+                "score a coarse lattice, then only around the best points (far fewer points)",
+            );
+        if g.running() {
+            if ui.button("Cancel").clicked() {
+                g.cancel();
+            }
+        } else if ui
+            .add_enabled(can_run && n > 0, egui::Button::new("Start search"))
+            .on_hover_text("score merges on the held-out loss (task arithmetic, lower is better)")
+            .on_disabled_hover_text("needs models with a held-out set")
+            .clicked()
+        {
+            action = Some(GridAction::Start(g.start(n)));
+        }
+    });
+    if g.running() || !g.points.is_empty() {
+        let done = g.points.len();
+        let frac = if g.planned > 0 {
+            done as f32 / g.planned as f32
+        } else {
+            0.0
+        };
+        let text = format!("{done} / {} points", g.planned.max(done));
+        ui.add(egui::ProgressBar::new(frac).text(text).animate(g.running()));
+    }
+    if let Some(o) = &g.outcome {
+        ui.label(o);
+    }
+    if g.points.is_empty() {
+        return action;
+    }
+    let mut ranked: Vec<&GridPoint> = g.points.iter().collect();
+    ranked.sort_by(|a, b| a.score.loss.total_cmp(&b.score.loss));
+    ui.label("best merges (click a row to load its weights):");
+    egui::Grid::new("grid-results")
+        .striped(true)
+        .num_columns(3)
+        .show(ui, |ui| {
+            ui.strong("#");
+            ui.strong("weights w₁…w_N");
+            ui.strong("held-out loss");
+            ui.end_row();
+            for (i, p) in ranked.iter().take(TABLE_ROWS).enumerate() {
+                ui.label(format!("{}", i + 1));
+                if ui
+                    .selectable_label(false, fmt_weights(&p.weights))
+                    .on_hover_text("load these weights")
+                    .clicked()
+                {
+                    action = Some(GridAction::Load(
+                        p.weights.iter().map(|&w| w as f32).collect(),
+                    ));
+                }
+                ui.label(format!("{:.5}", p.score.loss));
+                ui.end_row();
+            }
+        });
+    action
+}

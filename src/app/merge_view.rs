@@ -1,0 +1,195 @@
+//! The merge view: controls on the right, the base / ensemble / merged sample
+//! grids side by side, the held-out loss per timestep range, grid search.
+
+use super::grid_panel::{GridAction, GridState, grid_ui};
+use super::merge_controls::{blocks_ui, method_ui, weight_tools_ui, weights_ui};
+use super::merge_state::MergeState;
+use super::preview::Panel;
+
+/// What the merge view asks the app to do.
+#[derive(Debug, Clone)]
+pub enum MergeAction {
+    /// Pick a folder and save the merge there.
+    SaveMerge,
+    /// Pick a file and export the previews as PNG.
+    ExportPng,
+    /// Grid search.
+    Grid(GridAction),
+}
+
+fn panel_hint(p: Panel) -> &'static str {
+    match p {
+        Panel::Base => "the pretrained model θ",
+        Panel::Ensemble => "timestep-wise ensemble: expert i denoises the timesteps of its range",
+        Panel::Merged => "θ + Σ w_i τ_i for the current weights",
+    }
+}
+
+/// The controls column.
+pub fn controls_ui(ui: &mut egui::Ui, m: &mut MergeState, busy_saving: bool) -> Vec<MergeAction> {
+    let mut actions = Vec::new();
+    ui.heading("Merge weights");
+    ui.add_space(4.0);
+    weights_ui(ui, m);
+    weight_tools_ui(ui, m);
+    ui.separator();
+    method_ui(ui, m);
+    ui.separator();
+    blocks_ui(ui, m);
+    ui.separator();
+    ui.horizontal_wrapped(|ui| {
+        if ui
+            .add_enabled(!busy_saving, egui::Button::new("Save merge…"))
+            .on_hover_text("write the merged checkpoint and its recipe.json into a folder")
+            .clicked()
+        {
+            actions.push(MergeAction::SaveMerge);
+        }
+        if ui
+            .button("Export PNG…")
+            .on_hover_text("the three preview grids side by side as one PNG")
+            .clicked()
+        {
+            actions.push(MergeAction::ExportPng);
+        }
+    });
+    if let Some(err) = &m.error {
+        ui.colored_label(ui.visuals().error_fg_color, err);
+    }
+    actions
+}
+
+fn caption(m: &MergeState, p: Panel) -> String {
+    match m.panel(p).shown() {
+        None => "sampling…".into(),
+        Some(s) if p != Panel::Merged => format!("DDIM, {} steps", s.of),
+        Some(s) if !s.done => format!("DDIM step {}/{}", s.step, s.of),
+        Some(s) => {
+            let current = s.spec.as_ref() == Some(&m.spec());
+            if current {
+                format!("DDIM, {} steps", s.of)
+            } else {
+                format!("DDIM, {} steps (updating…)", s.of)
+            }
+        }
+    }
+}
+
+/// The three sample grids from the same starting noise.
+pub fn previews_ui(ui: &mut egui::Ui, m: &mut MergeState) {
+    let natural = m
+        .panel(Panel::Base)
+        .image()
+        .or(m.panel(Panel::Merged).image())
+        .map(|i| egui::vec2(i.size[0] as f32, i.size[1] as f32))
+        .unwrap_or(egui::vec2(138.0, 138.0));
+    let gap = 16.0;
+    let fit = ((ui.available_width() - 2.0 * gap) / 3.0 / natural.x).max(1.0);
+    // whole multiples keep every sample pixel the same size
+    let scale = if fit >= 2.0 { fit.floor() } else { fit };
+    let size = natural * scale;
+    ui.horizontal_top(|ui| {
+        ui.spacing_mut().item_spacing.x = gap;
+        for p in Panel::ALL {
+            ui.vertical(|ui| {
+                ui.set_width(size.x);
+                ui.label(egui::RichText::new(p.title()).strong())
+                    .on_hover_text(panel_hint(p));
+                let ctx = ui.ctx().clone();
+                match m.panel_mut(p).texture(&ctx, p.title()) {
+                    Some(tex) => {
+                        ui.add(egui::Image::new((tex.id(), size)))
+                            .on_hover_text(panel_hint(p));
+                    }
+                    None => {
+                        let (rect, _) = ui.allocate_exact_size(size, egui::Sense::hover());
+                        ui.painter()
+                            .rect_filled(rect, 4.0, ui.visuals().extreme_bg_color);
+                        ui.put(rect, egui::Spinner::new());
+                    }
+                }
+                ui.label(egui::RichText::new(caption(m, p)).small().weak());
+            });
+        }
+    });
+}
+
+/// Held-out loss per timestep range for the three panels.
+pub fn loss_table_ui(ui: &mut egui::Ui, m: &MergeState) {
+    let base = m.loss(Panel::Base);
+    egui::Grid::new("losses")
+        .striped(true)
+        .num_columns(4)
+        .spacing([24.0, 4.0])
+        .show(ui, |ui| {
+            ui.strong("timesteps");
+            for p in Panel::ALL {
+                ui.strong(p.title());
+            }
+            ui.end_row();
+            let rows = m.ranges.len();
+            for r in 0..=rows {
+                let name = match m.ranges.get(r) {
+                    Some([lo, hi]) => format!("t in [{lo}, {hi})"),
+                    None => "all".to_string(),
+                };
+                ui.label(name);
+                for p in Panel::ALL {
+                    let value = |l: &super::events::LossEvent| {
+                        if r < rows {
+                            l.per_range.get(r).copied()
+                        } else {
+                            Some(l.mean)
+                        }
+                    };
+                    match m.loss(p).and_then(value) {
+                        Some(v) => {
+                            let reference = base.and_then(value);
+                            let text = egui::RichText::new(format!("{v:.4}")).monospace();
+                            let text = match reference {
+                                Some(b) if p != Panel::Base && v < b => text
+                                    .color(ui.visuals().widgets.active.fg_stroke.color)
+                                    .strong(),
+                                _ => text,
+                            };
+                            ui.label(text);
+                        }
+                        None => {
+                            ui.label("–");
+                        }
+                    }
+                }
+                ui.end_row();
+            }
+        });
+}
+
+/// The whole central area of the merge view.
+pub fn central_ui(
+    ui: &mut egui::Ui,
+    m: &mut MergeState,
+    grid: &mut GridState,
+    can_search: bool,
+) -> Vec<MergeAction> {
+    let mut actions = Vec::new();
+    egui::ScrollArea::vertical()
+        .id_salt("merge-central")
+        .show(ui, |ui| {
+            ui.heading("Samples from the same noise");
+            ui.add_space(4.0);
+            previews_ui(ui, m);
+            ui.add_space(12.0);
+            ui.heading("Held-out loss")
+                .on_hover_text("mean squared error of the noise prediction on held-out images; lower is better (bold: below the base)");
+            loss_table_ui(ui, m);
+            ui.add_space(12.0);
+            egui::CollapsingHeader::new("Grid search")
+                .default_open(false)
+                .show(ui, |ui| {
+                    if let Some(a) = grid_ui(ui, grid, m.num_experts(), can_search) {
+                        actions.push(MergeAction::Grid(a));
+                    }
+                });
+        });
+    actions
+}

@@ -1,0 +1,298 @@
+//! The merge view driven through egui_kittest on tiny models written to a
+//! temporary folder: sliders, previews, the sum-to-1 lock, undo, the empty
+//! state, load errors, and the worker dropping stale requests.
+
+mod common;
+
+use burn::tensor::Device;
+use common::{save_unet, tiny_config};
+use deme_studio::app::events::Event;
+use deme_studio::app::merge_worker::{Command, MergeWorker, PreviewRequest};
+use deme_studio::app::preview::Panel;
+use deme_studio::app::settings::PreviewSettings;
+use deme_studio::app::{ModelSet, Settings, StartOptions, StudioApp};
+use deme_studio::engine::merge::MergeSpec;
+use deme_studio::engine::model::UNet2DModel;
+use egui::accesskit::Role;
+use egui_kittest::Harness;
+use egui_kittest::kittest::Queryable;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Few samples and steps so that every preview takes a fraction of a second.
+fn quick() -> PreviewSettings {
+    PreviewSettings {
+        samples: 4,
+        seed: 3,
+        fast_steps: 2,
+        fine_steps: 4,
+        eval_samples: 8,
+    }
+}
+
+/// A base and `n` experts (the base's structure, other initial weights).
+fn write_set(dir: &Path, n: usize) -> ModelSet {
+    let d = Device::flex();
+    let base = dir.join("base");
+    save_unet(
+        &base,
+        tiny_config(),
+        UNet2DModel::new(&tiny_config(), 0, &d).unwrap(),
+    );
+    let experts: Vec<_> = (1..=n)
+        .map(|i| {
+            let p = dir.join(format!("deme/expert_{i}"));
+            save_unet(
+                &p,
+                tiny_config(),
+                UNet2DModel::new(&tiny_config(), i as u64, &d).unwrap(),
+            );
+            p
+        })
+        .collect();
+    ModelSet { base, experts }
+}
+
+fn app_with(models: Option<ModelSet>) -> StudioApp {
+    StudioApp::headless(StartOptions {
+        models,
+        settings: Settings {
+            preview: quick(),
+            ..Settings::default()
+        },
+        ..StartOptions::cpu("cpu (flex): test")
+    })
+}
+
+fn harness(app: StudioApp) -> Harness<'static, StudioApp> {
+    Harness::builder()
+        .with_size([1280.0, 800.0])
+        .with_max_steps(10_000)
+        .build_ui_state(|ui, app: &mut StudioApp| app.page_ui(ui), app)
+}
+
+fn wait_until(h: &mut Harness<'_, StudioApp>, what: &str, cond: impl Fn(&StudioApp) -> bool) {
+    let start = Instant::now();
+    loop {
+        h.step();
+        if cond(h.state()) {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(180),
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    h.step();
+}
+
+fn settled(app: &StudioApp) -> bool {
+    app.merge().is_settled(quick().fine_steps)
+        && app
+            .merge()
+            .panel(Panel::Base)
+            .shown()
+            .is_some_and(|s| s.done)
+}
+
+fn merged_pixels(app: &StudioApp) -> Vec<egui::Color32> {
+    app.merge()
+        .panel(Panel::Merged)
+        .image()
+        .unwrap()
+        .pixels
+        .clone()
+}
+
+#[test]
+fn one_slider_per_expert_and_moving_one_changes_the_preview() {
+    let tmp = tempfile::tempdir().unwrap();
+    let set = write_set(tmp.path(), 3);
+    let mut h = harness(app_with(Some(set)));
+    wait_until(&mut h, "the first previews", settled);
+    let sliders = h.query_all_by_role(Role::Slider).count();
+    assert_eq!(
+        sliders, 3,
+        "one slider per expert (per-block weights are folded away)"
+    );
+    for i in 1..=3 {
+        h.get_by_role_and_label(Role::Slider, &format!("w{i}"));
+    }
+    let before = merged_pixels(h.state());
+    h.get_by_role_and_label(Role::Slider, "w2")
+        .set_value_accesskit(0.9);
+    h.step();
+    assert_eq!(h.state().merge().weights()[1], 0.9);
+    wait_until(&mut h, "the preview of the new weights", settled);
+    let after = merged_pixels(h.state());
+    assert_ne!(before, after, "new weights, new samples");
+    // the held-out loss readout follows the weights
+    let loss = h
+        .state()
+        .merge()
+        .loss(Panel::Merged)
+        .expect("a merged loss");
+    assert_eq!(loss.spec.as_ref().unwrap().weights[1], 0.9);
+    assert_eq!(loss.per_range.len(), 3);
+}
+
+#[test]
+fn zero_weights_give_the_base_samples() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut h = harness(app_with(Some(write_set(tmp.path(), 2))));
+    wait_until(&mut h, "the models", |a| a.models().info.is_some());
+    h.state_mut().merge_mut().set_weights(&[0.0, 0.0]);
+    wait_until(&mut h, "the w = 0 preview", settled);
+    let base = h
+        .state()
+        .merge()
+        .panel(Panel::Base)
+        .image()
+        .unwrap()
+        .clone();
+    assert_eq!(merged_pixels(h.state()), base.pixels);
+    // and the ensemble, from the same noise, differs from both
+    wait_until(&mut h, "the ensemble", |a| {
+        a.merge().panel(Panel::Ensemble).shown().is_some()
+    });
+    let ens = h
+        .state()
+        .merge()
+        .panel(Panel::Ensemble)
+        .image()
+        .unwrap()
+        .clone();
+    assert_ne!(ens.pixels, base.pixels);
+}
+
+#[test]
+fn the_sum_to_one_lock_keeps_the_sum_and_undo_restores() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut h = harness(app_with(Some(write_set(tmp.path(), 4))));
+    wait_until(&mut h, "the models", |a| a.models().info.is_some());
+    h.get_by_label("Sum to 1").click();
+    h.step();
+    assert!(h.state().merge().lock_sum);
+    h.get_by_role_and_label(Role::Slider, "w1")
+        .set_value_accesskit(0.7);
+    h.step();
+    let w = h.state().merge().weights().to_vec();
+    assert_eq!(w[0], 0.7);
+    assert!((w.iter().sum::<f32>() - 1.0).abs() < 1e-5, "{w:?}");
+    h.get_by_role_and_label(Role::Slider, "w3")
+        .set_value_accesskit(0.2);
+    h.step();
+    let w2 = h.state().merge().weights().to_vec();
+    assert!((w2.iter().sum::<f32>() - 1.0).abs() < 1e-5, "{w2:?}");
+    // Ctrl+Z steps back to the weights before the last edit, Ctrl+Shift+Z forward again
+    h.key_press_modifiers(egui::Modifiers::COMMAND, egui::Key::Z);
+    h.step();
+    assert_eq!(h.state().merge().weights(), w.as_slice());
+    h.key_press_modifiers(
+        egui::Modifiers::COMMAND | egui::Modifiers::SHIFT,
+        egui::Key::Z,
+    );
+    h.step();
+    assert_eq!(h.state().merge().weights(), w2.as_slice());
+    // and the Undo button twice returns to 1/N
+    h.get_by_label("Undo").click();
+    h.step();
+    h.get_by_label("Undo").click();
+    h.step();
+    assert_eq!(h.state().merge().weights(), &[0.25; 4]);
+}
+
+#[test]
+fn without_models_the_empty_state_says_what_to_do() {
+    let mut h = harness(app_with(None));
+    h.run_ok();
+    h.get_by_label("No models open");
+    h.get_by_label("Open base…");
+    h.get_by_label("Open experts…");
+    h.get_by_label_contains("deme-studio finetune");
+    assert_eq!(h.query_all_by_role(Role::Slider).count(), 0);
+}
+
+#[test]
+fn a_load_error_shows_a_message_and_keeps_the_open_models() {
+    let tmp = tempfile::tempdir().unwrap();
+    let good = write_set(&tmp.path().join("good"), 2);
+    let mut h = harness(app_with(Some(good.clone())));
+    wait_until(&mut h, "the models", |a| a.models().info.is_some());
+    // an expert of another architecture
+    let mut wide = tiny_config();
+    wide.block_out_channels = vec![8, 16, 32];
+    let odd = tmp.path().join("odd");
+    save_unet(
+        &odd,
+        wide.clone(),
+        UNet2DModel::new(&wide, 5, &Device::flex()).unwrap(),
+    );
+    h.state_mut().open(ModelSet {
+        base: good.base.clone(),
+        experts: vec![good.experts[0].clone(), odd],
+    });
+    wait_until(&mut h, "the load error", |a| a.models().error.is_some());
+    let err = h.state().models().error.clone().unwrap();
+    assert!(err.contains("another architecture"), "{err}");
+    assert_eq!(h.state().models().info.as_ref().unwrap().set, good);
+    assert_eq!(h.state().merge().num_experts(), 2);
+    h.get_by_label_contains("Could not open the models");
+    // a corrupt weights file
+    let broken = tmp.path().join("broken");
+    std::fs::create_dir_all(&broken).unwrap();
+    std::fs::copy(good.base.join("config.json"), broken.join("config.json")).unwrap();
+    std::fs::write(
+        broken.join("diffusion_pytorch_model.safetensors"),
+        b"not safetensors",
+    )
+    .unwrap();
+    h.state_mut().open(ModelSet {
+        base: broken,
+        experts: good.experts.clone(),
+    });
+    wait_until(&mut h, "the second load error", |a| {
+        a.models().loading.is_none() && a.models().error.is_some()
+    });
+    assert_eq!(h.state().models().info.as_ref().unwrap().set, good);
+}
+
+#[test]
+fn the_worker_drops_a_request_that_a_newer_one_replaced() {
+    let tmp = tempfile::tempdir().unwrap();
+    let set = write_set(tmp.path(), 2);
+    let (emit, events) = deme_studio::app::events::Emitter::channel(Arc::new(|| {}));
+    let worker = MergeWorker::spawn(Device::flex(), quick(), emit);
+    worker.send(Command::Load(set));
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let next = || {
+        events
+            .recv_timeout(deadline - Instant::now())
+            .expect("worker event")
+    };
+    while !matches!(next(), Event::Loaded(_)) {}
+    let req = |w: f32, steps| PreviewRequest {
+        spec: MergeSpec::task_arithmetic(vec![w, w]),
+        steps,
+        submitted: Instant::now(),
+        evaluate: false,
+    };
+    let stale = worker.request(req(0.1, 200));
+    let fresh = worker.request(req(0.9, 3));
+    assert!(fresh > stale);
+    loop {
+        if let Event::Preview(p) = next() {
+            if p.panel != Panel::Merged {
+                continue;
+            }
+            assert_ne!(p.generation, stale, "a replaced request produced a picture");
+            if p.done {
+                assert_eq!(p.generation, fresh);
+                assert_eq!(p.spec.unwrap().weights, vec![0.9, 0.9]);
+                break;
+            }
+        }
+    }
+}
