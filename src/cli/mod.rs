@@ -7,11 +7,13 @@ mod gradsim;
 mod grid_search;
 mod inspect;
 mod interrupt;
+mod landscape;
 mod merge;
 mod progress;
 mod replicate;
 mod sample;
 mod train;
+mod tv_stats;
 
 use crate::engine::device::{ComputeDevice, DeviceChoice, select};
 use anyhow::Result;
@@ -45,6 +47,10 @@ pub enum Command {
     Gradsim(gradsim::GradSimArgs),
     /// Grid-search the merge weights on the held-out diffusion loss (JSON, CSV).
     GridSearch(grid_search::GridSearchArgs),
+    /// Held-out loss landscape on the plane through the base and two models (JSON, CSV, PNG).
+    Landscape(landscape::LandscapeArgs),
+    /// Task-vector magnitudes, norms and cosine similarities per block or layer (JSON, CSV, PNG).
+    TvStats(tv_stats::TvStatsArgs),
     /// Print a checkpoint's parameter table, totals and config.
     Inspect(inspect::InspectArgs),
     /// Merge experts into their base (task arithmetic, TIES, DARE), or reproduce a recipe.
@@ -72,6 +78,8 @@ pub fn run(cli: Cli) -> Result<()> {
         Some(Command::EvalEps(a)) => eval_eps::run(a, cli.device),
         Some(Command::Gradsim(a)) => gradsim::run(a, cli.device),
         Some(Command::GridSearch(a)) => grid_search::run(a, cli.device),
+        Some(Command::Landscape(a)) => landscape::run(a, cli.device),
+        Some(Command::TvStats(a)) => tv_stats::run(a),
         Some(Command::Inspect(a)) => inspect::run(a),
         Some(Command::Merge(a)) => merge::run(a),
         Some(Command::Replicate(a)) => replicate::run(a, cli.device),

@@ -1,7 +1,16 @@
-//! The evidence views: gradient conflicts between timesteps, and what they are grouped by.
+//! The evidence views: gradient conflicts between timesteps, the loss landscape
+//! on the task-vector plane, task-vector statistics, and what they are grouped by.
 
 pub mod gradsim;
 pub mod groups;
+pub mod landscape;
+pub mod landscape_plot;
+pub mod tv_stats;
 
 pub use gradsim::{GradSimConfig, GradSimResult, grad_similarity};
 pub use groups::{Granularity, group_of};
+pub use landscape::{
+    Landscape, LandscapeConfig, LandscapeEvent, LandscapeGrid, Mark, MarkKind, MarkRequest, Plane,
+    loss_landscape,
+};
+pub use tv_stats::{TvStats, tv_stats};
