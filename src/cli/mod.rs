@@ -9,6 +9,7 @@ mod inspect;
 mod interrupt;
 mod landscape;
 mod merge;
+mod metric;
 mod progress;
 mod replicate;
 mod sample;
@@ -51,6 +52,8 @@ pub enum Command {
     Landscape(landscape::LandscapeArgs),
     /// Task-vector magnitudes, norms and cosine similarities per block or layer (JSON, CSV, PNG).
     TvStats(tv_stats::TvStatsArgs),
+    /// Sample metric: Frechet distance of generated (or given) images to held-out real ones.
+    Metric(metric::MetricArgs),
     /// Print a checkpoint's parameter table, totals and config.
     Inspect(inspect::InspectArgs),
     /// Merge experts into their base (task arithmetic, TIES, DARE), or reproduce a recipe.
@@ -80,6 +83,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Some(Command::GridSearch(a)) => grid_search::run(a, cli.device),
         Some(Command::Landscape(a)) => landscape::run(a, cli.device),
         Some(Command::TvStats(a)) => tv_stats::run(a),
+        Some(Command::Metric(a)) => metric::run(a, cli.device),
         Some(Command::Inspect(a)) => inspect::run(a),
         Some(Command::Merge(a)) => merge::run(a),
         Some(Command::Replicate(a)) => replicate::run(a, cli.device),
