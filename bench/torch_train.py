@@ -2,9 +2,9 @@
 PyTorch AdamW on the CPU, the same config, batch size and step count as
 `deme-studio bench train`.
 
-    /root/.cache/deme-venv/bin/python bench/torch_train.py --model mnist-small --batch-size 64 --steps 20
+    /root/.cache/deme-venv/bin/python bench/torch_train.py --model mnist-tiny --batch-size 64 --steps 20
 
-Prints one JSON line: {"images_per_sec": ..., "step_ms": [...], ...}.
+Prints one JSON line: {"images_per_sec": ..., "step_ms_median": ..., "peak_rss_mb": ..., ...}.
 """
 import argparse
 import json
@@ -13,27 +13,12 @@ import time
 import torch
 from diffusers import UNet2DModel
 
-PRESETS = {
-    "mnist-small": dict(
-        sample_size=32, in_channels=1, out_channels=1, block_out_channels=[32, 64, 64],
-        down_block_types=["DownBlock2D", "AttnDownBlock2D", "DownBlock2D"],
-        up_block_types=["UpBlock2D", "AttnUpBlock2D", "UpBlock2D"], layers_per_block=1,
-        attention_head_dim=None, norm_eps=1e-6, norm_num_groups=32, flip_sin_to_cos=False,
-        freq_shift=1, downsample_padding=0,
-    ),
-    "ddpm-cifar10-32": dict(
-        sample_size=32, in_channels=3, out_channels=3, block_out_channels=[128, 256, 256, 256],
-        down_block_types=["DownBlock2D", "AttnDownBlock2D", "DownBlock2D", "DownBlock2D"],
-        up_block_types=["UpBlock2D", "UpBlock2D", "AttnUpBlock2D", "UpBlock2D"], layers_per_block=2,
-        attention_head_dim=None, norm_eps=1e-6, norm_num_groups=32, flip_sin_to_cos=False,
-        freq_shift=1, downsample_padding=0,
-    ),
-}
+from torch_presets import PRESETS, model_config, peak_rss_mb
 
 
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument("--model", default="mnist-small",
+    p.add_argument("--model", default="mnist-tiny",
                    help="a preset (%s) or a diffusers config.json" % ", ".join(sorted(PRESETS)))
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--steps", type=int, default=10)
@@ -43,19 +28,16 @@ def main():
     if a.threads:
         torch.set_num_threads(a.threads)
     torch.manual_seed(0)
-    if a.model in PRESETS:
-        cfg = PRESETS[a.model]
-    else:
-        with open(a.model) as f:
-            cfg = {k: v for k, v in json.load(f).items() if not k.startswith("_")}
+    cfg = model_config(a.model)
     model = UNet2DModel(**cfg)
     # the same 'sdpa' attention diffusers uses by default on CPU
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, betas=(0.95, 0.999), weight_decay=1e-6)
     alphas = torch.cumprod(1 - torch.linspace(1e-4, 0.02, 1000), 0)
-    c, s = cfg.get("in_channels", 3), cfg["sample_size"]
+    c, s = cfg.get("in_channels", 3), cfg.get("sample_size") or 32
     x0 = torch.randn(a.batch_size, c, s, s).clamp(-1, 1)
+    steps = max(a.steps, 1)
     times = []
-    for i in range(a.warmup + a.steps):
+    for i in range(a.warmup + steps):
         t0 = time.perf_counter()
         t = torch.randint(0, 1000, (a.batch_size,))
         noise = torch.randn_like(x0)
@@ -71,11 +53,13 @@ def main():
     times.sort()
     med = times[len(times) // 2]
     print(json.dumps({
-        "impl": "pytorch", "torch": torch.__version__, "threads": torch.get_num_threads(),
-        "model": a.model, "batch_size": a.batch_size, "steps": a.steps,
+        "impl": "pytorch", "case": "train", "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "model": a.model, "batch_size": a.batch_size, "steps": steps, "warmup": a.warmup,
         "params": sum(p.numel() for p in model.parameters()),
         "step_ms_median": med * 1e3, "step_ms_min": times[0] * 1e3, "step_ms_max": times[-1] * 1e3,
         "images_per_sec": a.batch_size / med,
+        "peak_rss_mb": peak_rss_mb(),
     }))
 
 

@@ -1,16 +1,26 @@
-//! `deme-studio bench`: throughput figures of the engine (our side of bench/*.py).
+//! `deme-studio bench`: throughput figures of the engine, one JSON line per
+//! measurement (our side of `bench/run_suite.py`; the reference side is
+//! `bench/torch_*.py`).
+//!
+//! Every line carries `impl`, `device`, `profile` (release or debug build),
+//! `threads` (the CPU worker threads: `RAYON_NUM_THREADS` when set) and
+//! `peak_rss_mb` (the process's peak resident set, `VmHWM`, read at the end of
+//! the case).
+
+mod flops;
+mod gradsim;
+mod merge;
+mod sample;
+mod train;
 
 use super::resolve_device;
-use crate::engine::device::DeviceChoice;
-use crate::engine::diffusion::NoiseSchedule;
-use crate::engine::merge::{MergeSpec, Merger};
-use crate::engine::model::EpsModel;
-use crate::engine::store::{AnyModel, ModelSpec};
-use crate::engine::train::loss::eps_loss_per_sample;
-use crate::engine::train::{AdamW, AdamWConfig, BatchSampler};
+use crate::engine::checkpoint::UNet2DConfig;
+use crate::engine::device::{ComputeDevice, DeviceChoice};
+use crate::engine::store::{AnyModel, ModelSpec, load_model};
 use anyhow::Result;
 use burn::tensor::Device;
 use clap::{Args, Subcommand};
+use std::path::Path;
 use std::time::Instant;
 
 /// Arguments of `bench`.
@@ -25,47 +35,44 @@ pub struct BenchArgs {
 #[derive(Debug, Subcommand)]
 pub enum BenchCase {
     /// Training steps per second (forward, backward, AdamW with clipping) on random data.
-    Train {
-        /// Model preset or config.json.
-        #[arg(long, default_value = "mnist-tiny")]
-        model: String,
-        /// Batch size.
-        #[arg(long, default_value_t = 64)]
-        batch_size: usize,
-        /// Timed steps (after warm-up).
-        #[arg(long, default_value_t = 10)]
-        steps: usize,
-        /// Untimed warm-up steps.
-        #[arg(long, default_value_t = 2)]
-        warmup: usize,
-    },
+    Train(train::TrainCase),
+    /// Time to generate N images with DDIM or DDPM (random-init or loaded weights).
+    Sample(sample::SampleCase),
     /// Re-merging N random experts in place (the weight-slider path) against
     /// copying the same bytes once (the memory-bandwidth floor).
-    Merge {
-        /// Model presets or config.json files, comma-separated.
-        #[arg(
-            long,
-            value_delimiter = ',',
-            default_value = "mnist-tiny,ddpm-cifar10-32"
-        )]
-        models: Vec<String>,
-        /// Number of experts N.
-        #[arg(long, default_value_t = 4)]
-        experts: usize,
-        /// Timed repeats (after one untimed warm-up).
-        #[arg(long, default_value_t = 10)]
-        repeats: usize,
-    },
+    Merge(merge::MergeCase),
+    /// The K x K gradient-similarity computation against K plain backward
+    /// passes of the same batches on the same model.
+    Gradsim(gradsim::GradsimCase),
+}
+
+/// Runs `bench`.
+pub fn run(args: BenchArgs, device: DeviceChoice) -> Result<()> {
+    let compute = resolve_device(device)?;
+    match args.case {
+        BenchCase::Train(c) => train::run(c, &compute),
+        BenchCase::Sample(c) => sample::run(c, &compute),
+        BenchCase::Merge(c) => merge::run(c, &compute),
+        BenchCase::Gradsim(c) => gradsim::run(c, &compute),
+    }
 }
 
 /// Median, min and max of `times` (seconds) in milliseconds.
-fn stats_ms(mut times: Vec<f64>) -> serde_json::Value {
-    times.sort_by(f64::total_cmp);
+fn stats_ms(times: &[f64]) -> serde_json::Value {
+    let mut t = times.to_vec();
+    t.sort_by(f64::total_cmp);
     serde_json::json!({
-        "median": times[times.len() / 2] * 1e3,
-        "min": times[0] * 1e3,
-        "max": times[times.len() - 1] * 1e3,
+        "median": t[t.len() / 2] * 1e3,
+        "min": t[0] * 1e3,
+        "max": t[t.len() - 1] * 1e3,
     })
+}
+
+/// Median of `times` (the upper one for an even count, as [`stats_ms`]).
+fn median(times: &[f64]) -> f64 {
+    let mut t = times.to_vec();
+    t.sort_by(f64::total_cmp);
+    t[t.len() / 2]
 }
 
 /// Times `f` `repeats` times after one untimed call.
@@ -80,139 +87,96 @@ fn time_repeats(repeats: usize, mut f: impl FnMut(usize) -> Result<()>) -> Resul
     Ok(times)
 }
 
-/// One model of the merge benchmark: JSON figures.
-fn bench_merge(
-    model: &str,
-    experts: usize,
-    repeats: usize,
-    device: &Device,
-) -> Result<serde_json::Value> {
-    let spec = ModelSpec::from_arg(model)?;
-    let base = spec.build(0, device)?;
-    let others: Vec<AnyModel> = (1..=experts as u64)
-        .map(|s| spec.build(s, device))
-        .collect::<Result<_>>()?;
-    let labeled: Vec<(&str, &AnyModel)> = others.iter().map(|m| ("expert", m)).collect();
-    let mut merger = Merger::new(("base", &base), &labeled)?;
-    drop(others);
-    let values = merger.num_values();
-    let mut merged = Some(merger.merge(&MergeSpec::task_arithmetic(vec![0.5; experts]))?);
-    let merge_times = time_repeats(repeats, |r| {
-        // new weights every time, as a slider would give
-        let w = (0..experts)
-            .map(|i| 0.1 + 0.05 * ((r + i) % 7) as f32)
-            .collect();
-        let m = merged.take().expect("set before each call");
-        merged = Some(merger.merge_into(m, &MergeSpec::task_arithmetic(w))?);
-        device
-            .sync()
-            .map_err(|e| anyhow::anyhow!("device sync: {e:?}"))
-    })?;
-    let copy = |n: usize| -> Result<Vec<f64>> {
-        let src: Vec<f32> = (0..n).map(|i| i as f32).collect();
-        let mut dst = vec![0f32; n];
-        time_repeats(repeats, |_| {
-            dst.copy_from_slice(std::hint::black_box(&src));
-            std::hint::black_box(&mut dst);
-            Ok(())
-        })
-    };
-    let model_copy = copy(values)?;
-    let inputs_copy = copy(values * (experts + 1))?;
-    let med = |t: &[f64]| {
-        let mut t = t.to_vec();
-        t.sort_by(f64::total_cmp);
-        t[t.len() / 2]
-    };
-    let ratio_model = med(&merge_times) / med(&model_copy);
-    let ratio_inputs = med(&merge_times) / med(&inputs_copy);
-    Ok(serde_json::json!({
-        "model": model, "params": values, "experts": experts, "repeats": repeats,
-        "model_mb": values as f64 * 4.0 / 1e6,
-        "remerge_ms": stats_ms(merge_times),
-        "copy_model_ms": stats_ms(model_copy),
-        "copy_inputs_ms": stats_ms(inputs_copy),
-        "remerge_over_copy_model": ratio_model,
-        "remerge_over_copy_inputs": ratio_inputs,
-    }))
+/// Waits for the device's queued work.
+fn sync(device: &Device) -> Result<()> {
+    device
+        .sync()
+        .map_err(|e| anyhow::anyhow!("device sync: {e:?}"))
 }
 
-fn time_train<M: EpsModel>(
-    model: M,
-    spec: &ModelSpec,
-    batch: usize,
-    warmup: usize,
-    steps: usize,
-    device: &Device,
-) -> Result<Vec<f64>> {
-    let ad = device.clone().autodiff();
-    let mut model = model.to_device(&ad).train();
-    let [c, h, w] = spec.item_shape();
-    let data = BatchSampler::new(vec![0.5; 256 * c * h * w], [c, h, w], "bench");
-    let schedule = NoiseSchedule::linear(1e-4, 0.02, 1000);
-    let mut opt = AdamW::new(AdamWConfig::default());
-    let mut times = Vec::new();
-    for i in 0..warmup + steps {
-        let start = Instant::now();
-        let mut rng = data.rng_for_step(0, i as u64);
-        let b = data.batch(&mut rng, batch, 1000, &ad);
-        let loss = eps_loss_per_sample(&model, &schedule, b.x0, b.noise, &b.t).mean();
-        let grads = loss.backward();
-        model = opt.step(model, &grads, 1e-4)?.0; // reads the grad norm: a device sync per step
-        if i >= warmup {
-            times.push(start.elapsed().as_secs_f64());
-        }
-    }
-    times.sort_by(f64::total_cmp);
-    Ok(times)
+/// Peak resident set of this process in MB (`VmHWM` of `/proc/self/status`;
+/// `None` where there is no procfs).
+fn peak_rss_mb() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: f64 = line
+        .trim_start_matches("VmHWM:")
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kb / 1024.0)
 }
 
-/// Runs `bench`.
-pub fn run(args: BenchArgs, device: DeviceChoice) -> Result<()> {
-    match args.case {
-        BenchCase::Train {
-            model,
-            batch_size,
-            steps,
-            warmup,
-        } => {
-            let compute = resolve_device(device)?;
-            let spec = ModelSpec::from_arg(&model)?;
-            let built = spec.build(0, &compute.device)?;
-            let params = built.num_params();
-            let times = match built {
-                AnyModel::UNet(m) => {
-                    time_train(m, &spec, batch_size, warmup, steps.max(1), &compute.device)?
-                }
-                AnyModel::Mlp(m) => {
-                    time_train(m, &spec, batch_size, warmup, steps.max(1), &compute.device)?
-                }
-            };
-            let med = times[times.len() / 2];
-            println!(
-                "{}",
-                serde_json::json!({
-                    "impl": "deme-studio", "device": compute.reason, "model": model,
-                    "batch_size": batch_size, "steps": steps, "params": params,
-                    "step_ms_median": med * 1e3, "step_ms_min": times[0] * 1e3,
-                    "step_ms_max": times[times.len() - 1] * 1e3,
-                    "images_per_sec": batch_size as f64 / med,
-                })
-            );
-        }
-        BenchCase::Merge {
-            models,
-            experts,
-            repeats,
-        } => {
-            let compute = resolve_device(device)?;
-            for model in &models {
-                let mut v = bench_merge(model, experts.max(1), repeats.max(1), &compute.device)?;
-                v["impl"] = "deme-studio".into();
-                v["device"] = compute.reason.clone().into();
-                println!("{v}");
-            }
+/// CPU worker threads: `RAYON_NUM_THREADS` when set, else the available cores.
+fn cpu_threads() -> usize {
+    std::env::var("RAYON_NUM_THREADS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|&n: &usize| n > 0)
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+}
+
+/// Adds the fields every line carries and prints it.
+fn emit(mut line: serde_json::Value, compute: &ComputeDevice) {
+    line["impl"] = "deme-studio".into();
+    line["device"] = compute.reason.clone().into();
+    line["profile"] = if cfg!(debug_assertions) {
+        "debug"
+    } else {
+        "release"
+    }
+    .into();
+    line["threads"] = cpu_threads().into();
+    line["peak_rss_mb"] = peak_rss_mb().into();
+    println!("{line}");
+}
+
+/// Forward and forward+backward FLOPs per image, when the model is a UNet.
+fn flops_fields(spec: &ModelSpec) -> (Option<u64>, Option<u64>) {
+    match spec {
+        ModelSpec::UNet(c) => unet_flops(c),
+        ModelSpec::Mlp(_) => (None, None),
+    }
+}
+
+fn unet_flops(config: &UNet2DConfig) -> (Option<u64>, Option<u64>) {
+    let cost = flops::unet_forward_cost(config);
+    (Some(cost.flops), Some(cost.fwd_bwd_flops()))
+}
+
+/// `--model`: a model folder (loaded weights), else a preset or config.json
+/// (random initialisation, seed 0). Returns the model and where it came from.
+fn model_from_arg(arg: &str, device: &Device) -> Result<(ModelSpec, AnyModel, &'static str)> {
+    let path = Path::new(arg);
+    if path.is_dir() {
+        let loaded = load_model(path, device)?;
+        return Ok((loaded.spec, loaded.model, "loaded"));
+    }
+    let spec = ModelSpec::from_arg(arg)?;
+    let model = spec.build(0, device)?;
+    Ok((spec, model, "random-init"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stats_are_median_min_max_in_ms() {
+        let s = stats_ms(&[0.5, 0.125, 0.25]);
+        assert_eq!(s["median"], 250.0);
+        assert_eq!(s["min"], 125.0);
+        assert_eq!(s["max"], 500.0);
+        assert_eq!(median(&[4.0, 1.0, 3.0, 2.0]), 3.0);
+    }
+
+    #[test]
+    fn peak_rss_is_read_on_linux() {
+        if cfg!(target_os = "linux") {
+            let mb = peak_rss_mb().expect("VmHWM in /proc/self/status");
+            assert!(mb > 0.0 && mb.is_finite());
         }
     }
-    Ok(())
 }

@@ -1,0 +1,197 @@
+//! Every `deme-studio bench` case once at a tiny size, through the built
+//! binary: the JSON line it prints has the fields `bench/run_suite.py` reads,
+//! and they are finite. CI runs this, not the suite itself.
+
+use serde_json::Value;
+use std::process::Command;
+
+/// Runs `deme-studio --device cpu bench ARGS` and parses its JSON lines.
+fn bench(args: &[&str]) -> Vec<Value> {
+    let out = Command::new(env!("CARGO_BIN_EXE_deme-studio"))
+        .args(["--device", "cpu", "bench"])
+        .args(args)
+        .env("RAYON_NUM_THREADS", "2")
+        .output()
+        .expect("the binary runs");
+    assert!(
+        out.status.success(),
+        "bench {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect();
+    assert!(!lines.is_empty(), "bench {args:?} printed no JSON line");
+    lines
+}
+
+/// The number at `path` (`a.b` for nested objects), checked finite.
+fn num(v: &Value, path: &str) -> f64 {
+    let mut cur = v;
+    for key in path.split('.') {
+        cur = cur
+            .get(key)
+            .unwrap_or_else(|| panic!("no field `{path}` in {v}"));
+    }
+    let x = cur
+        .as_f64()
+        .unwrap_or_else(|| panic!("`{path}` is not a number in {v}"));
+    assert!(x.is_finite(), "`{path}` = {x} in {v}");
+    x
+}
+
+/// The fields every line carries.
+fn common(v: &Value) {
+    assert_eq!(v["impl"], "deme-studio");
+    assert!(v["device"].as_str().is_some_and(|d| d.contains("cpu")), "{v}");
+    assert!(matches!(v["profile"].as_str(), Some("debug" | "release")));
+    assert_eq!(num(v, "threads"), 2.0);
+    assert!(num(v, "peak_rss_mb") > 0.0);
+    assert!(num(v, "params") > 0.0);
+}
+
+/// `median`, `min`, `max` of a timing object, ordered.
+fn spread(v: &Value, key: &str) {
+    let (lo, med, hi) = (
+        num(v, &format!("{key}.min")),
+        num(v, &format!("{key}.median")),
+        num(v, &format!("{key}.max")),
+    );
+    assert!(0.0 < lo && lo <= med && med <= hi, "{key}: {v}");
+}
+
+#[test]
+fn train_case() {
+    let v = &bench(&[
+        "train",
+        "--model",
+        "mnist-tiny",
+        "--batch-size",
+        "2",
+        "--steps",
+        "1",
+        "--warmup",
+        "0",
+    ])[0];
+    common(v);
+    assert_eq!(v["case"], "train");
+    assert_eq!(num(v, "params"), 686_769.0);
+    for key in [
+        "step_ms_median",
+        "step_ms_min",
+        "step_ms_max",
+        "images_per_sec",
+        "gflops_per_sec",
+    ] {
+        assert!(num(v, key) > 0.0, "{key}");
+    }
+    // 3 x the forward count of diffusers' UNet2DModel (FlopCounterMode)
+    assert_eq!(num(v, "fwd_bwd_flops_per_image"), 3.0 * 146_884_608.0);
+}
+
+#[test]
+fn sample_cases() {
+    for (sampler, steps) in [("ddim", "2"), ("ddpm", "3")] {
+        let v = &bench(&[
+            "sample",
+            "--model",
+            "mnist-tiny",
+            "--sampler",
+            sampler,
+            "--steps",
+            steps,
+            "--n",
+            "2",
+            "--repeats",
+            "2",
+            "--warmup",
+            "1",
+        ])[0];
+        common(v);
+        assert_eq!(v["case"], "sample");
+        assert_eq!(v["sampler"], sampler);
+        assert_eq!(v["weights"], "random-init");
+        assert_eq!(num(v, "repeats"), 2.0);
+        spread(v, "run_ms");
+        assert!(num(v, "images_per_sec") > 0.0);
+        assert!(num(v, "gflops_per_sec") > 0.0);
+        assert_eq!(num(v, "fwd_flops_per_image"), 146_884_608.0);
+    }
+}
+
+#[test]
+fn merge_case() {
+    let v = &bench(&[
+        "merge",
+        "--models",
+        "mnist-tiny",
+        "--experts",
+        "2",
+        "--repeats",
+        "1",
+    ])[0];
+    common(v);
+    assert_eq!(v["case"], "merge");
+    for key in ["remerge_ms", "copy_model_ms", "copy_inputs_ms"] {
+        spread(v, key);
+    }
+    assert!(num(v, "remerge_over_copy_model") > 0.0);
+    assert!(num(v, "model_mb") > 0.0);
+}
+
+#[test]
+fn gradsim_case() {
+    let v = &bench(&[
+        "gradsim",
+        "--model",
+        "mnist-tiny",
+        "--k",
+        "2",
+        "--batches",
+        "1",
+        "--batch-size",
+        "2",
+    ])[0];
+    common(v);
+    assert_eq!(v["case"], "gradsim");
+    assert_eq!(num(v, "backward_passes"), 2.0);
+    spread(v, "gradsim_ms");
+    spread(v, "floor_ms");
+    assert!(num(v, "overhead_ratio") > 0.0);
+    num(v, "overhead_pct");
+    assert!(num(v, "floor_gflops_per_sec") > 0.0);
+}
+
+#[test]
+fn sample_case_loads_a_model_folder() {
+    // a checkpoint folder written by `train` is sampled with its own weights
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    let out = Command::new(env!("CARGO_BIN_EXE_deme-studio"))
+        .args(["--device", "cpu", "train", "--data", "mnist", "--model"])
+        .args(["mnist-tiny", "--steps", "1", "--batch-size", "2", "--out"])
+        .arg(&run)
+        .output()
+        .expect("the binary runs");
+    assert!(
+        out.status.success(),
+        "train: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v = &bench(&[
+        "sample",
+        "--model",
+        run.to_str().unwrap(),
+        "--steps",
+        "1",
+        "--n",
+        "1",
+        "--warmup",
+        "0",
+    ])[0];
+    common(v);
+    assert_eq!(v["weights"], "loaded");
+    spread(v, "run_ms");
+}
