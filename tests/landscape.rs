@@ -6,8 +6,8 @@ mod common;
 
 use burn::tensor::{Device, Tensor};
 use deme_studio::engine::analysis::{
-    Landscape, LandscapeConfig, LandscapeEvent, LandscapeGrid, MarkKind, MarkRequest,
-    loss_landscape,
+    Landscape, LandscapeConfig, LandscapeEvent, LandscapeGrid, LandscapeModels, MarkKind,
+    MarkRequest, loss_landscape,
 };
 use deme_studio::engine::diffusion::NoiseSchedule;
 use deme_studio::engine::eval::{EvalSet, EvalSetConfig};
@@ -120,15 +120,19 @@ fn run(
     on_event: &mut dyn FnMut(LandscapeEvent),
 ) -> Landscape {
     let models: Vec<(&str, &UNet2DModel)> = vec![("a", &ms[1]), ("b", &ms[2]), ("c", &ms[3])];
+    let merges = [MarkRequest {
+        label: "merge".into(),
+        weights: vec![0.3, 0.3, 0.0],
+    }];
+    let input = LandscapeModels {
+        base: ("base", &ms[0]),
+        models: &models,
+        a: 0,
+        b: 1,
+        merges: &merges,
+    };
     loss_landscape(
-        ("base", &ms[0]),
-        &models,
-        0,
-        1,
-        &[MarkRequest {
-            label: "merge".into(),
-            weights: vec![0.3, 0.3, 0.0],
-        }],
+        &input,
         eval,
         &LandscapeConfig { grid, ranges: 4 },
         cancel,

@@ -1,11 +1,13 @@
 //! `deme-studio landscape`: the held-out loss on the plane through a base model
 //! and two other models (two experts, typically), overall and per timestep range.
 
-use super::progress::bar;
+use super::progress::{bar, log_line_due};
 use super::resolve_device;
 use crate::engine::analysis::landscape::{Landscape, LandscapeGrid, MarkKind};
 use crate::engine::analysis::landscape_plot::render_surface;
-use crate::engine::analysis::{LandscapeConfig, LandscapeEvent, MarkRequest, loss_landscape};
+use crate::engine::analysis::{
+    LandscapeConfig, LandscapeEvent, LandscapeModels, MarkRequest, loss_landscape,
+};
 use crate::engine::checkpoint::write_atomic_bytes;
 use crate::engine::data::{DataSpec, split_items};
 use crate::engine::device::DeviceChoice;
@@ -228,10 +230,15 @@ pub fn run(args: LandscapeArgs, device: DeviceChoice) -> Result<()> {
             )
         }),
         LandscapeEvent::Level { .. } => {}
-        LandscapeEvent::Point { score, done, .. } => {
+        LandscapeEvent::Point {
+            score, done, total, ..
+        } => {
             best = best.min(score.loss);
             pb.set_position(done as u64);
             pb.set_message(format!("lowest {best:.5}"));
+            if log_line_due(done as u64, total as u64) {
+                eprintln!("landscape: {done}/{total} points, lowest loss {best:.5}");
+            }
         }
     };
     let config = LandscapeConfig { grid, ranges };
@@ -239,17 +246,14 @@ pub fn run(args: LandscapeArgs, device: DeviceChoice) -> Result<()> {
     let cancel = CancelToken::new();
     super::interrupt::install(&cancel);
     let started = std::time::Instant::now();
-    let ls = loss_landscape(
-        (base_label.as_str(), &base.model),
-        &pairs,
+    let input = LandscapeModels {
+        base: (base_label.as_str(), &base.model),
+        models: &pairs,
         a,
         b,
-        &merges,
-        &eval,
-        &config,
-        &cancel,
-        &mut on_event,
-    )?;
+        merges: &merges,
+    };
+    let ls = loss_landscape(&input, &eval, &config, &cancel, &mut on_event)?;
     pb.finish_and_clear();
     write_outputs(&ls, &args.out)?;
     print_summary(&ls, started.elapsed().as_secs_f64());

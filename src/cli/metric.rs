@@ -2,7 +2,7 @@
 //! feature space of a classifier trained on the dataset) of generated samples,
 //! of a timestep-wise ensemble's samples, or of given images.
 
-use super::progress::bar;
+use super::progress::{bar, log_line_due};
 use super::resolve_device;
 use super::sample::SamplerArg;
 use crate::engine::checkpoint::{
@@ -249,6 +249,9 @@ fn generate(
         );
         done += n;
         pb.set_position(done as u64);
+        if log_line_due(done as u64, args.samples as u64) {
+            eprintln!("sample: {done}/{} images", args.samples);
+        }
     }
     pb.finish_and_clear();
     let report = SamplingReport {

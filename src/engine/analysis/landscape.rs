@@ -93,11 +93,11 @@ impl Plane {
             bail!("the plane needs two different models among {n}, got {a} and {b}");
         }
         let (aa, ab, bb) = (gram[a * n + a], gram[a * n + b], gram[b * n + b]);
-        if !(aa > 0.0) {
+        if aa.is_nan() || aa <= 0.0 {
             bail!("model a equals the base (its task vector is zero): no plane to draw");
         }
         let perp2 = bb - ab * ab / aa;
-        if !(perp2 > 1e-10 * bb) {
+        if perp2.is_nan() || perp2 <= 1e-10 * bb {
             bail!(
                 "the task vectors of models a and b are parallel (cosine {:.6}): they span no plane",
                 ab / (aa * bb).sqrt()
@@ -191,7 +191,7 @@ impl LandscapeGrid {
             );
         }
         for (name, [lo, hi]) in [("x", self.x), ("y", self.y)] {
-            if !lo.is_finite() || !hi.is_finite() || !(hi > lo) {
+            if !lo.is_finite() || !hi.is_finite() || hi <= lo {
                 bail!("the {name} range [{lo}, {hi}] must be finite with lo < hi");
             }
         }
@@ -505,21 +505,36 @@ impl<M: Mergeable> Scorer<'_, M> {
     }
 }
 
-/// The loss landscape on the plane through `base` and `models[a]`, `models[b]`.
-///
-/// `models` are the N models whose task vectors weights refer to (`a` and `b`
-/// among them); every one of them is marked, as are the base and `merges`.
+/// What a landscape is drawn for: the base, the N models whose task vectors
+/// the weights refer to, which two of them span the plane, and merges to mark.
+pub struct LandscapeModels<'a, M> {
+    /// `(label, model)` of the base `theta`.
+    pub base: (&'a str, &'a M),
+    /// `(label, model)` of the N models (experts); every one is marked.
+    pub models: &'a [(&'a str, &'a M)],
+    /// Index of model a (the x axis and the unit) in `models`.
+    pub a: usize,
+    /// Index of model b in `models`.
+    pub b: usize,
+    /// Merges to mark, weights over `models`.
+    pub merges: &'a [MarkRequest],
+}
+
+/// The loss landscape on the plane through the base and models `a` and `b`.
 pub fn loss_landscape<M: Mergeable>(
-    base: (&str, &M),
-    models: &[(&str, &M)],
-    a: usize,
-    b: usize,
-    merges: &[MarkRequest],
+    input: &LandscapeModels<'_, M>,
     eval: &EvalSet,
     config: &LandscapeConfig,
     cancel: &CancelToken,
     on_event: &mut dyn FnMut(LandscapeEvent),
 ) -> Result<Landscape> {
+    let LandscapeModels {
+        base,
+        models,
+        a,
+        b,
+        merges,
+    } = *input;
     config.grid.validate()?;
     if config.ranges == 0 {
         bail!("the landscape needs at least one timestep range");

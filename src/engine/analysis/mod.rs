@@ -10,7 +10,7 @@ pub mod tv_stats;
 pub use gradsim::{GradSimConfig, GradSimResult, grad_similarity};
 pub use groups::{Granularity, group_of};
 pub use landscape::{
-    Landscape, LandscapeConfig, LandscapeEvent, LandscapeGrid, Mark, MarkKind, MarkRequest, Plane,
-    loss_landscape,
+    Landscape, LandscapeConfig, LandscapeEvent, LandscapeGrid, LandscapeModels, Mark, MarkKind,
+    MarkRequest, Plane, loss_landscape,
 };
 pub use tv_stats::{TvStats, tv_stats};
