@@ -85,6 +85,7 @@ fn real_digits_score_far_below_noise_and_samples_are_scored() {
 
     let fd_real = real["frechet_distance"].as_f64().unwrap();
     let fd_noise = noisy["frechet_distance"].as_f64().unwrap();
+    eprintln!("Frechet distance: held-out digits {fd_real}, noise {fd_noise}");
     assert!(fd_real >= 0.0 && fd_real.is_finite());
     assert!(
         fd_noise > 5.0 * fd_real,
