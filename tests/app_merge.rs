@@ -88,13 +88,15 @@ fn wait_until(h: &mut Harness<'_, StudioApp>, what: &str, cond: impl Fn(&StudioA
     h.step();
 }
 
+/// The merged preview of the current weights and the base, both finished at the fine step count.
 fn settled(app: &StudioApp) -> bool {
-    app.merge().is_settled(quick().fine_steps)
+    let fine = quick().fine_steps;
+    app.merge().is_settled(fine)
         && app
             .merge()
             .panel(Panel::Base)
             .shown()
-            .is_some_and(|s| s.done)
+            .is_some_and(|s| s.done && s.of == fine)
 }
 
 fn merged_pixels(app: &StudioApp) -> Vec<egui::Color32> {
@@ -129,12 +131,13 @@ fn one_slider_per_expert_and_moving_one_changes_the_preview() {
     let after = merged_pixels(h.state());
     assert_ne!(before, after, "new weights, new samples");
     // the held-out loss readout follows the weights
-    let loss = h
-        .state()
-        .merge()
-        .loss(Panel::Merged)
-        .expect("a merged loss");
-    assert_eq!(loss.spec.as_ref().unwrap().weights[1], 0.9);
+    wait_until(&mut h, "the loss of the new weights", |a| {
+        a.merge()
+            .loss(Panel::Merged)
+            .and_then(|l| l.spec.as_ref())
+            .is_some_and(|s| s.weights[1] == 0.9)
+    });
+    let loss = h.state().merge().loss(Panel::Merged).unwrap();
     assert_eq!(loss.per_range.len(), 3);
 }
 

@@ -382,10 +382,8 @@ impl StudioApp {
                     ui.label(format!("display: {r}"));
                 }
                 ui.separator();
-                let busy = self.activity != Activity::Idle || self.models.loading.is_some();
-                if busy {
-                    ui.spinner();
-                }
+                // text, not a spinner: a spinner repaints every frame, which
+                // costs a CPU core under software rendering
                 ui.label(format!("worker: {}", self.activity));
                 let l = self.merge.latency();
                 if let (Some(first), Some(done)) = (l.first, l.done) {
@@ -400,7 +398,6 @@ impl StudioApp {
                 }
                 if let Some(job) = &self.job {
                     ui.separator();
-                    ui.spinner();
                     ui.label(job);
                 }
                 if let Some(n) = &self.notice {
@@ -446,10 +443,7 @@ impl StudioApp {
         if self.models.info.is_none() {
             egui::CentralPanel::default().show(ui, |ui| {
                 if self.models.loading.is_some() {
-                    ui.horizontal(|ui| {
-                        ui.spinner();
-                        ui.label("loading the models…");
-                    });
+                    ui.label("loading the models…");
                 }
                 let actions = empty_state_ui(ui, &self.models, has_default);
                 self.handle_models_actions(actions);
@@ -479,9 +473,10 @@ impl StudioApp {
             .inner;
         self.handle_merge_actions(actions);
         let can_search = self.models.info.as_ref().is_some_and(|i| i.eval.is_ok());
+        let fine = self.settings.preview.fine_steps;
         let actions = egui::CentralPanel::default()
             .show(ui, |ui| {
-                central_ui(ui, &mut self.merge, &mut self.grid, can_search)
+                central_ui(ui, &mut self.merge, &mut self.grid, can_search, fine)
             })
             .inner;
         self.handle_merge_actions(actions);

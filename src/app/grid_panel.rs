@@ -176,7 +176,7 @@ pub fn grid_ui(
             0.0
         };
         let text = format!("{done} / {} points", g.planned.max(done));
-        ui.add(egui::ProgressBar::new(frac).text(text).animate(g.running()));
+        ui.add(egui::ProgressBar::new(frac).text(text));
     }
     if let Some(o) = &g.outcome {
         ui.label(o);

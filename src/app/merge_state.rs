@@ -148,7 +148,8 @@ impl MergeState {
         }
         self.losses = Default::default();
         self.error = None;
-        self.pending = Some(Quality::Fine);
+        // a quick first look; the worker refines it when it has time
+        self.pending = Some(Quality::Fast);
     }
 
     /// The weights `w_1..w_N`.
@@ -400,7 +401,7 @@ mod tests {
     fn a_drag_is_one_history_entry_and_previews_fast_then_fine() {
         let mut m = MergeState::default();
         m.reset_for(&info(2));
-        assert_eq!(m.take_request(5, 25).unwrap().steps, 25);
+        assert_eq!(m.take_request(5, 25).unwrap().steps, 5);
         m.edit_weight(0, 0.6, true);
         m.edit_weight(0, 0.7, true);
         let r = m.take_request(5, 25).unwrap();
@@ -421,6 +422,7 @@ mod tests {
     fn a_finished_fast_preview_stays_while_the_fine_pass_runs() {
         let mut m = MergeState::default();
         m.reset_for(&info(1));
+        assert!(m.take_request(5, 25).is_some());
         let spec = Some(m.spec());
         let ev = |generation, step, of, done, v| PreviewEvent {
             panel: Panel::Merged,

@@ -59,24 +59,25 @@ pub fn controls_ui(ui: &mut egui::Ui, m: &mut MergeState, busy_saving: bool) -> 
     actions
 }
 
-fn caption(m: &MergeState, p: Panel) -> String {
-    match m.panel(p).shown() {
-        None => "sampling…".into(),
-        Some(s) if p != Panel::Merged => format!("DDIM, {} steps", s.of),
-        Some(s) if !s.done => format!("DDIM step {}/{}", s.step, s.of),
-        Some(s) => {
-            let current = s.spec.as_ref() == Some(&m.spec());
-            if current {
-                format!("DDIM, {} steps", s.of)
-            } else {
-                format!("DDIM, {} steps (updating…)", s.of)
-            }
-        }
+fn caption(m: &MergeState, p: Panel, fine_steps: usize) -> String {
+    let Some(s) = m.panel(p).shown() else {
+        return "waiting…".into();
+    };
+    if !s.done {
+        return format!("DDIM step {}/{}: denoised estimate", s.step, s.of);
+    }
+    if p == Panel::Merged && s.spec.as_ref() != Some(&m.spec()) {
+        return format!("DDIM, {} steps (updating…)", s.of);
+    }
+    if s.of < fine_steps {
+        format!("DDIM, {} steps (refining to {fine_steps}…)", s.of)
+    } else {
+        format!("DDIM, {} steps", s.of)
     }
 }
 
 /// The three sample grids from the same starting noise.
-pub fn previews_ui(ui: &mut egui::Ui, m: &mut MergeState) {
+pub fn previews_ui(ui: &mut egui::Ui, m: &mut MergeState, fine_steps: usize) {
     let natural = m
         .panel(Panel::Base)
         .image()
@@ -103,12 +104,22 @@ pub fn previews_ui(ui: &mut egui::Ui, m: &mut MergeState) {
                     }
                     None => {
                         let (rect, _) = ui.allocate_exact_size(size, egui::Sense::hover());
-                        ui.painter()
-                            .rect_filled(rect, 4.0, ui.visuals().extreme_bg_color);
-                        ui.put(rect, egui::Spinner::new());
+                        let painter = ui.painter();
+                        painter.rect_filled(rect, 4.0, ui.visuals().extreme_bg_color);
+                        painter.text(
+                            rect.center(),
+                            egui::Align2::CENTER_CENTER,
+                            "waiting for the worker…",
+                            egui::FontId::proportional(13.0),
+                            ui.visuals().weak_text_color(),
+                        );
                     }
                 }
-                ui.label(egui::RichText::new(caption(m, p)).small().weak());
+                ui.label(
+                    egui::RichText::new(caption(m, p, fine_steps))
+                        .small()
+                        .weak(),
+                );
             });
         }
     });
@@ -170,6 +181,7 @@ pub fn central_ui(
     m: &mut MergeState,
     grid: &mut GridState,
     can_search: bool,
+    fine_steps: usize,
 ) -> Vec<MergeAction> {
     let mut actions = Vec::new();
     egui::ScrollArea::vertical()
@@ -177,7 +189,7 @@ pub fn central_ui(
         .show(ui, |ui| {
             ui.heading("Samples from the same noise");
             ui.add_space(4.0);
-            previews_ui(ui, m);
+            previews_ui(ui, m, fine_steps);
             ui.add_space(12.0);
             ui.heading("Held-out loss")
                 .on_hover_text("mean squared error of the noise prediction on held-out images; lower is better (bold: below the base)");

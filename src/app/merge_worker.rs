@@ -15,7 +15,7 @@ use super::preview::{Panel, PreviewImage};
 use super::session::Session;
 use super::settings::PreviewSettings;
 use crate::engine::merge::MergeSpec;
-use burn::tensor::Device;
+use burn::tensor::{Device, Tensor};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -65,7 +65,10 @@ impl MergeWorker {
             device,
             settings,
             session: None,
-            refs_todo: Vec::new(),
+            ref_steps: [None; 2],
+            ref_scored: [false; 2],
+            needs_fine: None,
+            last_spec: None,
             trace: std::env::var_os(TRACE_ENV).is_some(),
         };
         let thread = std::thread::Builder::new()
@@ -104,40 +107,92 @@ impl Drop for MergeWorker {
     }
 }
 
+/// Work the worker does when no request or command waits.
+#[derive(Debug, Clone, PartialEq)]
+enum IdleJob {
+    /// Sample (and score, the first time) a reference panel with this many steps.
+    Reference(Panel, usize),
+    /// The fine pass of the last merge, which only had a fast one.
+    RefineMerged(MergeSpec),
+}
+
 struct WorkerState {
     inbox: Arc<Inbox<Command, PreviewRequest>>,
     emit: Emitter,
     device: Device,
     settings: PreviewSettings,
     session: Option<Session>,
-    /// Reference panels (base, ensemble) still to sample and score.
-    refs_todo: Vec<Panel>,
+    /// Steps of the finished picture of base and ensemble.
+    ref_steps: [Option<usize>; 2],
+    /// Whether base and ensemble have their held-out loss.
+    ref_scored: [bool; 2],
+    /// The last merge, until it has a finished fine picture.
+    needs_fine: Option<MergeSpec>,
+    /// The last merge asked for.
+    last_spec: Option<MergeSpec>,
     trace: bool,
+}
+
+fn ref_index(p: Panel) -> usize {
+    if p == Panel::Base { 0 } else { 1 }
 }
 
 impl WorkerState {
     fn run(mut self) {
         loop {
-            let next = if self.refs_todo.is_empty() {
+            let idle = self.idle_job();
+            let next = if idle.is_none() {
+                self.activity(Activity::Idle);
                 self.inbox.next(None)
             } else {
                 self.inbox.try_next()
             };
-            match next {
-                Some(Next::Command(Command::Shutdown)) => return,
-                Some(Next::Command(Command::Load(set))) => self.load(set),
-                Some(Next::Command(Command::Configure(s))) => {
+            match (next, idle) {
+                (Some(Next::Command(Command::Shutdown)), _) => return,
+                (Some(Next::Command(Command::Load(set))), _) => self.load(set),
+                (Some(Next::Command(Command::Configure(s))), _) => {
                     self.settings = s;
-                    self.refs_todo = vec![Panel::Base, Panel::Ensemble];
+                    self.ref_steps = [None; 2];
+                    self.needs_fine = self.last_spec.clone();
                 }
-                Some(Next::Command(Command::Grid(job))) => self.start_grid(job),
-                Some(Next::Request(generation, r)) => self.preview(generation, r),
-                None => self.reference(),
-            }
-            if self.refs_todo.is_empty() && !self.inbox.has_pending() {
-                self.activity(Activity::Idle);
+                (Some(Next::Command(Command::Grid(job))), _) => self.start_grid(job),
+                (Some(Next::Request(generation, r)), _) => self.preview(generation, r),
+                (None, Some(IdleJob::Reference(p, steps))) => self.reference(p, steps),
+                (None, Some(IdleJob::RefineMerged(spec))) => {
+                    let generation = self.inbox.latest_generation();
+                    let request = PreviewRequest {
+                        spec,
+                        steps: self.settings.fine_steps,
+                        submitted: Instant::now(),
+                        evaluate: true,
+                    };
+                    self.preview(generation, request);
+                }
+                (None, None) => {}
             }
         }
+    }
+
+    /// Base and ensemble quickly, then the fine pass of the merge, then base
+    /// and ensemble finely.
+    fn idle_job(&self) -> Option<IdleJob> {
+        self.session.as_ref()?;
+        let (fast, fine) = (
+            self.settings.fast_steps.max(1),
+            self.settings.fine_steps.max(1),
+        );
+        for p in [Panel::Base, Panel::Ensemble] {
+            if self.ref_steps[ref_index(p)].is_none() {
+                return Some(IdleJob::Reference(p, fast.min(fine)));
+            }
+        }
+        if let Some(spec) = &self.needs_fine {
+            return Some(IdleJob::RefineMerged(spec.clone()));
+        }
+        [Panel::Base, Panel::Ensemble]
+            .into_iter()
+            .find(|p| self.ref_steps[ref_index(*p)].is_some_and(|s| s < fine))
+            .map(|p| IdleJob::Reference(p, fine))
     }
 
     fn activity(&self, a: Activity) {
@@ -158,7 +213,10 @@ impl WorkerState {
                 self.inbox.clear_request();
                 self.emit.emit(Event::Loaded(Box::new(s.info().clone())));
                 self.session = Some(s);
-                self.refs_todo = vec![Panel::Base, Panel::Ensemble];
+                self.ref_steps = [None; 2];
+                self.ref_scored = [false; 2];
+                self.needs_fine = None;
+                self.last_spec = None;
             }
             Err(e) => self.emit.emit(Event::LoadFailed {
                 set,
@@ -176,53 +234,67 @@ impl WorkerState {
         self.settings.samples.max(1) * if points { 32 } else { 1 }
     }
 
-    /// Samples and scores the next reference panel; gives up (to come back
-    /// later) as soon as a request or command arrives.
-    fn reference(&mut self) {
-        let Some(panel) = self.refs_todo.first().copied() else {
-            return;
-        };
+    fn picture(
+        &self,
+        panel: Panel,
+        x: &Tensor<4>,
+        step: usize,
+        of: usize,
+        done: bool,
+        req: Option<(u64, &PreviewRequest)>,
+    ) {
+        match PreviewImage::from_tensor(x) {
+            Ok(image) => self.emit.emit(Event::Preview(PreviewEvent {
+                panel,
+                generation: req.map_or(0, |(g, _)| g),
+                spec: req.map(|(_, r)| r.spec.clone()),
+                step,
+                of,
+                done,
+                image: Arc::new(image),
+                latency: req.map(|(_, r)| r.submitted.elapsed()),
+            })),
+            Err(e) => self.emit.emit(Event::MergeFailed(format!("{e:#}"))),
+        }
+    }
+
+    /// Samples (and the first time scores) a reference panel; gives up, to
+    /// come back later, as soon as a request or command arrives.
+    fn reference(&mut self, panel: Panel, steps: usize) {
         let Some(session) = &self.session else {
-            self.refs_todo.clear();
             return;
         };
-        let steps = self.settings.fine_steps;
         let x = session.start_noise(self.samples(), self.settings.seed);
-        let inbox = &self.inbox;
-        let emit = &self.emit;
-        let mut on_step = |k: usize, of: usize, _x: &burn::tensor::Tensor<4>| {
-            emit.emit(Event::Activity(Activity::Sampling {
+        let mut on_step = |k: usize, of: usize, x0: &Tensor<4>| {
+            if self.inbox.has_pending() {
+                return false;
+            }
+            if k + 1 < of {
+                self.picture(panel, x0, k + 1, of, false, None);
+            }
+            self.activity(Activity::Sampling {
                 panel,
                 step: k + 1,
                 of,
-            }));
-            !inbox.has_pending()
+            });
+            true
         };
         let out = match session.sample(panel, steps, x, &mut on_step) {
             Ok(Some(x)) => x,
             Ok(None) => return, // interrupted: retried when idle again
             Err(e) => {
                 self.emit.emit(Event::MergeFailed(format!("{e:#}")));
-                self.refs_todo.remove(0);
+                self.ref_steps[ref_index(panel)] = Some(usize::MAX);
                 return;
             }
         };
-        match PreviewImage::from_tensor(&out) {
-            Ok(image) => self.emit.emit(Event::Preview(PreviewEvent {
-                panel,
-                generation: 0,
-                spec: None,
-                step: steps,
-                of: steps,
-                done: true,
-                image: Arc::new(image),
-                latency: None,
-            })),
-            Err(e) => self.emit.emit(Event::MergeFailed(format!("{e:#}"))),
+        self.picture(panel, &out, steps, steps, true, None);
+        self.ref_steps[ref_index(panel)] = Some(steps);
+        if !self.ref_scored[ref_index(panel)] && !self.inbox.has_pending() {
+            self.activity(Activity::Evaluating(panel));
+            self.emit_loss(panel, None);
+            self.ref_scored[ref_index(panel)] = true;
         }
-        self.activity(Activity::Evaluating(panel));
-        self.emit_loss(panel, None);
-        self.refs_todo.remove(0);
     }
 
     fn emit_loss(&self, panel: Panel, spec: Option<MergeSpec>) {
@@ -246,9 +318,12 @@ impl WorkerState {
         let Some(session) = &mut self.session else {
             return;
         };
+        self.needs_fine = Some(req.spec.clone());
+        self.last_spec = Some(req.spec.clone());
         self.emit.emit(Event::Activity(Activity::Merging));
         if let Err(e) = session.merge(&req.spec) {
             self.emit.emit(Event::MergeFailed(format!("{e:#}")));
+            self.needs_fine = None;
             return;
         }
         let merged_at = received.elapsed();
@@ -256,48 +331,51 @@ impl WorkerState {
             return;
         }
         let x = session.start_noise(n, seed);
-        let inbox = &self.inbox;
-        let emit = &self.emit;
         let mut first: Option<Duration> = None;
-        let send = |x: &burn::tensor::Tensor<4>, step: usize, of: usize, done: bool| {
-            match PreviewImage::from_tensor(x) {
-                Ok(image) => emit.emit(Event::Preview(PreviewEvent {
-                    panel: Panel::Merged,
-                    generation,
-                    spec: Some(req.spec.clone()),
-                    step,
-                    of,
-                    done,
-                    image: Arc::new(image),
-                    latency: Some(req.submitted.elapsed()),
-                })),
-                Err(e) => emit.emit(Event::MergeFailed(format!("{e:#}"))),
-            }
-        };
-        let mut on_step = |k: usize, of: usize, x: &burn::tensor::Tensor<4>| {
-            if inbox.is_stale(generation) {
+        let this = &*self;
+        let Some(session) = &this.session else { return };
+        let mut on_step = |k: usize, of: usize, x0: &Tensor<4>| {
+            if this.inbox.is_stale(generation) {
                 return false;
             }
             if k + 1 < of {
-                send(x, k + 1, of, false);
+                this.picture(
+                    Panel::Merged,
+                    x0,
+                    k + 1,
+                    of,
+                    false,
+                    Some((generation, &req)),
+                );
                 first.get_or_insert_with(|| received.elapsed());
             }
-            emit.emit(Event::Activity(Activity::Sampling {
+            this.activity(Activity::Sampling {
                 panel: Panel::Merged,
                 step: k + 1,
                 of,
-            }));
+            });
             true
         };
         let out = match session.sample(Panel::Merged, req.steps, x, &mut on_step) {
             Ok(Some(out)) => out,
-            Ok(None) => return, // a newer request is waiting
+            Ok(None) => return, // something newer is waiting
             Err(e) => {
                 self.emit.emit(Event::MergeFailed(format!("{e:#}")));
+                self.needs_fine = None;
                 return;
             }
         };
-        send(&out, req.steps, req.steps, true);
+        self.picture(
+            Panel::Merged,
+            &out,
+            req.steps,
+            req.steps,
+            true,
+            Some((generation, &req)),
+        );
+        if req.steps >= self.settings.fine_steps {
+            self.needs_fine = None;
+        }
         let first = first.unwrap_or_else(|| received.elapsed());
         if self.trace {
             eprintln!(

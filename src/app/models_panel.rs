@@ -223,10 +223,7 @@ pub fn models_panel_ui(
     ui.heading("Models");
     open_buttons_ui(ui, has_default, &mut actions);
     if let Some(set) = &state.loading {
-        ui.horizontal(|ui| {
-            ui.spinner();
-            ui.label(format!("loading {}…", set.base.display()));
-        });
+        ui.label(format!("loading {}…", set.base.display()));
     }
     if let Some(err) = &state.error {
         ui.add_space(4.0);

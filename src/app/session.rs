@@ -14,6 +14,7 @@ use crate::engine::merge::{MergeSpec, Mergeable, Merger, TimestepEnsemble};
 use crate::engine::store::{AnyModel, LoadedModel, ModelSpec, load_model};
 use anyhow::{Context, Result, bail};
 use burn::tensor::{Device, Tensor};
+use std::cell::RefCell;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -232,7 +233,10 @@ impl Session {
     }
 
     /// Deterministic DDIM (eta 0) from `x_t` in `steps` steps with `panel`'s
-    /// model; `on_step(k, of, x)` after each step, `false` cancels (`Ok(None)`).
+    /// model. After each step `on_step(k, of, x0_hat)` gets that step's
+    /// denoised estimate `x0_hat = (x_t - sqrt(1 - a_t) eps) / sqrt(a_t)`,
+    /// clamped to [-1, 1] (a recognisable picture from the first step on);
+    /// returning `false` cancels (`Ok(None)`). Returns the final sample.
     pub fn sample(
         &self,
         panel: Panel,
@@ -247,22 +251,36 @@ impl Session {
         let n = x_t.dims()[0];
         // DDIM at eta 0 draws no noise; the source is never asked
         let mut noise = SeededNoise::new(0);
-        let out = if panel == Panel::Ensemble {
-            let ens = &self.ensemble;
-            sample(
-                kind,
-                &self.schedule,
-                x_t,
-                &mut noise,
-                &mut |x, t| ens.eps(x, t),
-                on_step,
-            )
-        } else {
-            let model = self.predictor(panel)?;
-            let mut eps = |x: Tensor<4>, t: usize| model.eps(x, &vec![t as f32; n]);
-            sample(kind, &self.schedule, x_t, &mut noise, &mut eps, on_step)
+        let model = match panel {
+            Panel::Ensemble => None,
+            _ => Some(self.predictor(panel)?),
         };
-        Ok(out)
+        let estimate: RefCell<Option<Tensor<4>>> = RefCell::new(None);
+        let alphas = &self.schedule.alphas_cumprod;
+        let mut eps_fn = |x: Tensor<4>, t: usize| {
+            let eps = match model {
+                Some(m) => m.eps(x.clone(), &vec![t as f32; n]),
+                None => self.ensemble.eps(x.clone(), t),
+            };
+            let a = alphas[t.min(alphas.len() - 1)];
+            let x0 = (x - eps.clone().mul_scalar((1.0 - a).sqrt() as f32))
+                .div_scalar(a.sqrt() as f32)
+                .clamp(-1.0, 1.0);
+            *estimate.borrow_mut() = Some(x0);
+            eps
+        };
+        let mut step = |k: usize, of: usize, x: &Tensor<4>| {
+            let e = estimate.borrow();
+            on_step(k, of, e.as_ref().unwrap_or(x))
+        };
+        Ok(sample(
+            kind,
+            &self.schedule,
+            x_t,
+            &mut noise,
+            &mut eps_fn,
+            &mut step,
+        ))
     }
 
     /// Held-out losses of `panel`'s predictor (`None` without a held-out set).
