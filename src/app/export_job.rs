@@ -2,7 +2,7 @@
 //! on a named thread reporting [`JobEvent`]s.
 
 use super::events::{Emitter, Event, JobEvent};
-use super::preview::save_row_png;
+use super::preview::save_stacked_png;
 use crate::engine::merge::{MergeJob, export_merge};
 use egui::ColorImage;
 use std::path::PathBuf;
@@ -28,13 +28,13 @@ pub fn spawn_save_merge(job: MergeJob, out: PathBuf, emit: Emitter) {
         });
 }
 
-/// Writes `images` side by side as the PNG `path`.
+/// Writes `images` one above the other as the PNG `path`.
 pub fn spawn_export_png(images: Vec<ColorImage>, path: PathBuf, emit: Emitter) {
     let _ = std::thread::Builder::new()
         .name("export-png".into())
         .spawn(move || {
             let refs: Vec<&ColorImage> = images.iter().collect();
-            let event = match save_row_png(&refs, &path) {
+            let event = match save_stacked_png(&refs, &path) {
                 Ok(()) => JobEvent::Done(format!("exported the previews to {}", path.display())),
                 Err(e) => JobEvent::Failed(format!("exporting the previews failed: {e:#}")),
             };

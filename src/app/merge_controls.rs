@@ -74,7 +74,10 @@ pub fn weight_tools_ui(ui: &mut egui::Ui, m: &mut MergeState) {
             m.set_lock_sum(lock);
         }
         let sum: f32 = m.weights().iter().sum();
-        ui.label(format!("Σw = {sum:.3}"));
+        ui.label(format!("Σw = {sum:.3}"))
+            .on_hover_text("sum of the weights; 1 keeps the merged model's scale");
+    });
+    ui.horizontal_wrapped(|ui| {
         if ui
             .button("Reset all")
             .on_hover_text("every weight 1/N: the plain average of the experts")

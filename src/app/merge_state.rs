@@ -104,7 +104,7 @@ pub struct MergeState {
     /// The last merge failure (cleared by the next good picture).
     pub error: Option<String>,
     latency: Latency,
-    latency_generation: u64,
+    latency_key: (u64, usize),
 }
 
 impl Default for MergeState {
@@ -122,7 +122,7 @@ impl Default for MergeState {
             ranges: Vec::new(),
             error: None,
             latency: Latency::default(),
-            latency_generation: 0,
+            latency_key: (0, 0),
         }
     }
 }
@@ -301,16 +301,19 @@ impl MergeState {
     pub fn apply_preview(&mut self, ev: PreviewEvent) {
         if ev.panel == Panel::Merged {
             self.error = None;
-            if ev.generation != self.latency_generation {
-                self.latency_generation = ev.generation;
-                self.latency = Latency {
-                    first: ev.latency,
-                    done: None,
-                    steps: ev.of,
-                };
-            }
-            if ev.done {
-                self.latency.done = ev.latency;
+            // only requests the UI made are timed (not the worker's refinements)
+            if let Some(latency) = ev.latency {
+                if (ev.generation, ev.of) != self.latency_key {
+                    self.latency_key = (ev.generation, ev.of);
+                    self.latency = Latency {
+                        first: Some(latency),
+                        done: None,
+                        steps: ev.of,
+                    };
+                }
+                if ev.done {
+                    self.latency.done = Some(latency);
+                }
             }
         }
         let panel = &mut self.panels[ev.panel.index()];

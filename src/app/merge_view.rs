@@ -47,7 +47,7 @@ pub fn controls_ui(ui: &mut egui::Ui, m: &mut MergeState, busy_saving: bool) -> 
         }
         if ui
             .button("Export PNG…")
-            .on_hover_text("the three preview grids side by side as one PNG")
+            .on_hover_text("the three preview rows (base, ensemble, merged) as one PNG")
             .clicked()
         {
             actions.push(MergeAction::ExportPng);
@@ -76,53 +76,51 @@ fn caption(m: &MergeState, p: Panel, fine_steps: usize) -> String {
     }
 }
 
-/// The three sample grids from the same starting noise.
+/// The three sample grids, one row each, from the same starting noise: sample
+/// `j` of every row lines up in one column.
 pub fn previews_ui(ui: &mut egui::Ui, m: &mut MergeState, fine_steps: usize) {
-    let natural = m
-        .panel(Panel::Base)
-        .image()
-        .or(m.panel(Panel::Merged).image())
+    let natural = Panel::ALL
+        .iter()
+        .find_map(|&p| m.panel(p).image())
         .map(|i| egui::vec2(i.size[0] as f32, i.size[1] as f32))
-        .unwrap_or(egui::vec2(138.0, 138.0));
-    let gap = 16.0;
-    let fit = ((ui.available_width() - 2.0 * gap) / 3.0 / natural.x).max(1.0);
+        .unwrap_or(egui::vec2(274.0, 70.0));
+    let label_width = 120.0;
+    let spacing = ui.spacing().item_spacing.x;
+    let fit_w = (ui.available_width() - label_width - spacing) / natural.x;
+    let fit = fit_w.min(200.0 / natural.y).max(1.0);
     // whole multiples keep every sample pixel the same size
     let scale = if fit >= 2.0 { fit.floor() } else { fit };
     let size = natural * scale;
-    ui.horizontal_top(|ui| {
-        ui.spacing_mut().item_spacing.x = gap;
-        for p in Panel::ALL {
+    for p in Panel::ALL {
+        ui.horizontal_top(|ui| {
             ui.vertical(|ui| {
-                ui.set_width(size.x);
+                ui.set_width(label_width);
                 ui.label(egui::RichText::new(p.title()).strong())
                     .on_hover_text(panel_hint(p));
-                let ctx = ui.ctx().clone();
-                match m.panel_mut(p).texture(&ctx, p.title()) {
-                    Some(tex) => {
-                        ui.add(egui::Image::new((tex.id(), size)))
-                            .on_hover_text(panel_hint(p));
-                    }
-                    None => {
-                        let (rect, _) = ui.allocate_exact_size(size, egui::Sense::hover());
-                        let painter = ui.painter();
-                        painter.rect_filled(rect, 4.0, ui.visuals().extreme_bg_color);
-                        painter.text(
-                            rect.center(),
-                            egui::Align2::CENTER_CENTER,
-                            "waiting for the worker…",
-                            egui::FontId::proportional(13.0),
-                            ui.visuals().weak_text_color(),
-                        );
-                    }
-                }
-                ui.label(
-                    egui::RichText::new(caption(m, p, fine_steps))
-                        .small()
-                        .weak(),
-                );
+                ui.label(egui::RichText::new(caption(m, p, fine_steps)).weak());
             });
-        }
-    });
+            let ctx = ui.ctx().clone();
+            match m.panel_mut(p).texture(&ctx, p.title()) {
+                Some(tex) => {
+                    ui.add(egui::Image::new((tex.id(), size)))
+                        .on_hover_text(panel_hint(p));
+                }
+                None => {
+                    let (rect, _) = ui.allocate_exact_size(size, egui::Sense::hover());
+                    let painter = ui.painter();
+                    painter.rect_filled(rect, 4.0, ui.visuals().extreme_bg_color);
+                    painter.text(
+                        rect.center(),
+                        egui::Align2::CENTER_CENTER,
+                        "waiting for the worker…",
+                        egui::FontId::proportional(13.0),
+                        ui.visuals().weak_text_color(),
+                    );
+                }
+            }
+        });
+        ui.add_space(6.0);
+    }
 }
 
 /// Held-out loss per timestep range for the three panels.
@@ -187,12 +185,19 @@ pub fn central_ui(
     egui::ScrollArea::vertical()
         .id_salt("merge-central")
         .show(ui, |ui| {
-            ui.heading("Samples from the same noise");
+            ui.heading("Samples from the same noise")
+                .on_hover_text("every row starts from the same seeded x_T, so differences come from the weights alone");
             ui.add_space(4.0);
             previews_ui(ui, m, fine_steps);
             ui.add_space(12.0);
-            ui.heading("Held-out loss")
-                .on_hover_text("mean squared error of the noise prediction on held-out images; lower is better (bold: below the base)");
+            ui.heading("Held-out loss");
+            ui.label(
+                egui::RichText::new(
+                    "mean squared error of the noise prediction ε on held-out digits, per timestep range; \
+                     lower is better, bold: below the base",
+                )
+                .weak(),
+            );
             loss_table_ui(ui, m);
             ui.add_space(12.0);
             egui::CollapsingHeader::new("Grid search")

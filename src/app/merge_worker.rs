@@ -156,7 +156,7 @@ impl WorkerState {
                     self.needs_fine = self.last_spec.clone();
                 }
                 (Some(Next::Command(Command::Grid(job))), _) => self.start_grid(job),
-                (Some(Next::Request(generation, r)), _) => self.preview(generation, r),
+                (Some(Next::Request(generation, r)), _) => self.preview(generation, r, true),
                 (None, Some(IdleJob::Reference(p, steps))) => self.reference(p, steps),
                 (None, Some(IdleJob::RefineMerged(spec))) => {
                     let generation = self.inbox.latest_generation();
@@ -166,7 +166,7 @@ impl WorkerState {
                         submitted: Instant::now(),
                         evaluate: true,
                     };
-                    self.preview(generation, request);
+                    self.preview(generation, request, false);
                 }
                 (None, None) => {}
             }
@@ -241,18 +241,18 @@ impl WorkerState {
         step: usize,
         of: usize,
         done: bool,
-        req: Option<(u64, &PreviewRequest)>,
+        req: Option<(u64, &PreviewRequest, bool)>,
     ) {
         match PreviewImage::from_tensor(x) {
             Ok(image) => self.emit.emit(Event::Preview(PreviewEvent {
                 panel,
-                generation: req.map_or(0, |(g, _)| g),
-                spec: req.map(|(_, r)| r.spec.clone()),
+                generation: req.map_or(0, |(g, _, _)| g),
+                spec: req.map(|(_, r, _)| r.spec.clone()),
                 step,
                 of,
                 done,
                 image: Arc::new(image),
-                latency: req.map(|(_, r)| r.submitted.elapsed()),
+                latency: req.and_then(|(_, r, measured)| measured.then(|| r.submitted.elapsed())),
             })),
             Err(e) => self.emit.emit(Event::MergeFailed(format!("{e:#}"))),
         }
@@ -311,7 +311,9 @@ impl WorkerState {
         }
     }
 
-    fn preview(&mut self, generation: u64, req: PreviewRequest) {
+    /// Merges and samples `req`; `measured` pictures carry their latency
+    /// (the worker's own refinements do not).
+    fn preview(&mut self, generation: u64, req: PreviewRequest, measured: bool) {
         let received = Instant::now();
         let n = self.samples();
         let seed = self.settings.seed;
@@ -345,7 +347,7 @@ impl WorkerState {
                     k + 1,
                     of,
                     false,
-                    Some((generation, &req)),
+                    Some((generation, &req, measured)),
                 );
                 first.get_or_insert_with(|| received.elapsed());
             }
@@ -371,13 +373,13 @@ impl WorkerState {
             req.steps,
             req.steps,
             true,
-            Some((generation, &req)),
+            Some((generation, &req, measured)),
         );
         if req.steps >= self.settings.fine_steps {
             self.needs_fine = None;
         }
         let first = first.unwrap_or_else(|| received.elapsed());
-        if self.trace {
+        if self.trace && measured {
             eprintln!(
                 "preview #{generation}: {} DDIM steps x {n} samples: queued {:.1} ms, merge {:.1} ms, \
                  first picture {:.1} ms, final {:.1} ms after the request was received",

@@ -1,7 +1,6 @@
 //! Sample previews: sampled tensors to pictures, pictures to textures, and the
 //! PNG export of the preview grid.
 
-use crate::engine::grid_image::grid_rgb;
 use crate::engine::merge::MergeSpec;
 use anyhow::{Context, Result, anyhow, bail};
 use burn::tensor::Tensor;
@@ -83,10 +82,7 @@ impl PreviewImage {
         let image = if samples.are_points() {
             scatter(&samples.values, 160)
         } else {
-            let [n, c, h, w] = samples.shape;
-            let grid = grid_rgb(&samples.values, n, c, h, w)?;
-            let size = [grid.width() as usize, grid.height() as usize];
-            ColorImage::from_rgb(size, grid.as_raw())
+            grid_picture(&samples.values, samples.shape)?
         };
         Ok(Self { samples, image })
     }
@@ -95,6 +91,49 @@ impl PreviewImage {
     pub fn from_tensor(x: &Tensor<4>) -> Result<Self> {
         Self::new(Samples::from_tensor(x)?)
     }
+}
+
+/// Columns of a preview grid of `n` samples: wide rather than square (8 for
+/// 16 samples), so that the panels stack as rows and sample `j` of every
+/// panel lines up in one column.
+pub fn grid_columns(n: usize) -> usize {
+    n.div_ceil(4).max(n.min(8)).max(1)
+}
+
+/// `n` images `[c, h, w]` in [-1, 1] (clamped) in [`grid_columns`] columns with
+/// 2-pixel gaps; grayscale for one channel, RGB for three.
+pub fn grid_picture(values: &[f32], shape: [usize; 4]) -> Result<ColorImage> {
+    let [n, c, h, w] = shape;
+    if c != 1 && c != 3 {
+        bail!("cannot draw {c}-channel images (1 or 3 expected)");
+    }
+    if n == 0 || values.len() != n * c * h * w {
+        bail!(
+            "{} values do not make {n} images of {c}x{h}x{w}",
+            values.len()
+        );
+    }
+    let cols = grid_columns(n);
+    let rows = n.div_ceil(cols);
+    let gap = 2;
+    let size = [cols * (w + gap) + gap, rows * (h + gap) + gap];
+    let mut img = ColorImage::filled(size, Color32::from_gray(40));
+    let to_u8 = |v: f32| ((v.clamp(-1.0, 1.0) + 1.0) * 127.5).round() as u8;
+    for k in 0..n {
+        let (ox, oy) = (gap + (k % cols) * (w + gap), gap + (k / cols) * (h + gap));
+        let base = k * c * h * w;
+        for y in 0..h {
+            for x in 0..w {
+                let px = |ch: usize| to_u8(values[base + ch * h * w + y * w + x]);
+                img[(ox + x, oy + y)] = if c == 1 {
+                    Color32::from_gray(px(0))
+                } else {
+                    Color32::from_rgb(px(0), px(1), px(2))
+                };
+            }
+        }
+    }
+    Ok(img)
 }
 
 /// 2D points (pairs of values) in [-4, 4]^2 drawn as white dots on `size` x `size`.
@@ -176,25 +215,25 @@ impl PanelPreview {
     }
 }
 
-/// Writes pictures side by side (8-pixel gaps) as one PNG.
-pub fn save_row_png(images: &[&ColorImage], path: &Path) -> Result<()> {
+/// Writes pictures one above the other (8-pixel gaps) as one PNG.
+pub fn save_stacked_png(images: &[&ColorImage], path: &Path) -> Result<()> {
     if images.is_empty() {
         bail!("there is no preview to export yet");
     }
     let gap = 8;
-    let width = images.iter().map(|i| i.size[0]).sum::<usize>() + gap * (images.len() - 1);
-    let height = images.iter().map(|i| i.size[1]).max().unwrap_or(0);
+    let width = images.iter().map(|i| i.size[0]).max().unwrap_or(0);
+    let height = images.iter().map(|i| i.size[1]).sum::<usize>() + gap * (images.len() - 1);
     let mut out =
         image::RgbImage::from_pixel(width as u32, height as u32, image::Rgb([40, 40, 40]));
-    let mut x0 = 0;
+    let mut y0 = 0;
     for img in images {
         for y in 0..img.size[1] {
             for x in 0..img.size[0] {
                 let c = img[(x, y)];
-                out.put_pixel((x0 + x) as u32, y as u32, image::Rgb([c.r(), c.g(), c.b()]));
+                out.put_pixel(x as u32, (y0 + y) as u32, image::Rgb([c.r(), c.g(), c.b()]));
             }
         }
-        x0 += img.size[0] + gap;
+        y0 += img.size[1] + gap;
     }
     let mut bytes = Vec::new();
     out.write_to(
@@ -220,6 +259,7 @@ mod tests {
         assert_eq!(p.image.size, [6, 6]);
         assert_eq!(p.image[(2, 2)], Color32::from_gray(0));
         assert_eq!(p.image[(3, 2)], Color32::from_gray(255));
+        assert_eq!(p.image[(1, 1)], Color32::from_gray(40));
         let pts = Samples {
             values: vec![0.0, 0.0, 10.0, 10.0],
             shape: [2, 2, 1, 1],
@@ -230,16 +270,23 @@ mod tests {
     }
 
     #[test]
-    fn rows_export_as_png() {
+    fn grids_are_wide_and_exports_stack() {
+        assert_eq!(grid_columns(16), 8);
+        assert_eq!(grid_columns(4), 4);
+        assert_eq!(grid_columns(64), 16);
+        let img = grid_picture(&vec![0.0; 16 * 4], [16, 1, 2, 2]).unwrap();
+        assert_eq!(img.size, [8 * 4 + 2, 2 * 4 + 2]);
+        assert!(grid_picture(&[0.0; 3], [1, 1, 2, 2]).is_err());
         let dir = tempfile::tempdir().unwrap();
         let a = ColorImage::filled([3, 2], Color32::WHITE);
         let b = ColorImage::filled([2, 4], Color32::BLACK);
-        let path = dir.path().join("row.png");
-        save_row_png(&[&a, &b], &path).unwrap();
+        let path = dir.path().join("rows.png");
+        save_stacked_png(&[&a, &b], &path).unwrap();
         let back = image::open(&path).unwrap().to_rgb8();
-        assert_eq!(back.dimensions(), (3 + 8 + 2, 4));
+        assert_eq!(back.dimensions(), (3, 2 + 8 + 4));
         assert_eq!(back.get_pixel(0, 0).0, [255, 255, 255]);
-        assert_eq!(back.get_pixel(11, 3).0, [0, 0, 0]);
-        assert!(save_row_png(&[], &path).is_err());
+        assert_eq!(back.get_pixel(1, 13).0, [0, 0, 0]);
+        assert_eq!(back.get_pixel(2, 13).0, [40, 40, 40]);
+        assert!(save_stacked_png(&[], &path).is_err());
     }
 }
