@@ -66,8 +66,12 @@ fn app_with(models: Option<ModelSet>) -> StudioApp {
 }
 
 fn harness(app: StudioApp) -> Harness<'static, StudioApp> {
+    harness_sized(app, [1280.0, 800.0])
+}
+
+fn harness_sized(app: StudioApp, size: [f32; 2]) -> Harness<'static, StudioApp> {
     Harness::builder()
-        .with_size([1280.0, 800.0])
+        .with_size(size)
         .with_max_steps(10_000)
         .build_ui_state(|ui, app: &mut StudioApp| app.page_ui(ui), app)
 }
@@ -85,6 +89,18 @@ fn wait_until(h: &mut Harness<'_, StudioApp>, what: &str, cond: impl Fn(&StudioA
         );
         std::thread::sleep(Duration::from_millis(10));
     }
+    h.step();
+}
+
+/// Clicks the widget labelled `label` (which must be on screen).
+fn click(h: &mut Harness<'_, StudioApp>, label: &str) {
+    let node = h.get_by_label(label);
+    let (rect, screen) = (node.rect(), h.ctx.content_rect());
+    assert!(
+        screen.contains_rect(rect),
+        "`{label}` at {rect:?} is off screen"
+    );
+    h.get_by_label(label).click();
     h.step();
 }
 
@@ -298,4 +314,83 @@ fn the_worker_drops_a_request_that_a_newer_one_replaced() {
             }
         }
     }
+}
+
+#[test]
+fn grid_search_streams_results_and_a_row_loads_its_weights() {
+    let tmp = tempfile::tempdir().unwrap();
+    // tall enough to show the results table below the previews
+    let mut h = harness_sized(app_with(Some(write_set(tmp.path(), 2))), [1280.0, 1400.0]);
+    wait_until(&mut h, "the models", |a| a.models().info.is_some());
+    click(&mut h, "Grid search");
+    click(&mut h, "Start search");
+    assert!(h.state().grid().running(), "the search started");
+    wait_until(&mut h, "the grid search", |a| {
+        !a.grid().running() && a.grid().outcome.is_some()
+    });
+    let g = h.state().grid();
+    assert!(
+        g.outcome.as_deref().unwrap().starts_with("finished"),
+        "{:?}",
+        g.outcome
+    );
+    let best = g.best.clone().expect("a best point");
+    assert!(g.points.len() >= 3);
+    for p in &g.points {
+        assert!(
+            (p.weights.iter().sum::<f64>() - 1.0).abs() < 1e-9,
+            "Σw = 1 by default"
+        );
+    }
+    assert!(g.points.iter().all(|p| p.score.loss >= best.score.loss));
+    // clicking a row of the table loads its weights (one other than the current 1/N)
+    let row = g
+        .points
+        .iter()
+        .find(|p| p.weights.iter().any(|&w| (w - 0.5).abs() > 1e-9))
+        .unwrap()
+        .clone();
+    let label = row
+        .weights
+        .iter()
+        .map(|w| format!("{w:.2}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    click(&mut h, &label);
+    let want: Vec<f32> = row.weights.iter().map(|&w| w as f32).collect();
+    assert_eq!(h.state().merge().weights(), want.as_slice());
+    assert!(
+        h.state().merge().can_undo_redo().0,
+        "loading a row is undoable"
+    );
+}
+
+#[test]
+fn the_merge_saves_with_its_recipe_and_the_previews_export_as_png() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut h = harness(app_with(Some(write_set(&tmp.path().join("set"), 2))));
+    wait_until(&mut h, "the previews", settled);
+    h.state_mut().merge_mut().set_weights(&[0.3, 0.6]);
+    let out = tmp.path().join("merged");
+    h.state_mut().save_merge_to(out.clone());
+    wait_until(&mut h, "the save", |a| {
+        a.notice()
+            .is_some_and(|n| n.text.contains("saved the merge"))
+    });
+    let recipe = deme_studio::engine::merge::Recipe::read(&out.join("recipe.json")).unwrap();
+    assert_eq!(recipe.weights, vec![0.3, 0.6]);
+    assert!(out.join("diffusion_pytorch_model.safetensors").is_file());
+    let png = tmp.path().join("previews.png");
+    h.state_mut().export_png_to(png.clone());
+    wait_until(&mut h, "the export", |a| {
+        a.notice().is_some_and(|n| n.text.contains("exported"))
+    });
+    let img = image::open(&png).unwrap();
+    let row = h.state().merge().panel(Panel::Base).image().unwrap().size;
+    assert_eq!(img.width() as usize, row[0]);
+    assert_eq!(
+        img.height() as usize,
+        3 * row[1] + 2 * 8,
+        "three rows, 8-pixel gaps"
+    );
 }
