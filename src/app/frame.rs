@@ -434,6 +434,10 @@ impl StudioApp {
                 MergeAction::ExportPng => self.dialog(DialogKind::ExportPng),
                 MergeAction::Grid(GridAction::Start(job)) => self.worker.send(Command::Grid(job)),
                 MergeAction::Grid(GridAction::Load(w)) => self.merge.set_weights(&w),
+                MergeAction::PreviewSettings => {
+                    self.worker.send(Command::Configure(self.settings.preview));
+                    self.merge.refresh();
+                }
             }
         }
     }
@@ -467,7 +471,9 @@ impl StudioApp {
             .show(ui, |ui| {
                 egui::ScrollArea::vertical()
                     .id_salt("controls-scroll")
-                    .show(ui, |ui| controls_ui(ui, &mut self.merge, saving))
+                    .show(ui, |ui| {
+                        controls_ui(ui, &mut self.merge, &mut self.settings.preview, saving)
+                    })
                     .inner
             })
             .inner;

@@ -2,6 +2,7 @@
 //! lock, undo / redo, the method and its settings, per-block multipliers.
 
 use super::merge_state::{MergeState, MethodKind};
+use super::settings::PreviewSettings;
 
 /// Draws the weight rows; returns whether anything changed.
 pub fn weights_ui(ui: &mut egui::Ui, m: &mut MergeState) {
@@ -208,4 +209,38 @@ pub fn blocks_ui(ui: &mut egui::Ui, m: &mut MergeState) {
                 m.settings_changed();
             }
         });
+}
+
+/// Sampling settings of the previews, folded away; returns whether they changed.
+pub fn preview_settings_ui(ui: &mut egui::Ui, p: &mut PreviewSettings) -> bool {
+    let before = *p;
+    egui::CollapsingHeader::new("Preview settings")
+        .default_open(false)
+        .show(ui, |ui| {
+            egui::Grid::new("preview-settings")
+                .num_columns(2)
+                .show(ui, |ui| {
+                    let l = ui.label("samples per row");
+                    ui.add(egui::DragValue::new(&mut p.samples).range(1..=64))
+                        .labelled_by(l.id)
+                        .on_hover_text("how many samples each of base, ensemble and merged draws");
+                    ui.end_row();
+                    let l = ui.label("noise seed");
+                    ui.add(egui::DragValue::new(&mut p.seed).range(0..=u64::MAX))
+                        .labelled_by(l.id)
+                        .on_hover_text("seed of the starting noise x_T shared by every row");
+                    ui.end_row();
+                    let l = ui.label("DDIM steps, dragging");
+                    ui.add(egui::DragValue::new(&mut p.fast_steps).range(1..=50))
+                        .labelled_by(l.id)
+                        .on_hover_text("few steps keep the preview up with a moving slider");
+                    ui.end_row();
+                    let l = ui.label("DDIM steps, released");
+                    ui.add(egui::DragValue::new(&mut p.fine_steps).range(1..=200))
+                        .labelled_by(l.id)
+                        .on_hover_text("the finer pass once the slider is released (the paper evaluates with 50)");
+                    ui.end_row();
+                });
+        });
+    *p != before
 }

@@ -85,6 +85,7 @@ pub struct Latency {
 }
 
 /// Everything the merge view shows and edits.
+#[derive(Default)]
 pub struct MergeState {
     weights: Vec<f32>,
     /// Keep the weights summing to 1.
@@ -105,26 +106,6 @@ pub struct MergeState {
     pub error: Option<String>,
     latency: Latency,
     latency_key: (u64, usize),
-}
-
-impl Default for MergeState {
-    fn default() -> Self {
-        Self {
-            weights: Vec::new(),
-            lock_sum: false,
-            method: MethodSettings::default(),
-            blocks: Vec::new(),
-            history: WeightHistory::default(),
-            drag_start: None,
-            pending: None,
-            panels: Default::default(),
-            losses: Default::default(),
-            ranges: Vec::new(),
-            error: None,
-            latency: Latency::default(),
-            latency_key: (0, 0),
-        }
-    }
 }
 
 impl MergeState {
@@ -265,6 +246,11 @@ impl MergeState {
     /// Whether undo / redo have something to do.
     pub fn can_undo_redo(&self) -> (bool, bool) {
         (self.history.can_undo(), self.history.can_redo())
+    }
+
+    /// Asks for a quick preview (after the preview settings changed); the worker refines it.
+    pub fn refresh(&mut self) {
+        self.pending = Some(Quality::Fast);
     }
 
     /// Asks for a fine preview (after a method or block change).

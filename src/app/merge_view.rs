@@ -2,9 +2,12 @@
 //! grids side by side, the held-out loss per timestep range, grid search.
 
 use super::grid_panel::{GridAction, GridState, grid_ui};
-use super::merge_controls::{blocks_ui, method_ui, weight_tools_ui, weights_ui};
+use super::merge_controls::{
+    blocks_ui, method_ui, preview_settings_ui, weight_tools_ui, weights_ui,
+};
 use super::merge_state::MergeState;
 use super::preview::Panel;
+use super::settings::PreviewSettings;
 
 /// What the merge view asks the app to do.
 #[derive(Debug, Clone)]
@@ -15,6 +18,8 @@ pub enum MergeAction {
     ExportPng,
     /// Grid search.
     Grid(GridAction),
+    /// The preview settings changed.
+    PreviewSettings,
 }
 
 fn panel_hint(p: Panel) -> &'static str {
@@ -26,7 +31,12 @@ fn panel_hint(p: Panel) -> &'static str {
 }
 
 /// The controls column.
-pub fn controls_ui(ui: &mut egui::Ui, m: &mut MergeState, busy_saving: bool) -> Vec<MergeAction> {
+pub fn controls_ui(
+    ui: &mut egui::Ui,
+    m: &mut MergeState,
+    preview: &mut PreviewSettings,
+    busy_saving: bool,
+) -> Vec<MergeAction> {
     let mut actions = Vec::new();
     ui.heading("Merge weights");
     ui.add_space(4.0);
@@ -36,6 +46,9 @@ pub fn controls_ui(ui: &mut egui::Ui, m: &mut MergeState, busy_saving: bool) -> 
     method_ui(ui, m);
     ui.separator();
     blocks_ui(ui, m);
+    if preview_settings_ui(ui, preview) {
+        actions.push(MergeAction::PreviewSettings);
+    }
     ui.separator();
     ui.horizontal_wrapped(|ui| {
         if ui
