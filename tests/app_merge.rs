@@ -298,22 +298,43 @@ fn the_worker_drops_a_request_that_a_newer_one_replaced() {
         submitted: Instant::now(),
         evaluate: false,
     };
+    // replaced before it started: never merged, never sampled
     let stale = worker.request(req(0.1, 200));
     let fresh = worker.request(req(0.9, 3));
     assert!(fresh > stale);
-    loop {
-        if let Event::Preview(p) = next() {
-            if p.panel != Panel::Merged {
-                continue;
-            }
-            assert_ne!(p.generation, stale, "a replaced request produced a picture");
-            if p.done {
-                assert_eq!(p.generation, fresh);
-                assert_eq!(p.spec.unwrap().weights, vec![0.9, 0.9]);
-                break;
-            }
+    let merged_pictures = || {
+        std::iter::from_fn(|| Some(next())).filter_map(|e| match e {
+            Event::Preview(p) if p.panel == Panel::Merged => Some(p),
+            _ => None,
+        })
+    };
+    for p in merged_pictures() {
+        assert_ne!(p.generation, stale, "a replaced request produced a picture");
+        if p.done {
+            assert_eq!(p.generation, fresh);
+            assert_eq!(p.spec.unwrap().weights, vec![0.9, 0.9]);
+            break;
         }
     }
+    // replaced while running: it stops after the step in progress
+    let long = worker.request(req(0.2, 200));
+    let first = merged_pictures().find(|p| p.generation == long).unwrap();
+    assert!(!first.done);
+    let last = worker.request(req(0.3, 3));
+    let mut long_steps = first.step;
+    for p in merged_pictures() {
+        if p.generation == long {
+            assert!(!p.done, "the replaced run finished");
+            long_steps = long_steps.max(p.step);
+        }
+        if p.generation == last && p.done {
+            break;
+        }
+    }
+    assert!(
+        long_steps < 10,
+        "the replaced run went on for {long_steps} steps"
+    );
 }
 
 #[test]

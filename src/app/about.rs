@@ -75,7 +75,11 @@ impl About {
             ui.ctx()
                 .load_texture("digits", self.digits_image.clone(), TextureOptions::NEAREST)
         });
-        let size = tex.size_vec2() * 2.0;
+        // whole multiples keep the digits crisp
+        let fit = (ui.available_width() / tex.size_vec2().x)
+            .floor()
+            .clamp(1.0, 2.0);
+        let size = tex.size_vec2() * fit;
         ui.add(egui::Image::new((tex.id(), size)))
             .on_hover_text("the embedded digits the default models were trained on");
     }

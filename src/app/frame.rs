@@ -365,9 +365,11 @@ impl StudioApp {
                     .on_hover_text("merge weights, previews, held-out loss, grid search");
                 ui.selectable_value(&mut self.settings.view, View::About, "Models & about")
                     .on_hover_text("the open models in detail, the data, the device");
-                ui.separator();
-                ui.toggle_value(&mut self.show_models, "Models panel")
-                    .on_hover_text("show or hide the models side panel");
+                if self.settings.view == View::Merge && self.models.info.is_some() {
+                    ui.separator();
+                    ui.toggle_value(&mut self.show_models, "Models panel")
+                        .on_hover_text("show or hide the models side panel");
+                }
             });
         });
     }

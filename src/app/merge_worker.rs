@@ -4,7 +4,9 @@
 //!
 //! Requests go through an [`Inbox`]: the newest preview request replaces any
 //! waiting one, and a run checks between sampler steps whether something
-//! newer arrived, dropping its work if so. Every picture, loss and state
+//! newer arrived, dropping the rest of its work if so (the step it just
+//! finished is still shown, so a slider dragged on a slow device keeps
+//! updating the picture). Every picture, loss and state
 //! change goes back as an [`Event`].
 
 use super::events::{Activity, Emitter, Event, LossEvent, PreviewEvent};
@@ -337,9 +339,9 @@ impl WorkerState {
         let this = &*self;
         let Some(session) = &this.session else { return };
         let mut on_step = |k: usize, of: usize, x0: &Tensor<4>| {
-            if this.inbox.is_stale(generation) {
-                return false;
-            }
+            // a finished step is shown even when newer weights wait (on a slow
+            // device a moving slider would otherwise show nothing); the rest
+            // of the run is dropped
             if k + 1 < of {
                 this.picture(
                     Panel::Merged,
@@ -350,6 +352,9 @@ impl WorkerState {
                     Some((generation, &req, measured)),
                 );
                 first.get_or_insert_with(|| received.elapsed());
+            }
+            if this.inbox.is_stale(generation) {
+                return false;
             }
             this.activity(Activity::Sampling {
                 panel: Panel::Merged,

@@ -179,36 +179,51 @@ pub fn empty_state_ui(
     has_default: bool,
 ) -> Vec<ModelsAction> {
     let mut actions = Vec::new();
+    ui.add_space(48.0);
     ui.vertical_centered(|ui| {
-        ui.add_space(40.0);
         ui.heading("No models open");
-        ui.add_space(8.0);
-        ui.label(
-            "The merge view works on a pretrained base model and its N timestep-range experts.\n\
-             No shipped default set was found (assets/mnist-tiny).",
-        );
-        ui.add_space(8.0);
+        ui.add_space(12.0);
+        egui::Frame::group(ui.style())
+            .inner_margin(16.0)
+            .show(ui, |ui| {
+                ui.set_max_width(640.0);
+                ui.with_layout(egui::Layout::top_down(egui::Align::Min), |ui| {
+                    ui.label(
+                        "The merge view works on a pretrained base model and its N \
+                         timestep-range experts (diffusers model folders).",
+                    );
+                    if !has_default {
+                        ui.label(
+                            egui::RichText::new(
+                                "No shipped default set was found (assets/mnist-tiny).",
+                            )
+                            .weak(),
+                        );
+                    }
+                    ui.add_space(8.0);
+                    if let Some(err) = &state.error {
+                        ui.colored_label(ui.visuals().error_fg_color, err);
+                    }
+                    if let Some(b) = &state.chosen_base {
+                        ui.label(format!(
+                            "base chosen: {}; now open the experts",
+                            b.display()
+                        ));
+                    }
+                    if !state.chosen_experts.is_empty() {
+                        ui.label(format!(
+                            "{} experts chosen; now open the base",
+                            state.chosen_experts.len()
+                        ));
+                    }
+                    open_buttons_ui(ui, has_default, &mut actions);
+                    ui.add_space(12.0);
+                    ui.label("To make a set of your own, run:");
+                    ui.label(egui::RichText::new(MAKE_SET_HELP).monospace());
+                    ui.label("then open runs/mnist with “Open set…”.");
+                });
+            });
     });
-    if let Some(err) = &state.error {
-        ui.colored_label(ui.visuals().error_fg_color, err);
-    }
-    if let Some(b) = &state.chosen_base {
-        ui.label(format!(
-            "base chosen: {}; now open the experts",
-            b.display()
-        ));
-    }
-    if !state.chosen_experts.is_empty() {
-        ui.label(format!(
-            "{} experts chosen; now open the base",
-            state.chosen_experts.len()
-        ));
-    }
-    open_buttons_ui(ui, has_default, &mut actions);
-    ui.add_space(12.0);
-    ui.label("To make a set of your own, run:");
-    ui.label(egui::RichText::new(MAKE_SET_HELP).monospace());
-    ui.label("then open runs/mnist with “Open set…”.");
     actions
 }
 
