@@ -388,15 +388,18 @@ impl StudioApp {
                 // costs a CPU core under software rendering
                 ui.label(format!("worker: {}", self.activity));
                 let l = self.merge.latency();
-                if let (Some(first), Some(done)) = (l.first, l.done) {
+                if let Some(first) = l.first {
+                    let ms = |d: std::time::Duration| format!("{:.0} ms", d.as_secs_f64() * 1e3);
+                    let done = l.done.map_or("…".to_string(), ms);
                     ui.separator();
                     ui.label(format!(
-                        "preview: first picture {:.0} ms, done {:.0} ms ({} steps)",
-                        first.as_secs_f64() * 1e3,
-                        done.as_secs_f64() * 1e3,
+                        "preview: first picture {}, done {done} ({} DDIM steps)",
+                        ms(first),
                         l.steps
                     ))
-                    .on_hover_text("time from the weight change to the first updated picture and to the finished one");
+                    .on_hover_text(
+                        "time from the weight change to the first updated picture and to the finished one",
+                    );
                 }
                 if let Some(job) = &self.job {
                     ui.separator();
