@@ -47,7 +47,7 @@ def case_list(quick, repeats, ddpm_repeats):
     for model, short in [("mnist-tiny", "mnist-tiny"), ("ddpm-cifar10-32", "cifar")]:
         for batch in (16, 64):
             if quick:  # two distinct tiny batches
-                b = batch // 8 if model == "mnist-tiny" else batch // 32
+                b = batch // 8 if model == "mnist-tiny" else max(batch // 32, 1)
                 steps, warm = (2, 1) if model == "mnist-tiny" else (1, 0)
             elif model == "mnist-tiny":
                 b, steps, warm = batch, 10, 2

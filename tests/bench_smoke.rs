@@ -195,3 +195,13 @@ fn sample_case_loads_a_model_folder() {
     assert_eq!(v["weights"], "loaded");
     spread(v, "run_ms");
 }
+
+#[test]
+fn empty_batch_is_refused_with_a_message() {
+    let out = Command::new(env!("CARGO_BIN_EXE_deme-studio"))
+        .args(["--device", "cpu", "bench", "train", "--batch-size", "0"])
+        .output()
+        .expect("the binary runs");
+    assert_eq!(out.status.code(), Some(1), "a clean error exit, not a crash");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--batch-size"));
+}

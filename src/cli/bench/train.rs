@@ -7,7 +7,7 @@ use crate::engine::model::EpsModel;
 use crate::engine::store::{AnyModel, ModelSpec};
 use crate::engine::train::loss::eps_loss_per_sample;
 use crate::engine::train::{AdamW, AdamWConfig, BatchSampler};
-use anyhow::Result;
+use anyhow::{Result, bail};
 use burn::tensor::Device;
 use clap::Args;
 use std::time::Instant;
@@ -62,6 +62,9 @@ fn time_train<M: EpsModel>(
 
 /// Runs `bench train`.
 pub fn run(c: TrainCase, compute: &ComputeDevice) -> Result<()> {
+    if c.batch_size == 0 {
+        bail!("--batch-size must be at least 1");
+    }
     let spec = ModelSpec::from_arg(&c.model)?;
     let built = spec.build(0, &compute.device)?;
     let params = built.num_params();
