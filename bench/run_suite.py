@@ -347,7 +347,8 @@ def write_report(path, runs, info, args, profile):
         out += ["> **Smoke run, not a measurement.** Made with `--quick` (tiny sizes) to check that the",
                 "> suite runs end to end, on a machine busy with other work. The figures below say",
                 "> nothing about performance. The real table is made on a quiet machine with",
-                "> `python3 bench/run_suite.py` (see bench/README.md).", ""]
+                "> `python3 bench/run_suite.py` (see bench/README.md). Case names give the full",
+                "> run's sizes; each title gives the size this run used.", ""]
     out += ["Made by `bench/run_suite.py`: each case runs our side (`deme-studio bench ...`) and the",
             "PyTorch/diffusers reference (`bench/torch_*.py`) as fresh processes, alternately, "
             f"{args.repeats} repeats",
