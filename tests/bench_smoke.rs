@@ -45,7 +45,10 @@ fn num(v: &Value, path: &str) -> f64 {
 /// The fields every line carries.
 fn common(v: &Value) {
     assert_eq!(v["impl"], "deme-studio");
-    assert!(v["device"].as_str().is_some_and(|d| d.contains("cpu")), "{v}");
+    assert!(
+        v["device"].as_str().is_some_and(|d| d.contains("cpu")),
+        "{v}"
+    );
     assert!(matches!(v["profile"].as_str(), Some("debug" | "release")));
     assert_eq!(num(v, "threads"), 2.0);
     assert!(num(v, "peak_rss_mb") > 0.0);
@@ -202,6 +205,10 @@ fn empty_batch_is_refused_with_a_message() {
         .args(["--device", "cpu", "bench", "train", "--batch-size", "0"])
         .output()
         .expect("the binary runs");
-    assert_eq!(out.status.code(), Some(1), "a clean error exit, not a crash");
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "a clean error exit, not a crash"
+    );
     assert!(String::from_utf8_lossy(&out.stderr).contains("--batch-size"));
 }
