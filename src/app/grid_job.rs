@@ -4,8 +4,8 @@
 
 use super::events::{Emitter, Event, GridUpdate};
 use crate::engine::eval::EvalSet;
-use crate::engine::merge::{MergeSpec, Mergeable, Merger};
-use crate::engine::search::{GridSpec, Score, Strategy, grid_search};
+use crate::engine::merge::Merger;
+use crate::engine::search::{GridSpec, Strategy, search_merge_weights};
 use crate::engine::store::AnyModel;
 use anyhow::Result;
 use std::sync::Arc;
@@ -35,24 +35,14 @@ fn run(
     let mut merger = Merger::new(("base", &base), &pairs)?;
     drop(pairs);
     drop(experts); // the merger holds the task vectors now
-    let n = job.spec.n;
-    let mut merged = merger.merge(&MergeSpec::task_arithmetic(vec![0.0; n]))?;
-    let mut score = |w: &[f64]| -> Result<Score> {
-        let spec = MergeSpec::task_arithmetic(w.iter().map(|&v| v as f32).collect());
-        merged = merger.merge_into(merged.clone(), &spec)?;
-        let losses = eval.evaluate(&|x, t| merged.predict_eps(x, t))?;
-        Ok(Score {
-            loss: losses.mean(),
-            per_range: losses.per_range(n),
-        })
-    };
     let cancel = job.cancel.clone();
     let keep_going = move || !cancel.load(Ordering::Relaxed);
     let mut on_event = |e| emit.emit(Event::Grid(GridUpdate::Event(e)));
-    grid_search(
+    search_merge_weights(
+        &mut merger,
+        eval,
         &job.spec,
         job.strategy,
-        &mut score,
         &keep_going,
         &mut on_event,
     )

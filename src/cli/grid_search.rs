@@ -8,8 +8,8 @@ use crate::engine::data::{DataSpec, split_items};
 use crate::engine::device::DeviceChoice;
 use crate::engine::diffusion::NoiseSchedule;
 use crate::engine::eval::{EvalSet, EvalSetConfig};
-use crate::engine::merge::{MergeSpec, Mergeable, Merger};
-use crate::engine::search::{GridEvent, GridResult, GridSpec, Score, Strategy, grid_search};
+use crate::engine::merge::{Mergeable, Merger};
+use crate::engine::search::{GridEvent, GridResult, GridSpec, Strategy, search_merge_weights};
 use crate::engine::store::load_model;
 use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
@@ -125,16 +125,6 @@ pub fn run(args: GridSearchArgs, device: DeviceChoice) -> Result<()> {
         fmt_ranges(&base_loss.per_range(n))
     );
     let pb = bar(0, "grid");
-    let mut merged = merger.merge(&MergeSpec::task_arithmetic(vec![0.0; n]))?;
-    let mut score = |w: &[f64]| -> Result<Score> {
-        let spec = MergeSpec::task_arithmetic(w.iter().map(|&v| v as f32).collect());
-        merged = merger.merge_into(merged.clone(), &spec)?;
-        let losses = eval.evaluate(&|x, t| merged.predict_eps(x, t))?;
-        Ok(Score {
-            loss: losses.mean(),
-            per_range: losses.per_range(n),
-        })
-    };
     let mut on_event = |e: GridEvent| match e {
         GridEvent::Level { points, .. } => pb.inc_length(points as u64),
         GridEvent::Point { best, done, .. } => {
@@ -146,7 +136,8 @@ pub fn run(args: GridSearchArgs, device: DeviceChoice) -> Result<()> {
             ));
         }
     };
-    let result = grid_search(&spec, strategy, &mut score, &|| true, &mut on_event)?;
+    let result =
+        search_merge_weights(&mut merger, &eval, &spec, strategy, &|| true, &mut on_event)?;
     pb.finish_and_clear();
     write_results(&result, &args.out)?;
     let best = result.best_point();

@@ -17,12 +17,10 @@ pub use report::{Report, ReportRow, StageTimes};
 use crate::engine::checkpoint::{META_FILE_NAME, read_meta, write_atomic_bytes};
 use crate::engine::data::{SplitItems, split_items};
 use crate::engine::eval::{EvalLosses, EvalSet, EvalSetConfig, timestep_ranges};
-use crate::engine::merge::{
-    MergeJob, MergeSpec, Mergeable, Merger, TimestepEnsemble, export_merge,
-};
+use crate::engine::merge::{MergeJob, MergeSpec, Merger, TimestepEnsemble, export_merge};
 use crate::engine::metric::features::FeatureTrainConfig;
 use crate::engine::metric::{SampleMetric, default_cache_dir};
-use crate::engine::search::{GridEvent, Score, Strategy, grid_search};
+use crate::engine::search::{GridEvent, Strategy, search_merge_weights};
 use crate::engine::store::{AnyModel, ModelSpec, TRAIN_STATE_FILE, load_model};
 use crate::engine::train::{
     CancelToken, FinetuneEvent, FinetuneJob, RunId, Schedule, TrainEvent, finetune_any, fresh_run,
@@ -147,27 +145,17 @@ pub fn replicate(
         .collect();
     let pairs: Vec<(&str, &AnyModel)> = labels.iter().map(String::as_str).zip(&experts).collect();
     let mut merger = Merger::new(("base", &base.model), &pairs)?;
-    let mut merged = merger.merge(&MergeSpec::task_arithmetic(vec![0.0; n]))?;
-    let mut score = |w: &[f64]| -> Result<Score> {
-        let spec = MergeSpec::task_arithmetic(w.iter().map(|&v| v as f32).collect());
-        merged = merger.merge_into(merged.clone(), &spec)?;
-        let l = search_set.evaluate(&|x, t| merged.predict_eps(x, t))?;
-        Ok(Score {
-            loss: l.mean(),
-            per_range: l.per_range(n),
-        })
-    };
     let keep_going = || !cancel.is_cancelled();
-    let search = grid_search(
+    let search = search_merge_weights(
+        &mut merger,
+        &search_set,
         &config.grid,
         Strategy::Refine {
             keep: config.refine_keep,
         },
-        &mut score,
         &keep_going,
         &mut |e| on_event(ReplicateEvent::Search(e)),
     )?;
-    drop(score);
     drop(merger);
     if cancel.is_cancelled() {
         bail!("cancelled during the merge-weight search; run again to continue");

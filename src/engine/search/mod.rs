@@ -1,5 +1,7 @@
 //! Searching merge weights: lattices, strategies and the stream of results.
 
 pub mod grid;
+pub mod merge_weights;
 
 pub use grid::{GridEvent, GridPoint, GridResult, GridSpec, Score, Strategy, grid_search};
+pub use merge_weights::search_merge_weights;
