@@ -2,7 +2,7 @@
 //! Nothing in here depends on the GUI.
 
 pub mod analysis;
-pub mod checkpoint;
+pub use deme_formats::checkpoint;
 pub mod data;
 pub mod device;
 pub mod diffusion;

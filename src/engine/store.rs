@@ -6,9 +6,9 @@
 //! moments and the step, in one file so a resume always sees one consistent state).
 
 use crate::engine::checkpoint::{
-    CheckpointMeta, DType, HostTensor, KeyStyle, TensorMap, UNet2DConfig, check_loadable_path,
-    normalize_keys, read_meta, read_safetensors, safetensors_metadata, to_style,
-    write_atomic_bytes, write_meta, write_safetensors,
+    CheckpointMeta, DType, FolderSave, HostTensor, KeyStyle, TensorMap, UNet2DConfig,
+    check_loadable_path, normalize_keys, read_meta, read_safetensors, safetensors_metadata,
+    to_style, write_atomic_bytes, write_meta, write_safetensors,
 };
 use crate::engine::model::params::NamedParam;
 use crate::engine::model::{
@@ -250,7 +250,8 @@ pub fn to_tensor_map(
         .collect()
 }
 
-/// Writes a model folder: weights, config.json and (when given) deme.json, each atomically.
+/// Writes a model folder: weights, config.json and (when given) deme.json,
+/// appearing together (see [`FolderSave`]).
 pub fn save_model_folder(
     dir: &Path,
     spec: &ModelSpec,
@@ -259,12 +260,26 @@ pub fn save_model_folder(
     key_style: KeyStyle,
     meta: Option<&CheckpointMeta>,
 ) -> Result<()> {
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let mut save = FolderSave::begin(dir)?;
+    write_model_files(&mut save, spec, params, dtypes, key_style, meta)?;
+    save.commit()
+}
+
+/// The files of a model folder, written into a save in progress: weights
+/// first, then `config.json`, then `deme.json`.
+fn write_model_files(
+    save: &mut FolderSave,
+    spec: &ModelSpec,
+    params: Vec<NamedParam>,
+    dtypes: &BTreeMap<String, DType>,
+    key_style: KeyStyle,
+    meta: Option<&CheckpointMeta>,
+) -> Result<()> {
     let tensors = to_style(to_tensor_map(params, dtypes)?, key_style);
-    write_safetensors(&dir.join(WEIGHTS_FILE), &tensors, None)?;
-    write_atomic_bytes(&dir.join("config.json"), spec.to_config_json()?.as_bytes())?;
+    write_safetensors(save.path(WEIGHTS_FILE)?, &tensors, None)?;
+    write_atomic_bytes(save.path("config.json")?, spec.to_config_json()?.as_bytes())?;
     if let Some(meta) = meta {
-        write_meta(dir.join(META_FILE), meta)?;
+        write_meta(save.path(META_FILE)?, meta)?;
     }
     Ok(())
 }
@@ -300,9 +315,10 @@ pub struct RunCheckpoint<'a, M> {
 }
 
 impl<M: Module> RunCheckpoint<'_, M> {
-    /// Writes the folder. The train state goes first, the metadata last; each file is atomic.
+    /// Writes the folder: train state, weights, config and metadata appear
+    /// together (see [`FolderSave`]).
     pub fn save(&self, dir: &Path) -> Result<()> {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let mut save = FolderSave::begin(dir)?;
         let published = export_params(self.weights);
         if let Some(state) = &self.state {
             let mut map = TensorMap::new();
@@ -328,7 +344,7 @@ impl<M: Module> RunCheckpoint<'_, M> {
             let mut md = BTreeMap::new();
             md.insert("step".to_string(), self.step.to_string());
             md.insert("adam_step".to_string(), state.optimizer.step.to_string());
-            write_safetensors(&dir.join(TRAIN_STATE_FILE), &map, Some(md))?;
+            write_safetensors(save.path(TRAIN_STATE_FILE)?, &map, Some(md))?;
         }
         let meta = CheckpointMeta {
             format_version: 1,
@@ -344,14 +360,15 @@ impl<M: Module> RunCheckpoint<'_, M> {
                 .unwrap_or(0),
             notes: None,
         };
-        save_model_folder(
-            dir,
+        write_model_files(
+            &mut save,
             self.spec,
             published,
             &BTreeMap::new(),
             KeyStyle::Modern,
             Some(&meta),
-        )
+        )?;
+        save.commit()
     }
 }
 

@@ -2,7 +2,7 @@
 //! on the task-vector plane, task-vector statistics, and what they are grouped by.
 
 pub mod gradsim;
-pub mod groups;
+pub use deme_formats::groups;
 pub mod landscape;
 pub mod landscape_plot;
 pub mod tv_stats;

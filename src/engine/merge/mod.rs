@@ -11,11 +11,11 @@
 //! - [`ensemble`]: the timestep-wise ensemble.
 
 pub mod arithmetic;
-pub mod block_weights;
+pub use deme_formats::merge::block_weights;
 pub mod dare;
 pub mod ensemble;
 pub mod merger;
-pub mod method;
+pub use deme_formats::merge::method;
 pub mod recipe;
 pub mod structure;
 pub mod task_vector;

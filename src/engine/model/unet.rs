@@ -229,6 +229,28 @@ mod tests {
     }
 
     #[test]
+    fn config_parameter_count_matches_the_built_model() {
+        for name in crate::engine::checkpoint::PRESET_NAMES {
+            let config = preset(name).unwrap();
+            let model = UNet2DModel::new(&config, 0, &Device::flex()).unwrap();
+            assert_eq!(
+                config.num_params(),
+                Some(model.num_params() as u64),
+                "{name}"
+            );
+        }
+        // a legacy-style variant: attention everywhere, 3 layers per block
+        let mut config = preset("mnist-tiny").unwrap();
+        config.layers_per_block = 3;
+        config.down_block_types = vec!["AttnDownBlock2D".into(); 3];
+        config.up_block_types = vec!["AttnUpBlock2D".into(); 3];
+        config.in_channels = 3;
+        config.out_channels = 2;
+        let model = UNet2DModel::new(&config, 0, &Device::flex()).unwrap();
+        assert_eq!(config.num_params(), Some(model.num_params() as u64));
+    }
+
+    #[test]
     fn mnist_tiny_runs_at_28_pixels() {
         let config = preset("mnist-tiny").unwrap();
         let d = Device::flex();

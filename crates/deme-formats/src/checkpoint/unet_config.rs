@@ -222,6 +222,11 @@ pub fn preset(name: &str) -> Option<UNet2DConfig> {
     }
 }
 
+/// Largest model a config may describe, in parameters (4 GB of f32 weights,
+/// 28 times `ddpm-cifar10-32`): a larger one is refused before anything is
+/// allocated for it.
+pub const MAX_MODEL_PARAMS: u64 = 1_000_000_000;
+
 impl UNet2DConfig {
     /// Parses `config.json` text. Errors name the offending field.
     pub fn from_json_str(text: &str) -> Result<Self> {
@@ -274,7 +279,77 @@ impl UNet2DConfig {
     /// Width of the time embedding (`time_embedding_dim` or `4 * ch0`).
     pub fn time_embed_dim(&self) -> usize {
         self.time_embedding_dim
-            .unwrap_or(4 * self.block_out_channels.first().copied().unwrap_or(0))
+            .unwrap_or(4usize.saturating_mul(self.block_out_channels.first().copied().unwrap_or(0)))
+    }
+
+    /// Number of parameters of the model this config describes (diffusers'
+    /// `UNet2DModel` layout, without channel-wise projections), computed with
+    /// checked arithmetic: `None` when it overflows. Meaningful for a config
+    /// whose block lists agree ([`validate`](Self::validate) checks that).
+    pub fn num_params(&self) -> Option<u64> {
+        fn add(acc: Option<u64>, x: Option<u64>) -> Option<u64> {
+            acc?.checked_add(x?)
+        }
+        let mul = |a: usize, b: usize| (a as u64).checked_mul(b as u64);
+        let mul3 = |a: usize, b: usize, c: usize| mul(a, b)?.checked_mul(c as u64);
+        let conv3 = |cin: usize, cout: usize| add(mul3(cin, cout, 9), Some(cout as u64));
+        let linear = |cin: usize, cout: usize| add(mul(cin, cout), Some(cout as u64));
+        let norm = |c: usize| mul(c, 2);
+        let temb = self.time_embed_dim();
+        let resnet = |cin: usize, cout: usize| {
+            let mut n = add(norm(cin), conv3(cin, cout));
+            n = add(n, linear(temb, cout));
+            n = add(n, norm(cout));
+            n = add(n, conv3(cout, cout));
+            if cin != cout {
+                n = add(n, linear(cin, cout));
+            }
+            n
+        };
+        let attention = |c: usize| add(norm(c), linear(c, c)?.checked_mul(4));
+        let chans = &self.block_out_channels;
+        let (&c0, &last) = (chans.first()?, chans.last()?);
+        let levels = chans.len();
+        let mut n = conv3(self.in_channels, c0);
+        n = add(n, linear(c0, temb));
+        n = add(n, linear(temb, temb));
+        let mut prev = c0;
+        for (i, (&c, kind)) in chans.iter().zip(&self.down_block_types).enumerate() {
+            for j in 0..self.layers_per_block {
+                n = add(n, resnet(if j == 0 { prev } else { c }, c));
+                if kind == "AttnDownBlock2D" {
+                    n = add(n, attention(c));
+                }
+            }
+            if i + 1 < levels {
+                n = add(n, conv3(c, c));
+            }
+            prev = c;
+        }
+        n = add(n, resnet(last, last));
+        if self.add_attention {
+            n = add(n, attention(last));
+        }
+        n = add(n, resnet(last, last));
+        let rev: Vec<usize> = chans.iter().rev().copied().collect();
+        let mut prev_out = rev[0];
+        for (i, (&c, kind)) in rev.iter().zip(&self.up_block_types).enumerate() {
+            let input = rev[(i + 1).min(levels - 1)];
+            for j in 0..=self.layers_per_block {
+                let skip = if j == self.layers_per_block { input } else { c };
+                let rin = if j == 0 { prev_out } else { c };
+                n = add(n, resnet(rin.checked_add(skip)?, c));
+                if kind == "AttnUpBlock2D" {
+                    n = add(n, attention(c));
+                }
+            }
+            if i + 1 < levels {
+                n = add(n, conv3(c, c));
+            }
+            prev_out = c;
+        }
+        n = add(n, norm(c0));
+        add(n, conv3(c0, self.out_channels))
     }
 
     /// Checks that the engine can build this model. The error lists every
@@ -321,11 +396,11 @@ impl UNet2DConfig {
             ));
         }
         if let (Some(d), Some(&c0)) = (self.time_embedding_dim, self.block_out_channels.first())
-            && d != 4 * c0
+            && d != 4usize.saturating_mul(c0)
         {
             p(format!(
                 "time_embedding_dim {d} is not supported (only the default 4 * block_out_channels[0] = {})",
-                4 * c0
+                4usize.saturating_mul(c0)
             ));
         }
         if self.resnet_time_scale_shift != "default" {
@@ -442,6 +517,15 @@ impl UNet2DConfig {
             }
         }
 
+        if problems.is_empty() {
+            match self.num_params() {
+                Some(n) if n <= MAX_MODEL_PARAMS => {}
+                Some(n) => problems.push(format!(
+                    "the model would have {n} parameters, more than the {MAX_MODEL_PARAMS} this build accepts"
+                )),
+                None => problems.push("the model's parameter count overflows".into()),
+            }
+        }
         if problems.is_empty() {
             Ok(())
         } else {
@@ -564,6 +648,25 @@ mod tests {
         assert!(msg.contains("none.json"), "{msg}");
         std::fs::write(&p, CIFAR_JSON).unwrap();
         assert_eq!(load_config(&p).unwrap(), preset("ddpm-cifar10-32").unwrap());
+    }
+
+    #[test]
+    fn a_config_declaring_a_huge_model_is_refused_before_building() {
+        let mut c = preset("mnist-tiny").unwrap();
+        c.block_out_channels = vec![1 << 16, 1 << 16, 1 << 16];
+        c.norm_num_groups = 8;
+        let err = c.validate().unwrap_err().to_string();
+        assert!(err.contains("parameters, more than"), "{err}");
+        c.block_out_channels = vec![usize::MAX / 64 * 64; 3];
+        let err = c.validate().unwrap_err().to_string();
+        assert!(
+            err.contains("overflows") || err.contains("more than"),
+            "{err}"
+        );
+        assert_eq!(
+            preset("ddpm-cifar10-32").unwrap().num_params(),
+            Some(35_746_307)
+        );
     }
 
     fn invalid(edit: impl FnOnce(&mut UNet2DConfig), needle: &str) {

@@ -12,12 +12,14 @@ pub const EMBEDDED_MNIST_LEN: usize = 10_000;
 /// Gzipped IDX images of the embedded digits (10,000 x 28 x 28 bytes).
 pub static EMBEDDED_MNIST_IMAGES_GZ: &[u8] = include_bytes!(concat!(
     env!("CARGO_MANIFEST_DIR"),
+    "/../..",
     "/assets/mnist/digits-10k-images-idx3-ubyte.gz"
 ));
 
 /// Gzipped IDX labels of the embedded digits (10,000 bytes, values 0..=9).
 pub static EMBEDDED_MNIST_LABELS_GZ: &[u8] = include_bytes!(concat!(
     env!("CARGO_MANIFEST_DIR"),
+    "/../..",
     "/assets/mnist/digits-10k-labels-idx1-ubyte.gz"
 ));
 

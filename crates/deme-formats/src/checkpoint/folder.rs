@@ -8,7 +8,8 @@
 //! `config.json`, then `deme.json` (see [`super::atomic`] for what that
 //! guarantees).
 
-use super::atomic::{ensure_dir, write_atomic_bytes};
+use super::atomic::write_atomic_bytes;
+use super::folder_swap::FolderSave;
 use super::host_tensor::{HostTensor, TensorMap};
 use super::keys::{KeyStyle, normalize_keys, style_key};
 use super::metadata::{CheckpointMeta, META_FILE_NAME, read_meta};
@@ -87,22 +88,20 @@ impl CheckpointFolder {
                 .with_context(|| format!("cannot save {}: tensor `{name}`", dir.display()))?;
         }
 
-        ensure_dir(dir)?;
+        let mut save = FolderSave::begin(dir)?;
         let entries: Vec<(String, &HostTensor)> = self
             .tensors
             .iter()
             .map(|(k, v)| (style_key(k, self.key_style), v))
             .collect();
         let st_meta = BTreeMap::from([("format".to_string(), "pt".to_string())]);
-        write_entries(&dir.join(WEIGHTS_NAME), entries, Some(&st_meta))?;
-        write_atomic_bytes(dir.join(CONFIG_NAME), config_text.as_bytes())?;
-        let meta_path = dir.join(META_FILE_NAME);
+        write_entries(&save.path(WEIGHTS_NAME)?, entries, Some(&st_meta))?;
+        write_atomic_bytes(save.path(CONFIG_NAME)?, config_text.as_bytes())?;
         match meta_text {
-            Some(text) => write_atomic_bytes(&meta_path, text.as_bytes())?,
-            None if meta_path.exists() => std::fs::remove_file(&meta_path)
-                .with_context(|| format!("cannot remove stale {}", meta_path.display()))?,
-            None => {}
+            Some(text) => write_atomic_bytes(save.path(META_FILE_NAME)?, text.as_bytes())?,
+            None => save.remove(META_FILE_NAME)?,
         }
+        save.commit()?;
         Ok(())
     }
 }
@@ -136,9 +135,9 @@ pub fn content_hash(path: impl AsRef<Path>) -> Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::checkpoint::host_tensor::DType;
-    use crate::engine::checkpoint::safetensors_io::{read_safetensors, write_safetensors};
-    use crate::engine::checkpoint::unet_config::preset;
+    use crate::checkpoint::host_tensor::DType;
+    use crate::checkpoint::safetensors_io::{read_safetensors, write_safetensors};
+    use crate::checkpoint::unet_config::preset;
 
     fn tensors() -> TensorMap {
         let mut m = TensorMap::new();

@@ -141,7 +141,7 @@ pub fn to_style(tensors: TensorMap, style: KeyStyle) -> TensorMap {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::checkpoint::host_tensor::HostTensor;
+    use crate::checkpoint::host_tensor::HostTensor;
 
     fn map(keys: &[&str]) -> TensorMap {
         keys.iter()

@@ -9,7 +9,7 @@
 //!
 //! As JSON: `{"mid_block": 0.0, "down_blocks.1": [0.5, 0.2, 0.1, 0.3]}`.
 
-use crate::engine::analysis::{Granularity, group_of};
+use crate::groups::{Granularity, group_of};
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;

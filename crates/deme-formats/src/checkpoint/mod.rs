@@ -6,7 +6,8 @@
 //!
 //! - [`host_tensor`]: dtype, shape and bytes; f32 conversion.
 //! - [`safetensors_io`]: validated reads, atomic deterministic writes.
-//! - [`atomic`]: atomic file and folder writes.
+//! - [`atomic`]: atomic file writes.
+//! - [`folder_swap`]: whole-folder saves that appear at once.
 //! - [`unet_config`]: diffusers `UNet2DModel` `config.json`, presets.
 //! - [`keys`]: legacy/modern attention key names.
 //! - [`refuse`]: what a user path is; pickle checkpoints refused.
@@ -15,6 +16,7 @@
 
 pub mod atomic;
 pub mod folder;
+pub mod folder_swap;
 pub mod host_tensor;
 pub mod keys;
 pub mod metadata;
@@ -24,6 +26,7 @@ pub mod unet_config;
 
 pub use atomic::{write_atomic, write_atomic_bytes, write_folder_atomic};
 pub use folder::{CheckpointFolder, content_hash};
+pub use folder_swap::{FolderSave, SwapMode};
 pub use host_tensor::{DType, HostTensor, TensorMap};
 pub use keys::{KeyStyle, normalize_key, normalize_keys, to_style};
 pub use metadata::{CheckpointMeta, META_FILE_NAME, read_meta, write_meta};

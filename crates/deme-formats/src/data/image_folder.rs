@@ -62,7 +62,7 @@ enum Decoded {
     Rgb(RgbImage),
 }
 
-/// Reads and decodes one file, refusing oversize dimensions before decoding.
+/// Reads and decodes one file, refusing oversize files and dimensions before decoding.
 fn decode(path: &Path) -> Result<image::DynamicImage> {
     let len = fs::metadata(path)?.len();
     ensure!(
@@ -70,9 +70,22 @@ fn decode(path: &Path) -> Result<image::DynamicImage> {
         "file is {len} bytes, larger than the {MAX_IMAGE_FILE_BYTES}-byte limit"
     );
     let bytes = fs::read(path)?;
+    decode_image_bytes(&bytes, ImageFormat::from_path(path).ok())
+}
+
+/// Decodes one image held in memory. `hint` is the format the file name
+/// suggests; the content decides when it disagrees. The dimensions are read and
+/// checked against [`MAX_IMAGE_SIDE`] before any pixel is decoded, and the
+/// decoder runs under the same limits.
+pub fn decode_image_bytes(bytes: &[u8], hint: Option<ImageFormat>) -> Result<image::DynamicImage> {
+    ensure!(
+        bytes.len() as u64 <= MAX_IMAGE_FILE_BYTES,
+        "image data is {} bytes, larger than the {MAX_IMAGE_FILE_BYTES}-byte limit",
+        bytes.len()
+    );
     let reader = || -> Result<ImageReader<Cursor<&[u8]>>> {
-        let mut r = ImageReader::new(Cursor::new(bytes.as_slice()));
-        if let Ok(format) = ImageFormat::from_path(path) {
+        let mut r = ImageReader::new(Cursor::new(bytes));
+        if let Some(format) = hint {
             r.set_format(format);
         }
         Ok(r.with_guessed_format()?)

@@ -9,19 +9,10 @@
 //!
 //! # Folders
 //!
-//! A folder cannot be replaced atomically as a whole without swapping
-//! directories, which would break open handles and symlinks the user made.
-//! [`write_folder_atomic`] therefore writes *each file* atomically, in the
-//! order given; callers pass the weights first and the small descriptive
-//! files (`config.json`, `deme.json`) last. The guarantee is:
-//!
-//! - every file in the folder is always either its complete old version or
-//!   its complete new version;
-//! - for a new folder, `config.json` (which is what makes a folder a model
-//!   folder) only appears once the weights are complete;
-//! - when overwriting an existing folder, a crash part way can leave new
-//!   weights beside the old `config.json`/`deme.json`. Saving into a fresh
-//!   folder avoids even that.
+//! A whole folder (weights, `config.json`, `deme.json`) is saved with
+//! [`super::folder_swap::FolderSave`]: staged beside the target and swapped
+//! in at once, so a crash leaves it wholly old or wholly new;
+//! [`write_folder_atomic`] is the simple form of that.
 
 use anyhow::{Context, Result, anyhow, bail};
 use std::fs::File;
@@ -176,9 +167,10 @@ pub(crate) fn check_file_name(name: &str) -> Result<()> {
     Ok(())
 }
 
-/// Writes several files into `dir` (created if missing), each atomically,
-/// in the order given. Put the weights first and `config.json`/metadata
-/// last; see the module docs for exactly what this guarantees.
+/// Writes several files into `dir` (created if missing) as one save: they
+/// appear together (see [`super::folder_swap`]). Other files already in
+/// `dir` are kept. Put the weights first and `config.json`/metadata last,
+/// which matters where the system cannot swap folders.
 pub fn write_folder_atomic<B: AsRef<[u8]>>(
     dir: impl AsRef<Path>,
     files: &[(&str, B)],
@@ -187,11 +179,11 @@ pub fn write_folder_atomic<B: AsRef<[u8]>>(
     for (name, _) in files {
         check_file_name(name).with_context(|| format!("cannot write into {}", dir.display()))?;
     }
-    ensure_dir(dir)?;
+    let mut save = super::folder_swap::FolderSave::begin(dir)?;
     for (name, bytes) in files {
-        write_atomic_bytes(dir.join(name), bytes.as_ref())?;
+        write_atomic_bytes(save.path(name)?, bytes.as_ref())?;
     }
-    Ok(())
+    save.commit()
 }
 
 #[cfg(test)]

@@ -1,0 +1,6 @@
+//! Fuzz target: see `deme_formats::fuzzing::recipe`.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    deme_formats::fuzzing::recipe(data);
+});
