@@ -54,6 +54,23 @@ fn bad_input_gives_one_clear_error() {
         stderr(&o)
     );
 
+    // a batch of zero is refused up front, for pretraining and finetuning
+    for cmd in [
+        vec!["train", "--data", "toy:moons", "--steps", "1"],
+        vec!["finetune", "--base", "assets/mnist-tiny/base", "--steps-per-expert", "1"],
+    ] {
+        let out = dir.path().join("zero");
+        let mut args = cmd.clone();
+        args.extend(["--batch-size", "0", "--out", out.to_str().unwrap()]);
+        let o = studio(&args);
+        assert_eq!(o.status.code(), Some(1), "{cmd:?}: {}", stderr(&o));
+        assert!(
+            stderr(&o).contains("batch size must be at least 1"),
+            "{cmd:?}: {}",
+            stderr(&o)
+        );
+    }
+
     let o = studio(&[
         "sample",
         "--model",

@@ -116,6 +116,7 @@ pub fn run(args: TrainArgs, device: DeviceChoice) -> Result<()> {
         seed: args.seed,
         ..TrainConfig::default()
     };
+    config.validate()?;
     eprintln!(
         "training {model_arg} on {} ({} items) for {} steps, batch {}",
         args.data,

@@ -318,8 +318,19 @@ impl<M: Module> RunCheckpoint<'_, M> {
     /// Writes the folder: train state, weights, config and metadata appear
     /// together (see [`FolderSave`]).
     pub fn save(&self, dir: &Path) -> Result<()> {
-        let mut save = FolderSave::begin(dir)?;
         let published = export_params(self.weights);
+        if let Some((k, _, v)) = published
+            .iter()
+            .find(|(_, _, v)| v.iter().any(|x| !x.is_finite()))
+        {
+            let bad = v.iter().find(|x| !x.is_finite()).copied().unwrap_or(f32::NAN);
+            bail!(
+                "the weights hold {bad} in `{k}` at step {}; not saved, the previous checkpoint in {} is intact",
+                self.step,
+                dir.display()
+            );
+        }
+        let mut save = FolderSave::begin(dir)?;
         if let Some(state) = &self.state {
             let mut map = TensorMap::new();
             for (k, shape, v) in export_params(state.model) {

@@ -13,7 +13,7 @@ use super::stepper::{CheckpointTarget, Stepper, warmup_lr};
 use crate::engine::diffusion::NoiseSchedule;
 use crate::engine::model::EpsModel;
 use crate::engine::store::ModelSpec;
-use anyhow::Result;
+use anyhow::{Result, bail};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
@@ -61,6 +61,28 @@ impl Default for TrainConfig {
 }
 
 impl TrainConfig {
+    /// Checks every setting, with a message naming the bad one.
+    pub fn validate(&self) -> Result<()> {
+        if self.num_train_timesteps == 0 {
+            bail!("the number of diffusion timesteps must be at least 1");
+        }
+        if self.steps == 0 {
+            bail!("the number of steps must be at least 1");
+        }
+        if self.batch_size == 0 {
+            bail!("the batch size must be at least 1");
+        }
+        if !(self.lr.is_finite() && self.lr > 0.0) {
+            bail!("the learning rate must be finite and > 0, not {}", self.lr);
+        }
+        if let Some(d) = self.ema_max_decay
+            && !(0.0..1.0).contains(&d)
+        {
+            bail!("the EMA decay must be in [0, 1), not {d}");
+        }
+        Ok(())
+    }
+
     /// Learning rate at `step` (0-based) with linear warm-up.
     pub fn lr_at(&self, step: u64) -> f64 {
         warmup_lr(self.lr, self.warmup_steps, step)
@@ -93,6 +115,7 @@ pub fn pretrain<M: EpsModel>(
     cancel: &CancelToken,
     on_event: &mut dyn FnMut(TrainEvent),
 ) -> Result<M> {
+    config.validate()?;
     let schedule = NoiseSchedule::linear(1e-4, 0.02, config.num_train_timesteps);
     let target = CheckpointTarget {
         dir: out_dir.to_path_buf(),
