@@ -145,6 +145,18 @@ fn merge_case() {
 }
 
 #[test]
+fn load_case_measures_in_a_fresh_process() {
+    let v = &bench(&["load", "--model", "mnist-tiny", "--experts", "2"])[0];
+    common(v);
+    assert_eq!(v["case"], "load");
+    assert_eq!(v["params"], 686_769);
+    assert_eq!(v["experts"], 2);
+    // the peak counts at least the three models' weights
+    assert!(num(v, "peak_rss_mb") > 3.0 * num(v, "model_mb"));
+    assert!(num(v, "rss_after_mb") >= num(v, "rss_before_mb"));
+}
+
+#[test]
 fn gradsim_case() {
     let v = &bench(&[
         "gradsim",

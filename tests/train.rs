@@ -211,3 +211,52 @@ fn resume_continues_exactly_where_the_run_left_off() {
         assert!(d < 1e-6, "`{ka}` differs by {d} after resume");
     }
 }
+
+#[test]
+fn non_finite_weights_are_never_saved_over_a_good_checkpoint() {
+    use deme_studio::engine::model::params::import_params;
+    use deme_studio::engine::store::RunCheckpoint;
+    let dir = tempfile::tempdir().unwrap();
+    let spec = ModelSpec::Mlp(ToyMlpConfig::default());
+    let good = ToyMlp::new(&ToyMlpConfig::default(), 0, &Device::flex());
+    fn checkpoint<'a>(spec: &'a ModelSpec, m: &'a ToyMlp, step: u64) -> RunCheckpoint<'a, ToyMlp> {
+        RunCheckpoint {
+            spec,
+            weights: m,
+            kind: "pretrain",
+            step,
+            timestep_range: None,
+            data: None,
+            train_config: serde_json::Value::Null,
+            parent: None,
+            state: None,
+        }
+    }
+    checkpoint(&spec, &good, 1).save(dir.path()).unwrap();
+    let weights = dir.path().join("diffusion_pytorch_model.safetensors");
+    let before = std::fs::read(&weights).unwrap();
+    let mut first = true;
+    let poisoned = import_params(good.clone(), &mut |_, shape| {
+        let n = shape.iter().product();
+        let v = if std::mem::take(&mut first) {
+            f32::INFINITY
+        } else {
+            0.5
+        };
+        Ok(vec![v; n])
+    })
+    .unwrap();
+    let err = format!(
+        "{:#}",
+        checkpoint(&spec, &poisoned, 2)
+            .save(dir.path())
+            .unwrap_err()
+    );
+    assert!(
+        err.contains("inf") && err.contains("previous checkpoint") && err.contains("intact"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read(&weights).unwrap(), before);
+    let meta = deme_studio::engine::checkpoint::read_meta(dir.path().join("deme.json")).unwrap();
+    assert_eq!(meta.step, 1);
+}

@@ -9,6 +9,7 @@
 
 mod flops;
 mod gradsim;
+mod load;
 mod merge;
 mod sample;
 mod train;
@@ -44,6 +45,8 @@ pub enum BenchCase {
     /// The K x K gradient-similarity computation against K plain backward
     /// passes of the same batches on the same model.
     Gradsim(gradsim::GradsimCase),
+    /// Peak host memory of opening base + N experts as the merge view does.
+    Load(load::LoadCase),
 }
 
 /// Runs `bench`.
@@ -54,6 +57,7 @@ pub fn run(args: BenchArgs, device: DeviceChoice) -> Result<()> {
         BenchCase::Sample(c) => sample::run(c, &compute),
         BenchCase::Merge(c) => merge::run(c, &compute),
         BenchCase::Gradsim(c) => gradsim::run(c, &compute),
+        BenchCase::Load(c) => load::run(c, &compute),
     }
 }
 
