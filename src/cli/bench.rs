@@ -101,10 +101,14 @@ fn sync(device: &Device) -> Result<()> {
 /// Peak resident set of this process in MB (`VmHWM` of `/proc/self/status`;
 /// `None` where there is no procfs).
 fn peak_rss_mb() -> Option<f64> {
+    proc_status_mb("VmHWM:")
+}
+
+/// A `kB` field of `/proc/self/status` (e.g. `VmRSS:`) in MB.
+fn proc_status_mb(field: &str) -> Option<f64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kb: f64 = line
-        .trim_start_matches("VmHWM:")
+    let line = status.lines().find(|l| l.starts_with(field))?;
+    let kb: f64 = line[field.len()..]
         .trim()
         .trim_end_matches("kB")
         .trim()

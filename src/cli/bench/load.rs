@@ -34,15 +34,7 @@ pub struct LoadCase {
 
 /// Current resident set in MB (`VmRSS`).
 fn rss_mb() -> Option<f64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-    let kb: f64 = line[6..]
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()
-        .ok()?;
-    Some(kb / 1024.0)
+    super::proc_status_mb("VmRSS:")
 }
 
 /// Loads `dir/base` and `dir/expert_1..N` as the app does; one JSON line.

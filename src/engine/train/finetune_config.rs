@@ -106,17 +106,7 @@ impl FinetuneConfig {
         if self.steps_per_expert == 0 {
             bail!("steps per expert must be at least 1");
         }
-        if self.batch_size == 0 {
-            bail!("the batch size must be at least 1");
-        }
-        if !(self.lr.is_finite() && self.lr > 0.0) {
-            bail!("the learning rate must be finite and > 0, not {}", self.lr);
-        }
-        if let Some(d) = self.ema_max_decay
-            && !(0.0..1.0).contains(&d)
-        {
-            bail!("the EMA decay must be in [0, 1), not {d}");
-        }
+        super::stepper::check_step_settings(self.batch_size, self.lr, self.ema_max_decay)?;
         if self.checkpoint_every == 0 {
             bail!("checkpoint_every must be at least 1");
         }

@@ -69,18 +69,7 @@ impl TrainConfig {
         if self.steps == 0 {
             bail!("the number of steps must be at least 1");
         }
-        if self.batch_size == 0 {
-            bail!("the batch size must be at least 1");
-        }
-        if !(self.lr.is_finite() && self.lr > 0.0) {
-            bail!("the learning rate must be finite and > 0, not {}", self.lr);
-        }
-        if let Some(d) = self.ema_max_decay
-            && !(0.0..1.0).contains(&d)
-        {
-            bail!("the EMA decay must be in [0, 1), not {d}");
-        }
-        Ok(())
+        super::stepper::check_step_settings(self.batch_size, self.lr, self.ema_max_decay)
     }
 
     /// Learning rate at `step` (0-based) with linear warm-up.

@@ -16,6 +16,22 @@ use burn::tensor::Tensor;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+/// Checks the settings every run shares: batch size, learning rate, EMA decay.
+pub fn check_step_settings(batch_size: usize, lr: f64, ema_max_decay: Option<f64>) -> Result<()> {
+    if batch_size == 0 {
+        bail!("the batch size must be at least 1");
+    }
+    if !(lr.is_finite() && lr > 0.0) {
+        bail!("the learning rate must be finite and > 0, not {lr}");
+    }
+    if let Some(d) = ema_max_decay
+        && !(0.0..1.0).contains(&d)
+    {
+        bail!("the EMA decay must be in [0, 1), not {d}");
+    }
+    Ok(())
+}
+
 /// The learning rate at `step` (0-based) with a linear warm-up from 0 to `lr`.
 pub fn warmup_lr(lr: f64, warmup_steps: u64, step: u64) -> f64 {
     if warmup_steps == 0 {
