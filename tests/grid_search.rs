@@ -1,10 +1,20 @@
 //! `grid-search` end to end: every lattice point scored once, the table written,
-//! and the all-zero point scoring exactly the base model's held-out loss.
+//! the all-zero point scoring exactly the base model's held-out loss, and a
+//! cancelled search keeping exactly the points it scored.
 
 mod common;
 
 use burn::tensor::Device;
+use deme_studio::engine::diffusion::NoiseSchedule;
+use deme_studio::engine::eval::{EvalSet, EvalSetConfig};
+use deme_studio::engine::merge::Merger;
 use deme_studio::engine::model::UNet2DModel;
+use deme_studio::engine::search::{
+    GridEvent, GridResult, GridSpec, Strategy, search_merge_weights,
+};
+use deme_studio::engine::train::{BatchSampler, CancelToken};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
 use std::path::Path;
 use std::process::Command;
 
@@ -83,4 +93,181 @@ fn grid_search_scores_the_lattice_and_the_origin_is_the_base() {
         .output()
         .unwrap();
     assert!(!bad.status.success());
+}
+
+#[test]
+fn cancel_from_the_event_stream_keeps_exactly_the_points_scored() {
+    let d = Device::flex();
+    let config = common::tiny_config();
+    let models: Vec<UNet2DModel> = (0..3)
+        .map(|seed| UNet2DModel::new(&config, seed, &d).unwrap())
+        .collect();
+    let mut merger = Merger::new(
+        ("base", &models[0]),
+        &[("e1", &models[1]), ("e2", &models[2])],
+    )
+    .unwrap();
+    let mut rng = StdRng::seed_from_u64(7);
+    let items: Vec<f32> = (0..20 * 64).map(|_| rng.random_range(-1.0..1.0)).collect();
+    let val = BatchSampler::new(items, [1, 8, 8], "random");
+    let eval = EvalSet::new(
+        &val,
+        &NoiseSchedule::linear(1e-4, 0.02, 1000),
+        EvalSetConfig {
+            samples: 8,
+            batch_size: 8,
+            seed: 3,
+        },
+        &d,
+    )
+    .unwrap();
+    let spec = GridSpec {
+        n: 2,
+        lo: 0.0,
+        hi: 1.0,
+        step: 0.25,
+        sum_to_one: false,
+    };
+    let cancel = CancelToken::new();
+    let mut streamed = Vec::new();
+    let r = search_merge_weights(
+        &mut merger,
+        &eval,
+        &spec,
+        Strategy::Exhaustive,
+        &|| !cancel.is_cancelled(),
+        &mut |e| {
+            if let GridEvent::Point { point, done, .. } = e {
+                streamed.push(point);
+                if done == 4 {
+                    cancel.cancel();
+                }
+            }
+        },
+    )
+    .unwrap();
+    assert!(r.cancelled);
+    assert_eq!(r.points, streamed, "exactly the points streamed, in order");
+    assert_eq!(r.points.len(), 4, "of 25");
+    let min = r
+        .points
+        .iter()
+        .map(|p| p.score.loss)
+        .fold(f64::INFINITY, f64::min);
+    assert_eq!(r.best_point().score.loss, min);
+    // what grid.json holds reads back whole, marked cancelled (serde_json's
+    // parser may land one ulp off the shortest decimal it wrote)
+    let json = serde_json::to_string_pretty(&r).unwrap();
+    let back: GridResult = serde_json::from_str(&json).unwrap();
+    assert!(back.cancelled && json.contains("\"cancelled\": true"));
+    assert_eq!((back.best, back.points.len()), (r.best, 4));
+    for (b, p) in back.points.iter().zip(&r.points) {
+        assert_eq!((&b.weights, b.level), (&p.weights, p.level));
+        assert!(close(b.score.loss, p.score.loss), "{b:?} vs {p:?}");
+    }
+}
+
+/// Equal up to the last bits a decimal round trip may change.
+fn close(a: f64, b: f64) -> bool {
+    (a - b).abs() <= 1e-14 * a.abs().max(b.abs())
+}
+
+/// Starts `args`, sends SIGINT once stderr shows a line starting with `ready`,
+/// and returns the exit status and the whole of stderr.
+#[cfg(unix)]
+fn interrupt_when(args: &[&str], ready: &str) -> (std::process::ExitStatus, String) {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_deme-studio"))
+        .args(args)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut log = String::new();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        log.push_str(&line);
+        log.push('\n');
+        if line.starts_with(ready) {
+            break;
+        }
+    }
+    let kill = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    for line in lines {
+        log.push_str(&line.unwrap());
+        log.push('\n');
+    }
+    (child.wait().unwrap(), log)
+}
+
+#[cfg(unix)]
+#[test]
+fn ctrl_c_writes_the_points_scored_so_far() {
+    let root = tempfile::tempdir().unwrap();
+    let r = root.path();
+    for (name, seed) in [("base", 0), ("e1", 1), ("e2", 2)] {
+        save_random(&r.join(name), seed);
+    }
+    let p = |n: &str| r.join(n).to_str().unwrap().to_string();
+    // 101 x 101 points: far more than are scored before the signal lands
+    let (status, log) = interrupt_when(
+        &[
+            "--device",
+            "cpu",
+            "grid-search",
+            "--base",
+            &p("base"),
+            "--experts",
+            &format!("{},{}", p("e1"), p("e2")),
+            "--step",
+            "0.01",
+            "--samples",
+            "8",
+            "--strategy",
+            "exhaustive",
+            "--out",
+            &p("grid"),
+        ],
+        "grid: ",
+    );
+    assert!(
+        !status.success(),
+        "a cancelled search exits non-zero:\n{log}"
+    );
+    let errors: Vec<&str> = log.lines().filter(|l| l.starts_with("error")).collect();
+    assert_eq!(errors.len(), 1, "{log}");
+    assert!(errors[0].contains("cancelled after"), "{log}");
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(r.join("grid/grid.json")).unwrap()).unwrap();
+    assert_eq!(json["cancelled"], true);
+    let points = json["points"].as_array().unwrap();
+    assert!(
+        !points.is_empty() && points.len() < 101 * 101,
+        "{}",
+        points.len()
+    );
+    let csv = std::fs::read_to_string(r.join("grid/grid.csv")).unwrap();
+    let rows: Vec<Vec<f64>> = csv
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').map(|v| v.parse().unwrap()).collect())
+        .collect();
+    assert_eq!(rows.len(), points.len(), "the table and grid.json agree");
+    for (row, point) in rows.iter().zip(points) {
+        assert_eq!(row[0], point["weights"][0].as_f64().unwrap());
+        assert!(close(row[2], point["score"]["loss"].as_f64().unwrap()));
+    }
+    assert!(errors[0].contains(&format!("after {} points", points.len())));
+    // written by rename: nothing half-written is left beside them
+    let mut names: Vec<String> = std::fs::read_dir(r.join("grid"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["grid.csv", "grid.json"]);
 }

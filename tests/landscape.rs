@@ -1,6 +1,6 @@
 //! The loss landscape on the task-vector plane: the origin is the base, (1, 0) is
 //! model a, the marked points sit where the geometry says, a cancelled sweep is
-//! consistent, and the command writes its files.
+//! consistent, and the command writes its files (on Ctrl-C, the points scored).
 
 mod common;
 
@@ -261,6 +261,21 @@ fn cancel_leaves_a_consistent_partial_result() {
     }
     // the first points are the coarse sub-lattice (every 4th point)
     assert!(ls.order.iter().all(|[i, j]| i % 4 == 0 && j % 4 == 0));
+    // what landscape.json holds reads back whole, marked cancelled (serde_json's
+    // parser may land one ulp off the shortest decimal it wrote)
+    let json = serde_json::to_string_pretty(&ls).unwrap();
+    let back: Landscape = serde_json::from_str(&json).unwrap();
+    assert!(back.cancelled && json.contains("\"cancelled\": true"));
+    assert_eq!((back.done, &back.order), (10, &ls.order));
+    for (b, s) in back.surfaces.iter().zip(&ls.surfaces) {
+        for (x, y) in b.values.iter().zip(&s.values) {
+            match (x, y) {
+                (Some(x), Some(y)) => assert!(close(*x, *y, 1e-14), "{x} vs {y}"),
+                (None, None) => {}
+                _ => panic!("{}: {x:?} vs {y:?}", s.name),
+            }
+        }
+    }
 }
 
 #[test]
@@ -350,4 +365,123 @@ fn landscape_command_writes_its_files() {
         .unwrap();
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("same model"));
+}
+
+/// Starts `args`, sends SIGINT once stderr shows a line starting with `ready`,
+/// and returns the exit status and the whole of stderr.
+#[cfg(unix)]
+fn interrupt_when(args: &[&str], ready: &str) -> (std::process::ExitStatus, String) {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_deme-studio"))
+        .args(args)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut log = String::new();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        log.push_str(&line);
+        log.push('\n');
+        if line.starts_with(ready) {
+            break;
+        }
+    }
+    let kill = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    for line in lines {
+        log.push_str(&line.unwrap());
+        log.push('\n');
+    }
+    (child.wait().unwrap(), log)
+}
+
+#[cfg(unix)]
+#[test]
+fn ctrl_c_writes_the_points_scored_so_far() {
+    let root = tempfile::tempdir().unwrap();
+    let r = root.path();
+    let config = common::tiny_config();
+    for (name, m) in ["base", "e1", "e2"].iter().zip(models()) {
+        common::save_unet(&r.join(name), config.clone(), m);
+    }
+    let p = |n: &str| r.join(n).to_str().unwrap().to_string();
+    // 101 x 101 points, a progress line every 510: the signal lands mid-sweep
+    let (status, log) = interrupt_when(
+        &[
+            "--device",
+            "cpu",
+            "landscape",
+            "--base",
+            &p("base"),
+            "--a",
+            &p("e1"),
+            "--b",
+            &p("e2"),
+            "--grid",
+            "101",
+            "--samples",
+            "8",
+            "--out",
+            &p("ls"),
+        ],
+        "landscape: ",
+    );
+    assert!(
+        !status.success(),
+        "a cancelled sweep exits non-zero:\n{log}"
+    );
+    let errors: Vec<&str> = log.lines().filter(|l| l.starts_with("error")).collect();
+    assert_eq!(errors.len(), 1, "{log}");
+    assert!(errors[0].contains("cancelled after"), "{log}");
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(r.join("ls/landscape.json")).unwrap())
+            .unwrap();
+    assert_eq!(json["cancelled"], true);
+    let done = json["done"].as_u64().unwrap() as usize;
+    assert!((510..101 * 101).contains(&done), "{done}");
+    assert_eq!(json["order"].as_array().unwrap().len(), done);
+    assert!(
+        errors[0].contains(&format!("after {done} of 10201 points")),
+        "{log}"
+    );
+    for s in json["surfaces"].as_array().unwrap() {
+        let scored = s["values"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|v| !v.is_null())
+            .count();
+        assert_eq!(scored, done, "{}", s["name"]);
+    }
+    // one row per scored point, every one of them in the scored order
+    let csv = std::fs::read_to_string(r.join("ls/landscape.csv")).unwrap();
+    assert_eq!(csv.lines().count(), done + 1);
+    let order: std::collections::BTreeSet<(u64, u64)> = json["order"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|ij| (ij[0].as_u64().unwrap(), ij[1].as_u64().unwrap()))
+        .collect();
+    for line in csv.lines().skip(1) {
+        let mut f = line.split(',').map(|v| v.parse::<f64>().unwrap());
+        let (i, j) = (f.next().unwrap() as u64, f.next().unwrap() as u64);
+        assert!(order.contains(&(i, j)), "{line}");
+    }
+    // written by rename: the files and the pictures, nothing half-written beside them
+    let mut names: Vec<String> = std::fs::read_dir(r.join("ls"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names.len(), 2 + 5, "{names:?}");
+    assert!(
+        names.iter().all(|n| n.starts_with("landscape")),
+        "{names:?}"
+    );
+    image::open(r.join("ls/landscape_all.png")).unwrap();
 }

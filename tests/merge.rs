@@ -4,7 +4,7 @@
 mod common;
 
 use burn::tensor::Device;
-use deme_studio::engine::checkpoint::{KeyStyle, read_safetensors};
+use deme_studio::engine::checkpoint::{KeyStyle, read_safetensors, write_safetensors};
 use deme_studio::engine::merge::{
     MergeJob, MergeMethod, MergeSpec, RECIPE_FILE, Recipe, export_merge, reproduce,
 };
@@ -316,6 +316,71 @@ fn mismatched_weights_files_name_the_tensor() {
         export_merge(&job, &st.root.join("x"), &mut quiet).unwrap_err()
     );
     assert!(msg.contains("odd") && msg.contains("tensor `"), "{msg}");
+}
+
+#[test]
+fn merging_models_of_different_structures_is_one_clear_error() {
+    let st = setup();
+    // another config.json (a wider last level)
+    let wide = st.root.join("wide");
+    let mut c = common::tiny_config();
+    c.block_out_channels = vec![8, 16, 32];
+    common::save_unet(
+        &wide,
+        c.clone(),
+        UNet2DModel::new(&c, 5, &Device::flex()).unwrap(),
+    );
+    // the same config.json, one tensor left out of the weights
+    let missing = st.root.join("missing");
+    common::save_unet(
+        &missing,
+        common::tiny_config(),
+        UNet2DModel::new(&common::tiny_config(), 6, &Device::flex()).unwrap(),
+    );
+    let mut t = read_safetensors(missing.join(WEIGHTS_FILE)).unwrap();
+    assert!(t.remove("mid_block.resnets.0.conv1.weight").is_some());
+    write_safetensors(missing.join(WEIGHTS_FILE), &t, None).unwrap();
+    // the same config.json, weights of another shape
+    let odd = st.root.join("odd");
+    save_model_folder(
+        &odd,
+        &ModelSpec::UNet(common::tiny_config()),
+        AnyModel::UNet(UNet2DModel::new(&c, 7, &Device::flex()).unwrap()).export(),
+        &BTreeMap::new(),
+        KeyStyle::Modern,
+        None,
+    )
+    .unwrap();
+    for (expert, needles) in [
+        (&wide, vec!["wide", "config.json"]),
+        (
+            &missing,
+            vec!["missing", "no tensor `mid_block.resnets.0.conv1.weight`"],
+        ),
+        (&odd, vec!["odd", "do not fit", "has shape"]),
+    ] {
+        let experts = format!("{},{}", s(&st.experts[0]), s(expert));
+        let out = st.root.join("out");
+        let o = studio(&[
+            "merge",
+            "--base",
+            s(&st.base),
+            "--experts",
+            &experts,
+            "--weights",
+            "0.5,0.5",
+            "--out",
+            s(&out),
+        ]);
+        assert!(!o.status.success(), "{}", stderr(&o));
+        let msg = stderr(&o);
+        let errors: Vec<&str> = msg.lines().filter(|l| l.starts_with("error")).collect();
+        assert_eq!(errors.len(), 1, "{msg}");
+        for needle in needles {
+            assert!(errors[0].contains(needle), "{needle}: {msg}");
+        }
+        assert!(!out.exists(), "nothing written: {msg}");
+    }
 }
 
 #[test]

@@ -1,7 +1,7 @@
 //! `deme-studio grid-search`: search the merge weights w_i on a lattice, scored by
 //! the held-out diffusion loss with fixed items, noise and timesteps.
 
-use super::progress::bar;
+use super::progress::{bar, log_line_due};
 use super::resolve_device;
 use crate::engine::checkpoint::write_atomic_bytes;
 use crate::engine::data::{DataSpec, split_items};
@@ -11,6 +11,7 @@ use crate::engine::eval::{EvalSet, EvalSetConfig};
 use crate::engine::merge::{Mergeable, Merger};
 use crate::engine::search::{GridEvent, GridResult, GridSpec, Strategy, search_merge_weights};
 use crate::engine::store::load_model;
+use crate::engine::train::CancelToken;
 use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
 use std::fmt::Write as _;
@@ -134,10 +135,27 @@ pub fn run(args: GridSearchArgs, device: DeviceChoice) -> Result<()> {
                 best.score.loss,
                 fmt_weights(&best.weights)
             ));
+            if log_line_due(done as u64, pb.length().unwrap_or(0)) {
+                eprintln!(
+                    "grid: {done} points, best {:.5} at {}",
+                    best.score.loss,
+                    fmt_weights(&best.weights)
+                );
+            }
         }
     };
-    let result =
-        search_merge_weights(&mut merger, &eval, &spec, strategy, &|| true, &mut on_event)?;
+    // Ctrl-C stops after the current point; the points scored so far are written
+    let cancel = CancelToken::new();
+    super::interrupt::install(&cancel);
+    let keep_going = || !cancel.is_cancelled();
+    let result = search_merge_weights(
+        &mut merger,
+        &eval,
+        &spec,
+        strategy,
+        &keep_going,
+        &mut on_event,
+    )?;
     pb.finish_and_clear();
     write_results(&result, &args.out)?;
     let best = result.best_point();
@@ -149,19 +167,28 @@ pub fn run(args: GridSearchArgs, device: DeviceChoice) -> Result<()> {
         base_loss.mean(),
         fmt_ranges(&best.score.per_range)
     );
+    if result.cancelled {
+        bail!(
+            "cancelled after {} points: {} holds them (grid.json says \"cancelled\": true)",
+            result.points.len(),
+            args.out.display()
+        );
+    }
     eprintln!("wrote {}", args.out.display());
     Ok(())
 }
 
+/// Writes `grid.json` and `grid.csv` (each atomically), holding exactly the
+/// points of `result`.
 fn write_results(result: &GridResult, dir: &std::path::Path) -> Result<()> {
+    let Some(first) = result.points.first() else {
+        bail!("no point was scored");
+    };
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     write_atomic_bytes(
         dir.join("grid.json"),
         serde_json::to_string_pretty(result)?.as_bytes(),
     )?;
-    let Some(first) = result.points.first() else {
-        bail!("no point was scored");
-    };
     let n = first.weights.len();
     let r = first.score.per_range.len();
     let mut csv = String::new();

@@ -1,8 +1,9 @@
 //! `deme-studio inspect`: parameter table, totals and config of a checkpoint.
 
 use crate::engine::checkpoint::{check_loadable_path, normalize_keys, read_safetensors};
-use crate::engine::store::META_FILE;
+use crate::engine::store::{META_FILE, load_model};
 use anyhow::{Context, Result};
+use burn::tensor::Device;
 use clap::Args;
 use std::path::PathBuf;
 
@@ -13,7 +14,8 @@ pub struct InspectArgs {
     pub path: PathBuf,
 }
 
-/// Runs `inspect`.
+/// Runs `inspect`: prints the table, the config and the metadata, then checks
+/// that the weights load with the config beside them.
 pub fn run(args: InspectArgs) -> Result<()> {
     let found = check_loadable_path(&args.path)?;
     let (weights, config) = (
@@ -55,8 +57,9 @@ pub fn run(args: InspectArgs) -> Result<()> {
         tensors.len(),
         bytes as f64 / 1e6
     );
-    if let Some(config) = config {
-        let text = std::fs::read_to_string(&config)
+    drop(tensors);
+    if let Some(config) = &config {
+        let text = std::fs::read_to_string(config)
             .with_context(|| format!("reading {}", config.display()))?;
         println!("config ({}):\n{text}", config.display());
     }
@@ -67,6 +70,11 @@ pub fn run(args: InspectArgs) -> Result<()> {
             meta.display(),
             std::fs::read_to_string(&meta)?
         );
+    }
+    // with a config the checkpoint must load: weights that do not fit it (another
+    // width or channel count) are an error naming the first tensor that differs
+    if config.is_some() {
+        load_model(&args.path, &Device::flex())?;
     }
     Ok(())
 }

@@ -258,13 +258,19 @@ pub fn run(args: LandscapeArgs, device: DeviceChoice) -> Result<()> {
     write_outputs(&ls, &args.out)?;
     print_summary(&ls, started.elapsed().as_secs_f64());
     if ls.cancelled {
-        eprintln!("interrupted: the files hold the points scored so far (the rest are empty)");
+        bail!(
+            "cancelled after {} of {} points: {} holds them, the rest empty (landscape.json says \"cancelled\": true)",
+            ls.done,
+            ls.total,
+            args.out.display()
+        );
     }
     eprintln!("wrote {}", args.out.display());
     Ok(())
 }
 
-/// Writes `landscape.json`, `landscape.csv` and one `landscape_{surface}.png` per surface.
+/// Writes `landscape.json`, `landscape.csv` and one `landscape_{surface}.png` per
+/// surface, each atomically; a partial landscape gives rows for its scored points only.
 pub fn write_outputs(ls: &Landscape, dir: &Path) -> Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     write_atomic_bytes(

@@ -201,6 +201,15 @@ pub fn load_model(path: &Path, device: &Device) -> Result<LoadedModel> {
     let raw = read_safetensors(&weights)?;
     let (tensors, key_style) = normalize_keys(raw)?;
     let dtypes = tensors.iter().map(|(k, t)| (k.clone(), t.dtype)).collect();
+    // weights that do not fit the config (another width, channel count or block
+    // layout): the error names both files and the first tensor that differs
+    let misfit = || {
+        format!(
+            "the weights in {} do not fit {}",
+            weights.display(),
+            config.display()
+        )
+    };
     let model = match (&spec, spec.build(0, device)?) {
         (ModelSpec::UNet(c), AnyModel::UNet(m)) => {
             let m = if has_projections(&tensors) {
@@ -208,14 +217,9 @@ pub fn load_model(path: &Path, device: &Device) -> Result<LoadedModel> {
             } else {
                 m
             };
-            AnyModel::UNet(
-                bind_tensors(m, &tensors)
-                    .with_context(|| format!("loading {}", weights.display()))?,
-            )
+            AnyModel::UNet(bind_tensors(m, &tensors).with_context(misfit)?)
         }
-        (_, AnyModel::Mlp(m)) => AnyModel::Mlp(
-            bind_tensors(m, &tensors).with_context(|| format!("loading {}", weights.display()))?,
-        ),
+        (_, AnyModel::Mlp(m)) => AnyModel::Mlp(bind_tensors(m, &tensors).with_context(misfit)?),
         _ => unreachable!("build follows the spec"),
     };
     let dir = weights.parent().unwrap_or(Path::new("."));

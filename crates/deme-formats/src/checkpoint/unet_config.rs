@@ -432,6 +432,12 @@ impl UNet2DConfig {
         }
         if self.in_channels == 0 || self.out_channels == 0 {
             p("in_channels and out_channels must be at least 1".into());
+        } else if self.in_channels != self.out_channels {
+            // the output is the predicted noise, of the input's shape
+            p(format!(
+                "out_channels {} differs from in_channels {}: a noise-prediction model outputs as many channels as it takes in",
+                self.out_channels, self.in_channels
+            ));
         }
         if self.layers_per_block == 0 {
             p("layers_per_block must be at least 1".into());
@@ -718,6 +724,10 @@ mod tests {
         invalid(|c| c.downsample_type = "resnet".into(), "downsample_type");
         invalid(|c| c.time_embedding_dim = Some(100), "time_embedding_dim");
         invalid(|c| c.norm_num_groups = 0, "norm_num_groups must be");
+        invalid(
+            |c| c.out_channels = 6,
+            "out_channels 6 differs from in_channels 3",
+        );
         invalid(
             |c| {
                 c.block_out_channels.clear();
