@@ -57,7 +57,13 @@ fn bad_input_gives_one_clear_error() {
     // a batch of zero is refused up front, for pretraining and finetuning
     for cmd in [
         vec!["train", "--data", "toy:moons", "--steps", "1"],
-        vec!["finetune", "--base", "assets/mnist-tiny/base", "--steps-per-expert", "1"],
+        vec![
+            "finetune",
+            "--base",
+            "assets/mnist-tiny/base",
+            "--steps-per-expert",
+            "1",
+        ],
     ] {
         let out = dir.path().join("zero");
         let mut args = cmd.clone();

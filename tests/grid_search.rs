@@ -93,6 +93,44 @@ fn grid_search_scores_the_lattice_and_the_origin_is_the_base() {
         .output()
         .unwrap();
     assert!(!bad.status.success());
+
+    // the coordinate strategy: fewer points than the lattice, and its best is
+    // the lattice optimum here (the exhaustive run above scored every point)
+    let exhaustive_best = rows[best].clone();
+    let out = Command::new(env!("CARGO_BIN_EXE_deme-studio"))
+        .args([
+            "--device",
+            "cpu",
+            "grid-search",
+            "--base",
+            &p("base"),
+            "--experts",
+            &format!("{},{}", p("e1"), p("e2")),
+            "--step",
+            "0.5",
+            "--samples",
+            "16",
+            "--strategy",
+            "coordinate",
+            "--out",
+            &p("coord"),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(r.join("coord/grid.json")).unwrap()).unwrap();
+    let points = json["points"].as_array().unwrap();
+    assert!(points.len() <= 9, "{} points", points.len());
+    let best = &points[json["best"].as_u64().unwrap() as usize];
+    assert!(
+        close(best["score"]["loss"].as_f64().unwrap(), exhaustive_best[2]),
+        "{best} vs {exhaustive_best:?}"
+    );
 }
 
 #[test]

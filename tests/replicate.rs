@@ -8,7 +8,7 @@ use common::{save_unet, tiny_config};
 use deme_studio::engine::data::DataSpec;
 use deme_studio::engine::model::UNet2DModel;
 use deme_studio::engine::replicate::{BaseSource, ReplicateConfig, ReplicateEvent, replicate};
-use deme_studio::engine::search::GridSpec;
+use deme_studio::engine::search::{GridSpec, Strategy};
 use deme_studio::engine::train::CancelToken;
 
 fn tiny_run(base: &std::path::Path, cache: &std::path::Path) -> ReplicateConfig {
@@ -22,7 +22,7 @@ fn tiny_run(base: &std::path::Path, cache: &std::path::Path) -> ReplicateConfig 
             step: 0.5,
             sum_to_one: false,
         },
-        refine_keep: 1,
+        strategy: Strategy::Refine { keep: 1 },
         search_samples: 16,
         report_samples: 16,
         metric_samples: 12,

@@ -24,6 +24,19 @@ pub enum StrategyArg {
     Exhaustive,
     /// Coarse lattice, then refine around the best points.
     Refine,
+    /// One weight at a time over all its values, sweeping until nothing moves.
+    Coordinate,
+}
+
+impl StrategyArg {
+    /// The engine strategy (`keep` for refine; coordinate sweeps at most 8 times).
+    pub fn strategy(self, keep: usize) -> Strategy {
+        match self {
+            StrategyArg::Exhaustive => Strategy::Exhaustive,
+            StrategyArg::Refine => Strategy::Refine { keep },
+            StrategyArg::Coordinate => Strategy::Coordinate { sweeps: 8 },
+        }
+    }
 }
 
 /// Arguments of `grid-search`.
@@ -50,7 +63,7 @@ pub struct GridSearchArgs {
     /// Only weights summing to 1.
     #[arg(long)]
     pub sum_to_one: bool,
-    /// Visit every point or refine around the best.
+    /// Visit every point, refine around the best, or scan one weight at a time.
     #[arg(long, value_enum, default_value = "refine")]
     pub strategy: StrategyArg,
     /// Best points each refinement looks around.
@@ -115,10 +128,7 @@ pub fn run(args: GridSearchArgs, device: DeviceChoice) -> Result<()> {
         step: args.step,
         sum_to_one: args.sum_to_one,
     };
-    let strategy = match args.strategy {
-        StrategyArg::Exhaustive => Strategy::Exhaustive,
-        StrategyArg::Refine => Strategy::Refine { keep: args.keep },
-    };
+    let strategy = args.strategy.strategy(args.keep);
     let base_loss = eval.evaluate(&|x, t| base.model.predict_eps(x, t))?;
     eprintln!(
         "base: held-out loss {:.5} (per range {})",

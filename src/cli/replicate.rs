@@ -40,7 +40,7 @@ pub struct ReplicateArgs {
     #[arg(long, default_value_t = 4)]
     pub experts: usize,
     /// Finetuning steps per expert (the baseline gets N times as many).
-    #[arg(long, default_value_t = 150)]
+    #[arg(long, default_value_t = 100)]
     pub steps_per_expert: u64,
     /// Finetuning batch size.
     #[arg(long, default_value_t = 32)]
@@ -51,9 +51,12 @@ pub struct ReplicateArgs {
     /// Finest spacing of the merge-weight lattice over [0, 1].
     #[arg(long, default_value_t = 0.1)]
     pub grid_step: f64,
-    /// Only merge weights summing to 1.
+    /// Only merge weights summing to 1 (with the refine or exhaustive strategy).
     #[arg(long)]
     pub sum_to_one: bool,
+    /// How the merge-weight lattice is searched.
+    #[arg(long, value_enum, default_value = "coordinate")]
+    pub strategy: super::grid_search::StrategyArg,
     /// Held-out samples in the search objective.
     #[arg(long, default_value_t = 256)]
     pub search_samples: usize,
@@ -103,6 +106,7 @@ impl ReplicateArgs {
         c.grid.n = self.experts;
         c.grid.step = self.grid_step;
         c.grid.sum_to_one = self.sum_to_one;
+        c.strategy = self.strategy.strategy(3);
         c.search_samples = self.search_samples;
         c.report_samples = self.report_samples;
         c.metric_samples = c.metric_samples.min(self.metric_samples);

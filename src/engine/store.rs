@@ -327,7 +327,11 @@ impl<M: Module> RunCheckpoint<'_, M> {
             .iter()
             .find(|(_, _, v)| v.iter().any(|x| !x.is_finite()))
         {
-            let bad = v.iter().find(|x| !x.is_finite()).copied().unwrap_or(f32::NAN);
+            let bad = v
+                .iter()
+                .find(|x| !x.is_finite())
+                .copied()
+                .unwrap_or(f32::NAN);
             bail!(
                 "the weights hold {bad} in `{k}` at step {}; not saved, the previous checkpoint in {} is intact",
                 self.step,

@@ -2,7 +2,7 @@
 
 use crate::engine::data::DataSpec;
 use crate::engine::metric::features::FeatureTrainConfig;
-use crate::engine::search::GridSpec;
+use crate::engine::search::{GridSpec, Strategy};
 use crate::engine::train::{FinetuneConfig, TrainConfig};
 use serde::Serialize;
 use std::path::PathBuf;
@@ -35,8 +35,8 @@ pub struct ReplicateConfig {
     pub finetune: FinetuneConfig,
     /// The merge-weight lattice (its `n` is the number of experts).
     pub grid: GridSpec,
-    /// Best points each refinement of the search looks around.
-    pub refine_keep: usize,
+    /// How the merge-weight lattice is searched.
+    pub strategy: Strategy,
     /// Held-out samples in the search objective.
     pub search_samples: usize,
     /// Seed of the search's evaluation set.
@@ -64,7 +64,7 @@ pub struct ReplicateConfig {
 impl Default for ReplicateConfig {
     fn default() -> Self {
         let finetune = FinetuneConfig {
-            steps_per_expert: 150,
+            steps_per_expert: 100,
             batch_size: 32,
             lr: 1e-4,
             ema_max_decay: Some(0.99),
@@ -91,7 +91,7 @@ impl Default for ReplicateConfig {
                 sum_to_one: false,
             },
             finetune,
-            refine_keep: 3,
+            strategy: Strategy::Coordinate { sweeps: 4 },
             search_samples: 256,
             search_seed: 1234,
             report_samples: 512,

@@ -20,7 +20,7 @@ use crate::engine::eval::{EvalLosses, EvalSet, EvalSetConfig, timestep_ranges};
 use crate::engine::merge::{MergeJob, MergeSpec, Merger, TimestepEnsemble, export_merge};
 use crate::engine::metric::features::FeatureTrainConfig;
 use crate::engine::metric::{SampleMetric, default_cache_dir};
-use crate::engine::search::{GridEvent, Strategy, search_merge_weights};
+use crate::engine::search::{GridEvent, search_merge_weights};
 use crate::engine::store::{AnyModel, ModelSpec, TRAIN_STATE_FILE, load_model};
 use crate::engine::train::{
     CancelToken, FinetuneEvent, FinetuneJob, RunId, Schedule, TrainEvent, finetune_any, fresh_run,
@@ -80,7 +80,7 @@ pub fn replicate(
         );
     }
     config.finetune.validate()?;
-    config.grid.validate()?;
+    config.grid.validate_for(config.strategy)?;
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     let mut seconds = StageTimes::default();
 
@@ -150,9 +150,7 @@ pub fn replicate(
         &mut merger,
         &search_set,
         &config.grid,
-        Strategy::Refine {
-            keep: config.refine_keep,
-        },
+        config.strategy,
         &keep_going,
         &mut |e| on_event(ReplicateEvent::Search(e)),
     )?;

@@ -9,6 +9,8 @@
 //! - [`Strategy::Refine`] scores the coarsest sub-lattice, then at each finer level
 //!   only the points within one coarse step of the `keep` best points so far: far
 //!   fewer evaluations, and usually the same optimum on smooth objectives.
+//! - [`Strategy::Coordinate`] scans one weight at a time (see [`super::coordinate`]):
+//!   the fewest evaluations for many weights.
 //!
 //! The objective is a caller's closure (the held-out loss of the merged model in
 //! the app and the CLI), so the search itself is pure and testable.
@@ -33,7 +35,8 @@ pub struct GridSpec {
 }
 
 /// How the lattice is visited.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "name", rename_all = "lowercase")]
 pub enum Strategy {
     /// Every point, coarse sub-lattices first.
     Exhaustive,
@@ -41,6 +44,12 @@ pub enum Strategy {
     Refine {
         /// How many of the best points each refinement looks around.
         keep: usize,
+    },
+    /// One weight at a time over all its values, from the lattice centre,
+    /// for at most `sweeps` sweeps (see [`super::coordinate`]).
+    Coordinate {
+        /// Most sweeps over all weights.
+        sweeps: usize,
     },
 }
 
@@ -118,26 +127,56 @@ impl GridSpec {
         ((self.hi - self.lo) / self.step + 1e-9).floor() as usize + 1
     }
 
-    /// Checks the spec is searchable.
+    /// Checks the spec is searchable by listing lattice points: the bounds
+    /// (see [`Self::validate_bounds`]) and a lattice small enough to list.
     pub fn validate(&self) -> Result<()> {
+        self.validate_bounds()?;
+        let per = self.ticks() as f64;
+        if !self.sum_to_one && per.powi(self.n as i32) > 5e6 {
+            bail!(
+                "the grid has {:.0} points; use a coarser step, --sum-to-one, or the refine or coordinate strategy",
+                per.powi(self.n as i32)
+            );
+        }
+        Ok(())
+    }
+
+    /// Checks the spec is searchable with `strategy`.
+    pub fn validate_for(&self, strategy: Strategy) -> Result<()> {
+        match strategy {
+            Strategy::Coordinate { .. } => {
+                self.validate_bounds()?;
+                if self.sum_to_one {
+                    bail!(
+                        "the coordinate search moves one weight at a time, so it cannot keep the weights summing to 1: use the refine or exhaustive strategy with --sum-to-one"
+                    );
+                }
+                Ok(())
+            }
+            _ => self.validate(),
+        }
+    }
+
+    /// Checks the number of weights, the bounds and the step, and that some
+    /// point sums to 1 when that is asked.
+    pub fn validate_bounds(&self) -> Result<()> {
         if self.n == 0 {
             bail!("grid search needs at least one weight");
         }
         if !(self.step > 0.0) || !self.lo.is_finite() || !self.hi.is_finite() {
             bail!("grid step must be positive and the bounds finite");
         }
+        if (self.hi - self.lo) / self.step > 100_000.0 {
+            bail!(
+                "the grid has more than 100,000 values per weight; use a coarser step than {}",
+                self.step
+            );
+        }
         if self.hi < self.lo {
             bail!(
                 "grid upper bound {} is below the lower bound {}",
                 self.hi,
                 self.lo
-            );
-        }
-        let per = self.ticks() as f64;
-        if !self.sum_to_one && per.powi(self.n as i32) > 5e6 {
-            bail!(
-                "the grid has {:.0} points; use a coarser step, --sum-to-one or the refine strategy",
-                per.powi(self.n as i32)
             );
         }
         if self.sum_to_one && self.points_at(1).is_empty() {
@@ -237,6 +276,9 @@ pub fn grid_search(
     keep_going: &dyn Fn() -> bool,
     on_event: &mut dyn FnMut(GridEvent),
 ) -> Result<GridResult> {
+    if let Strategy::Coordinate { sweeps } = strategy {
+        return super::coordinate::coordinate_search(spec, sweeps, score, keep_going, on_event);
+    }
     spec.validate()?;
     let mut seen: BTreeSet<Vec<usize>> = BTreeSet::new();
     let mut points: Vec<GridPoint> = Vec::new();
@@ -257,7 +299,7 @@ pub fn grid_search(
                 c.retain(|p| p.iter().all(|&v| v % stride == 0 || v == spec.ticks() - 1));
                 c
             }
-            Strategy::Refine { .. } => spec.points_at(stride),
+            Strategy::Refine { .. } | Strategy::Coordinate { .. } => spec.points_at(stride),
         };
         let fresh: Vec<Vec<usize>> = candidates
             .into_iter()

@@ -1,5 +1,6 @@
 //! Searching merge weights: lattices, strategies and the stream of results.
 
+pub mod coordinate;
 pub mod grid;
 pub mod merge_weights;
 
