@@ -266,7 +266,7 @@ pub fn save_model_folder(
 ) -> Result<()> {
     let mut save = FolderSave::begin(dir)?;
     write_model_files(&mut save, spec, params, dtypes, key_style, meta)?;
-    save.commit()
+    save.commit().map(drop)
 }
 
 /// The files of a model folder, written into a save in progress: weights
@@ -387,7 +387,7 @@ impl<M: Module> RunCheckpoint<'_, M> {
             KeyStyle::Modern,
             Some(&meta),
         )?;
-        save.commit()
+        save.commit().map(drop)
     }
 }
 

@@ -183,7 +183,7 @@ pub fn write_folder_atomic<B: AsRef<[u8]>>(
     for (name, bytes) in files {
         write_atomic_bytes(save.path(name)?, bytes.as_ref())?;
     }
-    save.commit()
+    save.commit().map(drop)
 }
 
 #[cfg(test)]

@@ -234,9 +234,9 @@ impl FolderSave {
         Ok(())
     }
 
-    /// Makes the new folder visible. On error the target is unchanged (in
-    /// [`SwapMode::Exchange`]) or holds each file old or new.
-    pub fn commit(mut self) -> Result<()> {
+    /// Makes the new folder visible and says how. On error the target is
+    /// unchanged (in [`SwapMode::Exchange`]) or holds each file old or new.
+    pub fn commit(mut self) -> Result<SwapMode> {
         sync_dir(&self.staging)?;
         let parent = self
             .staging
@@ -251,7 +251,8 @@ impl FolderSave {
                 )
             })?;
             self.done = true;
-            return sync_dir(&parent);
+            sync_dir(&parent)?;
+            return Ok(SwapMode::Exchange);
         }
         if self.mode == SwapMode::Exchange {
             let swapped = exchange(&self.staging, &self.target).with_context(|| {
@@ -265,7 +266,7 @@ impl FolderSave {
                 sync_dir(&parent)?;
                 // The staging path now holds the old folder.
                 let _ = fs::remove_dir_all(&self.staging);
-                return Ok(());
+                return Ok(SwapMode::Exchange);
             }
             self.mode = SwapMode::PerFile;
         }
@@ -287,7 +288,7 @@ impl FolderSave {
         sync_dir(&self.target)?;
         self.done = true;
         let _ = fs::remove_dir_all(&self.staging);
-        Ok(())
+        Ok(SwapMode::PerFile)
     }
 }
 
@@ -337,7 +338,15 @@ mod tests {
         assert_eq!(s.mode(), SwapMode::Exchange);
         write_atomic_bytes(s.path("w").unwrap(), b"new").unwrap();
         assert_eq!(fs::read(dir.join("w")).unwrap(), b"old");
-        s.commit().unwrap();
+        let mode = s.commit().unwrap();
+        // Linux swaps the folders (renameat2); the kill -9 test relies on it
+        if cfg!(target_os = "linux") {
+            assert_eq!(
+                mode,
+                SwapMode::Exchange,
+                "this filesystem cannot swap folders"
+            );
+        }
         assert_eq!(fs::read(dir.join("w")).unwrap(), b"new");
         assert_eq!(fs::read(dir.join("notes.txt")).unwrap(), b"mine");
         assert_eq!(names(root.path()), ["ckpt"]);
@@ -368,7 +377,7 @@ mod tests {
         assert_eq!(s.mode(), SwapMode::PerFile);
         write_atomic_bytes(s.path("w").unwrap(), b"new").unwrap();
         s.remove("deme.json").unwrap();
-        s.commit().unwrap();
+        assert_eq!(s.commit().unwrap(), SwapMode::PerFile);
         assert_eq!(names(&dir), ["samples", "w"]);
         assert_eq!(fs::read(dir.join("samples").join("a.png")).unwrap(), b"png");
         assert_eq!(names(root.path()), ["ckpt"]);
