@@ -309,3 +309,67 @@ fn ctrl_c_writes_the_points_scored_so_far() {
     names.sort();
     assert_eq!(names, ["grid.csv", "grid.json"]);
 }
+
+#[test]
+fn the_sample_metric_can_score_the_merges() {
+    let root = tempfile::tempdir().unwrap();
+    let r = root.path();
+    for (name, seed) in [("base", 0), ("e1", 1), ("e2", 2)] {
+        save_random(&r.join(name), seed);
+    }
+    let p = |n: &str| r.join(n).to_str().unwrap().to_string();
+    let out = Command::new(env!("CARGO_BIN_EXE_deme-studio"))
+        .env("XDG_CACHE_HOME", r.join("cache"))
+        .args([
+            "--device",
+            "cpu",
+            "grid-search",
+            "--base",
+            &p("base"),
+            "--experts",
+            &format!("{},{}", p("e1"), p("e2")),
+            "--step",
+            "0.5",
+            "--strategy",
+            "exhaustive",
+            "--objective",
+            "frechet",
+            "--metric-samples",
+            "8",
+            "--metric-steps",
+            "2",
+            "--feature-steps",
+            "5",
+            "--samples",
+            "8",
+            "--out",
+            &p("fd"),
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(r.join("fd/grid.json")).unwrap()).unwrap();
+    let points = json["points"].as_array().unwrap();
+    assert_eq!(points.len(), 9);
+    let fd = |pt: &serde_json::Value| pt["score"]["loss"].as_f64().unwrap();
+    assert!(points.iter().all(|pt| fd(pt).is_finite() && fd(pt) >= 0.0));
+    // w = (0, 0) is the base: the same images, so the distance the command
+    // printed for the base
+    let origin = points
+        .iter()
+        .find(|pt| pt["weights"][0] == 0.0 && pt["weights"][1] == 0.0)
+        .unwrap();
+    let line = err
+        .lines()
+        .find(|l| l.starts_with("base: Frechet distance"))
+        .unwrap();
+    assert!(
+        line.contains(&format!("{:.3}", fd(origin))),
+        "{line} vs {}",
+        fd(origin)
+    );
+    // different weights give different images, so the objective has teeth
+    assert!(points.iter().any(|pt| (fd(pt) - fd(origin)).abs() > 1e-6));
+}

@@ -9,7 +9,13 @@ use crate::engine::device::DeviceChoice;
 use crate::engine::diffusion::NoiseSchedule;
 use crate::engine::eval::{EvalSet, EvalSetConfig};
 use crate::engine::merge::{Mergeable, Merger};
-use crate::engine::search::{GridEvent, GridResult, GridSpec, Strategy, search_merge_weights};
+use crate::engine::metric::features::FeatureTrainConfig;
+use crate::engine::metric::{SampleMetric, default_cache_dir};
+use crate::engine::replicate::samples::initial_noise;
+use crate::engine::search::{
+    GridEvent, GridResult, GridSpec, MetricObjective, Strategy, search_merge_weights,
+    search_merge_weights_by_metric,
+};
 use crate::engine::store::load_model;
 use crate::engine::train::CancelToken;
 use anyhow::{Context, Result, bail};
@@ -37,6 +43,16 @@ impl StrategyArg {
             StrategyArg::Coordinate => Strategy::Coordinate { sweeps: 8 },
         }
     }
+}
+
+/// What scores a merge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ObjectiveArg {
+    /// The held-out diffusion loss (fast, deterministic).
+    Loss,
+    /// The Frechet distance of images generated from the merge to the held-out
+    /// images (the sample metric; deterministic, much slower per point).
+    Frechet,
 }
 
 /// Arguments of `grid-search`.
@@ -69,9 +85,21 @@ pub struct GridSearchArgs {
     /// Best points each refinement looks around.
     #[arg(long, default_value_t = 3)]
     pub keep: usize,
-    /// Held-out samples in the objective.
+    /// What scores a merge.
+    #[arg(long, value_enum, default_value = "loss")]
+    pub objective: ObjectiveArg,
+    /// Held-out samples in the loss objective.
     #[arg(long, default_value_t = 256)]
     pub samples: usize,
+    /// Images generated per point with `--objective frechet`.
+    #[arg(long, default_value_t = 64)]
+    pub metric_samples: usize,
+    /// DDIM steps of those images.
+    #[arg(long, default_value_t = 10)]
+    pub metric_steps: usize,
+    /// Training steps of the sample metric's feature network (trained once, cached).
+    #[arg(long, default_value_t = 400)]
+    pub feature_steps: usize,
     /// Seed of the evaluation set.
     #[arg(long, default_value_t = 1234)]
     pub seed: u64,
@@ -135,6 +163,10 @@ pub fn run(args: GridSearchArgs, device: DeviceChoice) -> Result<()> {
         base_loss.mean(),
         fmt_ranges(&base_loss.per_range(n))
     );
+    let metric = match args.objective {
+        ObjectiveArg::Loss => None,
+        ObjectiveArg::Frechet => Some(frechet_setup(&args, &base, &schedule, dev)?),
+    };
     let pb = bar(0, "grid");
     let mut on_event = |e: GridEvent| match e {
         GridEvent::Level { points, .. } => pb.inc_length(points as u64),
@@ -158,25 +190,55 @@ pub fn run(args: GridSearchArgs, device: DeviceChoice) -> Result<()> {
     let cancel = CancelToken::new();
     super::interrupt::install(&cancel);
     let keep_going = || !cancel.is_cancelled();
-    let result = search_merge_weights(
-        &mut merger,
-        &eval,
-        &spec,
-        strategy,
-        &keep_going,
-        &mut on_event,
-    )?;
+    let result = match &metric {
+        None => search_merge_weights(
+            &mut merger,
+            &eval,
+            &spec,
+            strategy,
+            &keep_going,
+            &mut on_event,
+        )?,
+        Some((metric, base_fd)) => {
+            let shape = base.spec.item_shape();
+            let objective = MetricObjective {
+                metric,
+                noise: initial_noise(args.metric_samples, shape, args.seed),
+                shape,
+                schedule: &schedule,
+                steps: args.metric_steps,
+                device: dev.clone(),
+            };
+            eprintln!("base: Frechet distance {base_fd:.3}");
+            search_merge_weights_by_metric(
+                &mut merger,
+                &objective,
+                &spec,
+                strategy,
+                &keep_going,
+                &mut on_event,
+            )?
+        }
+    };
     pb.finish_and_clear();
     write_results(&result, &args.out)?;
     let best = result.best_point();
-    eprintln!(
-        "best of {} points: w = {} held-out loss {:.5} (base {:.5}); per range {}",
-        result.points.len(),
-        fmt_weights(&best.weights),
-        best.score.loss,
-        base_loss.mean(),
-        fmt_ranges(&best.score.per_range)
-    );
+    match &metric {
+        None => eprintln!(
+            "best of {} points: w = {} held-out loss {:.5} (base {:.5}); per range {}",
+            result.points.len(),
+            fmt_weights(&best.weights),
+            best.score.loss,
+            base_loss.mean(),
+            fmt_ranges(&best.score.per_range)
+        ),
+        Some((_, base_fd)) => eprintln!(
+            "best of {} points: w = {} Frechet distance {:.3} (base {base_fd:.3})",
+            result.points.len(),
+            fmt_weights(&best.weights),
+            best.score.loss,
+        ),
+    }
     if result.cancelled {
         bail!(
             "cancelled after {} points: {} holds them (grid.json says \"cancelled\": true)",
@@ -186,6 +248,50 @@ pub fn run(args: GridSearchArgs, device: DeviceChoice) -> Result<()> {
     }
     eprintln!("wrote {}", args.out.display());
     Ok(())
+}
+
+/// The sample metric of `args.data` at the model's image shape, and the
+/// base model's distance under the same settings as every point.
+fn frechet_setup(
+    args: &GridSearchArgs,
+    base: &crate::engine::store::LoadedModel,
+    schedule: &NoiseSchedule,
+    dev: &burn::tensor::Device,
+) -> Result<(SampleMetric, f64)> {
+    if args.metric_samples < 2 || args.metric_steps == 0 {
+        bail!("--objective frechet needs --metric-samples >= 2 and --metric-steps >= 1");
+    }
+    let shape = base.spec.item_shape();
+    let metric = SampleMetric::for_dataset(
+        &args.data,
+        shape,
+        args.val_fraction,
+        FeatureTrainConfig {
+            steps: args.feature_steps,
+            ..FeatureTrainConfig::default()
+        },
+        default_cache_dir().as_deref(),
+        dev,
+    )?;
+    eprintln!(
+        "sample metric: {} generated images per point (DDIM {} steps) against {} held-out images; feature network held-out accuracy {:.1}%",
+        args.metric_samples,
+        args.metric_steps,
+        metric.real_count(),
+        100.0 * metric.accuracy
+    );
+    let images = crate::engine::replicate::samples::generate(
+        &|x, t| base.model.predict_eps(x, t),
+        &initial_noise(args.metric_samples, shape, args.seed),
+        shape,
+        schedule,
+        args.metric_steps,
+        dev,
+        &CancelToken::new(),
+        &mut |_, _| {},
+    )?;
+    let base_fd = metric.score(&images, dev)?;
+    Ok((metric, base_fd))
 }
 
 /// Writes `grid.json` and `grid.csv` (each atomically), holding exactly the

@@ -245,7 +245,7 @@ mod tests {
         config.down_block_types = vec!["AttnDownBlock2D".into(); 3];
         config.up_block_types = vec!["AttnUpBlock2D".into(); 3];
         config.in_channels = 3;
-        config.out_channels = 2;
+        config.out_channels = 3;
         let model = UNet2DModel::new(&config, 0, &Device::flex()).unwrap();
         assert_eq!(config.num_params(), Some(model.num_params() as u64));
     }

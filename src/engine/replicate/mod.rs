@@ -9,7 +9,7 @@
 
 pub mod config;
 pub mod report;
-mod samples;
+pub mod samples;
 
 pub use config::{BaseSource, ReplicateConfig};
 pub use report::{Report, ReportRow, StageTimes};

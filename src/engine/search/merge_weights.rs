@@ -1,10 +1,16 @@
 //! The grid search the app, `grid-search` and `replicate` share: task-arithmetic
-//! merges re-merged in place and scored by their held-out loss.
+//! merges re-merged in place and scored by their held-out loss or, optionally,
+//! by the sample metric of images generated from them.
 
 use super::grid::{GridEvent, GridResult, GridSpec, Score, Strategy, grid_search};
+use crate::engine::diffusion::NoiseSchedule;
 use crate::engine::eval::EvalSet;
 use crate::engine::merge::{MergeSpec, Mergeable, Merger};
+use crate::engine::metric::SampleMetric;
+use crate::engine::replicate::samples::generate;
+use crate::engine::train::CancelToken;
 use anyhow::Result;
+use burn::tensor::Device;
 
 /// Searches task-arithmetic weights over `spec`, scoring each point by the
 /// held-out loss on `eval` (overall and per timestep range, one range per expert).
@@ -25,6 +31,58 @@ pub fn search_merge_weights<M: Mergeable>(
         Ok(Score {
             loss: losses.mean(),
             per_range: losses.per_range(n),
+        })
+    };
+    grid_search(spec, strategy, &mut score, keep_going, on_event)
+}
+
+/// The sample-metric objective: the Frechet distance to the held-out images of
+/// a fixed set of images generated from each merge (deterministic DDIM from
+/// the same initial noise for every point), as `replicate` reports it.
+pub struct MetricObjective<'a> {
+    /// The metric (feature network and held-out statistics).
+    pub metric: &'a SampleMetric,
+    /// Initial noise of the generated images (NCHW values of `shape`).
+    pub noise: Vec<f32>,
+    /// Image shape `[c, h, w]`.
+    pub shape: [usize; 3],
+    /// The diffusion schedule.
+    pub schedule: &'a NoiseSchedule,
+    /// DDIM steps per image.
+    pub steps: usize,
+    /// Where to compute.
+    pub device: Device,
+}
+
+/// Searches task-arithmetic weights over `spec`, scoring each point by the
+/// sample metric of its merge (lower is better; no per-range breakdown).
+pub fn search_merge_weights_by_metric<M: Mergeable>(
+    merger: &mut Merger<M>,
+    objective: &MetricObjective,
+    spec: &GridSpec,
+    strategy: Strategy,
+    keep_going: &dyn Fn() -> bool,
+    on_event: &mut dyn FnMut(GridEvent),
+) -> Result<GridResult> {
+    let n = merger.num_experts();
+    let mut merged = merger.merge(&MergeSpec::task_arithmetic(vec![0.0; n]))?;
+    let never = CancelToken::new();
+    let mut score = |w: &[f64]| -> Result<Score> {
+        let weights = MergeSpec::task_arithmetic(w.iter().map(|&v| v as f32).collect());
+        merged = merger.merge_into(merged.clone(), &weights)?;
+        let images = generate(
+            &|x, t| merged.predict_eps(x, t),
+            &objective.noise,
+            objective.shape,
+            objective.schedule,
+            objective.steps,
+            &objective.device,
+            &never,
+            &mut |_, _| {},
+        )?;
+        Ok(Score {
+            loss: objective.metric.score(&images, &objective.device)?,
+            per_range: Vec::new(),
         })
     };
     grid_search(spec, strategy, &mut score, keep_going, on_event)

@@ -5,4 +5,4 @@ pub mod grid;
 pub mod merge_weights;
 
 pub use grid::{GridEvent, GridPoint, GridResult, GridSpec, Score, Strategy, grid_search};
-pub use merge_weights::search_merge_weights;
+pub use merge_weights::{MetricObjective, search_merge_weights, search_merge_weights_by_metric};
