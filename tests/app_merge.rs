@@ -387,6 +387,43 @@ fn grid_search_streams_results_and_a_row_loads_its_weights() {
 }
 
 #[test]
+fn the_coordinate_search_is_offered_and_unties_the_weights() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut h = harness_sized(app_with(Some(write_set(tmp.path(), 2))), [1280.0, 1400.0]);
+    wait_until(&mut h, "the models", |a| a.models().info.is_some());
+    click(&mut h, "Grid search");
+    // the strategy menu shows its choice as its value
+    h.get_by_value("refine").click();
+    h.step();
+    h.step();
+    click(&mut h, "coordinate");
+    assert_eq!(
+        h.state().grid().kind,
+        deme_studio::app::grid_panel::SearchKind::Coordinate
+    );
+    click(&mut h, "Start search");
+    wait_until(&mut h, "the coordinate search", |a| {
+        !a.grid().running() && a.grid().outcome.is_some()
+    });
+    let g = h.state().grid();
+    assert!(
+        g.outcome.as_deref().unwrap().starts_with("finished"),
+        "{:?}",
+        g.outcome
+    );
+    // one weight moves at a time from the lattice centre, so most points do
+    // not sum to 1, and the setting itself is kept for the other kinds
+    assert!(
+        g.points
+            .iter()
+            .any(|p| (p.weights.iter().sum::<f64>() - 1.0).abs() > 1e-9)
+    );
+    assert!(g.sum_to_one);
+    let best = g.best.clone().expect("a best point");
+    assert!(g.points.iter().all(|p| p.score.loss >= best.score.loss));
+}
+
+#[test]
 fn the_merge_saves_with_its_recipe_and_the_previews_export_as_png() {
     let tmp = tempfile::tempdir().unwrap();
     let mut h = harness(app_with(Some(write_set(&tmp.path().join("set"), 2))));

@@ -19,14 +19,61 @@ pub enum GridAction {
     Load(Vec<f32>),
 }
 
+/// How the panel visits the lattice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SearchKind {
+    /// Coarse lattice, then around the 3 best points.
+    Refine,
+    /// One weight at a time (not with Σw = 1).
+    Coordinate,
+    /// Every point.
+    Exhaustive,
+}
+
+impl SearchKind {
+    /// Every kind, in menu order.
+    pub const ALL: [SearchKind; 3] = [
+        SearchKind::Refine,
+        SearchKind::Coordinate,
+        SearchKind::Exhaustive,
+    ];
+
+    /// Menu label.
+    pub fn label(self) -> &'static str {
+        match self {
+            SearchKind::Refine => "refine",
+            SearchKind::Coordinate => "coordinate",
+            SearchKind::Exhaustive => "exhaustive",
+        }
+    }
+
+    /// What the menu entry does.
+    pub fn help(self) -> &'static str {
+        match self {
+            SearchKind::Refine => {
+                "score a coarse lattice, then only around the best points (far fewer points)"
+            }
+            SearchKind::Coordinate => {
+                "scan one weight at a time over all its values, sweeping until nothing moves (fewest points; weights not tied to Σw = 1)"
+            }
+            SearchKind::Exhaustive => "score every lattice point, coarse ones first",
+        }
+    }
+
+    /// Whether the kind can keep Σw = 1.
+    pub fn supports_sum_to_one(self) -> bool {
+        self != SearchKind::Coordinate
+    }
+}
+
 /// Settings, progress and results of the grid search.
 pub struct GridState {
     /// Finest lattice spacing.
     pub step: f64,
     /// Only weights summing to 1.
     pub sum_to_one: bool,
-    /// Refine around the best points instead of visiting every point.
-    pub refine: bool,
+    /// How the lattice is visited.
+    pub kind: SearchKind,
     cancel: Option<Arc<AtomicBool>>,
     planned: usize,
     /// Points scored so far, in order.
@@ -42,7 +89,7 @@ impl Default for GridState {
         Self {
             step: 0.25,
             sum_to_one: true,
-            refine: true,
+            kind: SearchKind::Refine,
             cancel: None,
             planned: 0,
             points: Vec::new(),
@@ -72,12 +119,12 @@ impl GridState {
                 lo: 0.0,
                 hi: 1.0,
                 step: self.step,
-                sum_to_one: self.sum_to_one,
+                sum_to_one: self.sum_to_one && self.kind.supports_sum_to_one(),
             },
-            strategy: if self.refine {
-                Strategy::Refine { keep: 3 }
-            } else {
-                Strategy::Exhaustive
+            strategy: match self.kind {
+                SearchKind::Refine => Strategy::Refine { keep: 3 },
+                SearchKind::Coordinate => Strategy::Coordinate { sweeps: 8 },
+                SearchKind::Exhaustive => Strategy::Exhaustive,
             },
             cancel,
         }
@@ -115,7 +162,7 @@ impl GridState {
         *self = Self {
             step: self.step,
             sum_to_one: self.sum_to_one,
-            refine: self.refine,
+            kind: self.kind,
             ..Self::default()
         };
     }
@@ -146,15 +193,30 @@ pub fn grid_ui(
                 .fixed_decimals(2),
         )
         .on_hover_text("finest lattice spacing of each weight in [0, 1]");
+        ui.add_enabled_ui(!g.running(), |ui| {
+            egui::ComboBox::from_id_salt("grid-search-kind")
+                .selected_text(g.kind.label())
+                .show_ui(ui, |ui| {
+                    for kind in SearchKind::ALL {
+                        ui.selectable_value(&mut g.kind, kind, kind.label())
+                            .on_hover_text(kind.help());
+                    }
+                })
+                .response
+                .on_hover_text(g.kind.help());
+        });
+        let tie_ok = g.kind.supports_sum_to_one();
+        // shown unticked where the kind cannot tie the weights; the setting is kept
+        let mut tied = g.sum_to_one && tie_ok;
         ui.add_enabled(
-            !g.running(),
-            egui::Checkbox::new(&mut g.sum_to_one, "Σw = 1"),
+            !g.running() && tie_ok,
+            egui::Checkbox::new(&mut tied, "Σw = 1"),
         )
-        .on_hover_text("only weights summing to 1");
-        ui.add_enabled(!g.running(), egui::Checkbox::new(&mut g.refine, "refine"))
-            .on_hover_text(
-                "score a coarse lattice, then only around the best points (far fewer points)",
-            );
+        .on_hover_text("only weights summing to 1")
+        .on_disabled_hover_text("the coordinate search moves one weight at a time");
+        if tie_ok {
+            g.sum_to_one = tied;
+        }
         if g.running() {
             if ui.button("Cancel").clicked() {
                 g.cancel();
