@@ -1,13 +1,14 @@
 //! Entry points of the fuzz targets (`fuzz/fuzz_targets/*.rs`), one per
 //! parser of outside input, shared with the test that replays the committed
-//! corpus and every crash found (`tests/fuzz_corpus.rs`).
+//! seeds and every crash found (`tests/fuzz_corpus.rs`).
 //!
 //! Each entry point feeds arbitrary bytes to the parser exactly as a file
-//! would reach it, and returns whether the parser accepted them. Any input may be refused with an error; none may panic,
-//! abort, hang or allocate beyond the parser's stated bounds. Where a parse
-//! succeeds, the entry point also checks a property of the result (round
-//! trips, recipe output paths staying inside the chosen folder), and panics
-//! if it fails, so the fuzzer reports it.
+//! would reach it, and returns whether the parser accepted them. Any input
+//! may be refused with an error; none may panic, abort, hang or allocate
+//! beyond the parser's stated bounds. Where a parse succeeds, the entry point
+//! also checks a property of the result (round trips, recipe output paths
+//! staying inside the chosen folder), and panics if it fails, so the fuzzer
+//! reports it.
 
 use crate::checkpoint::{
     CheckpointMeta, UNet2DConfig, normalize_keys, read_safetensors_bytes, serialize_safetensors,
