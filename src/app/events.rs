@@ -1,6 +1,7 @@
 //! What background work reports to the UI, and the channel it travels on.
 
 use super::dialogs::DialogOutcome;
+use super::gradsim_job::GradSimUpdate;
 use super::model_set::ModelSet;
 use super::preview::{Panel, PreviewImage};
 use super::session::SetInfo;
@@ -127,6 +128,8 @@ pub enum Event {
     MergeFailed(String),
     /// Grid search.
     Grid(GridUpdate),
+    /// Gradient-conflict computation.
+    GradSim(GradSimUpdate),
     /// Save merge / export PNG.
     Job(JobEvent),
     /// A file dialog closed.

@@ -5,6 +5,7 @@ use super::about::About;
 use super::dialogs::{DialogKind, DialogOutcome, open_dialog};
 use super::events::{Activity, Emitter, Event, JobEvent};
 use super::export_job::{spawn_export_png, spawn_save_merge};
+use super::gradsim_view::{GradSimAction, GradSimState, gradsim_ui};
 use super::grid_panel::{GridAction, GridState};
 use super::merge_state::MergeState;
 use super::merge_view::{MergeAction, central_ui, controls_ui};
@@ -75,6 +76,7 @@ pub struct StudioApp {
     models: ModelsState,
     merge: MergeState,
     grid: GridState,
+    gradsim: GradSimState,
     worker: MergeWorker,
     emit: Emitter,
     events: Receiver<Event>,
@@ -138,6 +140,7 @@ impl StudioApp {
             about: About::default(),
             models: ModelsState::default(),
             grid: GridState::default(),
+            gradsim: GradSimState::default(),
             worker,
             emit,
             events,
@@ -189,6 +192,16 @@ impl StudioApp {
     /// Grid-search state.
     pub fn grid(&self) -> &GridState {
         &self.grid
+    }
+
+    /// The gradient-conflict view's state.
+    pub fn gradsim(&self) -> &GradSimState {
+        &self.gradsim
+    }
+
+    /// The gradient-conflict view's state, mutably (tests change its settings).
+    pub fn gradsim_mut(&mut self) -> &mut GradSimState {
+        &mut self.gradsim
     }
 
     /// The settings (persisted at exit).
@@ -301,6 +314,7 @@ impl StudioApp {
                 Event::Loaded(info) => {
                     self.merge.reset_for(&info);
                     self.grid.reset();
+                    self.gradsim.reset();
                     self.settings.last_set = Some(info.set.clone());
                     self.models.loading = None;
                     self.models.error = None;
@@ -327,6 +341,7 @@ impl StudioApp {
                 Event::Loss(l) => self.merge.apply_loss(l),
                 Event::MergeFailed(m) => self.merge.error = Some(m),
                 Event::Grid(u) => self.grid.apply(u),
+                Event::GradSim(u) => self.gradsim.apply(u),
                 Event::Job(JobEvent::Progress(s)) => self.job = Some(s),
                 Event::Job(JobEvent::Done(s)) => {
                     self.job = None;
@@ -365,6 +380,12 @@ impl StudioApp {
                     .on_hover_text("merge weights, previews, held-out loss, grid search");
                 ui.selectable_value(&mut self.settings.view, View::About, "Models & about")
                     .on_hover_text("the open models in detail, the data, the device");
+                ui.selectable_value(
+                    &mut self.settings.view,
+                    View::GradientConflicts,
+                    "Gradient conflicts",
+                )
+                .on_hover_text("per-timestep gradient cosine similarities of the base model");
                 if self.settings.view == View::Merge && self.models.info.is_some() {
                     ui.separator();
                     ui.toggle_value(&mut self.show_models, "Models panel")
@@ -506,6 +527,30 @@ impl StudioApp {
         egui::CentralPanel::default().show(ui, |ui| self.about.ui(ui));
     }
 
+    fn gradsim_page_ui(&mut self, ui: &mut egui::Ui) {
+        if self.models.info.is_none() {
+            let has_default = self.default_set.is_some();
+            egui::CentralPanel::default().show(ui, |ui| {
+                ui.heading("Gradient conflicts of the base model");
+                ui.label("Open a model set: this view computes the gradient conflicts of its base model.");
+                if self.models.loading.is_some() {
+                    ui.label("loading the models…");
+                }
+                let actions = empty_state_ui(ui, &self.models, has_default);
+                self.handle_models_actions(actions);
+            });
+            return;
+        }
+        let actions = egui::CentralPanel::default()
+            .show(ui, |ui| gradsim_ui(ui, &mut self.gradsim))
+            .inner;
+        for a in actions {
+            match a {
+                GradSimAction::Compute(job) => self.worker.send(Command::GradSim(job)),
+            }
+        }
+    }
+
     /// Draws the whole window into `ui` and sends any new preview request.
     pub fn page_ui(&mut self, ui: &mut egui::Ui) {
         {
@@ -521,6 +566,7 @@ impl StudioApp {
         match self.settings.view {
             View::Merge => self.merge_page_ui(ui),
             View::About => self.about_page_ui(ui),
+            View::GradientConflicts => self.gradsim_page_ui(ui),
         }
         if self.models.info.is_some() {
             let p = self.settings.preview;

@@ -10,6 +10,7 @@
 //! change goes back as an [`Event`].
 
 use super::events::{Activity, Emitter, Event, LossEvent, PreviewEvent};
+use super::gradsim_job::{GradSimJob, GradSimUpdate, spawn_gradsim};
 use super::grid_job::{GridJob, spawn_grid};
 use super::inbox::{Inbox, Next};
 use super::model_set::ModelSet;
@@ -34,6 +35,8 @@ pub enum Command {
     Configure(PreviewSettings),
     /// Start a grid search on its own thread.
     Grid(GridJob),
+    /// Start a gradient-conflict computation of the base on its own thread.
+    GradSim(GradSimJob),
     /// Stop the thread.
     Shutdown,
 }
@@ -158,6 +161,7 @@ impl WorkerState {
                     self.needs_fine = self.last_spec.clone();
                 }
                 (Some(Next::Command(Command::Grid(job))), _) => self.start_grid(job),
+                (Some(Next::Command(Command::GradSim(job))), _) => self.start_gradsim(job),
                 (Some(Next::Request(generation, r)), _) => self.preview(generation, r, true),
                 (None, Some(IdleJob::Reference(p, steps))) => self.reference(p, steps),
                 (None, Some(IdleJob::RefineMerged(spec))) => {
@@ -411,5 +415,22 @@ impl WorkerState {
             return;
         };
         spawn_grid(job, base, experts, eval, self.emit.clone());
+    }
+
+    fn start_gradsim(&mut self, job: GradSimJob) {
+        let inputs = match &self.session {
+            Some(s) => s.gradsim_inputs(),
+            None => Err("open a model set first".into()),
+        };
+        match inputs {
+            Ok(inputs) => {
+                spawn_gradsim(job, inputs, self.emit.clone());
+            }
+            Err(e) => self
+                .emit
+                .emit(Event::GradSim(GradSimUpdate::Finished(Err(format!(
+                    "gradient conflicts need the base's training data: {e}"
+                ))))),
+        }
     }
 }

@@ -3,11 +3,11 @@
 //!
 //! - [`frame`]: the window frame, event loop and persistence ([`StudioApp`]).
 //! - [`merge_view`], [`merge_controls`], [`grid_panel`], [`models_panel`],
-//!   [`about`]: the views.
+//!   [`gradsim_view`], [`about`]: the views.
 //! - [`merge_state`], [`history`], [`weights`], [`settings`], [`model_set`]:
 //!   state and its rules, no drawing.
-//! - [`merge_worker`], [`session`], [`inbox`], [`grid_job`], [`export_job`],
-//!   [`dialogs`]: background work.
+//! - [`merge_worker`], [`session`], [`inbox`], [`grid_job`], [`gradsim_job`],
+//!   [`export_job`], [`dialogs`]: background work.
 //! - [`preview`]: sample tensors to pictures and textures.
 
 pub mod about;
@@ -15,6 +15,8 @@ pub mod dialogs;
 pub mod events;
 pub mod export_job;
 pub mod frame;
+pub mod gradsim_job;
+pub mod gradsim_view;
 pub mod grid_job;
 pub mod grid_panel;
 pub mod history;

@@ -115,6 +115,21 @@ pub struct Session {
     merged: Option<AnyModel>,
     ensemble: TimestepEnsemble<AnyModel>,
     eval: Option<Arc<EvalSet>>,
+    /// The base's architecture and training data (or why it is unknown).
+    data: (ModelSpec, Result<DataSpec, String>),
+}
+
+/// What a gradient-similarity computation needs from a session.
+#[derive(Clone)]
+pub struct GradSimInputs {
+    /// The base model (shares device memory with the session's).
+    pub model: AnyModel,
+    /// Its architecture.
+    pub spec: ModelSpec,
+    /// The data it was trained on.
+    pub data: DataSpec,
+    /// The DDPM schedule.
+    pub schedule: NoiseSchedule,
 }
 
 impl Session {
@@ -176,6 +191,10 @@ impl Session {
         )?;
         let schedule = NoiseSchedule::linear(1e-4, 0.02, NUM_TRAIN_TIMESTEPS);
         progress("held-out set".into());
+        let data = (
+            base.spec.clone(),
+            training_data(&base).map_err(|e| format!("{e:#}")),
+        );
         let (eval, eval_note) = match build_eval(&base, &schedule, eval_samples, device) {
             Ok((set, what)) => (Some(Arc::new(set)), Ok(what)),
             Err(e) => (None, Err(format!("{e:#}"))),
@@ -197,6 +216,7 @@ impl Session {
             merged: None,
             ensemble,
             eval,
+            data,
         })
     }
 
@@ -297,6 +317,17 @@ impl Session {
         Ok(Some(losses))
     }
 
+    /// What a gradient-similarity computation of the base needs, or why it cannot run.
+    pub fn gradsim_inputs(&self) -> Result<GradSimInputs, String> {
+        let (spec, data) = &self.data;
+        Ok(GradSimInputs {
+            model: self.base.clone(),
+            spec: spec.clone(),
+            data: data.clone()?,
+            schedule: self.schedule.clone(),
+        })
+    }
+
     /// Copies of what a grid search needs (models share device memory until changed).
     pub fn grid_inputs(&self) -> Option<(AnyModel, Vec<AnyModel>, Arc<EvalSet>)> {
         Some((
@@ -307,22 +338,27 @@ impl Session {
     }
 }
 
-/// The held-out set of the base's training data (`deme.json`'s `data`, else
-/// embedded MNIST for 1-channel images).
+/// The base's training data: `deme.json`'s `data`, else embedded MNIST for
+/// 1-channel images.
+fn training_data(base: &LoadedModel) -> Result<DataSpec> {
+    let recorded = base.meta.as_ref().and_then(|m| m.data.clone());
+    Ok(match (&recorded, &base.spec) {
+        (Some(d), _) => d
+            .parse()
+            .with_context(|| format!("the base's deme.json names data `{d}`"))?,
+        (None, ModelSpec::UNet(c)) if c.in_channels == 1 => DataSpec::Mnist,
+        (None, _) => bail!("the base has no deme.json naming its training data"),
+    })
+}
+
+/// The held-out set of the base's training data (see [`training_data`]).
 fn build_eval(
     base: &LoadedModel,
     schedule: &NoiseSchedule,
     samples: usize,
     device: &Device,
 ) -> Result<(EvalSet, String)> {
-    let recorded = base.meta.as_ref().and_then(|m| m.data.clone());
-    let data: DataSpec = match (&recorded, &base.spec) {
-        (Some(d), _) => d
-            .parse()
-            .with_context(|| format!("the base's deme.json names data `{d}`"))?,
-        (None, ModelSpec::UNet(c)) if c.in_channels == 1 => DataSpec::Mnist,
-        (None, _) => bail!("the base has no deme.json naming its training data"),
-    };
+    let data = training_data(base)?;
     let items = split_items(&data, &base.spec, VAL_FRACTION, 20_000)?;
     let config = EvalSetConfig {
         samples: samples.max(1),

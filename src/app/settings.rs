@@ -15,6 +15,8 @@ pub enum View {
     Merge,
     /// The loaded models in detail, the data, the device.
     About,
+    /// Per-timestep gradient conflicts of the base model.
+    GradientConflicts,
 }
 
 /// How previews are sampled.

@@ -2,14 +2,16 @@
 
 use super::progress::bar;
 use super::resolve_device;
-use crate::engine::analysis::gradsim::{GradSimProgress, GradSimResult};
-use crate::engine::analysis::{GradSimConfig, Granularity, grad_similarity};
+use crate::engine::analysis::gradsim::{
+    GradSimProgress, GradSimResult, describe_pairs, grad_similarity_any, gradsim_items,
+};
+use crate::engine::analysis::{GradSimConfig, Granularity};
 use crate::engine::checkpoint::write_atomic_bytes;
-use crate::engine::data::{DataSpec, split_items};
+use crate::engine::data::DataSpec;
 use crate::engine::device::DeviceChoice;
 use crate::engine::diffusion::NoiseSchedule;
 use crate::engine::render::{ColorMap, Heatmap};
-use crate::engine::store::{AnyModel, load_model};
+use crate::engine::store::load_model;
 use crate::engine::train::CancelToken;
 use anyhow::{Context, Result, bail};
 use clap::Args;
@@ -67,7 +69,7 @@ pub fn run(args: GradSimArgs, device: DeviceChoice) -> Result<()> {
     }
     let compute = resolve_device(device)?;
     let loaded = load_model(&args.model, &compute.device)?;
-    let items = split_items(&args.data, &loaded.spec, 0.1, args.toy_points)?.train;
+    let items = gradsim_items(&args.data, &loaded.spec, args.toy_points)?;
     let schedule = NoiseSchedule::linear(1e-4, 0.02, 1000);
     let config = GradSimConfig {
         timesteps: args
@@ -84,14 +86,14 @@ pub fn run(args: GradSimArgs, device: DeviceChoice) -> Result<()> {
     let pb = bar(total, "gradsim");
     let cancel = CancelToken::new();
     let mut on_progress = |p: GradSimProgress| pb.set_position(p.done as u64);
-    let result = match &loaded.model {
-        AnyModel::UNet(m) => {
-            grad_similarity(m, &schedule, &items, &config, &cancel, &mut on_progress)
-        }
-        AnyModel::Mlp(m) => {
-            grad_similarity(m, &schedule, &items, &config, &cancel, &mut on_progress)
-        }
-    }?;
+    let result = grad_similarity_any(
+        &loaded.model,
+        &schedule,
+        &items,
+        &config,
+        &cancel,
+        &mut on_progress,
+    )?;
     pb.finish_and_clear();
     write_outputs(&result, &args.out)?;
     print_summary(&result, (args.range[0], args.range[1]));
@@ -143,19 +145,6 @@ pub fn write_outputs(result: &GradSimResult, dir: &Path) -> Result<()> {
     .save_png(&dir.join("heatmap.png"))
 }
 
-fn stats(v: &[f64]) -> String {
-    if v.is_empty() {
-        return "no pairs".into();
-    }
-    let mean = v.iter().sum::<f64>() / v.len() as f64;
-    let min = v.iter().copied().fold(f64::INFINITY, f64::min);
-    let neg = v.iter().filter(|x| **x < 0.0).count();
-    format!(
-        "mean {mean:.3}, min {min:.3}, {neg}/{} pairs negative",
-        v.len()
-    )
-}
-
 fn print_summary(r: &GradSimResult, range: (usize, usize)) {
     let k = r.k();
     let adjacent: Vec<f64> = (0..k - 1).map(|i| r.cosine[i * k + i + 1]).collect();
@@ -164,15 +153,18 @@ fn print_summary(r: &GradSimResult, range: (usize, usize)) {
         .filter(|(i, j)| j > i && j - i >= k / 2)
         .map(|(i, j)| r.cosine[i * k + j])
         .collect();
-    eprintln!("all pairs:        {}", stats(&r.pair_values(None)));
+    eprintln!("all pairs:        {}", describe_pairs(&r.pair_values(None)));
     eprintln!(
         "pairs in [{}, {}): {}",
         range.0,
         range.1,
-        stats(&r.pair_values(Some(range)))
+        describe_pairs(&r.pair_values(Some(range)))
     );
-    eprintln!("adjacent pairs:   {}", stats(&adjacent));
-    eprintln!("distant pairs:    {} (|i - j| >= K/2)", stats(&far));
+    eprintln!("adjacent pairs:   {}", describe_pairs(&adjacent));
+    eprintln!(
+        "distant pairs:    {} (|i - j| >= K/2)",
+        describe_pairs(&far)
+    );
     eprintln!(
         "{}",
         if r.exact {

@@ -19,9 +19,11 @@
 //! measured error of the default on a small model.
 
 use super::groups::{Granularity, group_of};
+use crate::engine::data::{DataSpec, split_items};
 use crate::engine::diffusion::NoiseSchedule;
 use crate::engine::model::EpsModel;
 use crate::engine::model::params::{flat_grads, param_shapes};
+use crate::engine::store::{AnyModel, ModelSpec};
 use crate::engine::train::loss::eps_loss_per_sample;
 use crate::engine::train::{BatchSampler, CancelToken};
 use anyhow::{Result, bail};
@@ -370,6 +372,41 @@ pub fn grad_similarity<M: EpsModel>(
         exact: plans.iter().all(|p| p.sketch.is_none()),
         config: config.clone(),
     })
+}
+
+/// The items the gradients are taken on: the training split of `data` (the same
+/// split the trainer uses, 10 % held out), fitted to the model `spec`.
+pub fn gradsim_items(data: &DataSpec, spec: &ModelSpec, toy_points: usize) -> Result<BatchSampler> {
+    Ok(split_items(data, spec, 0.1, toy_points)?.train)
+}
+
+/// [`grad_similarity`] for either kind of loaded model.
+pub fn grad_similarity_any(
+    model: &AnyModel,
+    schedule: &NoiseSchedule,
+    data: &BatchSampler,
+    config: &GradSimConfig,
+    cancel: &CancelToken,
+    on_progress: &mut dyn FnMut(GradSimProgress),
+) -> Result<GradSimResult> {
+    match model {
+        AnyModel::UNet(m) => grad_similarity(m, schedule, data, config, cancel, on_progress),
+        AnyModel::Mlp(m) => grad_similarity(m, schedule, data, config, cancel, on_progress),
+    }
+}
+
+/// One line on a set of pair similarities: mean, minimum, how many are negative.
+pub fn describe_pairs(v: &[f64]) -> String {
+    if v.is_empty() {
+        return "no pairs".into();
+    }
+    let mean = v.iter().sum::<f64>() / v.len() as f64;
+    let min = v.iter().copied().fold(f64::INFINITY, f64::min);
+    let neg = v.iter().filter(|x| **x < 0.0).count();
+    format!(
+        "mean {mean:.3}, min {min:.3}, {neg}/{} pairs negative",
+        v.len()
+    )
 }
 
 /// Cosine matrix and norms from a K x K Gram matrix (a zero gradient has cosine 0

@@ -1,0 +1,461 @@
+//! The gradient-conflict view: the base model's per-timestep gradient cosine
+//! similarities as a K x K heatmap (hover for the values), the histogram of
+//! pair similarities and the per-block breakdown, most conflicting first.
+
+use super::gradsim_job::{GradSimJob, GradSimUpdate};
+use super::session::NUM_TRAIN_TIMESTEPS;
+use crate::engine::analysis::gradsim::{GradSimResult, describe_pairs};
+use crate::engine::analysis::{GradSimConfig, Granularity};
+use crate::engine::render::ColorMap;
+use crate::engine::train::CancelToken;
+use egui::{Align2, Color32, FontId, Pos2, Rect, Sense, Stroke, StrokeKind, Vec2};
+use egui_plot::{Bar, BarChart, Legend, Plot};
+use std::sync::Arc;
+
+/// The timestep range whose pairs the histogram shows apart (the first expert's
+/// range of a four-way split).
+pub const FOCUS_RANGE: (usize, usize) = (0, 250);
+
+/// Label of the heatmap (for tests and screen readers).
+pub const HEATMAP_LABEL: &str = "gradient cosine heatmap";
+
+/// A computation in progress.
+#[derive(Debug, Clone)]
+struct Running {
+    cancel: CancelToken,
+    done: usize,
+    total: usize,
+}
+
+/// Settings, progress and result of the view.
+#[derive(Debug, Clone)]
+pub struct GradSimState {
+    /// Number of timesteps K (evenly spaced over [0, T)).
+    pub k: usize,
+    /// Number of fixed batches M the gradients are averaged over.
+    pub batches: usize,
+    /// Samples per batch.
+    pub batch_size: usize,
+    running: Option<Running>,
+    result: Option<Arc<GradSimResult>>,
+    /// Why the last computation failed.
+    pub error: Option<String>,
+    /// The heatmap cell under the pointer, `(row, column)`.
+    hovered: Option<(usize, usize)>,
+}
+
+impl Default for GradSimState {
+    fn default() -> Self {
+        Self {
+            k: 10,
+            batches: 1,
+            batch_size: 8,
+            running: None,
+            result: None,
+            error: None,
+            hovered: None,
+        }
+    }
+}
+
+/// What the view asks the app to do.
+#[derive(Debug, Clone)]
+pub enum GradSimAction {
+    /// Start this computation.
+    Compute(GradSimJob),
+}
+
+impl GradSimState {
+    /// The last result.
+    pub fn result(&self) -> Option<&Arc<GradSimResult>> {
+        self.result.as_ref()
+    }
+
+    /// Whether a computation runs.
+    pub fn is_running(&self) -> bool {
+        self.running.is_some()
+    }
+
+    /// `(done, total)` backward passes of the running computation.
+    pub fn progress(&self) -> Option<(usize, usize)> {
+        self.running.as_ref().map(|r| (r.done, r.total))
+    }
+
+    /// The configuration the settings describe.
+    pub fn config(&self) -> GradSimConfig {
+        GradSimConfig {
+            timesteps: GradSimConfig::even_timesteps(self.k.max(2), NUM_TRAIN_TIMESTEPS),
+            batches: self.batches.max(1),
+            batch_size: self.batch_size.max(1),
+            granularity: Granularity::Block,
+            ..GradSimConfig::default()
+        }
+    }
+
+    /// Marks a computation as started and returns the job to run.
+    pub fn start(&mut self) -> GradSimJob {
+        if let Some(r) = &self.running {
+            r.cancel.cancel();
+        }
+        let config = self.config();
+        let cancel = CancelToken::new();
+        self.running = Some(Running {
+            cancel: cancel.clone(),
+            done: 0,
+            total: config.batches * config.timesteps.len(),
+        });
+        self.error = None;
+        GradSimJob { config, cancel }
+    }
+
+    /// Asks the running computation to stop.
+    pub fn cancel(&mut self) {
+        if let Some(r) = &self.running {
+            r.cancel.cancel();
+        }
+    }
+
+    /// Forgets the result (another model set was opened).
+    pub fn reset(&mut self) {
+        self.cancel();
+        self.running = None;
+        self.result = None;
+        self.error = None;
+        self.hovered = None;
+    }
+
+    /// Applies a report of the background computation.
+    pub fn apply(&mut self, update: GradSimUpdate) {
+        match update {
+            GradSimUpdate::Preparing => {}
+            GradSimUpdate::Progress(p) => {
+                if let Some(r) = &mut self.running {
+                    r.done = p.done;
+                    r.total = p.total;
+                }
+            }
+            GradSimUpdate::Finished(result) => {
+                let cancelled = self
+                    .running
+                    .as_ref()
+                    .is_some_and(|r| r.cancel.is_cancelled());
+                self.running = None;
+                match result {
+                    Ok(r) => {
+                        self.result = Some(r);
+                        self.hovered = None;
+                    }
+                    Err(_) if cancelled => self.error = Some("cancelled".into()),
+                    Err(e) => self.error = Some(e),
+                }
+            }
+        }
+    }
+}
+
+fn color(value: f64) -> Color32 {
+    let [r, g, b] = ColorMap::Diverging.map(value as f32, -1.0, 1.0);
+    Color32::from_rgb(r, g, b)
+}
+
+/// Draws the view; returns what the app should do.
+pub fn gradsim_ui(ui: &mut egui::Ui, state: &mut GradSimState) -> Vec<GradSimAction> {
+    let mut actions = Vec::new();
+    ui.heading("Gradient conflicts of the base model");
+    ui.label(
+        "Cosine similarity of the loss gradients at K timesteps, averaged over M fixed batches. \
+         Negative values (blue) mean that training at one timestep works against another: \
+         the conflicts DeMe avoids by finetuning one expert per timestep range.",
+    );
+    ui.add_space(4.0);
+    controls_ui(ui, state, &mut actions);
+    if let Some(e) = &state.error {
+        ui.colored_label(ui.visuals().error_fg_color, e);
+    }
+    ui.separator();
+    let Some(result) = state.result.clone() else {
+        if state.running.is_none() {
+            ui.label("Press Compute to take the gradients of the base model.");
+        }
+        return actions;
+    };
+    egui::ScrollArea::vertical()
+        .id_salt("gradsim-scroll")
+        .show(ui, |ui| result_ui(ui, state, &result));
+    actions
+}
+
+fn controls_ui(ui: &mut egui::Ui, state: &mut GradSimState, actions: &mut Vec<GradSimAction>) {
+    let running = state.running.is_some();
+    ui.horizontal(|ui| {
+        ui.add_enabled_ui(!running, |ui| {
+            ui.label("K timesteps");
+            ui.add(egui::DragValue::new(&mut state.k).range(2..=50))
+                .on_hover_text("timesteps compared, evenly spaced over [0, 1000)");
+            ui.label("M batches");
+            ui.add(egui::DragValue::new(&mut state.batches).range(1..=16))
+                .on_hover_text("fixed batches the gradients are averaged over");
+            ui.label("batch size");
+            ui.add(egui::DragValue::new(&mut state.batch_size).range(1..=256))
+                .on_hover_text("samples per batch");
+            if ui
+                .button("Compute")
+                .on_hover_text("take K x M backward passes of the base on its training data")
+                .clicked()
+            {
+                actions.push(GradSimAction::Compute(state.start()));
+            }
+        });
+        if state.running.is_some() && ui.button("Cancel").clicked() {
+            state.cancel();
+        }
+    });
+    if let Some(r) = &state.running {
+        let fraction = if r.total > 0 {
+            r.done as f32 / r.total as f32
+        } else {
+            0.0
+        };
+        ui.add(
+            egui::ProgressBar::new(fraction)
+                .desired_width(360.0)
+                .text(format!("{} of {} backward passes", r.done, r.total)),
+        );
+    }
+}
+
+fn result_ui(ui: &mut egui::Ui, state: &mut GradSimState, result: &GradSimResult) {
+    let k = result.k();
+    ui.label(format!(
+        "K = {k} timesteps, M = {} batch(es) of {}, {} gradients",
+        result.config.batches,
+        result.config.batch_size,
+        if result.exact { "exact" } else { "sketched" }
+    ));
+    ui.horizontal_top(|ui| {
+        ui.vertical(|ui| {
+            let side =
+                (ui.available_height().min(ui.available_width() - 300.0)).clamp(200.0, 420.0);
+            heatmap_ui(ui, state, result, side);
+            let text = match state.hovered {
+                Some((i, j)) => format!(
+                    "t_i = {}, t_j = {}: cosine {:.3}",
+                    result.timesteps[i],
+                    result.timesteps[j],
+                    result.cosine[i * k + j]
+                ),
+                None => "hover a cell for t_i, t_j and the cosine".to_string(),
+            };
+            ui.label(text);
+        });
+        ui.add_space(12.0);
+        ui.vertical(|ui| groups_ui(ui, result));
+    });
+    ui.add_space(8.0);
+    histogram_ui(ui, result);
+}
+
+fn heatmap_ui(ui: &mut egui::Ui, state: &mut GradSimState, result: &GradSimResult, side: f32) {
+    let k = result.k();
+    let (left, bottom, bar_gap, bar_w, bar_labels) = (40.0, 34.0, 12.0, 16.0, 36.0);
+    let size = Vec2::new(left + side + bar_gap + bar_w + bar_labels, side + bottom);
+    let (rect, response) = ui.allocate_exact_size(size, Sense::hover());
+    response.widget_info(|| egui::WidgetInfo::labeled(egui::Role::Image, true, HEATMAP_LABEL));
+    let grid = Rect::from_min_size(rect.min + Vec2::new(left, 0.0), Vec2::splat(side));
+    let cell = side / k as f32;
+    let painter = ui.painter_at(rect);
+    for i in 0..k {
+        for j in 0..k {
+            let min = grid.min + Vec2::new(j as f32 * cell, i as f32 * cell);
+            painter.rect_filled(
+                Rect::from_min_size(min, Vec2::splat(cell)),
+                0.0,
+                color(result.cosine[i * k + j]),
+            );
+        }
+    }
+    let text_color = ui.visuals().text_color();
+    let font = FontId::proportional(11.0);
+    // label every timestep when there is room, else every few
+    let every = ((28.0 / cell).ceil() as usize).max(1);
+    for (i, t) in result.timesteps.iter().enumerate() {
+        if i % every != 0 {
+            continue;
+        }
+        let c = (i as f32 + 0.5) * cell;
+        painter.text(
+            Pos2::new(grid.left() - 4.0, grid.top() + c),
+            Align2::RIGHT_CENTER,
+            t,
+            font.clone(),
+            text_color,
+        );
+        painter.text(
+            Pos2::new(grid.left() + c, grid.bottom() + 3.0),
+            Align2::CENTER_TOP,
+            t,
+            font.clone(),
+            text_color,
+        );
+    }
+    painter.text(
+        Pos2::new(grid.center().x, grid.bottom() + 18.0),
+        Align2::CENTER_TOP,
+        "t_j",
+        font.clone(),
+        text_color,
+    );
+    painter.text(
+        Pos2::new(rect.left(), grid.top()),
+        Align2::LEFT_TOP,
+        "t_i",
+        font.clone(),
+        text_color,
+    );
+    // colour bar: +1 at the top, -1 at the bottom
+    let bar = Rect::from_min_size(
+        Pos2::new(grid.right() + bar_gap, grid.top()),
+        Vec2::new(bar_w, side),
+    );
+    let steps = 64;
+    for s in 0..steps {
+        let h = side / steps as f32;
+        let v = 1.0 - 2.0 * (s as f64 + 0.5) / steps as f64;
+        painter.rect_filled(
+            Rect::from_min_size(
+                Pos2::new(bar.left(), bar.top() + s as f32 * h),
+                Vec2::new(bar_w, h + 0.5),
+            ),
+            0.0,
+            color(v),
+        );
+    }
+    let stroke = Stroke::new(1.0, ui.visuals().weak_text_color());
+    painter.rect_stroke(bar, 0.0, stroke, StrokeKind::Inside);
+    for (v, anchor) in [
+        (1.0, Align2::LEFT_TOP),
+        (0.0, Align2::LEFT_CENTER),
+        (-1.0, Align2::LEFT_BOTTOM),
+    ] {
+        let y = bar.top() + (1.0 - v) / 2.0 * side;
+        painter.text(
+            Pos2::new(bar.right() + 4.0, y),
+            anchor,
+            format!("{v:+.0}"),
+            font.clone(),
+            text_color,
+        );
+    }
+    // hover
+    state.hovered = response.hover_pos().filter(|p| grid.contains(*p)).map(|p| {
+        let j = (((p.x - grid.left()) / cell) as usize).min(k - 1);
+        let i = (((p.y - grid.top()) / cell) as usize).min(k - 1);
+        (i, j)
+    });
+    if let Some((i, j)) = state.hovered {
+        let min = grid.min + Vec2::new(j as f32 * cell, i as f32 * cell);
+        painter.rect_stroke(
+            Rect::from_min_size(min, Vec2::splat(cell)),
+            0.0,
+            Stroke::new(2.0, Color32::BLACK),
+            StrokeKind::Inside,
+        );
+        let (ti, tj, c) = (
+            result.timesteps[i],
+            result.timesteps[j],
+            result.cosine[i * k + j],
+        );
+        response.on_hover_ui_at_pointer(|ui| {
+            ui.label(format!("t_i = {ti}\nt_j = {tj}\ncosine {c:.3}"));
+        });
+    }
+}
+
+fn histogram_ui(ui: &mut egui::Ui, result: &GradSimResult) {
+    let all = result.pair_values(None);
+    let focus = result.pair_values(Some(FOCUS_RANGE));
+    let (lo, hi) = FOCUS_RANGE;
+    ui.strong("Pair similarities");
+    ui.label(format!("all pairs: {}", describe_pairs(&all)));
+    ui.label(format!("pairs in [{lo}, {hi}): {}", describe_pairs(&focus)));
+    let bins = 20;
+    let width = 2.0 / bins as f64;
+    let histogram = |values: &[f64], bar_width: f64, fill: Color32| -> Vec<Bar> {
+        let mut counts = vec![0usize; bins];
+        for v in values {
+            let b = (((v + 1.0) / width) as usize).min(bins - 1);
+            counts[b] += 1;
+        }
+        counts
+            .iter()
+            .enumerate()
+            .map(|(b, &n)| {
+                Bar::new(-1.0 + (b as f64 + 0.5) * width, n as f64)
+                    .width(bar_width)
+                    .fill(fill)
+            })
+            .collect()
+    };
+    let all_color = Color32::from_rgb(120, 140, 170);
+    let focus_color = Color32::from_rgb(230, 140, 40);
+    let all_chart = BarChart::new(
+        format!("all pairs ({})", all.len()),
+        histogram(&all, width * 0.9, all_color),
+    )
+    .color(all_color);
+    let focus_chart = BarChart::new(
+        format!("pairs in [{lo}, {hi}) ({})", focus.len()),
+        histogram(&focus, width * 0.45, focus_color),
+    )
+    .color(focus_color);
+    Plot::new("gradsim-histogram")
+        .height(180.0)
+        .legend(Legend::default())
+        .allow_drag(false)
+        .allow_zoom(false)
+        .allow_scroll(false)
+        .allow_boxed_zoom(false)
+        .include_x(-1.0)
+        .include_x(1.0)
+        .include_y(0.0)
+        .x_axis_label("cosine similarity")
+        .y_axis_label("pairs")
+        .show(ui, |p| {
+            p.bar_chart(all_chart);
+            p.bar_chart(focus_chart);
+        });
+}
+
+fn groups_ui(ui: &mut egui::Ui, result: &GradSimResult) {
+    ui.strong("Per block, most conflicting first");
+    ui.label("mean off-diagonal cosine of each block's gradient");
+    egui::ScrollArea::vertical()
+        .id_salt("gradsim-groups")
+        .max_height(360.0)
+        .show(ui, |ui| {
+            egui::Grid::new("gradsim-groups-grid")
+                .striped(true)
+                .num_columns(3)
+                .show(ui, |ui| {
+                    ui.strong("block");
+                    ui.strong("params");
+                    ui.strong("mean cosine");
+                    ui.end_row();
+                    for (name, mean) in result.groups_by_conflict() {
+                        let params = result
+                            .groups
+                            .iter()
+                            .find(|g| g.name == name)
+                            .map_or(0, |g| g.params);
+                        ui.monospace(&name);
+                        ui.label(params.to_string());
+                        ui.horizontal(|ui| {
+                            let (r, _) = ui.allocate_exact_size(Vec2::splat(12.0), Sense::hover());
+                            ui.painter().rect_filled(r, 2.0, color(mean));
+                            ui.label(format!("{mean:.3}"));
+                        });
+                        ui.end_row();
+                    }
+                });
+        });
+}

@@ -1,0 +1,139 @@
+//! The gradient-conflict view driven through egui_kittest on the shipped
+//! mnist-tiny set: the empty state, Compute with its progress, the heatmap with
+//! its hover readout, the histogram and the per-block table, and Cancel.
+
+use deme_studio::app::gradsim_view::HEATMAP_LABEL;
+use deme_studio::app::model_set::default_set;
+use deme_studio::app::settings::PreviewSettings;
+use deme_studio::app::{Settings, StartOptions, StudioApp, View};
+use egui_kittest::Harness;
+use egui_kittest::kittest::Queryable;
+use std::time::{Duration, Instant};
+
+/// Few preview samples and steps so that the merge worker leaves the CPU to the gradients.
+fn quick() -> PreviewSettings {
+    PreviewSettings {
+        samples: 1,
+        seed: 0,
+        fast_steps: 1,
+        fine_steps: 1,
+        eval_samples: 8,
+    }
+}
+
+fn harness(with_models: bool) -> Harness<'static, StudioApp> {
+    let models = if with_models {
+        Some(default_set().expect("assets/mnist-tiny is shipped"))
+    } else {
+        None
+    };
+    let app = StudioApp::headless(StartOptions {
+        models,
+        settings: Settings {
+            view: View::GradientConflicts,
+            preview: quick(),
+            ..Settings::default()
+        },
+        ..StartOptions::cpu("cpu (flex): test")
+    });
+    Harness::builder()
+        .with_size([1280.0, 800.0])
+        .with_max_steps(10_000)
+        .build_ui_state(|ui, app: &mut StudioApp| app.page_ui(ui), app)
+}
+
+fn wait_until(h: &mut Harness<'_, StudioApp>, what: &str, cond: impl Fn(&StudioApp) -> bool) {
+    let start = Instant::now();
+    loop {
+        h.step();
+        if cond(h.state()) {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(300),
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    h.step();
+}
+
+fn click(h: &mut Harness<'_, StudioApp>, label: &str) {
+    h.get_by_label(label).click();
+    h.step();
+}
+
+#[test]
+fn without_models_the_view_says_what_to_do() {
+    let mut h = harness(false);
+    h.step();
+    h.get_by_label("Gradient conflicts");
+    h.get_by_label_contains("Open a model set");
+    assert!(h.query_by_label("Compute").is_none());
+}
+
+#[test]
+fn compute_draws_the_heatmap_histogram_and_blocks() {
+    let mut h = harness(true);
+    wait_until(&mut h, "the models", |a| a.models().info.is_some());
+    h.get_by_label_contains("Press Compute");
+    click(&mut h, "Compute");
+    assert!(h.state().gradsim().is_running());
+    assert_eq!(h.state().gradsim().progress().map(|p| p.1), Some(10));
+    h.get_by_label_contains("backward passes");
+    wait_until(&mut h, "the gradient similarities", |a| {
+        !a.gradsim().is_running()
+    });
+    let app = h.state();
+    assert_eq!(app.gradsim().error, None);
+    let result = app.gradsim().result().expect("a result").clone();
+    assert_eq!(result.k(), 10);
+    assert_eq!(result.config.batches, 1);
+    assert_eq!(result.config.batch_size, 8);
+    assert!(!result.groups.is_empty());
+    // heatmap, hover readout, histogram and table
+    let heatmap = h.get_by_label(HEATMAP_LABEL).rect();
+    h.get_by_label_contains("hover a cell");
+    // the top-right cell: row t_i = 50, column t_j = 950
+    let k = result.k() as f32;
+    let side = heatmap.height() - 34.0;
+    let cell = side / k;
+    let pos = egui::pos2(
+        heatmap.left() + 40.0 + side - cell / 2.0,
+        heatmap.top() + cell / 2.0,
+    );
+    h.hover_at(pos);
+    h.step();
+    h.step();
+    let text = format!(
+        "t_i = 50, t_j = 950: cosine {:.3}",
+        result.cosine[result.k() - 1]
+    );
+    h.get_by_label(&text);
+    h.get_by_label_contains("all pairs: mean");
+    h.get_by_label_contains("pairs in [0, 250): ");
+    h.get_by_label("Per block, most conflicting first");
+    h.get_by_label("mean cosine");
+    let (most, _) = &result.groups_by_conflict()[0];
+    assert!(h.query_all_by_label(most).count() >= 1);
+}
+
+#[test]
+fn cancel_stops_the_computation() {
+    let mut h = harness(true);
+    wait_until(&mut h, "the models", |a| a.models().info.is_some());
+    // large enough to take a while
+    h.state_mut().gradsim_mut().k = 50;
+    h.state_mut().gradsim_mut().batches = 4;
+    click(&mut h, "Compute");
+    h.get_by_label("Cancel");
+    click(&mut h, "Cancel");
+    wait_until(&mut h, "the cancelled computation", |a| {
+        !a.gradsim().is_running()
+    });
+    let g = h.state().gradsim();
+    assert!(g.result().is_none());
+    assert_eq!(g.error.as_deref(), Some("cancelled"));
+    h.get_by_label("cancelled");
+    h.get_by_label("Compute");
+}
