@@ -3,6 +3,7 @@
 //! consistent, and the command writes its files (on Ctrl-C, the points scored).
 
 mod common;
+use common::interrupt_when;
 
 use burn::tensor::{Device, Tensor};
 use deme_studio::engine::analysis::{
@@ -365,39 +366,6 @@ fn landscape_command_writes_its_files() {
         .unwrap();
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("same model"));
-}
-
-/// Starts `args`, sends SIGINT once stderr shows a line starting with `ready`,
-/// and returns the exit status and the whole of stderr.
-#[cfg(unix)]
-fn interrupt_when(args: &[&str], ready: &str) -> (std::process::ExitStatus, String) {
-    use std::io::{BufRead, BufReader};
-    use std::process::Stdio;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_deme-studio"))
-        .args(args)
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let mut log = String::new();
-    for line in lines.by_ref() {
-        let line = line.unwrap();
-        log.push_str(&line);
-        log.push('\n');
-        if line.starts_with(ready) {
-            break;
-        }
-    }
-    let kill = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(kill.success());
-    for line in lines {
-        log.push_str(&line.unwrap());
-        log.push('\n');
-    }
-    (child.wait().unwrap(), log)
 }
 
 #[cfg(unix)]

@@ -1,10 +1,11 @@
-//! Helpers shared by the integration tests: a tiny UNet and saving it as a model folder.
+//! Helpers shared by the integration tests: a tiny UNet, saving it as a model folder, and Ctrl-C of a child run.
 
 use deme_studio::engine::checkpoint::{KeyStyle, UNet2DConfig, preset};
 use deme_studio::engine::model::UNet2DModel;
 use deme_studio::engine::store::{AnyModel, ModelSpec, save_model_folder};
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::process::Command;
 
 /// `mnist-small`'s structure at widths 8/16/16, 8 px.
 pub fn tiny_config() -> UNet2DConfig {
@@ -26,4 +27,37 @@ pub fn save_unet(dir: &Path, config: UNet2DConfig, model: UNet2DModel) {
         None,
     )
     .unwrap();
+}
+
+/// Runs the program with `args`, sends it SIGINT (Ctrl-C) once a stderr line
+/// starts with `ready`, and returns its exit status and whole stderr.
+#[allow(dead_code)]
+pub fn interrupt_when(args: &[&str], ready: &str) -> (std::process::ExitStatus, String) {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_deme-studio"))
+        .args(args)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut log = String::new();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        log.push_str(&line);
+        log.push('\n');
+        if line.starts_with(ready) {
+            break;
+        }
+    }
+    let kill = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    for line in lines {
+        log.push_str(&line.unwrap());
+        log.push('\n');
+    }
+    (child.wait().unwrap(), log)
 }

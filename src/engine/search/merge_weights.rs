@@ -23,15 +23,32 @@ pub fn search_merge_weights<M: Mergeable>(
     on_event: &mut dyn FnMut(GridEvent),
 ) -> Result<GridResult> {
     let n = merger.num_experts();
-    let mut merged = merger.merge(&MergeSpec::task_arithmetic(vec![0.0; n]))?;
-    let mut score = |w: &[f64]| -> Result<Score> {
-        let weights = MergeSpec::task_arithmetic(w.iter().map(|&v| v as f32).collect());
-        merged = merger.merge_into(merged.clone(), &weights)?;
+    let mut objective = |merged: &M| -> Result<Score> {
         let losses = eval.evaluate(&|x, t| merged.predict_eps(x, t))?;
         Ok(Score {
             loss: losses.mean(),
             per_range: losses.per_range(n),
         })
+    };
+    search_merges(merger, spec, strategy, keep_going, on_event, &mut objective)
+}
+
+/// Re-merges in place at each point of the search and scores the merge with
+/// `objective`.
+fn search_merges<M: Mergeable>(
+    merger: &mut Merger<M>,
+    spec: &GridSpec,
+    strategy: Strategy,
+    keep_going: &dyn Fn() -> bool,
+    on_event: &mut dyn FnMut(GridEvent),
+    objective: &mut dyn FnMut(&M) -> Result<Score>,
+) -> Result<GridResult> {
+    let n = merger.num_experts();
+    let mut merged = merger.merge(&MergeSpec::task_arithmetic(vec![0.0; n]))?;
+    let mut score = |w: &[f64]| -> Result<Score> {
+        let weights = MergeSpec::task_arithmetic(w.iter().map(|&v| v as f32).collect());
+        merged = merger.merge_into(merged.clone(), &weights)?;
+        objective(&merged)
     };
     grid_search(spec, strategy, &mut score, keep_going, on_event)
 }
@@ -64,12 +81,8 @@ pub fn search_merge_weights_by_metric<M: Mergeable>(
     keep_going: &dyn Fn() -> bool,
     on_event: &mut dyn FnMut(GridEvent),
 ) -> Result<GridResult> {
-    let n = merger.num_experts();
-    let mut merged = merger.merge(&MergeSpec::task_arithmetic(vec![0.0; n]))?;
     let never = CancelToken::new();
-    let mut score = |w: &[f64]| -> Result<Score> {
-        let weights = MergeSpec::task_arithmetic(w.iter().map(|&v| v as f32).collect());
-        merged = merger.merge_into(merged.clone(), &weights)?;
+    let mut score = |merged: &M| -> Result<Score> {
         let images = generate(
             &|x, t| merged.predict_eps(x, t),
             &objective.noise,
@@ -85,5 +98,5 @@ pub fn search_merge_weights_by_metric<M: Mergeable>(
             per_range: Vec::new(),
         })
     };
-    grid_search(spec, strategy, &mut score, keep_going, on_event)
+    search_merges(merger, spec, strategy, keep_going, on_event, &mut score)
 }
