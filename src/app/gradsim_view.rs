@@ -249,10 +249,12 @@ fn result_ui(ui: &mut egui::Ui, state: &mut GradSimState, result: &GradSimResult
             ui.label(text);
         });
         ui.add_space(12.0);
-        ui.vertical(|ui| groups_ui(ui, result));
+        ui.vertical(|ui| {
+            groups_ui(ui, result);
+            ui.add_space(8.0);
+            histogram_ui(ui, result);
+        });
     });
-    ui.add_space(8.0);
-    histogram_ui(ui, result);
 }
 
 fn heatmap_ui(ui: &mut egui::Ui, state: &mut GradSimState, result: &GradSimResult, side: f32) {
@@ -341,7 +343,11 @@ fn heatmap_ui(ui: &mut egui::Ui, state: &mut GradSimState, result: &GradSimResul
         painter.text(
             Pos2::new(bar.right() + 4.0, y),
             anchor,
-            format!("{v:+.0}"),
+            if v == 0.0 {
+                "0".to_string()
+            } else {
+                format!("{v:+.0}")
+            },
             font.clone(),
             text_color,
         );
@@ -431,7 +437,7 @@ fn groups_ui(ui: &mut egui::Ui, result: &GradSimResult) {
     ui.label("mean off-diagonal cosine of each block's gradient");
     egui::ScrollArea::vertical()
         .id_salt("gradsim-groups")
-        .max_height(360.0)
+        .max_height(250.0)
         .show(ui, |ui| {
             egui::Grid::new("gradsim-groups-grid")
                 .striped(true)
