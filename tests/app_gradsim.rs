@@ -2,13 +2,16 @@
 //! mnist-tiny set: the empty state, Compute with its progress, the heatmap with
 //! its hover readout, the histogram and the per-block table, and Cancel.
 
+mod common;
+use common::app::{harness_sized, wait_until_within};
+
 use deme_studio::app::gradsim_view::HEATMAP_LABEL;
 use deme_studio::app::model_set::default_set;
 use deme_studio::app::settings::PreviewSettings;
 use deme_studio::app::{Settings, StartOptions, StudioApp, View};
 use egui_kittest::Harness;
 use egui_kittest::kittest::Queryable;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Few preview samples and steps so that the merge worker leaves the CPU to the gradients.
 fn quick() -> PreviewSettings {
@@ -36,26 +39,11 @@ fn harness(with_models: bool) -> Harness<'static, StudioApp> {
         },
         ..StartOptions::cpu("cpu (flex): test")
     });
-    Harness::builder()
-        .with_size([1280.0, 800.0])
-        .with_max_steps(10_000)
-        .build_ui_state(|ui, app: &mut StudioApp| app.page_ui(ui), app)
+    harness_sized(app, [1280.0, 800.0])
 }
 
 fn wait_until(h: &mut Harness<'_, StudioApp>, what: &str, cond: impl Fn(&StudioApp) -> bool) {
-    let start = Instant::now();
-    loop {
-        h.step();
-        if cond(h.state()) {
-            break;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(300),
-            "timed out waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    h.step();
+    wait_until_within(h, what, Duration::from_secs(300), cond);
 }
 
 fn click(h: &mut Harness<'_, StudioApp>, label: &str) {

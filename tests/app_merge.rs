@@ -5,6 +5,7 @@
 mod common;
 
 use burn::tensor::Device;
+use common::app::{harness_sized, wait_until_within};
 use common::{save_unet, tiny_config};
 use deme_studio::app::events::Event;
 use deme_studio::app::merge_worker::{Command, MergeWorker, PreviewRequest};
@@ -69,27 +70,8 @@ fn harness(app: StudioApp) -> Harness<'static, StudioApp> {
     harness_sized(app, [1280.0, 800.0])
 }
 
-fn harness_sized(app: StudioApp, size: [f32; 2]) -> Harness<'static, StudioApp> {
-    Harness::builder()
-        .with_size(size)
-        .with_max_steps(10_000)
-        .build_ui_state(|ui, app: &mut StudioApp| app.page_ui(ui), app)
-}
-
 fn wait_until(h: &mut Harness<'_, StudioApp>, what: &str, cond: impl Fn(&StudioApp) -> bool) {
-    let start = Instant::now();
-    loop {
-        h.step();
-        if cond(h.state()) {
-            break;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(180),
-            "timed out waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    h.step();
+    wait_until_within(h, what, Duration::from_secs(180), cond);
 }
 
 /// Clicks the widget labelled `label` (which must be on screen).

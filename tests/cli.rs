@@ -1,19 +1,10 @@
 //! The command line end to end: help texts, clear errors, and a tiny
 //! train -> resume -> sample -> inspect run.
 
+mod common;
+use common::{stderr, studio};
+
 use std::path::Path;
-use std::process::{Command, Output};
-
-fn studio(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_deme-studio"))
-        .args(args)
-        .output()
-        .expect("the binary runs")
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
 
 #[test]
 fn every_subcommand_has_help() {

@@ -2,25 +2,17 @@
 //! their config.json (on `inspect`, `sample` and the load path the app uses), and
 //! data or configs a noise-prediction model cannot take.
 
+mod common;
+use common::{stderr, studio};
+
 use burn::tensor::Device;
 use deme_studio::engine::checkpoint::preset;
 use deme_studio::engine::data::{DataSpec, split_items};
 use deme_studio::engine::store::{ModelSpec, load_model};
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
 const FIXTURE: &str = "tests/fixtures/unet_mnist_tiny";
-
-fn studio(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_deme-studio"))
-        .args(args)
-        .output()
-        .expect("the binary runs")
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
 
 /// The single `error` line of a failed run.
 fn the_error(o: &Output) -> String {

@@ -2,6 +2,9 @@
 //! folders, resume, cancel, schedules, the baseline, NaN stops, and the
 //! `finetune` command end to end.
 
+mod common;
+use common::{stderr, studio};
+
 use burn::module::Module;
 use burn::tensor::{Device, Distribution, Tensor};
 use deme_studio::engine::data::{ToyKind, sample_toy};
@@ -611,17 +614,6 @@ fn unet_experts_carry_projections_that_load_back() {
 }
 
 // ---------------------------------------------------------------- the command line
-
-fn studio(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_deme-studio"))
-        .args(args)
-        .output()
-        .expect("the binary runs")
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
 
 fn run_ok(args: &[&str]) -> String {
     let o = studio(args);

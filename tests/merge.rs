@@ -2,6 +2,7 @@
 //! recipes, and the `merge` / `sample --ensemble` command lines.
 
 mod common;
+use common::{stderr, studio};
 
 use burn::tensor::Device;
 use deme_studio::engine::checkpoint::{KeyStyle, read_safetensors, write_safetensors};
@@ -13,7 +14,6 @@ use deme_studio::engine::model::params::map_flat_params;
 use deme_studio::engine::store::{AnyModel, ModelSpec, WEIGHTS_FILE, save_model_folder};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
 /// Saves a random tiny UNet (optionally with projections nudged off the identity).
 fn save_random(dir: &Path, seed: u64, projections: bool) -> PathBuf {
@@ -145,17 +145,6 @@ fn recipe_outputs_cannot_escape_the_chosen_folder() {
     let report = reproduce(&path, &chosen, &mut quiet).unwrap();
     assert_eq!(report.dir, chosen.join("runs/r1"));
     assert_eq!(weights(&out), weights(&chosen.join("runs/r1")));
-}
-
-fn studio(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_deme-studio"))
-        .args(args)
-        .output()
-        .expect("the binary runs")
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
 fn s(p: &Path) -> &str {

@@ -1,11 +1,16 @@
-//! Helpers shared by the integration tests: a tiny UNet, saving it as a model folder, and Ctrl-C of a child run.
+//! Helpers shared by the integration tests: a tiny UNet, saving it as a model folder,
+//! running the program and reading its errors, Ctrl-C of a child run, and driving the app.
+
+#![allow(dead_code)]
 
 use deme_studio::engine::checkpoint::{KeyStyle, UNet2DConfig, preset};
 use deme_studio::engine::model::UNet2DModel;
 use deme_studio::engine::store::{AnyModel, ModelSpec, save_model_folder};
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::Command;
+use std::process::{Command, Output};
+
+pub mod app;
 
 /// `mnist-small`'s structure at widths 8/16/16, 8 px.
 pub fn tiny_config() -> UNet2DConfig {
@@ -31,7 +36,6 @@ pub fn save_unet(dir: &Path, config: UNet2DConfig, model: UNet2DModel) {
 
 /// Runs the program with `args`, sends it SIGINT (Ctrl-C) once a stderr line
 /// starts with `ready`, and returns its exit status and whole stderr.
-#[allow(dead_code)]
 pub fn interrupt_when(args: &[&str], ready: &str) -> (std::process::ExitStatus, String) {
     use std::io::{BufRead, BufReader};
     use std::process::Stdio;
@@ -60,4 +64,17 @@ pub fn interrupt_when(args: &[&str], ready: &str) -> (std::process::ExitStatus, 
         log.push('\n');
     }
     (child.wait().unwrap(), log)
+}
+
+/// Runs the program with `args` and waits for it.
+pub fn studio(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_deme-studio"))
+        .args(args)
+        .output()
+        .expect("the binary runs")
+}
+
+/// A finished run's stderr.
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
 }
