@@ -2,6 +2,10 @@
 
 use super::dialogs::DialogOutcome;
 use super::gradsim_job::GradSimUpdate;
+use super::landscape_job::LandscapeUpdate;
+use super::taskvec_job::TaskVecUpdate;
+use super::teaching_job::TeachingUpdate;
+use super::train_job::TrainUpdate;
 use super::model_set::ModelSet;
 use super::preview::{Panel, PreviewImage};
 use super::session::SetInfo;
@@ -130,6 +134,14 @@ pub enum Event {
     Grid(GridUpdate),
     /// Gradient-conflict computation.
     GradSim(GradSimUpdate),
+    /// A training run started from the Train view.
+    Train(TrainUpdate),
+    /// Loss-landscape computation.
+    Landscape(LandscapeUpdate),
+    /// Task-vector statistics.
+    TaskVectors(TaskVecUpdate),
+    /// Teaching-mode (toy) training.
+    Teaching(TeachingUpdate),
     /// Save merge / export PNG.
     Job(JobEvent),
     /// A file dialog closed.

@@ -6,6 +6,10 @@ use super::dialogs::{DialogKind, DialogOutcome, open_dialog};
 use super::events::{Activity, Emitter, Event, JobEvent};
 use super::export_job::{spawn_export_png, spawn_save_merge};
 use super::gradsim_view::{GradSimAction, GradSimState, gradsim_ui};
+use super::landscape_view::LandscapeState;
+use super::taskvec_view::TaskVecState;
+use super::teaching_view::TeachingState;
+use super::train_view::TrainState;
 use super::grid_panel::{GridAction, GridState};
 use super::merge_state::MergeState;
 use super::merge_view::{MergeAction, central_ui, controls_ui};
@@ -68,24 +72,28 @@ pub struct Notice {
 
 /// Application state.
 pub struct StudioApp {
-    settings: Settings,
-    compute_reason: String,
-    renderer: Option<String>,
-    default_set: Option<ModelSet>,
-    about: About,
-    models: ModelsState,
-    merge: MergeState,
-    grid: GridState,
-    gradsim: GradSimState,
-    worker: MergeWorker,
-    emit: Emitter,
-    events: Receiver<Event>,
-    ctx_slot: Arc<Mutex<Option<egui::Context>>>,
-    activity: Activity,
-    job: Option<String>,
-    notice: Option<Notice>,
-    dialog_open: bool,
-    show_models: bool,
+    pub(super) settings: Settings,
+    pub(super) compute_reason: String,
+    pub(super) renderer: Option<String>,
+    pub(super) default_set: Option<ModelSet>,
+    pub(super) about: About,
+    pub(super) models: ModelsState,
+    pub(super) merge: MergeState,
+    pub(super) grid: GridState,
+    pub(super) gradsim: GradSimState,
+    pub(super) train: TrainState,
+    pub(super) landscape: LandscapeState,
+    pub(super) taskvec: TaskVecState,
+    pub(super) teaching: TeachingState,
+    pub(super) worker: MergeWorker,
+    pub(super) emit: Emitter,
+    pub(super) events: Receiver<Event>,
+    pub(super) ctx_slot: Arc<Mutex<Option<egui::Context>>>,
+    pub(super) activity: Activity,
+    pub(super) job: Option<String>,
+    pub(super) notice: Option<Notice>,
+    pub(super) dialog_open: bool,
+    pub(super) show_models: bool,
 }
 
 impl StudioApp {
@@ -141,6 +149,10 @@ impl StudioApp {
             models: ModelsState::default(),
             grid: GridState::default(),
             gradsim: GradSimState::default(),
+            train: TrainState::default(),
+            landscape: LandscapeState::default(),
+            taskvec: TaskVecState::default(),
+            teaching: TeachingState::default(),
             worker,
             emit,
             events,
@@ -231,7 +243,7 @@ impl StudioApp {
             && !self.merge.has_pending_request()
     }
 
-    fn tell(&mut self, text: impl Into<String>, error: bool) {
+    pub(super) fn tell(&mut self, text: impl Into<String>, error: bool) {
         self.notice = Some(Notice {
             text: text.into(),
             error,
@@ -263,7 +275,7 @@ impl StudioApp {
         spawn_export_png(images, path, self.emit.clone());
     }
 
-    fn dialog(&mut self, kind: DialogKind) {
+    pub(super) fn dialog(&mut self, kind: DialogKind) {
         if self.dialog_open {
             return;
         }
@@ -315,6 +327,8 @@ impl StudioApp {
                     self.merge.reset_for(&info);
                     self.grid.reset();
                     self.gradsim.reset();
+                    self.landscape.reset();
+                    self.taskvec.reset();
                     self.settings.last_set = Some(info.set.clone());
                     self.models.loading = None;
                     self.models.error = None;
@@ -342,6 +356,10 @@ impl StudioApp {
                 Event::MergeFailed(m) => self.merge.error = Some(m),
                 Event::Grid(u) => self.grid.apply(u),
                 Event::GradSim(u) => self.gradsim.apply(u),
+                Event::Train(u) => self.on_train(u),
+                Event::Landscape(u) => self.on_landscape(u),
+                Event::TaskVectors(u) => self.on_taskvec(u),
+                Event::Teaching(u) => self.on_teaching(u),
                 Event::Job(JobEvent::Progress(s)) => self.job = Some(s),
                 Event::Job(JobEvent::Done(s)) => {
                     self.job = None;
@@ -386,6 +404,14 @@ impl StudioApp {
                     "Gradient conflicts",
                 )
                 .on_hover_text("per-timestep gradient cosine similarities of the base model");
+                ui.selectable_value(&mut self.settings.view, View::Landscape, "Landscape")
+                    .on_hover_text("held-out loss on the plane of two task vectors; click to set the merge weights");
+                ui.selectable_value(&mut self.settings.view, View::TaskVectors, "Task vectors")
+                    .on_hover_text("norms, per-layer spreads and cosines of the experts' task vectors");
+                ui.selectable_value(&mut self.settings.view, View::Train, "Train")
+                    .on_hover_text("pretrain a base and finetune its timestep-range experts");
+                ui.selectable_value(&mut self.settings.view, View::Teaching, "Teaching")
+                    .on_hover_text("2D toy data with a small MLP: the whole method in seconds");
                 if self.settings.view == View::Merge && self.models.info.is_some() {
                     ui.separator();
                     ui.toggle_value(&mut self.show_models, "Models panel")
@@ -438,7 +464,7 @@ impl StudioApp {
         });
     }
 
-    fn handle_models_actions(&mut self, actions: Vec<ModelsAction>) {
+    pub(super) fn handle_models_actions(&mut self, actions: Vec<ModelsAction>) {
         for a in actions {
             match a {
                 ModelsAction::OpenBase => self.dialog(DialogKind::OpenBase),
@@ -567,6 +593,10 @@ impl StudioApp {
             View::Merge => self.merge_page_ui(ui),
             View::About => self.about_page_ui(ui),
             View::GradientConflicts => self.gradsim_page_ui(ui),
+            View::Train => self.train_page_ui(ui),
+            View::Landscape => self.landscape_page_ui(ui),
+            View::TaskVectors => self.taskvec_page_ui(ui),
+            View::Teaching => self.teaching_page_ui(ui),
         }
         if self.models.info.is_some() {
             let p = self.settings.preview;

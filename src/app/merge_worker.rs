@@ -12,6 +12,8 @@
 use super::events::{Activity, Emitter, Event, LossEvent, PreviewEvent};
 use super::gradsim_job::{GradSimJob, GradSimUpdate, spawn_gradsim};
 use super::grid_job::{GridJob, spawn_grid};
+use super::landscape_job::{LandscapeJob, start_landscape};
+use super::taskvec_job::{TaskVecJob, start_taskvec};
 use super::inbox::{Inbox, Next};
 use super::model_set::ModelSet;
 use super::preview::{Panel, PreviewImage};
@@ -37,6 +39,10 @@ pub enum Command {
     Grid(GridJob),
     /// Start a gradient-conflict computation of the base on its own thread.
     GradSim(GradSimJob),
+    /// Start a loss-landscape computation on its own thread.
+    Landscape(LandscapeJob),
+    /// Start task-vector statistics on its own thread.
+    TaskVectors(TaskVecJob),
     /// Stop the thread.
     Shutdown,
 }
@@ -162,6 +168,12 @@ impl WorkerState {
                 }
                 (Some(Next::Command(Command::Grid(job))), _) => self.start_grid(job),
                 (Some(Next::Command(Command::GradSim(job))), _) => self.start_gradsim(job),
+                (Some(Next::Command(Command::Landscape(job))), _) => {
+                    start_landscape(job, self.session.as_ref(), &self.emit)
+                }
+                (Some(Next::Command(Command::TaskVectors(job))), _) => {
+                    start_taskvec(job, self.session.as_ref(), &self.emit)
+                }
                 (Some(Next::Request(generation, r)), _) => self.preview(generation, r, true),
                 (None, Some(IdleJob::Reference(p, steps))) => self.reference(p, steps),
                 (None, Some(IdleJob::RefineMerged(spec))) => {

@@ -3,11 +3,13 @@
 //!
 //! - [`frame`]: the window frame, event loop and persistence ([`StudioApp`]).
 //! - [`merge_view`], [`merge_controls`], [`grid_panel`], [`models_panel`],
-//!   [`gradsim_view`], [`about`]: the views.
+//!   [`gradsim_view`], [`train_view`], [`landscape_view`], [`taskvec_view`],
+//!   [`teaching_view`], [`about`]: the views.
 //! - [`merge_state`], [`history`], [`weights`], [`settings`], [`model_set`]:
 //!   state and its rules, no drawing.
 //! - [`merge_worker`], [`session`], [`inbox`], [`grid_job`], [`gradsim_job`],
-//!   [`export_job`], [`dialogs`]: background work.
+//!   [`export_job`], [`train_job`], [`landscape_job`], [`taskvec_job`],
+//!   [`teaching_job`], [`dialogs`]: background work.
 //! - [`preview`]: sample tensors to pictures and textures.
 
 pub mod about;
@@ -21,6 +23,8 @@ pub mod grid_job;
 pub mod grid_panel;
 pub mod history;
 pub mod inbox;
+pub mod landscape_job;
+pub mod landscape_view;
 pub mod merge_controls;
 pub mod merge_state;
 pub mod merge_view;
@@ -30,6 +34,12 @@ pub mod models_panel;
 pub mod preview;
 pub mod session;
 pub mod settings;
+pub mod taskvec_job;
+pub mod taskvec_view;
+pub mod teaching_job;
+pub mod teaching_view;
+pub mod train_job;
+pub mod train_view;
 pub mod weights;
 
 use crate::engine::device::{DeviceChoice, select};

@@ -17,6 +17,14 @@ pub enum View {
     About,
     /// Per-timestep gradient conflicts of the base model.
     GradientConflicts,
+    /// Pretraining and DeMe finetuning with live curves.
+    Train,
+    /// The loss landscape on the task-vector plane, linked to the merge weights.
+    Landscape,
+    /// Task-vector statistics: norms, per-layer spreads, cosines.
+    TaskVectors,
+    /// Teaching mode: 2D toy data with the MLP model.
+    Teaching,
 }
 
 /// How previews are sampled.
