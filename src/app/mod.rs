@@ -52,8 +52,8 @@ pub use settings::{Settings, View};
 /// Window title.
 pub const APP_NAME: &str = "deme-studio";
 
-/// Opens the main window and blocks until it closes.
-pub fn run_app(choice: DeviceChoice) -> Result<()> {
+/// Opens the main window (on `view`, else the last one shown) and blocks until it closes.
+pub fn run_app(choice: DeviceChoice, view: Option<View>) -> Result<()> {
     let compute = select(choice)?;
     eprintln!("device: {}", compute.reason);
     let options = eframe::NativeOptions {
@@ -67,7 +67,13 @@ pub fn run_app(choice: DeviceChoice) -> Result<()> {
     eframe::run_native(
         APP_NAME,
         options,
-        Box::new(move |cc| Ok(Box::new(StudioApp::new(cc, compute)))),
+        Box::new(move |cc| {
+            let mut app = StudioApp::new(cc, compute);
+            if let Some(v) = view {
+                app.set_view(v);
+            }
+            Ok(Box::new(app))
+        }),
     )
     .map_err(|e| anyhow!("could not open the window: {e}"))
 }

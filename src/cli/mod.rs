@@ -28,6 +28,9 @@ pub struct Cli {
     /// Compute device: auto (wgpu on a hardware GPU, CPU otherwise), wgpu, or cpu.
     #[arg(long, global = true, default_value = "auto")]
     pub device: DeviceChoice,
+    /// The view the window opens on (default: the one shown at the last exit).
+    #[arg(long, value_enum)]
+    pub view: Option<crate::app::View>,
     /// What to do (omit to open the GUI).
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -74,7 +77,7 @@ pub fn resolve_device(choice: DeviceChoice) -> Result<ComputeDevice> {
 /// Runs the parsed command line.
 pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        None => crate::app::run_app(cli.device),
+        None => crate::app::run_app(cli.device, cli.view),
         Some(Command::Train(a)) => train::run(a, cli.device),
         Some(Command::Finetune(a)) => finetune::run(a, cli.device),
         Some(Command::Sample(a)) => sample::run(a, cli.device),
