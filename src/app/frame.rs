@@ -74,6 +74,8 @@ pub struct Notice {
 pub struct StudioApp {
     pub(super) settings: Settings,
     pub(super) compute_reason: String,
+    /// Where models live (background jobs run their own models here).
+    pub(super) device: Device,
     pub(super) renderer: Option<String>,
     pub(super) default_set: Option<ModelSet>,
     pub(super) about: About,
@@ -138,11 +140,12 @@ impl StudioApp {
                 ctx.request_repaint();
             }
         }));
-        let worker = MergeWorker::spawn(opts.device, opts.settings.preview, emit.clone());
+        let worker = MergeWorker::spawn(opts.device.clone(), opts.settings.preview, emit.clone());
         let mut app = Self {
             merge: MergeState::with_lock(opts.settings.lock_sum),
             settings: opts.settings,
             compute_reason: opts.compute_reason,
+            device: opts.device,
             renderer: opts.renderer,
             default_set: opts.default_set,
             about: About::default(),
