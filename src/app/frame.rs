@@ -337,8 +337,8 @@ impl StudioApp {
                     self.models.error = None;
                     self.tell(
                         format!(
-                            "opened {} with {} experts",
-                            info.set.base.display(),
+                            "opened {}: base + {} experts",
+                            info.set.name(),
                             info.num_experts()
                         ),
                         false,

@@ -38,6 +38,15 @@ impl ModelSet {
         Some(Self { base, experts })
     }
 
+    /// A short name for the set: the folder holding `base/`, else the base's folder name.
+    pub fn name(&self) -> String {
+        let base = folder_name(&self.base);
+        match self.base.parent() {
+            Some(parent) if base == "base" && parent.file_name().is_some() => folder_name(parent),
+            _ => base,
+        }
+    }
+
     /// A short name for each model: `base`, then each expert's folder name.
     pub fn labels(&self) -> Vec<String> {
         std::iter::once(folder_name(&self.base))
@@ -120,6 +129,7 @@ mod tests {
         assert_eq!(set.experts.len(), 3);
         assert!(set.exists());
         assert_eq!(ModelSet::discover(&root), Some(set.clone()));
+        assert_eq!(set.name(), DEFAULT_SET);
         assert_eq!(
             set.labels(),
             vec!["base", "expert_1", "expert_2", "expert_3"]

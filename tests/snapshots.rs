@@ -1,0 +1,85 @@
+//! Snapshot images of each view, rendered by egui_kittest's wgpu renderer from
+//! the real app state on the shipped mnist-tiny set, and compared with the
+//! committed PNGs in `tests/snapshots/` (`UPDATE_SNAPSHOTS=1` rewrites them).
+//!
+//! Text that changes from run to run (timings in the status bar) is kept out
+//! of the picture by waiting for the finished state; the comparison allows a
+//! small number of differing pixels for rasterisation differences between
+//! drivers.
+
+mod common;
+use common::app::{harness_sized, wait_until_within};
+
+use deme_studio::app::model_set::default_set;
+use deme_studio::app::settings::PreviewSettings;
+use deme_studio::app::{Settings, StartOptions, StudioApp, View};
+use egui_kittest::kittest::Queryable;
+use egui_kittest::{Harness, SnapshotOptions};
+use std::time::Duration;
+
+const SIZE: [f32; 2] = [1280.0, 800.0];
+
+/// Small previews so that a snapshot takes seconds on a CPU.
+fn previews() -> PreviewSettings {
+    PreviewSettings {
+        samples: 8,
+        seed: 0,
+        fast_steps: 2,
+        fine_steps: 5,
+        eval_samples: 32,
+    }
+}
+
+fn app_on(view: View, with_models: bool) -> Harness<'static, StudioApp> {
+    let models = with_models.then(|| default_set().expect("assets/mnist-tiny is shipped"));
+    let app = StudioApp::headless(StartOptions {
+        models,
+        default_set: default_set(),
+        settings: Settings {
+            view,
+            preview: previews(),
+            ..Settings::default()
+        },
+        ..StartOptions::cpu("cpu (flex)")
+    });
+    harness_sized(app, SIZE)
+}
+
+fn settle(h: &mut Harness<'_, StudioApp>, what: &str, cond: impl Fn(&StudioApp) -> bool) {
+    wait_until_within(h, what, Duration::from_secs(300), cond);
+    for _ in 0..3 {
+        h.step();
+    }
+}
+
+fn options() -> SnapshotOptions {
+    // timings in the status bar differ by a few glyphs between runs
+    SnapshotOptions::new().threshold(1.0).max_failed_pixels(1500)
+}
+
+#[test]
+fn empty_state() {
+    let mut h = app_on(View::Merge, false);
+    settle(&mut h, "the first frame", |_| true);
+    h.snapshot_options("empty_state", &options());
+}
+
+#[test]
+fn merge_view() {
+    let mut h = app_on(View::Merge, true);
+    settle(&mut h, "the finished previews", |a| {
+        a.models().info.is_some() && a.is_idle()
+    });
+    h.snapshot_options("merge_view", &options());
+}
+
+#[test]
+fn gradient_conflicts_view() {
+    let mut h = app_on(View::GradientConflicts, true);
+    settle(&mut h, "the models", |a| a.models().info.is_some());
+    h.get_by_label("Compute").click();
+    settle(&mut h, "the heatmap", |a| {
+        a.gradsim().result().is_some() && !a.gradsim().is_running() && a.is_idle()
+    });
+    h.snapshot_options("gradient_conflicts_view", &options());
+}
