@@ -10,10 +10,13 @@
 //! - [`merge_worker`], [`session`], [`inbox`], [`grid_job`], [`gradsim_job`],
 //!   [`export_job`], [`train_job`], [`landscape_job`], [`taskvec_job`],
 //!   [`teaching_job`], [`dialogs`]: background work.
+//! - [`teaching_plots`]: the Teaching view's point clouds and loss curves.
 //! - [`preview`]: sample tensors to pictures and textures.
+//! - [`display_device`]: the wgpu device the window shares with the models.
 
 pub mod about;
 pub mod dialogs;
+pub mod display_device;
 pub mod events;
 pub mod export_job;
 pub mod frame;
@@ -37,12 +40,17 @@ pub mod settings;
 pub mod taskvec_job;
 pub mod taskvec_view;
 pub mod teaching_job;
+pub mod teaching_plots;
 pub mod teaching_view;
+pub mod train_control;
 pub mod train_job;
+pub mod train_plots;
+pub mod train_settings;
+pub mod train_state;
 pub mod train_view;
 pub mod weights;
 
-use crate::engine::device::{DeviceChoice, select};
+use crate::engine::device::DeviceChoice;
 use anyhow::{Result, anyhow};
 
 pub use frame::{StartOptions, StudioApp};
@@ -54,9 +62,9 @@ pub const APP_NAME: &str = "deme-studio";
 
 /// Opens the main window (on `view`, else the last one shown) and blocks until it closes.
 pub fn run_app(choice: DeviceChoice, view: Option<View>) -> Result<()> {
-    let compute = select(choice)?;
+    let display_device::DisplayDevice { compute, shared } = display_device::display_device(choice)?;
     eprintln!("device: {}", compute.reason);
-    let options = eframe::NativeOptions {
+    let mut options = eframe::NativeOptions {
         viewport: egui::ViewportBuilder::default()
             .with_title(APP_NAME)
             .with_app_id(APP_NAME)
@@ -64,6 +72,9 @@ pub fn run_app(choice: DeviceChoice, view: Option<View>) -> Result<()> {
             .with_min_inner_size([900.0, 600.0]),
         ..Default::default()
     };
+    if let Some(setup) = display_device::egui_setup(shared.as_ref()) {
+        options.wgpu_options.wgpu_setup = setup;
+    }
     eframe::run_native(
         APP_NAME,
         options,

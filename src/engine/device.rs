@@ -100,7 +100,7 @@ impl fmt::Display for AdapterSummary {
 pub fn list_adapters() -> Vec<AdapterSummary> {
     let instance =
         wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
-    let adapters = pollster_block_on(instance.enumerate_adapters(wgpu::Backends::all()));
+    let adapters = block_on(instance.enumerate_adapters(wgpu::Backends::all()));
     adapters
         .into_iter()
         .map(|a| {
@@ -114,7 +114,8 @@ pub fn list_adapters() -> Vec<AdapterSummary> {
         .collect()
 }
 
-fn pollster_block_on<F: std::future::Future>(f: F) -> F::Output {
+/// Runs a wgpu future to completion (they resolve at once on native targets).
+pub(crate) fn block_on<F: std::future::Future>(f: F) -> F::Output {
     // enumerate_adapters resolves immediately on native; a minimal executor suffices.
     use std::task::{Context, Poll, Waker};
     let mut f = std::pin::pin!(f);

@@ -14,5 +14,6 @@ pub mod model;
 pub mod render;
 pub mod replicate;
 pub mod search;
+pub mod shared_wgpu;
 pub mod store;
 pub mod train;
