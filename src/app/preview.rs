@@ -80,7 +80,7 @@ impl PreviewImage {
     /// Draws `samples`.
     pub fn new(samples: Samples) -> Result<Self> {
         let image = if samples.are_points() {
-            scatter(&samples.values, 160)
+            scatter_picture(&samples.values, SCATTER_SIZE, POINT_RANGE)
         } else {
             grid_picture(&samples.values, samples.shape)?
         };
@@ -136,14 +136,67 @@ pub fn grid_picture(values: &[f32], shape: [usize; 4]) -> Result<ColorImage> {
     Ok(img)
 }
 
-/// 2D points (pairs of values) in [-4, 4]^2 drawn as white dots on `size` x `size`.
-fn scatter(values: &[f32], size: usize) -> ColorImage {
-    let mut img = ColorImage::filled([size, size], Color32::from_gray(24));
-    let to_px = |v: f32| ((v + 4.0) / 8.0 * (size - 1) as f32).round();
+/// Half-width of the square of model space a point picture shows: `[-R, R]^2`
+/// (toy data is standardised, so nearly every point lies within 3).
+pub const POINT_RANGE: f32 = 3.0;
+/// Side of a point picture in pixels.
+pub const SCATTER_SIZE: usize = 200;
+/// Background of a point picture.
+pub const SCATTER_BACKGROUND: Color32 = Color32::from_gray(24);
+/// Colour of a lone point (denser places get brighter).
+pub const SCATTER_POINT: Color32 = Color32::from_rgb(240, 160, 70);
+
+/// The pixel `(column, row)` of the point `(x, y)` on a `size` x `size`
+/// picture of `[-range, range]^2` (y up), or `None` when it falls outside
+/// (or is not finite).
+pub fn point_pixel(x: f32, y: f32, size: usize, range: f32) -> Option<(usize, usize)> {
+    let to_px = |v: f32| ((v + range) / (2.0 * range) * (size - 1) as f32).round();
+    let (px, py) = (to_px(x), to_px(-y));
+    let inside = |p: f32| p.is_finite() && (0.0..size as f32).contains(&p);
+    (size > 1 && inside(px) && inside(py)).then_some((px as usize, py as usize))
+}
+
+/// 2D points (pairs of values) in `[-range, range]^2` as 2x2 dots on a dark
+/// `size` x `size` picture with faint lines at the integers and brighter
+/// axes; where dots pile up they get brighter. Points outside are left out.
+pub fn scatter_picture(values: &[f32], size: usize, range: f32) -> ColorImage {
+    let mut img = ColorImage::filled([size, size], SCATTER_BACKGROUND);
+    if size < 2 || !(range.is_finite() && range > 0.0) {
+        return img;
+    }
+    let mut line = |v: f32, gray: u8| {
+        if let Some((p, _)) = point_pixel(v, 0.0, size, range) {
+            for q in 0..size {
+                img[(p, q)] = Color32::from_gray(gray);
+                img[(size - 1 - p, q)] = Color32::from_gray(gray);
+                img[(q, p)] = Color32::from_gray(gray);
+                img[(q, size - 1 - p)] = Color32::from_gray(gray);
+            }
+        }
+    };
+    for k in 1..range.ceil() as i32 {
+        line(k as f32, 36);
+    }
+    line(0.0, 52);
+    let mut hits = vec![0u16; size * size];
     for p in values.chunks_exact(2) {
-        let (x, y) = (to_px(p[0]), to_px(-p[1]));
-        if (0.0..size as f32).contains(&x) && (0.0..size as f32).contains(&y) {
-            img[(x as usize, y as usize)] = Color32::WHITE;
+        let Some((x, y)) = point_pixel(p[0], p[1], size, range) else {
+            continue;
+        };
+        for (dx, dy) in [(0, 0), (1, 0), (0, 1), (1, 1)] {
+            let (x, y) = (x + dx, y + dy);
+            if x < size && y < size {
+                hits[y * size + x] = hits[y * size + x].saturating_add(1);
+            }
+        }
+    }
+    let [r, g, b, _] = SCATTER_POINT.to_array();
+    for (i, &n) in hits.iter().enumerate() {
+        if n > 0 {
+            // 1 hit: the point colour; more: towards white
+            let t = (n as f32 - 1.0).min(6.0) / 6.0;
+            let mix = |c: u8| (c as f32 + (255.0 - c as f32) * t).round() as u8;
+            img[(i % size, i / size)] = Color32::from_rgb(mix(r), mix(g), mix(b));
         }
     }
     img
@@ -266,7 +319,65 @@ mod tests {
         };
         assert!(pts.are_points());
         let p = PreviewImage::new(pts).unwrap();
-        assert_eq!(p.image[(80, 80)], Color32::WHITE);
+        assert_eq!(p.image.size, [SCATTER_SIZE, SCATTER_SIZE]);
+        assert_eq!(p.image[(100, 100)], SCATTER_POINT);
+    }
+
+    #[test]
+    fn points_land_on_their_pixels_and_the_rest_is_clipped() {
+        // 9 px over [-2, 2]: 0.5 per pixel, y up
+        assert_eq!(point_pixel(0.0, 0.0, 9, 2.0), Some((4, 4)));
+        assert_eq!(point_pixel(-2.0, 2.0, 9, 2.0), Some((0, 0)));
+        assert_eq!(point_pixel(2.0, -2.0, 9, 2.0), Some((8, 8)));
+        assert_eq!(point_pixel(1.0, 0.5, 9, 2.0), Some((6, 3)));
+        assert_eq!(point_pixel(2.3, 0.0, 9, 2.0), None);
+        assert_eq!(point_pixel(0.0, -2.3, 9, 2.0), None);
+        assert_eq!(point_pixel(f32::NAN, 0.0, 9, 2.0), None);
+        assert_eq!(point_pixel(0.0, f32::INFINITY, 9, 2.0), None);
+
+        let size = SCATTER_SIZE;
+        let empty = scatter_picture(&[], size, POINT_RANGE);
+        // a point at (1, -1), one far outside, NaN and infinity, twice the same point
+        let values = [
+            1.0,
+            -1.0,
+            50.0,
+            0.0,
+            f32::NAN,
+            0.5,
+            0.0,
+            f32::NEG_INFINITY,
+            -2.0,
+            2.0,
+            -2.0,
+            2.0,
+        ];
+        let img = scatter_picture(&values, size, POINT_RANGE);
+        let (x, y) = point_pixel(1.0, -1.0, size, POINT_RANGE).unwrap();
+        assert_eq!((x, y), (133, 133));
+        for (dx, dy) in [(0, 0), (1, 0), (0, 1), (1, 1)] {
+            assert_eq!(img[(x + dx, y + dy)], SCATTER_POINT);
+        }
+        assert_eq!(img[(x + 2, y)], empty[(x + 2, y)], "a dot is 2x2");
+        assert_eq!(img[(x - 1, y)], empty[(x - 1, y)]);
+        // the doubled point is brighter than a lone one
+        let (x2, y2) = point_pixel(-2.0, 2.0, size, POINT_RANGE).unwrap();
+        let lone = SCATTER_POINT.to_array();
+        let twice = img[(x2, y2)].to_array();
+        assert!(twice[2] > lone[2], "{twice:?} vs {lone:?}");
+        // only those two dots changed pixels
+        let changed = (0..size * size)
+            .filter(|&i| img.pixels[i] != empty.pixels[i])
+            .count();
+        assert_eq!(changed, 8);
+        assert_eq!(empty[(7, 150)], SCATTER_BACKGROUND);
+        // degenerate sizes and ranges do not panic
+        assert_eq!(scatter_picture(&values, 1, POINT_RANGE).size, [1, 1]);
+        assert_eq!(scatter_picture(&values, 0, POINT_RANGE).size, [0, 0]);
+        assert_eq!(
+            scatter_picture(&values, 8, f32::NAN).pixels,
+            vec![SCATTER_BACKGROUND; 64]
+        );
     }
 
     #[test]

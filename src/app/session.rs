@@ -255,7 +255,7 @@ impl Session {
     /// Deterministic DDIM (eta 0) from `x_t` in `steps` steps with `panel`'s
     /// model. After each step `on_step(k, of, x0_hat)` gets that step's
     /// denoised estimate `x0_hat = (x_t - sqrt(1 - a_t) eps) / sqrt(a_t)`,
-    /// clamped to [-1, 1] (a recognisable picture from the first step on);
+    /// clamped to [-1, 1] for images (a recognisable picture from the first step on);
     /// returning `false` cancels (`Ok(None)`). Returns the final sample.
     pub fn sample(
         &self,
@@ -264,8 +264,11 @@ impl Session {
         x_t: Tensor<4>,
         on_step: &mut dyn FnMut(usize, usize, &Tensor<4>) -> bool,
     ) -> Result<Option<Tensor<4>>> {
+        // 2D points are not bounded like pixels: no clipping of x0 for them
+        let points = self.info.item_shape[1..] == [1, 1];
         let kind = SamplerKind::Ddim(DdimConfig {
             steps: steps.max(1),
+            clip_sample: !points,
             ..DdimConfig::default()
         });
         let n = x_t.dims()[0];
@@ -284,8 +287,8 @@ impl Session {
             };
             let a = alphas[t.min(alphas.len() - 1)];
             let x0 = (x - eps.clone().mul_scalar((1.0 - a).sqrt() as f32))
-                .div_scalar(a.sqrt() as f32)
-                .clamp(-1.0, 1.0);
+                .div_scalar(a.sqrt() as f32);
+            let x0 = if points { x0 } else { x0.clamp(-1.0, 1.0) };
             *estimate.borrow_mut() = Some(x0);
             eps
         };

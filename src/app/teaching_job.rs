@@ -1,5 +1,562 @@
-//! Background work of the Teaching view.
+//! Background work of the Teaching view: a toy-MLP base pretrained on 2D
+//! points and finetuned into DeMe experts, in a few seconds, on a named
+//! thread. Training runs in chunks of [`TeachingConfig::sample_every`] steps
+//! (each chunk resumes the run saved by the one before, which is exact: batches,
+//! learning rate and EMA depend only on the step index); after each chunk the
+//! current weights draw a point cloud from one fixed noise, so the view can
+//! show the samples take the shape of the data.
+
+use super::events::{Emitter, Event};
+use super::model_set::{ModelSet, expert_folders};
+use crate::engine::data::{DataSpec, TOY_DATA_SEED, ToyKind, sample_toy, split_items};
+use crate::engine::diffusion::{DdimConfig, NoiseSchedule, SamplerKind, SeededNoise, sample};
+use crate::engine::merge::TimestepEnsemble;
+use crate::engine::model::{EpsModel, ToyMlp};
+use crate::engine::store::{AnyModel, ModelSpec};
+use crate::engine::train::{
+    BatchSampler, CancelToken, FinetuneConfig, FinetuneEvent, FinetuneJob, RunId, Schedule,
+    TrainConfig, TrainEvent, finetune_any, fresh_run, pretrain, resume_run,
+};
+use anyhow::{Context, Result, bail};
+use burn::tensor::{Device, Tensor, TensorData};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+/// Timesteps of the DDPM schedule.
+const T: usize = 1000;
+/// Points drawn for the training data (as the CLI's `--toy-points`).
+const TOY_POINTS: usize = 20_000;
+/// Fraction held out (as the CLI's `--val-fraction`).
+const VAL_FRACTION: f64 = 0.1;
+
+/// A 2D point.
+pub type Point = [f32; 2];
+
+/// What to train and how.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TeachingConfig {
+    /// The toy distribution.
+    pub data: ToyKind,
+    /// Pretraining steps of the base.
+    pub base_steps: u64,
+    /// Finetuning steps of each expert.
+    pub expert_steps: u64,
+    /// Number of experts N (timestep ranges).
+    pub experts: usize,
+    /// Points per step.
+    pub batch_size: usize,
+    /// Pretraining learning rate.
+    pub base_lr: f64,
+    /// Finetuning learning rate.
+    pub expert_lr: f64,
+    /// Draw a sample cloud every this many steps.
+    pub sample_every: u64,
+    /// Points in a sample cloud (and in the data cloud shown).
+    pub samples: usize,
+    /// DDIM steps of a sample cloud.
+    pub sample_steps: usize,
+    /// Seed of the weights, batches and the sampling noise.
+    pub seed: u64,
+    /// Folder the run's own folder is made in.
+    pub out_root: PathBuf,
+}
+
+impl TeachingConfig {
+    /// Defaults that train a visible moons model in seconds on a laptop CPU.
+    pub fn new(out_root: PathBuf) -> Self {
+        Self {
+            data: ToyKind::TwoMoons,
+            base_steps: 1500,
+            expert_steps: 200,
+            experts: 4,
+            batch_size: 128,
+            base_lr: 3e-3,
+            expert_lr: 1e-3,
+            sample_every: 100,
+            samples: 1000,
+            sample_steps: 20,
+            seed: 0,
+            out_root,
+        }
+    }
+
+    /// Checks the settings, naming the bad one.
+    pub fn validate(&self) -> Result<()> {
+        if self.base_steps == 0 || self.expert_steps == 0 {
+            bail!("the base and every expert need at least one step");
+        }
+        if self.experts == 0 {
+            bail!("at least one expert is needed");
+        }
+        if self.sample_every == 0 || self.samples == 0 || self.sample_steps == 0 {
+            bail!("sampling needs at least one step, one point and one DDIM step");
+        }
+        Ok(())
+    }
+
+    /// Total optimizer steps (the experts' counted one after another).
+    pub fn total_steps(&self) -> u64 {
+        self.base_steps + self.expert_steps * self.experts as u64
+    }
+}
+
+/// Which part of the run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// Pretraining the base on all timesteps.
+    Base,
+    /// Finetuning the experts, each on its timestep range (interleaved).
+    Experts,
+}
+
+/// A point cloud drawn from the current weights.
+#[derive(Debug, Clone)]
+pub struct SampleCloud {
+    /// Drawn during which stage (the experts' clouds come from their timestep-wise ensemble).
+    pub stage: Stage,
+    /// Steps of that stage done.
+    pub step: u64,
+    /// The points.
+    pub points: Arc<Vec<Point>>,
+}
 
 /// What the background work reports to the Teaching view.
 #[derive(Debug, Clone)]
-pub enum TeachingUpdate {}
+pub enum TeachingUpdate {
+    /// The run started: its folder and the data cloud.
+    Started {
+        /// Where the set is saved.
+        dir: PathBuf,
+        /// Points of the data distribution.
+        data: Arc<Vec<Point>>,
+    },
+    /// One optimizer step finished.
+    Loss {
+        /// Which stage.
+        stage: Stage,
+        /// Expert index in the experts stage (0 for the base).
+        run: usize,
+        /// Steps of that run done.
+        step: u64,
+        /// The batch's loss.
+        loss: f64,
+    },
+    /// A new sample cloud.
+    Samples(SampleCloud),
+    /// Finished with the saved set, failed or cancelled.
+    Finished(Result<ModelSet, String>),
+}
+
+/// A run to start.
+#[derive(Debug, Clone)]
+pub struct TeachingJob {
+    /// What to train.
+    pub config: TeachingConfig,
+    /// Cancelled by the view's Cancel button.
+    pub cancel: CancelToken,
+}
+
+/// Host `[x, y]` pairs of a `[n, 2, 1, 1]` tensor.
+pub fn to_points(x: &Tensor<4>) -> Result<Vec<Point>> {
+    let values = x
+        .clone()
+        .into_data()
+        .convert::<f32>()
+        .try_into_vec::<f32>()
+        .map_err(|e| anyhow::anyhow!("reading samples back: {e:?}"))?;
+    Ok(values.chunks_exact(2).map(|p| [p[0], p[1]]).collect())
+}
+
+/// The points of the data distribution (the dataset's first `n`).
+pub fn data_points(kind: ToyKind, n: usize) -> Vec<Point> {
+    sample_toy(kind, n, TOY_DATA_SEED)
+        .points
+        .chunks_exact(2)
+        .map(|p| [p[0], p[1]])
+        .collect()
+}
+
+/// Deterministic DDIM (no clipping: points are not bounded like pixels) from
+/// the fixed noise `x_t` with `eps(x, t)`.
+fn ddim_points(
+    schedule: &NoiseSchedule,
+    steps: usize,
+    x_t: Tensor<4>,
+    eps: &dyn Fn(Tensor<4>, usize) -> Tensor<4>,
+) -> Result<Vec<Point>> {
+    let kind = SamplerKind::Ddim(DdimConfig {
+        steps,
+        clip_sample: false,
+        ..DdimConfig::default()
+    });
+    let mut noise = SeededNoise::new(0); // DDIM at eta 0 never asks
+    let mut model = |x: Tensor<4>, t: usize| eps(x, t);
+    let out = sample(
+        kind,
+        schedule,
+        x_t,
+        &mut noise,
+        &mut model,
+        &mut |_, _, _| true,
+    )
+    .context("sampling stopped")?;
+    to_points(&out)
+}
+
+/// The fixed starting noise of every sample cloud of a run.
+fn start_noise(n: usize, seed: u64, device: &Device) -> Tensor<4> {
+    let values = SeededNoise::new(seed ^ 0x5eed).next_vec(n * 2);
+    Tensor::from_data(TensorData::new(values, [n, 2, 1, 1]), device)
+}
+
+/// A fresh folder for one run inside `root`.
+fn run_folder(root: &Path, kind: ToyKind) -> Result<PathBuf> {
+    std::fs::create_dir_all(root).with_context(|| format!("creating {}", root.display()))?;
+    let dir = tempfile::Builder::new()
+        .prefix(&format!("{}-", kind.name()))
+        .tempdir_in(root)
+        .with_context(|| format!("creating a run folder in {}", root.display()))?;
+    Ok(dir.keep())
+}
+
+struct Run<'a> {
+    config: &'a TeachingConfig,
+    device: &'a Device,
+    cancel: &'a CancelToken,
+    schedule: NoiseSchedule,
+    noise: Tensor<4>,
+    on_update: &'a mut dyn FnMut(TeachingUpdate),
+}
+
+impl Run<'_> {
+    fn check_cancel(&self) -> Result<()> {
+        if self.cancel.is_cancelled() {
+            bail!("cancelled");
+        }
+        Ok(())
+    }
+
+    fn cloud(
+        &mut self,
+        stage: Stage,
+        step: u64,
+        eps: &dyn Fn(Tensor<4>, usize) -> Tensor<4>,
+    ) -> Result<()> {
+        let points = ddim_points(
+            &self.schedule,
+            self.config.sample_steps,
+            self.noise.clone(),
+            eps,
+        )?;
+        (self.on_update)(TeachingUpdate::Samples(SampleCloud {
+            stage,
+            step,
+            points: Arc::new(points),
+        }));
+        Ok(())
+    }
+
+    /// Pretrains the base into `dir`, a chunk at a time; returns its published weights.
+    fn base(&mut self, spec: &ModelSpec, data: &BatchSampler, dir: &Path) -> Result<ToyMlp> {
+        let c = self.config;
+        let AnyModel::Mlp(template) = spec.build(c.seed, self.device)? else {
+            bail!("the teaching model is not the toy MLP");
+        };
+        let mut train = TrainConfig {
+            steps: 0,
+            batch_size: c.batch_size,
+            lr: c.base_lr,
+            warmup_steps: (c.base_steps / 20).min(100),
+            checkpoint_every: u64::MAX,
+            seed: c.seed,
+            ..TrainConfig::default()
+        };
+        let mut published = template.clone();
+        let mut done = 0;
+        while done < c.base_steps {
+            self.check_cancel()?;
+            train.steps = (done + c.sample_every).min(c.base_steps);
+            let start = if done == 0 {
+                fresh_run(template.clone(), &train, self.device)
+            } else {
+                resume_run(template.clone(), dir, &train, self.device)?
+            };
+            let on_update = &mut *self.on_update;
+            let mut on_event = |e: TrainEvent| {
+                if let TrainEvent::Step { step, loss, .. } = e {
+                    on_update(TeachingUpdate::Loss {
+                        stage: Stage::Base,
+                        run: 0,
+                        step,
+                        loss,
+                    });
+                }
+            };
+            published = pretrain(start, spec, data, &train, dir, self.cancel, &mut on_event)?;
+            self.check_cancel()?;
+            done = train.steps;
+            let model = published.clone();
+            self.cloud(Stage::Base, done, &|x, t| {
+                let n = x.dims()[0];
+                model.eps(x, &vec![t as f32; n])
+            })?;
+        }
+        Ok(published)
+    }
+
+    /// Finetunes the experts of `base` into `out`, a chunk at a time.
+    fn experts(
+        &mut self,
+        spec: &ModelSpec,
+        data: &BatchSampler,
+        base: ToyMlp,
+        base_dir: &Path,
+        out: &Path,
+    ) -> Result<()> {
+        let c = self.config;
+        let mut ft = FinetuneConfig {
+            experts: c.experts,
+            projection: false,
+            steps_per_expert: 0,
+            batch_size: c.batch_size,
+            lr: c.expert_lr,
+            checkpoint_every: u64::MAX,
+            seed: c.seed,
+            ..FinetuneConfig::default()
+        };
+        let mut done = 0;
+        while done < c.expert_steps {
+            self.check_cancel()?;
+            ft.steps_per_expert = (done + c.sample_every).min(c.expert_steps);
+            let job = FinetuneJob {
+                spec,
+                base_path: base_dir,
+                data,
+                config: &ft,
+                out_dir: out,
+                experts: true,
+                baseline: false,
+                schedule: Schedule::Interleaved,
+                resume: done > 0,
+            };
+            let on_update = &mut *self.on_update;
+            let mut on_event = |e: FinetuneEvent| {
+                if let (RunId::Expert(i), TrainEvent::Step { step, loss, .. }) = (e.run, e.event) {
+                    on_update(TeachingUpdate::Loss {
+                        stage: Stage::Experts,
+                        run: i,
+                        step,
+                        loss,
+                    });
+                }
+            };
+            let outcome = finetune_any(
+                AnyModel::Mlp(base.clone()),
+                &job,
+                self.device,
+                self.cancel,
+                &mut on_event,
+            )?;
+            self.check_cancel()?;
+            done = ft.steps_per_expert;
+            let models: Vec<AnyModel> = outcome.models.into_iter().map(|(_, m)| m).collect();
+            let ensemble = TimestepEnsemble::new(models, T)?;
+            self.cloud(Stage::Experts, done, &|x, t| ensemble.eps(x, t))?;
+        }
+        Ok(())
+    }
+}
+
+/// Trains the set of `job` on `device`, reporting through `on_update` (except
+/// the end); returns the saved set. A cancelled run's folder is removed.
+pub fn run_teaching(
+    job: &TeachingJob,
+    device: &Device,
+    on_update: &mut dyn FnMut(TeachingUpdate),
+) -> Result<ModelSet> {
+    let c = &job.config;
+    c.validate()?;
+    let dir = run_folder(&c.out_root, c.data)?;
+    let result = train_into(job, device, &dir, on_update);
+    if result.is_err() {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    result
+}
+
+fn train_into(
+    job: &TeachingJob,
+    device: &Device,
+    dir: &Path,
+    on_update: &mut dyn FnMut(TeachingUpdate),
+) -> Result<ModelSet> {
+    let c = &job.config;
+    on_update(TeachingUpdate::Started {
+        dir: dir.to_path_buf(),
+        data: Arc::new(data_points(c.data, c.samples)),
+    });
+    let spec = ModelSpec::from_arg("toy-mlp")?;
+    let data = split_items(&DataSpec::Toy(c.data), &spec, VAL_FRACTION, TOY_POINTS)?.train;
+    let mut run = Run {
+        config: c,
+        device,
+        cancel: &job.cancel,
+        schedule: NoiseSchedule::linear(1e-4, 0.02, T),
+        noise: start_noise(c.samples, c.seed, device),
+        on_update,
+    };
+    let base_dir = dir.join("base");
+    let base = run.base(&spec, &data, &base_dir)?;
+    let experts_dir = dir.join("deme");
+    run.experts(&spec, &data, base, &base_dir, &experts_dir)?;
+    let experts = expert_folders(&experts_dir);
+    if experts.len() != c.experts {
+        bail!(
+            "{} expert folders were written, {} expected",
+            experts.len(),
+            c.experts
+        );
+    }
+    Ok(ModelSet {
+        base: base_dir,
+        experts,
+    })
+}
+
+/// Starts `job` on a thread named `teaching`.
+pub fn spawn_teaching(job: TeachingJob, device: Device, emit: Emitter) -> JoinHandle<()> {
+    std::thread::Builder::new()
+        .name("teaching".into())
+        .spawn(move || {
+            let mut on_update = |u| emit.emit(Event::Teaching(u));
+            let result = run_teaching(&job, &device, &mut on_update).map_err(|e| {
+                if job.cancel.is_cancelled() {
+                    "cancelled".to_string()
+                } else {
+                    format!("{e:#}")
+                }
+            });
+            emit.emit(Event::Teaching(TeachingUpdate::Finished(result)));
+        })
+        .expect("spawning the teaching thread")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Instant;
+
+    fn tiny(root: &Path) -> TeachingConfig {
+        TeachingConfig {
+            base_steps: 60,
+            expert_steps: 20,
+            batch_size: 32,
+            sample_every: 20,
+            samples: 64,
+            sample_steps: 5,
+            ..TeachingConfig::new(root.to_path_buf())
+        }
+    }
+
+    fn run(config: TeachingConfig, cancel: CancelToken) -> (Result<ModelSet>, Vec<TeachingUpdate>) {
+        let mut updates = Vec::new();
+        let job = TeachingJob { config, cancel };
+        let r = run_teaching(&job, &Device::flex(), &mut |u| updates.push(u));
+        (r, updates)
+    }
+
+    #[test]
+    fn a_tiny_run_streams_losses_and_clouds_and_saves_a_set() {
+        let root = tempfile::tempdir().unwrap();
+        let (set, updates) = run(tiny(root.path()), CancelToken::new());
+        let set = set.unwrap();
+        let Some(TeachingUpdate::Started { dir, data }) = updates.first() else {
+            panic!("starts with Started");
+        };
+        assert_eq!(data.len(), 64);
+        assert_eq!(ModelSet::discover(dir), Some(set.clone()));
+        assert_eq!(set.experts.len(), 4);
+        let losses = |s: Stage| {
+            updates
+                .iter()
+                .filter(|u| matches!(u, TeachingUpdate::Loss { stage, loss, .. } if *stage == s && loss.is_finite()))
+                .count()
+        };
+        assert_eq!(losses(Stage::Base), 60);
+        assert_eq!(losses(Stage::Experts), 4 * 20);
+        let clouds: Vec<(Stage, u64, usize)> = updates
+            .iter()
+            .filter_map(|u| match u {
+                TeachingUpdate::Samples(c) => Some((c.stage, c.step, c.points.len())),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            clouds,
+            vec![
+                (Stage::Base, 20, 64),
+                (Stage::Base, 40, 64),
+                (Stage::Base, 60, 64),
+                (Stage::Experts, 20, 64),
+            ]
+        );
+        // the saved models load and say what they are
+        let base = crate::engine::store::load_model(&set.base, &Device::flex()).unwrap();
+        assert!(matches!(base.model, AnyModel::Mlp(_)));
+        let meta = base.meta.unwrap();
+        assert_eq!((meta.kind.as_str(), meta.step), ("pretrain", 60));
+        assert_eq!(meta.data.as_deref(), Some("toy:moons"));
+        let e4 = crate::engine::store::load_model(&set.experts[3], &Device::flex()).unwrap();
+        let meta = e4.meta.unwrap();
+        assert_eq!((meta.step, meta.timestep_range), (20, Some([750, 1000])));
+    }
+
+    #[test]
+    fn a_cancelled_run_removes_its_folder() {
+        let root = tempfile::tempdir().unwrap();
+        let cancel = CancelToken::new();
+        cancel.cancel();
+        let (r, updates) = run(tiny(root.path()), cancel);
+        assert_eq!(r.unwrap_err().to_string(), "cancelled");
+        assert!(
+            !updates
+                .iter()
+                .any(|u| matches!(u, TeachingUpdate::Samples(_)))
+        );
+        assert_eq!(std::fs::read_dir(root.path()).unwrap().count(), 0);
+        let mut bad = tiny(root.path());
+        bad.sample_every = 0;
+        assert!(run(bad, CancelToken::new()).0.is_err());
+    }
+
+    /// The time of a run with the view's defaults (`cargo test --lib
+    /// teaching_job -- --ignored --nocapture`).
+    #[test]
+    #[ignore]
+    fn time_of_the_defaults() {
+        let root = tempfile::tempdir().unwrap();
+        let config = TeachingConfig::new(root.path().to_path_buf());
+        let mut marks = Vec::new();
+        let t0 = Instant::now();
+        let mut updates = 0;
+        let job = TeachingJob {
+            config,
+            cancel: CancelToken::new(),
+        };
+        let r = run_teaching(&job, &Device::flex(), &mut |u| {
+            updates += 1;
+            if let TeachingUpdate::Samples(c) = &u {
+                marks.push((c.stage, c.step, t0.elapsed().as_secs_f64()));
+            }
+        });
+        r.unwrap();
+        for m in &marks {
+            eprintln!("{m:?}");
+        }
+        eprintln!(
+            "total {:.2} s, {updates} updates",
+            t0.elapsed().as_secs_f64()
+        );
+    }
+}

@@ -1,25 +1,432 @@
-//! The Teaching view.
+//! The Teaching view: 2D toy data and the toy MLP, where the whole method
+//! takes seconds. One button pretrains a base and finetunes its experts in
+//! the background while the data and the current samples are drawn as two
+//! point clouds beside a loss curve; the finished set is saved into its own
+//! folder and opened, so the Merge, Gradient-conflicts and Landscape views
+//! work on it.
 
 use super::frame::StudioApp;
-use super::teaching_job::TeachingUpdate;
+use super::model_set::ModelSet;
+use super::settings::View;
+use super::teaching_job::{
+    Point, SampleCloud, Stage, TeachingConfig, TeachingJob, TeachingUpdate, spawn_teaching,
+};
+use super::teaching_plots::{DATA_COLOR, SAMPLE_COLOR, cloud_plot, loss_plot};
+use crate::engine::data::ToyKind;
+use crate::engine::train::CancelToken;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-/// State of the Teaching view.
-#[derive(Debug, Default)]
-pub struct TeachingState {}
+/// Label of the button that starts a run.
+pub const TRAIN_LABEL: &str = "Train base + 4 experts";
+/// Label of the button that opens the trained set in the Merge view.
+pub const OPEN_LABEL: &str = "Open in the Merge view";
+
+/// A run in progress.
+#[derive(Debug, Clone)]
+struct Running {
+    cancel: CancelToken,
+    started: Instant,
+}
+
+/// State of the Teaching view: settings, the live run, its curves and clouds.
+#[derive(Debug)]
+pub struct TeachingState {
+    /// What the next run trains.
+    pub config: TeachingConfig,
+    running: Option<Running>,
+    /// The run's folder (also of a finished or cancelled run).
+    dir: Option<PathBuf>,
+    data: Option<Arc<Vec<Point>>>,
+    samples: Option<SampleCloud>,
+    clouds: usize,
+    base_loss: Vec<(u64, f64)>,
+    expert_loss: Vec<Vec<(u64, f64)>>,
+    /// The base steps of the run shown (the experts' curves start there).
+    shown_base_steps: u64,
+    saved: Option<ModelSet>,
+    took: Option<Duration>,
+    /// Why the last run failed (`cancelled` when it was).
+    pub error: Option<String>,
+}
+
+impl Default for TeachingState {
+    fn default() -> Self {
+        Self {
+            config: TeachingConfig::new(std::env::temp_dir().join("deme-studio-teaching")),
+            running: None,
+            dir: None,
+            data: None,
+            samples: None,
+            clouds: 0,
+            base_loss: Vec::new(),
+            expert_loss: Vec::new(),
+            shown_base_steps: 0,
+            saved: None,
+            took: None,
+            error: None,
+        }
+    }
+}
 
 impl TeachingState {
-    /// Forgets results tied to the open model set.
+    /// Forgets results tied to the open model set (the trained sets stay on disk).
     pub fn reset(&mut self) {}
+
+    /// Whether a run is in progress.
+    pub fn is_running(&self) -> bool {
+        self.running.is_some()
+    }
+
+    /// `(done, total)` optimizer steps of the run shown, the experts' counted one after another.
+    pub fn progress(&self) -> (u64, u64) {
+        let done = self.base_loss.last().map_or(0, |l| l.0)
+            + self
+                .expert_loss
+                .iter()
+                .map(|e| e.last().map_or(0, |l| l.0))
+                .sum::<u64>();
+        (done, self.config.total_steps())
+    }
+
+    /// The latest sample cloud.
+    pub fn samples(&self) -> Option<&SampleCloud> {
+        self.samples.as_ref()
+    }
+
+    /// Sample clouds received in the run shown.
+    pub fn clouds(&self) -> usize {
+        self.clouds
+    }
+
+    /// The data cloud of the run shown.
+    pub fn data(&self) -> Option<&[Point]> {
+        self.data.as_deref().map(|d| d.as_slice())
+    }
+
+    /// The folder of the run shown.
+    pub fn dir(&self) -> Option<&PathBuf> {
+        self.dir.as_ref()
+    }
+
+    /// The last set trained to the end.
+    pub fn saved(&self) -> Option<&ModelSet> {
+        self.saved.as_ref()
+    }
+
+    /// Marks a run as started and returns the job to run.
+    pub fn start(&mut self) -> TeachingJob {
+        self.cancel();
+        let cancel = CancelToken::new();
+        self.running = Some(Running {
+            cancel: cancel.clone(),
+            started: Instant::now(),
+        });
+        self.dir = None;
+        self.data = None;
+        self.samples = None;
+        self.clouds = 0;
+        self.base_loss.clear();
+        self.expert_loss = vec![Vec::new(); self.config.experts];
+        self.shown_base_steps = self.config.base_steps;
+        self.took = None;
+        self.error = None;
+        TeachingJob {
+            config: self.config.clone(),
+            cancel,
+        }
+    }
+
+    /// Asks the running run to stop.
+    pub fn cancel(&mut self) {
+        if let Some(r) = &self.running {
+            r.cancel.cancel();
+        }
+    }
+
+    /// Applies a report of the run; returns the set to open when it finished.
+    pub fn apply(&mut self, update: TeachingUpdate) -> Option<ModelSet> {
+        if self.running.is_none() && !matches!(update, TeachingUpdate::Finished(_)) {
+            return None; // a late report of a run already given up
+        }
+        match update {
+            TeachingUpdate::Started { dir, data } => {
+                self.dir = Some(dir);
+                self.data = Some(data);
+            }
+            TeachingUpdate::Loss {
+                stage,
+                run,
+                step,
+                loss,
+            } => match stage {
+                Stage::Base => self.base_loss.push((step, loss)),
+                Stage::Experts => {
+                    if let Some(e) = self.expert_loss.get_mut(run) {
+                        e.push((step, loss));
+                    }
+                }
+            },
+            TeachingUpdate::Samples(cloud) => {
+                self.samples = Some(cloud);
+                self.clouds += 1;
+            }
+            TeachingUpdate::Finished(result) => {
+                let running = self.running.take()?;
+                self.took = Some(running.started.elapsed());
+                match result {
+                    Ok(set) => {
+                        self.saved = Some(set.clone());
+                        return Some(set);
+                    }
+                    Err(_) if running.cancel.is_cancelled() => {
+                        self.error = Some("cancelled".into());
+                        self.dir = None;
+                    }
+                    Err(e) => {
+                        self.error = Some(e);
+                        self.dir = None;
+                    }
+                }
+            }
+        }
+        None
+    }
+}
+
+/// What the view asks the app to do.
+enum TeachingAction {
+    Start,
+    Cancel,
+    Open(ModelSet),
+}
+
+fn kind_label(k: ToyKind) -> &'static str {
+    match k {
+        ToyKind::TwoMoons => "two moons",
+        ToyKind::SwissRoll => "swiss roll",
+        ToyKind::EightGaussians => "8 Gaussians",
+        ToyKind::Checkerboard => "checkerboard",
+    }
+}
+
+fn settings_ui(ui: &mut egui::Ui, c: &mut TeachingConfig) {
+    egui::Grid::new("teaching-settings")
+        .num_columns(2)
+        .spacing([12.0, 6.0])
+        .show(ui, |ui| {
+            ui.label("distribution");
+            egui::ComboBox::from_id_salt("teaching-data")
+                .selected_text(kind_label(c.data))
+                .show_ui(ui, |ui| {
+                    for k in ToyKind::ALL {
+                        ui.selectable_value(&mut c.data, k, kind_label(k));
+                    }
+                });
+            ui.end_row();
+            ui.label("base steps");
+            ui.add(egui::DragValue::new(&mut c.base_steps).range(10..=20_000))
+                .on_hover_text("pretraining steps of the base on all timesteps");
+            ui.end_row();
+            ui.label("steps per expert");
+            ui.add(egui::DragValue::new(&mut c.expert_steps).range(10..=5_000))
+                .on_hover_text("finetuning steps of each expert on its timestep range");
+            ui.end_row();
+            ui.label("batch size");
+            ui.add(egui::DragValue::new(&mut c.batch_size).range(8..=1024))
+                .on_hover_text("points per step");
+            ui.end_row();
+            ui.label("samples every");
+            ui.add(
+                egui::DragValue::new(&mut c.sample_every)
+                    .range(10..=5_000)
+                    .suffix(" steps"),
+            )
+            .on_hover_text("how often the current weights draw a new sample cloud");
+            ui.end_row();
+        });
+}
+
+fn controls_ui(ui: &mut egui::Ui, s: &mut TeachingState) -> Vec<TeachingAction> {
+    let mut actions = Vec::new();
+    ui.heading("Teaching mode");
+    ui.label(
+        "DeMe on 2D points: a small MLP learns to denoise a toy distribution, then four \
+         copies are finetuned, each on a quarter of the timesteps. Training takes seconds.",
+    );
+    ui.add_space(6.0);
+    let running = s.running.is_some();
+    ui.add_enabled_ui(!running, |ui| settings_ui(ui, &mut s.config));
+    ui.add_space(6.0);
+    ui.horizontal(|ui| {
+        if ui
+            .add_enabled(!running, egui::Button::new(TRAIN_LABEL))
+            .on_hover_text("pretrain a base, finetune 4 experts, save them and open them")
+            .clicked()
+        {
+            actions.push(TeachingAction::Start);
+        }
+        if running && ui.button("Cancel").clicked() {
+            actions.push(TeachingAction::Cancel);
+        }
+    });
+    if running {
+        let (done, total) = s.progress();
+        let what = if done < s.shown_base_steps {
+            format!("pretraining the base: step {done}/{}", s.shown_base_steps)
+        } else {
+            format!(
+                "finetuning the experts: {}/{} steps",
+                done - s.shown_base_steps,
+                total - s.shown_base_steps
+            )
+        };
+        ui.add(egui::ProgressBar::new(done as f32 / total.max(1) as f32).text(what));
+    }
+    if let Some(e) = &s.error {
+        ui.colored_label(ui.visuals().error_fg_color, e);
+    }
+    if let (Some(set), false) = (&s.saved, running) {
+        ui.separator();
+        ui.strong("Trained set");
+        if let Some(t) = s.took {
+            ui.label(format!("trained in {:.1} s, saved in", t.as_secs_f64()));
+        }
+        let folder = set.base.parent().unwrap_or(&set.base);
+        ui.add(
+            egui::Label::new(egui::RichText::new(folder.display().to_string()).monospace()).wrap(),
+        )
+        .on_hover_text(
+            "base/ and deme/expert_1 … inside; open it later with Open set… in the Models panel",
+        );
+        if ui
+            .button(OPEN_LABEL)
+            .on_hover_text("merge its experts, compare base, ensemble and merge")
+            .clicked()
+        {
+            actions.push(TeachingAction::Open(set.clone()));
+        }
+    }
+    actions
+}
+
+fn caption(s: &TeachingState) -> String {
+    match &s.samples {
+        None if s.running.is_some() => "samples: drawn after the first steps…".into(),
+        None => "samples".into(),
+        Some(c) => match c.stage {
+            Stage::Base => format!("samples of the base after {} steps", c.step),
+            Stage::Experts => format!(
+                "samples of the experts' ensemble after {} steps each",
+                c.step
+            ),
+        },
+    }
+}
+
+fn plots_ui(ui: &mut egui::Ui, s: &TeachingState) {
+    let loss_height = 180.0;
+    let gap = ui.spacing().item_spacing.x;
+    let side = ((ui.available_width() - gap) / 2.0)
+        .min(ui.available_height() - loss_height - 60.0)
+        .max(120.0);
+    let data_title = match &s.data {
+        Some(d) => format!("data: {} ({} points)", kind_label(s.config.data), d.len()),
+        None => "data".into(),
+    };
+    ui.horizontal_top(|ui| {
+        ui.vertical(|ui| {
+            ui.label(&data_title);
+            cloud_plot(
+                ui,
+                "teaching-data",
+                side,
+                "data",
+                s.data(),
+                DATA_COLOR,
+                "press Train",
+            );
+        });
+        ui.vertical(|ui| {
+            ui.label(caption(s));
+            cloud_plot(
+                ui,
+                "teaching-samples",
+                side,
+                "samples",
+                s.samples.as_ref().map(|c| c.points.as_slice()),
+                SAMPLE_COLOR,
+                "no samples yet",
+            );
+        });
+    });
+    ui.add_space(4.0);
+    ui.label("training loss (mean of the last 25 steps)");
+    loss_plot(
+        ui,
+        loss_height,
+        &s.base_loss,
+        &s.expert_loss,
+        s.shown_base_steps,
+    );
 }
 
 impl StudioApp {
+    /// The Teaching view's state.
+    pub fn teaching(&self) -> &TeachingState {
+        &self.teaching
+    }
+
+    /// The Teaching view's state, mutably (tests shorten the run).
+    pub fn teaching_mut(&mut self) -> &mut TeachingState {
+        &mut self.teaching
+    }
+
     /// Draws the Teaching view.
     pub(super) fn teaching_page_ui(&mut self, ui: &mut egui::Ui) {
-        egui::CentralPanel::default().show(ui, |ui| ui.label("not built yet"));
+        let actions = egui::Panel::left("teaching-controls")
+            .default_size(300.0)
+            .resizable(true)
+            .show(ui, |ui| {
+                egui::ScrollArea::vertical()
+                    .id_salt("teaching-controls-scroll")
+                    .show(ui, |ui| controls_ui(ui, &mut self.teaching))
+                    .inner
+            })
+            .inner;
+        egui::CentralPanel::default().show(ui, |ui| plots_ui(ui, &self.teaching));
+        for a in actions {
+            match a {
+                TeachingAction::Start => {
+                    let job = self.teaching.start();
+                    spawn_teaching(job, self.device.clone(), self.emit.clone());
+                }
+                TeachingAction::Cancel => self.teaching.cancel(),
+                TeachingAction::Open(set) => {
+                    if self.models.info.as_ref().map(|i| &i.set) != Some(&set) {
+                        self.open(set);
+                    }
+                    self.set_view(View::Merge);
+                }
+            }
+        }
     }
 
     /// Applies an update from the Teaching view's background work.
     pub(super) fn on_teaching(&mut self, u: TeachingUpdate) {
-        match u {}
+        let finished = matches!(u, TeachingUpdate::Finished(_));
+        if let Some(set) = self.teaching.apply(u) {
+            self.tell(
+                format!(
+                    "trained and saved a toy set in {}; opening it",
+                    set.base.parent().unwrap_or(&set.base).display()
+                ),
+                false,
+            );
+            self.open(set);
+        } else if finished && let Some(e) = self.teaching.error.clone() {
+            self.tell(format!("teaching run: {e}"), e != "cancelled");
+        }
     }
 }
