@@ -21,7 +21,7 @@ use std::sync::Arc;
 /// Timesteps of the DDPM schedule every model here was trained with.
 pub const NUM_TRAIN_TIMESTEPS: usize = 1000;
 /// Fraction of the data the CLI holds out (`--val-fraction`'s default).
-const VAL_FRACTION: f64 = 0.1;
+pub const VAL_FRACTION: f64 = 0.1;
 
 /// What the UI shows about one model.
 #[derive(Debug, Clone, PartialEq)]
@@ -130,6 +130,25 @@ pub struct GradSimInputs {
     pub data: DataSpec,
     /// The DDPM schedule.
     pub schedule: NoiseSchedule,
+}
+
+/// What a loss landscape needs from a session (models share device memory).
+#[derive(Clone)]
+pub struct LandscapeInputs {
+    /// The base model.
+    pub base: AnyModel,
+    /// The N experts, in order.
+    pub experts: Vec<AnyModel>,
+    /// Folder names: base first, then the experts.
+    pub labels: Vec<String>,
+    /// The base's architecture.
+    pub spec: ModelSpec,
+    /// The base's training data (whose held-out split is scored), or why it is unknown.
+    pub data: Result<DataSpec, String>,
+    /// The DDPM schedule.
+    pub schedule: NoiseSchedule,
+    /// Where the models live.
+    pub device: Device,
 }
 
 impl Session {
@@ -286,8 +305,8 @@ impl Session {
                 None => self.ensemble.eps(x.clone(), t),
             };
             let a = alphas[t.min(alphas.len() - 1)];
-            let x0 = (x - eps.clone().mul_scalar((1.0 - a).sqrt() as f32))
-                .div_scalar(a.sqrt() as f32);
+            let x0 =
+                (x - eps.clone().mul_scalar((1.0 - a).sqrt() as f32)).div_scalar(a.sqrt() as f32);
             let x0 = if points { x0 } else { x0.clamp(-1.0, 1.0) };
             *estimate.borrow_mut() = Some(x0);
             eps
@@ -329,6 +348,26 @@ impl Session {
             data: data.clone()?,
             schedule: self.schedule.clone(),
         })
+    }
+
+    /// Copies of what a loss landscape needs.
+    pub fn landscape_inputs(&self) -> LandscapeInputs {
+        let (spec, data) = &self.data;
+        LandscapeInputs {
+            base: self.base.clone(),
+            experts: self.ensemble.experts().to_vec(),
+            labels: self.info.set.labels(),
+            spec: spec.clone(),
+            data: data.clone(),
+            schedule: self.schedule.clone(),
+            device: self.device.clone(),
+        }
+    }
+
+    /// Copies of the base and the experts, in range order (models share
+    /// device memory until changed).
+    pub fn base_and_experts(&self) -> (AnyModel, Vec<AnyModel>) {
+        (self.base.clone(), self.ensemble.experts().to_vec())
     }
 
     /// Copies of what a grid search needs (models share device memory until changed).
