@@ -53,7 +53,8 @@ fn wait_until(h: &mut Harness<'_, StudioApp>, what: &str, cond: impl Fn(&StudioA
 
 fn click(h: &mut Harness<'_, StudioApp>, label: &str) {
     h.get_by_label(label).click();
-    h.step();
+    h.step(); // the click is handled
+    h.step(); // and its result drawn
 }
 
 fn merged_pixels(app: &StudioApp) -> Vec<egui::Color32> {
@@ -75,7 +76,7 @@ fn training_draws_live_clouds_saves_and_opens_a_toy_set_that_merges() {
     let root = tempfile::tempdir().unwrap();
     let mut h = harness(root.path());
     h.step();
-    h.get_by_label_contains("press Train");
+    h.get_by_label("samples");
     click(&mut h, TRAIN_LABEL);
     assert!(h.state().teaching().is_running());
     h.get_by_label("Cancel");
@@ -164,6 +165,8 @@ fn cancel_stops_the_run_and_leaves_a_clear_state() {
     h.state_mut().teaching_mut().config.base_steps = 20_000;
     click(&mut h, TRAIN_LABEL);
     wait_until(&mut h, "some training", |a| a.teaching().progress().0 > 0);
+    let t = h.state().teaching();
+    assert!(t.is_running(), "{:?}", t.error);
     click(&mut h, "Cancel");
     wait_until(&mut h, "the cancelled run", |a| !a.teaching().is_running());
     let t = h.state().teaching();

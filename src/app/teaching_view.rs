@@ -216,14 +216,17 @@ fn settings_ui(ui: &mut egui::Ui, c: &mut TeachingConfig) {
         .num_columns(2)
         .spacing([12.0, 6.0])
         .show(ui, |ui| {
-            ui.label("distribution");
+            let label = ui.label("distribution");
             egui::ComboBox::from_id_salt("teaching-data")
                 .selected_text(kind_label(c.data))
                 .show_ui(ui, |ui| {
                     for k in ToyKind::ALL {
                         ui.selectable_value(&mut c.data, k, kind_label(k));
                     }
-                });
+                })
+                .response
+                .labelled_by(label.id)
+                .on_hover_text("the 2D distribution to learn");
             ui.end_row();
             ui.label("base steps");
             ui.add(egui::DragValue::new(&mut c.base_steps).range(10..=20_000))
