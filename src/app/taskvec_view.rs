@@ -1,25 +1,921 @@
-//! The TaskVec view.
+//! The task-vector view: how far each expert moved from the base (norms), how
+//! aligned the experts' moves are (the N x N cosine table), and where in the
+//! network the changes sit (per-group box plots of the magnitudes and
+//! per-group norms). Computed in the background when first shown for a set,
+//! again on Recompute or a change of grouping; exportable as PNG and CSV.
 
 use super::frame::StudioApp;
-use super::taskvec_job::TaskVecUpdate;
+use super::merge_worker::Command;
+use super::models_panel::empty_state_ui;
+use super::taskvec_job::{
+    EXPORT_FILES, TaskVecJob, TaskVecProgress, TaskVecResult, TaskVecUpdate, pick_export_folder,
+    spawn_export,
+};
+use crate::engine::analysis::Granularity;
+use crate::engine::analysis::tv_stats::TvStats;
+use crate::engine::render::ColorMap;
+use crate::engine::train::CancelToken;
+use egui::{Align2, Color32, FontId, Pos2, Rect, Sense, Stroke, StrokeKind, Vec2};
+use egui_plot::{Bar, BarChart, BoxElem, BoxPlot, BoxSpread, GridInput, GridMark, Legend, Plot};
+use std::path::PathBuf;
+use std::sync::Arc;
 
-/// State of the TaskVec view.
-#[derive(Debug, Default)]
-pub struct TaskVecState {}
+/// Label of the cosine table (for tests and screen readers).
+pub const COSINE_LABEL: &str = "task-vector cosine table";
+
+/// Smallest magnitude drawn on the log axis (zeros sit here).
+const LOG_FLOOR: f64 = 1e-9;
+
+/// A computation in progress.
+#[derive(Debug, Clone)]
+struct Running {
+    id: u64,
+    cancel: CancelToken,
+    progress: TaskVecProgress,
+}
+
+/// Settings, progress and result of the view.
+#[derive(Debug, Clone)]
+pub struct TaskVecState {
+    /// Per block or per layer.
+    pub granularity: Granularity,
+    /// Only groups whose name contains this (case-insensitive) are plotted.
+    pub filter: String,
+    /// Magnitudes on a log10 axis.
+    pub log_scale: bool,
+    /// Folder the export writes into.
+    pub export_dir: String,
+    /// Why the last computation failed.
+    pub error: Option<String>,
+    /// What the last export wrote, or why it failed.
+    pub export_note: Option<Result<String, String>>,
+    running: Option<Running>,
+    result: Option<TaskVecResult>,
+    next_id: u64,
+    /// Whether this set was computed once (so failures are not retried by themselves).
+    started: bool,
+    exporting: bool,
+    /// The cosine cell under the pointer, `(row, column)`.
+    hovered: Option<(usize, usize)>,
+}
+
+impl Default for TaskVecState {
+    fn default() -> Self {
+        Self {
+            granularity: Granularity::Block,
+            filter: String::new(),
+            log_scale: true,
+            export_dir: std::env::current_dir()
+                .map(|d| d.join("task-vectors").display().to_string())
+                .unwrap_or_default(),
+            error: None,
+            export_note: None,
+            running: None,
+            result: None,
+            next_id: 0,
+            started: false,
+            exporting: false,
+            hovered: None,
+        }
+    }
+}
+
+/// What the view asks the app to do.
+#[derive(Debug, Clone)]
+pub enum TaskVecAction {
+    /// Start this computation.
+    Compute(TaskVecJob),
+    /// Write the result into this folder.
+    Export(Arc<TvStats>, PathBuf),
+    /// Open a folder dialog for the export.
+    PickFolder,
+}
 
 impl TaskVecState {
-    /// Forgets results tied to the open model set.
-    pub fn reset(&mut self) {}
+    /// The last statistics.
+    pub fn stats(&self) -> Option<&Arc<TvStats>> {
+        self.result.as_ref().map(|r| &r.stats)
+    }
+
+    /// The last result with its timing.
+    pub fn result(&self) -> Option<&TaskVecResult> {
+        self.result.as_ref()
+    }
+
+    /// Whether a computation runs.
+    pub fn is_running(&self) -> bool {
+        self.running.is_some()
+    }
+
+    /// Whether an export runs.
+    pub fn is_exporting(&self) -> bool {
+        self.exporting
+    }
+
+    /// Progress of the running computation.
+    pub fn progress(&self) -> Option<&TaskVecProgress> {
+        self.running.as_ref().map(|r| &r.progress)
+    }
+
+    /// Marks a computation as started (cancelling one still running) and
+    /// returns the job to run.
+    pub fn start(&mut self) -> TaskVecJob {
+        self.cancel();
+        self.next_id += 1;
+        let cancel = CancelToken::new();
+        self.running = Some(Running {
+            id: self.next_id,
+            cancel: cancel.clone(),
+            progress: TaskVecProgress {
+                done: 0,
+                total: 1,
+                stage: "waiting for the models".into(),
+            },
+        });
+        self.started = true;
+        self.error = None;
+        TaskVecJob {
+            id: self.next_id,
+            granularity: self.granularity,
+            cancel,
+        }
+    }
+
+    /// Asks the running computation to stop.
+    pub fn cancel(&mut self) {
+        if let Some(r) = &self.running {
+            r.cancel.cancel();
+        }
+    }
+
+    /// Forgets the result (another model set was opened).
+    pub fn reset(&mut self) {
+        self.cancel();
+        self.running = None;
+        self.result = None;
+        self.error = None;
+        self.export_note = None;
+        self.started = false;
+        self.hovered = None;
+    }
+
+    /// Whether the view should start a computation by itself (a set is open
+    /// and nothing was computed for it yet).
+    pub fn wants_auto_start(&self) -> bool {
+        !self.started && self.running.is_none() && self.result.is_none()
+    }
+
+    /// Applies a report of the background work.
+    pub fn apply(&mut self, update: TaskVecUpdate) {
+        match update {
+            TaskVecUpdate::Progress { id, progress } => {
+                if let Some(r) = self.running.as_mut().filter(|r| r.id == id) {
+                    r.progress = progress;
+                }
+            }
+            TaskVecUpdate::Finished { id, result } => {
+                let Some(r) = self.running.as_ref().filter(|r| r.id == id) else {
+                    return; // an older run, replaced or forgotten
+                };
+                let cancelled = r.cancel.is_cancelled();
+                self.running = None;
+                match result {
+                    Ok(r) => {
+                        self.result = Some(r);
+                        self.hovered = None;
+                    }
+                    Err(_) if cancelled => self.error = Some("cancelled".into()),
+                    Err(e) => self.error = Some(e),
+                }
+            }
+            TaskVecUpdate::Exported(result) => {
+                self.exporting = false;
+                self.export_note = Some(result.map(|dir| {
+                    format!("wrote {} into {}", EXPORT_FILES.join(", "), dir.display())
+                }));
+            }
+            TaskVecUpdate::ExportFolder(_) => {}
+        }
+    }
+
+    /// Marks an export as started and returns it (`None` without a result or folder).
+    pub fn export(&mut self) -> Option<TaskVecAction> {
+        let stats = self.stats()?.clone();
+        let dir = self.export_dir.trim();
+        if dir.is_empty() {
+            self.export_note = Some(Err("choose a folder to export into".into()));
+            return None;
+        }
+        self.exporting = true;
+        self.export_note = None;
+        Some(TaskVecAction::Export(stats, PathBuf::from(dir)))
+    }
 }
 
 impl StudioApp {
-    /// Draws the TaskVec view.
-    pub(super) fn taskvec_page_ui(&mut self, ui: &mut egui::Ui) {
-        egui::CentralPanel::default().show(ui, |ui| ui.label("not built yet"));
+    /// The task-vector view's state.
+    pub fn taskvec(&self) -> &TaskVecState {
+        &self.taskvec
     }
 
-    /// Applies an update from the TaskVec view's background work.
+    /// The task-vector view's state, mutably (tests change its settings).
+    pub fn taskvec_mut(&mut self) -> &mut TaskVecState {
+        &mut self.taskvec
+    }
+
+    /// Draws the task-vector view.
+    pub(super) fn taskvec_page_ui(&mut self, ui: &mut egui::Ui) {
+        if self.models.info.is_none() {
+            let has_default = self.default_set.is_some();
+            egui::CentralPanel::default().show(ui, |ui| {
+                ui.heading("Task vectors of the experts");
+                ui.label(
+                    "Open a model set: this view compares what finetuning changed in each expert.",
+                );
+                if self.models.loading.is_some() {
+                    ui.label("loading the models…");
+                }
+                let actions = empty_state_ui(ui, &self.models, has_default);
+                self.handle_models_actions(actions);
+            });
+            return;
+        }
+        let mut actions = Vec::new();
+        if self.taskvec.wants_auto_start() && self.models.loading.is_none() {
+            actions.push(TaskVecAction::Compute(self.taskvec.start()));
+        }
+        let more = egui::CentralPanel::default()
+            .show(ui, |ui| taskvec_ui(ui, &mut self.taskvec))
+            .inner;
+        actions.extend(more);
+        for a in actions {
+            match a {
+                TaskVecAction::Compute(job) => self.worker.send(Command::TaskVectors(job)),
+                TaskVecAction::Export(stats, dir) => spawn_export(stats, dir, self.emit.clone()),
+                TaskVecAction::PickFolder => {
+                    let start = Some(PathBuf::from(self.taskvec.export_dir.trim()))
+                        .filter(|p| p.is_dir())
+                        .or_else(|| self.settings.last_dir.clone());
+                    pick_export_folder(start, self.emit.clone());
+                }
+            }
+        }
+    }
+
+    /// Applies an update from the task-vector view's background work.
     pub(super) fn on_taskvec(&mut self, u: TaskVecUpdate) {
-        match u {}
+        match &u {
+            TaskVecUpdate::Exported(Ok(dir)) => self.tell(
+                format!("exported the task-vector statistics to {}", dir.display()),
+                false,
+            ),
+            TaskVecUpdate::Exported(Err(e)) => self.tell(e.clone(), true),
+            TaskVecUpdate::Finished { result: Err(e), .. } if e != "cancelled" => {
+                self.tell(format!("task vectors: {e}"), true)
+            }
+            TaskVecUpdate::ExportFolder(Some(dir)) => {
+                self.taskvec.export_dir = dir.display().to_string();
+                if let Some(TaskVecAction::Export(stats, dir)) = self.taskvec.export() {
+                    spawn_export(stats, dir, self.emit.clone());
+                }
+            }
+            _ => {}
+        }
+        self.taskvec.apply(u);
+    }
+}
+
+/// Colour of the expert `i` in the plots.
+fn expert_color(i: usize) -> Color32 {
+    const COLORS: [Color32; 8] = [
+        Color32::from_rgb(31, 119, 180),
+        Color32::from_rgb(255, 127, 14),
+        Color32::from_rgb(44, 160, 44),
+        Color32::from_rgb(214, 39, 40),
+        Color32::from_rgb(148, 103, 189),
+        Color32::from_rgb(140, 86, 75),
+        Color32::from_rgb(227, 119, 194),
+        Color32::from_rgb(127, 127, 127),
+    ];
+    COLORS[i % COLORS.len()]
+}
+
+fn cosine_color(value: f64) -> Color32 {
+    let [r, g, b] = ColorMap::Diverging.map(value as f32, -1.0, 1.0);
+    Color32::from_rgb(r, g, b)
+}
+
+/// Whether group `name` passes `filter` (case-insensitive substring; empty passes all).
+pub fn group_matches(name: &str, filter: &str) -> bool {
+    let f = filter.trim().to_lowercase();
+    f.is_empty() || name.to_lowercase().contains(&f)
+}
+
+/// Offset of expert `i` of `n` inside a row of height `span`, first on top.
+pub fn expert_offset(i: usize, n: usize, span: f64) -> f64 {
+    if n <= 1 {
+        return 0.0;
+    }
+    let step = span / n as f64;
+    (((n - 1) as f64) / 2.0 - i as f64) * step
+}
+
+/// A magnitude on the plotted axis: itself, or its log10 (zeros at [`LOG_FLOOR`]).
+pub fn axis_value(v: f64, log: bool) -> f64 {
+    if log { v.max(LOG_FLOOR).log10() } else { v }
+}
+
+/// Short form of a number for tables and tooltips.
+pub fn fmt_value(v: f64) -> String {
+    if v == 0.0 {
+        "0".into()
+    } else if (1e-3..1e4).contains(&v.abs()) {
+        format!("{v:.4}")
+    } else {
+        format!("{v:.3e}")
+    }
+}
+
+/// Draws the view; returns what the app should do.
+pub fn taskvec_ui(ui: &mut egui::Ui, state: &mut TaskVecState) -> Vec<TaskVecAction> {
+    let mut actions = Vec::new();
+    ui.heading("Task vectors of the experts");
+    ui.label(
+        "A task vector τ_i = θ_i − θ is what finetuning changed in the base to make expert i. \
+         Its norm says how far the expert moved, the cosine between two task vectors whether \
+         two experts moved the same way (1), independently (0) or against each other (−1).",
+    );
+    ui.add_space(4.0);
+    controls_ui(ui, state, &mut actions);
+    if let Some(e) = &state.error {
+        ui.colored_label(ui.visuals().error_fg_color, e);
+    }
+    let Some(result) = state.result.clone() else {
+        ui.separator();
+        if state.running.is_none() {
+            ui.label("Press Recompute to compute the task vectors of the open set.");
+        }
+        return actions;
+    };
+    export_ui(ui, state, &mut actions);
+    ui.separator();
+    egui::ScrollArea::vertical()
+        .id_salt("taskvec-scroll")
+        .show(ui, |ui| {
+            summary_ui(ui, &result);
+            ui.horizontal_top(|ui| {
+                ui.vertical(|ui| norms_ui(ui, &result.stats));
+                ui.add_space(16.0);
+                ui.vertical(|ui| cosine_ui(ui, state, &result.stats));
+            });
+            ui.separator();
+            groups_ui(ui, state, &result.stats);
+        });
+    actions
+}
+
+fn controls_ui(ui: &mut egui::Ui, state: &mut TaskVecState, actions: &mut Vec<TaskVecAction>) {
+    ui.horizontal(|ui| {
+        ui.label("Group by");
+        let before = state.granularity;
+        ui.radio_value(&mut state.granularity, Granularity::Block, "block")
+            .on_hover_text("top-level parts of the network: conv_in, time_embedding, down_blocks.0, mid_block, …");
+        ui.radio_value(&mut state.granularity, Granularity::Layer, "layer")
+            .on_hover_text("every module owning weights: down_blocks.0.resnets.0.conv1, …");
+        if state.granularity != before {
+            actions.push(TaskVecAction::Compute(state.start()));
+        }
+        if ui
+            .button("Recompute")
+            .on_hover_text("copy the models to the host and compute the statistics again")
+            .clicked()
+        {
+            actions.push(TaskVecAction::Compute(state.start()));
+        }
+        if state.running.is_some()
+            && ui
+                .button("Cancel")
+                .on_hover_text("stop after the current stage")
+                .clicked()
+        {
+            state.cancel();
+        }
+    });
+    if let Some(r) = &state.running {
+        let p = &r.progress;
+        let fraction = p.done as f32 / p.total.max(1) as f32;
+        ui.add(
+            egui::ProgressBar::new(fraction)
+                .desired_width(360.0)
+                .text(format!("{} (stage {} of {})", p.stage, p.done + 1, p.total)),
+        );
+    }
+}
+
+fn summary_ui(ui: &mut egui::Ui, result: &TaskVecResult) {
+    let s = &result.stats;
+    let what = match s.granularity {
+        Granularity::Block => "blocks",
+        Granularity::Layer => "layers",
+    };
+    ui.label(format!(
+        "N = {} experts, {} parameters in {} {what}; computed in {:.2} s",
+        s.num_experts(),
+        s.params,
+        s.groups.len(),
+        result.elapsed.as_secs_f64()
+    ));
+}
+
+fn norms_ui(ui: &mut egui::Ui, stats: &TvStats) {
+    ui.strong("Norm ||τ_i|| per expert").on_hover_text(
+        "the length of each task vector over all parameters: how far finetuning moved the expert from the base",
+    );
+    let bars: Vec<Bar> = stats
+        .overall
+        .iter()
+        .enumerate()
+        .map(|(i, e)| {
+            Bar::new((i + 1) as f64, e.norm)
+                .width(0.6)
+                .fill(expert_color(i))
+                .name(format!("expert {} ({})", i + 1, stats.labels[i]))
+        })
+        .collect();
+    let n = stats.num_experts();
+    Plot::new("taskvec-norms")
+        .width(320.0)
+        .height(200.0)
+        .allow_drag(false)
+        .allow_zoom(false)
+        .allow_scroll(false)
+        .allow_boxed_zoom(false)
+        .include_y(0.0)
+        .include_x(0.4)
+        .include_x(n as f64 + 0.6)
+        .x_grid_spacer(integer_marks)
+        .x_axis_formatter(move |m, _| {
+            let i = m.value.round();
+            if (m.value - i).abs() < 1e-6 && i >= 1.0 && i <= n as f64 {
+                format!("{i}")
+            } else {
+                String::new()
+            }
+        })
+        .x_axis_label("expert")
+        .y_axis_label("||τ_i||")
+        .show(ui, |p| p.bar_chart(BarChart::new("norm", bars)));
+    egui::Grid::new("taskvec-norm-table")
+        .striped(true)
+        .num_columns(4)
+        .show(ui, |ui| {
+            ui.strong("expert");
+            ui.strong("||τ_i||")
+                .on_hover_text("L2 norm of the task vector over all parameters");
+            ui.strong("median |τ|")
+                .on_hover_text("half of the entries changed by less than this");
+            ui.strong("max |τ|")
+                .on_hover_text("the largest change of a single parameter");
+            ui.end_row();
+            for (i, e) in stats.overall.iter().enumerate() {
+                ui.label(format!("{}", i + 1))
+                    .on_hover_text(stats.labels[i].as_str());
+                ui.label(fmt_value(e.norm));
+                ui.label(fmt_value(e.abs.median));
+                ui.label(fmt_value(e.abs.max));
+                ui.end_row();
+            }
+        });
+}
+
+/// Grid marks at the integers in view.
+fn integer_marks(input: GridInput) -> Vec<GridMark> {
+    let (lo, hi) = input.bounds;
+    let (lo, hi) = (lo.ceil() as i64, hi.floor() as i64);
+    if hi - lo > 2000 {
+        return Vec::new();
+    }
+    (lo..=hi)
+        .map(|v| GridMark {
+            value: v as f64,
+            step_size: 1.0,
+        })
+        .collect()
+}
+
+fn cosine_ui(ui: &mut egui::Ui, state: &mut TaskVecState, stats: &TvStats) {
+    ui.strong("Cosine similarity cos(τ_i, τ_j)").on_hover_text(
+        "<τ_i, τ_j> / (||τ_i|| ||τ_j||) over all parameters: red = the experts moved the same way, \
+         white = unrelated directions, blue = opposite directions (a merge partly cancels them)",
+    );
+    let n = stats.num_experts();
+    let cell = (320.0 / n as f32).clamp(14.0, 64.0);
+    let side = cell * n as f32;
+    let (left, top, bar_gap, bar_w, bar_labels) = (28.0, 18.0, 12.0, 14.0, 30.0);
+    let size = Vec2::new(left + side + bar_gap + bar_w + bar_labels, top + side + 4.0);
+    let (rect, response) = ui.allocate_exact_size(size, Sense::hover());
+    response.widget_info(|| egui::WidgetInfo::labeled(egui::Role::Image, true, COSINE_LABEL));
+    let grid = Rect::from_min_size(rect.min + Vec2::new(left, top), Vec2::splat(side));
+    let painter = ui.painter_at(rect);
+    let text_color = ui.visuals().text_color();
+    let font = FontId::proportional(11.0);
+    let cell_font = FontId::proportional((cell * 0.3).clamp(9.0, 14.0));
+    for i in 0..n {
+        for j in 0..n {
+            let v = stats.cosine[i * n + j];
+            let r = Rect::from_min_size(
+                grid.min + Vec2::new(j as f32 * cell, i as f32 * cell),
+                Vec2::splat(cell),
+            );
+            painter.rect_filled(r, 0.0, cosine_color(v));
+            if cell >= 30.0 {
+                let ink = if v.abs() > 0.6 {
+                    Color32::WHITE
+                } else {
+                    Color32::BLACK
+                };
+                painter.text(
+                    r.center(),
+                    Align2::CENTER_CENTER,
+                    format!("{v:.2}"),
+                    cell_font.clone(),
+                    ink,
+                );
+            }
+        }
+        let c = (i as f32 + 0.5) * cell;
+        let label = format!("{}", i + 1);
+        painter.text(
+            Pos2::new(grid.left() - 6.0, grid.top() + c),
+            Align2::RIGHT_CENTER,
+            &label,
+            font.clone(),
+            text_color,
+        );
+        painter.text(
+            Pos2::new(grid.left() + c, grid.top() - 3.0),
+            Align2::CENTER_BOTTOM,
+            &label,
+            font.clone(),
+            text_color,
+        );
+    }
+    // colour bar: +1 at the top, -1 at the bottom
+    let bar = Rect::from_min_size(
+        Pos2::new(grid.right() + bar_gap, grid.top()),
+        Vec2::new(bar_w, side),
+    );
+    let steps = 48;
+    for s in 0..steps {
+        let h = side / steps as f32;
+        let v = 1.0 - 2.0 * (s as f64 + 0.5) / steps as f64;
+        painter.rect_filled(
+            Rect::from_min_size(
+                Pos2::new(bar.left(), bar.top() + s as f32 * h),
+                Vec2::new(bar_w, h + 0.5),
+            ),
+            0.0,
+            cosine_color(v),
+        );
+    }
+    painter.rect_stroke(
+        bar,
+        0.0,
+        Stroke::new(1.0, ui.visuals().weak_text_color()),
+        StrokeKind::Inside,
+    );
+    for (v, anchor) in [
+        (1.0, Align2::LEFT_TOP),
+        (0.0, Align2::LEFT_CENTER),
+        (-1.0, Align2::LEFT_BOTTOM),
+    ] {
+        let y = bar.top() + (1.0 - v as f32) / 2.0 * side;
+        let text = if v == 0.0 {
+            "0".into()
+        } else {
+            format!("{v:+.0}")
+        };
+        painter.text(
+            Pos2::new(bar.right() + 4.0, y),
+            anchor,
+            text,
+            font.clone(),
+            text_color,
+        );
+    }
+    state.hovered = response.hover_pos().and_then(|p| cell_at(p, grid, n));
+    let readout = match state.hovered {
+        Some((i, j)) => {
+            let r = Rect::from_min_size(
+                grid.min + Vec2::new(j as f32 * cell, i as f32 * cell),
+                Vec2::splat(cell),
+            );
+            painter.rect_stroke(r, 0.0, Stroke::new(2.0, Color32::BLACK), StrokeKind::Inside);
+            let c = stats.cosine[i * n + j];
+            let (a, b) = (stats.labels[i].clone(), stats.labels[j].clone());
+            response.on_hover_ui_at_pointer(|ui| {
+                ui.label(format!(
+                    "expert {} ({a})\nexpert {} ({b})\ncosine {c:.4}",
+                    i + 1,
+                    j + 1
+                ));
+            });
+            format!("expert {} vs expert {}: cosine {c:.3}", i + 1, j + 1)
+        }
+        None => "hover a cell for the pair and its cosine".to_string(),
+    };
+    ui.label(readout);
+}
+
+/// The `(row, column)` of an `n x n` grid drawn in `grid` under `p`.
+pub fn cell_at(p: Pos2, grid: Rect, n: usize) -> Option<(usize, usize)> {
+    if n == 0 || !grid.contains(p) {
+        return None;
+    }
+    let cell = grid.width() / n as f32;
+    let j = (((p.x - grid.left()) / cell) as usize).min(n - 1);
+    let i = (((p.y - grid.top()) / cell) as usize).min(n - 1);
+    Some((i, j))
+}
+
+fn groups_ui(ui: &mut egui::Ui, state: &mut TaskVecState, stats: &TvStats) {
+    let what = match stats.granularity {
+        Granularity::Block => "block",
+        Granularity::Layer => "layer",
+    };
+    let shown: Vec<usize> = (0..stats.groups.len())
+        .filter(|&g| group_matches(&stats.groups[g].name, &state.filter))
+        .collect();
+    ui.strong(format!("Per {what}, in model order")).on_hover_text(
+        "left: the spread of the changes |τ_i| of single parameters in each group (box = middle half, \
+         line = median, whiskers = smallest and largest); right: the norm of each expert's task vector \
+         restricted to the group: where finetuning changed the network most",
+    );
+    ui.horizontal(|ui| {
+        ui.label("filter");
+        ui.add(
+            egui::TextEdit::singleline(&mut state.filter)
+                .hint_text(format!("part of a {what} name"))
+                .desired_width(180.0),
+        )
+        .on_hover_text("only plot the groups whose name contains this");
+        ui.checkbox(&mut state.log_scale, "log10 magnitudes")
+            .on_hover_text("magnitudes on a log10 axis (zeros drawn at 1e-9)");
+        ui.label(format!("{} of {} {what}s", shown.len(), stats.groups.len()));
+    });
+    if shown.is_empty() {
+        ui.label("no group matches the filter");
+        return;
+    }
+    let n = stats.num_experts();
+    let rows = shown.len();
+    let row_h = (n as f32 * 9.0 + 10.0).max(26.0);
+    let height = rows as f32 * row_h + 50.0;
+    let names: Vec<String> = shown
+        .iter()
+        .map(|&g| stats.groups[g].name.clone())
+        .collect();
+    let name_w = names.iter().map(|s| s.len()).max().unwrap_or(8) as f32 * 6.6 + 12.0;
+    let link = ui.scope_id().with("taskvec-groups-link");
+    let log = state.log_scale;
+    let span = 0.8;
+    egui::ScrollArea::vertical()
+        .id_salt("taskvec-groups-scroll")
+        .max_height(460.0)
+        .show(ui, |ui| {
+            ui.horizontal_top(|ui| {
+                let width = ((ui.available_width() - 16.0) * 0.6).max(360.0);
+                let labels = names.clone();
+                let mut plot = Plot::new("taskvec-boxes")
+                    .width(width)
+                    .height(height)
+                    .legend(Legend::default())
+                    .allow_drag(false)
+                    .allow_zoom(false)
+                    .allow_scroll(false)
+                    .allow_boxed_zoom(false)
+                    .include_y(0.5)
+                    .include_y(-(rows as f64) + 0.5)
+                    .y_grid_spacer(integer_marks)
+                    .y_axis_min_width(name_w)
+                    .y_axis_formatter(move |m, _| row_name(&labels, m.value))
+                    .x_axis_label(if log {
+                        "log10 |τ_i| per parameter"
+                    } else {
+                        "|τ_i| per parameter"
+                    })
+                    .link_axis(link, [false, true]);
+                if !log {
+                    plot = plot.include_x(0.0);
+                }
+                plot.show(ui, |p| {
+                    for i in 0..n {
+                        let boxes: Vec<BoxElem> = shown
+                            .iter()
+                            .enumerate()
+                            .map(|(row, &g)| {
+                                let b = &stats.groups[g].experts[i].abs;
+                                let y = -(row as f64) + expert_offset(i, n, span);
+                                BoxElem::new(
+                                    y,
+                                    BoxSpread::new(
+                                        axis_value(b.min, log),
+                                        axis_value(b.q1, log),
+                                        axis_value(b.median, log),
+                                        axis_value(b.q3, log),
+                                        axis_value(b.max, log),
+                                    ),
+                                )
+                                .name(format!(
+                                    "{}, expert {}\nmin {}  q1 {}  median {}  q3 {}  max {}",
+                                    stats.groups[g].name,
+                                    i + 1,
+                                    fmt_value(b.min),
+                                    fmt_value(b.q1),
+                                    fmt_value(b.median),
+                                    fmt_value(b.q3),
+                                    fmt_value(b.max)
+                                ))
+                                .box_width(span / n as f64 * 0.8)
+                                .whisker_width(span / n as f64 * 0.5)
+                            })
+                            .collect();
+                        p.box_plot(
+                            BoxPlot::new(format!("expert {}", i + 1), boxes)
+                                .color(expert_color(i))
+                                .horizontal()
+                                .element_formatter(Box::new(|e, _| e.name.clone())),
+                        );
+                    }
+                });
+                Plot::new("taskvec-group-norms")
+                    .width((ui.available_width() - 8.0).max(200.0))
+                    .height(height)
+                    .allow_drag(false)
+                    .allow_zoom(false)
+                    .allow_scroll(false)
+                    .allow_boxed_zoom(false)
+                    .include_x(0.0)
+                    .include_y(0.5)
+                    .include_y(-(rows as f64) + 0.5)
+                    .y_grid_spacer(integer_marks)
+                    .y_axis_formatter(|_, _| String::new())
+                    .y_axis_min_width(4.0)
+                    .x_axis_label("||τ_i|| in the group")
+                    .link_axis(link, [false, true])
+                    .show(ui, |p| {
+                        for i in 0..n {
+                            let bars: Vec<Bar> = shown
+                                .iter()
+                                .enumerate()
+                                .map(|(row, &g)| {
+                                    let group = &stats.groups[g];
+                                    Bar::new(
+                                        -(row as f64) + expert_offset(i, n, span),
+                                        group.experts[i].norm,
+                                    )
+                                    .width(span / n as f64 * 0.9)
+                                    .name(format!(
+                                        "{}, expert {}: ||τ|| = {} ({} parameters)",
+                                        group.name,
+                                        i + 1,
+                                        fmt_value(group.experts[i].norm),
+                                        group.params
+                                    ))
+                                })
+                                .collect();
+                            p.bar_chart(
+                                BarChart::new(format!("norm expert {}", i + 1), bars)
+                                    .color(expert_color(i))
+                                    .horizontal()
+                                    .element_formatter(Box::new(|b, _| b.name.clone())),
+                            );
+                        }
+                    });
+            });
+        });
+}
+
+/// The name of the group plotted at row `-y` (empty between rows).
+fn row_name(names: &[String], y: f64) -> String {
+    let row = -y.round();
+    if (y + row).abs() > 1e-6 || row < 0.0 {
+        return String::new();
+    }
+    names.get(row as usize).cloned().unwrap_or_default()
+}
+
+fn export_ui(ui: &mut egui::Ui, state: &mut TaskVecState, actions: &mut Vec<TaskVecAction>) {
+    ui.horizontal(|ui| {
+        ui.label("Export (CSV, PNG, JSON) into").on_hover_text(format!(
+            "writes {}: the numbers behind every plot (CSV), the cosine table as a picture (PNG) \
+             and everything as JSON",
+            EXPORT_FILES.join(", ")
+        ));
+        ui.add(egui::TextEdit::singleline(&mut state.export_dir).desired_width(360.0));
+        ui.add_enabled_ui(!state.exporting, |ui| {
+            if ui
+                .button("Choose…")
+                .on_hover_text("pick the folder in a dialog, then export into it")
+                .clicked()
+            {
+                actions.push(TaskVecAction::PickFolder);
+            }
+            if ui
+                .button("Export")
+                .on_hover_text("write the CSV, PNG and JSON files into the folder")
+                .clicked()
+                && let Some(a) = state.export()
+            {
+                actions.push(a);
+            }
+        });
+    });
+    match &state.export_note {
+        Some(Ok(text)) => {
+            ui.label(text);
+        }
+        Some(Err(e)) => {
+            ui.colored_label(ui.visuals().error_fg_color, e);
+        }
+        None => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn filter_is_a_case_insensitive_substring() {
+        assert!(group_matches("down_blocks.1", ""));
+        assert!(group_matches("down_blocks.1", "  "));
+        assert!(group_matches("down_blocks.1", "DOWN"));
+        assert!(!group_matches("mid_block", "down"));
+    }
+
+    #[test]
+    fn experts_spread_around_the_row_first_on_top() {
+        assert_eq!(expert_offset(0, 1, 0.8), 0.0);
+        let offs: Vec<f64> = (0..4).map(|i| expert_offset(i, 4, 0.8)).collect();
+        assert!((offs[0] - 0.3).abs() < 1e-12);
+        assert!((offs[3] + 0.3).abs() < 1e-12);
+        assert!(offs.windows(2).all(|w| w[0] > w[1]));
+        assert!((offs.iter().sum::<f64>()).abs() < 1e-12);
+    }
+
+    #[test]
+    fn log_axis_floors_zeros() {
+        assert_eq!(axis_value(0.5, false), 0.5);
+        assert!((axis_value(1e-3, true) + 3.0).abs() < 1e-12);
+        assert_eq!(axis_value(0.0, true), -9.0);
+    }
+
+    #[test]
+    fn row_names_only_on_whole_rows() {
+        let names = vec!["a".to_string(), "b".to_string()];
+        assert_eq!(row_name(&names, 0.0), "a");
+        assert_eq!(row_name(&names, -1.0), "b");
+        assert_eq!(row_name(&names, -0.5), "");
+        assert_eq!(row_name(&names, -2.0), "");
+        assert_eq!(row_name(&names, 1.0), "");
+    }
+
+    #[test]
+    fn cells_under_the_pointer() {
+        let grid = Rect::from_min_size(Pos2::new(10.0, 10.0), Vec2::splat(40.0));
+        assert_eq!(cell_at(Pos2::new(11.0, 11.0), grid, 4), Some((0, 0)));
+        assert_eq!(cell_at(Pos2::new(49.0, 21.0), grid, 4), Some((1, 3)));
+        assert_eq!(cell_at(Pos2::new(5.0, 11.0), grid, 4), None);
+    }
+
+    #[test]
+    fn stale_reports_are_ignored() {
+        let mut s = TaskVecState::default();
+        let first = s.start();
+        let second = s.start();
+        assert!(first.cancel.is_cancelled());
+        s.apply(TaskVecUpdate::Finished {
+            id: first.id,
+            result: Err("cancelled".into()),
+        });
+        assert!(s.is_running());
+        assert_eq!(s.error, None);
+        s.apply(TaskVecUpdate::Finished {
+            id: second.id,
+            result: Err("boom".into()),
+        });
+        assert!(!s.is_running());
+        assert_eq!(s.error.as_deref(), Some("boom"));
+        assert!(!s.wants_auto_start());
+        s.reset();
+        assert!(s.wants_auto_start());
+    }
+
+    #[test]
+    fn numbers_are_short() {
+        assert_eq!(fmt_value(0.0), "0");
+        assert_eq!(fmt_value(0.12345), "0.1235");
+        assert_eq!(fmt_value(1.5e-5), "1.500e-5");
     }
 }

@@ -14,7 +14,7 @@ mod progress;
 mod replicate;
 mod sample;
 mod train;
-mod tv_stats;
+pub mod tv_stats;
 
 use crate::engine::device::{ComputeDevice, DeviceChoice, select};
 use anyhow::Result;
