@@ -9,6 +9,7 @@
 
 mod flops;
 mod gradsim;
+mod landscape;
 mod load;
 mod merge;
 mod sample;
@@ -45,6 +46,9 @@ pub enum BenchCase {
     /// The K x K gradient-similarity computation against K plain backward
     /// passes of the same batches on the same model.
     Gradsim(gradsim::GradsimCase),
+    /// A G x G loss landscape against G^2 plain evaluations of the base on
+    /// the same evaluation set, and the time to the first coarse picture.
+    Landscape(landscape::LandscapeCase),
     /// Peak host memory of opening base + N experts as the merge view does.
     Load(load::LoadCase),
 }
@@ -57,6 +61,7 @@ pub fn run(args: BenchArgs, device: DeviceChoice) -> Result<()> {
         BenchCase::Sample(c) => sample::run(c, &compute),
         BenchCase::Merge(c) => merge::run(c, &compute),
         BenchCase::Gradsim(c) => gradsim::run(c, &compute),
+        BenchCase::Landscape(c) => landscape::run(c, &compute),
         BenchCase::Load(c) => load::run(c, &compute),
     }
 }
