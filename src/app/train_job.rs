@@ -1,5 +1,491 @@
-//! Background work of the Train view.
+//! Background work of the Train view: pretraining or DeMe finetuning on a
+//! thread named `train`, streaming the engine's events, holding at the
+//! pause gate between steps, sampling previews from each saved checkpoint.
 
-/// What the background work reports to the Train view.
+use super::events::{Emitter, Event};
+use super::model_set::ModelSet;
+use super::preview::PreviewImage;
+use super::train_control::Control;
+use crate::engine::data::{DataSpec, split_items};
+use crate::engine::diffusion::{
+    DdimConfig, NoiseSchedule, NoiseSource, SamplerKind, SeededNoise, sample,
+};
+use crate::engine::store::{AnyModel, ModelSpec, TRAIN_STATE_FILE, load_model};
+use crate::engine::train::{
+    CancelToken, FinetuneConfig, FinetuneEvent, FinetuneJob, LossParts, RunId, Schedule,
+    StopReason, TrainConfig, TrainEvent, finetune_any, fresh_run, pretrain, resume_run, run_dir,
+};
+use anyhow::{Context, Result, bail};
+use burn::tensor::Device;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+/// How previews are sampled from each checkpoint.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PreviewConfig {
+    /// Whether to sample at all.
+    pub enabled: bool,
+    /// Images per preview (toy runs draw 32 times as many points).
+    pub samples: usize,
+    /// DDIM steps.
+    pub steps: usize,
+    /// Seed of the starting noise (the same for every preview).
+    pub seed: u64,
+}
+
+impl Default for PreviewConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            samples: 8,
+            steps: 10,
+            seed: 0,
+        }
+    }
+}
+
+/// Which run of a job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum RunKey {
+    /// The pretraining run.
+    Pretrain,
+    /// A finetune run (expert or baseline).
+    Finetune(RunId),
+}
+
+impl std::fmt::Display for RunKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Pretrain => f.write_str("pretrain"),
+            Self::Finetune(r) => write!(f, "{}", r.folder_name()),
+        }
+    }
+}
+
+/// What to train.
 #[derive(Debug, Clone)]
-pub enum TrainUpdate {}
+pub enum JobKind {
+    /// A model from scratch.
+    Pretrain {
+        /// Preset name or `config.json` path.
+        model: String,
+        /// Settings.
+        config: TrainConfig,
+    },
+    /// DeMe experts (and/or the baseline) from a base.
+    Finetune {
+        /// The base model folder.
+        base: PathBuf,
+        /// Settings.
+        config: FinetuneConfig,
+        /// Step order.
+        schedule: Schedule,
+        /// Train the N experts.
+        experts: bool,
+        /// Train the baseline.
+        baseline: bool,
+    },
+}
+
+/// A training job started from the view.
+#[derive(Debug, Clone)]
+pub struct TrainJob {
+    /// What to train.
+    pub kind: JobKind,
+    /// Training data.
+    pub data: DataSpec,
+    /// Output folder.
+    pub out: PathBuf,
+    /// Continue the run(s) in `out`.
+    pub resume: bool,
+    /// Held-out fraction of the data.
+    pub val_fraction: f64,
+    /// Points drawn for toy datasets.
+    pub toy_points: usize,
+    /// Checkpoint previews.
+    pub preview: PreviewConfig,
+    /// Set by Cancel.
+    pub cancel: CancelToken,
+    /// Pause and step.
+    pub control: Control,
+}
+
+/// One run as planned: its folder, steps and timestep range.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunPlan {
+    /// Which run.
+    pub key: RunKey,
+    /// Optimizer steps it ends at.
+    pub total_steps: u64,
+    /// Timesteps it trains on, `[lo, hi)`.
+    pub range: [usize; 2],
+    /// Its checkpoint folder.
+    pub dir: PathBuf,
+    /// Images per step.
+    pub batch_size: usize,
+}
+
+/// How a job ended.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrainOutcome {
+    /// Whether it stopped on Cancel (checkpoints hold the step reached).
+    pub cancelled: bool,
+    /// A finished finetune's base and experts, ready for the merge view.
+    pub set: Option<ModelSet>,
+    /// The output folder.
+    pub out: PathBuf,
+}
+
+/// What the job reports to the view.
+#[derive(Debug, Clone)]
+pub enum TrainUpdate {
+    /// A stage before training (loading data or the base).
+    Stage(String),
+    /// Something worth knowing (e.g. a setting that does not apply).
+    Note(String),
+    /// The runs, once the data and model are ready.
+    Plan(Vec<RunPlan>),
+    /// An engine event of one run.
+    Event {
+        /// Which run.
+        run: RunKey,
+        /// What happened.
+        event: TrainEvent,
+        /// The loss split of a finetune step.
+        parts: Option<LossParts>,
+    },
+    /// The thread is holding at the pause gate.
+    Held,
+    /// The thread left the pause gate.
+    Released,
+    /// Samples of a run's latest checkpoint.
+    Preview {
+        /// Which run.
+        run: RunKey,
+        /// The checkpoint's step.
+        step: u64,
+        /// The picture.
+        image: Arc<PreviewImage>,
+    },
+    /// A folder chosen in the output- or base-folder dialog.
+    Folder {
+        /// Whether it is for the base (else the output).
+        base: bool,
+        /// The folder (None: dialog cancelled).
+        path: Option<PathBuf>,
+    },
+    /// The job ended: finished, cancelled or failed.
+    Finished(Result<TrainOutcome, String>),
+}
+
+/// Samples `preview` from the checkpoint in `dir`; `None` when cancelled.
+pub fn sample_checkpoint(
+    dir: &Path,
+    preview: &PreviewConfig,
+    timesteps: usize,
+    device: &Device,
+    cancel: &CancelToken,
+) -> Result<Option<PreviewImage>> {
+    let loaded = load_model(dir, device)
+        .with_context(|| format!("loading the checkpoint {}", dir.display()))?;
+    let [c, h, w] = loaded.spec.item_shape();
+    let points = matches!(loaded.spec, ModelSpec::Mlp(_));
+    let n = preview.samples.max(1) * if points { 32 } else { 1 };
+    let x = SeededNoise::new(preview.seed).next([n, c, h, w], device);
+    let schedule = NoiseSchedule::linear(1e-4, 0.02, timesteps);
+    let kind = SamplerKind::Ddim(DdimConfig {
+        steps: preview.steps.clamp(1, timesteps),
+        clip_sample: !points,
+        ..DdimConfig::default()
+    });
+    let model = loaded.model;
+    let mut noise = SeededNoise::new(0);
+    let out = sample(
+        kind,
+        &schedule,
+        x,
+        &mut noise,
+        &mut |x, t| model.eps(x, &vec![t as f32; n]),
+        &mut |_, _, _| !cancel.is_cancelled(),
+    );
+    out.map(|x| PreviewImage::from_tensor(&x)).transpose()
+}
+
+/// The reporting side of a running job.
+struct Reporter<'a> {
+    job: &'a TrainJob,
+    emit: &'a Emitter,
+    device: &'a Device,
+    timesteps: usize,
+    cancelled: bool,
+}
+
+impl Reporter<'_> {
+    fn send(&self, u: TrainUpdate) {
+        self.emit.emit(Event::Train(u));
+    }
+
+    fn on_event(&mut self, run: RunKey, event: TrainEvent, parts: Option<LossParts>) {
+        let step_done = matches!(event, TrainEvent::Step { .. });
+        let checkpoint = match &event {
+            TrainEvent::Checkpoint { step, path } => Some((*step, path.clone())),
+            TrainEvent::Stopped {
+                reason: StopReason::Cancelled,
+                ..
+            } => {
+                self.cancelled = true;
+                None
+            }
+            _ => None,
+        };
+        self.send(TrainUpdate::Event { run, event, parts });
+        if let Some((step, path)) = checkpoint {
+            self.preview(run, step, &path);
+        }
+        if step_done {
+            let emit = self.emit;
+            self.job.control.wait(
+                &self.job.cancel,
+                &mut || emit.emit(Event::Train(TrainUpdate::Held)),
+                &mut || emit.emit(Event::Train(TrainUpdate::Released)),
+            );
+        }
+    }
+
+    fn preview(&self, run: RunKey, step: u64, dir: &Path) {
+        if !self.job.preview.enabled {
+            return;
+        }
+        // a cancel still saves; its preview is skipped so the thread ends at once
+        let never = CancelToken::new();
+        let cancel = if self.job.cancel.is_cancelled() {
+            return;
+        } else {
+            &never
+        };
+        match sample_checkpoint(dir, &self.job.preview, self.timesteps, self.device, cancel) {
+            Ok(Some(image)) => self.send(TrainUpdate::Preview {
+                run,
+                step,
+                image: Arc::new(image),
+            }),
+            Ok(None) => {}
+            Err(e) => self.send(TrainUpdate::Note(format!("{run}: no preview: {e:#}"))),
+        }
+    }
+}
+
+fn run_pretrain(r: &mut Reporter, model: &str, config: &TrainConfig) -> Result<TrainOutcome> {
+    let job = r.job;
+    let spec = ModelSpec::from_arg(model)?;
+    if !job.resume && job.out.join(TRAIN_STATE_FILE).exists() {
+        bail!(
+            "{} already holds a training run: tick Resume to continue it, or choose another output folder",
+            job.out.display()
+        );
+    }
+    r.send(TrainUpdate::Stage(format!("loading {}", job.data)));
+    let items = split_items(&job.data, &spec, job.val_fraction, job.toy_points)?.train;
+    r.timesteps = config.num_train_timesteps;
+    r.send(TrainUpdate::Plan(vec![RunPlan {
+        key: RunKey::Pretrain,
+        total_steps: config.steps,
+        range: [0, config.num_train_timesteps],
+        dir: job.out.clone(),
+        batch_size: config.batch_size,
+    }]));
+    r.send(TrainUpdate::Stage("training".into()));
+    let device = r.device.clone();
+    let mut on_event = |e: TrainEvent| r.on_event(RunKey::Pretrain, e, None);
+    match spec.build(config.seed, &device)? {
+        AnyModel::UNet(m) => {
+            let s = if job.resume {
+                resume_run(m, &job.out, config, &device).context("resume")?
+            } else {
+                fresh_run(m, config, &device)
+            };
+            pretrain(
+                s,
+                &spec,
+                &items,
+                config,
+                &job.out,
+                &job.cancel,
+                &mut on_event,
+            )?;
+        }
+        AnyModel::Mlp(m) => {
+            let s = if job.resume {
+                resume_run(m, &job.out, config, &device).context("resume")?
+            } else {
+                fresh_run(m, config, &device)
+            };
+            pretrain(
+                s,
+                &spec,
+                &items,
+                config,
+                &job.out,
+                &job.cancel,
+                &mut on_event,
+            )?;
+        }
+    }
+    Ok(TrainOutcome {
+        cancelled: r.cancelled,
+        set: None,
+        out: job.out.clone(),
+    })
+}
+
+fn run_finetune(
+    r: &mut Reporter,
+    base_path: &Path,
+    config: &FinetuneConfig,
+    schedule: Schedule,
+    experts: bool,
+    baseline: bool,
+) -> Result<TrainOutcome> {
+    let job = r.job;
+    r.send(TrainUpdate::Stage(format!(
+        "loading the base {}",
+        base_path.display()
+    )));
+    let base = load_model(base_path, r.device)
+        .with_context(|| format!("loading the base {}", base_path.display()))?;
+    let mlp = matches!(base.model, AnyModel::Mlp(_));
+    let mut config = config.clone();
+    if mlp && (config.projection || config.baseline_projection) {
+        config.projection = false;
+        config.baseline_projection = false;
+        r.send(TrainUpdate::Note(
+            "channel-wise projection does not apply to the toy MLP: turned off".into(),
+        ));
+    }
+    match (&job.data, mlp) {
+        (DataSpec::Toy(_), false) => bail!(
+            "dataset `{}` holds 2D points, but the base is an image UNet",
+            job.data
+        ),
+        (DataSpec::Toy(_), true) | (_, false) => {}
+        (_, true) => bail!(
+            "dataset `{}` holds images, but the base is a toy MLP (it finetunes on toy:NAME points)",
+            job.data
+        ),
+    }
+    r.send(TrainUpdate::Stage(format!("loading {}", job.data)));
+    let items = split_items(&job.data, &base.spec, job.val_fraction, job.toy_points)?.train;
+    r.timesteps = config.num_train_timesteps;
+    let runs = config.runs(experts, baseline);
+    let plan = runs
+        .iter()
+        .map(|&run| {
+            Ok(RunPlan {
+                key: RunKey::Finetune(run),
+                total_steps: config.steps_of(run),
+                range: config.range_of(run)?.to_array(),
+                dir: run_dir(&job.out, run),
+                batch_size: config.batch_size,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    r.send(TrainUpdate::Plan(plan));
+    r.send(TrainUpdate::Stage("training".into()));
+    let ft = FinetuneJob {
+        spec: &base.spec,
+        base_path,
+        data: &items,
+        config: &config,
+        out_dir: &job.out,
+        experts,
+        baseline,
+        schedule,
+        resume: job.resume,
+    };
+    let device = r.device.clone();
+    let mut on_event = |e: FinetuneEvent| r.on_event(RunKey::Finetune(e.run), e.event, e.parts);
+    let outcome = finetune_any(base.model, &ft, &device, &job.cancel, &mut on_event)?;
+    let set = (experts && !outcome.cancelled).then(|| ModelSet {
+        base: base_path.to_path_buf(),
+        experts: (0..config.experts)
+            .map(|k| run_dir(&job.out, RunId::Expert(k)))
+            .collect(),
+    });
+    Ok(TrainOutcome {
+        cancelled: outcome.cancelled,
+        set,
+        out: job.out.clone(),
+    })
+}
+
+/// Runs `job` on the calling thread, reporting through `emit` (except the end).
+pub fn run_train(job: &TrainJob, device: &Device, emit: &Emitter) -> Result<TrainOutcome> {
+    let mut r = Reporter {
+        job,
+        emit,
+        device,
+        timesteps: 1000,
+        cancelled: false,
+    };
+    match &job.kind {
+        JobKind::Pretrain { model, config } => run_pretrain(&mut r, model, config),
+        JobKind::Finetune {
+            base,
+            config,
+            schedule,
+            experts,
+            baseline,
+        } => run_finetune(&mut r, base, config, *schedule, *experts, *baseline),
+    }
+}
+
+/// Starts `job` on a thread named `train`; a panic inside is reported as a failure.
+pub fn spawn_train(
+    job: TrainJob,
+    device: Device,
+    emit: Emitter,
+) -> std::io::Result<JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name("train".into())
+        .spawn(move || {
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                run_train(&job, &device, &emit)
+            }));
+            let result = match result {
+                Ok(Ok(outcome)) => Ok(outcome),
+                Ok(Err(e)) => Err(format!("{e:#}")),
+                Err(panic) => Err(format!(
+                    "the training thread failed: {}",
+                    panic
+                        .downcast_ref::<String>()
+                        .map(String::as_str)
+                        .or_else(|| panic.downcast_ref::<&str>().copied())
+                        .unwrap_or("panic")
+                )),
+            };
+            emit.emit(Event::Train(TrainUpdate::Finished(result)));
+        })
+}
+
+/// Opens a folder dialog on a thread named `file-dialog`; the choice comes back
+/// as [`TrainUpdate::Folder`].
+pub fn pick_folder(base: bool, start: Option<PathBuf>, emit: Emitter) {
+    let _ = std::thread::Builder::new()
+        .name("file-dialog".into())
+        .spawn(move || {
+            let mut d = rfd::FileDialog::new().set_title(if base {
+                "Choose the base model folder"
+            } else {
+                "Choose the output folder"
+            });
+            if let Some(dir) = &start {
+                d = d.set_directory(dir);
+            }
+            if !base {
+                d = d.set_can_create_directories(true);
+            }
+            let path = d.pick_folder();
+            emit.emit(Event::Train(TrainUpdate::Folder { base, path }));
+        });
+}

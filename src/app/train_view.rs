@@ -1,25 +1,423 @@
-//! The Train view.
+//! The Train view: pretraining and DeMe finetuning with every engine setting
+//! (left), play / pause / step / cancel, a row per run with its progress,
+//! live loss curves per run and per timestep range, throughput, ETA,
+//! checkpoint previews and the CSV / PNG exports (centre).
 
 use super::frame::StudioApp;
-use super::train_job::TrainUpdate;
+use super::model_set::ModelSet;
+use super::settings::View;
+use super::train_job::{TrainUpdate, pick_folder, spawn_train};
+use super::train_plots::{loss_plot_ui, parts_plot_ui, run_color, write_loss_csv, write_loss_png};
+use super::train_settings::{FormAction, TrainMode, default_out, form_ui};
+pub use super::train_state::{LossPoint, RunStatus, RunView, TrainState};
+use std::path::PathBuf;
 
-/// State of the Train view.
-#[derive(Debug, Default)]
-pub struct TrainState {}
+/// File name of the CSV export inside the output folder.
+pub const CSV_NAME: &str = "loss_curves.csv";
+/// File name of the PNG export inside the output folder.
+pub const PNG_NAME: &str = "loss_curves.png";
 
-impl TrainState {
-    /// Forgets results tied to the open model set.
-    pub fn reset(&mut self) {}
+/// What the central panel asks the app to do.
+#[derive(Debug, Clone, PartialEq)]
+enum TrainAction {
+    Start,
+    Open(ModelSet),
+    FinetuneThis(PathBuf),
+}
+
+fn duration(secs: f64) -> String {
+    let s = secs.round() as u64;
+    if s >= 3600 {
+        format!("{}h {:02}m", s / 3600, s % 3600 / 60)
+    } else {
+        format!("{}m {:02}s", s / 60, s % 60)
+    }
 }
 
 impl StudioApp {
+    /// The Train view's state.
+    pub fn train(&self) -> &TrainState {
+        &self.train
+    }
+
+    /// The Train view's state, mutably (tests edit its form).
+    pub fn train_mut(&mut self) -> &mut TrainState {
+        &mut self.train
+    }
+
+    /// Checks the form and starts its job on a background thread; a bad
+    /// setting is shown in the view and nothing starts.
+    pub fn start_training(&mut self) {
+        if self.train.is_running() {
+            return;
+        }
+        let job = match self.train.form.job() {
+            Ok(job) => job,
+            Err(e) => {
+                self.train.error = Some(format!("{e:#}"));
+                self.tell("training not started: see the Train view", true);
+                return;
+            }
+        };
+        match spawn_train(job.clone(), self.device.clone(), self.emit.clone()) {
+            Ok(handle) => {
+                self.train.begin(&job, handle);
+                self.tell(format!("training into {}", job.out.display()), false);
+            }
+            Err(e) => self.train.error = Some(format!("could not start the training thread: {e}")),
+        }
+    }
+
+    fn fill_train_defaults(&mut self) {
+        let form = &mut self.train.form;
+        if form.base.is_empty() {
+            let set = self.models.info.as_ref().map(|i| i.set.clone());
+            if let Some(s) = set.or_else(|| self.default_set.clone()) {
+                form.base = s.base.display().to_string();
+            }
+        }
+        if form.out.is_empty() {
+            form.out = default_out(form.mode);
+        }
+    }
+
     /// Draws the Train view.
     pub(super) fn train_page_ui(&mut self, ui: &mut egui::Ui) {
-        egui::CentralPanel::default().show(ui, |ui| ui.label("not built yet"));
+        self.fill_train_defaults();
+        let running = self.train.is_running();
+        let form_actions = egui::Panel::left("train-settings")
+            .default_size(340.0)
+            .resizable(true)
+            .show(ui, |ui| {
+                egui::ScrollArea::vertical()
+                    .id_salt("train-settings-scroll")
+                    .show(ui, |ui| {
+                        ui.heading("Settings");
+                        form_ui(ui, &mut self.train.form, running)
+                    })
+                    .inner
+            })
+            .inner;
+        for a in form_actions {
+            let start = self.settings.last_dir.clone();
+            match a {
+                FormAction::BrowseOut => pick_folder(false, start, self.emit.clone()),
+                FormAction::BrowseBase => pick_folder(true, start, self.emit.clone()),
+            }
+        }
+        let actions = egui::CentralPanel::default()
+            .show(ui, |ui| {
+                egui::ScrollArea::vertical()
+                    .id_salt("train-scroll")
+                    .show(ui, |ui| central_ui(ui, &mut self.train))
+                    .inner
+            })
+            .inner;
+        for a in actions {
+            match a {
+                TrainAction::Start => self.start_training(),
+                TrainAction::Open(set) => {
+                    self.open(set);
+                    self.set_view(View::Merge);
+                }
+                TrainAction::FinetuneThis(base) => {
+                    let form = &mut self.train.form;
+                    form.mode = TrainMode::Finetune;
+                    form.base = base.display().to_string();
+                    form.out = default_out(TrainMode::Finetune);
+                    form.resume = false;
+                }
+            }
+        }
     }
 
     /// Applies an update from the Train view's background work.
     pub(super) fn on_train(&mut self, u: TrainUpdate) {
-        match u {}
+        match u {
+            TrainUpdate::Folder { base, path } => {
+                if let Some(p) = path {
+                    self.settings.last_dir = p.parent().map(PathBuf::from);
+                    let text = p.display().to_string();
+                    if base {
+                        self.train.form.base = text;
+                    } else {
+                        self.train.form.out = text;
+                    }
+                }
+            }
+            TrainUpdate::Finished(result) => {
+                match &result {
+                    Ok(_) => {}
+                    Err(e) => self.tell(format!("training failed: {e}"), true),
+                }
+                self.train.apply(TrainUpdate::Finished(result));
+                if let Some(s) = self.train.summary() {
+                    self.tell(s, false);
+                }
+            }
+            other => self.train.apply(other),
+        }
     }
+}
+
+fn controls_ui(ui: &mut egui::Ui, state: &mut TrainState, actions: &mut Vec<TrainAction>) {
+    let running = state.is_running();
+    ui.horizontal(|ui| {
+        if ui
+            .add_enabled(!running, egui::Button::new("Start"))
+            .on_hover_text("check the settings and start training in the background")
+            .clicked()
+        {
+            actions.push(TrainAction::Start);
+        }
+        if state.is_paused() {
+            if ui.button("Resume").clicked() {
+                state.resume();
+            }
+        } else if ui
+            .add_enabled(running, egui::Button::new("Pause"))
+            .on_hover_text("hold after the current step")
+            .clicked()
+        {
+            state.pause();
+        }
+        if ui
+            .add_enabled(state.is_held(), egui::Button::new("Step"))
+            .on_hover_text("take exactly one more optimizer step")
+            .clicked()
+        {
+            state.step_once();
+        }
+        if ui
+            .add_enabled(running, egui::Button::new("Cancel"))
+            .on_hover_text("stop; every started run saves a resumable checkpoint first")
+            .clicked()
+        {
+            state.cancel();
+        }
+        if let Some(stage) = state.stage() {
+            ui.separator();
+            let text = if state.is_held() {
+                "paused".to_string()
+            } else if state.is_paused() {
+                "pausing after this step…".to_string()
+            } else {
+                stage.to_string()
+            };
+            ui.label(text);
+        }
+    });
+}
+
+fn progress_ui(ui: &mut egui::Ui, state: &TrainState) {
+    let (done, total) = (state.steps_done(), state.steps_total());
+    if total == 0 {
+        return;
+    }
+    let ips = state.throughput();
+    let eta = match state.eta_secs() {
+        Some(s) if state.is_running() => format!(" · ETA {}", duration(s)),
+        _ => String::new(),
+    };
+    ui.add(
+        egui::ProgressBar::new(done as f32 / total as f32)
+            .desired_width(ui.available_width().min(700.0))
+            .text(format!("{done} of {total} steps · {ips:.0} img/s{eta}")),
+    );
+}
+
+fn runs_table_ui(ui: &mut egui::Ui, state: &TrainState) {
+    egui::Grid::new("train-runs")
+        .striped(true)
+        .num_columns(6)
+        .show(ui, |ui| {
+            for h in [
+                "run",
+                "timesteps",
+                "status",
+                "progress",
+                "last loss",
+                "checkpoint",
+            ] {
+                ui.strong(h);
+            }
+            ui.end_row();
+            for (i, r) in state.runs().iter().enumerate() {
+                ui.colored_label(run_color(i), r.label());
+                ui.label(format!("[{}, {})", r.plan.range[0], r.plan.range[1]));
+                ui.label(r.status.label());
+                let total = r.plan.total_steps.max(1);
+                ui.add(
+                    egui::ProgressBar::new(r.done as f32 / total as f32)
+                        .desired_width(220.0)
+                        .text(format!("{} / {}", r.done, r.plan.total_steps)),
+                );
+                ui.label(r.last_loss().map_or("–".into(), |l| format!("{l:.4}")));
+                match &r.checkpoint {
+                    Some((step, path)) => {
+                        ui.label(format!("step {step}"))
+                            .on_hover_text(path.display().to_string());
+                    }
+                    None => {
+                        ui.label("–");
+                    }
+                }
+                ui.end_row();
+            }
+        });
+}
+
+fn previews_ui(ui: &mut egui::Ui, state: &mut TrainState) {
+    if !state.runs().iter().any(|r| r.preview.is_some()) {
+        return;
+    }
+    ui.strong("Samples from the latest checkpoints");
+    ui.horizontal_wrapped(|ui| {
+        for r in state.runs_mut() {
+            let Some((step, image)) = r.preview.clone() else {
+                continue;
+            };
+            let stale = r.texture.as_ref().is_none_or(|(s, _)| *s != step);
+            if stale {
+                let name = format!("train-preview-{}", r.label());
+                let tex =
+                    ui.ctx()
+                        .load_texture(name, image.image.clone(), egui::TextureOptions::NEAREST);
+                r.texture = Some((step, tex));
+            }
+            if let Some((_, tex)) = &r.texture {
+                ui.vertical(|ui| {
+                    ui.label(format!("{} · step {step}", r.label()));
+                    let size = tex.size_vec2();
+                    let scale = (240.0 / size.x).min(160.0 / size.y).max(1.0);
+                    ui.image((tex.id(), size * scale));
+                });
+            }
+        }
+    });
+}
+
+fn export_ui(ui: &mut egui::Ui, state: &mut TrainState, actions: &mut Vec<TrainAction>) {
+    ui.horizontal(|ui| {
+        let out = state
+            .outcome()
+            .map(|o| o.out.clone())
+            .unwrap_or_else(|| PathBuf::from(state.form.out.trim()));
+        let has_points = state.runs().iter().any(|r| !r.points.is_empty());
+        if ui
+            .add_enabled(has_points, egui::Button::new("Export CSV"))
+            .on_hover_text(format!(
+                "every step of every run to {CSV_NAME} in the output folder"
+            ))
+            .clicked()
+        {
+            let path = out.join(CSV_NAME);
+            state.export = Some(
+                write_loss_csv(state.runs(), &path)
+                    .map(|_| format!("wrote {}", path.display()))
+                    .map_err(|e| format!("{e:#}")),
+            );
+        }
+        if ui
+            .add_enabled(has_points, egui::Button::new("Export PNG"))
+            .on_hover_text(format!(
+                "the loss curves to {PNG_NAME} in the output folder"
+            ))
+            .clicked()
+        {
+            let path = out.join(PNG_NAME);
+            state.export = Some(
+                write_loss_png(state.runs(), &path)
+                    .map(|_| format!("wrote {}", path.display()))
+                    .map_err(|e| format!("{e:#}")),
+            );
+        }
+        if let Some(o) = state.outcome().filter(|o| !o.cancelled) {
+            if let Some(set) = &o.set {
+                if ui
+                    .button("Open in merge view")
+                    .on_hover_text("open the base and the new experts in the merge view")
+                    .clicked()
+                {
+                    actions.push(TrainAction::Open(set.clone()));
+                }
+            } else if state
+                .runs()
+                .first()
+                .is_some_and(|r| r.plan.key == super::train_job::RunKey::Pretrain)
+                && ui
+                    .button("Finetune this base")
+                    .on_hover_text("switch the form to finetuning experts from the new base")
+                    .clicked()
+            {
+                actions.push(TrainAction::FinetuneThis(o.out.clone()));
+            }
+        }
+    });
+    match &state.export {
+        Some(Ok(s)) => {
+            ui.label(s);
+        }
+        Some(Err(e)) => {
+            ui.colored_label(ui.visuals().error_fg_color, e);
+        }
+        None => {}
+    }
+}
+
+fn central_ui(ui: &mut egui::Ui, state: &mut TrainState) -> Vec<TrainAction> {
+    let mut actions = Vec::new();
+    ui.heading("Train");
+    controls_ui(ui, state, &mut actions);
+    if let Some(e) = &state.error {
+        ui.colored_label(ui.visuals().error_fg_color, e);
+    }
+    for n in state.notes() {
+        ui.label(n);
+    }
+    if let Some(s) = state.summary() {
+        ui.label(s);
+    }
+    if state.runs().is_empty() {
+        if !state.is_running() {
+            ui.label(
+                "Choose what to train on the left and press Start. Finetuning trains N copies \
+                 of the base, each mostly on its own timestep range, then opens them in the merge view.",
+            );
+        }
+        return actions;
+    }
+    export_ui(ui, state, &mut actions);
+    progress_ui(ui, state);
+    ui.add_space(4.0);
+    runs_table_ui(ui, state);
+    ui.separator();
+    let wide = ui.available_width() > 900.0;
+    let height = 230.0;
+    let plots = |ui: &mut egui::Ui, state: &TrainState, w: f32| {
+        ui.vertical(|ui| {
+            ui.set_width(w);
+            ui.strong("Loss per run");
+            loss_plot_ui(ui, state.runs(), height);
+        });
+        ui.vertical(|ui| {
+            ui.set_width(w);
+            ui.strong("Per timestep range: ε loss and consistency loss");
+            if state.runs().iter().any(|r| r.points.iter().any(|p| p.eps.is_some())) {
+                parts_plot_ui(ui, state.runs(), height);
+            } else {
+                ui.label("Pretraining covers all timesteps in one loss; finetune runs split it by range.");
+            }
+        });
+    };
+    if wide {
+        let w = (ui.available_width() - 16.0) / 2.0;
+        ui.horizontal_top(|ui| plots(ui, state, w));
+    } else {
+        let w = ui.available_width();
+        plots(ui, state, w);
+    }
+    ui.separator();
+    previews_ui(ui, state);
+    actions
 }

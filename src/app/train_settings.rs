@@ -1,0 +1,512 @@
+//! The Train view's settings form: what to train (a base, or DeMe experts from
+//! a base), on which data, where to, and every setting of the engine's
+//! pretraining and finetuning; turned into a [`TrainJob`] on Start.
+
+use super::train_control::Control;
+use super::train_job::{JobKind, PreviewConfig, TrainJob};
+use crate::engine::checkpoint::{DEFAULT_IMAGE_PRESET, PRESET_NAMES};
+use crate::engine::data::DataSpec;
+use crate::engine::store::ModelSpec;
+use crate::engine::train::{CancelToken, FinetuneConfig, MixMode, Schedule, TrainConfig};
+use anyhow::{Result, bail};
+use egui::DragValue;
+use std::path::PathBuf;
+
+/// Pretrain a base, or finetune experts from one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TrainMode {
+    /// Train a model from scratch.
+    Pretrain,
+    /// DeMe: finetune N timestep-range experts from a base.
+    #[default]
+    Finetune,
+}
+
+/// Which finetune runs to train.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum BaselineChoice {
+    /// The N experts only.
+    #[default]
+    ExpertsOnly,
+    /// The experts and the plain-finetuning baseline.
+    WithBaseline,
+    /// Only the baseline.
+    BaselineOnly,
+}
+
+/// Everything the form edits.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrainForm {
+    /// Pretrain or finetune.
+    pub mode: TrainMode,
+    /// Dataset (`mnist`, `cifar10:PATH`, `images:PATH`, `idx:PATH`, `toy:NAME`).
+    pub data: String,
+    /// Model to pretrain: a preset name or a `config.json` path.
+    pub model: String,
+    /// Base model folder to finetune.
+    pub base: String,
+    /// Output folder (pretrain: the model folder; finetune: holds `expert_i`).
+    pub out: String,
+    /// Continue the run found in the output folder.
+    pub resume: bool,
+    /// Pretraining settings.
+    pub pretrain: TrainConfig,
+    /// Finetuning settings.
+    pub finetune: FinetuneConfig,
+    /// Step order of the finetune runs.
+    pub schedule: Schedule,
+    /// Which finetune runs.
+    pub baseline: BaselineChoice,
+    /// Fraction of the data held out (never trained on).
+    pub val_fraction: f64,
+    /// Points drawn for toy datasets.
+    pub toy_points: usize,
+    /// Sample previews at each checkpoint.
+    pub preview: PreviewConfig,
+}
+
+impl Default for TrainForm {
+    fn default() -> Self {
+        Self {
+            mode: TrainMode::default(),
+            data: "mnist".into(),
+            model: DEFAULT_IMAGE_PRESET.into(),
+            base: String::new(),
+            out: String::new(),
+            resume: false,
+            pretrain: TrainConfig::default(),
+            finetune: FinetuneConfig {
+                checkpoint_every: 50,
+                ..FinetuneConfig::default()
+            },
+            schedule: Schedule::Interleaved,
+            baseline: BaselineChoice::ExpertsOnly,
+            val_fraction: 0.1,
+            toy_points: 20_000,
+            preview: PreviewConfig::default(),
+        }
+    }
+}
+
+/// A fresh output folder under the system's temporary folder.
+pub fn default_out(mode: TrainMode) -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let name = match mode {
+        TrainMode::Pretrain => format!("base-{secs}"),
+        TrainMode::Finetune => format!("deme-{secs}"),
+    };
+    std::env::temp_dir()
+        .join("deme-studio-runs")
+        .join(name)
+        .display()
+        .to_string()
+}
+
+impl TrainForm {
+    /// Checks the settings and builds the job they describe.
+    pub fn job(&self) -> Result<TrainJob> {
+        let data: DataSpec = self.data.trim().parse()?;
+        let out = self.out.trim();
+        if out.is_empty() {
+            bail!("choose an output folder");
+        }
+        if !(0.0..1.0).contains(&self.val_fraction) {
+            bail!(
+                "the held-out fraction must be in [0, 1), not {}",
+                self.val_fraction
+            );
+        }
+        if matches!(data, DataSpec::Toy(_)) && self.toy_points == 0 {
+            bail!("toy datasets need at least one point");
+        }
+        let kind = match self.mode {
+            TrainMode::Pretrain => {
+                let model = self.model.trim().to_string();
+                ModelSpec::from_arg(&model)?;
+                self.pretrain.validate()?;
+                if self.pretrain.checkpoint_every == 0 {
+                    bail!("checkpoint every must be at least 1");
+                }
+                JobKind::Pretrain {
+                    model,
+                    config: self.pretrain.clone(),
+                }
+            }
+            TrainMode::Finetune => {
+                let base = PathBuf::from(self.base.trim());
+                if self.base.trim().is_empty() {
+                    bail!("choose the base model folder to finetune");
+                }
+                if !base.join("config.json").is_file() {
+                    bail!("{} is not a model folder (no config.json)", base.display());
+                }
+                self.finetune.validate()?;
+                JobKind::Finetune {
+                    base,
+                    config: self.finetune.clone(),
+                    schedule: self.schedule,
+                    experts: self.baseline != BaselineChoice::BaselineOnly,
+                    baseline: self.baseline != BaselineChoice::ExpertsOnly,
+                }
+            }
+        };
+        Ok(TrainJob {
+            kind,
+            data,
+            out: PathBuf::from(out),
+            resume: self.resume,
+            val_fraction: self.val_fraction,
+            toy_points: self.toy_points,
+            preview: self.preview,
+            cancel: CancelToken::new(),
+            control: Control::default(),
+        })
+    }
+}
+
+/// What the form asks the app to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FormAction {
+    /// Open a folder dialog for the output folder.
+    BrowseOut,
+    /// Open a folder dialog for the base model.
+    BrowseBase,
+}
+
+/// A grid row: `label`, then the widget `add` draws, named by the label.
+fn field(
+    ui: &mut egui::Ui,
+    label: &str,
+    hint: &str,
+    add: impl FnOnce(&mut egui::Ui) -> egui::Response,
+) {
+    let l = ui.label(label);
+    let r = add(ui).labelled_by(l.id);
+    if !hint.is_empty() {
+        r.on_hover_text(hint);
+    }
+    ui.end_row();
+}
+
+fn opt_value(ui: &mut egui::Ui, label: &str, value: &mut Option<f64>, on: f64, hint: &str) {
+    ui.horizontal(|ui| {
+        let mut enabled = value.is_some();
+        let c = ui.checkbox(&mut enabled, label).on_hover_text(hint);
+        if c.changed() {
+            *value = enabled.then_some(on);
+        }
+        if let Some(v) = value {
+            ui.add(DragValue::new(v).speed(0.0001).max_decimals(6))
+                .labelled_by(c.id);
+        }
+    });
+}
+
+fn lr_value(lr: &mut f64) -> impl egui::Widget + '_ {
+    DragValue::new(lr)
+        .speed(1e-5)
+        .range(1e-7..=1.0)
+        .custom_formatter(|v, _| format!("{v:.1e}"))
+        .custom_parser(|s| s.trim().parse().ok())
+}
+
+/// Draws the settings; `running` locks them.
+pub fn form_ui(ui: &mut egui::Ui, form: &mut TrainForm, running: bool) -> Vec<FormAction> {
+    let mut actions = Vec::new();
+    ui.add_enabled_ui(!running, |ui| {
+        ui.horizontal(|ui| {
+            ui.radio_value(&mut form.mode, TrainMode::Finetune, "Finetune experts")
+                .on_hover_text("DeMe: N copies of a base, each mostly on its timestep range");
+            ui.radio_value(&mut form.mode, TrainMode::Pretrain, "Pretrain a base")
+                .on_hover_text("train a model from scratch");
+        });
+        egui::Grid::new("train-form-paths")
+            .num_columns(2)
+            .show(ui, |ui| {
+                field(
+                    ui,
+                    "data",
+                    "mnist (embedded), cifar10:PATH, images:PATH, idx:PATH or toy:NAME \
+                     (moons, swissroll, 8gaussians, checkerboard)",
+                    |ui| ui.add(egui::TextEdit::singleline(&mut form.data).desired_width(180.0)),
+                );
+                match form.mode {
+                    TrainMode::Pretrain => {
+                        let l = ui.label("model");
+                        ui.horizontal(|ui| {
+                            ui.add(
+                                egui::TextEdit::singleline(&mut form.model).desired_width(120.0),
+                            )
+                            .labelled_by(l.id)
+                            .on_hover_text("a preset or the path of a diffusers config.json");
+                            egui::ComboBox::new("train-preset", "preset")
+                                .selected_text("choose")
+                                .show_ui(ui, |ui| {
+                                    for p in PRESET_NAMES.iter().copied().chain(["toy-mlp"]) {
+                                        ui.selectable_value(&mut form.model, p.to_string(), p);
+                                    }
+                                });
+                        });
+                        ui.end_row();
+                    }
+                    TrainMode::Finetune => {
+                        let l = ui.label("base");
+                        ui.horizontal(|ui| {
+                            ui.add(egui::TextEdit::singleline(&mut form.base).desired_width(160.0))
+                                .labelled_by(l.id)
+                                .on_hover_text("the pretrained model folder");
+                            if ui.button("Browse…").clicked() {
+                                actions.push(FormAction::BrowseBase);
+                            }
+                        });
+                        ui.end_row();
+                    }
+                }
+                let l = ui.label("output");
+                ui.horizontal(|ui| {
+                    ui.add(egui::TextEdit::singleline(&mut form.out).desired_width(160.0))
+                        .labelled_by(l.id)
+                        .on_hover_text(match form.mode {
+                            TrainMode::Pretrain => {
+                                "the model folder written (with its training state)"
+                            }
+                            TrainMode::Finetune => {
+                                "runs go to expert_1 .. expert_N (and baseline) inside it"
+                            }
+                        });
+                    if ui.button("Browse…").clicked() {
+                        actions.push(FormAction::BrowseOut);
+                    }
+                    if ui
+                        .small_button("new")
+                        .on_hover_text("a fresh folder under the temporary folder")
+                        .clicked()
+                    {
+                        form.out = default_out(form.mode);
+                    }
+                });
+                ui.end_row();
+            });
+        ui.checkbox(&mut form.resume, "Resume the run in the output folder")
+            .on_hover_text("continue from its last checkpoint; steps may grow");
+        ui.separator();
+        match form.mode {
+            TrainMode::Pretrain => pretrain_ui(ui, &mut form.pretrain),
+            TrainMode::Finetune => finetune_ui(ui, form),
+        }
+        ui.collapsing("Data and previews", |ui| {
+            egui::Grid::new("train-form-data")
+                .num_columns(2)
+                .show(ui, |ui| {
+                    field(ui, "held-out fraction", "never trained on", |ui| {
+                        ui.add(
+                            DragValue::new(&mut form.val_fraction)
+                                .speed(0.01)
+                                .range(0.0..=0.9),
+                        )
+                    });
+                    field(ui, "toy points", "points drawn for toy:NAME data", |ui| {
+                        ui.add(DragValue::new(&mut form.toy_points).range(0..=1_000_000))
+                    });
+                });
+            ui.checkbox(
+                &mut form.preview.enabled,
+                "Sample previews at each checkpoint",
+            );
+            egui::Grid::new("train-form-preview")
+                .num_columns(2)
+                .show(ui, |ui| {
+                    field(ui, "images (toy: x32 points)", "", |ui| {
+                        ui.add(DragValue::new(&mut form.preview.samples).range(1..=64))
+                    });
+                    field(ui, "DDIM steps", "", |ui| {
+                        ui.add(DragValue::new(&mut form.preview.steps).range(1..=200))
+                    });
+                    field(
+                        ui,
+                        "noise seed",
+                        "the same starting noise for every preview",
+                        |ui| ui.add(DragValue::new(&mut form.preview.seed)),
+                    );
+                });
+        });
+    });
+    actions
+}
+
+fn pretrain_ui(ui: &mut egui::Ui, c: &mut TrainConfig) {
+    egui::Grid::new("train-form-pretrain")
+        .num_columns(2)
+        .show(ui, |ui| {
+            field(ui, "steps", "total optimizer steps", |ui| {
+                ui.add(DragValue::new(&mut c.steps).range(0..=10_000_000))
+            });
+            field(ui, "batch size", "images per step", |ui| {
+                ui.add(DragValue::new(&mut c.batch_size).range(0..=4096))
+            });
+            field(ui, "learning rate", "peak learning rate", |ui| {
+                ui.add(lr_value(&mut c.lr))
+            });
+            field(ui, "warm-up steps", "linear warm-up from 0", |ui| {
+                ui.add(DragValue::new(&mut c.warmup_steps))
+            });
+            field(
+                ui,
+                "checkpoint every",
+                "steps between checkpoints (and previews)",
+                |ui| ui.add(DragValue::new(&mut c.checkpoint_every).range(1..=1_000_000)),
+            );
+            field(ui, "seed", "initialisation, batches and noise", |ui| {
+                ui.add(DragValue::new(&mut c.seed))
+            });
+        });
+    opt_value(
+        ui,
+        "EMA, decay cap",
+        &mut c.ema_max_decay,
+        0.999,
+        "checkpoints hold the moving average",
+    );
+    adamw_ui(ui, &mut c.adamw, "train-adamw-pre");
+}
+
+fn finetune_ui(ui: &mut egui::Ui, form: &mut TrainForm) {
+    let c = &mut form.finetune;
+    egui::Grid::new("train-form-finetune")
+        .num_columns(2)
+        .show(ui, |ui| {
+            field(
+                ui,
+                "experts N",
+                "timestep ranges [i T / N, (i + 1) T / N)",
+                |ui| ui.add(DragValue::new(&mut c.experts).range(0..=1000)),
+            );
+            field(
+                ui,
+                "steps per expert",
+                "the baseline gets N times as many",
+                |ui| ui.add(DragValue::new(&mut c.steps_per_expert).range(0..=10_000_000)),
+            );
+            field(ui, "batch size", "images per step", |ui| {
+                ui.add(DragValue::new(&mut c.batch_size).range(0..=4096))
+            });
+            field(ui, "learning rate", "", |ui| ui.add(lr_value(&mut c.lr)));
+            field(
+                ui,
+                "p (any timestep)",
+                "probabilistic sampling: chance of drawing from all of [0, T)",
+                |ui| ui.add(DragValue::new(&mut c.p).speed(0.01).range(0.0..=1.0)),
+            );
+            ui.label("coin");
+            ui.horizontal(|ui| {
+                ui.radio_value(&mut c.mix, MixMode::PerBatch, "per batch");
+                ui.radio_value(&mut c.mix, MixMode::PerSample, "per sample");
+            });
+            ui.end_row();
+            field(
+                ui,
+                "consistency lambda",
+                "weight of the loss against the frozen base (0: off)",
+                |ui| {
+                    ui.add(
+                        DragValue::new(&mut c.consistency_weight)
+                            .speed(0.01)
+                            .range(0.0..=100.0),
+                    )
+                },
+            );
+            field(ui, "warm-up steps", "linear warm-up from 0", |ui| {
+                ui.add(DragValue::new(&mut c.warmup_steps))
+            });
+            field(
+                ui,
+                "checkpoint every",
+                "steps between checkpoints (and previews)",
+                |ui| ui.add(DragValue::new(&mut c.checkpoint_every).range(0..=1_000_000)),
+            );
+            field(ui, "seed", "batches, timesteps and noise", |ui| {
+                ui.add(DragValue::new(&mut c.seed))
+            });
+            ui.label("schedule");
+            ui.horizontal(|ui| {
+                ui.radio_value(&mut form.schedule, Schedule::Interleaved, "interleaved")
+                    .on_hover_text("one step of each run in turn: all progress together");
+                ui.radio_value(&mut form.schedule, Schedule::Sequential, "sequential")
+                    .on_hover_text("each run to its end (one model in memory)");
+            });
+            ui.end_row();
+            ui.label("runs");
+            ui.vertical(|ui| {
+                ui.radio_value(
+                    &mut form.baseline,
+                    BaselineChoice::ExpertsOnly,
+                    "the N experts",
+                );
+                ui.radio_value(
+                    &mut form.baseline,
+                    BaselineChoice::WithBaseline,
+                    "experts + baseline",
+                )
+                .on_hover_text("also one copy finetuned on all timesteps for N x the steps");
+                ui.radio_value(
+                    &mut form.baseline,
+                    BaselineChoice::BaselineOnly,
+                    "baseline only",
+                );
+            });
+            ui.end_row();
+        });
+    ui.checkbox(&mut c.antithetic, "antithetic timesteps")
+        .on_hover_text("the second half of a batch mirrors the first inside its interval");
+    ui.checkbox(&mut c.projection, "channel-wise projection (UNet)")
+        .on_hover_text("identity-initialised 1x1 projections; off for the toy MLP");
+    if form.baseline != BaselineChoice::ExpertsOnly {
+        ui.checkbox(&mut c.baseline_consistency, "baseline: consistency loss");
+        ui.checkbox(&mut c.baseline_projection, "baseline: projection");
+    }
+    opt_value(
+        ui,
+        "EMA, decay cap",
+        &mut c.ema_max_decay,
+        0.9999,
+        "checkpoints hold the moving average",
+    );
+    adamw_ui(ui, &mut c.adamw, "train-adamw-ft");
+}
+
+fn adamw_ui(ui: &mut egui::Ui, a: &mut crate::engine::train::AdamWConfig, id: &str) {
+    ui.collapsing("Optimizer (AdamW)", |ui| {
+        egui::Grid::new(id).num_columns(2).show(ui, |ui| {
+            field(ui, "beta1", "", |ui| {
+                ui.add(
+                    DragValue::new(&mut a.beta1)
+                        .speed(0.001)
+                        .range(0.0..=0.9999),
+                )
+            });
+            field(ui, "beta2", "", |ui| {
+                ui.add(
+                    DragValue::new(&mut a.beta2)
+                        .speed(0.0001)
+                        .range(0.0..=0.99999),
+                )
+            });
+            field(ui, "weight decay", "decoupled", |ui| {
+                ui.add(
+                    DragValue::new(&mut a.weight_decay)
+                        .speed(1e-6)
+                        .max_decimals(8),
+                )
+            });
+        });
+        opt_value(
+            ui,
+            "clip gradient norm",
+            &mut a.max_grad_norm,
+            1.0,
+            "global norm clipping",
+        );
+    });
+}
