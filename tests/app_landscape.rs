@@ -109,6 +109,7 @@ fn compute_fills_the_map_and_a_click_sets_the_weights() {
         assert!(grid.x[0] < x && x < grid.x[1] && grid.y[0] < y && y < grid.y[1]);
     }
     h.get_by_label_contains("hover the map");
+    h.get_by_label("all 25 points scored on 8 held-out samples each");
     // a click at a quarter of the map's width and height sets that point's weights
     let rect = h.get_by_label(MAP_LABEL).rect();
     let frame = MapFrame::new(rect, &grid);

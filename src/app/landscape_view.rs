@@ -224,6 +224,52 @@ pub fn contour_segments(values: &[Option<f64>], size: usize, levels: &[f64]) -> 
     out
 }
 
+/// Contour segments (in lattice indices) of `values` on the finest sub-lattice
+/// of the sweep's levels whose points are all scored (none before the first
+/// level is complete), so that the lines are smooth at every stage.
+pub fn scored_contours(
+    values: &[Option<f64>],
+    grid: &LandscapeGrid,
+    levels: &[f64],
+) -> Vec<[[f64; 2]; 2]> {
+    let g = grid.size;
+    let mut stride = grid.coarsest_stride();
+    let axis_of =
+        |s: usize| -> Vec<usize> { (0..g).filter(|&i| i % s == 0 || i == g - 1).collect() };
+    let complete = |axis: &[usize]| {
+        axis.iter()
+            .all(|&j| axis.iter().all(|&i| values[j * g + i].is_some()))
+    };
+    let mut best: Option<Vec<usize>> = None;
+    loop {
+        let axis = axis_of(stride);
+        if !complete(&axis) {
+            break;
+        }
+        best = Some(axis);
+        if stride == 1 {
+            break;
+        }
+        stride /= 2;
+    }
+    let Some(axis) = best else { return vec![] };
+    let m = axis.len();
+    let sub: Vec<Option<f64>> = (0..m * m)
+        .map(|k| values[axis[k / m] * g + axis[k % m]])
+        .collect();
+    // fractional sub-lattice index to fractional lattice index
+    let map = |v: f64| {
+        let lo = (v.floor() as usize).min(m - 1);
+        let hi = (lo + 1).min(m - 1);
+        let f = v - lo as f64;
+        axis[lo] as f64 + f * (axis[hi] as f64 - axis[lo] as f64)
+    };
+    contour_segments(&sub, m, levels)
+        .into_iter()
+        .map(|[p, q]| [[map(p[0]), map(p[1])], [map(q[0]), map(q[1])]])
+        .collect()
+}
+
 /// Tick values of `[lo, hi]`: multiples of a round step, at most `max` of them.
 pub fn nice_ticks(lo: f64, hi: f64, max: usize) -> Vec<f64> {
     if !(hi > lo) || max == 0 {
@@ -488,7 +534,11 @@ impl LandscapeState {
             LandscapeEvent::Level { stride, .. } => {
                 s.stride = stride;
                 if let Some(r) = &mut self.running {
-                    r.stage = format!("refining: every {stride}. point");
+                    r.stage = match stride {
+                        1 => "finest pass: every point".into(),
+                        2 => "coarse pass: every 2nd point".into(),
+                        s => format!("coarse pass: every {s}th point"),
+                    };
                 }
             }
             LandscapeEvent::Point {
@@ -738,15 +788,12 @@ fn map_ui(
             painter.rect_filled(frame.cell_rect(i, j).expand(0.3), 0.0, color(v, lo, hi));
         }
     }
-    // contour lines over the filled lattice
-    let filled: Vec<Option<f64>> = (0..g * g)
-        .map(|k| sweep.fill.source(k % g, k / g).and_then(|s| values[s]))
-        .collect();
+    // contour lines over the finest sub-lattice scored throughout
     let levels: Vec<f64> = (1..CONTOURS)
         .map(|l| lo + (hi - lo) * l as f64 / CONTOURS as f64)
         .collect();
     let contour = Stroke::new(1.0, Color32::from_white_alpha(150));
-    for [p, q] in contour_segments(&filled, g, &levels) {
+    for [p, q] in scored_contours(values, &sweep.grid, &levels) {
         painter.line_segment(
             [
                 frame.lattice_to_screen(p[0], p[1]),
@@ -1056,13 +1103,18 @@ fn side_ui(
             actions.push(LandscapeAction::Export(ls.clone(), dir));
         }
     });
-    if let Some(ls) = &state.result
-        && ls.cancelled
-    {
-        ui.label(format!(
-            "cancelled after {} of {} points: the export holds the points scored",
-            ls.done, ls.total
-        ));
+    if let Some(ls) = &state.result {
+        ui.label(if ls.cancelled {
+            format!(
+                "cancelled after {} of {} points: the export holds the points scored",
+                ls.done, ls.total
+            )
+        } else {
+            format!(
+                "all {} points scored on {} held-out samples each",
+                ls.total, ls.eval.samples
+            )
+        });
     }
 }
 
@@ -1159,6 +1211,28 @@ mod tests {
         let mut missing = values.clone();
         missing[0] = None;
         assert_eq!(contour_segments(&missing, 3, &[0.5]).len(), 1);
+    }
+
+    #[test]
+    fn contours_use_the_finest_complete_level() {
+        let grid = LandscapeGrid {
+            size: 9,
+            x: [0.0, 1.0],
+            y: [0.0, 1.0],
+        };
+        // v = i; only the stride-2 points scored: the level 3 runs along i = 3
+        let mut values = vec![None; 81];
+        for j in (0..9).step_by(2) {
+            for i in (0..9).step_by(2) {
+                values[j * 9 + i] = Some(i as f64);
+            }
+        }
+        assert!(scored_contours(&values, &grid, &[3.0]).len() == 4);
+        for [p, q] in scored_contours(&values, &grid, &[3.0]) {
+            assert!((p[0] - 3.0).abs() < 1e-12 && (q[0] - 3.0).abs() < 1e-12);
+        }
+        values[0] = None;
+        assert!(scored_contours(&values, &grid, &[3.0]).is_empty());
     }
 
     #[test]
