@@ -364,8 +364,15 @@ impl Default for LandscapeState {
 pub enum LandscapeAction {
     /// Start this computation.
     Compute(LandscapeJob),
-    /// Set the merge weights (a click or drag on the map).
-    SetWeights(Vec<f32>),
+    /// Set the merge weights (a click, or a drag still in progress).
+    SetWeights {
+        /// The weights of the point under the pointer.
+        weights: Vec<f32>,
+        /// Whether the pointer is still held (fast previews, one undo entry per drag).
+        dragging: bool,
+    },
+    /// A drag on the map ended.
+    EndDrag,
     /// Write the landscape into this folder.
     Export(Arc<Landscape>, PathBuf),
 }
@@ -608,7 +615,10 @@ impl StudioApp {
         for a in actions {
             match a {
                 LandscapeAction::Compute(job) => self.worker.send(Command::Landscape(job)),
-                LandscapeAction::SetWeights(w) => self.merge.set_weights(&w),
+                LandscapeAction::SetWeights { weights, dragging } => {
+                    self.merge.drag_weights(&weights, dragging)
+                }
+                LandscapeAction::EndDrag => self.merge.end_drag(),
                 LandscapeAction::Export(ls, dir) => {
                     self.tell(
                         format!("exporting the landscape to {}…", dir.display()),
@@ -899,8 +909,14 @@ fn map_ui(
     if response.clicked() || response.dragged() {
         if let Some(p) = response.interact_pointer_pos() {
             let xy = frame.to_plane(map_rect.clamp(p));
-            actions.push(LandscapeAction::SetWeights(point_weights(&sweep.plane, xy)));
+            actions.push(LandscapeAction::SetWeights {
+                weights: point_weights(&sweep.plane, xy),
+                dragging: response.dragged() && !response.clicked(),
+            });
         }
+    }
+    if response.drag_stopped() {
+        actions.push(LandscapeAction::EndDrag);
     }
     if let Some(xy) = state.hovered {
         let text = hover_text(sweep, surface, &frame, xy);

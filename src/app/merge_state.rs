@@ -195,6 +195,22 @@ impl MergeState {
         self.pending = Some(Quality::Fine);
     }
 
+    /// Replaces all weights as a drag on a linked control would (the
+    /// landscape): `dragging` edits preview fast and become one history entry
+    /// when the drag ends ([`Self::end_drag`]); others are committed at once.
+    pub fn drag_weights(&mut self, weights: &[f32], dragging: bool) {
+        if !dragging {
+            self.set_weights(weights);
+            return;
+        }
+        if weights.len() != self.weights.len() || weights == self.weights.as_slice() {
+            return;
+        }
+        let before = std::mem::replace(&mut self.weights, weights.to_vec());
+        self.drag_start.get_or_insert(before);
+        self.pending = Some(Quality::Fast);
+    }
+
     /// Resets weight `i` to `1/N`.
     pub fn reset_weight(&mut self, i: usize) {
         let n = self.weights.len().max(1);
@@ -405,6 +421,27 @@ mod tests {
         assert!(!m.undo());
         assert!(m.redo());
         assert_eq!(m.weights(), &[0.7, 0.5]);
+    }
+
+    #[test]
+    fn a_drag_on_a_linked_control_is_one_history_entry() {
+        let mut m = MergeState::default();
+        m.reset_for(&info(2));
+        m.take_request(5, 25);
+        m.drag_weights(&[0.1, 0.2], true);
+        m.drag_weights(&[0.3, 0.4], true);
+        let r = m.take_request(5, 25).unwrap();
+        assert_eq!((r.steps, r.evaluate), (5, false));
+        assert_eq!(m.weights(), &[0.3, 0.4]);
+        m.end_drag();
+        assert_eq!(m.take_request(5, 25).unwrap().steps, 25);
+        assert!(m.undo());
+        assert_eq!(m.weights(), &[0.5, 0.5]);
+        assert!(!m.undo(), "the whole drag was one entry");
+        m.drag_weights(&[0.9, 0.9], false);
+        assert_eq!(m.take_request(5, 25).unwrap().steps, 25);
+        assert!(m.undo());
+        assert_eq!(m.weights(), &[0.5, 0.5]);
     }
 
     #[test]
