@@ -50,6 +50,8 @@ pub struct TeachingConfig {
     pub base_lr: f64,
     /// Finetuning learning rate.
     pub expert_lr: f64,
+    /// Cap of the EMA decay of the published weights (None: the raw weights).
+    pub ema_max_decay: Option<f64>,
     /// Draw a sample cloud every this many steps.
     pub sample_every: u64,
     /// Points in a sample cloud (and in the data cloud shown).
@@ -67,12 +69,13 @@ impl TeachingConfig {
     pub fn new(out_root: PathBuf) -> Self {
         Self {
             data: ToyKind::TwoMoons,
-            base_steps: 1500,
-            expert_steps: 200,
+            base_steps: 1200,
+            expert_steps: 150,
             experts: 4,
             batch_size: 128,
             base_lr: 3e-3,
             expert_lr: 1e-3,
+            ema_max_decay: Some(0.99),
             sample_every: 100,
             samples: 1000,
             sample_steps: 20,
@@ -268,6 +271,7 @@ impl Run<'_> {
             batch_size: c.batch_size,
             lr: c.base_lr,
             warmup_steps: (c.base_steps / 20).min(100),
+            ema_max_decay: c.ema_max_decay,
             checkpoint_every: u64::MAX,
             seed: c.seed,
             ..TrainConfig::default()
@@ -321,6 +325,7 @@ impl Run<'_> {
             steps_per_expert: 0,
             batch_size: c.batch_size,
             lr: c.expert_lr,
+            ema_max_decay: c.ema_max_decay,
             checkpoint_every: u64::MAX,
             seed: c.seed,
             ..FinetuneConfig::default()
@@ -536,7 +541,31 @@ mod tests {
     #[ignore]
     fn time_of_the_defaults() {
         let root = tempfile::tempdir().unwrap();
-        let config = TeachingConfig::new(root.path().to_path_buf());
+        let mut config = TeachingConfig::new(root.path().to_path_buf());
+        let env = |k: &str| std::env::var(k).ok();
+        if let Some(v) = env("TEACH_DATA") {
+            config.data = v.parse().unwrap();
+        }
+        if let Some(v) = env("TEACH_BASE") {
+            config.base_steps = v.parse().unwrap();
+        }
+        if let Some(v) = env("TEACH_EXPERT") {
+            config.expert_steps = v.parse().unwrap();
+        }
+        if let Some(v) = env("TEACH_BATCH") {
+            config.batch_size = v.parse().unwrap();
+        }
+        if let Some(v) = env("TEACH_LR") {
+            config.base_lr = v.parse().unwrap();
+        }
+        if let Some(v) = env("TEACH_DDIM") {
+            config.sample_steps = v.parse().unwrap();
+        }
+        if let Some(v) = env("TEACH_EMA") {
+            config.ema_max_decay = v.parse().ok().filter(|&d: &f64| d > 0.0);
+        }
+        eprintln!("{config:?}");
+        let mut last = None;
         let mut marks = Vec::new();
         let t0 = Instant::now();
         let mut updates = 0;
@@ -548,9 +577,18 @@ mod tests {
             updates += 1;
             if let TeachingUpdate::Samples(c) = &u {
                 marks.push((c.stage, c.step, t0.elapsed().as_secs_f64()));
+                if c.stage == Stage::Base {
+                    last = Some(c.points.clone());
+                }
             }
         });
-        r.unwrap();
+        let set = r.unwrap();
+        if let Some(out) = env("TEACH_PNG") {
+            let base: Vec<f32> = last.unwrap().iter().flatten().copied().collect();
+            let img = crate::app::preview::scatter_picture(&base, 300, 3.0);
+            crate::app::preview::save_stacked_png(&[&img], Path::new(&out)).unwrap();
+        }
+        eprintln!("{set:?}");
         for m in &marks {
             eprintln!("{m:?}");
         }
