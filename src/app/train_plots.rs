@@ -80,7 +80,7 @@ pub fn parts_plot_ui(ui: &mut egui::Ui, runs: &[RunView], height: f32) {
         for (i, r) in runs.iter().enumerate() {
             let [lo, hi] = r.plan.range;
             let eps = log10_points(r.points.iter().filter_map(|q| Some((q.step, q.eps?))));
-            p.line(Line::new(format!("eps t in [{lo},{hi})"), eps).color(run_color(i)));
+            p.line(Line::new(format!("eps [{lo},{hi})"), eps).color(run_color(i)));
             if r.points.iter().any(|q| q.consistency.is_some()) {
                 let c = log10_points(
                     r.points
@@ -88,7 +88,7 @@ pub fn parts_plot_ui(ui: &mut egui::Ui, runs: &[RunView], height: f32) {
                         .filter_map(|q| Some((q.step, q.consistency?))),
                 );
                 p.line(
-                    Line::new(format!("consistency t in [{lo},{hi})"), c)
+                    Line::new(format!("cons. [{lo},{hi})"), c)
                         .color(run_color(i))
                         .style(LineStyle::dashed_loose()),
                 );

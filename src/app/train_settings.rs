@@ -230,7 +230,7 @@ pub fn form_ui(ui: &mut egui::Ui, form: &mut TrainForm, running: bool) -> Vec<Fo
                     "data",
                     "mnist (embedded), cifar10:PATH, images:PATH, idx:PATH or toy:NAME \
                      (moons, swissroll, 8gaussians, checkerboard)",
-                    |ui| ui.add(egui::TextEdit::singleline(&mut form.data).desired_width(180.0)),
+                    |ui| ui.add(egui::TextEdit::singleline(&mut form.data).desired_width(200.0)),
                 );
                 match form.mode {
                     TrainMode::Pretrain => {
@@ -254,7 +254,7 @@ pub fn form_ui(ui: &mut egui::Ui, form: &mut TrainForm, running: bool) -> Vec<Fo
                     TrainMode::Finetune => {
                         let l = ui.label("base");
                         ui.horizontal(|ui| {
-                            ui.add(egui::TextEdit::singleline(&mut form.base).desired_width(160.0))
+                            ui.add(egui::TextEdit::singleline(&mut form.base).desired_width(190.0))
                                 .labelled_by(l.id)
                                 .on_hover_text("the pretrained model folder");
                             if ui.button("Browse…").clicked() {
@@ -266,7 +266,7 @@ pub fn form_ui(ui: &mut egui::Ui, form: &mut TrainForm, running: bool) -> Vec<Fo
                 }
                 let l = ui.label("output");
                 ui.horizontal(|ui| {
-                    ui.add(egui::TextEdit::singleline(&mut form.out).desired_width(160.0))
+                    ui.add(egui::TextEdit::singleline(&mut form.out).desired_width(150.0))
                         .labelled_by(l.id)
                         .on_hover_text(match form.mode {
                             TrainMode::Pretrain => {

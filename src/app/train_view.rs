@@ -86,7 +86,7 @@ impl StudioApp {
         self.fill_train_defaults();
         let running = self.train.is_running();
         let form_actions = egui::Panel::left("train-settings")
-            .default_size(340.0)
+            .default_size(370.0)
             .resizable(true)
             .show(ui, |ui| {
                 egui::ScrollArea::vertical()
@@ -393,7 +393,7 @@ fn central_ui(ui: &mut egui::Ui, state: &mut TrainState) -> Vec<TrainAction> {
     runs_table_ui(ui, state);
     ui.separator();
     let wide = ui.available_width() > 900.0;
-    let height = 230.0;
+    let height = (ui.available_height() - 230.0).clamp(220.0, 420.0);
     let plots = |ui: &mut egui::Ui, state: &TrainState, w: f32| {
         ui.vertical(|ui| {
             ui.set_width(w);
