@@ -12,7 +12,7 @@ use burn::tensor::Device;
 use deme_studio::app::model_set::{default_set, folder_name};
 use deme_studio::app::settings::PreviewSettings;
 use deme_studio::app::taskvec_job::{EXPORT_FILES, TaskVecInputs, TaskVecJob, run_taskvec};
-use deme_studio::app::taskvec_view::{COSINE_LABEL, fmt_value};
+use deme_studio::app::taskvec_view::{COSINE_LABEL, PAGE_ROWS, fmt_value};
 use deme_studio::app::{Settings, StartOptions, StudioApp, View};
 use deme_studio::engine::analysis::Granularity;
 use deme_studio::engine::analysis::tv_stats::{TvStats, tv_stats};
@@ -160,6 +160,17 @@ fn switching_to_layers_recomputes_and_the_filter_narrows_the_plots() {
     assert_eq!(*stats, engine_stats(Granularity::Layer));
     let all = stats.groups.len();
     h.get_by_label_contains(&format!("{all} of {all} layers"));
+    // the plots page through the layers
+    assert!(all > PAGE_ROWS);
+    h.get_by_label(&format!("layers 1-{PAGE_ROWS} of {all}"));
+    click(&mut h, "Next");
+    h.step();
+    h.get_by_label(&format!(
+        "layers {}-{} of {all}",
+        PAGE_ROWS + 1,
+        (2 * PAGE_ROWS).min(all)
+    ));
+    assert_eq!(h.state().taskvec().page, 1);
     let mid = stats
         .groups
         .iter()

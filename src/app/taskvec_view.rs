@@ -16,12 +16,17 @@ use crate::engine::analysis::tv_stats::TvStats;
 use crate::engine::render::ColorMap;
 use crate::engine::train::CancelToken;
 use egui::{Align2, Color32, FontId, Pos2, Rect, Sense, Stroke, StrokeKind, Vec2};
-use egui_plot::{Bar, BarChart, BoxElem, BoxPlot, BoxSpread, GridInput, GridMark, Legend, Plot};
+use egui_plot::{
+    AxisHints, Bar, BarChart, BoxElem, BoxPlot, BoxSpread, GridInput, GridMark, Plot, VPlacement,
+};
 use std::path::PathBuf;
 use std::sync::Arc;
 
 /// Label of the cosine table (for tests and screen readers).
 pub const COSINE_LABEL: &str = "task-vector cosine table";
+
+/// Groups plotted at once (Previous / Next page through more).
+pub const PAGE_ROWS: usize = 16;
 
 /// Smallest magnitude drawn on the log axis (zeros sit here).
 const LOG_FLOOR: f64 = 1e-9;
@@ -43,6 +48,8 @@ pub struct TaskVecState {
     pub filter: String,
     /// Magnitudes on a log10 axis.
     pub log_scale: bool,
+    /// Page of the per-group plots ([`PAGE_ROWS`] groups a page).
+    pub page: usize,
     /// Folder the export writes into.
     pub export_dir: String,
     /// Why the last computation failed.
@@ -65,6 +72,7 @@ impl Default for TaskVecState {
             granularity: Granularity::Block,
             filter: String::new(),
             log_scale: true,
+            page: 0,
             export_dir: std::env::current_dir()
                 .map(|d| d.join("task-vectors").display().to_string())
                 .unwrap_or_default(),
@@ -157,6 +165,7 @@ impl TaskVecState {
         self.export_note = None;
         self.started = false;
         self.hovered = None;
+        self.page = 0;
     }
 
     /// Whether the view should start a computation by itself (a set is open
@@ -383,6 +392,7 @@ fn controls_ui(ui: &mut egui::Ui, state: &mut TaskVecState, actions: &mut Vec<Ta
         ui.radio_value(&mut state.granularity, Granularity::Layer, "layer")
             .on_hover_text("every module owning weights: down_blocks.0.resnets.0.conv1, …");
         if state.granularity != before {
+            state.page = 0;
             actions.push(TaskVecAction::Compute(state.start()));
         }
         if ui
@@ -454,16 +464,24 @@ fn norms_ui(ui: &mut egui::Ui, stats: &TvStats) {
         .include_x(0.4)
         .include_x(n as f64 + 0.6)
         .x_grid_spacer(integer_marks)
-        .x_axis_formatter(move |m, _| {
-            let i = m.value.round();
-            if (m.value - i).abs() < 1e-6 && i >= 1.0 && i <= n as f64 {
-                format!("{i}")
-            } else {
-                String::new()
-            }
-        })
-        .x_axis_label("expert")
-        .y_axis_label("||τ_i||")
+        .custom_x_axes(vec![
+            AxisHints::new_x()
+                .label("expert")
+                .label_spacing(16.0..=24.0)
+                .formatter(move |m, _| {
+                    let i = m.value.round();
+                    if (m.value - i).abs() < 1e-6 && i >= 1.0 && i <= n as f64 {
+                        format!("{i}")
+                    } else {
+                        String::new()
+                    }
+                }),
+        ])
+        .custom_y_axes(vec![
+            AxisHints::new_y()
+                .label("||τ_i||")
+                .label_spacing(12.0..=18.0),
+        ])
         .show(ui, |p| p.bar_chart(BarChart::new("norm", bars)));
     egui::Grid::new("taskvec-norm-table")
         .striped(true)
@@ -653,20 +671,54 @@ fn groups_ui(ui: &mut egui::Ui, state: &mut TaskVecState, stats: &TvStats) {
     );
     ui.horizontal(|ui| {
         ui.label("filter");
-        ui.add(
-            egui::TextEdit::singleline(&mut state.filter)
-                .hint_text(format!("part of a {what} name"))
-                .desired_width(180.0),
-        )
-        .on_hover_text("only plot the groups whose name contains this");
+        if ui
+            .add(
+                egui::TextEdit::singleline(&mut state.filter)
+                    .hint_text(format!("part of a {what} name"))
+                    .desired_width(180.0),
+            )
+            .on_hover_text("only plot the groups whose name contains this")
+            .changed()
+        {
+            state.page = 0;
+        }
         ui.checkbox(&mut state.log_scale, "log10 magnitudes")
             .on_hover_text("magnitudes on a log10 axis (zeros drawn at 1e-9)");
         ui.label(format!("{} of {} {what}s", shown.len(), stats.groups.len()));
+        ui.add_space(12.0);
+        for i in 0..stats.num_experts() {
+            let (r, _) = ui.allocate_exact_size(Vec2::splat(12.0), Sense::hover());
+            ui.painter().rect_filled(r, 2.0, expert_color(i));
+            ui.label(format!("expert {}", i + 1))
+                .on_hover_text(stats.labels[i].as_str());
+        }
     });
     if shown.is_empty() {
         ui.label("no group matches the filter");
         return;
     }
+    let (start, end, page, pages) = page_of(shown.len(), state.page, PAGE_ROWS);
+    state.page = page;
+    if pages > 1 {
+        ui.horizontal(|ui| {
+            if ui
+                .add_enabled(page > 0, egui::Button::new("Previous"))
+                .on_hover_text(format!("the {PAGE_ROWS} {what}s before these"))
+                .clicked()
+            {
+                state.page -= 1;
+            }
+            ui.label(format!("{what}s {}-{end} of {}", start + 1, shown.len()));
+            if ui
+                .add_enabled(page + 1 < pages, egui::Button::new("Next"))
+                .on_hover_text(format!("the next {PAGE_ROWS} {what}s"))
+                .clicked()
+            {
+                state.page += 1;
+            }
+        });
+    }
+    let shown = &shown[start..end];
     let n = stats.num_experts();
     let rows = shown.len();
     let row_h = (n as f32 * 9.0 + 10.0).max(26.0);
@@ -681,7 +733,7 @@ fn groups_ui(ui: &mut egui::Ui, state: &mut TaskVecState, stats: &TvStats) {
     let span = 0.8;
     egui::ScrollArea::vertical()
         .id_salt("taskvec-groups-scroll")
-        .max_height(460.0)
+        .max_height(2000.0)
         .show(ui, |ui| {
             ui.horizontal_top(|ui| {
                 let width = ((ui.available_width() - 16.0) * 0.6).max(360.0);
@@ -689,7 +741,6 @@ fn groups_ui(ui: &mut egui::Ui, state: &mut TaskVecState, stats: &TvStats) {
                 let mut plot = Plot::new("taskvec-boxes")
                     .width(width)
                     .height(height)
-                    .legend(Legend::default())
                     .allow_drag(false)
                     .allow_zoom(false)
                     .allow_scroll(false)
@@ -699,11 +750,7 @@ fn groups_ui(ui: &mut egui::Ui, state: &mut TaskVecState, stats: &TvStats) {
                     .y_grid_spacer(integer_marks)
                     .y_axis_min_width(name_w)
                     .y_axis_formatter(move |m, _| row_name(&labels, m.value))
-                    .x_axis_label(if log {
-                        "log10 |τ_i| per parameter"
-                    } else {
-                        "|τ_i| per parameter"
-                    })
+                    .custom_x_axes(vec![magnitude_axis(log)])
                     .link_axis(link, [false, true]);
                 if !log {
                     plot = plot.include_x(0.0);
@@ -761,7 +808,12 @@ fn groups_ui(ui: &mut egui::Ui, state: &mut TaskVecState, stats: &TvStats) {
                     .y_grid_spacer(integer_marks)
                     .y_axis_formatter(|_, _| String::new())
                     .y_axis_min_width(4.0)
-                    .x_axis_label("||τ_i|| in the group")
+                    .custom_x_axes(vec![
+                        AxisHints::new_x()
+                            .label("||τ_i|| in the group")
+                            .label_spacing(30.0..=50.0)
+                            .placement(VPlacement::Top),
+                    ])
                     .link_axis(link, [false, true])
                     .show(ui, |p| {
                         for i in 0..n {
@@ -794,6 +846,42 @@ fn groups_ui(ui: &mut egui::Ui, state: &mut TaskVecState, stats: &TvStats) {
                     });
             });
         });
+}
+
+/// The x axis of the magnitudes: `1e-3`-style ticks on the log axis.
+fn magnitude_axis<'a>(log: bool) -> AxisHints<'a> {
+    if !log {
+        return AxisHints::new_x()
+            .label("|τ_i| per parameter")
+            .placement(VPlacement::Top);
+    }
+    AxisHints::new_x()
+        .label("|τ_i| per parameter (log scale)")
+        .placement(VPlacement::Top)
+        .formatter(|m, _| log_tick(m.value))
+}
+
+/// Tick label of `v` on a log10 axis: `1e-3` at whole powers, else nothing.
+pub fn log_tick(v: f64) -> String {
+    let p = v.round();
+    if (v - p).abs() > 1e-6 {
+        return String::new();
+    }
+    if p == 0.0 {
+        "1".into()
+    } else {
+        format!("1e{p}")
+    }
+}
+
+/// Rows `start..end` of page `page` (clamped) of `len` rows, `size` a page,
+/// and the number of pages: `(start, end, page, pages)`.
+pub fn page_of(len: usize, page: usize, size: usize) -> (usize, usize, usize, usize) {
+    let size = size.max(1);
+    let pages = len.div_ceil(size).max(1);
+    let page = page.min(pages - 1);
+    let start = page * size;
+    (start, (start + size).min(len), page, pages)
 }
 
 /// The name of the group plotted at row `-y` (empty between rows).
@@ -910,6 +998,22 @@ mod tests {
         assert!(!s.wants_auto_start());
         s.reset();
         assert!(s.wants_auto_start());
+    }
+
+    #[test]
+    fn log_ticks_only_at_whole_powers() {
+        assert_eq!(log_tick(-3.0), "1e-3");
+        assert_eq!(log_tick(0.0), "1");
+        assert_eq!(log_tick(-2.5), "");
+    }
+
+    #[test]
+    fn pages_cover_every_row_once() {
+        assert_eq!(page_of(0, 3, 16), (0, 0, 0, 1));
+        assert_eq!(page_of(18, 0, 16), (0, 16, 0, 2));
+        assert_eq!(page_of(18, 1, 16), (16, 18, 1, 2));
+        assert_eq!(page_of(18, 9, 16), (16, 18, 1, 2));
+        assert_eq!(page_of(16, 1, 16), (0, 16, 0, 1));
     }
 
     #[test]
