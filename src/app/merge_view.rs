@@ -206,7 +206,7 @@ pub fn central_ui(
             ui.heading("Held-out loss");
             ui.label(
                 egui::RichText::new(
-                    "mean squared error of the noise prediction ε on held-out digits, per timestep range; \
+                    "mean squared error of the noise prediction ε on held-out data, per timestep range; \
                      lower is better, bold: below the base",
                 )
                 .weak(),

@@ -30,6 +30,9 @@ const TOY_POINTS: usize = 20_000;
 /// Fraction held out (as the CLI's `--val-fraction`).
 const VAL_FRACTION: f64 = 0.1;
 
+/// Steps reported together.
+pub const LOSS_BUNCH: usize = 32;
+
 /// A 2D point.
 pub type Point = [f32; 2];
 
@@ -134,16 +137,14 @@ pub enum TeachingUpdate {
         /// Points of the data distribution.
         data: Arc<Vec<Point>>,
     },
-    /// One optimizer step finished.
-    Loss {
+    /// Optimizer steps finished (sent in bunches of [`LOSS_BUNCH`], so that
+    /// the window is not redrawn for every step).
+    Losses {
         /// Which stage.
         stage: Stage,
-        /// Expert index in the experts stage (0 for the base).
-        run: usize,
-        /// Steps of that run done.
-        step: u64,
-        /// The batch's loss.
-        loss: f64,
+        /// `(run, step, loss)`: the expert index in the experts stage (0 for
+        /// the base), the steps of that run done, the batch's loss.
+        losses: Vec<(usize, u64, f64)>,
     },
     /// A new sample cloud.
     Samples(SampleCloud),
@@ -223,6 +224,40 @@ fn run_folder(root: &Path, kind: ToyKind) -> Result<PathBuf> {
     Ok(dir.keep())
 }
 
+/// Losses waiting to be sent.
+struct Bunch<'a> {
+    stage: Stage,
+    losses: Vec<(usize, u64, f64)>,
+    on_update: &'a mut dyn FnMut(TeachingUpdate),
+}
+
+impl<'a> Bunch<'a> {
+    fn new(stage: Stage, on_update: &'a mut dyn FnMut(TeachingUpdate)) -> Self {
+        Self {
+            stage,
+            losses: Vec::with_capacity(LOSS_BUNCH),
+            on_update,
+        }
+    }
+
+    fn push(&mut self, run: usize, step: u64, loss: f64) {
+        self.losses.push((run, step, loss));
+        if self.losses.len() >= LOSS_BUNCH {
+            self.flush();
+        }
+    }
+
+    fn flush(&mut self) {
+        if !self.losses.is_empty() {
+            let losses = std::mem::take(&mut self.losses);
+            (self.on_update)(TeachingUpdate::Losses {
+                stage: self.stage,
+                losses,
+            });
+        }
+    }
+}
+
 struct Run<'a> {
     config: &'a TeachingConfig,
     device: &'a Device,
@@ -286,18 +321,15 @@ impl Run<'_> {
             } else {
                 resume_run(template.clone(), dir, &train, self.device)?
             };
-            let on_update = &mut *self.on_update;
+            let mut losses = Bunch::new(Stage::Base, &mut *self.on_update);
             let mut on_event = |e: TrainEvent| {
                 if let TrainEvent::Step { step, loss, .. } = e {
-                    on_update(TeachingUpdate::Loss {
-                        stage: Stage::Base,
-                        run: 0,
-                        step,
-                        loss,
-                    });
+                    losses.push(0, step, loss);
                 }
             };
-            published = pretrain(start, spec, data, &train, dir, self.cancel, &mut on_event)?;
+            let trained = pretrain(start, spec, data, &train, dir, self.cancel, &mut on_event);
+            losses.flush();
+            published = trained?;
             self.check_cancel()?;
             done = train.steps;
             let model = published.clone();
@@ -345,24 +377,21 @@ impl Run<'_> {
                 schedule: Schedule::Interleaved,
                 resume: done > 0,
             };
-            let on_update = &mut *self.on_update;
+            let mut losses = Bunch::new(Stage::Experts, &mut *self.on_update);
             let mut on_event = |e: FinetuneEvent| {
                 if let (RunId::Expert(i), TrainEvent::Step { step, loss, .. }) = (e.run, e.event) {
-                    on_update(TeachingUpdate::Loss {
-                        stage: Stage::Experts,
-                        run: i,
-                        step,
-                        loss,
-                    });
+                    losses.push(i, step, loss);
                 }
             };
-            let outcome = finetune_any(
+            let trained = finetune_any(
                 AnyModel::Mlp(base.clone()),
                 &job,
                 self.device,
                 self.cancel,
                 &mut on_event,
-            )?;
+            );
+            losses.flush();
+            let outcome = trained?;
             self.check_cancel()?;
             done = ft.steps_per_expert;
             let models: Vec<AnyModel> = outcome.models.into_iter().map(|(_, m)| m).collect();
@@ -485,7 +514,12 @@ mod tests {
         let losses = |s: Stage| {
             updates
                 .iter()
-                .filter(|u| matches!(u, TeachingUpdate::Loss { stage, loss, .. } if *stage == s && loss.is_finite()))
+                .filter_map(|u| match u {
+                    TeachingUpdate::Losses { stage, losses } if *stage == s => Some(losses),
+                    _ => None,
+                })
+                .flatten()
+                .filter(|l| l.2.is_finite())
                 .count()
         };
         assert_eq!(losses(Stage::Base), 60);

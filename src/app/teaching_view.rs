@@ -155,19 +155,18 @@ impl TeachingState {
                 self.dir = Some(dir);
                 self.data = Some(data);
             }
-            TeachingUpdate::Loss {
-                stage,
-                run,
-                step,
-                loss,
-            } => match stage {
-                Stage::Base => self.base_loss.push((step, loss)),
-                Stage::Experts => {
-                    if let Some(e) = self.expert_loss.get_mut(run) {
-                        e.push((step, loss));
+            TeachingUpdate::Losses { stage, losses } => {
+                for (run, step, loss) in losses {
+                    match stage {
+                        Stage::Base => self.base_loss.push((step, loss)),
+                        Stage::Experts => {
+                            if let Some(e) = self.expert_loss.get_mut(run) {
+                                e.push((step, loss));
+                            }
+                        }
                     }
                 }
-            },
+            }
             TeachingUpdate::Samples(cloud) => {
                 self.samples = Some(cloud);
                 self.clouds += 1;
