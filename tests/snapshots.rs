@@ -83,3 +83,28 @@ fn gradient_conflicts_view() {
     });
     h.snapshot_options("gradient_conflicts_view", &options());
 }
+
+#[test]
+fn landscape_view() {
+    let mut h = app_on(View::Landscape, true);
+    settle(&mut h, "the models", |a| a.models().info.is_some());
+    h.state_mut().landscape_mut().size = 5;
+    h.state_mut().landscape_mut().samples = 8;
+    h.get_by_label("Compute").click();
+    settle(&mut h, "the landscape", |a| {
+        a.landscape().result().is_some() && !a.landscape().is_running() && a.is_idle()
+    });
+    h.snapshot_options("landscape_view", &options());
+}
+
+#[test]
+fn train_view() {
+    let mut h = app_on(View::Train, true);
+    settle(&mut h, "the models", |a| a.models().info.is_some() && a.is_idle());
+    // paths that do not depend on where the checkout lives
+    let form = &mut h.state_mut().train_mut().form;
+    form.base = "assets/mnist-tiny/base".into();
+    form.out = "runs/deme".into();
+    settle(&mut h, "the form", |_| true);
+    h.snapshot_options("train_view", &options());
+}
