@@ -108,3 +108,14 @@ fn train_view() {
     settle(&mut h, "the form", |_| true);
     h.snapshot_options("train_view", &options());
 }
+
+#[test]
+fn task_vectors_view() {
+    let mut h = app_on(View::TaskVectors, true);
+    settle(&mut h, "the statistics", |a| {
+        a.taskvec().result().is_some() && !a.taskvec().is_running() && a.is_idle()
+    });
+    h.state_mut().taskvec_mut().export_dir = "task-vectors".into();
+    settle(&mut h, "the form", |_| true);
+    h.snapshot_options("task_vectors_view", &options());
+}
