@@ -12,13 +12,13 @@
 use super::events::{Activity, Emitter, Event, LossEvent, PreviewEvent};
 use super::gradsim_job::{GradSimJob, GradSimUpdate, spawn_gradsim};
 use super::grid_job::{GridJob, spawn_grid};
-use super::landscape_job::{LandscapeJob, start_landscape};
-use super::taskvec_job::{TaskVecJob, start_taskvec};
 use super::inbox::{Inbox, Next};
+use super::landscape_job::{LandscapeJob, start_landscape};
 use super::model_set::ModelSet;
 use super::preview::{Panel, PreviewImage};
 use super::session::Session;
 use super::settings::PreviewSettings;
+use super::taskvec_job::{TaskVecJob, start_taskvec};
 use crate::engine::merge::MergeSpec;
 use burn::tensor::{Device, Tensor};
 use std::sync::Arc;
