@@ -119,3 +119,10 @@ fn task_vectors_view() {
     settle(&mut h, "the form", |_| true);
     h.snapshot_options("task_vectors_view", &options());
 }
+
+#[test]
+fn teaching_view() {
+    let mut h = app_on(View::Teaching, false);
+    settle(&mut h, "the first frame", |_| true);
+    h.snapshot_options("teaching_view", &options());
+}

@@ -9,7 +9,8 @@ use super::frame::StudioApp;
 use super::model_set::ModelSet;
 use super::settings::View;
 use super::teaching_job::{
-    Point, SampleCloud, Stage, TeachingConfig, TeachingJob, TeachingUpdate, spawn_teaching,
+    Point, SampleCloud, Stage, TeachingConfig, TeachingJob, TeachingUpdate, data_points,
+    spawn_teaching,
 };
 use super::teaching_plots::{DATA_COLOR, SAMPLE_COLOR, cloud_plot, loss_plot};
 use crate::engine::data::ToyKind;
@@ -39,6 +40,8 @@ pub struct TeachingState {
     /// The run's folder (also of a finished or cancelled run).
     dir: Option<PathBuf>,
     data: Option<Arc<Vec<Point>>>,
+    /// The chosen distribution's points before any run (what will be learnt).
+    preview: Option<(ToyKind, Arc<Vec<Point>>)>,
     samples: Option<SampleCloud>,
     clouds: usize,
     base_loss: Vec<(u64, f64)>,
@@ -58,6 +61,7 @@ impl Default for TeachingState {
             running: None,
             dir: None,
             data: None,
+            preview: None,
             samples: None,
             clouds: 0,
             base_loss: Vec::new(),
@@ -100,9 +104,21 @@ impl TeachingState {
         self.clouds
     }
 
-    /// The data cloud of the run shown.
+    /// The data cloud of the run shown, else of the chosen distribution.
     pub fn data(&self) -> Option<&[Point]> {
-        self.data.as_deref().map(|d| d.as_slice())
+        self.data
+            .as_deref()
+            .or(self.preview.as_ref().map(|(_, d)| d.as_ref()))
+            .map(|d| d.as_slice())
+    }
+
+    /// Draws the chosen distribution's points when no run has been shown yet
+    /// (or the choice changed since).
+    fn refresh_preview(&mut self) {
+        let kind = self.config.data;
+        if self.preview.as_ref().is_none_or(|(k, _)| *k != kind) {
+            self.preview = Some((kind, Arc::new(data_points(kind, self.config.samples))));
+        }
     }
 
     /// The folder of the run shown.
@@ -333,7 +349,7 @@ fn plots_ui(ui: &mut egui::Ui, s: &TeachingState) {
     let side = ((ui.available_width() - gap) / 2.0)
         .min(ui.available_height() - loss_height - 60.0)
         .max(120.0);
-    let data_title = match &s.data {
+    let data_title = match s.data() {
         Some(d) => format!("data: {} ({} points)", kind_label(s.config.data), d.len()),
         None => "data".into(),
     };
@@ -397,6 +413,7 @@ impl StudioApp {
                     .inner
             })
             .inner;
+        self.teaching.refresh_preview();
         egui::CentralPanel::default().show(ui, |ui| plots_ui(ui, &self.teaching));
         for a in actions {
             match a {
