@@ -216,11 +216,12 @@ impl LandscapeGrid {
         self.axis(self.y)
     }
 
-    /// The coarsest stride: the largest power of two leaving at least five
-    /// values per axis (a coarse picture that already reads as a surface).
+    /// The coarsest stride: the largest power of two leaving at least three
+    /// values per axis (a 3 x 3 or 4 x 4 first picture in a few evaluations,
+    /// refined level by level).
     pub fn coarsest_stride(&self) -> usize {
         let mut s = 1;
-        while (self.size - 1) / (s * 2) >= 4 {
+        while (self.size - 1) / (s * 2) >= 2 {
             s *= 2;
         }
         s
@@ -675,9 +676,11 @@ mod tests {
     fn levels_cover_the_lattice_once_coarse_first() {
         let g = LandscapeGrid::default();
         let levels = g.levels();
-        assert_eq!(g.coarsest_stride(), 4);
-        assert_eq!(levels.len(), 3);
-        assert_eq!(levels[0].len(), 36);
+        assert_eq!(g.coarsest_stride(), 8);
+        assert_eq!(levels.len(), 4);
+        // 0, 8, 16 and the last index 20
+        assert_eq!(levels[0].len(), 16);
+        assert_eq!(levels[1].len(), 36 - 16);
         let mut all: Vec<[usize; 2]> = levels.concat();
         assert_eq!(all.len(), 441);
         all.sort();
@@ -687,14 +690,27 @@ mod tests {
             size: 10,
             ..LandscapeGrid::default()
         };
-        // stride 2 over 0..=9 keeps the last index: 0, 2, 4, 6, 8, 9
-        assert_eq!(odd.levels()[0].len(), 36);
+        // stride 4 over 0..=9 keeps the last index: 0, 4, 8, 9
+        assert_eq!(odd.levels()[0].len(), 16);
         assert_eq!(odd.levels().concat().len(), 100);
         let small = LandscapeGrid {
             size: 5,
             ..LandscapeGrid::default()
         };
-        assert_eq!(small.levels().len(), 1);
+        assert_eq!(small.levels().len(), 2);
+        assert_eq!(small.levels()[0].len(), 9);
+        let tiny = LandscapeGrid {
+            size: 3,
+            ..LandscapeGrid::default()
+        };
+        assert_eq!(
+            tiny.levels(),
+            vec![
+                (0..3)
+                    .flat_map(|j| (0..3).map(move |i| [i, j]))
+                    .collect::<Vec<_>>()
+            ]
+        );
     }
 
     #[test]
