@@ -104,6 +104,40 @@ fn compute_draws_the_heatmap_histogram_and_blocks() {
     h.get_by_label("mean cosine");
     let (most, _) = &result.groups_by_conflict()[0];
     assert!(h.query_all_by_label(most).count() >= 1);
+    // export writes the gradsim command's files
+    let out = tempfile::tempdir().unwrap();
+    let dir = out.path().join("conflicts");
+    h.state_mut().gradsim_mut().export_dir = dir.display().to_string();
+    h.step();
+    click(&mut h, "Export");
+    wait_until(&mut h, "the export", |a| {
+        a.notice().is_some_and(|n| n.text.contains("exported"))
+    });
+    let csv = std::fs::read_to_string(dir.join("cosine.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 1 + 10 * 10);
+    assert!(csv.lines().nth(1).unwrap().starts_with("50,50,"));
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("gradsim.json")).unwrap()).unwrap();
+    assert_eq!(json["timesteps"].as_array().map(Vec::len), Some(10));
+    let png = image::open(dir.join("heatmap.png")).unwrap();
+    assert!(png.width() > 100 && png.height() > 100);
+    assert!(
+        std::fs::read_to_string(dir.join("groups.csv"))
+            .unwrap()
+            .lines()
+            .count()
+            > 2
+    );
+    // an impossible folder is an error in the status bar, not a panic
+    let file = out.path().join("a-file");
+    std::fs::write(&file, b"x").unwrap();
+    h.state_mut().gradsim_mut().export_dir = file.join("sub").display().to_string();
+    h.step();
+    click(&mut h, "Export");
+    wait_until(&mut h, "the failed export", |a| {
+        a.notice()
+            .is_some_and(|n| n.error && n.text.contains("exporting the gradient conflicts failed"))
+    });
 }
 
 #[test]

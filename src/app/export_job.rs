@@ -41,3 +41,26 @@ pub fn spawn_export_png(images: Vec<ColorImage>, path: PathBuf, emit: Emitter) {
             emit.emit(Event::Job(event));
         });
 }
+
+/// Writes a gradient-conflict result into `dir` (the `gradsim` command's
+/// files) on a thread of its own, reporting the outcome.
+pub fn spawn_export_gradsim(
+    result: std::sync::Arc<crate::engine::analysis::GradSimResult>,
+    dir: PathBuf,
+    emit: Emitter,
+) {
+    let _ = std::thread::Builder::new()
+        .name("export-gradsim".into())
+        .spawn(move || {
+            let event = match crate::cli::gradsim::write_outputs(&result, &dir) {
+                Ok(()) => JobEvent::Done(format!(
+                    "exported the gradient conflicts to {}",
+                    dir.display()
+                )),
+                Err(e) => {
+                    JobEvent::Failed(format!("exporting the gradient conflicts failed: {e:#}"))
+                }
+            };
+            emit.emit(Event::Job(event));
+        });
+}

@@ -4,7 +4,7 @@
 use super::about::About;
 use super::dialogs::{DialogKind, DialogOutcome, open_dialog};
 use super::events::{Activity, Emitter, Event, JobEvent};
-use super::export_job::{spawn_export_png, spawn_save_merge};
+use super::export_job::{spawn_export_gradsim, spawn_export_png, spawn_save_merge};
 use super::gradsim_view::{GradSimAction, GradSimState, gradsim_ui};
 use super::grid_panel::{GridAction, GridState};
 use super::landscape_view::LandscapeState;
@@ -576,6 +576,10 @@ impl StudioApp {
         for a in actions {
             match a {
                 GradSimAction::Compute(job) => self.worker.send(Command::GradSim(job)),
+                GradSimAction::Export(result, dir) => {
+                    self.job = Some(format!("exporting to {}", dir.display()));
+                    spawn_export_gradsim(result, dir, self.emit.clone());
+                }
             }
         }
     }

@@ -42,6 +42,8 @@ pub struct GradSimState {
     pub error: Option<String>,
     /// The heatmap cell under the pointer, `(row, column)`.
     hovered: Option<(usize, usize)>,
+    /// Folder the Export button writes into.
+    pub export_dir: String,
 }
 
 impl Default for GradSimState {
@@ -54,6 +56,7 @@ impl Default for GradSimState {
             result: None,
             error: None,
             hovered: None,
+            export_dir: "gradient-conflicts".into(),
         }
     }
 }
@@ -63,6 +66,9 @@ impl Default for GradSimState {
 pub enum GradSimAction {
     /// Start this computation.
     Compute(GradSimJob),
+    /// Write the result (`heatmap.png`, `cosine.csv`, `groups.csv`,
+    /// `gradsim.json`) into this folder.
+    Export(Arc<GradSimResult>, std::path::PathBuf),
 }
 
 impl GradSimState {
@@ -179,6 +185,20 @@ pub fn gradsim_ui(ui: &mut egui::Ui, state: &mut GradSimState) -> Vec<GradSimAct
         }
         return actions;
     };
+    ui.horizontal(|ui| {
+        ui.label("Export (PNG, CSV, JSON) into");
+        ui.add(egui::TextEdit::singleline(&mut state.export_dir).desired_width(320.0))
+            .on_hover_text(
+                "heatmap.png, cosine.csv (t_i, t_j, cosine), groups.csv and gradsim.json",
+            );
+        let folder = state.export_dir.trim();
+        if ui
+            .add_enabled(!folder.is_empty(), egui::Button::new("Export"))
+            .clicked()
+        {
+            actions.push(GradSimAction::Export(result.clone(), folder.into()));
+        }
+    });
     egui::ScrollArea::vertical()
         .id_salt("gradsim-scroll")
         .show(ui, |ui| result_ui(ui, state, &result));

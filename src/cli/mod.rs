@@ -3,7 +3,7 @@
 mod bench;
 mod eval_eps;
 mod finetune;
-mod gradsim;
+pub mod gradsim;
 mod grid_search;
 mod inspect;
 mod interrupt;

@@ -133,7 +133,7 @@ mod tests {
             TensorData::new(vec![0.5f32, -1.0, 2.0, 0.25], [2, 2]),
             &compute.device,
         );
-        let c: Vec<f32> = a.matmul(b).into_data().to_vec().unwrap();
+        let c: Vec<f32> = a.matmul(b).into_data().try_to_vec::<f32>().unwrap();
         assert_eq!(c, vec![4.5, -0.5, 9.5, -2.0]);
         assert!(compute.reason.contains(&shared.summary.name));
     }
