@@ -557,7 +557,8 @@ impl StudioApp {
     }
 
     fn gradsim_page_ui(&mut self, ui: &mut egui::Ui) {
-        if self.models.info.is_none() {
+        // a training run's live result shows even without an open set
+        if self.models.info.is_none() && self.gradsim.source().is_none() {
             let has_default = self.default_set.is_some();
             egui::CentralPanel::default().show(ui, |ui| {
                 ui.heading("Gradient conflicts of the base model");

@@ -38,6 +38,9 @@ pub struct GradSimState {
     pub batch_size: usize,
     running: Option<Running>,
     result: Option<Arc<GradSimResult>>,
+    /// Where the shown result comes from when not from Compute (a training
+    /// run's checkpoint); `None`: the open set's base.
+    source: Option<String>,
     /// Why the last computation failed.
     pub error: Option<String>,
     /// The heatmap cell under the pointer, `(row, column)`.
@@ -54,6 +57,7 @@ impl Default for GradSimState {
             batch_size: 8,
             running: None,
             result: None,
+            source: None,
             error: None,
             hovered: None,
             export_dir: "gradient-conflicts".into(),
@@ -75,6 +79,34 @@ impl GradSimState {
     /// The last result.
     pub fn result(&self) -> Option<&Arc<GradSimResult>> {
         self.result.as_ref()
+    }
+
+    /// Where the shown result comes from: `None` for the open set's base
+    /// (Compute), else e.g. `training run pretrain, step 20`.
+    pub fn source(&self) -> Option<&str> {
+        self.source.as_deref()
+    }
+
+    /// What the shown result was taken of, for the caption.
+    pub fn caption(&self) -> String {
+        match &self.source {
+            Some(s) => format!("Showing: {s} (updated at each checkpoint)"),
+            None => "Showing: the base of the open model set".into(),
+        }
+    }
+
+    /// Shows a result taken elsewhere (a training run's checkpoint) in place
+    /// of the last one; a running computation keeps going, and its result
+    /// replaces this one when it ends.
+    pub fn show_live(&mut self, result: Arc<GradSimResult>, source: String) {
+        if self.result.as_ref().is_none_or(|r| r.k() != result.k()) {
+            self.hovered = None;
+        }
+        self.result = Some(result);
+        self.source = Some(source);
+        if self.running.is_none() {
+            self.error = None;
+        }
     }
 
     /// Whether a computation runs.
@@ -126,6 +158,7 @@ impl GradSimState {
         self.cancel();
         self.running = None;
         self.result = None;
+        self.source = None;
         self.error = None;
         self.hovered = None;
     }
@@ -134,6 +167,7 @@ impl GradSimState {
     pub fn apply(&mut self, update: GradSimUpdate) {
         match update {
             GradSimUpdate::Preparing => {}
+            GradSimUpdate::Live { result, source } => self.show_live(result, source),
             GradSimUpdate::Progress(p) => {
                 if let Some(r) = &mut self.running {
                     r.done = p.done;
@@ -149,6 +183,7 @@ impl GradSimState {
                 match result {
                     Ok(r) => {
                         self.result = Some(r);
+                        self.source = None;
                         self.hovered = None;
                     }
                     Err(_) if cancelled => self.error = Some("cancelled".into()),
@@ -167,7 +202,11 @@ fn color(value: f64) -> Color32 {
 /// Draws the view; returns what the app should do.
 pub fn gradsim_ui(ui: &mut egui::Ui, state: &mut GradSimState) -> Vec<GradSimAction> {
     let mut actions = Vec::new();
-    ui.heading("Gradient conflicts of the base model");
+    ui.heading(if state.source.is_some() {
+        "Gradient conflicts of a training checkpoint"
+    } else {
+        "Gradient conflicts of the base model"
+    });
     ui.label(
         "Cosine similarity of the loss gradients at K timesteps, averaged over M fixed batches. \
          Negative values (blue) mean that training at one timestep works against another: \
@@ -181,10 +220,16 @@ pub fn gradsim_ui(ui: &mut egui::Ui, state: &mut GradSimState) -> Vec<GradSimAct
     ui.separator();
     let Some(result) = state.result.clone() else {
         if state.running.is_none() {
-            ui.label("Press Compute to take the gradients of the base model.");
+            ui.label(
+                "Press Compute to take the gradients of the base model, \
+                 or train with \"Gradient conflicts at each checkpoint\" ticked in the Train view.",
+            );
         }
         return actions;
     };
+    if state.source.is_some() {
+        ui.strong(state.caption());
+    }
     ui.horizontal(|ui| {
         ui.label("Export (PNG, CSV, JSON) into");
         ui.add(egui::TextEdit::singleline(&mut state.export_dir).desired_width(320.0))
@@ -484,4 +529,87 @@ fn groups_ui(ui: &mut egui::Ui, result: &GradSimResult) {
                     }
                 });
         });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::analysis::gradsim::GradSimProgress;
+
+    fn result(k: usize) -> Arc<GradSimResult> {
+        let cosine = (0..k * k)
+            .map(|n| if n / k == n % k { 1.0 } else { 0.5 })
+            .collect();
+        Arc::new(GradSimResult {
+            timesteps: GradSimConfig::even_timesteps(k, NUM_TRAIN_TIMESTEPS),
+            cosine,
+            norms: vec![1.0; k],
+            groups: Vec::new(),
+            exact: true,
+            config: GradSimConfig::default(),
+        })
+    }
+
+    #[test]
+    fn a_live_result_shows_with_its_source() {
+        let mut s = GradSimState::default();
+        assert!(s.source().is_none());
+        assert!(s.caption().contains("the base"));
+        s.show_live(result(3), "training run pretrain, step 8".into());
+        assert_eq!(s.result().map(|r| r.k()), Some(3));
+        assert_eq!(s.source(), Some("training run pretrain, step 8"));
+        assert!(s.caption().contains("training run pretrain, step 8"));
+        assert!(!s.is_running());
+        s.apply(GradSimUpdate::Live {
+            result: result(4),
+            source: "training run pretrain, step 16".into(),
+        });
+        assert_eq!(s.result().map(|r| r.k()), Some(4));
+        assert_eq!(s.source(), Some("training run pretrain, step 16"));
+    }
+
+    #[test]
+    fn a_live_result_leaves_a_running_compute_alone_and_its_result_wins() {
+        let mut s = GradSimState::default();
+        let job = s.start();
+        s.apply(GradSimUpdate::Progress(GradSimProgress {
+            done: 3,
+            total: 10,
+        }));
+        s.show_live(result(3), "training run expert_0, step 50".into());
+        assert!(s.is_running());
+        assert_eq!(s.progress(), Some((3, 10)));
+        assert!(!job.cancel.is_cancelled());
+        assert_eq!(s.source(), Some("training run expert_0, step 50"));
+        s.apply(GradSimUpdate::Progress(GradSimProgress {
+            done: 4,
+            total: 10,
+        }));
+        assert_eq!(s.progress(), Some((4, 10)));
+        s.apply(GradSimUpdate::Finished(Ok(result(10))));
+        assert!(!s.is_running());
+        assert_eq!(s.result().map(|r| r.k()), Some(10));
+        assert!(s.source().is_none(), "Compute's result is of the base");
+        // and a later live update replaces Compute's
+        s.show_live(result(5), "training run expert_0, step 100".into());
+        assert_eq!(s.result().map(|r| r.k()), Some(5));
+        assert!(s.source().is_some());
+    }
+
+    #[test]
+    fn a_cancelled_or_failed_compute_keeps_the_live_result() {
+        let mut s = GradSimState::default();
+        s.show_live(result(3), "training run pretrain, step 8".into());
+        s.start();
+        s.cancel();
+        s.apply(GradSimUpdate::Finished(Err("stopped".into())));
+        assert_eq!(s.error.as_deref(), Some("cancelled"));
+        assert_eq!(s.result().map(|r| r.k()), Some(3));
+        assert_eq!(s.source(), Some("training run pretrain, step 8"));
+        // a live update clears the stale error; reset forgets everything
+        s.show_live(result(3), "training run pretrain, step 16".into());
+        assert!(s.error.is_none());
+        s.reset();
+        assert!(s.result().is_none() && s.source().is_none());
+    }
 }

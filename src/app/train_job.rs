@@ -1,19 +1,24 @@
 //! Background work of the Train view: pretraining or DeMe finetuning on a
 //! thread named `train`, streaming the engine's events, holding at the
-//! pause gate between steps, sampling previews from each saved checkpoint.
+//! pause gate between steps, sampling previews from each saved checkpoint
+//! and, when asked, taking one run's gradient conflicts at each checkpoint
+//! for the Gradient-conflicts view.
 
 use super::events::{Emitter, Event};
+use super::gradsim_job::{GradSimUpdate, checkpoint_gradsim, live_source};
 use super::model_set::ModelSet;
 use super::preview::PreviewImage;
 use super::train_control::Control;
+use crate::engine::analysis::GradSimConfig;
 use crate::engine::data::{DataSpec, split_items};
 use crate::engine::diffusion::{
     DdimConfig, NoiseSchedule, NoiseSource, SamplerKind, SeededNoise, sample,
 };
 use crate::engine::store::{AnyModel, ModelSpec, TRAIN_STATE_FILE, load_model};
 use crate::engine::train::{
-    CancelToken, FinetuneConfig, FinetuneEvent, FinetuneJob, LossParts, RunId, Schedule,
-    StopReason, TrainConfig, TrainEvent, finetune_any, fresh_run, pretrain, resume_run, run_dir,
+    BatchSampler, CancelToken, FinetuneConfig, FinetuneEvent, FinetuneJob, LossParts, RunId,
+    Schedule, StopReason, TrainConfig, TrainEvent, finetune_any, fresh_run, pretrain, resume_run,
+    run_dir,
 };
 use anyhow::{Context, Result, bail};
 use burn::tensor::Device;
@@ -105,6 +110,9 @@ pub struct TrainJob {
     pub toy_points: usize,
     /// Checkpoint previews.
     pub preview: PreviewConfig,
+    /// Gradient conflicts of the live run (see [`live_gradsim_run`]) at each
+    /// of its checkpoints, sent to the Gradient-conflicts view; `None`: off.
+    pub gradsim: Option<GradSimConfig>,
     /// Set by Cancel.
     pub cancel: CancelToken,
     /// Pause and step.
@@ -179,6 +187,13 @@ pub enum TrainUpdate {
     Finished(Result<TrainOutcome, String>),
 }
 
+/// The run whose checkpoints get their gradient conflicts taken: the
+/// pretrain run, or the first finetune run of the plan (expert 0, or the
+/// baseline when it trains alone).
+pub fn live_gradsim_run(plan: &[RunPlan]) -> Option<RunKey> {
+    plan.first().map(|p| p.key)
+}
+
 /// Samples `preview` from the checkpoint in `dir`; `None` when cancelled.
 pub fn sample_checkpoint(
     dir: &Path,
@@ -219,6 +234,10 @@ struct Reporter<'a> {
     device: &'a Device,
     timesteps: usize,
     cancelled: bool,
+    /// The run's training data (for the gradient conflicts).
+    items: Option<Arc<BatchSampler>>,
+    /// The run whose gradient conflicts are taken.
+    live_run: Option<RunKey>,
 }
 
 impl Reporter<'_> {
@@ -242,6 +261,7 @@ impl Reporter<'_> {
         self.send(TrainUpdate::Event { run, event, parts });
         if let Some((step, path)) = checkpoint {
             self.preview(run, step, &path);
+            self.gradsim(run, step, &path);
         }
         if step_done {
             let emit = self.emit;
@@ -276,6 +296,45 @@ impl Reporter<'_> {
     }
 }
 
+impl Reporter<'_> {
+    /// Sets the plan's runs and the one whose gradient conflicts are taken.
+    fn plan(&mut self, plan: Vec<RunPlan>, items: &Arc<BatchSampler>) {
+        if self.job.gradsim.is_some() {
+            self.live_run = live_gradsim_run(&plan);
+            self.items = Some(items.clone());
+        }
+        self.send(TrainUpdate::Plan(plan));
+    }
+
+    /// Takes the gradient conflicts of the checkpoint in `dir` when `run` is
+    /// the live run; skipped after Cancel, stopped by a Cancel meanwhile.
+    fn gradsim(&self, run: RunKey, step: u64, dir: &Path) {
+        let (Some(config), Some(items)) = (&self.job.gradsim, &self.items) else {
+            return;
+        };
+        if self.live_run != Some(run) || self.job.cancel.is_cancelled() {
+            return;
+        }
+        match checkpoint_gradsim(
+            dir,
+            items,
+            config,
+            self.timesteps,
+            self.device,
+            &self.job.cancel,
+        ) {
+            Ok(result) => self.emit.emit(Event::GradSim(GradSimUpdate::Live {
+                result: Arc::new(result),
+                source: live_source(&run.to_string(), step),
+            })),
+            Err(_) if self.job.cancel.is_cancelled() => {}
+            Err(e) => self.send(TrainUpdate::Note(format!(
+                "{run}: no gradient conflicts: {e:#}"
+            ))),
+        }
+    }
+}
+
 fn run_pretrain(r: &mut Reporter, model: &str, config: &TrainConfig) -> Result<TrainOutcome> {
     let job = r.job;
     let spec = ModelSpec::from_arg(model)?;
@@ -286,15 +345,18 @@ fn run_pretrain(r: &mut Reporter, model: &str, config: &TrainConfig) -> Result<T
         );
     }
     r.send(TrainUpdate::Stage(format!("loading {}", job.data)));
-    let items = split_items(&job.data, &spec, job.val_fraction, job.toy_points)?.train;
+    let items = Arc::new(split_items(&job.data, &spec, job.val_fraction, job.toy_points)?.train);
     r.timesteps = config.num_train_timesteps;
-    r.send(TrainUpdate::Plan(vec![RunPlan {
-        key: RunKey::Pretrain,
-        total_steps: config.steps,
-        range: [0, config.num_train_timesteps],
-        dir: job.out.clone(),
-        batch_size: config.batch_size,
-    }]));
+    r.plan(
+        vec![RunPlan {
+            key: RunKey::Pretrain,
+            total_steps: config.steps,
+            range: [0, config.num_train_timesteps],
+            dir: job.out.clone(),
+            batch_size: config.batch_size,
+        }],
+        &items,
+    );
     r.send(TrainUpdate::Stage("training".into()));
     let device = r.device.clone();
     let mut on_event = |e: TrainEvent| r.on_event(RunKey::Pretrain, e, None);
@@ -375,7 +437,8 @@ fn run_finetune(
         ),
     }
     r.send(TrainUpdate::Stage(format!("loading {}", job.data)));
-    let items = split_items(&job.data, &base.spec, job.val_fraction, job.toy_points)?.train;
+    let items =
+        Arc::new(split_items(&job.data, &base.spec, job.val_fraction, job.toy_points)?.train);
     r.timesteps = config.num_train_timesteps;
     let runs = config.runs(experts, baseline);
     let plan = runs
@@ -390,7 +453,7 @@ fn run_finetune(
             })
         })
         .collect::<Result<Vec<_>>>()?;
-    r.send(TrainUpdate::Plan(plan));
+    r.plan(plan, &items);
     r.send(TrainUpdate::Stage("training".into()));
     let ft = FinetuneJob {
         spec: &base.spec,
@@ -427,6 +490,8 @@ pub fn run_train(job: &TrainJob, device: &Device, emit: &Emitter) -> Result<Trai
         device,
         timesteps: 1000,
         cancelled: false,
+        items: None,
+        live_run: None,
     };
     match &job.kind {
         JobKind::Pretrain { model, config } => run_pretrain(&mut r, model, config),

@@ -12,6 +12,9 @@ use anyhow::{Result, bail};
 use egui::DragValue;
 use std::path::PathBuf;
 
+/// Label of the checkbox that takes gradient conflicts at each checkpoint.
+pub const GRADSIM_LIVE_LABEL: &str = "Gradient conflicts at each checkpoint";
+
 /// Pretrain a base, or finetune experts from one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum TrainMode {
@@ -63,6 +66,9 @@ pub struct TrainForm {
     pub toy_points: usize,
     /// Sample previews at each checkpoint.
     pub preview: PreviewConfig,
+    /// Take the gradient conflicts of one run at each checkpoint (the
+    /// settings come from the Gradient-conflicts view on Start).
+    pub gradsim_live: bool,
 }
 
 impl Default for TrainForm {
@@ -84,6 +90,7 @@ impl Default for TrainForm {
             val_fraction: 0.1,
             toy_points: 20_000,
             preview: PreviewConfig::default(),
+            gradsim_live: false,
         }
     }
 }
@@ -160,6 +167,7 @@ impl TrainForm {
             val_fraction: self.val_fraction,
             toy_points: self.toy_points,
             preview: self.preview,
+            gradsim: None,
             cancel: CancelToken::new(),
             control: Control::default(),
         })
@@ -331,6 +339,22 @@ pub fn form_ui(ui: &mut egui::Ui, form: &mut TrainForm, running: bool) -> Vec<Fo
                         |ui| ui.add(DragValue::new(&mut form.preview.seed)),
                     );
                 });
+            ui.checkbox(&mut form.gradsim_live, GRADSIM_LIVE_LABEL)
+                .on_hover_text(
+                    "K timesteps x M batches of backward passes between steps; \
+                     K, M and the batch size are those of the Gradient-conflicts view",
+                );
+            if form.gradsim_live {
+                ui.weak(match form.mode {
+                    TrainMode::Pretrain => {
+                        "of the pretrain run, shown in the Gradient-conflicts view"
+                    }
+                    TrainMode::Finetune => {
+                        "of the first run (expert 0, or the baseline alone), \
+                         shown in the Gradient-conflicts view"
+                    }
+                });
+            }
         });
     });
     actions

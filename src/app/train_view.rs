@@ -52,7 +52,12 @@ impl StudioApp {
             return;
         }
         let job = match self.train.form.job() {
-            Ok(job) => job,
+            Ok(mut job) => {
+                if self.train.form.gradsim_live {
+                    job.gradsim = Some(self.gradsim.config());
+                }
+                job
+            }
             Err(e) => {
                 self.train.error = Some(format!("{e:#}"));
                 self.tell("training not started: see the Train view", true);

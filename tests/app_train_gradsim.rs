@@ -1,0 +1,96 @@
+//! The Train view's "Gradient conflicts at each checkpoint" driven through
+//! egui_kittest on toy data with the toy MLP: a short pretrain with the option
+//! on leaves the Gradient-conflicts view holding the matrices of its last
+//! checkpoint, captioned with the run and step, drawn without pressing Compute.
+
+mod common;
+use common::app::{harness_sized, wait_until_within};
+
+use deme_studio::app::gradsim_view::HEATMAP_LABEL;
+use deme_studio::app::train_settings::{GRADSIM_LIVE_LABEL, TrainMode};
+use deme_studio::app::{Settings, StartOptions, StudioApp, View};
+use egui_kittest::Harness;
+use egui_kittest::kittest::Queryable;
+use std::time::Duration;
+
+fn harness() -> Harness<'static, StudioApp> {
+    let app = StudioApp::headless(StartOptions {
+        settings: Settings {
+            view: View::Train,
+            ..Settings::default()
+        },
+        ..StartOptions::cpu("cpu (flex): test")
+    });
+    harness_sized(app, [1280.0, 800.0])
+}
+
+#[test]
+fn pretrain_sends_each_checkpoints_gradient_conflicts_to_the_view() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("base");
+    let mut h = harness();
+    h.step();
+    {
+        let g = h.state_mut().gradsim_mut();
+        g.k = 6;
+        g.batches = 1;
+        g.batch_size = 8;
+    }
+    let f = &mut h.state_mut().train_mut().form;
+    f.mode = TrainMode::Pretrain;
+    f.data = "toy:moons".into();
+    f.model = "toy-mlp".into();
+    f.out = out.display().to_string();
+    f.toy_points = 2000;
+    f.pretrain.steps = 24;
+    f.pretrain.batch_size = 64;
+    f.pretrain.warmup_steps = 0;
+    f.pretrain.checkpoint_every = 8;
+    f.preview.enabled = false;
+    h.step();
+    // the option is in the (collapsed) data section of the settings
+    assert!(h.query_by_label(GRADSIM_LIVE_LABEL).is_none());
+    h.get_by_label("Data and previews").click();
+    h.step();
+    h.get_by_label(GRADSIM_LIVE_LABEL).click();
+    h.step();
+    assert!(h.state().train().form.gradsim_live);
+    h.get_by_label_contains("of the pretrain run");
+    h.step();
+    h.get_by_label("Start").click();
+    h.step();
+    wait_until_within(&mut h, "the job to end", Duration::from_secs(120), |a| {
+        !a.train().is_running()
+    });
+    assert_eq!(h.state().train().thread_ended_cleanly(), Some(true));
+    assert!(
+        h.state().train().notes().is_empty(),
+        "{:?}",
+        h.state().train().notes()
+    );
+
+    let g = h.state().gradsim();
+    assert!(!g.is_running(), "Compute was never pressed");
+    assert_eq!(g.source(), Some("training run pretrain, step 24"));
+    let r = g.result().expect("a live result").clone();
+    let k = r.k();
+    assert_eq!(k, 6);
+    assert_eq!(r.cosine.len(), k * k);
+    for i in 0..k {
+        assert!((r.cosine[i * k + i] - 1.0).abs() < 1e-6, "diagonal {i}");
+        for j in 0..k {
+            let (a, b) = (r.cosine[i * k + j], r.cosine[j * k + i]);
+            assert!((a - b).abs() < 1e-9, "({i}, {j}): {a} vs {b}");
+            assert!((-1.0 - 1e-9..=1.0 + 1e-9).contains(&a));
+        }
+    }
+    assert!(r.timesteps.iter().all(|&t| t < 1000));
+
+    // the view shows it without Compute, captioned with its source
+    h.state_mut().set_view(View::GradientConflicts);
+    h.step();
+    h.step();
+    h.get_by_label(HEATMAP_LABEL);
+    h.get_by_label_contains("training run pretrain, step 24");
+    assert!(h.query_by_label_contains("Press Compute").is_none());
+}
