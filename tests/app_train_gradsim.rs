@@ -1,7 +1,8 @@
 //! The Train view's "Gradient conflicts at each checkpoint" driven through
 //! egui_kittest on toy data with the toy MLP: a short pretrain with the option
 //! on leaves the Gradient-conflicts view holding the matrices of its last
-//! checkpoint, captioned with the run and step, drawn without pressing Compute.
+//! checkpoint, captioned with the run and step, drawn without pressing Compute;
+//! a two-expert finetune sends those of the first expert only.
 
 mod common;
 use common::app::{harness_sized, wait_until_within};
@@ -9,8 +10,12 @@ use common::app::{harness_sized, wait_until_within};
 use deme_studio::app::gradsim_view::HEATMAP_LABEL;
 use deme_studio::app::train_settings::{GRADSIM_LIVE_LABEL, TrainMode};
 use deme_studio::app::{Settings, StartOptions, StudioApp, View};
+use deme_studio::engine::checkpoint::KeyStyle;
+use deme_studio::engine::model::ToyMlpConfig;
+use deme_studio::engine::store::{ModelSpec, save_model_folder};
 use egui_kittest::Harness;
 use egui_kittest::kittest::Queryable;
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 fn harness() -> Harness<'static, StudioApp> {
@@ -93,4 +98,54 @@ fn pretrain_sends_each_checkpoints_gradient_conflicts_to_the_view() {
     h.get_by_label(HEATMAP_LABEL);
     h.get_by_label_contains("training run pretrain, step 24");
     assert!(h.query_by_label_contains("Press Compute").is_none());
+}
+
+#[test]
+fn finetune_sends_the_first_experts_gradient_conflicts() {
+    let tmp = tempfile::tempdir().unwrap();
+    let base = tmp.path().join("base");
+    let spec = ModelSpec::Mlp(ToyMlpConfig::default());
+    let model = spec.build(0, &burn::tensor::Device::flex()).unwrap();
+    save_model_folder(
+        &base,
+        &spec,
+        model.export(),
+        &BTreeMap::new(),
+        KeyStyle::Modern,
+        None,
+    )
+    .unwrap();
+    let mut h = harness();
+    h.step();
+    let f = &mut h.state_mut().train_mut().form;
+    f.mode = TrainMode::Finetune;
+    f.base = base.display().to_string();
+    f.data = "toy:moons".into();
+    f.out = tmp.path().join("deme").display().to_string();
+    f.toy_points = 2000;
+    f.finetune.experts = 2;
+    // interleaved: the second expert checkpoints after the first, and must not show
+    f.finetune.steps_per_expert = 6;
+    f.finetune.batch_size = 32;
+    f.finetune.checkpoint_every = 3;
+    f.preview.enabled = false;
+    f.gradsim_live = true;
+    h.step();
+    h.get_by_label("Start").click();
+    h.step();
+    wait_until_within(&mut h, "the job to end", Duration::from_secs(120), |a| {
+        !a.train().is_running()
+    });
+    assert_eq!(h.state().train().thread_ended_cleanly(), Some(true));
+    assert_eq!(h.state().train().error, None);
+    let g = h.state().gradsim();
+    assert_eq!(g.source(), Some("training run expert_1, step 6"));
+    let r = g.result().expect("a live result");
+    assert_eq!(r.k(), 10, "the view's default K");
+    assert_eq!(r.config.batch_size, 8, "the view's default batch size");
+    h.state_mut().set_view(View::GradientConflicts);
+    h.step();
+    h.step();
+    h.get_by_label(HEATMAP_LABEL);
+    h.get_by_label_contains("training run expert_1, step 6");
 }

@@ -188,7 +188,7 @@ pub enum TrainUpdate {
 }
 
 /// The run whose checkpoints get their gradient conflicts taken: the
-/// pretrain run, or the first finetune run of the plan (expert 0, or the
+/// pretrain run, or the first finetune run of the plan (the first expert, or the
 /// baseline when it trains alone).
 pub fn live_gradsim_run(plan: &[RunPlan]) -> Option<RunKey> {
     plan.first().map(|p| p.key)

@@ -350,7 +350,7 @@ pub fn form_ui(ui: &mut egui::Ui, form: &mut TrainForm, running: bool) -> Vec<Fo
                         "of the pretrain run, shown in the Gradient-conflicts view"
                     }
                     TrainMode::Finetune => {
-                        "of the first run (expert 0, or the baseline alone), \
+                        "of the first run (the first expert, or the baseline alone), \
                          shown in the Gradient-conflicts view"
                     }
                 });
