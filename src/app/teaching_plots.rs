@@ -1,10 +1,16 @@
 //! The Teaching view's plots: the data and the current samples as two point
-//! clouds over the same square, and the loss curves of the base and the experts.
+//! clouds over the same square, and the loss curves of the base and the experts;
+//! their export as CSV files and a PNG of the two clouds.
 
-use super::preview::POINT_RANGE;
+use super::preview::{POINT_RANGE, scatter_picture};
 use super::teaching_job::Point;
+use crate::engine::render::font::{draw_text, text_height};
+use crate::engine::render::save_png_atomic;
+use anyhow::{Context, Result, bail};
 use egui::Color32;
 use egui_plot::{Legend, Line, Plot, PlotPoints, Points};
+use std::fmt::Write as _;
+use std::path::Path;
 
 /// Colour of the data points.
 pub const DATA_COLOR: Color32 = Color32::from_rgb(110, 160, 230);
@@ -129,9 +135,129 @@ pub fn loss_plot(
         });
 }
 
+/// Files [`export_plots`] writes.
+pub const EXPORT_FILES: [&str; 4] = ["data.csv", "samples.csv", "loss.csv", "clouds.png"];
+
+/// Side in pixels of each cloud in the exported picture.
+const CLOUD_SIDE: usize = 400;
+
+/// `x,y` and a row per point.
+pub fn points_csv(points: &[Point]) -> String {
+    let mut out = String::from("x,y\n");
+    for p in points {
+        let _ = writeln!(out, "{},{}", p[0], p[1]);
+    }
+    out
+}
+
+/// `run,step,loss` and a row per optimizer step: run 0 is the base, run
+/// `i` the `i`-th expert (steps counted within each run).
+pub fn loss_csv(base: &[(u64, f64)], experts: &[Vec<(u64, f64)>]) -> String {
+    let mut out = String::from("run,step,loss\n");
+    let runs = std::iter::once(base).chain(experts.iter().map(Vec::as_slice));
+    for (run, losses) in runs.enumerate() {
+        for (step, loss) in losses {
+            let _ = writeln!(out, "{run},{step},{loss}");
+        }
+    }
+    out
+}
+
+/// The data (blue) and the samples (orange) as two scatter pictures of
+/// `[-R, R]^2` side by side, each under its title.
+pub fn clouds_picture(data: &[Point], samples: &[Point]) -> image::RgbImage {
+    let (gap, title) = (8usize, 24usize);
+    let side = CLOUD_SIDE;
+    let width = 2 * side + gap;
+    let mut out = image::RgbImage::from_pixel(
+        width as u32,
+        (title + side) as u32,
+        image::Rgb([40, 40, 40]),
+    );
+    let flat = |p: &[Point]| p.iter().flatten().copied().collect::<Vec<f32>>();
+    for (i, (name, points, blue)) in [("DATA", data, true), ("SAMPLES", samples, false)]
+        .into_iter()
+        .enumerate()
+    {
+        let x0 = i * (side + gap);
+        let ty = (title as u32 - text_height(3)) / 2;
+        draw_text(&mut out, x0 as i64 + 6, ty as i64, name, 3, [220, 220, 220]);
+        let img = scatter_picture(&flat(points), side, POINT_RANGE);
+        for y in 0..side {
+            for x in 0..side {
+                let c = img[(x, y)];
+                // the scatter's points are orange; swapping red and blue makes
+                // them blue and leaves the grey background and lines as they are
+                let rgb = if blue {
+                    [c.b(), c.g(), c.r()]
+                } else {
+                    [c.r(), c.g(), c.b()]
+                };
+                out.put_pixel((x0 + x) as u32, (title + y) as u32, image::Rgb(rgb));
+            }
+        }
+    }
+    out
+}
+
+/// Writes [`EXPORT_FILES`] into `dir` (made if missing), each atomically.
+pub fn export_plots(
+    dir: &Path,
+    data: &[Point],
+    samples: &[Point],
+    base: &[(u64, f64)],
+    experts: &[Vec<(u64, f64)>],
+) -> Result<()> {
+    if data.is_empty() || samples.is_empty() {
+        bail!("there are no point clouds to export yet");
+    }
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let write = |name: &str, text: String| {
+        let path = dir.join(name);
+        crate::engine::checkpoint::write_atomic_bytes(&path, text.as_bytes())
+            .with_context(|| format!("writing {}", path.display()))
+    };
+    write(EXPORT_FILES[0], points_csv(data))?;
+    write(EXPORT_FILES[1], points_csv(samples))?;
+    write(EXPORT_FILES[2], loss_csv(base, experts))?;
+    save_png_atomic(&clouds_picture(data, samples), &dir.join(EXPORT_FILES[3]))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn csv_rows_hold_every_point_and_step() {
+        assert_eq!(
+            points_csv(&[[0.5, -1.0], [2.0, 0.25]]),
+            "x,y\n0.5,-1\n2,0.25\n"
+        );
+        let csv = loss_csv(&[(1, 0.5), (2, 0.25)], &[vec![(1, 0.125)], vec![]]);
+        assert_eq!(csv, "run,step,loss\n0,1,0.5\n0,2,0.25\n1,1,0.125\n");
+    }
+
+    #[test]
+    fn the_picture_puts_data_left_in_blue_and_samples_right_in_orange() {
+        let img = clouds_picture(&[[0.0, 0.0]], &[[0.0, 0.0]]);
+        let side = CLOUD_SIDE as u32;
+        assert_eq!((img.width(), img.height()), (2 * side + 8, side + 24));
+        // (0, 0) is the pixel (side / 2, side / 2) of each cloud
+        let at = |x: u32| img.get_pixel(x, 24 + side / 2).0;
+        let (left, right) = (at(side / 2), at(side + 8 + side / 2));
+        assert!(left[2] > left[0], "blue data: {left:?}");
+        assert!(right[0] > right[2], "orange samples: {right:?}");
+    }
+
+    #[test]
+    fn export_without_clouds_or_into_a_file_fails() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(export_plots(dir.path(), &[], &[], &[], &[]).is_err());
+        let file = dir.path().join("f");
+        std::fs::write(&file, b"x").unwrap();
+        let p = [[0.0f32, 0.0]];
+        assert!(export_plots(&file.join("sub"), &p, &p, &[], &[]).is_err());
+    }
 
     #[test]
     fn smoothing_is_a_running_mean_shifted_by_the_offset() {

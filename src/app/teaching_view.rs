@@ -3,7 +3,8 @@
 //! the background while the data and the current samples are drawn as two
 //! point clouds beside a loss curve; the finished set is saved into its own
 //! folder and opened, so the Merge, Gradient-conflicts and Landscape views
-//! work on it.
+//! work on it. Export writes the clouds and the losses as CSV and the clouds
+//! as a PNG.
 
 use super::frame::StudioApp;
 use super::model_set::ModelSet;
@@ -12,7 +13,8 @@ use super::teaching_job::{
     Point, SampleCloud, Stage, TeachingConfig, TeachingJob, TeachingUpdate, data_points,
     spawn_teaching,
 };
-use super::teaching_plots::{DATA_COLOR, SAMPLE_COLOR, cloud_plot, loss_plot};
+pub use super::teaching_plots::EXPORT_FILES;
+use super::teaching_plots::{DATA_COLOR, SAMPLE_COLOR, cloud_plot, export_plots, loss_plot};
 use crate::engine::data::ToyKind;
 use crate::engine::train::CancelToken;
 use std::path::PathBuf;
@@ -52,6 +54,10 @@ pub struct TeachingState {
     took: Option<Duration>,
     /// Why the last run failed (`cancelled` when it was).
     pub error: Option<String>,
+    /// Folder the Export button writes into.
+    pub export_dir: String,
+    /// What the last export wrote, or why it failed.
+    pub export_note: Option<Result<String, String>>,
 }
 
 impl Default for TeachingState {
@@ -70,6 +76,8 @@ impl Default for TeachingState {
             saved: None,
             took: None,
             error: None,
+            export_dir: "teaching".into(),
+            export_note: None,
         }
     }
 }
@@ -148,6 +156,7 @@ impl TeachingState {
         self.shown_base_steps = self.config.base_steps;
         self.took = None;
         self.error = None;
+        self.export_note = None;
         TeachingJob {
             config: self.config.clone(),
             cancel,
@@ -208,6 +217,28 @@ impl TeachingState {
         }
         None
     }
+
+    /// Writes [`EXPORT_FILES`] of the run shown into the export folder;
+    /// returns what to tell (and keeps it as the note shown under the button).
+    pub fn export(&mut self) -> Result<String, String> {
+        let dir = PathBuf::from(self.export_dir.trim());
+        let result = if self.export_dir.trim().is_empty() {
+            Err("choose a folder to export into".to_string())
+        } else {
+            let samples = self.samples.as_ref().map(|c| c.points.as_slice());
+            export_plots(
+                &dir,
+                self.data().unwrap_or_default(),
+                samples.unwrap_or_default(),
+                &self.base_loss,
+                &self.expert_loss,
+            )
+            .map(|()| format!("exported the teaching plots to {}", dir.display()))
+            .map_err(|e| format!("exporting the teaching plots failed: {e:#}"))
+        };
+        self.export_note = Some(result.clone());
+        result
+    }
 }
 
 /// What the view asks the app to do.
@@ -215,6 +246,36 @@ enum TeachingAction {
     Start,
     Cancel,
     Open(ModelSet),
+    Export,
+}
+
+fn export_ui(ui: &mut egui::Ui, s: &mut TeachingState, actions: &mut Vec<TeachingAction>) {
+    ui.separator();
+    ui.strong("Export the plots").on_hover_text(format!(
+        "writes {}: both clouds and the loss of every step (CSV) and the clouds as a picture (PNG)",
+        EXPORT_FILES.join(", ")
+    ));
+    ui.horizontal(|ui| {
+        ui.label("into");
+        ui.add(egui::TextEdit::singleline(&mut s.export_dir).desired_width(180.0))
+            .on_hover_text("folder (made if missing)");
+        if ui
+            .button("Export")
+            .on_hover_text("write the CSV and PNG files into the folder")
+            .clicked()
+        {
+            actions.push(TeachingAction::Export);
+        }
+    });
+    match &s.export_note {
+        Some(Ok(text)) => {
+            ui.label(text);
+        }
+        Some(Err(e)) => {
+            ui.colored_label(ui.visuals().error_fg_color, e);
+        }
+        None => {}
+    }
 }
 
 fn kind_label(k: ToyKind) -> &'static str {
@@ -326,6 +387,9 @@ fn controls_ui(ui: &mut egui::Ui, s: &mut TeachingState) -> Vec<TeachingAction> 
             actions.push(TeachingAction::Open(set.clone()));
         }
     }
+    if !running && s.samples.is_some() {
+        export_ui(ui, s, &mut actions);
+    }
     actions
 }
 
@@ -428,6 +492,10 @@ impl StudioApp {
                     }
                     self.set_view(View::Merge);
                 }
+                TeachingAction::Export => match self.teaching.export() {
+                    Ok(text) => self.tell(text, false),
+                    Err(e) => self.tell(e, true),
+                },
             }
         }
     }
