@@ -279,7 +279,7 @@ fn the_teaching_view_exports_its_clouds_losses_and_picture() {
     }
     assert!(loss.iter().all(|r| r[2].is_finite()));
     let png = image::open(dir.join("clouds.png")).unwrap();
-    // the two clouds side by side
+    // the two clouds side by side (data left, samples right)
     assert!(png.width() > png.height() * 3 / 2 && png.height() >= 200);
     // an impossible folder is an error shown in the view, not a panic
     let file = root.path().join("a-file");

@@ -4,7 +4,6 @@
 
 use super::preview::{POINT_RANGE, scatter_picture};
 use super::teaching_job::Point;
-use crate::engine::render::font::{draw_text, text_height};
 use crate::engine::render::save_png_atomic;
 use anyhow::{Context, Result, bail};
 use egui::Color32;
@@ -163,25 +162,16 @@ pub fn loss_csv(base: &[(u64, f64)], experts: &[Vec<(u64, f64)>]) -> String {
     out
 }
 
-/// The data (blue) and the samples (orange) as two scatter pictures of
-/// `[-R, R]^2` side by side, each under its title.
+/// The data (left, blue) and the samples (right, orange) as two scatter
+/// pictures of `[-R, R]^2` side by side.
 pub fn clouds_picture(data: &[Point], samples: &[Point]) -> image::RgbImage {
-    let (gap, title) = (8usize, 24usize);
+    let gap = 8usize;
     let side = CLOUD_SIDE;
     let width = 2 * side + gap;
-    let mut out = image::RgbImage::from_pixel(
-        width as u32,
-        (title + side) as u32,
-        image::Rgb([40, 40, 40]),
-    );
+    let mut out = image::RgbImage::from_pixel(width as u32, side as u32, image::Rgb([40, 40, 40]));
     let flat = |p: &[Point]| p.iter().flatten().copied().collect::<Vec<f32>>();
-    for (i, (name, points, blue)) in [("DATA", data, true), ("SAMPLES", samples, false)]
-        .into_iter()
-        .enumerate()
-    {
+    for (i, (points, blue)) in [(data, true), (samples, false)].into_iter().enumerate() {
         let x0 = i * (side + gap);
-        let ty = (title as u32 - text_height(3)) / 2;
-        draw_text(&mut out, x0 as i64 + 6, ty as i64, name, 3, [220, 220, 220]);
         let img = scatter_picture(&flat(points), side, POINT_RANGE);
         for y in 0..side {
             for x in 0..side {
@@ -193,7 +183,7 @@ pub fn clouds_picture(data: &[Point], samples: &[Point]) -> image::RgbImage {
                 } else {
                     [c.r(), c.g(), c.b()]
                 };
-                out.put_pixel((x0 + x) as u32, (title + y) as u32, image::Rgb(rgb));
+                out.put_pixel((x0 + x) as u32, y as u32, image::Rgb(rgb));
             }
         }
     }
@@ -241,9 +231,9 @@ mod tests {
     fn the_picture_puts_data_left_in_blue_and_samples_right_in_orange() {
         let img = clouds_picture(&[[0.0, 0.0]], &[[0.0, 0.0]]);
         let side = CLOUD_SIDE as u32;
-        assert_eq!((img.width(), img.height()), (2 * side + 8, side + 24));
+        assert_eq!((img.width(), img.height()), (2 * side + 8, side));
         // (0, 0) is the pixel (side / 2, side / 2) of each cloud
-        let at = |x: u32| img.get_pixel(x, 24 + side / 2).0;
+        let at = |x: u32| img.get_pixel(x, side / 2).0;
         let (left, right) = (at(side / 2), at(side + 8 + side / 2));
         assert!(left[2] > left[0], "blue data: {left:?}");
         assert!(right[0] > right[2], "orange samples: {right:?}");

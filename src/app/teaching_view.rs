@@ -252,7 +252,8 @@ enum TeachingAction {
 fn export_ui(ui: &mut egui::Ui, s: &mut TeachingState, actions: &mut Vec<TeachingAction>) {
     ui.separator();
     ui.strong("Export the plots").on_hover_text(format!(
-        "writes {}: both clouds and the loss of every step (CSV) and the clouds as a picture (PNG)",
+        "writes {}: both clouds and the loss of every step (CSV) and the clouds as a picture \
+         (PNG; data left in blue, samples right in orange)",
         EXPORT_FILES.join(", ")
     ));
     ui.horizontal(|ui| {
