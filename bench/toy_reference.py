@@ -19,10 +19,17 @@ Architectures (`--arch`):
   hidden layer;
 * `fourier`: like `inject`, with sinusoidal features of x as input.
 
-Examples::
+`--skip` adds `sqrt(1 - abar_t) x_t` to the output (the noise prediction
+that is exact for unit-variance Gaussian data). `in90` is the fraction of
+samples inside the smallest set of 0.1-wide cells holding 90 % of the data
+(0.905 for fresh data), the measure that tracks how crisp a cloud looks.
 
-    python bench/toy_reference.py --arch old --steps 1200 --lr 3e-3
-    python bench/toy_reference.py --arch inject --steps 1200 --lr 3e-3
+Examples (the engine's original toy MLP with the old teaching defaults, then
+the current `toy-mlp` preset with the current ones)::
+
+    python bench/toy_reference.py --arch old --batch 128 --ema 0.99
+    python bench/toy_reference.py --arch fourier --x-freqs 6 --hidden 64 --skip \
+        --batch 512 --ema 0.995
 """
 
 import argparse
