@@ -3,52 +3,17 @@
 //! its hover readout, the histogram and the per-block table, and Cancel.
 
 mod common;
-use common::app::{harness_sized, wait_until_within};
+use common::app::{app_on, click, wait_until};
 
 use deme_studio::app::gradsim_view::HEATMAP_LABEL;
 use deme_studio::app::model_set::default_set;
-use deme_studio::app::settings::PreviewSettings;
-use deme_studio::app::{Settings, StartOptions, StudioApp, View};
+use deme_studio::app::{StudioApp, View};
 use egui_kittest::Harness;
 use egui_kittest::kittest::Queryable;
-use std::time::Duration;
-
-/// Few preview samples and steps so that the merge worker leaves the CPU to the gradients.
-fn quick() -> PreviewSettings {
-    PreviewSettings {
-        samples: 1,
-        seed: 0,
-        fast_steps: 1,
-        fine_steps: 1,
-        eval_samples: 8,
-    }
-}
 
 fn harness(with_models: bool) -> Harness<'static, StudioApp> {
-    let models = if with_models {
-        Some(default_set().expect("assets/mnist-tiny is shipped"))
-    } else {
-        None
-    };
-    let app = StudioApp::headless(StartOptions {
-        models,
-        settings: Settings {
-            view: View::GradientConflicts,
-            preview: quick(),
-            ..Settings::default()
-        },
-        ..StartOptions::cpu("cpu (flex): test")
-    });
-    harness_sized(app, [1280.0, 800.0])
-}
-
-fn wait_until(h: &mut Harness<'_, StudioApp>, what: &str, cond: impl Fn(&StudioApp) -> bool) {
-    wait_until_within(h, what, Duration::from_secs(300), cond);
-}
-
-fn click(h: &mut Harness<'_, StudioApp>, label: &str) {
-    h.get_by_label(label).click();
-    h.step();
+    let models = with_models.then(|| default_set().expect("assets/mnist-tiny is shipped"));
+    app_on(View::GradientConflicts, models)
 }
 
 #[test]

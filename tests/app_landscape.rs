@@ -6,55 +6,24 @@
 //! same expert chosen twice give errors, not panics.
 
 mod common;
-use common::app::{harness_sized, wait_until_within};
+use common::app::{app_on, click, wait_until};
 use common::{save_unet, tiny_config};
 
 use burn::tensor::Device;
 use deme_studio::app::landscape_view::{MAP_LABEL, MapFrame, merge_point, point_weights};
 use deme_studio::app::model_set::{ModelSet, default_set};
-use deme_studio::app::settings::PreviewSettings;
-use deme_studio::app::{Settings, StartOptions, StudioApp, View};
+use deme_studio::app::{StudioApp, View};
 use deme_studio::engine::model::UNet2DModel;
 use egui_kittest::Harness;
 use egui_kittest::kittest::Queryable;
 use std::path::Path;
-use std::time::Duration;
-
-/// Few preview samples and steps so that the merge worker leaves the CPU to the landscape.
-fn quick() -> PreviewSettings {
-    PreviewSettings {
-        samples: 1,
-        seed: 0,
-        fast_steps: 1,
-        fine_steps: 1,
-        eval_samples: 8,
-    }
-}
 
 fn harness(models: Option<ModelSet>) -> Harness<'static, StudioApp> {
-    let app = StudioApp::headless(StartOptions {
-        models,
-        settings: Settings {
-            view: View::Landscape,
-            preview: quick(),
-            ..Settings::default()
-        },
-        ..StartOptions::cpu("cpu (flex): test")
-    });
-    harness_sized(app, [1280.0, 800.0])
+    app_on(View::Landscape, models)
 }
 
 fn shipped() -> Harness<'static, StudioApp> {
     harness(Some(default_set().expect("assets/mnist-tiny is shipped")))
-}
-
-fn wait_until(h: &mut Harness<'_, StudioApp>, what: &str, cond: impl Fn(&StudioApp) -> bool) {
-    wait_until_within(h, what, Duration::from_secs(300), cond);
-}
-
-fn click(h: &mut Harness<'_, StudioApp>, label: &str) {
-    h.get_by_label(label).click();
-    h.step();
 }
 
 /// A press and release of the primary button at `pos`.

@@ -5,15 +5,14 @@
 //! job's own errors (cancelled, experts that do not fit the base).
 
 mod common;
-use common::app::{harness_sized, wait_until_within};
+use common::app::{app_on, click, wait_until};
 use common::tiny_config;
 
 use burn::tensor::Device;
 use deme_studio::app::model_set::{default_set, folder_name};
-use deme_studio::app::settings::PreviewSettings;
 use deme_studio::app::taskvec_job::{EXPORT_FILES, TaskVecInputs, TaskVecJob, run_taskvec};
 use deme_studio::app::taskvec_view::{COSINE_LABEL, PAGE_ROWS, fmt_value};
-use deme_studio::app::{Settings, StartOptions, StudioApp, View};
+use deme_studio::app::{StudioApp, View};
 use deme_studio::engine::analysis::Granularity;
 use deme_studio::engine::analysis::tv_stats::{TvStats, tv_stats};
 use deme_studio::engine::merge::{HostTaskVectors, LabeledParams};
@@ -23,47 +22,13 @@ use deme_studio::engine::train::CancelToken;
 use egui_kittest::Harness;
 use egui_kittest::kittest::Queryable;
 use std::path::PathBuf;
-use std::time::Duration;
-
-/// Few preview samples and steps so that the merge worker leaves the CPU free.
-fn quick() -> PreviewSettings {
-    PreviewSettings {
-        samples: 1,
-        seed: 0,
-        fast_steps: 1,
-        fine_steps: 1,
-        eval_samples: 8,
-    }
-}
-
-fn harness(with_models: bool) -> Harness<'static, StudioApp> {
-    let models = if with_models {
-        Some(default_set().expect("assets/mnist-tiny is shipped"))
-    } else {
-        None
-    };
-    let app = StudioApp::headless(StartOptions {
-        models,
-        settings: Settings {
-            view: View::TaskVectors,
-            preview: quick(),
-            ..Settings::default()
-        },
-        ..StartOptions::cpu("cpu (flex): test")
-    });
-    harness_sized(app, [1280.0, 800.0])
-}
-
-fn wait_until(h: &mut Harness<'_, StudioApp>, what: &str, cond: impl Fn(&StudioApp) -> bool) {
-    wait_until_within(h, what, Duration::from_secs(300), cond);
-}
-
-fn click(h: &mut Harness<'_, StudioApp>, label: &str) {
-    h.get_by_label(label).click();
-    h.step();
-}
 
 /// Waits for the statistics the view computes by itself when it opens.
+fn harness(with_models: bool) -> Harness<'static, StudioApp> {
+    let models = with_models.then(|| default_set().expect("assets/mnist-tiny is shipped"));
+    app_on(View::TaskVectors, models)
+}
+
 fn computed() -> Harness<'static, StudioApp> {
     let mut h = harness(true);
     wait_until(&mut h, "the statistics", |a| {

@@ -8,18 +8,14 @@
 use super::events::{Emitter, Event, JobEvent};
 use super::session::{LandscapeInputs, Session, VAL_FRACTION};
 use crate::engine::analysis::landscape::{Landscape, LandscapeGrid, Plane};
-use crate::engine::analysis::landscape_plot::render_surface;
 use crate::engine::analysis::{LandscapeConfig, LandscapeEvent, LandscapeModels, loss_landscape};
-use crate::engine::checkpoint::write_atomic_bytes;
 use crate::engine::data::split_items;
 use crate::engine::eval::{EvalSet, EvalSetConfig, timestep_ranges};
 use crate::engine::merge::Merger;
-use crate::engine::render::save_png_atomic;
 use crate::engine::store::AnyModel;
 use crate::engine::train::CancelToken;
 use anyhow::{Context, Result, anyhow};
-use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
@@ -219,51 +215,9 @@ pub fn start_landscape(job: LandscapeJob, session: Option<&Session>, emit: &Emit
     }
 }
 
-/// The landscape as CSV: one row per scored point with its plane coordinates,
-/// the weights of experts a and b there and the loss of every surface.
-pub fn landscape_csv(ls: &Landscape) -> String {
-    let g = ls.grid.size;
-    let mut csv = String::from("i,j,x,y,w_a,w_b");
-    for s in &ls.surfaces {
-        let _ = write!(csv, ",loss_{}", s.name);
-    }
-    csv.push('\n');
-    for j in 0..g {
-        for i in 0..g {
-            let Some(values) = ls.at(i, j) else { continue };
-            let w = ls.plane.weights_at(ls.xs[i], ls.ys[j]);
-            let _ = write!(
-                csv,
-                "{i},{j},{},{},{},{}",
-                ls.xs[i], ls.ys[j], w[ls.plane.a], w[ls.plane.b]
-            );
-            for v in values {
-                let _ = write!(csv, ",{v}");
-            }
-            csv.push('\n');
-        }
-    }
-    csv
-}
-
-/// Writes `landscape.json`, `landscape.csv` and `landscape_{surface}.png` for
-/// every surface into `dir`, each atomically. Returns the files written.
-pub fn export_landscape(ls: &Landscape, dir: &Path) -> Result<Vec<PathBuf>> {
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let mut written = Vec::new();
-    let json = dir.join("landscape.json");
-    write_atomic_bytes(&json, serde_json::to_string_pretty(ls)?.as_bytes())?;
-    written.push(json);
-    let csv = dir.join("landscape.csv");
-    write_atomic_bytes(&csv, landscape_csv(ls).as_bytes())?;
-    written.push(csv);
-    for (k, s) in ls.surfaces.iter().enumerate() {
-        let png = dir.join(format!("landscape_{}.png", s.name));
-        save_png_atomic(&render_surface(ls, k)?, &png)?;
-        written.push(png);
-    }
-    Ok(written)
-}
+pub use crate::engine::analysis::landscape_files::{
+    landscape_csv, write_landscape_files as export_landscape,
+};
 
 /// Exports `ls` into `dir` on a thread named `export-landscape`, reporting a [`JobEvent`].
 pub fn spawn_export_landscape(ls: Arc<Landscape>, dir: PathBuf, emit: Emitter) {

@@ -4,21 +4,18 @@
 use super::progress::{bar, log_line_due};
 use super::resolve_device;
 use crate::engine::analysis::landscape::{Landscape, LandscapeGrid, MarkKind};
-use crate::engine::analysis::landscape_plot::render_surface;
+use crate::engine::analysis::landscape_files::write_landscape_files;
 use crate::engine::analysis::{
     LandscapeConfig, LandscapeEvent, LandscapeModels, MarkRequest, loss_landscape,
 };
-use crate::engine::checkpoint::write_atomic_bytes;
 use crate::engine::data::{DataSpec, split_items};
 use crate::engine::device::DeviceChoice;
 use crate::engine::diffusion::NoiseSchedule;
 use crate::engine::eval::{EvalSet, EvalSetConfig};
-use crate::engine::render::save_png_atomic;
 use crate::engine::store::load_model;
 use crate::engine::train::CancelToken;
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use clap::Args;
-use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 /// Arguments of `landscape`.
@@ -272,40 +269,7 @@ pub fn run(args: LandscapeArgs, device: DeviceChoice) -> Result<()> {
 /// Writes `landscape.json`, `landscape.csv` and one `landscape_{surface}.png` per
 /// surface, each atomically; a partial landscape gives rows for its scored points only.
 pub fn write_outputs(ls: &Landscape, dir: &Path) -> Result<()> {
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    write_atomic_bytes(
-        dir.join("landscape.json"),
-        serde_json::to_string_pretty(ls)?.as_bytes(),
-    )?;
-    let g = ls.grid.size;
-    let mut csv = String::from("i,j,x,y,w_a,w_b");
-    for s in &ls.surfaces {
-        let _ = write!(csv, ",loss_{}", s.name);
-    }
-    csv.push('\n');
-    for j in 0..g {
-        for i in 0..g {
-            let Some(values) = ls.at(i, j) else { continue };
-            let w = ls.plane.weights_at(ls.xs[i], ls.ys[j]);
-            let _ = write!(
-                csv,
-                "{i},{j},{},{},{},{}",
-                ls.xs[i], ls.ys[j], w[ls.plane.a], w[ls.plane.b]
-            );
-            for v in values {
-                let _ = write!(csv, ",{v}");
-            }
-            csv.push('\n');
-        }
-    }
-    write_atomic_bytes(dir.join("landscape.csv"), csv.as_bytes())?;
-    for (k, s) in ls.surfaces.iter().enumerate() {
-        save_png_atomic(
-            &render_surface(ls, k)?,
-            &dir.join(format!("landscape_{}.png", s.name)),
-        )?;
-    }
-    Ok(())
+    write_landscape_files(ls, dir).map(|_| ())
 }
 
 fn print_summary(ls: &Landscape, seconds: f64) {

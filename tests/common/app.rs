@@ -30,3 +30,44 @@ pub fn wait_until_within(
     }
     h.step();
 }
+
+/// Few preview samples and steps, so that the merge worker leaves the CPU to
+/// the job under test.
+pub fn quick_previews() -> deme_studio::app::settings::PreviewSettings {
+    deme_studio::app::settings::PreviewSettings {
+        samples: 1,
+        seed: 0,
+        fast_steps: 1,
+        fine_steps: 1,
+        eval_samples: 8,
+    }
+}
+
+/// The app on `view` with quick previews and `models` open, in a 1280 x 800 harness.
+pub fn app_on(
+    view: deme_studio::app::View,
+    models: Option<deme_studio::app::ModelSet>,
+) -> Harness<'static, StudioApp> {
+    let app = StudioApp::headless(deme_studio::app::StartOptions {
+        models,
+        settings: deme_studio::app::Settings {
+            view,
+            preview: quick_previews(),
+            ..deme_studio::app::Settings::default()
+        },
+        ..deme_studio::app::StartOptions::cpu("cpu (flex): test")
+    });
+    harness_sized(app, [1280.0, 800.0])
+}
+
+/// Steps the app until `cond` holds (failing after five minutes), then once more.
+pub fn wait_until(h: &mut Harness<'_, StudioApp>, what: &str, cond: impl Fn(&StudioApp) -> bool) {
+    wait_until_within(h, what, Duration::from_secs(300), cond);
+}
+
+/// Clicks the widget labelled `label` and steps once.
+pub fn click(h: &mut Harness<'_, StudioApp>, label: &str) {
+    use egui_kittest::kittest::Queryable;
+    h.get_by_label(label).click();
+    h.step();
+}

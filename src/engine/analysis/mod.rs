@@ -4,6 +4,7 @@
 pub mod gradsim;
 pub use deme_formats::groups;
 pub mod landscape;
+pub mod landscape_files;
 pub mod landscape_plot;
 pub mod tv_stats;
 
