@@ -146,7 +146,11 @@ fn cancel_stops_the_thread_and_leaves_a_resumable_checkpoint() {
     assert!(step >= 3);
     assert_eq!(dir, out);
     assert!(out.join(TRAIN_STATE_FILE).is_file());
-    assert!(h.query_all_by_label_contains("cancelled: every started run was saved").count() >= 1);
+    assert!(
+        h.query_all_by_label_contains("cancelled: every started run was saved")
+            .count()
+            >= 1
+    );
     // resume continues from the step saved
     let f = &mut h.state_mut().train_mut().form;
     f.resume = true;

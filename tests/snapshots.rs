@@ -54,7 +54,9 @@ fn settle(h: &mut Harness<'_, StudioApp>, what: &str, cond: impl Fn(&StudioApp) 
 
 fn options() -> SnapshotOptions {
     // timings in the status bar differ by a few glyphs between runs
-    SnapshotOptions::new().threshold(1.0).max_failed_pixels(1500)
+    SnapshotOptions::new()
+        .threshold(1.0)
+        .max_failed_pixels(1500)
 }
 
 #[test]
@@ -100,7 +102,9 @@ fn landscape_view() {
 #[test]
 fn train_view() {
     let mut h = app_on(View::Train, true);
-    settle(&mut h, "the models", |a| a.models().info.is_some() && a.is_idle());
+    settle(&mut h, "the models", |a| {
+        a.models().info.is_some() && a.is_idle()
+    });
     // paths that do not depend on where the checkout lives
     let form = &mut h.state_mut().train_mut().form;
     form.base = "assets/mnist-tiny/base".into();
