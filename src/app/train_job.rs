@@ -17,8 +17,7 @@ use crate::engine::diffusion::{
 use crate::engine::store::{AnyModel, ModelSpec, TRAIN_STATE_FILE, load_model};
 use crate::engine::train::{
     BatchSampler, CancelToken, FinetuneConfig, FinetuneEvent, FinetuneJob, LossParts, RunId,
-    Schedule, StopReason, TrainConfig, TrainEvent, finetune_any, fresh_run, pretrain, resume_run,
-    run_dir,
+    Schedule, StopReason, TrainConfig, TrainEvent, finetune_any, pretrain_any, run_dir,
 };
 use anyhow::{Context, Result, bail};
 use burn::tensor::Device;
@@ -360,40 +359,17 @@ fn run_pretrain(r: &mut Reporter, model: &str, config: &TrainConfig) -> Result<T
     r.send(TrainUpdate::Stage("training".into()));
     let device = r.device.clone();
     let mut on_event = |e: TrainEvent| r.on_event(RunKey::Pretrain, e, None);
-    match spec.build(config.seed, &device)? {
-        AnyModel::UNet(m) => {
-            let s = if job.resume {
-                resume_run(m, &job.out, config, &device).context("resume")?
-            } else {
-                fresh_run(m, config, &device)
-            };
-            pretrain(
-                s,
-                &spec,
-                &items,
-                config,
-                &job.out,
-                &job.cancel,
-                &mut on_event,
-            )?;
-        }
-        AnyModel::Mlp(m) => {
-            let s = if job.resume {
-                resume_run(m, &job.out, config, &device).context("resume")?
-            } else {
-                fresh_run(m, config, &device)
-            };
-            pretrain(
-                s,
-                &spec,
-                &items,
-                config,
-                &job.out,
-                &job.cancel,
-                &mut on_event,
-            )?;
-        }
-    }
+    pretrain_any(
+        spec.build(config.seed, &device)?,
+        job.resume,
+        &spec,
+        &items,
+        config,
+        &job.out,
+        &job.cancel,
+        &device,
+        &mut on_event,
+    )?;
     Ok(TrainOutcome {
         cancelled: r.cancelled,
         set: None,

@@ -23,8 +23,8 @@ use crate::engine::metric::{SampleMetric, default_cache_dir};
 use crate::engine::search::{GridEvent, search_merge_weights};
 use crate::engine::store::{AnyModel, ModelSpec, TRAIN_STATE_FILE, load_model};
 use crate::engine::train::{
-    CancelToken, FinetuneEvent, FinetuneJob, RunId, Schedule, TrainEvent, finetune_any, fresh_run,
-    pretrain, resume_run, run_dir, stored_config,
+    CancelToken, FinetuneEvent, FinetuneJob, RunId, Schedule, TrainEvent, finetune_any,
+    pretrain_any, run_dir, stored_config,
 };
 use anyhow::{Context, Result, bail};
 use burn::tensor::{Device, Tensor};
@@ -319,24 +319,17 @@ fn ensure_base(
     )));
     let resume = dir.join(TRAIN_STATE_FILE).exists();
     let mut forward = |e: TrainEvent| on_event(ReplicateEvent::Train(e));
-    match spec.build(train.seed, device)? {
-        AnyModel::UNet(m) => {
-            let s = if resume {
-                resume_run(m, &dir, train, device)?
-            } else {
-                fresh_run(m, train, device)
-            };
-            pretrain(s, &spec, &items.train, train, &dir, cancel, &mut forward)?;
-        }
-        AnyModel::Mlp(m) => {
-            let s = if resume {
-                resume_run(m, &dir, train, device)?
-            } else {
-                fresh_run(m, train, device)
-            };
-            pretrain(s, &spec, &items.train, train, &dir, cancel, &mut forward)?;
-        }
-    }
+    pretrain_any(
+        spec.build(train.seed, device)?,
+        resume,
+        &spec,
+        &items.train,
+        train,
+        &dir,
+        cancel,
+        device,
+        &mut forward,
+    )?;
     if cancel.is_cancelled() {
         bail!("cancelled during pretraining (saved; run again to continue)");
     }

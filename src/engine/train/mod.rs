@@ -25,6 +25,6 @@ pub use finetune::{
     start_model, stored_config,
 };
 pub use finetune_config::FinetuneConfig;
-pub use pretrain::{RunStart, TrainConfig, pretrain};
+pub use pretrain::{RunStart, TrainConfig, pretrain, pretrain_any};
 pub use resume::{fresh_run, fresh_start, resume_run, resume_start};
 pub use timesteps::{MixMode, TimestepDraw, TimestepRange, TimestepSampler};

@@ -139,3 +139,49 @@ pub fn pretrain<M: EpsModel>(
     on_event(TrainEvent::Finished { step: config.steps });
     run.into_published()
 }
+
+/// [`pretrain`] for either model kind: from `model` (fresh), or with `resume`
+/// from the run saved in `out_dir` (`model` gives the architecture).
+#[allow(clippy::too_many_arguments)]
+pub fn pretrain_any(
+    model: crate::engine::store::AnyModel,
+    resume: bool,
+    spec: &ModelSpec,
+    data: &BatchSampler,
+    config: &TrainConfig,
+    out_dir: &Path,
+    cancel: &CancelToken,
+    device: &burn::tensor::Device,
+    on_event: &mut dyn FnMut(TrainEvent),
+) -> Result<crate::engine::store::AnyModel> {
+    use super::resume::{fresh_run, resume_run};
+    use crate::engine::store::AnyModel;
+    use anyhow::Context;
+    #[allow(clippy::too_many_arguments)]
+    fn run<M: EpsModel>(
+        m: M,
+        resume: bool,
+        spec: &ModelSpec,
+        data: &BatchSampler,
+        config: &TrainConfig,
+        out_dir: &Path,
+        cancel: &CancelToken,
+        device: &burn::tensor::Device,
+        on_event: &mut dyn FnMut(TrainEvent),
+    ) -> Result<M> {
+        let start = if resume {
+            resume_run(m, out_dir, config, device).context("resume")?
+        } else {
+            fresh_run(m, config, device)
+        };
+        pretrain(start, spec, data, config, out_dir, cancel, on_event)
+    }
+    Ok(match model {
+        AnyModel::UNet(m) => AnyModel::UNet(run(
+            m, resume, spec, data, config, out_dir, cancel, device, on_event,
+        )?),
+        AnyModel::Mlp(m) => AnyModel::Mlp(run(
+            m, resume, spec, data, config, out_dir, cancel, device, on_event,
+        )?),
+    })
+}
