@@ -6,16 +6,14 @@
 
 mod common;
 use common::app::{harness_sized, wait_until_within};
+use common::save_toy_base;
 
 use deme_studio::app::train_settings::TrainMode;
 use deme_studio::app::train_view::{CSV_NAME, PNG_NAME, RunStatus};
 use deme_studio::app::{Settings, StartOptions, StudioApp, View};
-use deme_studio::engine::checkpoint::KeyStyle;
-use deme_studio::engine::model::ToyMlpConfig;
-use deme_studio::engine::store::{ModelSpec, TRAIN_STATE_FILE, WEIGHTS_FILE, save_model_folder};
+use deme_studio::engine::store::{TRAIN_STATE_FILE, WEIGHTS_FILE};
 use egui_kittest::Harness;
 use egui_kittest::kittest::Queryable;
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -241,17 +239,7 @@ fn bad_settings_show_an_error_and_no_thread_panics() {
 fn finetune_of_two_experts_shows_both_curves_and_folders() {
     let tmp = tempfile::tempdir().unwrap();
     let base = tmp.path().join("base");
-    let spec = ModelSpec::Mlp(ToyMlpConfig::default());
-    let model = spec.build(0, &burn::tensor::Device::flex()).unwrap();
-    save_model_folder(
-        &base,
-        &spec,
-        model.export(),
-        &BTreeMap::new(),
-        KeyStyle::Modern,
-        None,
-    )
-    .unwrap();
+    save_toy_base(&base);
     let out = tmp.path().join("deme");
     let mut h = harness();
     h.step();

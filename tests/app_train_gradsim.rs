@@ -6,16 +6,13 @@
 
 mod common;
 use common::app::{harness_sized, wait_until_within};
+use common::save_toy_base;
 
 use deme_studio::app::gradsim_view::HEATMAP_LABEL;
 use deme_studio::app::train_settings::{GRADSIM_LIVE_LABEL, TrainMode};
 use deme_studio::app::{Settings, StartOptions, StudioApp, View};
-use deme_studio::engine::checkpoint::KeyStyle;
-use deme_studio::engine::model::ToyMlpConfig;
-use deme_studio::engine::store::{ModelSpec, save_model_folder};
 use egui_kittest::Harness;
 use egui_kittest::kittest::Queryable;
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 fn harness() -> Harness<'static, StudioApp> {
@@ -104,17 +101,7 @@ fn pretrain_sends_each_checkpoints_gradient_conflicts_to_the_view() {
 fn finetune_sends_the_first_experts_gradient_conflicts() {
     let tmp = tempfile::tempdir().unwrap();
     let base = tmp.path().join("base");
-    let spec = ModelSpec::Mlp(ToyMlpConfig::default());
-    let model = spec.build(0, &burn::tensor::Device::flex()).unwrap();
-    save_model_folder(
-        &base,
-        &spec,
-        model.export(),
-        &BTreeMap::new(),
-        KeyStyle::Modern,
-        None,
-    )
-    .unwrap();
+    save_toy_base(&base);
     let mut h = harness();
     h.step();
     let f = &mut h.state_mut().train_mut().form;

@@ -36,6 +36,21 @@ pub fn save_unet(dir: &Path, config: UNet2DConfig, model: UNet2DModel) {
 
 /// Runs the program with `args`, sends it SIGINT (Ctrl-C) once a stderr line
 /// starts with `ready`, and returns its exit status and whole stderr.
+/// Saves a freshly initialised `toy-mlp` (seed 0) as a model folder at `dir`.
+pub fn save_toy_base(dir: &Path) {
+    let spec = ModelSpec::Mlp(deme_studio::engine::model::ToyMlpConfig::default());
+    let model = spec.build(0, &burn::tensor::Device::flex()).unwrap();
+    save_model_folder(
+        dir,
+        &spec,
+        model.export(),
+        &BTreeMap::new(),
+        KeyStyle::Modern,
+        None,
+    )
+    .unwrap();
+}
+
 pub fn interrupt_when(args: &[&str], ready: &str) -> (std::process::ExitStatus, String) {
     use std::io::{BufRead, BufReader};
     use std::process::Stdio;
