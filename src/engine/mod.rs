@@ -8,6 +8,7 @@ pub mod device;
 pub mod diffusion;
 pub mod eval;
 pub mod grid_image;
+pub mod kernels;
 pub mod merge;
 pub mod metric;
 pub mod model;

@@ -4,6 +4,7 @@
 //! the affine parameters `gamma`/`beta`; ours keep `weight`/`bias` with PyTorch
 //! shapes, so a state dict moves in and out with no renaming or transposition.
 
+use crate::engine::kernels::{self, GnArgs};
 use burn::module::{Module, Param};
 use burn::tensor::activation::silu;
 use burn::tensor::module::conv2d;
@@ -138,6 +139,30 @@ impl GroupNorm {
     /// # Shapes
     /// `[n, c, h, w] -> [n, c, h, w]`
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        self.forward_with(x, false)
+    }
+
+    /// `silu(group_norm(x))`, the pair every resnet block and the output head use.
+    pub fn forward_silu(&self, x: Tensor<4>) -> Tensor<4> {
+        self.forward_with(x, true)
+    }
+
+    fn forward_with(&self, x: Tensor<4>, silu: bool) -> Tensor<4> {
+        if kernels::on_flex(&x.device()) {
+            let args = GnArgs {
+                groups: self.groups,
+                eps: self.eps,
+                silu,
+            };
+            return kernels::group_norm_act(x, self.weight.val(), self.bias.val(), args);
+        }
+        let out = self.composite(x);
+        if silu { act(out) } else { out }
+    }
+
+    /// The same GroupNorm from burn's tensor ops (used off the CPU backend, and
+    /// as the reference of the fused kernel).
+    pub fn composite(&self, x: Tensor<4>) -> Tensor<4> {
         let [n, c, h, w] = x.dims();
         let g = self.groups;
         // [n, g, c/g * h * w]: statistics per sample and group, biased variance (as torch)

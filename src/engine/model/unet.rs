@@ -2,7 +2,7 @@
 
 use super::blocks::{BlockCommon, BlockSpec, DownBlock, MidBlock, UpBlock};
 use super::embedding::{TimestepEmbedding, timestep_features};
-use super::layers::{Conv2d, GroupNorm, Init, act};
+use super::layers::{Conv2d, GroupNorm, Init};
 use super::projection::Projection;
 use crate::engine::checkpoint::UNet2DConfig;
 use anyhow::Result;
@@ -186,7 +186,7 @@ impl UNet2DModel {
         for block in &self.up_blocks {
             h = project(block.forward(h, &temb, &mut skips));
         }
-        self.conv_out.forward(act(self.conv_norm_out.forward(h)))
+        self.conv_out.forward(self.conv_norm_out.forward_silu(h))
     }
 }
 
