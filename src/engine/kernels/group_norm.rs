@@ -28,8 +28,104 @@ impl GnShape {
     }
 }
 
+/// `exp(x)` to about 1 ulp-scale relative error (Cephes' polynomial), written
+/// without calls or branches so loops over it vectorise.
+#[inline(always)]
+fn exp_fast(x: f32) -> f32 {
+    const LOG2E: f32 = std::f32::consts::LOG2_E;
+    const LN2_HI: f32 = 0.693_359_4;
+    const LN2_LO: f32 = -2.121_944_4e-4;
+    const ROUND: f32 = 12_582_912.0; // 1.5 * 2^23: adding it rounds to an integer
+    let x = x.clamp(-87.0, 88.0);
+    let n = (x * LOG2E + ROUND) - ROUND;
+    let r = x - n * LN2_HI - n * LN2_LO;
+    let mut p = 1.987_569_1e-4f32;
+    p = p * r + 1.398_199_9e-3;
+    p = p * r + 8.333_452e-3;
+    p = p * r + 4.166_579_6e-2;
+    p = p * r + 1.666_666_5e-1;
+    p = p * r + 5.000_000_1e-1;
+    let e = p * r * r + r + 1.0;
+    e * f32::from_bits(((n as i32 + 127) as u32) << 23)
+}
+
+#[inline(always)]
 fn sigmoid(v: f32) -> f32 {
-    1.0 / (1.0 + (-v).exp())
+    1.0 / (1.0 + exp_fast(-v))
+}
+
+const LANES: usize = 8;
+
+/// `(sum x, sum x^2 - 2 m x + m^2 ...)`: the sum of a row and of squared
+/// deviations from `m`, in f32 lanes, returned in f64.
+#[inline(always)]
+fn row_sums(row: &[f32], m: f32) -> (f64, f64) {
+    let (mut a, mut b) = ([0.0f32; LANES], [0.0f32; LANES]);
+    let mut chunks = row.chunks_exact(LANES);
+    for c in &mut chunks {
+        for l in 0..LANES {
+            let d = c[l] - m;
+            a[l] += d;
+            b[l] += d * d;
+        }
+    }
+    let (mut sa, mut sb) = (0.0f64, 0.0f64);
+    for &v in chunks.remainder() {
+        let d = v - m;
+        sa += d as f64;
+        sb += (d * d) as f64;
+    }
+    for l in 0..LANES {
+        sa += a[l] as f64;
+        sb += b[l] as f64;
+    }
+    (sa, sb)
+}
+
+/// Mean and reciprocal standard deviation of one (sample, group) block.
+fn block_stats(xb: &[f32], s: usize, eps: f64) -> [f32; 2] {
+    // shift by the first value so the f32 lane sums stay well conditioned
+    let shift = xb[0];
+    let (mut sum, mut sq) = (0.0f64, 0.0f64);
+    for row in xb.chunks(s) {
+        let (a, b) = row_sums(row, shift);
+        sum += a;
+        sq += b;
+    }
+    let len = xb.len() as f64;
+    let mean_shifted = sum / len;
+    let var = (sq / len - mean_shifted * mean_shifted).max(0.0);
+    [
+        (shift as f64 + mean_shifted) as f32,
+        (1.0 / (var + eps).sqrt()) as f32,
+    ]
+}
+
+#[inline(never)]
+fn forward_block(
+    o: &mut [f32],
+    xb: &[f32],
+    gamma: &[f32],
+    beta: &[f32],
+    s: usize,
+    eps: f64,
+    silu: bool,
+) -> [f32; 2] {
+    let [mean, rstd] = block_stats(xb, s, eps);
+    for (k, (orow, xr)) in o.chunks_mut(s).zip(xb.chunks(s)).enumerate() {
+        let (a, b) = (gamma[k] * rstd, beta[k] - gamma[k] * rstd * mean);
+        if silu {
+            for (ov, &xv) in orow.iter_mut().zip(xr) {
+                let y = a * xv + b;
+                *ov = y * sigmoid(y);
+            }
+        } else {
+            for (ov, &xv) in orow.iter_mut().zip(xr) {
+                *ov = a * xv + b;
+            }
+        }
+    }
+    [mean, rstd]
 }
 
 /// Forward. Returns the output and `(mean, rstd)` per (sample, group), row-major.
@@ -43,7 +139,6 @@ pub fn forward(
 ) -> (Vec<f32>, Vec<[f32; 2]>) {
     let block = shape.block();
     let cpg = shape.c / shape.groups;
-    let s = shape.s;
     let mut out = vec![0.0f32; x.len()];
     let mut stats = vec![[0.0f32; 2]; shape.n * shape.groups];
     out.par_chunks_mut(block)
@@ -51,33 +146,91 @@ pub fn forward(
         .zip(stats.par_iter_mut())
         .enumerate()
         .for_each(|(i, ((o, xb), st))| {
-            let g = i % shape.groups;
-            let mean = xb.iter().map(|&v| v as f64).sum::<f64>() / block as f64;
-            let var = xb.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / block as f64;
-            let rstd = 1.0 / (var + eps).sqrt();
-            let (mean, rstd) = (mean as f32, rstd as f32);
-            *st = [mean, rstd];
-            for k in 0..cpg {
-                let ch = g * cpg + k;
-                let (a, b) = (gamma[ch] * rstd, beta[ch] - gamma[ch] * rstd * mean);
-                let (xr, orow) = (&xb[k * s..(k + 1) * s], &mut o[k * s..(k + 1) * s]);
-                if silu {
-                    for (ov, &xv) in orow.iter_mut().zip(xr) {
-                        let y = a * xv + b;
-                        *ov = y * sigmoid(y);
-                    }
-                } else {
-                    for (ov, &xv) in orow.iter_mut().zip(xr) {
-                        *ov = a * xv + b;
-                    }
-                }
-            }
+            let ch = (i % shape.groups) * cpg..(i % shape.groups + 1) * cpg;
+            *st = forward_block(o, xb, &gamma[ch.clone()], &beta[ch], shape.s, eps, silu);
         });
     (out, stats)
 }
 
-/// Gradients of [`forward`]: `(dx, dgamma, dbeta)` given the output gradient `dz`.
+/// One (sample, group) block of the backward pass. Writes `dx` and returns
+/// `(sum dy * xh, sum dy)` per channel of the group.
+#[inline(never)]
 #[allow(clippy::too_many_arguments)]
+fn backward_block(
+    dxb: &mut [f32],
+    xb: &[f32],
+    dzb: &[f32],
+    gamma: &[f32],
+    beta: &[f32],
+    [mean, rstd]: [f32; 2],
+    s: usize,
+    silu: bool,
+    part: &mut [[f64; 2]],
+) {
+    // pass 1: dy into dx, with the per-channel sums of dy * xh and dy
+    let (mut m1, mut m2) = (0.0f64, 0.0f64);
+    for (k, ((drow, xr), dzr)) in dxb
+        .chunks_mut(s)
+        .zip(xb.chunks(s))
+        .zip(dzb.chunks(s))
+        .enumerate()
+    {
+        let (gm, bt) = (gamma[k], beta[k]);
+        let (mut dg, mut db) = ([0.0f32; LANES], [0.0f32; LANES]);
+        let dy_of = |xv: f32, dzv: f32| {
+            let xh = (xv - mean) * rstd;
+            let dy = if silu {
+                let y = gm * xh + bt;
+                let sg = sigmoid(y);
+                dzv * sg * (1.0 + y * (1.0 - sg))
+            } else {
+                dzv
+            };
+            (xh, dy)
+        };
+        let mut dc = drow.chunks_exact_mut(LANES);
+        let mut xc = xr.chunks_exact(LANES);
+        let mut zc = dzr.chunks_exact(LANES);
+        for ((d, x8), z8) in (&mut dc).zip(&mut xc).zip(&mut zc) {
+            for l in 0..LANES {
+                let (xh, dy) = dy_of(x8[l], z8[l]);
+                d[l] = dy;
+                dg[l] += dy * xh;
+                db[l] += dy;
+            }
+        }
+        let mut tail = (0.0f32, 0.0f32);
+        for ((d, &xv), &zv) in dc
+            .into_remainder()
+            .iter_mut()
+            .zip(xc.remainder())
+            .zip(zc.remainder())
+        {
+            let (xh, dy) = dy_of(xv, zv);
+            *d = dy;
+            tail.0 += dy * xh;
+            tail.1 += dy;
+        }
+        let g = dg.iter().map(|&v| v as f64).sum::<f64>() + tail.0 as f64;
+        let b = db.iter().map(|&v| v as f64).sum::<f64>() + tail.1 as f64;
+        part[k] = [g, b];
+        // dxh = dy * gamma, so its sums are gamma times these
+        m1 += gm as f64 * b;
+        m2 += gm as f64 * g;
+    }
+    let len = xb.len() as f64;
+    let (m1, m2) = ((m1 / len) as f32, (m2 / len) as f32);
+    // pass 2: dx = rstd * (gamma dy - mean(dxh) - xh * mean(dxh xh))
+    for (k, (drow, xr)) in dxb.chunks_mut(s).zip(xb.chunks(s)).enumerate() {
+        let gm = gamma[k];
+        for (d, &xv) in drow.iter_mut().zip(xr) {
+            let xh = (xv - mean) * rstd;
+            *d = rstd * (gm * *d - m1 - xh * m2);
+        }
+    }
+}
+
+/// Gradients of [`forward`]: `(dx, dgamma, dbeta)` given the output gradient `dz`.
 pub fn backward(
     x: &[f32],
     gamma: &[f32],
@@ -89,9 +242,8 @@ pub fn backward(
 ) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
     let block = shape.block();
     let cpg = shape.c / shape.groups;
-    let s = shape.s;
     let mut dx = vec![0.0f32; x.len()];
-    // per (sample, channel) partial sums of dy*xh and dy
+    // per (sample, channel) partial sums of dy * xh and dy
     let mut partial = vec![[0.0f64; 2]; shape.n * shape.c];
     dx.par_chunks_mut(block)
         .zip(x.par_chunks(block))
@@ -99,45 +251,18 @@ pub fn backward(
         .zip(partial.par_chunks_mut(cpg))
         .enumerate()
         .for_each(|(i, (((dxb, xb), dzb), part))| {
-            let g = i % shape.groups;
-            let [mean, rstd] = stats[i];
-            let (mut sum_dxh, mut sum_dxh_xh) = (0.0f64, 0.0f64);
-            for k in 0..cpg {
-                let ch = g * cpg + k;
-                let (gm, bt) = (gamma[ch], beta[ch]);
-                let (mut dg, mut db) = (0.0f64, 0.0f64);
-                let (mut s1, mut s2) = (0.0f32, 0.0f32);
-                let range = k * s..(k + 1) * s;
-                for ((d, &xv), &dzv) in dxb[range.clone()]
-                    .iter_mut()
-                    .zip(&xb[range.clone()])
-                    .zip(&dzb[range])
-                {
-                    let xh = (xv - mean) * rstd;
-                    let dy = if silu {
-                        let y = gm * xh + bt;
-                        let sg = sigmoid(y);
-                        dzv * sg * (1.0 + y * (1.0 - sg))
-                    } else {
-                        dzv
-                    };
-                    dg += (dy * xh) as f64;
-                    db += dy as f64;
-                    let dxh = dy * gm;
-                    s1 += dxh;
-                    s2 += dxh * xh;
-                    *d = dxh;
-                }
-                sum_dxh += s1 as f64;
-                sum_dxh_xh += s2 as f64;
-                part[k] = [dg, db];
-            }
-            let m1 = (sum_dxh / block as f64) as f32;
-            let m2 = (sum_dxh_xh / block as f64) as f32;
-            for (d, &xv) in dxb.iter_mut().zip(xb) {
-                let xh = (xv - mean) * rstd;
-                *d = rstd * (*d - m1 - xh * m2);
-            }
+            let ch = (i % shape.groups) * cpg..(i % shape.groups + 1) * cpg;
+            backward_block(
+                dxb,
+                xb,
+                dzb,
+                &gamma[ch.clone()],
+                &beta[ch],
+                stats[i],
+                shape.s,
+                silu,
+                part,
+            );
         });
     let mut dgamma = vec![0.0f32; shape.c];
     let mut dbeta = vec![0.0f32; shape.c];
@@ -192,6 +317,20 @@ mod tests {
 
     fn loss(out: &[f64], w: &[f32]) -> f64 {
         out.iter().zip(w).map(|(o, &w)| o * w as f64).sum()
+    }
+
+    #[test]
+    fn exp_fast_is_close_to_exp_over_its_range() {
+        let mut worst = 0.0f64;
+        for i in -8700..8800 {
+            let x = i as f32 / 100.0 + 0.003;
+            let got = exp_fast(x) as f64;
+            let want = (x as f64).exp();
+            worst = worst.max((got - want).abs() / want);
+        }
+        assert!(worst < 1e-6, "worst relative error {worst}");
+        assert_eq!(exp_fast(-200.0), exp_fast(-87.0));
+        assert!(sigmoid(200.0) == 1.0 && sigmoid(-200.0) < 1e-37);
     }
 
     #[test]
