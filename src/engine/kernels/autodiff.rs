@@ -40,6 +40,37 @@ impl<B: Backend + CpuKernelsGrad> Backward<B, 3> for GroupNormAct {
     }
 }
 
+#[derive(Debug)]
+struct Conv2dIm2col;
+
+impl<B: Backend + CpuKernelsGrad> Backward<B, 3> for Conv2dIm2col {
+    type State = (NodeId, NodeId, usize, [usize; 4]);
+
+    fn backward(
+        self,
+        ops: Ops<Self::State, 3>,
+        grads: &mut Gradients,
+        checkpointer: &mut Checkpointer,
+    ) {
+        let [node_x, node_weight, node_bias] = ops.parents;
+        let grad = grads.consume::<B>(&ops.node);
+        let (x_state, weight_state, stride, pad) = ops.state;
+        let x = checkpointer.retrieve_node_output::<FloatTensor<B>>(x_state);
+        let weight = checkpointer.retrieve_node_output::<FloatTensor<B>>(weight_state);
+        let (dx, dweight, dbias) =
+            B::conv2d_im2col_backward(x, weight, grad, stride, pad, node_x.is_some());
+        if let (Some(node), Some(dx)) = (node_x, dx) {
+            grads.register::<B>(node.id, dx);
+        }
+        if let Some(node) = node_weight {
+            grads.register::<B>(node.id, dweight);
+        }
+        if let Some(node) = node_bias {
+            grads.register::<B>(node.id, dbias);
+        }
+    }
+}
+
 impl<B: Backend + CpuKernels + CpuKernelsGrad, C: CheckpointStrategy> CpuKernels
     for Autodiff<B, C>
 {
@@ -76,6 +107,40 @@ impl<B: Backend + CpuKernels + CpuKernelsGrad, C: CheckpointStrategy> CpuKernels
                 groups,
                 eps,
                 silu,
+            )),
+        }
+    }
+
+    fn conv2d_im2col(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        stride: usize,
+        pad: [usize; 4],
+    ) -> FloatTensor<Self> {
+        match Conv2dIm2col
+            .prepare::<C>([x.node(), weight.node(), bias.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(mut prep) => {
+                let x_state = prep.checkpoint(&x);
+                let weight_state = prep.checkpoint(&weight);
+                let out = B::conv2d_im2col(
+                    x.into_primitive(),
+                    weight.into_primitive(),
+                    bias.into_primitive(),
+                    stride,
+                    pad,
+                );
+                prep.finish((x_state, weight_state, stride, pad), out)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(B::conv2d_im2col(
+                x.into_primitive(),
+                weight.into_primitive(),
+                bias.into_primitive(),
+                stride,
+                pad,
             )),
         }
     }

@@ -1,5 +1,6 @@
 //! Host kernels of our own for the CPU (flex) backend, where burn's generic
-//! compositions are slow: fused GroupNorm + SiLU with a handwritten backward.
+//! compositions are slow: fused GroupNorm + SiLU, and im2col + gemm convolution,
+//! each with a handwritten backward.
 //!
 //! They enter burn as a backend extension ([`CpuKernels`]) implemented for
 //! `Flex` and for `Autodiff<Flex>`. The model calls them only for tensors on
@@ -7,7 +8,9 @@
 //! burn fuses there.
 
 mod autodiff;
+pub mod conv;
 pub mod group_norm;
+pub mod matmul;
 
 use burn::backend::flex::FlexTensor;
 use burn::backend::tensor::FloatTensor;
@@ -47,6 +50,16 @@ pub trait CpuKernels: Backend {
         eps: f64,
         silu: bool,
     ) -> FloatTensor<Self>;
+
+    /// 2D convolution, groups 1, dilation 1: `x [n, cin, h, w]`, `weight
+    /// [cout, cin, k, k]`, `bias [cout]`, padding (top, bottom, left, right).
+    fn conv2d_im2col(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        stride: usize,
+        pad: [usize; 4],
+    ) -> FloatTensor<Self>;
 }
 
 /// The pieces the autodiff wrapper needs from the concrete backend.
@@ -68,6 +81,39 @@ pub trait CpuKernelsGrad: Backend {
         grad: FloatTensor<Self>,
         args: GnArgs,
     ) -> [FloatTensor<Self>; 3];
+
+    /// `(dx, dweight, dbias)` of [`CpuKernels::conv2d_im2col`]; `dx` only when asked.
+    fn conv2d_im2col_backward(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        stride: usize,
+        pad: [usize; 4],
+        need_dx: bool,
+    ) -> (
+        Option<FloatTensor<Self>>,
+        FloatTensor<Self>,
+        FloatTensor<Self>,
+    );
+}
+
+fn conv_geom(
+    x: &FlexTensor,
+    weight: &FlexTensor,
+    stride: usize,
+    pad: [usize; 4],
+) -> conv::ConvGeom {
+    let (xd, wd) = (x.shape().to_vec(), weight.shape().to_vec());
+    conv::ConvGeom {
+        n: xd[0],
+        cin: xd[1],
+        h: xd[2],
+        w: xd[3],
+        cout: wd[0],
+        k: wd[2],
+        stride,
+        pad,
+    }
 }
 
 fn host_f32(t: &FlexTensor) -> std::borrow::Cow<'_, [f32]> {
@@ -139,6 +185,26 @@ impl CpuKernelsGrad for Flex {
             flex_tensor(db, beta.shape()),
         ]
     }
+
+    fn conv2d_im2col_backward(
+        x: FlexTensor,
+        weight: FlexTensor,
+        grad: FlexTensor,
+        stride: usize,
+        pad: [usize; 4],
+        need_dx: bool,
+    ) -> (Option<FlexTensor>, FlexTensor, FlexTensor) {
+        let g = conv_geom(&x, &weight, stride, pad);
+        let dy = host_f32(&grad);
+        let w = host_f32(&weight);
+        let dx = need_dx.then(|| flex_tensor(conv::input_grad(&g, &dy, &w), x.shape()));
+        let (dw, db) = conv::weight_grad(&g, &host_f32(&x), &dy);
+        (
+            dx,
+            flex_tensor(dw, weight.shape()),
+            flex_tensor(db, burn::tensor::Shape::new([g.cout])),
+        )
+    }
 }
 
 impl CpuKernels for Flex {
@@ -152,6 +218,42 @@ impl CpuKernels for Flex {
     ) -> FlexTensor {
         Self::group_norm_act_stats(x, gamma, beta, GnArgs { groups, eps, silu }).0
     }
+
+    fn conv2d_im2col(
+        x: FlexTensor,
+        weight: FlexTensor,
+        bias: FlexTensor,
+        stride: usize,
+        pad: [usize; 4],
+    ) -> FlexTensor {
+        let g = conv_geom(&x, &weight, stride, pad);
+        let out = conv::forward(
+            &g,
+            &host_f32(&x),
+            &host_f32(&weight),
+            Some(&host_f32(&bias)),
+        );
+        flex_tensor(out, burn::tensor::Shape::new([g.n, g.cout, g.ho(), g.wo()]))
+    }
+}
+
+/// 2D convolution (groups 1, dilation 1) on the flex backend; padding is
+/// (top, bottom, left, right). Panics on any other backend: check [`on_flex`] first.
+pub fn conv2d(
+    x: Tensor<4>,
+    weight: Tensor<4>,
+    bias: Tensor<1>,
+    stride: usize,
+    pad: [usize; 4],
+) -> Tensor<4> {
+    let out = <burn::backend::Dispatch as CpuKernels>::conv2d_im2col(
+        x.into_dispatch(),
+        weight.into_dispatch(),
+        bias.into_dispatch(),
+        stride,
+        pad,
+    );
+    Tensor::from_dispatch(out)
 }
 
 /// Fused GroupNorm (+ SiLU) on the flex backend. `x: [n, c, ...]`, `gamma`,
@@ -224,6 +326,52 @@ mod tests {
                 );
                 assert!(err < 1e-4, "silu {silu}: d{name} differs by {err}");
             }
+        }
+    }
+
+    /// The im2col convolution through burn's autodiff gives burn's own conv2d
+    /// output and gradients, for every geometry the UNet uses.
+    #[test]
+    fn im2col_conv_matches_burns_conv2d_forward_and_backward() {
+        use burn::tensor::module::conv2d as burn_conv2d;
+        use burn::tensor::ops::ConvOptions;
+        let d = Device::flex().autodiff();
+        // (cin, cout, k, stride, pad, batch)
+        let cases = [
+            (3, 5, 3, 1, [1, 1, 1, 1], 4),
+            (4, 4, 3, 2, [1, 1, 1, 1], 3),
+            (4, 6, 3, 2, [0, 1, 0, 1], 2),
+            (6, 3, 1, 1, [0, 0, 0, 0], 5),
+            (2, 2, 3, 1, [1, 1, 1, 1], 1),
+        ];
+        for (cin, cout, k, stride, pad, n) in cases {
+            let x = Tensor::<4>::random([n, cin, 9, 8], Distribution::Normal(0.0, 1.0), &d)
+                .require_grad();
+            let w = Tensor::<4>::random([cout, cin, k, k], Distribution::Normal(0.0, 0.3), &d)
+                .require_grad();
+            let b = Tensor::<1>::random([cout], Distribution::Normal(0.0, 0.3), &d).require_grad();
+            let ours = conv2d(x.clone(), w.clone(), b.clone(), stride, pad);
+            let [t, bo, l, r] = pad;
+            let opts = ConvOptions::new_with_padding([stride; 2], [(t, bo), (l, r)], [1, 1], 1);
+            let reference = burn_conv2d(x.clone(), w.clone(), Some(b.clone()), opts);
+            assert_eq!(ours.dims(), reference.dims());
+            assert!(max_diff(ours.clone(), reference.clone()) < 1e-4);
+            let probe = Tensor::<4>::random(ours.dims(), Distribution::Normal(0.0, 1.0), &d);
+            let g_ours = (ours * probe.clone()).sum().backward();
+            let g_ref = (reference * probe).sum().backward();
+            let what = format!("cin {cin} cout {cout} k {k} stride {stride} pad {pad:?}");
+            assert!(
+                max_diff(x.grad(&g_ours).unwrap(), x.grad(&g_ref).unwrap()) < 1e-4,
+                "dx: {what}"
+            );
+            assert!(
+                max_diff(w.grad(&g_ours).unwrap(), w.grad(&g_ref).unwrap()) < 1e-3,
+                "dw: {what}"
+            );
+            assert!(
+                max_diff(b.grad(&g_ours).unwrap(), b.grad(&g_ref).unwrap()) < 1e-3,
+                "db: {what}"
+            );
         }
     }
 

@@ -83,6 +83,15 @@ impl Conv2d {
     /// # Shapes
     /// `[n, in, h, w] -> [n, out, h', w']`
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        if kernels::on_flex(&x.device()) {
+            return kernels::conv2d(
+                x,
+                self.weight.val(),
+                self.bias.val(),
+                self.stride,
+                self.padding,
+            );
+        }
         let [t, b, l, r] = self.padding;
         let opts = ConvOptions::new_with_padding([self.stride; 2], [(t, b), (l, r)], [1, 1], 1);
         conv2d(x, self.weight.val(), Some(self.bias.val()), opts)

@@ -1,0 +1,137 @@
+//! A checked wrapper over the `gemm` crate for row-major f32 matrices.
+
+/// A read-only matrix view: `data[r * row_stride + c * col_stride]`.
+#[derive(Clone, Copy)]
+pub struct View<'a> {
+    /// The backing slice.
+    pub data: &'a [f32],
+    /// Rows.
+    pub rows: usize,
+    /// Columns.
+    pub cols: usize,
+    /// Step between rows.
+    pub row_stride: usize,
+    /// Step between columns.
+    pub col_stride: usize,
+}
+
+impl<'a> View<'a> {
+    /// A contiguous row-major `[rows, cols]` matrix.
+    pub fn rows(data: &'a [f32], rows: usize, cols: usize) -> Self {
+        Self {
+            data,
+            rows,
+            cols,
+            row_stride: cols,
+            col_stride: 1,
+        }
+    }
+
+    /// The transpose (no copy).
+    pub fn t(self) -> Self {
+        Self {
+            data: self.data,
+            rows: self.cols,
+            cols: self.rows,
+            row_stride: self.col_stride,
+            col_stride: self.row_stride,
+        }
+    }
+
+    fn check(&self) {
+        if self.rows > 0 && self.cols > 0 {
+            let last = (self.rows - 1) * self.row_stride + (self.cols - 1) * self.col_stride;
+            assert!(last < self.data.len(), "matrix view out of bounds");
+        }
+    }
+}
+
+/// `dst = a * b` (or `dst += a * b` with `accumulate`), `dst` row-major `[a.rows, b.cols]`.
+/// `parallel` lets gemm split the product over the rayon pool.
+pub fn matmul(dst: &mut [f32], a: View<'_>, b: View<'_>, accumulate: bool, parallel: bool) {
+    assert_eq!(a.cols, b.rows, "inner dimensions differ");
+    let (m, n, k) = (a.rows, b.cols, a.cols);
+    assert!(dst.len() >= m * n, "destination too small");
+    a.check();
+    b.check();
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        if !accumulate {
+            dst[..m * n].fill(0.0);
+        }
+        return;
+    }
+    let parallelism = if parallel {
+        gemm::Parallelism::Rayon(0)
+    } else {
+        gemm::Parallelism::None
+    };
+    // SAFETY: every index the product touches was bounds-checked above: dst is
+    // [m, n] row-major within `dst`, and `check` covers the last element of a and b.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            n as isize,
+            accumulate,
+            a.data.as_ptr(),
+            a.col_stride as isize,
+            a.row_stride as isize,
+            b.data.as_ptr(),
+            b.col_stride as isize,
+            b.row_stride as isize,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            parallelism,
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn naive(a: View<'_>, b: View<'_>) -> Vec<f64> {
+        let mut out = vec![0.0f64; a.rows * b.cols];
+        for i in 0..a.rows {
+            for j in 0..b.cols {
+                for p in 0..a.cols {
+                    out[i * b.cols + j] += a.data[i * a.row_stride + p * a.col_stride] as f64
+                        * b.data[p * b.row_stride + j * b.col_stride] as f64;
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn products_and_transposes_match_a_naive_product() {
+        let a: Vec<f32> = (0..35).map(|i| (i as f32 * 0.37).sin()).collect();
+        let b: Vec<f32> = (0..28).map(|i| (i as f32 * 0.91).cos()).collect();
+        // a: [5, 7], b: [7, 4]; also a^T-shaped data used through .t()
+        let cases = [
+            (View::rows(&a, 5, 7), View::rows(&b, 7, 4)),
+            (View::rows(&a, 7, 5).t(), View::rows(&b, 4, 7).t()),
+        ];
+        for (va, vb) in cases {
+            let want = naive(va, vb);
+            let mut got = vec![1.0f32; 20];
+            matmul(&mut got, va, vb, false, false);
+            for (g, w) in got.iter().zip(&want) {
+                assert!((*g as f64 - w).abs() < 1e-5);
+            }
+            matmul(&mut got, va, vb, true, true);
+            for (g, w) in got.iter().zip(&want) {
+                assert!((*g as f64 - 2.0 * w).abs() < 1e-5);
+            }
+        }
+    }
+}
