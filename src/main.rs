@@ -4,6 +4,11 @@ use clap::Parser;
 use deme_studio::cli::{Cli, run};
 use std::process::ExitCode;
 
+/// Tensors are large, short-lived buffers: mimalloc reuses their pages where the
+/// system allocator maps and faults in fresh ones for each.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli) {
