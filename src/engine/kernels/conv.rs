@@ -189,17 +189,26 @@ pub fn forward(g: &ConvGeom, x: &[f32], weight: &[f32], bias: Option<&[f32]>) ->
             }
         }
     };
-    if outer {
-        out.par_chunks_mut(g.output_len())
-            .zip(x.par_chunks(g.input_len()))
-            .for_each_init(Vec::new, one);
-    } else {
-        let mut col = Vec::new();
-        out.chunks_mut(g.output_len())
-            .zip(x.chunks(g.input_len()))
-            .for_each(|pair| one(&mut col, pair));
-    }
+    per_sample(&mut out, g.output_len(), x, g.input_len(), outer, one);
     out
+}
+
+/// Runs `f(scratch, (dst_n, src_n))` for each sample, over the rayon pool when
+/// `outer` (one scratch buffer per worker), otherwise in order.
+fn per_sample<F>(dst: &mut [f32], dst_len: usize, src: &[f32], src_len: usize, outer: bool, f: F)
+where
+    F: Fn(&mut Vec<f32>, (&mut [f32], &[f32])) + Send + Sync,
+{
+    if outer {
+        dst.par_chunks_mut(dst_len)
+            .zip(src.par_chunks(src_len))
+            .for_each_init(Vec::new, f);
+    } else {
+        let mut scratch = Vec::new();
+        dst.chunks_mut(dst_len)
+            .zip(src.chunks(src_len))
+            .for_each(|pair| f(&mut scratch, pair));
+    }
 }
 
 /// Input gradient: `dy [n, cout, ho, wo]` -> `dx [n, cin, h, w]`.
@@ -219,16 +228,7 @@ pub fn input_grad(g: &ConvGeom, dy: &[f32], weight: &[f32]) -> Vec<f32> {
             col2im_add(g, col, dx_n);
         }
     };
-    if outer {
-        dx.par_chunks_mut(g.input_len())
-            .zip(dy.par_chunks(g.output_len()))
-            .for_each_init(Vec::new, one);
-    } else {
-        let mut col = Vec::new();
-        dx.chunks_mut(g.input_len())
-            .zip(dy.chunks(g.output_len()))
-            .for_each(|pair| one(&mut col, pair));
-    }
+    per_sample(&mut dx, g.input_len(), dy, g.output_len(), outer, one);
     dx
 }
 
