@@ -94,6 +94,10 @@ def case_list(quick, repeats, ddpm_repeats):
         l = ["--grid", "21", "--samples", "16", "--batch-size", "16"]
     add("landscape", "landscape", "Loss landscape against its forward floor: mnist-tiny",
         ["landscape", "--model", "mnist-tiny"] + l + ["--repeats", "1"], None)
+
+    # program start to the first merged preview of the shipped set, in fresh processes
+    add("coldstart", "coldstart", "Cold start to the first merged preview: the shipped set",
+        ["coldstart", "--repeats", "2" if quick else "3"], None, 1)
     return cases
 
 
@@ -207,13 +211,16 @@ def headline(case, res):
         return res["gradsim_ms"]["median"]
     if g == "landscape":
         return res["landscape_ms"]["median"]
+    if g == "coldstart":
+        return res["cold_process_to_fast_pass_ms"]
     return None
 
 
 UNITS = {"train": "images/s", "sample": "images/s", "merge": "ms per re-merge",
-         "gradsim": "ms per heatmap", "landscape": "ms per landscape"}
+         "gradsim": "ms per heatmap", "landscape": "ms per landscape",
+         "coldstart": "ms to the first preview (cold)"}
 HIGHER_IS_BETTER = {"train": True, "sample": True, "merge": False, "gradsim": False,
-                    "landscape": False}
+                    "landscape": False, "coldstart": False}
 
 
 def run_case(case, args, binary, py):
@@ -377,6 +384,31 @@ def table_landscape(out, run):
                " alternately.")
 
 
+def table_coldstart(out, run):
+    res = run["results"]
+    ours = ok(res["ours"])
+    if not ours:
+        out.append(f"failed: {'; '.join(errors(res['ours'])) or 'no result'}")
+        return
+    runs = ours[0]["runs"]
+    out.append("| process | load base + experts (ms) | first picture (ms) | fast pass done (ms) |"
+               " spawn to done (ms) | peak RSS (MB) |")
+    out.append("|---|---:|---:|---:|---:|---:|")
+    for i, r in enumerate(runs):
+        name = "1 (cold)" if i == 0 else f"{i + 1} (warm)"
+        out.append(f"| {name} | {fmt(r['load_ms'])} | {fmt(r['first_picture_ms'])} |"
+                   f" {fmt(r['fast_pass_ms'])} | {fmt(r['process_to_fast_pass_ms'])} |"
+                   f" {fmt(r['peak_rss_mb'], 4)} |")
+    r0 = runs[0]
+    out.append("")
+    out.append(f"Each row is a fresh process: it picks the device, loads the base and"
+               f" {r0['experts']} experts, merges them with equal weights and samples"
+               f" {r0['samples']} images with DDIM {r0['fast_steps']} steps, as the merge view does"
+               " on opening. The times in the first three columns are from the process's own"
+               " start; the last is from spawning it. The CPU backend compiles nothing, so cold"
+               " and warm differ only by what the OS had cached.")
+
+
 def write_report(path, runs, info, args, profile):
     out = ["# Benchmarks", ""]
     if args.quick:
@@ -418,10 +450,11 @@ def write_report(path, runs, info, args, profile):
             out.append(f"- {case['repeats']} repeats")
         out.append("")
         {"train": table_throughput, "sample": table_throughput, "merge": table_merge,
-         "gradsim": table_gradsim, "landscape": table_landscape}[case["group"]](out, run)
+         "gradsim": table_gradsim, "landscape": table_landscape,
+         "coldstart": table_coldstart}[case["group"]](out, run)
         out.append("")
     not_covered = [
-        "Not covered yet (issue 6): cold start in the app, device memory and a GPU column."
+        "Not covered yet (issue 6): device memory and a GPU column (no GPU on this machine)."
         " The app's slider-to-preview latency and frame time are ignored tests (bench/README.md).",
     ]
     out += ["## Not measured here", ""] + not_covered + [""]

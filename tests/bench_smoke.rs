@@ -157,6 +157,39 @@ fn load_case_measures_in_a_fresh_process() {
 }
 
 #[test]
+fn coldstart_case_times_fresh_processes_to_the_first_preview() {
+    let v = &bench(&["coldstart", "--repeats", "2"])[0];
+    assert_eq!(v["case"], "coldstart");
+    assert_eq!(v["impl"], "deme-studio");
+    let runs = v["runs"].as_array().expect("runs");
+    assert_eq!(runs.len(), 2);
+    for r in runs {
+        let (load, first, done, wall) = (
+            num(r, "load_ms"),
+            num(r, "first_picture_ms"),
+            num(r, "fast_pass_ms"),
+            num(r, "process_to_fast_pass_ms"),
+        );
+        // each later moment is measured after the one before, in the same clock
+        // (the child's) or around it (the parent's)
+        assert!(
+            0.0 < load && load < first && first <= done && done < wall,
+            "{r}"
+        );
+        assert_eq!(r["fast_steps"], 5);
+        assert!(num(r, "peak_rss_mb") > 0.0);
+    }
+    assert_eq!(
+        num(v, "cold_process_to_fast_pass_ms"),
+        num(&runs[0], "process_to_fast_pass_ms")
+    );
+    assert_eq!(
+        num(v, "warm_process_to_fast_pass_ms"),
+        num(&runs[1], "process_to_fast_pass_ms")
+    );
+}
+
+#[test]
 fn gradsim_case() {
     let v = &bench(&[
         "gradsim",

@@ -7,6 +7,7 @@
 //! `peak_rss_mb` (the process's peak resident set, `VmHWM`, read at the end of
 //! the case).
 
+mod coldstart;
 mod flops;
 mod gradsim;
 mod landscape;
@@ -51,6 +52,9 @@ pub enum BenchCase {
     Landscape(landscape::LandscapeCase),
     /// Peak host memory of opening base + N experts as the merge view does.
     Load(load::LoadCase),
+    /// From starting the program to the first merged preview of the shipped
+    /// set, in fresh processes (the first cold, the rest warm).
+    Coldstart(coldstart::ColdstartCase),
 }
 
 /// Runs `bench`.
@@ -63,6 +67,7 @@ pub fn run(args: BenchArgs, device: DeviceChoice) -> Result<()> {
         BenchCase::Gradsim(c) => gradsim::run(c, &compute),
         BenchCase::Landscape(c) => landscape::run(c, &compute),
         BenchCase::Load(c) => load::run(c, &compute),
+        BenchCase::Coldstart(c) => coldstart::run(c, &compute),
     }
 }
 

@@ -3,14 +3,15 @@
 //! each with a handwritten backward.
 //!
 //! They enter burn as a backend extension ([`CpuKernels`]) implemented for
-//! `Flex` and for `Autodiff<Flex>`. The model calls them only for tensors on
-//! the flex device ([`on_flex`]); on wgpu the model keeps burn's own ops, which
-//! burn fuses there.
+//! `Flex` and for `Autodiff<Flex>`. The model calls them only for f32 tensors
+//! on the flex device ([`takes`]); on wgpu it keeps burn's own ops, which burn
+//! fuses there.
 
 mod autodiff;
 pub mod conv;
 pub mod group_norm;
 pub mod matmul;
+pub mod merge;
 
 use burn::backend::flex::FlexTensor;
 use burn::backend::tensor::FloatTensor;
@@ -25,6 +26,11 @@ pub fn on_flex(device: &Device) -> bool {
         device.clone().inner().as_dispatch(),
         DispatchDevice::Flex(_)
     )
+}
+
+/// Whether the kernels here take `x`: an f32 tensor on the flex backend.
+pub fn takes<const D: usize>(x: &Tensor<D>) -> bool {
+    x.dtype() == burn::tensor::DType::F32 && on_flex(&x.device())
 }
 
 /// Settings of one fused GroupNorm call.
@@ -104,6 +110,7 @@ fn conv_geom(
     pad: [usize; 4],
 ) -> conv::ConvGeom {
     let (xd, wd) = (x.shape().to_vec(), weight.shape().to_vec());
+    assert_eq!(wd[2], wd[3], "the kernel must be square");
     conv::ConvGeom {
         n: xd[0],
         cin: xd[1],
@@ -238,7 +245,7 @@ impl CpuKernels for Flex {
 }
 
 /// 2D convolution (groups 1, dilation 1) on the flex backend; padding is
-/// (top, bottom, left, right). Panics on any other backend: check [`on_flex`] first.
+/// (top, bottom, left, right). Panics on any other backend or dtype: check [`takes`] first.
 pub fn conv2d(
     x: Tensor<4>,
     weight: Tensor<4>,
@@ -257,7 +264,7 @@ pub fn conv2d(
 }
 
 /// Fused GroupNorm (+ SiLU) on the flex backend. `x: [n, c, ...]`, `gamma`,
-/// `beta: [c]`. Panics on any other backend: check [`on_flex`] first.
+/// `beta: [c]`. Panics on any other backend or dtype: check [`takes`] first.
 pub fn group_norm_act<const D: usize>(
     x: Tensor<D>,
     gamma: Tensor<1>,
@@ -291,6 +298,7 @@ mod tests {
     fn fused_group_norm_matches_burns_ops_forward_and_backward() {
         let d = Device::flex().autodiff();
         assert!(on_flex(&d) && on_flex(&Device::flex()));
+        assert!(takes(&Tensor::<1>::zeros([2], &d)));
         let mut norm = GroupNorm::new(4, 8, 1e-5, &d);
         norm.weight = Param::from_tensor(Tensor::random([8], Distribution::Normal(1.0, 0.3), &d));
         norm.bias = Param::from_tensor(Tensor::random([8], Distribution::Normal(0.0, 0.3), &d));

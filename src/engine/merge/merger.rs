@@ -11,6 +11,7 @@ use super::arithmetic::method_task_vectors;
 use super::method::{MergeMethod, MergeSpec};
 use super::structure::{Alignment, Shapes, Source, identity_values};
 use super::task_vector::HostTaskVectors;
+use crate::engine::kernels;
 use crate::engine::model::EpsModel;
 use crate::engine::model::params::{flat_params, map_flat_params, param_shapes};
 use crate::engine::store::AnyModel;
@@ -110,6 +111,15 @@ fn download(t: Tensor<1>) -> Result<Vec<f32>> {
 
 /// `base + sum_i w_i tau_i` on the device, in [`super::arithmetic`]'s order.
 fn combine(base: &Tensor<1>, taus: &[&Tensor<1>], weights: &[f32]) -> Tensor<1> {
+    let (terms, w): (Vec<&Tensor<1>>, Vec<f32>) = taus
+        .iter()
+        .zip(weights)
+        .filter(|(_, w)| **w != 0.0)
+        .map(|(t, w)| (*t, *w))
+        .unzip();
+    if let Some(sum) = kernels::merge::weighted_sum_tensors(base, &terms, &w) {
+        return sum;
+    }
     let mut acc: Option<Tensor<1>> = None;
     for (tau, &w) in taus.iter().zip(weights) {
         if w == 0.0 {

@@ -83,7 +83,7 @@ impl Conv2d {
     /// # Shapes
     /// `[n, in, h, w] -> [n, out, h', w']`
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        if kernels::on_flex(&x.device()) {
+        if kernels::takes(&x) {
             return kernels::conv2d(
                 x,
                 self.weight.val(),
@@ -157,7 +157,7 @@ impl GroupNorm {
     }
 
     fn forward_with(&self, x: Tensor<4>, silu: bool) -> Tensor<4> {
-        if kernels::on_flex(&x.device()) {
+        if kernels::takes(&x) {
             let args = GnArgs {
                 groups: self.groups,
                 eps: self.eps,
