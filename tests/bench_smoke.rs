@@ -190,6 +190,21 @@ fn coldstart_case_times_fresh_processes_to_the_first_preview() {
 }
 
 #[test]
+fn latency_case_times_drags_and_releases() {
+    let v = &bench(&["latency", "--repeats", "2"])[0];
+    assert_eq!(v["case"], "latency");
+    assert_eq!(v["impl"], "deme-studio");
+    for pass in ["drag", "release"] {
+        spread(v, &format!("{pass}_first_ms"));
+        spread(v, &format!("{pass}_done_ms"));
+        // a pass ends no earlier than its first picture
+        assert!(num(v, &format!("{pass}_done_ms.min")) >= num(v, &format!("{pass}_first_ms.min")));
+    }
+    assert!(num(v, "fine_steps") > num(v, "fast_steps"));
+    assert_eq!(v["repeats"], 2);
+}
+
+#[test]
 fn gradsim_case() {
     let v = &bench(&[
         "gradsim",

@@ -11,8 +11,10 @@ mod coldstart;
 mod flops;
 mod gradsim;
 mod landscape;
+mod latency;
 mod load;
 mod merge;
+mod preview_worker;
 mod sample;
 mod train;
 
@@ -55,6 +57,9 @@ pub enum BenchCase {
     /// From starting the program to the first merged preview of the shipped
     /// set, in fresh processes (the first cold, the rest warm).
     Coldstart(coldstart::ColdstartCase),
+    /// Slider-to-preview latency of the merge worker: a drag's fast pass and
+    /// a release's fine pass, from the request to the first and last picture.
+    Latency(latency::LatencyCase),
 }
 
 /// Runs `bench`.
@@ -68,6 +73,7 @@ pub fn run(args: BenchArgs, device: DeviceChoice) -> Result<()> {
         BenchCase::Landscape(c) => landscape::run(c, &compute),
         BenchCase::Load(c) => load::run(c, &compute),
         BenchCase::Coldstart(c) => coldstart::run(c, &compute),
+        BenchCase::Latency(c) => latency::run(c, &compute),
     }
 }
 

@@ -9,19 +9,12 @@
 //! cache; on wgpu, compiled pipelines).
 
 use super::emit;
-use crate::app::events::{Emitter, Event};
-use crate::app::merge_worker::{Command, MergeWorker, PreviewRequest};
-use crate::app::model_set::{ModelSet, default_set};
-use crate::app::preview::Panel;
-use crate::app::settings::PreviewSettings;
+use super::preview_worker::{self, the_set};
 use crate::engine::device::{Backend, ComputeDevice};
-use crate::engine::merge::MergeSpec;
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Context, Result, bail};
 use clap::Args;
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::sync::mpsc::Receiver;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// Arguments of `bench coldstart`.
 #[derive(Debug, Args)]
@@ -37,62 +30,22 @@ pub struct ColdstartCase {
     pub child: bool,
 }
 
-fn the_set(c: &ColdstartCase) -> Result<ModelSet> {
-    match &c.set {
-        Some(dir) => ModelSet::discover(dir)
-            .ok_or_else(|| anyhow!("{} holds no base and experts", dir.display())),
-        None => default_set().ok_or_else(|| anyhow!("the shipped model set was not found")),
-    }
-}
-
-fn wait_for(events: &Receiver<Event>, what: &str, mut f: impl FnMut(&Event) -> bool) -> Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(600);
-    loop {
-        let e = events
-            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-            .map_err(|_| anyhow!("timed out waiting for {what}"))?;
-        if let Event::LoadFailed { message, .. } = &e {
-            bail!("loading failed: {message}");
-        }
-        if f(&e) {
-            return Ok(());
-        }
-    }
-}
-
 fn child(c: &ColdstartCase, compute: &ComputeDevice) -> Result<()> {
     let start = Instant::now();
-    let set = the_set(c)?;
-    let settings = PreviewSettings::default();
-    let (emitter, events) = Emitter::channel(Arc::new(|| {}));
-    let worker = MergeWorker::spawn(compute.device.clone(), settings, emitter);
-    worker.send(Command::Load(set.clone()));
-    wait_for(&events, "the models", |e| matches!(e, Event::Loaded(_)))?;
+    let set = the_set(c.set.as_deref())?;
+    let open = preview_worker::open(&set, compute)?;
     let loaded = start.elapsed().as_secs_f64();
-    let n = set.experts.len();
-    let generation = worker.request(PreviewRequest {
-        spec: MergeSpec::task_arithmetic(vec![1.0 / n as f32; n]),
-        steps: settings.fast_steps,
-        submitted: Instant::now(),
-        evaluate: false,
-    });
-    let mut first = None;
-    wait_for(&events, "the merged preview", |e| match e {
-        Event::Preview(p) if p.panel == Panel::Merged && p.generation == generation => {
-            first.get_or_insert(start.elapsed().as_secs_f64());
-            p.done
-        }
-        _ => false,
-    })?;
-    let done = start.elapsed().as_secs_f64();
+    let n = open.experts;
+    let requested = start.elapsed().as_secs_f64();
+    let (first, done) = open.preview(vec![1.0 / n as f32; n], open.settings.fast_steps)?;
     emit(
         serde_json::json!({
             "case": "coldstart-child",
             "load_ms": loaded * 1e3,
-            "first_picture_ms": first.unwrap_or(done) * 1e3,
-            "fast_pass_ms": done * 1e3,
-            "samples": settings.samples,
-            "fast_steps": settings.fast_steps,
+            "first_picture_ms": (requested + first) * 1e3,
+            "fast_pass_ms": (requested + done) * 1e3,
+            "samples": open.settings.samples,
+            "fast_steps": open.settings.fast_steps,
             "experts": n,
         }),
         compute,
@@ -105,7 +58,7 @@ pub fn run(c: ColdstartCase, compute: &ComputeDevice) -> Result<()> {
     if c.child {
         return child(&c, compute);
     }
-    let set = the_set(&c)?;
+    let set = the_set(c.set.as_deref())?;
     let exe = std::env::current_exe().context("finding this program")?;
     let device = match compute.backend {
         Backend::Flex => "cpu",
