@@ -345,11 +345,19 @@ def table_merge(out, run):
                    " (target: re-merge within 2x of the copy floor).")
 
 
-def table_gradsim(out, run):
+def ours_or_failure(out, run):
+    """Our successful results of a case without a reference; when there are
+    none, writes the failure into the report and returns an empty list."""
     res = run["results"]
     ours = ok(res["ours"])
     if not ours:
         out.append(f"failed: {'; '.join(errors(res['ours'])) or 'no result'}")
+    return ours
+
+
+def table_gradsim(out, run):
+    ours = ours_or_failure(out, run)
+    if not ours:
         return
     r0 = ours[0]
     heat = spread([r["gradsim_ms"]["median"] for r in ours])
@@ -368,10 +376,8 @@ def table_gradsim(out, run):
 
 
 def table_landscape(out, run):
-    res = run["results"]
-    ours = ok(res["ours"])
+    ours = ours_or_failure(out, run)
     if not ours:
-        out.append(f"failed: {'; '.join(errors(res['ours'])) or 'no result'}")
         return
     r0 = ours[0]
     land = spread([r["landscape_ms"]["median"] for r in ours])
@@ -393,10 +399,8 @@ def table_landscape(out, run):
 
 
 def table_coldstart(out, run):
-    res = run["results"]
-    ours = ok(res["ours"])
+    ours = ours_or_failure(out, run)
     if not ours:
-        out.append(f"failed: {'; '.join(errors(res['ours'])) or 'no result'}")
         return
     runs = ours[0]["runs"]
     out.append("| process | load base + experts (ms) | first picture (ms) | fast pass done (ms) |"
@@ -418,10 +422,8 @@ def table_coldstart(out, run):
 
 
 def table_latency(out, run):
-    res = run["results"]
-    ours = ok(res["ours"])
+    ours = ours_or_failure(out, run)
     if not ours:
-        out.append(f"failed: {'; '.join(errors(res['ours'])) or 'no result'}")
         return
     r = ours[0]
     out.append("| request | first picture ms median | min | max | pass done ms median | min | max |")
