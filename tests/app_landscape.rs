@@ -6,7 +6,7 @@
 //! same expert chosen twice give errors, not panics.
 
 mod common;
-use common::app::{app_on, click, wait_until};
+use common::app::{app_on, click, click_at, wait_until};
 use common::{save_unet, tiny_config};
 
 use burn::tensor::Device;
@@ -24,17 +24,6 @@ fn harness(models: Option<ModelSet>) -> Harness<'static, StudioApp> {
 
 fn shipped() -> Harness<'static, StudioApp> {
     harness(Some(default_set().expect("assets/mnist-tiny is shipped")))
-}
-
-/// A press and release of the primary button at `pos`.
-fn click_at(h: &mut Harness<'_, StudioApp>, pos: egui::Pos2) {
-    h.hover_at(pos);
-    h.step();
-    h.drag_at(pos);
-    h.step();
-    h.drop_at(pos);
-    h.step();
-    h.step();
 }
 
 #[test]

@@ -6,7 +6,7 @@
 //! picture, and an impossible folder is an error, not a panic.
 
 mod common;
-use common::app::{harness_sized, wait_until_within};
+use common::app::{click_at, harness_sized, wait_until_within};
 
 use burn::tensor::Device;
 use deme_studio::app::landscape_view::{MAP_LABEL, MapFrame, point_weights};
@@ -97,17 +97,6 @@ fn wait_until(h: &mut Harness<'_, StudioApp>, what: &str, cond: impl Fn(&StudioA
 
 fn click(h: &mut Harness<'_, StudioApp>, label: &str) {
     h.get_by_label(label).click();
-    h.step();
-    h.step();
-}
-
-/// A press and release of the primary button at `pos`.
-fn click_at(h: &mut Harness<'_, StudioApp>, pos: egui::Pos2) {
-    h.hover_at(pos);
-    h.step();
-    h.drag_at(pos);
-    h.step();
-    h.drop_at(pos);
     h.step();
     h.step();
 }

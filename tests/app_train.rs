@@ -5,28 +5,17 @@
 //! no thread panicking; a two-expert finetune with both curves and folders.
 
 mod common;
-use common::app::{harness_sized, wait_until_within};
+use common::app::{train_app, wait_until_within};
 use common::save_toy_base;
 
 use deme_studio::app::train_settings::TrainMode;
 use deme_studio::app::train_view::{CSV_NAME, PNG_NAME, RunStatus};
-use deme_studio::app::{Settings, StartOptions, StudioApp, View};
+use deme_studio::app::{StudioApp, View};
 use deme_studio::engine::store::{TRAIN_STATE_FILE, WEIGHTS_FILE};
 use egui_kittest::Harness;
 use egui_kittest::kittest::Queryable;
 use std::path::Path;
 use std::time::{Duration, Instant};
-
-fn harness() -> Harness<'static, StudioApp> {
-    let app = StudioApp::headless(StartOptions {
-        settings: Settings {
-            view: View::Train,
-            ..Settings::default()
-        },
-        ..StartOptions::cpu("cpu (flex): test")
-    });
-    harness_sized(app, [1280.0, 800.0])
-}
 
 fn wait_until(h: &mut Harness<'_, StudioApp>, what: &str, cond: impl Fn(&StudioApp) -> bool) {
     wait_until_within(h, what, Duration::from_secs(120), cond);
@@ -72,7 +61,7 @@ fn finish(h: &mut Harness<'_, StudioApp>) {
 fn pretrain_streams_losses_previews_and_saves_a_checkpoint() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("base");
-    let mut h = harness();
+    let mut h = train_app();
     h.step();
     h.get_by_label_contains("press Start");
     toy_pretrain(&mut h, &out, 30);
@@ -127,7 +116,7 @@ fn pretrain_streams_losses_previews_and_saves_a_checkpoint() {
 fn cancel_stops_the_thread_and_leaves_a_resumable_checkpoint() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("base");
-    let mut h = harness();
+    let mut h = train_app();
     toy_pretrain(&mut h, &out, 1_000_000);
     h.state_mut().train_mut().form.pretrain.checkpoint_every = 1_000_000;
     click(&mut h, "Start");
@@ -165,7 +154,7 @@ fn cancel_stops_the_thread_and_leaves_a_resumable_checkpoint() {
 #[test]
 fn pause_holds_the_step_count_and_step_takes_exactly_one() {
     let tmp = tempfile::tempdir().unwrap();
-    let mut h = harness();
+    let mut h = train_app();
     toy_pretrain(&mut h, &tmp.path().join("base"), 1_000_000);
     h.state_mut().train_mut().form.pretrain.checkpoint_every = 1_000_000;
     click(&mut h, "Start");
@@ -199,7 +188,7 @@ fn pause_holds_the_step_count_and_step_takes_exactly_one() {
 #[test]
 fn bad_settings_show_an_error_and_no_thread_panics() {
     let tmp = tempfile::tempdir().unwrap();
-    let mut h = harness();
+    let mut h = train_app();
     toy_pretrain(&mut h, &tmp.path().join("base"), 10);
     h.state_mut().train_mut().form.pretrain.batch_size = 0;
     click(&mut h, "Start");
@@ -241,7 +230,7 @@ fn finetune_of_two_experts_shows_both_curves_and_folders() {
     let base = tmp.path().join("base");
     save_toy_base(&base);
     let out = tmp.path().join("deme");
-    let mut h = harness();
+    let mut h = train_app();
     h.step();
     let f = &mut h.state_mut().train_mut().form;
     f.mode = TrainMode::Finetune;

@@ -5,32 +5,21 @@
 //! a two-expert finetune sends those of the first expert only.
 
 mod common;
-use common::app::{harness_sized, wait_until_within};
+use common::app::{train_app, wait_until_within};
 use common::save_toy_base;
 
 use deme_studio::app::gradsim_view::HEATMAP_LABEL;
 use deme_studio::app::train_settings::{GRADSIM_LIVE_LABEL, TrainMode};
-use deme_studio::app::{Settings, StartOptions, StudioApp, View};
+use deme_studio::app::{StudioApp, View};
 use egui_kittest::Harness;
 use egui_kittest::kittest::Queryable;
 use std::time::Duration;
-
-fn harness() -> Harness<'static, StudioApp> {
-    let app = StudioApp::headless(StartOptions {
-        settings: Settings {
-            view: View::Train,
-            ..Settings::default()
-        },
-        ..StartOptions::cpu("cpu (flex): test")
-    });
-    harness_sized(app, [1280.0, 800.0])
-}
 
 #[test]
 fn pretrain_sends_each_checkpoints_gradient_conflicts_to_the_view() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("base");
-    let mut h = harness();
+    let mut h = train_app();
     h.step();
     {
         let g = h.state_mut().gradsim_mut();
@@ -59,12 +48,7 @@ fn pretrain_sends_each_checkpoints_gradient_conflicts_to_the_view() {
     assert!(h.state().train().form.gradsim_live);
     h.get_by_label_contains("of the pretrain run");
     h.step();
-    h.get_by_label("Start").click();
-    h.step();
-    wait_until_within(&mut h, "the job to end", Duration::from_secs(120), |a| {
-        !a.train().is_running()
-    });
-    assert_eq!(h.state().train().thread_ended_cleanly(), Some(true));
+    start_and_finish(&mut h);
     assert!(
         h.state().train().notes().is_empty(),
         "{:?}",
@@ -102,7 +86,7 @@ fn finetune_sends_the_first_experts_gradient_conflicts() {
     let tmp = tempfile::tempdir().unwrap();
     let base = tmp.path().join("base");
     save_toy_base(&base);
-    let mut h = harness();
+    let mut h = train_app();
     h.step();
     let f = &mut h.state_mut().train_mut().form;
     f.mode = TrainMode::Finetune;
@@ -118,12 +102,7 @@ fn finetune_sends_the_first_experts_gradient_conflicts() {
     f.preview.enabled = false;
     f.gradsim_live = true;
     h.step();
-    h.get_by_label("Start").click();
-    h.step();
-    wait_until_within(&mut h, "the job to end", Duration::from_secs(120), |a| {
-        !a.train().is_running()
-    });
-    assert_eq!(h.state().train().thread_ended_cleanly(), Some(true));
+    start_and_finish(&mut h);
     assert_eq!(h.state().train().error, None);
     let g = h.state().gradsim();
     assert_eq!(g.source(), Some("training run expert_1, step 6"));
@@ -135,4 +114,14 @@ fn finetune_sends_the_first_experts_gradient_conflicts() {
     h.step();
     h.get_by_label(HEATMAP_LABEL);
     h.get_by_label_contains("training run expert_1, step 6");
+}
+
+/// Presses Start and steps until the job has ended, with its thread ended cleanly.
+fn start_and_finish(h: &mut Harness<'_, StudioApp>) {
+    h.get_by_label("Start").click();
+    h.step();
+    wait_until_within(h, "the job to end", Duration::from_secs(120), |a| {
+        !a.train().is_running()
+    });
+    assert_eq!(h.state().train().thread_ended_cleanly(), Some(true));
 }

@@ -60,6 +60,29 @@ pub fn app_on(
     harness_sized(app, [1280.0, 800.0])
 }
 
+/// A press and release of the primary button at `pos`.
+pub fn click_at(h: &mut Harness<'_, StudioApp>, pos: egui::Pos2) {
+    h.hover_at(pos);
+    h.step();
+    h.drag_at(pos);
+    h.step();
+    h.drop_at(pos);
+    h.step();
+    h.step();
+}
+
+/// The app on the Train view with the default settings and no models open.
+pub fn train_app() -> Harness<'static, StudioApp> {
+    let app = StudioApp::headless(deme_studio::app::StartOptions {
+        settings: deme_studio::app::Settings {
+            view: deme_studio::app::View::Train,
+            ..deme_studio::app::Settings::default()
+        },
+        ..deme_studio::app::StartOptions::cpu("cpu (flex): test")
+    });
+    harness_sized(app, [1280.0, 800.0])
+}
+
 /// Steps the app until `cond` holds (failing after five minutes), then once more.
 pub fn wait_until(h: &mut Harness<'_, StudioApp>, what: &str, cond: impl Fn(&StudioApp) -> bool) {
     wait_until_within(h, what, Duration::from_secs(300), cond);
