@@ -9,7 +9,20 @@ use std::process::ExitCode;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// mimalloc's `mi_option_purge_delay` (its place in `mi_option_e`, mimalloc v3).
+const PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+
+/// Keeps freed pages instead of returning them to the OS after a delay: a
+/// training step frees and reallocates the same large buffers every few hundred
+/// milliseconds, and with the default delay (1 s) they were returned and faulted
+/// in again, zeroed by the kernel. Resident memory stays at its peak instead.
+fn keep_freed_pages() {
+    // SAFETY: called once at the start of main, before any other thread exists.
+    unsafe { libmimalloc_sys::mi_option_set(PURGE_DELAY, -1) };
+}
+
 fn main() -> ExitCode {
+    keep_freed_pages();
     let cli = Cli::parse();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
@@ -17,5 +30,19 @@ fn main() -> ExitCode {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_purge_delay_option_is_the_one_set() {
+        // the delay is the only option whose default is 1000 (ms) in mimalloc v3
+        let get = || unsafe { libmimalloc_sys::mi_option_get(PURGE_DELAY) };
+        assert_eq!(get(), 1000);
+        keep_freed_pages();
+        assert_eq!(get(), -1);
     }
 }

@@ -11,6 +11,7 @@
 //!
 //! A 1x1 stride-1 conv without padding skips im2col (`col_n` is `x_n`).
 
+use super::buffer::filled;
 use super::matmul::{View, matmul};
 use rayon::prelude::*;
 
@@ -172,7 +173,6 @@ pub fn forward(g: &ConvGeom, x: &[f32], weight: &[f32], bias: Option<&[f32]>) ->
     assert_eq!(weight.len(), g.cout * g.taps(), "weight size");
     let (p, taps) = (g.positions(), g.taps());
     let w = View::rows(weight, g.cout, taps);
-    let mut out = vec![0.0f32; g.n * g.output_len()];
     let outer = use_outer_parallelism(g.n);
     let one = |col: &mut Vec<f32>, (y_n, x_n): (&mut [f32], &[f32])| {
         let rhs = if g.pointwise() {
@@ -189,26 +189,26 @@ pub fn forward(g: &ConvGeom, x: &[f32], weight: &[f32], bias: Option<&[f32]>) ->
             }
         }
     };
-    per_sample(&mut out, g.output_len(), x, g.input_len(), outer, one);
-    out
+    per_sample(g.n, g.output_len(), x, g.input_len(), outer, one)
 }
 
-/// Runs `f(scratch, (dst_n, src_n))` for each sample, over the rayon pool when
-/// `outer` (one scratch buffer per worker), otherwise in order.
-fn per_sample<F>(dst: &mut [f32], dst_len: usize, src: &[f32], src_len: usize, outer: bool, f: F)
+/// A new `[n, dst_len]` buffer: `f(scratch, (dst_i, src_i))` fills sample `i`
+/// (zeroed first) from `src_i`, over the rayon pool when `outer` (one scratch
+/// buffer per worker job), otherwise in order.
+fn per_sample<F>(
+    n: usize,
+    dst_len: usize,
+    src: &[f32],
+    src_len: usize,
+    outer: bool,
+    f: F,
+) -> Vec<f32>
 where
     F: Fn(&mut Vec<f32>, (&mut [f32], &[f32])) + Send + Sync,
 {
-    if outer {
-        dst.par_chunks_mut(dst_len)
-            .zip(src.par_chunks(src_len))
-            .for_each_init(Vec::new, f);
-    } else {
-        let mut scratch = Vec::new();
-        dst.chunks_mut(dst_len)
-            .zip(src.chunks(src_len))
-            .for_each(|pair| f(&mut scratch, pair));
-    }
+    filled(n * dst_len, dst_len, outer, Vec::new, |col, i, dst| {
+        f(col, (dst, &src[i * src_len..(i + 1) * src_len]))
+    })
 }
 
 /// Input gradient: `dy [n, cout, ho, wo]` -> `dx [n, cin, h, w]`.
@@ -216,7 +216,6 @@ pub fn input_grad(g: &ConvGeom, dy: &[f32], weight: &[f32]) -> Vec<f32> {
     assert_eq!(dy.len(), g.n * g.output_len(), "output gradient size");
     let (p, taps) = (g.positions(), g.taps());
     let wt = View::rows(weight, g.cout, taps).t();
-    let mut dx = vec![0.0f32; g.n * g.input_len()];
     let outer = use_outer_parallelism(g.n);
     let one = |col: &mut Vec<f32>, (dx_n, dy_n): (&mut [f32], &[f32])| {
         let dy_view = View::rows(dy_n, g.cout, p);
@@ -228,8 +227,7 @@ pub fn input_grad(g: &ConvGeom, dy: &[f32], weight: &[f32]) -> Vec<f32> {
             col2im_add(g, col, dx_n);
         }
     };
-    per_sample(&mut dx, g.input_len(), dy, g.output_len(), outer, one);
-    dx
+    per_sample(g.n, g.input_len(), dy, g.output_len(), outer, one)
 }
 
 /// Weight and bias gradients: `(dW [cout, cin, k, k], db [cout])`.

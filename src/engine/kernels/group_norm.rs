@@ -6,7 +6,7 @@
 //! (as torch), `y = gamma_c * xh + beta_c`, and the output is `y` or `silu(y)`.
 //! Statistics are accumulated in f64.
 
-use rayon::prelude::*;
+use super::buffer::filled_with;
 
 /// Shape of one fused GroupNorm call.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -139,16 +139,19 @@ pub fn forward(
 ) -> (Vec<f32>, Vec<[f32; 2]>) {
     let block = shape.block();
     let cpg = shape.c / shape.groups;
-    let mut out = vec![0.0f32; x.len()];
     let mut stats = vec![[0.0f32; 2]; shape.n * shape.groups];
-    out.par_chunks_mut(block)
-        .zip(x.par_chunks(block))
-        .zip(stats.par_iter_mut())
-        .enumerate()
-        .for_each(|(i, ((o, xb), st))| {
+    let out = filled_with(
+        x.len(),
+        block,
+        &mut stats,
+        true,
+        || (),
+        |_, i, o, st| {
             let ch = (i % shape.groups) * cpg..(i % shape.groups + 1) * cpg;
-            *st = forward_block(o, xb, &gamma[ch.clone()], &beta[ch], shape.s, eps, silu);
-        });
+            let xb = &x[i * block..(i + 1) * block];
+            st[0] = forward_block(o, xb, &gamma[ch.clone()], &beta[ch], shape.s, eps, silu);
+        },
+    );
     (out, stats)
 }
 
@@ -242,20 +245,21 @@ pub fn backward(
 ) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
     let block = shape.block();
     let cpg = shape.c / shape.groups;
-    let mut dx = vec![0.0f32; x.len()];
     // per (sample, channel) partial sums of dy * xh and dy
     let mut partial = vec![[0.0f64; 2]; shape.n * shape.c];
-    dx.par_chunks_mut(block)
-        .zip(x.par_chunks(block))
-        .zip(dz.par_chunks(block))
-        .zip(partial.par_chunks_mut(cpg))
-        .enumerate()
-        .for_each(|(i, (((dxb, xb), dzb), part))| {
+    let dx = filled_with(
+        x.len(),
+        block,
+        &mut partial,
+        true,
+        || (),
+        |_, i, dxb, part| {
             let ch = (i % shape.groups) * cpg..(i % shape.groups + 1) * cpg;
+            let blk = i * block..(i + 1) * block;
             backward_block(
                 dxb,
-                xb,
-                dzb,
+                &x[blk.clone()],
+                &dz[blk],
                 &gamma[ch.clone()],
                 &beta[ch],
                 stats[i],
@@ -263,7 +267,8 @@ pub fn backward(
                 silu,
                 part,
             );
-        });
+        },
+    );
     let mut dgamma = vec![0.0f32; shape.c];
     let mut dbeta = vec![0.0f32; shape.c];
     for ch in 0..shape.c {

@@ -8,6 +8,7 @@
 //! fuses there.
 
 mod autodiff;
+mod buffer;
 pub mod conv;
 pub mod group_norm;
 pub mod matmul;
@@ -123,15 +124,24 @@ fn conv_geom(
     }
 }
 
-fn host_f32(t: &FlexTensor) -> std::borrow::Cow<'_, [f32]> {
-    match t.as_slice::<f32>() {
-        Some(s) if t.is_contiguous() => std::borrow::Cow::Borrowed(s),
-        _ => std::borrow::Cow::Owned(
-            t.to_contiguous()
-                .as_slice::<f32>()
-                .expect("f32 tensor")
-                .to_vec(),
-        ),
+/// The f32 values of `t` in row-major order: `t` itself when contiguous,
+/// otherwise one contiguous copy.
+fn host_f32(t: &FlexTensor) -> HostF32 {
+    HostF32(if t.is_contiguous() {
+        t.clone()
+    } else {
+        t.to_contiguous()
+    })
+}
+
+/// A contiguous f32 tensor, read as a slice.
+struct HostF32(FlexTensor);
+
+impl std::ops::Deref for HostF32 {
+    type Target = [f32];
+
+    fn deref(&self) -> &[f32] {
+        self.0.as_slice::<f32>().expect("a contiguous f32 tensor")
     }
 }
 

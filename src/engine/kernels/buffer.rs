@@ -1,0 +1,129 @@
+//! Output buffers filled chunk by chunk on the rayon pool.
+//!
+//! A kernel's output used to be `vec![0.0; len]`: the calling thread zeroed all
+//! of it (and took its page faults) while the workers waited, before the
+//! parallel loop wrote it again. Here each worker zeroes the chunk it is about
+//! to fill, so that work is split too and the chunk is in cache when written.
+
+use rayon::prelude::*;
+use std::mem::MaybeUninit;
+
+/// Writes zeros over `chunk` and returns it as initialised floats.
+fn zero_init(chunk: &mut [MaybeUninit<f32>]) -> &mut [f32] {
+    for v in chunk.iter_mut() {
+        v.write(0.0);
+    }
+    // SAFETY: every element was written just above, and `MaybeUninit<f32>` has
+    // the layout of `f32`.
+    unsafe { &mut *(chunk as *mut [MaybeUninit<f32>] as *mut [f32]) }
+}
+
+/// A new buffer of `len` floats, cut into chunks of `chunk` (the last may be
+/// shorter); `f(scratch, i, chunk_i)` fills chunk `i`, which starts zeroed.
+/// Over the rayon pool when `parallel` (one `init()` scratch per worker
+/// job), otherwise in order with one scratch.
+pub fn filled<S, I, F>(len: usize, chunk: usize, parallel: bool, init: I, f: F) -> Vec<f32>
+where
+    I: Fn() -> S + Sync + Send,
+    F: Fn(&mut S, usize, &mut [f32]) + Sync + Send,
+{
+    let chunks = len.div_ceil(chunk.max(1));
+    let mut none = vec![(); chunks];
+    filled_with(len, chunk, &mut none, parallel, init, |s, i, c, _| {
+        f(s, i, c)
+    })
+}
+
+/// [`filled`], with chunk `i` also given the `i`-th of equal parts of `side`
+/// (per-chunk results such as statistics). `side` must split evenly over the
+/// chunks, at least one item each.
+pub fn filled_with<T, S, I, F>(
+    len: usize,
+    chunk: usize,
+    side: &mut [T],
+    parallel: bool,
+    init: I,
+    f: F,
+) -> Vec<f32>
+where
+    T: Send,
+    I: Fn() -> S + Sync + Send,
+    F: Fn(&mut S, usize, &mut [f32], &mut [T]) + Sync + Send,
+{
+    let chunk = chunk.max(1);
+    let chunks = len.div_ceil(chunk);
+    let per = if chunks == 0 { 1 } else { side.len() / chunks };
+    assert!(
+        per >= 1 && per * chunks == side.len() || chunks == 0,
+        "side items must split evenly over the chunks"
+    );
+    let mut out = Vec::<f32>::with_capacity(len);
+    let spare = &mut out.spare_capacity_mut()[..len];
+    if parallel {
+        spare
+            .par_chunks_mut(chunk)
+            .zip(side.par_chunks_mut(per))
+            .enumerate()
+            .for_each_init(init, |s, (i, (c, t))| f(s, i, zero_init(c), t));
+    } else {
+        let mut s = init();
+        for (i, (c, t)) in spare
+            .chunks_mut(chunk)
+            .zip(side.chunks_mut(per))
+            .enumerate()
+        {
+            f(&mut s, i, zero_init(c), t);
+        }
+    }
+    // SAFETY: the chunks cover `..len` and each was initialised by `zero_init`
+    // (a panic in `f` propagates before this line, leaving the length 0).
+    unsafe { out.set_len(len) };
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_chunk_starts_zeroed_and_keeps_what_it_was_given() {
+        for parallel in [false, true] {
+            // a short last chunk, and chunks that add to what they start with
+            let out = filled(
+                10,
+                4,
+                parallel,
+                || 0usize,
+                |calls, i, c| {
+                    *calls += 1;
+                    assert!(c.iter().all(|&v| v == 0.0));
+                    for (j, v) in c.iter_mut().enumerate() {
+                        *v += (i * 4 + j) as f32;
+                    }
+                },
+            );
+            assert_eq!(out, (0..10).map(|v| v as f32).collect::<Vec<_>>());
+        }
+        assert!(filled(0, 4, true, || (), |_, _, _| unreachable!()).is_empty());
+    }
+
+    #[test]
+    fn side_items_go_with_their_chunk() {
+        for parallel in [false, true] {
+            let mut side = vec![0usize; 6];
+            let out = filled_with(
+                9,
+                3,
+                &mut side,
+                parallel,
+                || (),
+                |_, i, c, t| {
+                    c.fill(i as f32);
+                    t.fill(i + 1);
+                },
+            );
+            assert_eq!(out, [0.0, 0.0, 0.0, 1.0, 1.0, 1.0, 2.0, 2.0, 2.0]);
+            assert_eq!(side, [1, 1, 2, 2, 3, 3]);
+        }
+    }
+}
