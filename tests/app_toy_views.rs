@@ -292,3 +292,52 @@ fn the_teaching_view_exports_its_clouds_losses_and_picture() {
             >= 1
     );
 }
+
+/// Steps until `cond`, failing if any input widget is unnamed on any frame on the way
+/// (kittest checks only settled frames; a field shown while a job runs escaped it).
+fn wait_all_named(
+    h: &mut Harness<'_, StudioApp>,
+    what: &str,
+    mut cond: impl FnMut(&StudioApp) -> bool,
+) {
+    let start = std::time::Instant::now();
+    loop {
+        h.step();
+        let unnamed = h.unnamed_widgets();
+        assert!(unnamed.is_empty(), "{what}: unnamed inputs {unnamed:?}");
+        if cond(h.state()) {
+            return;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(300),
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn every_input_has_a_name_on_every_frame_while_the_views_work() {
+    let mut h = opened(View::TaskVectors);
+    wait_all_named(&mut h, "task vectors", |a| {
+        a.taskvec().stats().is_some() && !a.taskvec().is_running()
+    });
+    let mut h = opened(View::GradientConflicts);
+    h.state_mut().gradsim_mut().k = 4;
+    click(&mut h, "Compute");
+    wait_all_named(&mut h, "gradient conflicts", |a| {
+        a.gradsim().result().is_some() && !a.gradsim().is_running()
+    });
+    let mut h = opened(View::Merge);
+    wait_all_named(&mut h, "merge", |a| {
+        a.merge().is_settled(quick().fine_steps)
+    });
+    for view in [View::Landscape, View::About, View::Train, View::Teaching] {
+        let mut h = opened(view);
+        let mut frames = 0;
+        wait_all_named(&mut h, &format!("{view:?}"), |_| {
+            frames += 1;
+            frames > 20
+        });
+    }
+}

@@ -231,8 +231,9 @@ pub fn gradsim_ui(ui: &mut egui::Ui, state: &mut GradSimState) -> Vec<GradSimAct
         ui.strong(state.caption());
     }
     ui.horizontal(|ui| {
-        ui.label("Export (PNG, CSV, JSON) into");
+        let label = ui.label("Export (PNG, CSV, JSON) into");
         ui.add(egui::TextEdit::singleline(&mut state.export_dir).desired_width(320.0))
+            .labelled_by(label.id)
             .on_hover_text(
                 "heatmap.png, cosine.csv (t_i, t_j, cosine), groups.csv and gradsim.json",
             );

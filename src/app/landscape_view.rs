@@ -1105,8 +1105,9 @@ fn side_ui(
     ui.add_space(6.0);
     ui.strong("Export the landscape");
     ui.horizontal(|ui| {
-        ui.label("folder");
-        ui.add(egui::TextEdit::singleline(&mut state.export_dir).desired_width(180.0));
+        let label = ui.label("folder");
+        ui.add(egui::TextEdit::singleline(&mut state.export_dir).desired_width(180.0))
+            .labelled_by(label.id);
         let ready = state.result.is_some();
         let button = ui
             .add_enabled(ready, egui::Button::new("Export"))

@@ -895,12 +895,13 @@ fn row_name(names: &[String], y: f64) -> String {
 
 fn export_ui(ui: &mut egui::Ui, state: &mut TaskVecState, actions: &mut Vec<TaskVecAction>) {
     ui.horizontal(|ui| {
-        ui.label("Export (CSV, PNG, JSON) into").on_hover_text(format!(
+        let label = ui.label("Export (CSV, PNG, JSON) into").on_hover_text(format!(
             "writes {}: the numbers behind every plot (CSV), the cosine table as a picture (PNG) \
              and everything as JSON",
             EXPORT_FILES.join(", ")
         ));
-        ui.add(egui::TextEdit::singleline(&mut state.export_dir).desired_width(360.0));
+        ui.add(egui::TextEdit::singleline(&mut state.export_dir).desired_width(360.0))
+            .labelled_by(label.id);
         ui.add_enabled_ui(!state.exporting, |ui| {
             if ui
                 .button("Choose…")

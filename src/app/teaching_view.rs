@@ -257,8 +257,9 @@ fn export_ui(ui: &mut egui::Ui, s: &mut TeachingState, actions: &mut Vec<Teachin
         EXPORT_FILES.join(", ")
     ));
     ui.horizontal(|ui| {
-        ui.label("into");
+        let label = ui.label("into");
         ui.add(egui::TextEdit::singleline(&mut s.export_dir).desired_width(180.0))
+            .labelled_by(label.id)
             .on_hover_text("folder (made if missing)");
         if ui
             .button("Export")

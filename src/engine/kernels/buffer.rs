@@ -52,7 +52,7 @@ where
 {
     let chunk = chunk.max(1);
     let chunks = len.div_ceil(chunk);
-    let per = if chunks == 0 { 1 } else { side.len() / chunks };
+    let per = side.len().checked_div(chunks).unwrap_or(1);
     assert!(
         per >= 1 && per * chunks == side.len() || chunks == 0,
         "side items must split evenly over the chunks"

@@ -11,6 +11,8 @@ mod autodiff;
 mod buffer;
 pub mod conv;
 pub mod group_norm;
+pub mod layout;
+mod layout_ops;
 pub mod matmul;
 pub mod merge;
 
@@ -20,6 +22,7 @@ use burn::backend::{Backend, DispatchDevice, Flex, TensorMetadata, backend_exten
 use burn::tensor::{Device, Tensor, TensorData};
 
 pub use group_norm::GnShape;
+pub use layout_ops::{CpuLayout, CpuLayoutGrad, cat_channels, upsample_nearest2x};
 
 /// Whether `device` is burn's flex CPU backend (with or without autodiff).
 pub fn on_flex(device: &Device) -> bool {

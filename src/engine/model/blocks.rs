@@ -7,6 +7,7 @@
 use super::attention::Attention;
 use super::layers::{Conv2d, Init};
 use super::resnet::{ResnetBlock2D, ResnetSpec};
+use crate::engine::kernels;
 use burn::module::Module;
 use burn::tensor::{Device, Tensor};
 
@@ -67,6 +68,9 @@ pub struct Upsample2D {
 /// # Shapes
 /// `[n, c, h, w] -> [n, c, 2h, 2w]`
 pub fn upsample_nearest2x(x: Tensor<4>) -> Tensor<4> {
+    if kernels::takes(&x) {
+        return kernels::upsample_nearest2x(x);
+    }
     let [n, c, h, w] = x.dims();
     x.reshape([n, c, h, 1, w, 1])
         .expand([n, c, h, 2, w, 2])
@@ -225,7 +229,12 @@ impl UpBlock {
     ) -> Tensor<4> {
         for (i, resnet) in self.resnets.iter().enumerate() {
             let skip = skips.pop().expect("skip count is fixed by construction");
-            x = resnet.forward(Tensor::cat(vec![x, skip], 1), temb.clone());
+            let joined = if kernels::takes(&x) && kernels::takes(&skip) {
+                kernels::cat_channels(x, skip)
+            } else {
+                Tensor::cat(vec![x, skip], 1)
+            };
+            x = resnet.forward(joined, temb.clone());
             if let Some(attn) = self.attentions.get(i) {
                 x = attn.forward(x);
             }

@@ -1,0 +1,152 @@
+//! Data movement on host memory, parallel over planes or samples: nearest 2x
+//! upsampling and concatenation along channels, with their gradients. burn's
+//! own versions run on the calling thread while the workers wait.
+
+use super::buffer::filled;
+
+/// `x [planes, h, w]` -> `[planes, 2h, 2w]`: each pixel repeated over a 2x2 block.
+pub fn upsample2x(x: &[f32], h: usize, w: usize) -> Vec<f32> {
+    let plane = h * w;
+    filled(
+        4 * x.len(),
+        4 * plane,
+        true,
+        || (),
+        |_, i, out| {
+            let src = &x[i * plane..(i + 1) * plane];
+            for (row, pair) in src.chunks_exact(w).zip(out.chunks_exact_mut(4 * w)) {
+                let (top, bottom) = pair.split_at_mut(2 * w);
+                for (o, &v) in top.chunks_exact_mut(2).zip(row) {
+                    o[0] = v;
+                    o[1] = v;
+                }
+                bottom.copy_from_slice(top);
+            }
+        },
+    )
+}
+
+/// Gradient of [`upsample2x`]: `dy [planes, 2h, 2w]` -> `[planes, h, w]`, the
+/// sum over each 2x2 block.
+pub fn upsample2x_backward(dy: &[f32], h: usize, w: usize) -> Vec<f32> {
+    let plane = h * w;
+    filled(
+        dy.len() / 4,
+        plane,
+        true,
+        || (),
+        |_, i, dx| {
+            let src = &dy[4 * i * plane..4 * (i + 1) * plane];
+            for (d, pair) in dx.chunks_exact_mut(w).zip(src.chunks_exact(4 * w)) {
+                let (top, bottom) = pair.split_at(2 * w);
+                for ((o, t), b) in d
+                    .iter_mut()
+                    .zip(top.chunks_exact(2))
+                    .zip(bottom.chunks_exact(2))
+                {
+                    *o = (t[0] + t[1]) + (b[0] + b[1]);
+                }
+            }
+        },
+    )
+}
+
+/// `a [n, ka]` and `b [n, kb]` -> `[n, ka + kb]` (`ka`, `kb`: elements per sample).
+pub fn concat(a: &[f32], b: &[f32], n: usize) -> Vec<f32> {
+    if n == 0 {
+        return Vec::new();
+    }
+    let (ka, kb) = (a.len() / n, b.len() / n);
+    assert_eq!(
+        (ka * n, kb * n),
+        (a.len(), b.len()),
+        "sizes must split over the batch"
+    );
+    filled(
+        a.len() + b.len(),
+        ka + kb,
+        true,
+        || (),
+        |_, i, out| {
+            let (oa, ob) = out.split_at_mut(ka);
+            oa.copy_from_slice(&a[i * ka..(i + 1) * ka]);
+            ob.copy_from_slice(&b[i * kb..(i + 1) * kb]);
+        },
+    )
+}
+
+/// Inverse of [`concat`]: `x [n, ka + kb]` -> (`[n, ka]`, `[n, kb]`).
+pub fn split(x: &[f32], n: usize, ka: usize) -> (Vec<f32>, Vec<f32>) {
+    if n == 0 {
+        return (Vec::new(), Vec::new());
+    }
+    let k = x.len() / n;
+    assert!(
+        k * n == x.len() && ka <= k,
+        "sizes must split over the batch"
+    );
+    let part = |offset: usize, len: usize| {
+        filled(
+            n * len,
+            len,
+            true,
+            || (),
+            |_, i, out| out.copy_from_slice(&x[i * k + offset..i * k + offset + len]),
+        )
+    };
+    (part(0, ka), part(ka, k - ka))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn data(len: usize) -> Vec<f32> {
+        (0..len).map(|i| (i * 7 % 13) as f32 - 6.0).collect()
+    }
+
+    #[test]
+    fn upsampling_repeats_each_pixel_and_its_gradient_sums_the_block() {
+        let (planes, h, w) = (3, 2, 5);
+        let x = data(planes * h * w);
+        let y = upsample2x(&x, h, w);
+        assert_eq!(y.len(), 4 * x.len());
+        for p in 0..planes {
+            for oy in 0..2 * h {
+                for ox in 0..2 * w {
+                    assert_eq!(
+                        y[(p * 2 * h + oy) * 2 * w + ox],
+                        x[(p * h + oy / 2) * w + ox / 2]
+                    );
+                }
+            }
+        }
+        let dy = data(y.len());
+        let dx = upsample2x_backward(&dy, h, w);
+        for p in 0..planes {
+            for iy in 0..h {
+                for ix in 0..w {
+                    let at = |oy: usize, ox: usize| dy[(p * 2 * h + oy) * 2 * w + ox];
+                    let want = at(2 * iy, 2 * ix)
+                        + at(2 * iy, 2 * ix + 1)
+                        + at(2 * iy + 1, 2 * ix)
+                        + at(2 * iy + 1, 2 * ix + 1);
+                    assert_eq!(dx[(p * h + iy) * w + ix], want);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn concat_and_split_are_inverse_per_sample() {
+        let (n, ka, kb) = (4, 6, 10);
+        let (a, b) = (data(n * ka), data(n * kb + 3)[3..].to_vec());
+        let c = concat(&a, &b, n);
+        for i in 0..n {
+            assert_eq!(&c[i * 16..i * 16 + 6], &a[i * 6..(i + 1) * 6]);
+            assert_eq!(&c[i * 16 + 6..(i + 1) * 16], &b[i * 10..(i + 1) * 10]);
+        }
+        assert_eq!(split(&c, n, ka), (a, b));
+        assert!(concat(&[], &[], 0).is_empty());
+    }
+}
