@@ -341,8 +341,10 @@ def table_merge(out, run):
         r = ours[0]
         out.append("")
         out.append(f"{r['params']:,} parameters ({r['model_mb']:.4g} MB), {r['experts']} experts;"
-                   " each side's copy floor copies the model's bytes once in its own process"
-                   " (target: re-merge within 2x of the copy floor).")
+                   " each side's copy floor copies the model's bytes once in its own process,"
+                   " over its worker threads (target: re-merge within 2x of the copy floor)."
+                   f" A re-merge reads the base and {r['experts']} task vectors and writes"
+                   f" the model: {(r['experts'] + 2) / 2:.3g}x the bytes the copy moves.")
 
 
 def ours_or_failure(out, run):

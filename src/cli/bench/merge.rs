@@ -8,6 +8,7 @@ use crate::engine::store::{AnyModel, ModelSpec};
 use anyhow::Result;
 use burn::tensor::Device;
 use clap::Args;
+use rayon::prelude::*;
 
 /// Arguments of `bench merge`.
 #[derive(Debug, Args)]
@@ -53,11 +54,16 @@ fn bench_merge(
         merged = Some(merger.merge_into(m, &MergeSpec::task_arithmetic(w))?);
         sync(device)
     })?;
+    // the floor copies over the same worker pool as the merge (as PyTorch's
+    // `copy_` uses its threads), in the merge's chunk size
     let copy = |n: usize| -> Result<Vec<f64>> {
         let src: Vec<f32> = (0..n).map(|i| i as f32).collect();
         let mut dst = vec![0f32; n];
         time_repeats(repeats, |_| {
-            dst.copy_from_slice(std::hint::black_box(&src));
+            let src = std::hint::black_box(&src);
+            dst.par_chunks_mut(1 << 15)
+                .zip(src.par_chunks(1 << 15))
+                .for_each(|(d, s)| d.copy_from_slice(s));
             std::hint::black_box(&mut dst);
             Ok(())
         })

@@ -109,15 +109,16 @@ fn download(t: Tensor<1>) -> Result<Vec<f32>> {
         .map_err(|e| anyhow!("reading a tensor back from the device: {e:?}"))
 }
 
-/// `base + sum_i w_i tau_i` on the device, in [`super::arithmetic`]'s order.
-fn combine(base: &Tensor<1>, taus: &[&Tensor<1>], weights: &[f32]) -> Tensor<1> {
+/// `base + sum_i w_i tau_i` on the device, in [`super::arithmetic`]'s order;
+/// `old` is the value it replaces (its buffer is reused where it can be).
+fn combine(base: &Tensor<1>, taus: &[&Tensor<1>], weights: &[f32], old: Tensor<1>) -> Tensor<1> {
     let (terms, w): (Vec<&Tensor<1>>, Vec<f32>) = taus
         .iter()
         .zip(weights)
         .filter(|(_, w)| **w != 0.0)
         .map(|(t, w)| (*t, *w))
         .unzip();
-    if let Some(sum) = kernels::merge::weighted_sum_tensors(base, &terms, &w) {
+    if let Some(sum) = kernels::merge::weighted_sum_tensors(base, &terms, &w, Some(old)) {
         return sum;
     }
     let mut acc: Option<Tensor<1>> = None;
@@ -329,7 +330,7 @@ impl<M: Mergeable> Merger<M> {
             &mut |key, old| match (self.base.get(key), weights.get(key)) {
                 (Some(base), Some(w)) => {
                     let per_expert: Vec<&Tensor<1>> = taus.iter().map(|t| &t[key]).collect();
-                    combine(base, &per_expert, w)
+                    combine(base, &per_expert, w, old)
                 }
                 _ => {
                     missing.get_or_insert_with(|| key.to_string());
