@@ -7,6 +7,7 @@
 //! Statistics are accumulated in f64.
 
 use super::buffer::filled_with;
+use super::simd::avx2;
 
 /// Shape of one fused GroupNorm call.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -83,6 +84,7 @@ fn row_sums(row: &[f32], m: f32) -> (f64, f64) {
 }
 
 /// Mean and reciprocal standard deviation of one (sample, group) block.
+#[inline(always)]
 fn block_stats(xb: &[f32], s: usize, eps: f64) -> [f32; 2] {
     // shift by the first value so the f32 lane sums stay well conditioned
     let shift = xb[0];
@@ -101,8 +103,22 @@ fn block_stats(xb: &[f32], s: usize, eps: f64) -> [f32; 2] {
     ]
 }
 
-#[inline(never)]
-fn forward_block(
+avx2!(
+    /// One (sample, group) block of the forward pass; returns `[mean, rstd]`.
+    #[inline(never)]
+    fn forward_block(
+        o: &mut [f32],
+        xb: &[f32],
+        gamma: &[f32],
+        beta: &[f32],
+        s: usize,
+        eps: f64,
+        silu: bool,
+    ) -> [f32; 2] = forward_block_body
+);
+
+#[inline(always)]
+fn forward_block_body(
     o: &mut [f32],
     xb: &[f32],
     gamma: &[f32],
@@ -155,11 +171,27 @@ pub fn forward(
     (out, stats)
 }
 
-/// One (sample, group) block of the backward pass. Writes `dx` and returns
-/// `(sum dy * xh, sum dy)` per channel of the group.
-#[inline(never)]
+avx2!(
+    /// One (sample, group) block of the backward pass. Writes `dx` and
+    /// `(sum dy * xh, sum dy)` per channel of the group into `part`.
+    #[inline(never)]
+    #[allow(clippy::too_many_arguments)]
+    fn backward_block(
+        dxb: &mut [f32],
+        xb: &[f32],
+        dzb: &[f32],
+        gamma: &[f32],
+        beta: &[f32],
+        stats: [f32; 2],
+        s: usize,
+        silu: bool,
+        part: &mut [[f64; 2]],
+    ) = backward_block_body
+);
+
+#[inline(always)]
 #[allow(clippy::too_many_arguments)]
-fn backward_block(
+fn backward_block_body(
     dxb: &mut [f32],
     xb: &[f32],
     dzb: &[f32],
@@ -423,6 +455,32 @@ mod tests {
                     beta[c],
                 );
                 close(db[c], want, &format!("dbeta[{c}]"));
+            }
+        }
+    }
+
+    /// The AVX2 build of the blocks (what the dispatch picks on this CPU)
+    /// gives the baseline build's bits, tails included.
+    #[test]
+    fn the_wide_and_the_baseline_blocks_agree_bit_for_bit() {
+        for s in [1usize, 7, 8, 29] {
+            let cpg = 3;
+            let xb = data(cpg * s, s as u32);
+            let dz = data(cpg * s, 99);
+            let gamma = data(cpg, 3);
+            let beta = data(cpg, 5);
+            for silu in [false, true] {
+                let (mut o1, mut o2) = (vec![0.0; xb.len()], vec![0.0; xb.len()]);
+                let st1 = forward_block(&mut o1, &xb, &gamma, &beta, s, 1e-5, silu);
+                let st2 = forward_block_body(&mut o2, &xb, &gamma, &beta, s, 1e-5, silu);
+                let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(&o1), bits(&o2), "forward, s {s}, silu {silu}");
+                assert_eq!(bits(&st1), bits(&st2));
+                let (mut p1, mut p2) = (vec![[0.0f64; 2]; cpg], vec![[0.0f64; 2]; cpg]);
+                backward_block(&mut o1, &xb, &dz, &gamma, &beta, st1, s, silu, &mut p1);
+                backward_block_body(&mut o2, &xb, &dz, &gamma, &beta, st2, s, silu, &mut p2);
+                assert_eq!(bits(&o1), bits(&o2), "backward, s {s}, silu {silu}");
+                assert_eq!(p1, p2);
             }
         }
     }
