@@ -9,7 +9,10 @@
 //! - weight gradient: `dW = sum_n dy_n col_n^T`, one partial per worker, summed;
 //! - bias gradient: the sum of `dy` over the batch and the positions.
 //!
-//! A 1x1 stride-1 conv without padding skips im2col (`col_n` is `x_n`).
+//! A 1x1 stride-1 conv without padding skips im2col (`col_n` is `x_n`). A
+//! stride-1 conv whose output is as wide as its input (3x3 with padding 1)
+//! builds each tap's block as one shifted copy of the input plane, then zeroes
+//! the columns that wrapped around; col2im adds in one run the same way.
 
 use super::buffer::filled;
 use super::matmul::{View, matmul};
@@ -83,6 +86,37 @@ impl ConvGeom {
         lo..hi.max(lo)
     }
 
+    /// Whether each tap's block of `col` is the input plane shifted by a
+    /// constant flat offset (stride 1, output as wide as the input), so it can
+    /// be copied in one run and the few wrapped columns zeroed afterwards.
+    fn flat_shift(&self) -> bool {
+        self.stride == 1 && self.wo() == self.w && self.w > 0
+    }
+
+    /// For [`Self::flat_shift`] geometries and tap `(ky, kx)`: the output rows
+    /// whose input row is inside, and the flat offset from an output position
+    /// `oy * wo + ox` to the input position it sees.
+    fn shift(&self, ky: usize, kx: usize) -> (std::ops::Range<usize>, isize) {
+        let r = ky as isize - self.pad[0] as isize;
+        let d = kx as isize - self.pad[2] as isize;
+        let lo = (-r).max(0) as usize;
+        let hi = (self.h as isize - r).clamp(0, self.ho() as isize) as usize;
+        (lo.min(hi)..hi, r * self.w as isize + d)
+    }
+
+    /// The positions `q` of output rows `rows` whose `q + off` lies inside the
+    /// input plane.
+    fn in_plane(&self, rows: &std::ops::Range<usize>, off: isize) -> std::ops::Range<usize> {
+        let plane = (self.h * self.w) as isize;
+        let wo = self.wo() as isize;
+        let (first, last) = (rows.start as isize * wo, rows.end as isize * wo);
+        let (lo, hi) = (first.max(-off), last.min(plane - off));
+        if hi <= lo {
+            return first as usize..first as usize;
+        }
+        lo as usize..hi as usize
+    }
+
     /// Input row seen by output row `oy` through tap row `ky`, if inside.
     fn input_row(&self, oy: usize, ky: usize) -> Option<usize> {
         (oy * self.stride + ky)
@@ -101,6 +135,9 @@ fn zero(out: &mut [f32]) {
 
 /// Fills `col` (`[taps, positions]`) from one sample `x_n` (`[cin, h, w]`).
 fn im2col(g: &ConvGeom, x_n: &[f32], col: &mut [f32]) {
+    if g.flat_shift() {
+        return im2col_shifted(g, x_n, col);
+    }
     let (k, s, wo, ho) = (g.k, g.stride, g.wo(), g.ho());
     let l = g.pad[2];
     let plane = g.h * g.w;
@@ -132,8 +169,45 @@ fn im2col(g: &ConvGeom, x_n: &[f32], col: &mut [f32]) {
     }
 }
 
-/// Adds `col` (`[taps, positions]`) back onto one sample's input gradient `dx_n`.
-fn col2im_add(g: &ConvGeom, col: &[f32], dx_n: &mut [f32]) {
+/// [`im2col`] for [`ConvGeom::flat_shift`] geometries: per tap one copy of
+/// the rows inside, then zeros over the rows and columns outside.
+fn im2col_shifted(g: &ConvGeom, x_n: &[f32], col: &mut [f32]) {
+    let (k, wo) = (g.k, g.wo());
+    let plane = g.h * g.w;
+    for (row, dst) in col.chunks_exact_mut(g.positions()).enumerate() {
+        let (ci, tap) = (row / (k * k), row % (k * k));
+        let src = &x_n[ci * plane..(ci + 1) * plane];
+        let (rows, off) = g.shift(tap / k, tap % k);
+        let copy = g.in_plane(&rows, off);
+        if !copy.is_empty() {
+            let from = (copy.start as isize + off) as usize;
+            dst[copy.clone()].copy_from_slice(&src[from..from + copy.len()]);
+        }
+        zero(&mut dst[..copy.start]);
+        zero(&mut dst[copy.end..]);
+        zero_outside_cols(g, tap % k, &mut dst[rows.start * wo..rows.end * wo]);
+    }
+}
+
+/// Zeroes, in each row of `block` (rows of `wo`), the columns outside
+/// [`ConvGeom::valid_cols`] of tap column `kx`.
+fn zero_outside_cols(g: &ConvGeom, kx: usize, block: &mut [f32]) {
+    let cols = g.valid_cols(kx);
+    if cols == (0..g.wo()) {
+        return;
+    }
+    for r in block.chunks_exact_mut(g.wo()) {
+        zero(&mut r[..cols.start]);
+        zero(&mut r[cols.end..]);
+    }
+}
+
+/// Adds `col` (`[taps, positions]`) back onto one sample's input gradient
+/// `dx_n`; `col` is scratch and may be changed.
+fn col2im_add(g: &ConvGeom, col: &mut [f32], dx_n: &mut [f32]) {
+    if g.flat_shift() {
+        return col2im_add_shifted(g, col, dx_n);
+    }
     let (k, s, wo, ho) = (g.k, g.stride, g.wo(), g.ho());
     let l = g.pad[2];
     let plane = g.h * g.w;
@@ -158,6 +232,28 @@ fn col2im_add(g: &ConvGeom, col: &[f32], dx_n: &mut [f32]) {
                     dst_row[first + j * s] += v;
                 }
             }
+        }
+    }
+}
+
+/// [`col2im_add`] for [`ConvGeom::flat_shift`] geometries: per tap the
+/// columns outside are zeroed in `col`, then the rows inside are added in one
+/// run (the wrapped positions add zero).
+fn col2im_add_shifted(g: &ConvGeom, col: &mut [f32], dx_n: &mut [f32]) {
+    let (k, wo) = (g.k, g.wo());
+    let plane = g.h * g.w;
+    for (row, src) in col.chunks_exact_mut(g.positions()).enumerate() {
+        let (ci, tap) = (row / (k * k), row % (k * k));
+        let dst = &mut dx_n[ci * plane..(ci + 1) * plane];
+        let (rows, off) = g.shift(tap / k, tap % k);
+        zero_outside_cols(g, tap % k, &mut src[rows.start * wo..rows.end * wo]);
+        let add = g.in_plane(&rows, off);
+        if add.is_empty() {
+            continue;
+        }
+        let to = (add.start as isize + off) as usize;
+        for (d, v) in dst[to..to + add.len()].iter_mut().zip(&src[add]) {
+            *d += v;
         }
     }
 }
@@ -342,6 +438,25 @@ mod tests {
                 h: 5,
                 w: 5,
                 pad: [0; 4],
+                ..base
+            },
+            // stride 1 and as wide as the input: the shifted-copy path, with
+            // a wide kernel, uneven padding and planes shorter than the kernel
+            ConvGeom {
+                k: 5,
+                pad: [2; 4],
+                ..base
+            },
+            ConvGeom {
+                pad: [0, 2, 2, 0],
+                ..base
+            },
+            ConvGeom { h: 1, w: 4, ..base },
+            ConvGeom {
+                h: 2,
+                w: 3,
+                k: 5,
+                pad: [3, 1, 2, 2],
                 ..base
             },
         ]
