@@ -192,13 +192,12 @@ fn im2col_shifted(g: &ConvGeom, x_n: &[f32], col: &mut [f32]) {
 /// Zeroes, in each row of `block` (rows of `wo`), the columns outside
 /// [`ConvGeom::valid_cols`] of tap column `kx`.
 fn zero_outside_cols(g: &ConvGeom, kx: usize, block: &mut [f32]) {
-    let cols = g.valid_cols(kx);
-    if cols == (0..g.wo()) {
-        return;
-    }
-    for r in block.chunks_exact_mut(g.wo()) {
-        zero(&mut r[..cols.start]);
-        zero(&mut r[cols.end..]);
+    let (cols, wo) = (g.valid_cols(kx), g.wo());
+    // column by column: few columns, many rows
+    for j in (0..cols.start).chain(cols.end..wo) {
+        for v in block.iter_mut().skip(j).step_by(wo) {
+            *v = 0.0;
+        }
     }
 }
 
