@@ -335,7 +335,7 @@ pub fn weight_grad(g: &ConvGeom, x: &[f32], dy: &[f32]) -> (Vec<f32>, Vec<f32>) 
     let partials: Vec<(Vec<f32>, Vec<f64>)> = (0..g.n.div_ceil(per))
         .into_par_iter()
         .map(|chunk| {
-            let mut dw = vec![0.0f32; g.cout * taps];
+            let mut dwt = vec![0.0f32; taps * g.cout];
             let mut db = vec![0.0f64; g.cout];
             let mut col = Vec::new();
             for i in chunk * per..((chunk + 1) * per).min(g.n) {
@@ -348,18 +348,24 @@ pub fn weight_grad(g: &ConvGeom, x: &[f32], dy: &[f32]) -> (Vec<f32>, Vec<f32>) 
                     im2col(g, x_n, &mut col);
                     View::rows(&col, taps, p)
                 };
-                matmul(&mut dw, View::rows(dy_n, g.cout, p), cols.t(), true, false);
+                // dW^T += col_n dy_n^T: gemm reads col_n in place (it would pack
+                // it as the left operand of dy_n col_n^T)
+                matmul(&mut dwt, cols, View::rows(dy_n, g.cout, p).t(), true, false);
                 for (acc, row) in db.iter_mut().zip(dy_n.chunks_exact(p)) {
                     *acc += row.iter().map(|&v| v as f64).sum::<f64>();
                 }
             }
-            (dw, db)
+            (dwt, db)
         })
         .collect();
     let mut dw = vec![0.0f32; g.cout * taps];
     let mut db = vec![0.0f64; g.cout];
-    for (pw, pb) in partials {
-        dw.iter_mut().zip(&pw).for_each(|(a, b)| *a += b);
+    for (pwt, pb) in partials {
+        for (t, row) in pwt.chunks_exact(g.cout).enumerate() {
+            for (co, v) in row.iter().enumerate() {
+                dw[co * taps + t] += v;
+            }
+        }
         db.iter_mut().zip(&pb).for_each(|(a, b)| *a += b);
     }
     (dw, db.into_iter().map(|v| v as f32).collect())
