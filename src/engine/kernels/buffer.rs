@@ -6,7 +6,37 @@
 //! to fill, so that work is split too and the chunk is in cache when written.
 
 use rayon::prelude::*;
+use std::cell::Cell;
 use std::mem::MaybeUninit;
+
+thread_local! {
+    /// This thread's scratch buffer, kept between calls (see [`with_scratch`]).
+    static SCRATCH: Cell<Vec<f32>> = const { Cell::new(Vec::new()) };
+}
+
+/// Runs `f` on this thread's scratch buffer, cut to `len` floats. The
+/// contents are whatever an earlier call left: `f` must write what it reads.
+///
+/// The buffer lives as long as the thread (a rayon worker keeps the largest
+/// it was asked for), so kernels that need an im2col matrix per sample neither
+/// allocate nor zero one per call. A nested call on the same thread (a worker
+/// that steals a job while it waits) gets a buffer of its own.
+pub fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
+    let mut buf = SCRATCH.with(Cell::take);
+    if buf.len() < len {
+        buf.resize(len, 0.0);
+    }
+    let out = f(&mut buf[..len]);
+    SCRATCH.with(|s| {
+        let nested = s.take();
+        s.set(if nested.len() > buf.len() {
+            nested
+        } else {
+            buf
+        });
+    });
+    out
+}
 
 /// Writes zeros over `chunk` and returns it as initialised floats.
 fn zero_init(chunk: &mut [MaybeUninit<f32>]) -> &mut [f32] {
@@ -105,6 +135,29 @@ mod tests {
             assert_eq!(out, (0..10).map(|v| v as f32).collect::<Vec<_>>());
         }
         assert!(filled(0, 4, true, || (), |_, _, _| unreachable!()).is_empty());
+    }
+
+    #[test]
+    fn scratch_is_kept_between_calls_and_a_nested_call_gets_its_own() {
+        let first = with_scratch(6, |b| {
+            b.fill(7.0);
+            b.as_ptr() as usize
+        });
+        // the same buffer comes back, with what the last call wrote
+        let (again, seen) = with_scratch(4, |b| (b.as_ptr() as usize, b.to_vec()));
+        assert_eq!(first, again);
+        assert_eq!(seen, [7.0; 4]);
+        with_scratch(3, |outer| {
+            outer.fill(1.0);
+            with_scratch(5, |inner| {
+                assert_ne!(inner.as_ptr(), outer.as_ptr());
+                assert_eq!(inner.len(), 5);
+                inner.fill(2.0);
+            });
+            assert_eq!(outer, [1.0; 3]);
+        });
+        // a larger request grows it
+        assert_eq!(with_scratch(1000, |b| b.len()), 1000);
     }
 
     #[test]

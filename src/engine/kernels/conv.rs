@@ -14,7 +14,7 @@
 //! builds each tap's block as one shifted copy of the input plane, then zeroes
 //! the columns that wrapped around; col2im adds in one run the same way.
 
-use super::buffer::filled;
+use super::buffer::{filled, with_scratch};
 use super::matmul::{View, matmul};
 use rayon::prelude::*;
 
@@ -269,15 +269,15 @@ pub fn forward(g: &ConvGeom, x: &[f32], weight: &[f32], bias: Option<&[f32]>) ->
     let (p, taps) = (g.positions(), g.taps());
     let w = View::rows(weight, g.cout, taps);
     let outer = use_outer_parallelism(g.n);
-    let one = |col: &mut Vec<f32>, (y_n, x_n): (&mut [f32], &[f32])| {
-        let rhs = if g.pointwise() {
-            View::rows(x_n, taps, p)
+    let one = |(y_n, x_n): (&mut [f32], &[f32])| {
+        if g.pointwise() {
+            matmul(y_n, w, View::rows(x_n, taps, p), false, !outer);
         } else {
-            col.resize(taps * p, 0.0);
-            im2col(g, x_n, col);
-            View::rows(col, taps, p)
-        };
-        matmul(y_n, w, rhs, false, !outer);
+            with_scratch(taps * p, |col| {
+                im2col(g, x_n, col);
+                matmul(y_n, w, View::rows(col, taps, p), false, !outer);
+            });
+        }
         if let Some(b) = bias {
             for (row, &bv) in y_n.chunks_exact_mut(p).zip(b) {
                 row.iter_mut().for_each(|v| *v += bv);
@@ -287,9 +287,9 @@ pub fn forward(g: &ConvGeom, x: &[f32], weight: &[f32], bias: Option<&[f32]>) ->
     per_sample(g.n, g.output_len(), x, g.input_len(), outer, one)
 }
 
-/// A new `[n, dst_len]` buffer: `f(scratch, (dst_i, src_i))` fills sample `i`
-/// (zeroed first) from `src_i`, over the rayon pool when `outer` (one scratch
-/// buffer per worker job), otherwise in order.
+/// A new `[n, dst_len]` buffer: `f((dst_i, src_i))` fills sample `i`
+/// (zeroed first) from `src_i`, over the rayon pool when `outer`, otherwise
+/// in order.
 fn per_sample<F>(
     n: usize,
     dst_len: usize,
@@ -299,11 +299,15 @@ fn per_sample<F>(
     f: F,
 ) -> Vec<f32>
 where
-    F: Fn(&mut Vec<f32>, (&mut [f32], &[f32])) + Send + Sync,
+    F: Fn((&mut [f32], &[f32])) + Send + Sync,
 {
-    filled(n * dst_len, dst_len, outer, Vec::new, |col, i, dst| {
-        f(col, (dst, &src[i * src_len..(i + 1) * src_len]))
-    })
+    filled(
+        n * dst_len,
+        dst_len,
+        outer,
+        || (),
+        |_, i, dst| f((dst, &src[i * src_len..(i + 1) * src_len])),
+    )
 }
 
 /// Input gradient: `dy [n, cout, ho, wo]` -> `dx [n, cin, h, w]`.
@@ -312,14 +316,15 @@ pub fn input_grad(g: &ConvGeom, dy: &[f32], weight: &[f32]) -> Vec<f32> {
     let (p, taps) = (g.positions(), g.taps());
     let wt = View::rows(weight, g.cout, taps).t();
     let outer = use_outer_parallelism(g.n);
-    let one = |col: &mut Vec<f32>, (dx_n, dy_n): (&mut [f32], &[f32])| {
+    let one = |(dx_n, dy_n): (&mut [f32], &[f32])| {
         let dy_view = View::rows(dy_n, g.cout, p);
         if g.pointwise() {
             matmul(dx_n, wt, dy_view, false, !outer);
         } else {
-            col.resize(taps * p, 0.0);
-            matmul(col, wt, dy_view, false, !outer);
-            col2im_add(g, col, dx_n);
+            with_scratch(taps * p, |col| {
+                matmul(col, wt, dy_view, false, !outer);
+                col2im_add(g, col, dx_n);
+            });
         }
     };
     per_sample(g.n, g.input_len(), dy, g.output_len(), outer, one)
@@ -337,20 +342,20 @@ pub fn weight_grad(g: &ConvGeom, x: &[f32], dy: &[f32]) -> (Vec<f32>, Vec<f32>) 
         .map(|chunk| {
             let mut dwt = vec![0.0f32; taps * g.cout];
             let mut db = vec![0.0f64; g.cout];
-            let mut col = Vec::new();
             for i in chunk * per..((chunk + 1) * per).min(g.n) {
                 let x_n = &x[i * g.input_len()..(i + 1) * g.input_len()];
                 let dy_n = &dy[i * g.output_len()..(i + 1) * g.output_len()];
-                let cols = if g.pointwise() {
-                    View::rows(x_n, taps, p)
-                } else {
-                    col.resize(taps * p, 0.0);
-                    im2col(g, x_n, &mut col);
-                    View::rows(&col, taps, p)
-                };
                 // dW^T += col_n dy_n^T: gemm reads col_n in place (it would pack
                 // it as the left operand of dy_n col_n^T)
-                matmul(&mut dwt, cols, View::rows(dy_n, g.cout, p).t(), true, false);
+                let dy_t = View::rows(dy_n, g.cout, p).t();
+                if g.pointwise() {
+                    matmul(&mut dwt, View::rows(x_n, taps, p), dy_t, true, false);
+                } else {
+                    with_scratch(taps * p, |col| {
+                        im2col(g, x_n, col);
+                        matmul(&mut dwt, View::rows(col, taps, p), dy_t, true, false);
+                    });
+                }
                 for (acc, row) in db.iter_mut().zip(dy_n.chunks_exact(p)) {
                     *acc += row.iter().map(|&v| v as f64).sum::<f64>();
                 }
