@@ -86,6 +86,12 @@ fn click(h: &mut Harness<'_, StudioApp>, label: &str) {
     h.step();
 }
 
+/// Models open and the worker idle: nothing more arrives to move the layout,
+/// so a pointer click lands where the widget was drawn.
+fn quiet(app: &StudioApp) -> bool {
+    app.models().info.is_some() && app.is_idle()
+}
+
 /// The merged preview of the current weights and the base, both finished at the fine step count.
 fn settled(app: &StudioApp) -> bool {
     let fine = quick().fine_steps;
@@ -172,7 +178,7 @@ fn zero_weights_give_the_base_samples() {
 fn the_sum_to_one_lock_keeps_the_sum_and_undo_restores() {
     let tmp = tempfile::tempdir().unwrap();
     let mut h = harness(app_with(Some(write_set(tmp.path(), 4))));
-    wait_until(&mut h, "the models", |a| a.models().info.is_some());
+    wait_until(&mut h, "the models, idle", quiet);
     h.get_by_label("Sum to 1").click();
     h.step();
     assert!(h.state().merge().lock_sum);
@@ -324,7 +330,7 @@ fn grid_search_streams_results_and_a_row_loads_its_weights() {
     let tmp = tempfile::tempdir().unwrap();
     // tall enough to show the results table below the previews
     let mut h = harness_sized(app_with(Some(write_set(tmp.path(), 2))), [1280.0, 1400.0]);
-    wait_until(&mut h, "the models", |a| a.models().info.is_some());
+    wait_until(&mut h, "the models, idle", quiet);
     click(&mut h, "Grid search");
     click(&mut h, "Start search");
     assert!(h.state().grid().running(), "the search started");
@@ -372,7 +378,7 @@ fn grid_search_streams_results_and_a_row_loads_its_weights() {
 fn the_coordinate_search_is_offered_and_unties_the_weights() {
     let tmp = tempfile::tempdir().unwrap();
     let mut h = harness_sized(app_with(Some(write_set(tmp.path(), 2))), [1280.0, 1400.0]);
-    wait_until(&mut h, "the models", |a| a.models().info.is_some());
+    wait_until(&mut h, "the models, idle", quiet);
     click(&mut h, "Grid search");
     // the strategy menu shows its choice as its value
     h.get_by_value("refine").click();
@@ -384,6 +390,7 @@ fn the_coordinate_search_is_offered_and_unties_the_weights() {
         deme_studio::app::grid_panel::SearchKind::Coordinate
     );
     click(&mut h, "Start search");
+    assert!(h.state().grid().running(), "the search started");
     wait_until(&mut h, "the coordinate search", |a| {
         !a.grid().running() && a.grid().outcome.is_some()
     });
