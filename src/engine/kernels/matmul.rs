@@ -27,6 +27,18 @@ impl<'a> View<'a> {
         }
     }
 
+    /// A row-major `[rows, cols]` block whose rows are `row_stride` apart
+    /// (columns of a wider matrix).
+    pub fn strided_rows(data: &'a [f32], rows: usize, cols: usize, row_stride: usize) -> Self {
+        Self {
+            data,
+            rows,
+            cols,
+            row_stride,
+            col_stride: 1,
+        }
+    }
+
     /// The transpose (no copy).
     pub fn t(self) -> Self {
         Self {
@@ -49,17 +61,36 @@ impl<'a> View<'a> {
 /// `dst = a * b` (or `dst += a * b` with `accumulate`), `dst` row-major `[a.rows, b.cols]`.
 /// `parallel` lets gemm split the product over the rayon pool.
 pub fn matmul(dst: &mut [f32], a: View<'_>, b: View<'_>, accumulate: bool, parallel: bool) {
+    matmul_strided(dst, b.cols, a, b, accumulate, parallel)
+}
+
+/// [`matmul`] into a `[a.rows, b.cols]` block of `dst` whose rows are
+/// `dst_row_stride` apart (columns of a wider matrix).
+pub fn matmul_strided(
+    dst: &mut [f32],
+    dst_row_stride: usize,
+    a: View<'_>,
+    b: View<'_>,
+    accumulate: bool,
+    parallel: bool,
+) {
     assert_eq!(a.cols, b.rows, "inner dimensions differ");
     let (m, n, k) = (a.rows, b.cols, a.cols);
-    assert!(dst.len() >= m * n, "destination too small");
-    a.check();
-    b.check();
+    assert!(dst_row_stride >= n, "destination rows overlap");
     if m == 0 || n == 0 {
         return;
     }
+    assert!(
+        dst.len() > (m - 1) * dst_row_stride + n - 1,
+        "destination too small"
+    );
+    a.check();
+    b.check();
     if k == 0 {
         if !accumulate {
-            dst[..m * n].fill(0.0);
+            for row in dst.chunks_mut(dst_row_stride).take(m) {
+                row[..n].fill(0.0);
+            }
         }
         return;
     }
@@ -69,7 +100,7 @@ pub fn matmul(dst: &mut [f32], a: View<'_>, b: View<'_>, accumulate: bool, paral
         gemm::Parallelism::None
     };
     // SAFETY: every index the product touches was bounds-checked above: dst is
-    // [m, n] row-major within `dst`, and `check` covers the last element of a and b.
+    // [m, n] with rows `dst_row_stride` apart within `dst`, and `check` covers the last element of a and b.
     unsafe {
         gemm::gemm(
             m,
@@ -77,7 +108,7 @@ pub fn matmul(dst: &mut [f32], a: View<'_>, b: View<'_>, accumulate: bool, paral
             k,
             dst.as_mut_ptr(),
             1,
-            n as isize,
+            dst_row_stride as isize,
             accumulate,
             a.data.as_ptr(),
             a.col_stride as isize,
@@ -131,6 +162,26 @@ mod tests {
             matmul(&mut got, va, vb, true, true);
             for (g, w) in got.iter().zip(&want) {
                 assert!((*g as f64 - 2.0 * w).abs() < 1e-5);
+            }
+        }
+    }
+
+    #[test]
+    fn a_strided_destination_gets_its_block_and_nothing_else() {
+        let a: Vec<f32> = (0..35).map(|i| (i as f32 * 0.37).sin()).collect();
+        let b: Vec<f32> = (0..28).map(|i| (i as f32 * 0.91).cos()).collect();
+        // columns 1..3 of b ([7, 4] row-major) as a strided [7, 2] block
+        let (va, vb) = (View::rows(&a, 5, 7), View::strided_rows(&b[1..], 7, 2, 4));
+        let want = naive(va, vb);
+        // into columns 2..4 of a [5, 6] matrix of sevens
+        let mut dst = [7.0f32; 30];
+        matmul_strided(&mut dst[2..], 6, va, vb, false, false);
+        for (i, v) in dst.iter().enumerate() {
+            let (r, c) = (i / 6, i % 6);
+            if (2..4).contains(&c) {
+                assert!((*v as f64 - want[r * 2 + c - 2]).abs() < 1e-5, "[{r}, {c}]");
+            } else {
+                assert_eq!(*v, 7.0, "[{r}, {c}] outside the block");
             }
         }
     }
