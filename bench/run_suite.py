@@ -43,6 +43,11 @@ def case_list(quick, repeats, ddpm_repeats):
         cases.append(dict(name=name, group=group, title=title, ours=ours, ref=ref,
                           repeats=reps or repeats))
 
+    # the device's measured f32 matmul peak, the yardstick of the GFLOP/s figures
+    pk = ["--n", "512" if quick else "2048", "--repeats", "5"]
+    add("peak", "peak", f"Device peak: f32 matmul {pk[1]} x {pk[1]}", ["peak"] + pk,
+        ("torch_peak.py", pk))
+
     # training throughput
     for model, short in [("mnist-tiny", "mnist-tiny"), ("ddpm-cifar10-32", "cifar")]:
         for batch in (16, 64):
@@ -207,6 +212,8 @@ def headline(case, res):
     if "error" in res:
         return None
     g = case["group"]
+    if g == "peak":
+        return res["gflops_per_sec"]
     if g in ("train", "sample"):
         return res["images_per_sec"]
     if g == "merge":
@@ -222,13 +229,21 @@ def headline(case, res):
     return None
 
 
-UNITS = {"train": "images/s", "sample": "images/s", "merge": "ms per re-merge",
+UNITS = {"peak": "GFLOP/s", "train": "images/s", "sample": "images/s", "merge": "ms per re-merge",
          "gradsim": "ms per heatmap", "landscape": "ms per landscape",
          "coldstart": "ms to the first preview (cold)",
          "latency": "ms from a drag to its first picture"}
-HIGHER_IS_BETTER = {"train": True, "sample": True, "merge": False, "gradsim": False,
+HIGHER_IS_BETTER = {"peak": True, "train": True, "sample": True, "merge": False, "gradsim": False,
                     "landscape": False, "coldstart": False,
                     "latency": False}
+
+
+def ref_device(args):
+    """The reference's torch device: the CPU beside our CPU side, otherwise
+    CUDA when torch sees a GPU (`--ref-device` overrides)."""
+    if args.ref_device:
+        return args.ref_device
+    return "cpu" if args.device == "cpu" else "auto"
 
 
 def run_case(case, args, binary, py):
@@ -238,7 +253,8 @@ def run_case(case, args, binary, py):
     ref_cmd = None
     if case["ref"]:
         script, ref_args = case["ref"]
-        ref_cmd = [py, os.path.join(BENCH, script)] + ref_args + ["--threads", threads]
+        ref_cmd = ([py, os.path.join(BENCH, script)] + ref_args
+                   + ["--threads", threads, "--device", ref_device(args)])
     results = {"ours": [], "ref": []}
     for r in range(case["repeats"]):
         order = ["ours", "ref"] if r % 2 == 0 else ["ref", "ours"]
@@ -281,6 +297,25 @@ def peak(results):
     return max(v) if v else None
 
 
+def device_peak(results):
+    v = [r["device_reserved_mb"] for r in ok(results) if r.get("device_reserved_mb") is not None]
+    return max(v) if v else None
+
+
+def mem_cell(rows):
+    """Peak RSS in MB; on a device with its own memory (wgpu), also the device
+    memory the case left reserved, in parentheses."""
+    cell = fmt(peak(rows), 4)
+    dev = device_peak(rows)
+    return cell if dev is None else f"{cell} (device {fmt(dev, 4)})"
+
+
+def ref_label(name, rows):
+    """The reference's row label, naming its torch device when not the CPU."""
+    dev = next((r.get("torch_device") for r in rows if r.get("torch_device")), "cpu")
+    return name if dev == "cpu" else f"{name} ({dev})"
+
+
 def errors(results):
     return sorted({r["error"] for r in results if "error" in r})
 
@@ -295,7 +330,8 @@ def table_throughput(out, run):
     out.append("| | images/s median | min | max | GFLOP/s (median) | peak RSS (MB) | params |")
     out.append("|---|---:|---:|---:|---:|---:|---:|")
     meds = {}
-    for label, side, rows in [("deme-studio", "ours", ours), ("PyTorch + diffusers", "ref", ref)]:
+    for label, side, rows in [("deme-studio", "ours", ours),
+                               (ref_label("PyTorch + diffusers", ref), "ref", ref)]:
         if not rows:
             out.append(f"| {label} | failed: {'; '.join(errors(res[side])) or 'no result'} | | | | | |")
             continue
@@ -303,7 +339,7 @@ def table_throughput(out, run):
         meds[side] = med
         gflops = med * flops * steps / 1e9 if flops else None
         out.append(f"| {label} | {fmt(med)} | {fmt(lo)} | {fmt(hi)} | {fmt(gflops, 3)} | "
-                   f"{fmt(peak(rows), 4)} | {rows[0].get('params', 'n/a'):,} |")
+                   f"{mem_cell(rows)} | {rows[0].get('params', 'n/a'):,} |")
     if "ours" in meds and "ref" in meds:
         out.append(f"| **ratio ours/reference** | **{meds['ours'] / meds['ref']:.3g}** | | | | | |")
     params = {r.get("params") for r in ours + ref}
@@ -316,6 +352,47 @@ def table_throughput(out, run):
         out.append("")
         out.append(f"{what} FLOPs per image: {flops / 1e9:.4g} G"
                    + (f" (x {steps} steps per image)" if case["group"] == "sample" else ""))
+        top = run.get("peak_gflops")
+        if top and meds:
+            parts = [f"{who} {meds[side] * flops * steps / 1e9 / top:.0%}"
+                     for who, side in (("ours", "ours"), ("reference", "ref")) if side in meds]
+            out.append("")
+            out.append(f"Fraction of the device's measured matmul peak ({fmt(top, 3)} GFLOP/s,"
+                       f" case `peak`): {', '.join(parts)}.")
+
+
+def measured_peak(runs):
+    """The device's measured matmul peak in GFLOP/s: the faster side's median
+    of the peak case, or None when the case did not run."""
+    for run in runs:
+        if run["case"]["group"] == "peak":
+            meds = [spread([r["gflops_per_sec"] for r in ok(run["results"][side])])[0]
+                    for side in ("ours", "ref") if ok(run["results"][side])]
+            return max(meds) if meds else None
+    return None
+
+
+def table_peak(out, run):
+    res = run["results"]
+    ours, ref = ok(res["ours"]), ok(res["ref"])
+    out.append("| | GFLOP/s median | min | max | ms per product (median) |")
+    out.append("|---|---:|---:|---:|---:|")
+    meds = {}
+    for label, side, rows in [("deme-studio (burn matmul)", "ours", ours),
+                              (ref_label("PyTorch torch.mm", ref), "ref", ref)]:
+        if not rows:
+            out.append(f"| {label} | failed: {'; '.join(errors(res[side])) or 'no result'} | | | |")
+            continue
+        med, lo, hi = spread([r["gflops_per_sec"] for r in rows])
+        ms, _, _ = spread([r["matmul_ms"]["median"] for r in rows])
+        meds[side] = med
+        out.append(f"| {label} | {fmt(med)} | {fmt(lo)} | {fmt(hi)} | {fmt(ms)} |")
+    if "ours" in meds and "ref" in meds:
+        out.append(f"| **ratio ours/reference** | **{meds['ours'] / meds['ref']:.3g}** | | | |")
+    out.append("")
+    out.append("Square f32 matrices, each process's median over its repeats; the faster side's"
+               " median is the device's measured peak that the training and sampling GFLOP/s"
+               " are read against.")
 
 
 def table_merge(out, run):
@@ -325,7 +402,7 @@ def table_merge(out, run):
                " peak RSS (MB) |")
     out.append("|---|---:|---:|---:|---:|---:|---:|")
     meds = {}
-    for label, side, rows in [("deme-studio", "ours", ours), ("PyTorch", "ref", ref)]:
+    for label, side, rows in [("deme-studio", "ours", ours), (ref_label("PyTorch", ref), "ref", ref)]:
         if not rows:
             out.append(f"| {label} | failed: {'; '.join(errors(res[side])) or 'no result'} | | | | | |")
             continue
@@ -333,7 +410,7 @@ def table_merge(out, run):
         copy, _, _ = spread([r["copy_model_ms"]["median"] for r in rows])
         meds[side] = med
         out.append(f"| {label} | {fmt(med)} | {fmt(lo)} | {fmt(hi)} | {fmt(copy)} | "
-                   f"{med / copy:.3g} | {fmt(peak(rows), 4)} |")
+                   f"{med / copy:.3g} | {mem_cell(rows)} |")
     if "ours" in meds and "ref" in meds:
         out.append(f"| **ratio ours/reference** (throughput) | **{meds['ref'] / meds['ours']:.3g}** |"
                    " | | | | |")
@@ -367,7 +444,7 @@ def table_gradsim(out, run):
     out.append("| | ms median | min | max | peak RSS (MB) |")
     out.append("|---|---:|---:|---:|---:|")
     out.append(f"| heatmap (grad_similarity, K = {r0['k']}, M = {r0['batches']}) | {fmt(heat[0])} |"
-               f" {fmt(heat[1])} | {fmt(heat[2])} | {fmt(peak(ours), 4)} |")
+               f" {fmt(heat[1])} | {fmt(heat[2])} | {mem_cell(ours)} |")
     out.append(f"| floor: {r0['backward_passes']} plain backward passes | {fmt(floor[0])} |"
                f" {fmt(floor[1])} | {fmt(floor[2])} | |")
     overhead = (heat[0] / floor[0] - 1) * 100
@@ -388,7 +465,7 @@ def table_landscape(out, run):
     out.append("| | ms median | min | max | peak RSS (MB) |")
     out.append("|---|---:|---:|---:|---:|")
     out.append(f"| landscape ({r0['grid']} x {r0['grid']}, {r0['samples']} samples per point) |"
-               f" {fmt(land[0])} | {fmt(land[1])} | {fmt(land[2])} | {fmt(peak(ours), 4)} |")
+               f" {fmt(land[0])} | {fmt(land[1])} | {fmt(land[2])} | {mem_cell(ours)} |")
     out.append(f"| first coarse level ({r0['first_level_points']} points) | {fmt(first[0])} |"
                f" {fmt(first[1])} | {fmt(first[2])} | |")
     out.append(f"| floor: {r0['points']} plain evaluations of the base | {fmt(floor[0])} |"
@@ -454,7 +531,9 @@ def write_report(path, runs, info, args, profile):
             "PyTorch/diffusers reference (`bench/torch_*.py`) as fresh processes, alternately, "
             f"{args.repeats} repeats",
             "each unless noted; median, min and max are over the repeats, peak RSS is the largest of",
-            "the repeats. Ratios are ours/reference throughput: above 1 we are faster.", ""]
+            "the repeats. Ratios are ours/reference throughput: above 1 we are faster.",
+            "On wgpu the memory column adds, in parentheses, the device memory our side's pools",
+            "held reserved at the end of the case (the largest over the repeats).", ""]
     load_start, load_end = info.get("load_start"), info.get("load_end")
     out += ["## Machine", "",
             f"- CPU: {info.get('cpu')}, {info.get('cores')} cores visible,"
@@ -462,7 +541,7 @@ def write_report(path, runs, info, args, profile):
             f"- threads: {args.threads} (ours: `RAYON_NUM_THREADS`, reference: `torch.set_num_threads`)",
             f"- load average (1 min) at start / end: {load_start:.2f} / {load_end:.2f}",
             f"- reference: torch {info.get('torch')}, diffusers {info.get('diffusers')},"
-            f" Python {info.get('python')} (CPU)",
+            f" Python {info.get('python')}, torch device `{ref_device(args)}`",
             f"- ours: deme-studio `{profile}` build, device `{args.device}`, commit {info.get('commit')}",
             f"- date: {info['date']}, suite time {info['elapsed_min']:.1f} min",
             f"- command: `{info['command']}`", ""]
@@ -473,7 +552,9 @@ def write_report(path, runs, info, args, profile):
     if profile != "release":
         out += [f"**Our side is a `{profile}` build** (dependencies at opt-level 3, the crate at"
                 " opt-level 1): build with `--release` (the default) for real figures.", ""]
+    top = measured_peak(runs)
     for run in runs:
+        run["peak_gflops"] = top
         case = run["case"]
         out += [f"## {case['name']}: {case['title']}", ""]
         out.append(f"- ours: `{run['ours_cmd']}`")
@@ -482,14 +563,14 @@ def write_report(path, runs, info, args, profile):
         if case["repeats"] != args.repeats:
             out.append(f"- {case['repeats']} repeats")
         out.append("")
-        {"train": table_throughput, "sample": table_throughput, "merge": table_merge,
+        {"peak": table_peak, "train": table_throughput, "sample": table_throughput, "merge": table_merge,
          "gradsim": table_gradsim, "landscape": table_landscape,
          "coldstart": table_coldstart, "latency": table_latency}[case["group"]](out, run)
         out.append("")
-    not_covered = [
-        "Not covered yet (issue 6): device memory and a GPU column (no GPU on this machine)."
-        " The app's frame time is an ignored test (bench/README.md).",
-    ]
+    not_covered = ["The app's frame time is an ignored test (bench/README.md)."]
+    if args.device == "cpu":
+        not_covered.insert(0, "GPU figures and device memory: this run's side is the CPU (flex);"
+                           " on a machine with a GPU run the suite with `--device wgpu`.")
     out += ["## Not measured here", ""] + not_covered + [""]
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     with open(path, "w") as f:
@@ -520,7 +601,10 @@ def main():
     p.add_argument("--threads", type=int, default=os.cpu_count() or 1,
                    help="CPU threads of both sides (default: all cores)")
     p.add_argument("--device", default="cpu", choices=["cpu", "auto", "wgpu"],
-                   help="our device (the reference runs on the CPU)")
+                   help="our device (the reference follows: the CPU beside cpu, CUDA when"
+                        " torch sees a GPU otherwise)")
+    p.add_argument("--ref-device", default=None,
+                   help="the reference's torch device (cpu, cuda, auto); default: follows --device")
     p.add_argument("--timeout", type=float, help="seconds allowed per process")
     args = p.parse_args()
     args.repeats = max(args.repeats, 1)

@@ -41,3 +41,39 @@ def peak_rss_mb():
     import sys
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return rss / (1024.0 * 1024.0) if sys.platform == "darwin" else rss / 1024.0
+
+
+def add_device_arg(parser):
+    """`--device`: where the reference runs."""
+    parser.add_argument("--device", default="cpu",
+                        help="torch device: cpu, cuda, or auto (cuda when torch sees one)")
+
+
+def pick_device(name):
+    """The torch device for `--device`; exits with a clear message when CUDA is
+    asked for and torch has none."""
+    import torch
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(name)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise SystemExit(f"--device {name}: this torch build sees no CUDA device")
+    return dev
+
+
+def sync(dev):
+    """Waits for the device's queued work (a no-op on the CPU)."""
+    import torch
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
+
+
+def device_fields(dev):
+    """`torch_device`, and on CUDA the peak memory torch's caching allocator
+    reserved and allocated in MB (`device_reserved_mb`, `device_in_use_mb`)."""
+    import torch
+    out = {"torch_device": str(dev)}
+    if dev.type == "cuda":
+        out["device_reserved_mb"] = torch.cuda.max_memory_reserved(dev) / 2**20
+        out["device_in_use_mb"] = torch.cuda.max_memory_allocated(dev) / 2**20
+    return out

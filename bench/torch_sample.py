@@ -1,6 +1,6 @@
 """Reference side of the sampling benchmark: diffusers' UNet2DModel with its
 DDIMScheduler (eta 0) or DDPMScheduler (fixed_small), the loop diffusers'
-DDIMPipeline / DDPMPipeline run, under torch.no_grad, on the CPU. The same
+DDIMPipeline / DDPMPipeline run, under torch.no_grad, on the CPU (or `--device cuda`). The same
 config, image count, step count and scheduler settings as
 `deme-studio bench sample` (linear betas 1e-4..0.02, T = 1000, clipping on,
 "leading" spacing).
@@ -17,7 +17,8 @@ import time
 import torch
 from diffusers import DDIMScheduler, DDPMScheduler, UNet2DModel
 
-from torch_presets import PRESETS, model_config, peak_rss_mb
+from torch_presets import (PRESETS, add_device_arg, device_fields, model_config, peak_rss_mb,
+                           pick_device, sync)
 
 SCHEDULE = dict(num_train_timesteps=1000, beta_start=1e-4, beta_end=0.02, beta_schedule="linear",
                 clip_sample=True, prediction_type="epsilon", timestep_spacing="leading")
@@ -40,7 +41,9 @@ def main():
     p.add_argument("--warmup", type=int, default=2, help="untimed model evaluations first")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch default)")
+    add_device_arg(p)
     a = p.parse_args()
+    dev = pick_device(a.device)
     if a.threads:
         torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
@@ -50,7 +53,7 @@ def main():
     else:
         model = UNet2DModel(**model_config(a.model))
         weights = "random-init"
-    model.eval()
+    model.to(dev).eval()
     cfg = model.config
     c, s = cfg.in_channels, cfg.sample_size or 32
     if a.sampler == "ddim":
@@ -62,11 +65,12 @@ def main():
     times = []
     finite = True
     with torch.no_grad():
-        warm = torch.randn(a.n, c, s, s, generator=gen)
+        warm = torch.randn(a.n, c, s, s, generator=gen).to(dev)
         for _ in range(a.warmup):
             model(warm, 999)
         for _ in range(max(a.repeats, 1)):
-            x = torch.randn(a.n, c, s, s, generator=gen)
+            x = torch.randn(a.n, c, s, s, generator=gen).to(dev)
+            sync(dev)
             t0 = time.perf_counter()
             for t in sched.timesteps:
                 eps = model(x, t).sample
@@ -74,6 +78,7 @@ def main():
                     x = sched.step(eps, t, x, eta=0.0, generator=gen).prev_sample
                 else:
                     x = sched.step(eps, t, x, generator=gen).prev_sample
+            sync(dev)
             times.append(time.perf_counter() - t0)
             finite = finite and bool(torch.isfinite(x).all())
     if not finite:
@@ -85,7 +90,7 @@ def main():
         "sampler": a.sampler, "steps": a.steps, "n": a.n, "repeats": len(times),
         "warmup": a.warmup, "params": sum(p.numel() for p in model.parameters()),
         "run_ms": stats_ms(times), "images_per_sec": a.n / med,
-        "peak_rss_mb": peak_rss_mb(),
+        "peak_rss_mb": peak_rss_mb(), **device_fields(dev),
     }))
 
 

@@ -1,5 +1,5 @@
 """Reference side of the training-throughput benchmark: diffusers' UNet2DModel and
-PyTorch AdamW on the CPU, the same config, batch size and step count as
+PyTorch AdamW on the CPU (or `--device cuda`), the same config, batch size and step count as
 `deme-studio bench train`.
 
     /root/.cache/deme-venv/bin/python bench/torch_train.py --model mnist-tiny --batch-size 64 --steps 20
@@ -13,7 +13,8 @@ import time
 import torch
 from diffusers import UNet2DModel
 
-from torch_presets import PRESETS, model_config, peak_rss_mb
+from torch_presets import (PRESETS, add_device_arg, device_fields, model_config, peak_rss_mb,
+                           pick_device, sync)
 
 
 def main():
@@ -24,22 +25,24 @@ def main():
     p.add_argument("--steps", type=int, default=10)
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch default)")
+    add_device_arg(p)
     a = p.parse_args()
+    dev = pick_device(a.device)
     if a.threads:
         torch.set_num_threads(a.threads)
     torch.manual_seed(0)
     cfg = model_config(a.model)
-    model = UNet2DModel(**cfg)
+    model = UNet2DModel(**cfg).to(dev)
     # the same 'sdpa' attention diffusers uses by default on CPU
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, betas=(0.95, 0.999), weight_decay=1e-6)
-    alphas = torch.cumprod(1 - torch.linspace(1e-4, 0.02, 1000), 0)
+    alphas = torch.cumprod(1 - torch.linspace(1e-4, 0.02, 1000), 0).to(dev)
     c, s = cfg.get("in_channels", 3), cfg.get("sample_size") or 32
-    x0 = torch.randn(a.batch_size, c, s, s).clamp(-1, 1)
+    x0 = torch.randn(a.batch_size, c, s, s).clamp(-1, 1).to(dev)
     steps = max(a.steps, 1)
     times = []
     for i in range(a.warmup + steps):
         t0 = time.perf_counter()
-        t = torch.randint(0, 1000, (a.batch_size,))
+        t = torch.randint(0, 1000, (a.batch_size,), device=dev)
         noise = torch.randn_like(x0)
         ac = alphas[t].view(-1, 1, 1, 1)
         xt = ac.sqrt() * x0 + (1 - ac).sqrt() * noise
@@ -48,6 +51,7 @@ def main():
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
+        sync(dev)
         if i >= a.warmup:
             times.append(time.perf_counter() - t0)
     times.sort()
@@ -59,7 +63,7 @@ def main():
         "params": sum(p.numel() for p in model.parameters()),
         "step_ms_median": med * 1e3, "step_ms_min": times[0] * 1e3, "step_ms_max": times[-1] * 1e3,
         "images_per_sec": a.batch_size / med,
-        "peak_rss_mb": peak_rss_mb(),
+        "peak_rss_mb": peak_rss_mb(), **device_fields(dev),
     }))
 
 

@@ -7,8 +7,13 @@ use std::process::Command;
 
 /// Runs `deme-studio --device cpu bench ARGS` and parses its JSON lines.
 fn bench(args: &[&str]) -> Vec<Value> {
+    bench_on("cpu", args)
+}
+
+/// Runs `deme-studio --device DEVICE bench ARGS` and parses its JSON lines.
+fn bench_on(device: &str, args: &[&str]) -> Vec<Value> {
     let out = Command::new(env!("CARGO_BIN_EXE_deme-studio"))
-        .args(["--device", "cpu", "bench"])
+        .args(["--device", device, "bench"])
         .args(args)
         .env("RAYON_NUM_THREADS", "2")
         .output()
@@ -42,8 +47,14 @@ fn num(v: &Value, path: &str) -> f64 {
     x
 }
 
-/// The fields every line carries.
+/// The fields every line of a model case carries.
 fn common(v: &Value) {
+    common_without_params(v);
+    assert!(num(v, "params") > 0.0);
+}
+
+/// The fields every line carries.
+fn common_without_params(v: &Value) {
     assert_eq!(v["impl"], "deme-studio");
     assert!(
         v["device"].as_str().is_some_and(|d| d.contains("cpu")),
@@ -52,7 +63,10 @@ fn common(v: &Value) {
     assert!(matches!(v["profile"].as_str(), Some("debug" | "release")));
     assert_eq!(num(v, "threads"), 2.0);
     assert!(num(v, "peak_rss_mb") > 0.0);
-    assert!(num(v, "params") > 0.0);
+    assert!(
+        v.get("device_reserved_mb").is_none(),
+        "flex has no device pools: {v}"
+    );
 }
 
 /// `median`, `min`, `max` of a timing object, ordered.
@@ -92,6 +106,36 @@ fn train_case() {
     }
     // 3 x the forward count of diffusers' UNet2DModel (FlopCounterMode)
     assert_eq!(num(v, "fwd_bwd_flops_per_image"), 3.0 * 146_884_608.0);
+}
+
+/// On wgpu (lavapipe in CI) a line also reports the device memory in the
+/// pools at the end of the case, and the flex lines report none.
+#[test]
+fn peak_case_on_wgpu_reports_device_memory() {
+    let v = &bench_on("wgpu", &["peak", "--n", "64", "--repeats", "2"])[0];
+    assert!(
+        v["device"].as_str().is_some_and(|d| d.contains("wgpu")),
+        "no wgpu adapter (install mesa-vulkan-drivers): {v}"
+    );
+    let mb = |key: &str| num(v, key) * 1024.0 * 1024.0;
+    let (reserved, in_use) = (mb("device_reserved_mb"), mb("device_in_use_mb"));
+    // the two 64 x 64 f32 inputs are still alive when the line is written
+    assert!(in_use >= (2 * 64 * 64 * 4) as f64, "{v}");
+    assert!(reserved >= in_use, "{v}");
+    assert!(num(v, "gflops_per_sec") > 0.0);
+}
+
+#[test]
+fn peak_case() {
+    let v = &bench(&["peak", "--n", "64", "--repeats", "2"])[0];
+    common_without_params(v);
+    assert_eq!(v["case"], "peak");
+    assert_eq!(num(v, "n"), 64.0);
+    spread(v, "matmul_ms");
+    // 2 n^3 FLOPs over the median time
+    let want = 2.0 * 64f64.powi(3) / (num(v, "matmul_ms.median") / 1e3) / 1e9;
+    assert!((num(v, "gflops_per_sec") / want - 1.0).abs() < 1e-9, "{v}");
+    assert!(num(v, "gflops_per_sec_best") >= num(v, "gflops_per_sec"));
 }
 
 #[test]

@@ -5,7 +5,10 @@
 //! Every line carries `impl`, `device`, `profile` (release or debug build),
 //! `threads` (the CPU worker threads: `RAYON_NUM_THREADS` when set) and
 //! `peak_rss_mb` (the process's peak resident set, `VmHWM`, read at the end of
-//! the case).
+//! the case). On a device with its own memory pools (wgpu) a line also carries
+//! `device_reserved_mb` and `device_in_use_mb`: what the pools hold reserved
+//! and what live tensors use at the end of the case. The pools keep the pages
+//! they grew to, so the reserved figure is the case's device footprint.
 
 mod coldstart;
 mod flops;
@@ -14,6 +17,7 @@ mod landscape;
 mod latency;
 mod load;
 mod merge;
+mod peak;
 mod preview_worker;
 mod sample;
 mod train;
@@ -60,6 +64,9 @@ pub enum BenchCase {
     /// Slider-to-preview latency of the merge worker: a drag's fast pass and
     /// a release's fine pass, from the request to the first and last picture.
     Latency(latency::LatencyCase),
+    /// The device's f32 matmul throughput (square matrices): the measured
+    /// peak that training and sampling GFLOP/s are read against.
+    Peak(peak::PeakCase),
 }
 
 /// Runs `bench`.
@@ -74,6 +81,7 @@ pub fn run(args: BenchArgs, device: DeviceChoice) -> Result<()> {
         BenchCase::Load(c) => load::run(c, &compute),
         BenchCase::Coldstart(c) => coldstart::run(c, &compute),
         BenchCase::Latency(c) => latency::run(c, &compute),
+        BenchCase::Peak(c) => peak::run(c, &compute),
     }
 }
 
@@ -120,6 +128,15 @@ fn peak_rss_mb() -> Option<f64> {
     proc_status_mb("VmHWM:")
 }
 
+/// Device memory in MB, `(reserved, in use)`, once queued work is done; `None`
+/// on a backend without device pools (flex on the CPU reports in RSS).
+fn device_memory_mb(device: &Device) -> Option<(f64, f64)> {
+    device.sync().ok()?;
+    let usage = device.memory_pool_usage()?;
+    let mb = |b: u64| b as f64 / (1024.0 * 1024.0);
+    Some((mb(usage.bytes_reserved), mb(usage.bytes_in_use)))
+}
+
 /// A `kB` field of `/proc/self/status` (e.g. `VmRSS:`) in MB.
 fn proc_status_mb(field: &str) -> Option<f64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
@@ -154,6 +171,10 @@ fn emit(mut line: serde_json::Value, compute: &ComputeDevice) {
     .into();
     line["threads"] = cpu_threads().into();
     line["peak_rss_mb"] = peak_rss_mb().into();
+    if let Some((reserved, in_use)) = device_memory_mb(&compute.device) {
+        line["device_reserved_mb"] = reserved.into();
+        line["device_in_use_mb"] = in_use.into();
+    }
     println!("{line}");
 }
 
