@@ -571,10 +571,10 @@ def write_report(path, runs, info, args, profile):
     if args.device == "cpu":
         not_covered.insert(0, "GPU figures and device memory: this run's side is the CPU (flex);"
                            " on a machine with a GPU run the suite with `--device wgpu`.")
-    out += ["## Not measured here", ""] + not_covered + [""]
+    out += ["## Not measured here", ""] + ["- " + line for line in not_covered] + [""]
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     with open(path, "w") as f:
-        f.write("\n".join(out))
+        f.write("\n".join(out) + "\n")
 
 
 # ---------------------------------------------------------------- main
