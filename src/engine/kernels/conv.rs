@@ -133,21 +133,28 @@ fn zero(out: &mut [f32]) {
     }
 }
 
-/// Output rows whose rows of `col` fill about 1 MB (the L2 cache of two of
-/// these cores): a sample's im2col matrix is built and multiplied block by
-/// block, so gemm reads it from cache (`ddpm-cifar10-32`'s 4.7 MB matrix at
-/// 32 x 32 ran 20% slower in one piece).
+/// Output rows whose rows of `col` fill about 1 MB: a sample's im2col matrix
+/// is built and multiplied block by block, so gemm reads each block from cache
+/// (at 32 x 32, `ddpm-cifar10-32`'s forward took 0.86-0.90x the time of one
+/// 4.7 MB piece; 512 KB and 256 KB blocks were slower than 1 MB).
 fn block_rows(g: &ConvGeom) -> usize {
     const BLOCK_FLOATS: usize = 1 << 18;
     (BLOCK_FLOATS / (g.taps() * g.wo()).max(1)).clamp(1, g.ho().max(1))
 }
 
-/// The blocks of `rows` output rows that cover `0..ho`.
-fn row_blocks(g: &ConvGeom, rows: usize) -> impl Iterator<Item = std::ops::Range<usize>> {
-    let ho = g.ho();
-    (0..ho)
-        .step_by(rows.max(1))
-        .map(move |r| r..(r + rows).min(ho))
+/// Calls `f(block, col)` for the blocks of `rows` output rows that cover
+/// `0..ho`, `col` being this thread's scratch cut to the block's im2col
+/// matrix (`[taps, block.len() * wo]`, contents left by earlier use).
+fn in_row_blocks(g: &ConvGeom, rows: usize, mut f: impl FnMut(std::ops::Range<usize>, &mut [f32])) {
+    let (ho, taps, wo) = (g.ho(), g.taps(), g.wo());
+    let rows = rows.max(1);
+    with_scratch(taps * rows * wo, |col| {
+        for start in (0..ho).step_by(rows) {
+            let block = start..(start + rows).min(ho);
+            let len = taps * block.len() * wo;
+            f(block, &mut col[..len]);
+        }
+    });
 }
 
 /// Fills `col` (`[taps, rows.len() * wo]`) from one sample `x_n` (`[cin, h,
@@ -336,14 +343,11 @@ fn forward_in_blocks(
         if g.pointwise() {
             matmul(y_n, w, View::rows(x_n, taps, p), false, !outer);
         } else {
-            with_scratch(taps * rows * wo, |col| {
-                for block in row_blocks(g, rows) {
-                    let cols = block.len() * wo;
-                    let col = &mut col[..taps * cols];
-                    let y_block = &mut y_n[block.start * wo..];
-                    im2col(g, x_n, col, block);
-                    matmul_strided(y_block, p, w, View::rows(col, taps, cols), false, !outer);
-                }
+            in_row_blocks(g, rows, |block, col| {
+                let cols = block.len() * wo;
+                let y_block = &mut y_n[block.start * wo..];
+                im2col(g, x_n, col, block);
+                matmul_strided(y_block, p, w, View::rows(col, taps, cols), false, !outer);
             });
         }
         if let Some(b) = bias {
@@ -393,14 +397,11 @@ fn input_grad_in_blocks(g: &ConvGeom, dy: &[f32], weight: &[f32], rows: usize) -
         if g.pointwise() {
             matmul(dx_n, wt, View::rows(dy_n, g.cout, p), false, !outer);
         } else {
-            with_scratch(taps * rows * wo, |col| {
-                for block in row_blocks(g, rows) {
-                    let cols = block.len() * wo;
-                    let col = &mut col[..taps * cols];
-                    let dy_block = View::strided_rows(&dy_n[block.start * wo..], g.cout, cols, p);
-                    matmul(col, wt, dy_block, false, !outer);
-                    col2im_add(g, col, dx_n, block);
-                }
+            in_row_blocks(g, rows, |block, col| {
+                let cols = block.len() * wo;
+                let dy_block = View::strided_rows(&dy_n[block.start * wo..], g.cout, cols, p);
+                matmul(col, wt, dy_block, false, !outer);
+                col2im_add(g, col, dx_n, block);
             });
         }
     };
@@ -433,15 +434,12 @@ fn weight_grad_in_blocks(g: &ConvGeom, x: &[f32], dy: &[f32], rows: usize) -> (V
                     let dy_t = View::rows(dy_n, g.cout, p).t();
                     matmul(&mut dwt, View::rows(x_n, taps, p), dy_t, true, false);
                 } else {
-                    with_scratch(taps * rows * wo, |col| {
-                        for block in row_blocks(g, rows) {
-                            let cols = block.len() * wo;
-                            let col = &mut col[..taps * cols];
-                            let dy_t =
-                                View::strided_rows(&dy_n[block.start * wo..], g.cout, cols, p).t();
-                            im2col(g, x_n, col, block);
-                            matmul(&mut dwt, View::rows(col, taps, cols), dy_t, true, false);
-                        }
+                    in_row_blocks(g, rows, |block, col| {
+                        let cols = block.len() * wo;
+                        let dy_t =
+                            View::strided_rows(&dy_n[block.start * wo..], g.cout, cols, p).t();
+                        im2col(g, x_n, col, block);
+                        matmul(&mut dwt, View::rows(col, taps, cols), dy_t, true, false);
                     });
                 }
                 for (acc, row) in db.iter_mut().zip(dy_n.chunks_exact(p)) {
