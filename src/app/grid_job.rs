@@ -5,7 +5,7 @@
 use super::events::{Emitter, Event, GridUpdate};
 use crate::engine::eval::EvalSet;
 use crate::engine::merge::Merger;
-use crate::engine::search::{GridSpec, Strategy, search_merge_weights};
+use crate::engine::search::{GridSpec, LossObjective, Strategy, search_merge_weights};
 use crate::engine::store::AnyModel;
 use anyhow::Result;
 use std::sync::Arc;
@@ -41,6 +41,7 @@ fn run(
     search_merge_weights(
         &mut merger,
         eval,
+        LossObjective::Plain,
         &job.spec,
         job.strategy,
         &keep_going,

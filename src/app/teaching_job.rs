@@ -69,7 +69,7 @@ pub struct TeachingConfig {
 
 impl TeachingConfig {
     /// Defaults that train a crisp moons model in seconds on a laptop CPU (with
-    /// the `toy-mlp` preset; `tests/toy_quality.rs` checks the clouds).
+    /// the `toy-mlp` preset; `tests/integration/toy_quality.rs` checks the clouds).
     pub fn new(out_root: PathBuf) -> Self {
         Self {
             data: ToyKind::TwoMoons,

@@ -292,6 +292,7 @@ impl TrainState {
                         });
                     }
                     TrainEvent::Checkpoint { step, path } => r.checkpoint = Some((step, path)),
+                    TrainEvent::HeldOut { .. } => {}
                     TrainEvent::Stopped { step, reason } => {
                         r.done = step;
                         r.status = match reason {

@@ -11,6 +11,7 @@ use super::train::training_items;
 use crate::engine::data::DataSpec;
 use crate::engine::device::DeviceChoice;
 use crate::engine::store::{AnyModel, load_model};
+use crate::engine::train::loss::LossWeighting;
 use crate::engine::train::{
     CancelToken, FinetuneConfig, FinetuneEvent, FinetuneJob, MixMode, RunId, Schedule, TrainEvent,
     finetune_any, stored_config,
@@ -86,6 +87,10 @@ pub struct FinetuneArgs {
     /// Give the baseline channel-wise projections too.
     #[arg(long)]
     pub baseline_projection: bool,
+    /// Per-timestep weights of the noise-prediction loss, for every run: uniform,
+    /// min-snr[:GAMMA] (Min-SNR-gamma, default 5) or p2[:GAMMA,K] (P2, default 1,1).
+    #[arg(long)]
+    pub loss_weighting: Option<LossWeighting>,
     /// Continue the runs found in --out (with the same --baseline / --baseline-only);
     /// settings not given are read back from the runs, --steps-per-expert may grow.
     #[arg(long)]
@@ -131,6 +136,7 @@ fn settings(args: &FinetuneArgs, stored: Option<FinetuneConfig>, mlp: bool) -> F
     if args.baseline_projection {
         c.baseline_projection = true;
     }
+    set(&mut c.loss_weighting, args.loss_weighting);
     c
 }
 
@@ -282,6 +288,7 @@ pub fn run(args: FinetuneArgs, device: DeviceChoice) -> Result<()> {
                 pb.println(format!("{}: stopped at step {step}: {reason:?}", e.run))
             }
             TrainEvent::Finished { .. } => pb.finish(),
+            TrainEvent::HeldOut { .. } => {}
         }
     };
     let outcome = finetune_any(base.model, &job, &compute.device, &cancel, &mut on_event)?;

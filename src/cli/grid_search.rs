@@ -13,8 +13,8 @@ use crate::engine::metric::features::FeatureTrainConfig;
 use crate::engine::metric::{SampleMetric, default_cache_dir};
 use crate::engine::replicate::samples::initial_noise;
 use crate::engine::search::{
-    GridEvent, GridResult, GridSpec, MetricObjective, Strategy, search_merge_weights,
-    search_merge_weights_by_metric,
+    GridEvent, GridResult, GridSpec, LossObjective, MetricObjective, Strategy,
+    search_merge_weights, search_merge_weights_by_metric,
 };
 use crate::engine::store::load_model;
 use crate::engine::train::CancelToken;
@@ -48,8 +48,11 @@ impl StrategyArg {
 /// What scores a merge.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum ObjectiveArg {
-    /// The held-out diffusion loss (fast, deterministic).
+    /// The held-out diffusion loss (fast, deterministic); mostly set by small t.
     Loss,
+    /// The mean over timestep ranges of the held-out loss relative to the base's
+    /// in that range: every range counts alike.
+    Balanced,
     /// The Frechet distance of images generated from the merge to the held-out
     /// images (the sample metric; deterministic, much slower per point).
     Frechet,
@@ -98,7 +101,7 @@ pub struct GridSearchArgs {
     #[arg(long, default_value_t = 10)]
     pub metric_steps: usize,
     /// Training steps of the sample metric's feature network (trained once, cached).
-    #[arg(long, default_value_t = 400)]
+    #[arg(long, default_value_t = FeatureTrainConfig::default().steps)]
     pub feature_steps: usize,
     /// Seed of the evaluation set.
     #[arg(long, default_value_t = 1234)]
@@ -164,7 +167,7 @@ pub fn run(args: GridSearchArgs, device: DeviceChoice) -> Result<()> {
         fmt_ranges(&base_loss.per_range(n))
     );
     let metric = match args.objective {
-        ObjectiveArg::Loss => None,
+        ObjectiveArg::Loss | ObjectiveArg::Balanced => None,
         ObjectiveArg::Frechet => Some(frechet_setup(&args, &base, &schedule, dev)?),
     };
     let pb = bar(0, "grid");
@@ -194,6 +197,10 @@ pub fn run(args: GridSearchArgs, device: DeviceChoice) -> Result<()> {
         None => search_merge_weights(
             &mut merger,
             &eval,
+            match args.objective {
+                ObjectiveArg::Balanced => LossObjective::Balanced,
+                _ => LossObjective::Plain,
+            },
             &spec,
             strategy,
             &keep_going,

@@ -15,7 +15,7 @@ use crate::engine::diffusion::{
 };
 use crate::engine::merge::TimestepEnsemble;
 use crate::engine::metric::features::FeatureTrainConfig;
-use crate::engine::metric::{SampleMetric, default_cache_dir};
+use crate::engine::metric::{LabelSummary, SampleMetric, default_cache_dir};
 use crate::engine::store::{AnyModel, ModelSpec, load_model};
 use anyhow::{Context, Result, anyhow, bail};
 use burn::tensor::Device;
@@ -38,7 +38,7 @@ pub struct MetricArgs {
     #[arg(long)]
     pub images: Option<PathBuf>,
     /// Number of samples generated.
-    #[arg(long, default_value_t = 256)]
+    #[arg(long, default_value_t = 2000)]
     pub samples: usize,
     /// Samples generated per batch.
     #[arg(long, default_value_t = 64)]
@@ -106,6 +106,17 @@ struct SamplingReport {
 struct MetricReport {
     /// Frechet distance to the held-out real images (lower is better).
     frechet_distance: f64,
+    /// Mean Frechet distance of disjoint chunks of `floor_half_size` images to the
+    /// floor's second half: the figure to set beside `real_vs_real_floor`.
+    frechet_at_floor_size: Option<f64>,
+    /// Frechet distance between two disjoint halves of the held-out real images.
+    real_vs_real_floor: f64,
+    /// Images in each half of the floor.
+    floor_half_size: usize,
+    /// What the classifier labels the scored images (confident: softmax above 0.9).
+    labels: LabelSummary,
+    /// The same for the held-out real images.
+    real_labels: LabelSummary,
     /// Held-out accuracy of the feature network (a sanity check of the features).
     feature_accuracy: f64,
     /// Number of images scored.
@@ -320,10 +331,17 @@ pub fn run(args: MetricArgs, device: DeviceChoice) -> Result<()> {
         cache_dir.as_deref(),
         dev,
     )?;
-    let fd = metric.score(&pixels, dev)?;
+    let score = metric.score_in_full(&pixels, dev)?;
+    let (floor, floor_half_size) = metric.floor()?;
+    let fd = score.frechet_distance;
     let n = pixels.len() / shape.iter().product::<usize>();
     let report = MetricReport {
         frechet_distance: fd,
+        frechet_at_floor_size: score.frechet_at_floor_size,
+        real_vs_real_floor: floor,
+        floor_half_size,
+        labels: score.labels.clone(),
+        real_labels: metric.real_labels.clone(),
         feature_accuracy: metric.accuracy,
         samples: n,
         real_images: metric.real_count(),
@@ -343,6 +361,17 @@ pub fn run(args: MetricArgs, device: DeviceChoice) -> Result<()> {
         "Frechet distance {fd:.4} ({n} images vs {} held-out real); feature network accuracy {:.3}",
         metric.real_count(),
         metric.accuracy
+    );
+    if let Some(at) = score.frechet_at_floor_size {
+        println!(
+            "at {floor_half_size} vs {floor_half_size} images: {at:.4}, real-vs-real floor {floor:.4}"
+        );
+    }
+    println!(
+        "confidently labelled (p > 0.9): {:.1}% of the samples, {:.1}% of held-out real images; classes {:?}",
+        100.0 * score.labels.confident_share,
+        100.0 * metric.real_labels.confident_share,
+        score.labels.histogram
     );
     eprintln!("wrote {}", args.out.display());
     Ok(())

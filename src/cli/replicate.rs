@@ -7,13 +7,22 @@ use super::resolve_device;
 use crate::engine::data::DataSpec;
 use crate::engine::device::DeviceChoice;
 use crate::engine::replicate::{BaseSource, ReplicateConfig, ReplicateEvent, replicate};
-use crate::engine::search::GridEvent;
+use crate::engine::search::{GridEvent, LossObjective};
 use crate::engine::train::{CancelToken, TrainEvent};
 use anyhow::Result;
 use clap::Args;
 use indicatif::ProgressBar;
 use std::path::PathBuf;
 use std::time::Instant;
+
+/// The held-out-loss figure the merge-weight search minimises.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ObjectiveChoice {
+    /// The mean over timestep ranges of the loss relative to the base's.
+    Balanced,
+    /// The loss over all timesteps.
+    Plain,
+}
 
 /// Arguments of `replicate`.
 #[derive(Debug, Args)]
@@ -48,9 +57,16 @@ pub struct ReplicateArgs {
     /// Finetuning learning rate.
     #[arg(long, default_value_t = 1e-4)]
     pub lr: f64,
-    /// Finest spacing of the merge-weight lattice over [0, 1].
+    /// Finest spacing of the merge-weight lattice.
     #[arg(long, default_value_t = 0.1)]
     pub grid_step: f64,
+    /// Largest merge weight: the lattice spans [0, GRID_MAX] for each weight.
+    #[arg(long, default_value_t = 2.0)]
+    pub grid_max: f64,
+    /// What the search minimises: balanced (each timestep range's loss relative to
+    /// the base's, averaged over ranges) or plain (the loss over all t, set mostly by small t).
+    #[arg(long, value_enum, default_value = "balanced")]
+    pub objective: ObjectiveChoice,
     /// Only merge weights summing to 1 (with the refine or exhaustive strategy).
     #[arg(long)]
     pub sum_to_one: bool,
@@ -64,10 +80,10 @@ pub struct ReplicateArgs {
     #[arg(long, default_value_t = 512)]
     pub report_samples: usize,
     /// Generated images per model for the sample metric (0: none).
-    #[arg(long, default_value_t = 256)]
+    #[arg(long, default_value_t = 2000)]
     pub metric_samples: usize,
     /// DDIM steps for the generated images.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = 50)]
     pub ddim_steps: usize,
     /// Images in each sample grid.
     #[arg(long, default_value_t = 64)]
@@ -105,6 +121,11 @@ impl ReplicateArgs {
         }
         c.grid.n = self.experts;
         c.grid.step = self.grid_step;
+        c.grid.hi = self.grid_max;
+        c.objective = match self.objective {
+            ObjectiveChoice::Balanced => LossObjective::Balanced,
+            ObjectiveChoice::Plain => LossObjective::Plain,
+        };
         c.grid.sum_to_one = self.sum_to_one;
         c.strategy = self.strategy.strategy(3);
         c.search_samples = self.search_samples;

@@ -6,8 +6,10 @@ use crate::engine::data::{DataSpec, split_items};
 use crate::engine::device::DeviceChoice;
 use crate::engine::model::EpsModel;
 use crate::engine::store::{AnyModel, ModelSpec};
+use crate::engine::train::heldout_curve::{LOSS_CURVE_FILE, read_curve};
 use crate::engine::train::{
-    BatchSampler, CancelToken, RunStart, TrainConfig, TrainEvent, fresh_run, pretrain, resume_run,
+    BatchSampler, CancelToken, RunStart, TrainConfig, TrainEvent, fresh_run,
+    last_quarter_improvement, pretrain_watched, resume_run,
 };
 use anyhow::{Context, Result, bail};
 use burn::tensor::Device;
@@ -58,6 +60,15 @@ pub struct TrainArgs {
     /// Number of points drawn for toy datasets.
     #[arg(long, default_value_t = 20_000)]
     pub toy_points: usize,
+    /// Lower the learning rate linearly towards 0 over the last N steps (0: constant).
+    #[arg(long, default_value_t = 0)]
+    pub lr_decay_steps: u64,
+    /// Measure the held-out loss every N steps into OUT/loss_curve.csv and .png (0: never).
+    #[arg(long, default_value_t = 0)]
+    pub eval_every: u64,
+    /// Samples (item, noise, timestep) of the fixed held-out set measured by --eval-every.
+    #[arg(long, default_value_t = 2000)]
+    pub eval_samples: usize,
 }
 
 /// Loads the data for `spec`, adapted to the model's input, as the training split.
@@ -104,7 +115,11 @@ pub fn run(args: TrainArgs, device: DeviceChoice) -> Result<()> {
             args.out.display()
         );
     }
-    let items = training_items(&args.data, &spec, args.val_fraction, args.toy_points)?;
+    let split = split_items(&args.data, &spec, args.val_fraction, args.toy_points)?;
+    let items = split.train;
+    if args.eval_every > 0 && split.val.is_empty() {
+        bail!("--eval-every measures the held-out items, but --val-fraction leaves none");
+    }
     let compute = resolve_device(device)?;
     let config = TrainConfig {
         steps: args.steps,
@@ -114,6 +129,9 @@ pub fn run(args: TrainArgs, device: DeviceChoice) -> Result<()> {
         ema_max_decay: (args.ema > 0.0).then_some(args.ema),
         checkpoint_every: args.checkpoint_every.max(1),
         seed: args.seed,
+        lr_decay_steps: args.lr_decay_steps,
+        eval_every: args.eval_every,
+        eval_samples: args.eval_samples,
         ..TrainConfig::default()
     };
     config.validate()?;
@@ -149,19 +167,62 @@ pub fn run(args: TrainArgs, device: DeviceChoice) -> Result<()> {
         TrainEvent::Stopped { step, reason } => {
             pb.println(format!("stopped at step {step}: {reason:?}"))
         }
+        TrainEvent::HeldOut { step, loss } => {
+            pb.println(format!("step {step}: held-out loss {loss:.5}"))
+        }
         TrainEvent::Finished { .. } => pb.finish(),
     };
+    let heldout = (args.eval_every > 0).then_some(&split.val);
     let model = spec.build(args.seed, &compute.device)?;
     match model {
         AnyModel::UNet(m) => {
             let s = start(m, &args.out, args.resume, &config, &compute.device)?;
-            pretrain(s, &spec, &items, &config, &args.out, &cancel, &mut on_event)?;
+            pretrain_watched(
+                s,
+                &spec,
+                &items,
+                heldout,
+                &config,
+                &args.out,
+                &cancel,
+                &mut on_event,
+            )?;
         }
         AnyModel::Mlp(m) => {
             let s = start(m, &args.out, args.resume, &config, &compute.device)?;
-            pretrain(s, &spec, &items, &config, &args.out, &cancel, &mut on_event)?;
+            pretrain_watched(
+                s,
+                &spec,
+                &items,
+                heldout,
+                &config,
+                &args.out,
+                &cancel,
+                &mut on_event,
+            )?;
         }
     }
     eprintln!("saved {}", args.out.display());
+    if args.eval_every > 0 {
+        report_plateau(&args.out)?;
+    }
+    Ok(())
+}
+
+/// Prints how much the held-out loss still fell over the last quarter of the run.
+fn report_plateau(out: &Path) -> Result<()> {
+    let curve = read_curve(&out.join(LOSS_CURVE_FILE))?;
+    match last_quarter_improvement(&curve) {
+        Some(r) => eprintln!(
+            "held-out loss over the last quarter of the steps: {:+.2}% ({})",
+            -100.0 * r,
+            if r < 0.01 {
+                "plateaued: under 1% improvement"
+            } else {
+                "still improving by 1% or more"
+            }
+        ),
+        None => eprintln!("the loss curve is too short to judge a plateau"),
+    }
     Ok(())
 }

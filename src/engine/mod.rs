@@ -16,5 +16,6 @@ pub mod render;
 pub mod replicate;
 pub mod search;
 pub mod shared_wgpu;
+pub mod stats;
 pub mod store;
 pub mod train;

@@ -5,4 +5,4 @@ pub mod frechet;
 pub mod sample_metric;
 
 pub use frechet::{FeatureStats, frechet_distance};
-pub use sample_metric::{SampleMetric, default_cache_dir};
+pub use sample_metric::{LabelSummary, SampleMetric, SampleScore, default_cache_dir};

@@ -8,8 +8,8 @@
 //! by the hash of what it depends on (dataset, image shape, training settings).
 
 use super::features::{
-    FEATURE_DIM, FeatureNet, FeatureTrainConfig, LabelledImages, accuracy, extract_features,
-    train_feature_net,
+    FEATURE_DIM, FeatureNet, FeatureTrainConfig, LabelledImages, accuracy, classify,
+    extract_features, train_feature_net,
 };
 use super::frechet::{FeatureStats, frechet_distance};
 use crate::engine::checkpoint::{HostTensor, TensorMap, read_safetensors, write_safetensors};
@@ -21,13 +21,20 @@ use burn::tensor::Device;
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 
+/// Softmax probability above which a sample counts as confidently labelled.
+pub const CONFIDENT: f64 = 0.9;
+
 /// A ready metric: the feature network and the held-out real statistics.
 pub struct SampleMetric {
     net: FeatureNet,
     real: FeatureStats,
+    /// The held-out features, row-major `[n, FEATURE_DIM]`, in a fixed shuffled order.
+    real_rows: Vec<f32>,
     shape: [usize; 3],
     /// Held-out classification accuracy of the feature network (a sanity check).
     pub accuracy: f64,
+    /// What the classifier says of the held-out real images themselves.
+    pub real_labels: LabelSummary,
     /// Where the network was cached (None: not cached).
     pub cache_file: Option<PathBuf>,
 }
@@ -74,7 +81,7 @@ impl SampleMetric {
         let key = cache_key(data, shape, val_fraction, classes, config);
         let cache_file = cache_dir.map(|d| d.join(format!("featnet-{key}.safetensors")));
         let cached = match &cache_file {
-            Some(p) if p.exists() => load_net(p, shape[0], classes, device).ok(),
+            Some(p) if p.exists() => load_net(p, shape, classes, device).ok(),
             _ => None,
         };
         let net = match cached {
@@ -101,24 +108,72 @@ impl SampleMetric {
             shape,
         };
         let accuracy = accuracy(&net, &held_out, device)?;
+        let real_labels = LabelSummary::new(&classify(&net, &val.pixels, shape, device)?, classes);
         let feats = extract_features(&net, &val.pixels, shape, device)?;
         let real = FeatureStats::from_rows(&feats, FEATURE_DIM)?;
         Ok(Self {
             net,
             real,
+            real_rows: shuffled_rows(&feats, FEATURE_DIM, FLOOR_SEED),
             shape,
             accuracy,
+            real_labels,
             cache_file,
         })
     }
 
-    /// Number of held-out real images in the reference statistics.
-    pub fn real_count(&self) -> usize {
-        self.real.count
+    /// The real-vs-real floor: the Frechet distance between two disjoint halves of
+    /// the held-out images (a fixed split), with the size of each half. A generated
+    /// set scores this much even if the model were perfect, at that size.
+    pub fn floor(&self) -> Result<(f64, usize)> {
+        let m = self.real.count / 2;
+        let (a, b) = self.real_rows.split_at(m * FEATURE_DIM);
+        let b = &b[..m * FEATURE_DIM];
+        let fd = frechet_distance(
+            &FeatureStats::from_rows(a, FEATURE_DIM)?,
+            &FeatureStats::from_rows(b, FEATURE_DIM)?,
+        )?;
+        Ok((fd, m))
     }
 
-    /// The Frechet distance of generated NCHW images (values in `[-1, 1]`) to the held-out set.
-    pub fn score(&self, samples: &[f32], device: &Device) -> Result<f64> {
+    /// Scores generated NCHW images (values in `[-1, 1]`): the Frechet distance to all
+    /// held-out images; the one at the floor's size (mean over disjoint chunks of as
+    /// many generated images as a floor half, each against the floor's second half);
+    /// and what the classifier labels them.
+    pub fn score_in_full(&self, samples: &[f32], device: &Device) -> Result<SampleScore> {
+        let feats = self.features(samples, device)?;
+        let generated = FeatureStats::from_rows(&feats, FEATURE_DIM)?;
+        let full = frechet_distance(&generated, &self.real)?;
+        let m = self.real.count / 2;
+        let chunks: Vec<&[f32]> = if m < 2 {
+            Vec::new()
+        } else {
+            feats.chunks_exact(m * FEATURE_DIM).collect()
+        };
+        let frechet_at_floor_size = if chunks.is_empty() {
+            None
+        } else {
+            let half_b = FeatureStats::from_rows(
+                &self.real_rows[m * FEATURE_DIM..2 * m * FEATURE_DIM],
+                FEATURE_DIM,
+            )?;
+            let mut sum = 0.0;
+            for c in &chunks {
+                sum += frechet_distance(&FeatureStats::from_rows(c, FEATURE_DIM)?, &half_b)?;
+            }
+            Some(sum / chunks.len() as f64)
+        };
+        let classes = self.real_labels.histogram.len();
+        let labels = LabelSummary::new(&classify(&self.net, samples, self.shape, device)?, classes);
+        Ok(SampleScore {
+            frechet_distance: full,
+            frechet_at_floor_size,
+            labels,
+        })
+    }
+
+    /// Feature vectors of NCHW images (values in `[-1, 1]`), row-major `[n, FEATURE_DIM]`.
+    pub fn features(&self, samples: &[f32], device: &Device) -> Result<Vec<f32>> {
         let per: usize = self.shape.iter().product();
         if samples.is_empty() || samples.len() % per != 0 {
             bail!(
@@ -127,10 +182,82 @@ impl SampleMetric {
                 self.shape
             );
         }
-        let feats = extract_features(&self.net, samples, self.shape, device)?;
+        extract_features(&self.net, samples, self.shape, device)
+    }
+
+    /// Number of held-out real images in the reference statistics.
+    pub fn real_count(&self) -> usize {
+        self.real.count
+    }
+
+    /// The Frechet distance of feature rows (from [`Self::features`]) to the held-out set.
+    pub fn frechet_of_features(&self, rows: &[f32]) -> Result<f64> {
+        frechet_distance(&FeatureStats::from_rows(rows, FEATURE_DIM)?, &self.real)
+    }
+
+    /// The Frechet distance of generated NCHW images (values in `[-1, 1]`) to the held-out set.
+    pub fn score(&self, samples: &[f32], device: &Device) -> Result<f64> {
+        let feats = self.features(samples, device)?;
         let generated = FeatureStats::from_rows(&feats, FEATURE_DIM)?;
         frechet_distance(&generated, &self.real)
     }
+}
+
+/// Seed of the held-out images' order, which fixes the floor's two halves.
+const FLOOR_SEED: u64 = 99;
+
+/// Rows of `rows` (each `dim` wide) in a seeded random order.
+fn shuffled_rows(rows: &[f32], dim: usize, seed: u64) -> Vec<f32> {
+    use rand::SeedableRng;
+    use rand::seq::SliceRandom;
+    let mut order: Vec<usize> = (0..rows.len() / dim).collect();
+    order.shuffle(&mut rand::rngs::StdRng::seed_from_u64(seed));
+    order
+        .iter()
+        .flat_map(|&i| rows[i * dim..(i + 1) * dim].iter().copied())
+        .collect()
+}
+
+/// What the classifier says of a set of images.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct LabelSummary {
+    /// Number of images.
+    pub images: usize,
+    /// Share labelled with softmax probability above [`CONFIDENT`].
+    pub confident_share: f64,
+    /// Images per arg-max class.
+    pub histogram: Vec<usize>,
+}
+
+impl LabelSummary {
+    /// Summarises `(class, probability)` pairs over `classes` classes.
+    pub fn new(labels: &[(u32, f64)], classes: usize) -> Self {
+        let mut histogram = vec![0usize; classes];
+        for &(k, _) in labels {
+            if let Some(h) = histogram.get_mut(k as usize) {
+                *h += 1;
+            }
+        }
+        let confident = labels.iter().filter(|(_, p)| *p > CONFIDENT).count();
+        Self {
+            images: labels.len(),
+            confident_share: confident as f64 / labels.len().max(1) as f64,
+            histogram,
+        }
+    }
+}
+
+/// A generated set's scores.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct SampleScore {
+    /// Frechet distance to all held-out images.
+    pub frechet_distance: f64,
+    /// Mean Frechet distance of disjoint chunks the size of a floor half to the
+    /// floor's second half: comparable with [`SampleMetric::floor`] (None when fewer
+    /// images than a half).
+    pub frechet_at_floor_size: Option<f64>,
+    /// What the classifier labels the images.
+    pub labels: LabelSummary,
 }
 
 fn cache_key(
@@ -141,7 +268,7 @@ fn cache_key(
     config: FeatureTrainConfig,
 ) -> String {
     let mut h = Sha256::new();
-    h.update(format!("featnet-v1|{data}|{shape:?}|{val_fraction}|{classes}|{config:?}").as_bytes());
+    h.update(format!("featnet-v2|{data}|{shape:?}|{val_fraction}|{classes}|{config:?}").as_bytes());
     h.finalize()[..8]
         .iter()
         .map(|b| format!("{b:02x}"))
@@ -159,8 +286,35 @@ fn save_net(net: &FeatureNet, path: &Path) -> Result<()> {
     write_safetensors(path, &map, None)
 }
 
-fn load_net(path: &Path, channels: usize, classes: usize, device: &Device) -> Result<FeatureNet> {
+fn load_net(path: &Path, shape: [usize; 3], classes: usize, device: &Device) -> Result<FeatureNet> {
     let map = read_safetensors(path)?;
-    bind_tensors(FeatureNet::new(channels, classes, 0, device), &map)
+    bind_tensors(FeatureNet::new(shape, classes, 0, device), &map)
         .with_context(|| format!("loading {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn label_summary_counts_classes_and_confidence_above_the_threshold() {
+        let labels = [(0, 0.95), (2, 0.9), (2, 0.99), (1, 0.2)];
+        let s = LabelSummary::new(&labels, 3);
+        assert_eq!(s.histogram, vec![1, 1, 2]);
+        assert_eq!(s.images, 4);
+        // 0.9 itself is not above the threshold
+        assert_eq!(s.confident_share, 0.5);
+    }
+
+    #[test]
+    fn shuffled_rows_keep_each_row_whole() {
+        let rows: Vec<f32> = (0..12).map(|v| v as f32).collect();
+        let s = shuffled_rows(&rows, 3, 1);
+        let mut firsts: Vec<f32> = s.chunks(3).map(|r| r[0]).collect();
+        for r in s.chunks(3) {
+            assert_eq!([r[1], r[2]], [r[0] + 1.0, r[0] + 2.0]);
+        }
+        firsts.sort_by(f32::total_cmp);
+        assert_eq!(firsts, vec![0.0, 3.0, 6.0, 9.0]);
+    }
 }

@@ -2,7 +2,7 @@
 
 use crate::engine::data::DataSpec;
 use crate::engine::metric::features::FeatureTrainConfig;
-use crate::engine::search::{GridSpec, Strategy};
+use crate::engine::search::{GridSpec, LossObjective, Strategy};
 use crate::engine::train::{FinetuneConfig, TrainConfig};
 use serde::Serialize;
 use std::path::PathBuf;
@@ -37,6 +37,8 @@ pub struct ReplicateConfig {
     pub grid: GridSpec,
     /// How the merge-weight lattice is searched.
     pub strategy: Strategy,
+    /// What the search minimises.
+    pub objective: LossObjective,
     /// Held-out samples in the search objective.
     pub search_samples: usize,
     /// Seed of the search's evaluation set.
@@ -86,18 +88,19 @@ impl Default for ReplicateConfig {
             grid: GridSpec {
                 n: finetune.experts,
                 lo: 0.0,
-                hi: 1.0,
+                hi: 2.0,
                 step: 0.1,
                 sum_to_one: false,
             },
             finetune,
             strategy: Strategy::Coordinate { sweeps: 4 },
+            objective: LossObjective::Balanced,
             search_samples: 256,
             search_seed: 1234,
             report_samples: 512,
             report_seed: 4321,
-            metric_samples: 256,
-            metric_ddim_steps: 10,
+            metric_samples: 2000,
+            metric_ddim_steps: 50,
             metric_feature_steps: FeatureTrainConfig::default().steps,
             metric_cache_dir: None,
             sample_seed: 7,

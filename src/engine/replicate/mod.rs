@@ -7,6 +7,7 @@
 //! Every stage writes into the output folder and is skipped (or resumed) when
 //! its result is already there, so an interrupted run continues where it stopped.
 
+pub mod compare;
 pub mod config;
 pub mod report;
 pub mod samples;
@@ -20,7 +21,7 @@ use crate::engine::eval::{EvalLosses, EvalSet, EvalSetConfig, timestep_ranges};
 use crate::engine::merge::{MergeJob, MergeSpec, Merger, TimestepEnsemble, export_merge};
 use crate::engine::metric::features::FeatureTrainConfig;
 use crate::engine::metric::{SampleMetric, default_cache_dir};
-use crate::engine::search::{GridEvent, search_merge_weights};
+use crate::engine::search::{GridEvent, search_merge_weights, search_scale};
 use crate::engine::store::{AnyModel, ModelSpec, TRAIN_STATE_FILE, load_model};
 use crate::engine::train::{
     CancelToken, FinetuneEvent, FinetuneJob, RunId, Schedule, TrainEvent, finetune_any,
@@ -39,6 +40,8 @@ pub mod layout {
     pub const FINETUNE: &str = "deme";
     /// The merged model and its recipe.
     pub const MERGED: &str = "merged";
+    /// The plain finetune with its task vector scaled by the searched alpha.
+    pub const SCALED: &str = "plain-finetune-scaled";
     /// The search table.
     pub const SEARCH: &str = "search.json";
     /// The report.
@@ -149,6 +152,7 @@ pub fn replicate(
     let search = search_merge_weights(
         &mut merger,
         &search_set,
+        config.objective,
         &config.grid,
         config.strategy,
         &keep_going,
@@ -175,6 +179,40 @@ pub fn replicate(
         &mut |_| {},
     )?;
     let merged = load_model(&merged_dir, device)?.model;
+
+    // the control: the plain finetune's own task vector, its scale searched the same way
+    on_event(ReplicateEvent::Stage(
+        "searching the scale of the plain finetune's task vector".into(),
+    ));
+    let baseline_dir = run_dir(&ft_dir, RunId::Baseline);
+    let alphas: Vec<f64> = (0..config.grid.ticks())
+        .map(|k| config.grid.lo + k as f64 * config.grid.step)
+        .collect();
+    let scale_points = {
+        let label = baseline_dir.display().to_string();
+        let mut one = Merger::new(("base", &base.model), &[(label.as_str(), &baseline)])?;
+        search_scale(
+            &mut one,
+            &search_set,
+            config.objective,
+            n,
+            &alphas,
+            &keep_going,
+        )?
+    };
+    let alpha = scale_points[0].alpha;
+    let scaled_dir = out.join(layout::SCALED);
+    export_merge(
+        &MergeJob {
+            base: base_dir.clone(),
+            experts: vec![baseline_dir],
+            spec: MergeSpec::task_arithmetic(vec![alpha as f32]),
+            output: None,
+        },
+        &scaled_dir,
+        &mut |_| {},
+    )?;
+    let scaled = load_model(&scaled_dir, device)?.model;
     seconds.search = started.elapsed().as_secs_f64();
 
     let started = Instant::now();
@@ -192,7 +230,7 @@ pub fn replicate(
         device,
     )?;
     let ensemble = TimestepEnsemble::new(experts, config.finetune.num_train_timesteps)?;
-    let predictors: [(&str, String, &dyn Fn(Tensor<4>, &[f32]) -> Tensor<4>); 4] = [
+    let predictors: [(&str, String, &dyn Fn(Tensor<4>, &[f32]) -> Tensor<4>); 5] = [
         (
             "pretrained",
             "Before finetuning (pretrained)".to_string(),
@@ -205,6 +243,11 @@ pub fn replicate(
                 config.finetune.steps_of(RunId::Baseline)
             ),
             &|x, t| baseline.eps(x, t),
+        ),
+        (
+            "plain-finetune-scaled",
+            format!("Plain finetuning, task vector scaled by the searched alpha = {alpha:.2}"),
+            &|x, t| scaled.eps(x, t),
         ),
         (
             "ensemble",
@@ -223,6 +266,7 @@ pub fn replicate(
         config.sample_seed,
     );
     let mut rows = Vec::with_capacity(predictors.len());
+    let mut measured = Vec::with_capacity(predictors.len());
     for (name, description, eps) in predictors {
         let losses: EvalLosses = report_set.evaluate(eps)?;
         let images = samples::generate(
@@ -237,11 +281,15 @@ pub fn replicate(
         )?;
         let png = format!("{name}.png");
         samples::save_grid(&out.join(&png), &images, config.grid_images, item_shape)?;
-        let frechet = match &metric {
+        let features = match &metric {
             Some(m) if config.metric_samples >= 2 => {
                 let per: usize = item_shape.iter().product();
-                Some(m.score(&images[..config.metric_samples * per], device)?)
+                Some(m.features(&images[..config.metric_samples * per], device)?)
             }
+            _ => None,
+        };
+        let frechet = match (&metric, &features) {
+            (Some(m), Some(f)) => Some(m.frechet_of_features(f)?),
             _ => None,
         };
         rows.push(ReportRow {
@@ -252,15 +300,30 @@ pub fn replicate(
             frechet,
             grid_png: Some(png),
         });
+        measured.push(compare::Measurements {
+            name: name.into(),
+            losses,
+            features,
+        });
     }
+    let ranges = timestep_ranges(n, config.finetune.num_train_timesteps);
+    let (merged_m, others) = measured.split_last().context("no rows were evaluated")?;
+    let others: Vec<&compare::Measurements> = others.iter().collect();
+    let comparisons = compare::compare_with_merged(merged_m, &others, &ranges, metric.as_ref())?;
     seconds.evaluate = started.elapsed().as_secs_f64();
 
     let report = Report {
-        ranges: timestep_ranges(n, config.finetune.num_train_timesteps),
+        ranges,
+        comparisons,
+        confidence: compare::CONFIDENCE,
+        resamples: compare::RESAMPLES,
         rows,
         weights: best.weights.clone(),
         search_points: search.points.len(),
         search_loss: best.score.loss,
+        search_objective: config.objective,
+        search_strategy: config.strategy,
+        scale_alpha: alpha,
         metric_real_images: metric.as_ref().map_or(0, |m| m.real_count()),
         metric_samples: if metric.is_some() {
             config.metric_samples

@@ -2,6 +2,8 @@
 //! (before finetuning, plain finetuning, DeMe before merge = timestep-wise
 //! ensemble, DeMe after merge), rendered as Markdown and JSON.
 
+use crate::engine::search::{LossObjective, Strategy};
+use crate::engine::stats::{Interval, Verdict};
 use serde::Serialize;
 use std::fmt::Write as _;
 
@@ -22,6 +24,40 @@ pub struct ReportRow {
     pub grid_png: Option<String>,
 }
 
+/// A difference `merged - other` of a lower-is-better measure, its interval and verdict.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Measured {
+    /// Paired bootstrap interval of the difference.
+    pub interval: Interval,
+    /// What the interval says of the merged model.
+    pub verdict: Verdict,
+}
+
+impl Measured {
+    /// The verdict of `interval`.
+    pub fn new(interval: Interval) -> Self {
+        Self {
+            verdict: Verdict::of_difference(&interval),
+            interval,
+        }
+    }
+}
+
+/// The merged model against one other row.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Comparison {
+    /// The other row's name.
+    pub other: String,
+    /// The other row's held-out loss (the scale of the difference).
+    pub other_loss: f64,
+    /// Held-out loss, paired over the evaluation samples.
+    pub loss: Measured,
+    /// The same within each timestep range.
+    pub loss_per_range: Vec<Measured>,
+    /// Frechet distance, paired over generated images (same initial noise).
+    pub frechet: Option<Measured>,
+}
+
 /// Seconds spent in each stage.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct StageTimes {
@@ -40,7 +76,7 @@ pub struct StageTimes {
 pub struct Report {
     /// The timestep ranges `[lo, hi)`, one per expert.
     pub ranges: Vec<[usize; 2]>,
-    /// The four rows, in table order.
+    /// The rows, in table order.
     pub rows: Vec<ReportRow>,
     /// Merge weights chosen by the search.
     pub weights: Vec<f64>,
@@ -48,6 +84,12 @@ pub struct Report {
     pub search_points: usize,
     /// Search objective (held-out loss on the search set) at the chosen weights.
     pub search_loss: f64,
+    /// What the search minimised.
+    pub search_objective: LossObjective,
+    /// How the lattice was searched.
+    pub search_strategy: Strategy,
+    /// The scale of the plain finetune's task vector chosen by the same objective.
+    pub scale_alpha: f64,
     /// Held-out images behind the Frechet distances (0 without the metric).
     pub metric_real_images: usize,
     /// Generated images per model behind the Frechet distances.
@@ -56,6 +98,12 @@ pub struct Report {
     pub metric_feature_accuracy: Option<f64>,
     /// Wall-clock seconds per stage.
     pub seconds: StageTimes,
+    /// The merged model against each other row, with intervals.
+    pub comparisons: Vec<Comparison>,
+    /// Confidence level of every interval.
+    pub confidence: f64,
+    /// Bootstrap resamples behind every interval.
+    pub resamples: usize,
     /// The settings, as run.
     pub config: serde_json::Value,
 }
@@ -66,40 +114,33 @@ impl Report {
         self.rows.iter().find(|r| r.name == name)
     }
 
-    /// Answers, in words and numbers, whether the merged model beats the
-    /// pretrained one and the plain-finetune baseline on each measure.
+    /// Answers, with intervals, whether the merged model beats each other row on
+    /// each measure: better / worse / within noise by the paired bootstrap interval
+    /// of the difference, never by the bare difference.
     pub fn verdicts(&self) -> Vec<String> {
-        let mut out = Vec::new();
-        let Some(merged) = self.row("merged") else {
-            return out;
-        };
-        for other in ["pretrained", "plain-finetune", "ensemble"] {
-            let Some(o) = self.row(other) else { continue };
-            let rel = (merged.loss - o.loss) / o.loss * 100.0;
-            let mut line = format!(
-                "merged vs {other}: held-out loss {:.5} vs {:.5} ({rel:+.2}%, {})",
-                merged.loss,
-                o.loss,
-                if merged.loss < o.loss {
-                    "merged better"
-                } else {
-                    "merged not better"
-                }
-            );
-            if let (Some(a), Some(b)) = (merged.frechet, o.frechet) {
-                let _ = write!(
-                    line,
-                    "; Frechet distance {a:.3} vs {b:.3} ({})",
-                    if a < b {
-                        "merged better"
-                    } else {
-                        "merged not better"
-                    }
+        self.comparisons
+            .iter()
+            .map(|c| {
+                let mut line = format!(
+                    "merged vs {}: held-out loss {} by {} ({:+.2}% of {:.5}); per range: {}",
+                    c.other,
+                    c.loss.verdict,
+                    c.loss.interval,
+                    100.0 * c.loss.interval.estimate / c.other_loss,
+                    c.other_loss,
+                    c.loss_per_range
+                        .iter()
+                        .zip(&self.ranges)
+                        .map(|(m, r)| format!("[{}, {}) {}", r[0], r[1], m.verdict))
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 );
-            }
-            out.push(line);
-        }
-        out
+                if let Some(f) = &c.frechet {
+                    let _ = write!(line, "; Frechet distance {} by {}", f.verdict, f.interval);
+                }
+                line
+            })
+            .collect()
     }
 
     /// The report as Markdown.
@@ -147,9 +188,24 @@ impl Report {
                 None => s.push_str(" | - |\n"),
             }
         }
+        let objective = match self.search_objective {
+            LossObjective::Plain => "the held-out loss over all timesteps",
+            LossObjective::Balanced => {
+                "the balanced held-out loss (the mean over the timestep ranges of the loss \
+                 relative to the pretrained model's in that range)"
+            }
+        };
+        let found = match self.search_strategy {
+            Strategy::Coordinate { .. } => {
+                "a coordinate-wise optimum (no change of one weight alone improves it; not \
+                 necessarily the best point of the lattice)"
+            }
+            Strategy::Refine { .. } => "the best point of a coarse-to-fine search",
+            Strategy::Exhaustive => "the best point of the lattice",
+        };
         let _ = write!(
             s,
-            "\nMerge weights w = ({}), chosen among {} lattice points by the held-out loss \
+            "\nMerge weights w = ({}): {found}, after scoring {} lattice points by {objective} \
              on the search set ({:.5} there).\n\n",
             self.weights
                 .iter()
@@ -159,7 +215,15 @@ impl Report {
             self.search_points,
             self.search_loss
         );
-        s.push_str("## Verdict\n\n");
+        let _ = write!(
+            s,
+            "## Verdict\n\nEach difference is merged minus the other model, with its {:.0}% \
+             paired bootstrap interval ({} resamples: over the evaluation samples for losses, \
+             over the generated images for Frechet distances). Better / worse: the whole \
+             interval lies below / above 0; otherwise within noise.\n\n",
+            100.0 * self.confidence,
+            self.resamples
+        );
         for v in self.verdicts() {
             let _ = writeln!(s, "- {v}");
         }
@@ -194,7 +258,35 @@ mod tests {
         }
     }
 
+    fn measured(estimate: f64, lo: f64, hi: f64) -> Measured {
+        Measured::new(Interval {
+            estimate,
+            lo,
+            hi,
+            level: 0.95,
+        })
+    }
+
     fn report(merged_loss: f64) -> Report {
+        let vs = |other: &str, other_loss: f64, frechet: Option<Measured>| Comparison {
+            other: other.into(),
+            other_loss,
+            loss: if merged_loss < other_loss {
+                measured(
+                    merged_loss - other_loss,
+                    merged_loss - other_loss - 1e-3,
+                    -1e-4,
+                )
+            } else {
+                measured(
+                    merged_loss - other_loss,
+                    1e-4,
+                    merged_loss - other_loss + 1e-3,
+                )
+            },
+            loss_per_range: vec![measured(-0.01, -0.02, -0.001), measured(0.0, -0.001, 0.001)],
+            frechet,
+        };
         Report {
             ranges: vec![[0, 500], [500, 1000]],
             rows: vec![
@@ -206,29 +298,51 @@ mod tests {
             weights: vec![0.5, 0.25],
             search_points: 12,
             search_loss: 0.021,
+            search_objective: LossObjective::Balanced,
+            search_strategy: Strategy::Coordinate { sweeps: 4 },
+            scale_alpha: 1.2,
             metric_real_images: 100,
             metric_samples: 50,
             metric_feature_accuracy: Some(0.97),
             seconds: StageTimes::default(),
+            comparisons: vec![
+                vs("pretrained", 0.04, Some(measured(-2.0, -2.5, -1.5))),
+                vs("plain-finetune", 0.03, Some(measured(-1.0, -1.5, 0.2))),
+                vs("ensemble", 0.02, None),
+            ],
+            confidence: 0.95,
+            resamples: 200,
             config: serde_json::Value::Null,
         }
     }
 
     #[test]
-    fn verdicts_compare_the_merge_with_each_row() {
+    fn verdicts_follow_the_intervals() {
         let v = report(0.025).verdicts();
         assert_eq!(v.len(), 3);
         assert!(
-            v[0].starts_with("merged vs pretrained") && v[0].contains("(-37.50%, merged better")
+            v[0].starts_with("merged vs pretrained: held-out loss better")
+                && v[0].contains("(-37.50% of 0.04000)"),
+            "{}",
+            v[0]
         );
-        assert!(v[0].contains("Frechet distance 1.000 vs 3.000 (merged better)"));
-        assert!(v[2].starts_with("merged vs ensemble") && v[2].contains("merged not better"));
+        assert!(
+            v[0].contains("per range: [0, 500) better, [500, 1000) within noise"),
+            "{}",
+            v[0]
+        );
+        assert!(v[0].contains("Frechet distance better"), "{}", v[0]);
+        // the interval of the distance to plain finetuning holds 0
+        assert!(v[1].contains("Frechet distance within noise"), "{}", v[1]);
+        assert!(
+            v[2].starts_with("merged vs ensemble: held-out loss worse"),
+            "{}",
+            v[2]
+        );
         assert!(
             !v[2].contains("Frechet"),
             "the ensemble row has no distance"
         );
-        let worse = report(0.05).verdicts();
-        assert!(worse[0].contains("merged not better"));
     }
 
     #[test]

@@ -3,6 +3,10 @@
 pub mod coordinate;
 pub mod grid;
 pub mod merge_weights;
+pub mod scale;
 
 pub use grid::{GridEvent, GridPoint, GridResult, GridSpec, Score, Strategy, grid_search};
-pub use merge_weights::{MetricObjective, search_merge_weights, search_merge_weights_by_metric};
+pub use merge_weights::{
+    LossObjective, MetricObjective, search_merge_weights, search_merge_weights_by_metric,
+};
+pub use scale::{ScalePoint, search_scale};

@@ -4,7 +4,7 @@
 //! gradient flowing through it.
 
 use super::events::LossParts;
-use super::loss::per_sample_mse;
+use super::loss::{LossWeighting, per_sample_mse, weighted_mean};
 use crate::engine::diffusion::NoiseSchedule;
 use crate::engine::model::EpsModel;
 use anyhow::Result;
@@ -33,7 +33,8 @@ impl FinetuneLoss {
     }
 }
 
-/// The finetuning loss of `model` on one batch.
+/// The finetuning loss of `model` on one batch, its noise-prediction term weighted
+/// per timestep by `weighting` (the consistency term is not reweighted).
 ///
 /// `frozen` is the pretrained model, kept on the plain (non-autodiff) device;
 /// it runs only when `lambda != 0`.
@@ -44,6 +45,7 @@ pub fn finetune_loss<M: EpsModel>(
     model: &M,
     frozen: &M,
     lambda: f64,
+    weighting: LossWeighting,
     schedule: &NoiseSchedule,
     x0: Tensor<4>,
     noise: Tensor<4>,
@@ -52,7 +54,8 @@ pub fn finetune_loss<M: EpsModel>(
     let xt = schedule.q_sample(x0, noise.clone(), t);
     let tf: Vec<f32> = t.iter().map(|&v| v as f32).collect();
     let pred = model.eps(xt.clone(), &tf); // [n, c, h, w]
-    let eps = per_sample_mse(pred.clone(), noise).mean();
+    let weights = weighting.weights(schedule, t);
+    let eps = weighted_mean(per_sample_mse(pred.clone(), noise), weights.as_deref());
     if lambda == 0.0 {
         return FinetuneLoss {
             total: eps.clone(),

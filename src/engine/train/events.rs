@@ -36,6 +36,13 @@ pub enum TrainEvent {
         /// Recent throughput.
         images_per_sec: f64,
     },
+    /// The published weights were measured on the run's held-out set.
+    HeldOut {
+        /// Steps done.
+        step: u64,
+        /// Mean held-out loss.
+        loss: f64,
+    },
     /// A checkpoint was written.
     Checkpoint {
         /// Steps it contains.

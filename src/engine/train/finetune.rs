@@ -432,6 +432,7 @@ impl<'a, M: FinetuneModel> Member<'a, M> {
                 model,
                 &ctx.frozen,
                 lambda,
+                c.loss_weighting,
                 &ctx.schedule,
                 batch.x0,
                 batch.noise,

@@ -7,6 +7,7 @@
 
 use super::adamw::AdamWConfig;
 use super::events::RunId;
+use super::loss::LossWeighting;
 use super::stepper::warmup_lr;
 use super::timesteps::{MixMode, TimestepRange, TimestepSampler};
 use anyhow::{Result, bail};
@@ -50,6 +51,8 @@ pub struct FinetuneConfig {
     pub baseline_consistency: bool,
     /// Give the baseline channel-wise projections too.
     pub baseline_projection: bool,
+    /// Per-timestep weights of the noise-prediction loss (every run).
+    pub loss_weighting: LossWeighting,
 }
 
 impl Default for FinetuneConfig {
@@ -74,6 +77,7 @@ impl Default for FinetuneConfig {
             num_train_timesteps: 1000,
             baseline_consistency: false,
             baseline_projection: false,
+            loss_weighting: LossWeighting::Uniform,
         }
     }
 }
@@ -110,7 +114,7 @@ impl FinetuneConfig {
         if self.checkpoint_every == 0 {
             bail!("checkpoint_every must be at least 1");
         }
-        Ok(())
+        self.loss_weighting.validate()
     }
 
     /// The runs of the job: the experts, then (when asked) the baseline.

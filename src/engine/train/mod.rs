@@ -9,6 +9,7 @@ pub mod ema;
 pub mod events;
 pub mod finetune;
 pub mod finetune_config;
+pub mod heldout_curve;
 pub mod loss;
 pub mod pretrain;
 pub mod resume;
@@ -25,6 +26,7 @@ pub use finetune::{
     start_model, stored_config,
 };
 pub use finetune_config::FinetuneConfig;
-pub use pretrain::{RunStart, TrainConfig, pretrain, pretrain_any};
+pub use heldout_curve::{CurvePoint, HeldOutWatch, last_quarter_improvement};
+pub use pretrain::{RunStart, TrainConfig, pretrain, pretrain_any, pretrain_watched};
 pub use resume::{fresh_run, fresh_start, resume_run, resume_start};
 pub use timesteps::{MixMode, TimestepDraw, TimestepRange, TimestepSampler};

@@ -8,6 +8,7 @@ use super::adamw::{AdamW, AdamWConfig};
 use super::batch::BatchSampler;
 use super::cancel::CancelToken;
 use super::events::TrainEvent;
+use super::heldout_curve::HeldOutWatch;
 use super::loss::eps_loss_per_sample;
 use super::stepper::{CheckpointTarget, Stepper, warmup_lr};
 use crate::engine::diffusion::NoiseSchedule;
@@ -38,6 +39,19 @@ pub struct TrainConfig {
     pub seed: u64,
     /// Number of diffusion timesteps T.
     pub num_train_timesteps: usize,
+    /// The last this many steps lower the learning rate linearly towards 0 (0: no decay).
+    #[serde(default)]
+    pub lr_decay_steps: u64,
+    /// Measure the held-out loss every this many steps (0: never); see [`super::heldout_curve`].
+    #[serde(default)]
+    pub eval_every: u64,
+    /// Samples of the fixed held-out set the loss is measured on.
+    #[serde(default = "default_eval_samples")]
+    pub eval_samples: usize,
+}
+
+fn default_eval_samples() -> usize {
+    2000
 }
 
 impl Default for TrainConfig {
@@ -56,6 +70,9 @@ impl Default for TrainConfig {
             checkpoint_every: 500,
             seed: 0,
             num_train_timesteps: 1000,
+            lr_decay_steps: 0,
+            eval_every: 0,
+            eval_samples: default_eval_samples(),
         }
     }
 }
@@ -69,12 +86,29 @@ impl TrainConfig {
         if self.steps == 0 {
             bail!("the number of steps must be at least 1");
         }
+        if self.lr_decay_steps > self.steps {
+            bail!(
+                "the learning-rate decay ({} steps) cannot be longer than the run ({} steps)",
+                self.lr_decay_steps,
+                self.steps
+            );
+        }
+        if self.eval_every > 0 && self.eval_samples == 0 {
+            bail!("the held-out evaluation needs at least 1 sample");
+        }
         super::stepper::check_step_settings(self.batch_size, self.lr, self.ema_max_decay)
     }
 
-    /// Learning rate at `step` (0-based) with linear warm-up.
+    /// Learning rate at `step` (0-based): linear warm-up from 0, then `lr`, then over
+    /// the last `lr_decay_steps` steps a linear fall to `lr / lr_decay_steps` at the last step.
     pub fn lr_at(&self, step: u64) -> f64 {
-        warmup_lr(self.lr, self.warmup_steps, step)
+        let decay_start = self.steps.saturating_sub(self.lr_decay_steps);
+        let tail = if self.lr_decay_steps == 0 || step < decay_start {
+            1.0
+        } else {
+            (self.steps.saturating_sub(step)) as f64 / self.lr_decay_steps as f64
+        };
+        warmup_lr(self.lr, self.warmup_steps, step) * tail
     }
 }
 
@@ -104,8 +138,37 @@ pub fn pretrain<M: EpsModel>(
     cancel: &CancelToken,
     on_event: &mut dyn FnMut(TrainEvent),
 ) -> Result<M> {
+    pretrain_watched(start, spec, data, None, config, out_dir, cancel, on_event)
+}
+
+/// [`pretrain`], measuring the published weights' loss on a fixed set drawn from
+/// `heldout` every `config.eval_every` steps (when both are set): each measurement
+/// is a [`TrainEvent::HeldOut`] and a row of the run's
+/// [`LOSS_CURVE_FILE`](super::heldout_curve::LOSS_CURVE_FILE).
+#[allow(clippy::too_many_arguments)]
+pub fn pretrain_watched<M: EpsModel>(
+    start: RunStart<M>,
+    spec: &ModelSpec,
+    data: &BatchSampler,
+    heldout: Option<&BatchSampler>,
+    config: &TrainConfig,
+    out_dir: &Path,
+    cancel: &CancelToken,
+    on_event: &mut dyn FnMut(TrainEvent),
+) -> Result<M> {
     config.validate()?;
     let schedule = NoiseSchedule::linear(1e-4, 0.02, config.num_train_timesteps);
+    let mut watch = match heldout {
+        Some(val) if config.eval_every > 0 => Some(HeldOutWatch::new(
+            val,
+            &schedule,
+            config,
+            out_dir,
+            start.step,
+            &start.ema.devices()[0],
+        )?),
+        _ => None,
+    };
     let target = CheckpointTarget {
         dir: out_dir.to_path_buf(),
         kind: "pretrain",
@@ -123,6 +186,7 @@ pub fn pretrain<M: EpsModel>(
             return run.into_published();
         }
         let lr = config.lr_at(run.step_index());
+        let mut batch_loss = f64::NAN;
         let loss = |model: &M, step: u64| {
             // one RNG stream per step: a resumed run draws exactly what an uninterrupted one would
             let mut rng = data.rng_for_step(config.seed, step);
@@ -134,7 +198,20 @@ pub fn pretrain<M: EpsModel>(
             );
             Ok(eps_loss_per_sample(model, &schedule, batch.x0, batch.noise, &batch.t).mean())
         };
-        run.step(lr, config.batch_size, loss, on_event)?;
+        run.step(lr, config.batch_size, loss, &mut |e| {
+            if let TrainEvent::Step { loss, .. } = e {
+                batch_loss = loss;
+            }
+            on_event(e)
+        })?;
+        if let Some(w) = watch.as_mut() {
+            w.add_batch_loss(batch_loss);
+            let step = run.step_index();
+            if w.due(step, config.steps) {
+                let loss = w.measure(step, lr, run.published()?, out_dir)?;
+                on_event(TrainEvent::HeldOut { step, loss });
+            }
+        }
     }
     on_event(TrainEvent::Finished { step: config.steps });
     run.into_published()

@@ -256,6 +256,17 @@ impl<'a, M: EpsModel> Stepper<'a, M> {
         Ok(())
     }
 
+    /// The weights the run would publish now: the EMA, or the raw weights without EMA
+    /// (those still on the autodiff device).
+    pub fn published(&self) -> Result<&M> {
+        let Weights { model, ema } = self.weights()?;
+        Ok(if self.ema_max_decay.is_some() {
+            ema
+        } else {
+            model
+        })
+    }
+
     /// The weights the run publishes: the EMA, or the raw weights without EMA.
     pub fn into_published(self) -> Result<M> {
         let dir = self.target.dir.display().to_string();

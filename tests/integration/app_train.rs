@@ -4,7 +4,7 @@
 //! step count and Step taking exactly one; bad settings shown as errors with
 //! no thread panicking; a two-expert finetune with both curves and folders.
 
-mod common;
+use crate::common;
 use common::app::{train_app, wait_until_within};
 use common::save_toy_base;
 

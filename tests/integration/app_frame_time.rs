@@ -1,6 +1,6 @@
 //! Frame time of the app while a training run goes on, against the same app
 //! idle: a benchmark, not a test, so it is ignored by default. Run it with
-//! `xvfb-run -a cargo test --release --test app_frame_time -- --ignored --nocapture`.
+//! `xvfb-run -a cargo test --release --test integration app_frame_time:: -- --ignored --nocapture`.
 //!
 //! A frame is one pass of the app's UI code (`page_ui`, layout, tessellation)
 //! plus rendering it with egui's wgpu renderer (software Vulkan here), as the
@@ -8,7 +8,7 @@
 //! finetune of the shipped mnist-tiny base (4 experts, batch 64) on the same
 //! CPU cores as the UI.
 
-mod common;
+use crate::common;
 use common::app::{harness_sized, wait_until_within};
 
 use deme_studio::app::model_set::default_set;

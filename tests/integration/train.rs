@@ -269,3 +269,108 @@ fn non_finite_weights_are_never_saved_over_a_good_checkpoint() {
     let meta = deme_studio::engine::checkpoint::read_meta(dir.path().join("deme.json")).unwrap();
     assert_eq!(meta.step, 1);
 }
+
+#[test]
+fn heldout_curve_is_measured_kept_on_resume_and_the_lr_decays_at_the_end() {
+    use deme_studio::engine::train::heldout_curve::{LOSS_CURVE_FILE, LOSS_CURVE_PNG, read_curve};
+    use deme_studio::engine::train::{pretrain_watched, resume_run};
+    let spec = ModelSpec::Mlp(ToyMlpConfig::default());
+    let heldout = BatchSampler::new(
+        sample_toy(ToyKind::EightGaussians, 300, 9).points,
+        [2, 1, 1],
+        "held out",
+    );
+    let cfg = |steps| TrainConfig {
+        eval_every: 4,
+        eval_samples: 64,
+        lr_decay_steps: 6,
+        ..config(steps)
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mut events = Vec::new();
+    pretrain_watched(
+        start(0),
+        &spec,
+        &toy_data(),
+        Some(&heldout),
+        &cfg(10),
+        dir.path(),
+        &CancelToken::new(),
+        &mut |e| events.push(e),
+    )
+    .unwrap();
+    // measured every 4 steps and at the end: 4, 8, 10
+    let measured: Vec<(u64, f64)> = events
+        .iter()
+        .filter_map(|e| match e {
+            TrainEvent::HeldOut { step, loss } => Some((*step, *loss)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(measured.iter().map(|m| m.0).collect::<Vec<_>>(), [4, 8, 10]);
+    let curve = read_curve(&dir.path().join(LOSS_CURVE_FILE)).unwrap();
+    assert_eq!(curve.len(), 3);
+    for (row, (step, loss)) in curve.iter().zip(&measured) {
+        assert_eq!((row.step, row.heldout_loss), (*step, *loss));
+        assert!(row.train_loss.is_finite() && row.train_loss > 0.0);
+    }
+    assert!(dir.path().join(LOSS_CURVE_PNG).exists());
+    // the learning rate: warm-up over 10 steps ends at step 9, and the last 6 steps
+    // (4..10) fall linearly: at step 9 (the last) it is lr / 6
+    let lrs: Vec<f64> = events
+        .iter()
+        .filter_map(|e| match e {
+            TrainEvent::Step { lr, .. } => Some(*lr),
+            _ => None,
+        })
+        .collect();
+    let c = cfg(10);
+    assert!((lrs[9] - c.lr / 6.0).abs() < 1e-12, "{lrs:?}");
+    // step 5: warm-up 6/10 of the way, decay 5/6 left
+    assert!((lrs[5] - c.lr * 0.6 * 5.0 / 6.0).abs() < 1e-12, "{lrs:?}");
+
+    // interrupted at 6 and resumed to 10: the rows after the checkpoint are dropped,
+    // and the curve ends like the straight run's
+    let split = tempfile::tempdir().unwrap();
+    let mut c6 = cfg(10);
+    c6.steps = 6;
+    c6.lr_decay_steps = 2;
+    pretrain_watched(
+        start(0),
+        &spec,
+        &toy_data(),
+        Some(&heldout),
+        &c6,
+        split.path(),
+        &CancelToken::new(),
+        &mut |_| {},
+    )
+    .unwrap();
+    assert_eq!(
+        read_curve(&split.path().join(LOSS_CURVE_FILE))
+            .unwrap()
+            .iter()
+            .map(|p| p.step)
+            .collect::<Vec<_>>(),
+        [4, 6]
+    );
+    let template = ToyMlp::new(&ToyMlpConfig::default(), 99, &Device::flex());
+    let resumed = resume_run(template, split.path(), &cfg(10), &Device::flex()).unwrap();
+    pretrain_watched(
+        resumed,
+        &spec,
+        &toy_data(),
+        Some(&heldout),
+        &cfg(10),
+        split.path(),
+        &CancelToken::new(),
+        &mut |_| {},
+    )
+    .unwrap();
+    let steps: Vec<u64> = read_curve(&split.path().join(LOSS_CURVE_FILE))
+        .unwrap()
+        .iter()
+        .map(|p| p.step)
+        .collect();
+    assert_eq!(steps, [4, 6, 8, 10]);
+}

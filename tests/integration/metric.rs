@@ -2,7 +2,7 @@
 //! (lower) than pure noise, the feature network is trained once and cached, and
 //! sampling a model writes its report.
 
-mod common;
+use crate::common;
 
 use burn::tensor::Device;
 use deme_studio::engine::checkpoint::{HostTensor, TensorMap, write_safetensors};
@@ -97,6 +97,20 @@ fn real_digits_score_far_below_noise_and_samples_are_scored() {
     assert!(acc > 0.1 && acc <= 1.0, "{acc}");
     // both runs used one cached network: the held-out reference is the same
     assert_eq!(real["feature_accuracy"], noisy["feature_accuracy"]);
+    // the floor: two disjoint halves of the 1,000 held-out digits; 64 images are
+    // fewer than a half, so there is no figure at the floor's size
+    assert_eq!(real["floor_half_size"], 500);
+    let floor = real["real_vs_real_floor"].as_f64().unwrap();
+    assert!(floor.is_finite() && floor >= 0.0, "{floor}");
+    assert_eq!(noisy["real_vs_real_floor"], real["real_vs_real_floor"]);
+    assert!(real["frechet_at_floor_size"].is_null());
+    // the labels: every image counted once, real digits labelled confidently more often than noise
+    for (report, images) in [(&real, 64), (&noisy, 64)] {
+        let hist: Vec<u64> = serde_json::from_value(report["labels"]["histogram"].clone()).unwrap();
+        assert_eq!(hist.len(), 10);
+        assert_eq!(hist.iter().sum::<u64>(), images);
+        assert_eq!(report["real_labels"]["images"], 1000);
+    }
 
     // a (random, untrained) model's samples, with DDIM in two steps
     let config = common::tiny_config();

@@ -7,7 +7,7 @@
 //! small number of differing pixels for rasterisation differences between
 //! drivers.
 
-mod common;
+use crate::common;
 use common::app::{harness_sized, wait_until_within};
 
 use deme_studio::app::model_set::default_set;

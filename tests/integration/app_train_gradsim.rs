@@ -4,7 +4,7 @@
 //! checkpoint, captioned with the run and step, drawn without pressing Compute;
 //! a two-expert finetune sends those of the first expert only.
 
-mod common;
+use crate::common;
 use common::app::{train_app, wait_until_within};
 use common::save_toy_base;
 

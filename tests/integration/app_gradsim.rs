@@ -2,7 +2,7 @@
 //! mnist-tiny set: the empty state, Compute with its progress, the heatmap with
 //! its hover readout, the histogram and the per-block table, and Cancel.
 
-mod common;
+use crate::common;
 use common::app::{app_on, click, wait_until};
 
 use deme_studio::app::gradsim_view::HEATMAP_LABEL;

@@ -2,7 +2,7 @@
 //! their config.json (on `inspect`, `sample` and the load path the app uses), and
 //! data or configs a noise-prediction model cannot take.
 
-mod common;
+use crate::common;
 use common::{stderr, studio};
 
 use burn::tensor::Device;

@@ -1,7 +1,7 @@
 //! The command line end to end: help texts, clear errors, and a tiny
 //! train -> resume -> sample -> inspect run.
 
-mod common;
+use crate::common;
 use common::{stderr, studio};
 
 use std::path::Path;

@@ -5,7 +5,7 @@
 //! Cancel stops with a "cancelled" state; a set without a held-out set and the
 //! same expert chosen twice give errors, not panics.
 
-mod common;
+use crate::common;
 use common::app::{app_on, click, click_at, wait_until};
 use common::{save_unet, tiny_config};
 

@@ -153,7 +153,7 @@ fn default_teaching_run_draws_crisp_moons() {
 /// A run with settings from the environment (`TOY_DATA`, `TOY_BASE`,
 /// `TOY_EXPERT`, `TOY_BATCH`, `TOY_LR`, `TOY_EXPERT_LR`, `TOY_DDIM`,
 /// `TOY_EMA`), printing its time and sample quality:
-/// `cargo test --test toy_quality -- --ignored --nocapture`.
+/// `cargo test --test integration toy_quality:: -- --ignored --nocapture`.
 #[test]
 #[ignore]
 fn explore() {

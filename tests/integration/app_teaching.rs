@@ -2,7 +2,7 @@
 //! the view with live sample clouds, saved and opened as the app's set, the
 //! merge view's point-cloud previews following the weights, and Cancel.
 
-mod common;
+use crate::common;
 use common::app::{harness_sized, wait_until_within};
 
 use deme_studio::app::preview::Panel;

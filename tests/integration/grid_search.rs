@@ -2,7 +2,7 @@
 //! the all-zero point scoring exactly the base model's held-out loss, and a
 //! cancelled search keeping exactly the points it scored.
 
-mod common;
+use crate::common;
 use common::interrupt_when;
 
 use burn::tensor::Device;
@@ -11,7 +11,7 @@ use deme_studio::engine::eval::{EvalSet, EvalSetConfig};
 use deme_studio::engine::merge::Merger;
 use deme_studio::engine::model::UNet2DModel;
 use deme_studio::engine::search::{
-    GridEvent, GridResult, GridSpec, Strategy, search_merge_weights,
+    GridEvent, GridResult, GridSpec, LossObjective, Strategy, search_merge_weights,
 };
 use deme_studio::engine::train::{BatchSampler, CancelToken};
 use rand::rngs::StdRng;
@@ -172,6 +172,7 @@ fn cancel_from_the_event_stream_keeps_exactly_the_points_scored() {
     let r = search_merge_weights(
         &mut merger,
         &eval,
+        LossObjective::Plain,
         &spec,
         Strategy::Exhaustive,
         &|| !cancel.is_cancelled(),

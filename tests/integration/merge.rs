@@ -1,7 +1,7 @@
 //! Merging end to end: exports with recipes, exact reproduction, refused
 //! recipes, and the `merge` / `sample --ensemble` command lines.
 
-mod common;
+use crate::common;
 use common::{stderr, studio};
 
 use burn::tensor::Device;

@@ -1,7 +1,7 @@
 //! Task-vector statistics against hand-built task vectors with known answers,
 //! and the `tv-stats` command end to end.
 
-mod common;
+use crate::common;
 
 use burn::tensor::Device;
 use deme_studio::engine::analysis::Granularity;

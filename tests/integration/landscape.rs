@@ -2,7 +2,7 @@
 //! model a, the marked points sit where the geometry says, a cancelled sweep is
 //! consistent, and the command writes its files (on Ctrl-C, the points scored).
 
-mod common;
+use crate::common;
 use common::interrupt_when;
 
 use burn::tensor::{Device, Tensor};

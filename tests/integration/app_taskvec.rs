@@ -4,7 +4,7 @@
 //! switching to layers, the group filter, the export and its failure, and the
 //! job's own errors (cancelled, experts that do not fit the base).
 
-mod common;
+use crate::common;
 use common::app::{app_on, click, wait_until};
 use common::tiny_config;
 

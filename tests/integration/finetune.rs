@@ -2,7 +2,7 @@
 //! folders, resume, cancel, schedules, the baseline, NaN stops, and the
 //! `finetune` command end to end.
 
-mod common;
+use crate::common;
 use common::{stderr, studio};
 
 use burn::module::Module;
@@ -11,7 +11,7 @@ use deme_studio::engine::data::{ToyKind, sample_toy};
 use deme_studio::engine::diffusion::NoiseSchedule;
 use deme_studio::engine::model::{EpsModel, ToyMlp, ToyMlpConfig, UNet2DModel, export_params};
 use deme_studio::engine::store::{AnyModel, ModelSpec, load_model};
-use deme_studio::engine::train::loss::eps_loss_per_sample;
+use deme_studio::engine::train::loss::{LossWeighting, eps_loss_per_sample};
 use deme_studio::engine::train::{
     BatchSampler, CancelToken, FinetuneConfig, FinetuneEvent, FinetuneJob, FinetuneOutcome, RunId,
     Schedule, StopReason, TrainEvent, finetune, finetune_loss, start_model,
@@ -162,7 +162,16 @@ fn lambda_zero_is_exactly_the_plain_loss() {
     let plain = eps_loss_per_sample(&model, &schedule, x0.clone(), noise.clone(), &t)
         .mean()
         .into_scalar::<f32>();
-    let l = finetune_loss(&model, &frozen, 0.0, &schedule, x0, noise, &t);
+    let l = finetune_loss(
+        &model,
+        &frozen,
+        0.0,
+        LossWeighting::Uniform,
+        &schedule,
+        x0,
+        noise,
+        &t,
+    );
     assert!(l.consistency.is_none(), "the frozen model is skipped");
     assert_eq!(l.total.into_scalar::<f32>().to_bits(), plain.to_bits());
 }
@@ -192,6 +201,7 @@ fn lambda_adds_exactly_lambda_times_the_consistency_term() {
             &model,
             &frozen,
             lambda,
+            LossWeighting::Uniform,
             &schedule,
             x0.clone(),
             noise.clone(),
@@ -241,7 +251,16 @@ fn consistency_is_zero_at_the_start_and_projections_change_nothing() {
     let noise = Tensor::<4>::random([3, 1, 16, 16], Distribution::Normal(0.0, 1.0), &d);
     // on the training (autodiff) device, exactly as the finetune loop runs it
     let trained = expert.to_device(&d.clone().autodiff()).train();
-    let l = finetune_loss(&trained, &base, 1.0, &schedule, x0, noise, &[10, 500, 990]);
+    let l = finetune_loss(
+        &trained,
+        &base,
+        1.0,
+        LossWeighting::Uniform,
+        &schedule,
+        x0,
+        noise,
+        &[10, 500, 990],
+    );
     let cons = l.parts().unwrap().consistency.unwrap();
     assert!(cons < 1e-10, "consistency at step 0 is {cons}");
     assert!(l.total.is_tracked());

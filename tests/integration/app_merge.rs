@@ -2,7 +2,7 @@
 //! temporary folder: sliders, previews, the sum-to-1 lock, undo, the empty
 //! state, load errors, and the worker dropping stale requests.
 
-mod common;
+use crate::common;
 
 use burn::tensor::Device;
 use common::app::{harness_sized, wait_until_within};

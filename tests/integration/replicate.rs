@@ -1,7 +1,7 @@
 //! `replicate` end to end at a tiny size: every stage runs, the report holds the
-//! four rows and its files, and a second run resumes to the same numbers.
+//! five rows, the comparisons and its files, and a second run resumes to the same numbers.
 
-mod common;
+use crate::common;
 
 use burn::tensor::Device;
 use common::{save_unet, tiny_config};
@@ -63,8 +63,33 @@ fn replicate_runs_every_stage_and_resumes_to_the_same_report() {
     let names: Vec<&str> = report.rows.iter().map(|r| r.name.as_str()).collect();
     assert_eq!(
         names,
-        ["pretrained", "plain-finetune", "ensemble", "merged"]
+        [
+            "pretrained",
+            "plain-finetune",
+            "plain-finetune-scaled",
+            "ensemble",
+            "merged"
+        ]
     );
+    // the control's scale comes from the same lattice, {0, 0.5, 1}
+    assert!(
+        [0.0, 0.5, 1.0].contains(&report.scale_alpha),
+        "{}",
+        report.scale_alpha
+    );
+    // the merge against every other row, with intervals that hold their estimates
+    let others: Vec<&str> = report
+        .comparisons
+        .iter()
+        .map(|c| c.other.as_str())
+        .collect();
+    assert_eq!(others, &names[..4]);
+    for c in &report.comparisons {
+        let i = c.loss.interval;
+        assert!(i.lo <= i.estimate && i.estimate <= i.hi, "{c:?}");
+        assert_eq!(c.loss_per_range.len(), 2);
+        assert!(c.frechet.is_some(), "{c:?}");
+    }
     assert_eq!(report.ranges, vec![[0, 500], [500, 1000]]);
     for row in &report.rows {
         assert!(row.loss.is_finite() && row.loss > 0.0, "{row:?}");
@@ -81,6 +106,7 @@ fn replicate_runs_every_stage_and_resumes_to_the_same_report() {
         "report.json",
         "search.json",
         "merged/recipe.json",
+        "plain-finetune-scaled/recipe.json",
     ] {
         assert!(out.join(f).exists(), "missing {f}");
     }

@@ -5,7 +5,7 @@
 //! held-out losses. The Teaching view's export writes its clouds, losses and
 //! picture, and an impossible folder is an error, not a panic.
 
-mod common;
+use crate::common;
 use common::app::{click_at, harness_sized, wait_until_within};
 
 use burn::tensor::Device;
