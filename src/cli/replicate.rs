@@ -6,7 +6,7 @@ use super::progress::bar;
 use super::resolve_device;
 use crate::engine::data::DataSpec;
 use crate::engine::device::DeviceChoice;
-use crate::engine::replicate::{BaseSource, ReplicateConfig, ReplicateEvent, replicate};
+use crate::engine::replicate::{BaseSource, ReplicateConfig, ReplicateEvent, arms, replicate};
 use crate::engine::search::{GridEvent, LossObjective};
 use crate::engine::train::{CancelToken, TrainEvent};
 use anyhow::Result;
@@ -88,11 +88,44 @@ pub struct ReplicateArgs {
     /// Images in each sample grid.
     #[arg(long, default_value_t = 64)]
     pub grid_images: usize,
+    /// Finetuning seeds: a count (3: seeds 0, 1, 2) or a list (0,5,9). Every finetune,
+    /// search and measurement runs once per seed; figures are means over seeds and the
+    /// intervals draw seeds too.
+    #[arg(long, default_value = "1")]
+    pub seeds: String,
+    /// Add the ablation rows of the paper's Table 3: N = 1 with consistency loss and
+    /// projection, p = 0, and no consistency loss (each with the same step budget).
+    #[arg(long)]
+    pub ablation: bool,
+    /// Add the loss-reweighting baselines of the paper's Table 1: plain finetunes with
+    /// Min-SNR-5 and P2 (gamma 1, k 1) weighting.
+    #[arg(long)]
+    pub reweighting: bool,
+    /// Add one DeMe arm per value: n=2,4,8 (experts, same total budget) or
+    /// p=0,0.1,0.5 (probabilistic sampling); repeat for both.
+    #[arg(long)]
+    pub sweep: Vec<String>,
+}
+
+/// Seeds from `3` (0, 1, 2) or `0,5,9`.
+fn parse_seeds(text: &str) -> Result<Vec<u64>> {
+    let bad = || anyhow::anyhow!("--seeds takes a count (3) or a list (0,5,9), not `{text}`");
+    if text.contains(',') {
+        text.split(',')
+            .map(|v| v.trim().parse::<u64>().map_err(|_| bad()))
+            .collect()
+    } else {
+        let n: u64 = text.trim().parse().map_err(|_| bad())?;
+        if n == 0 {
+            return Err(bad());
+        }
+        Ok((0..n).collect())
+    }
 }
 
 impl ReplicateArgs {
     /// The engine settings these arguments describe.
-    pub fn config(&self) -> ReplicateConfig {
+    pub fn config(&self) -> Result<ReplicateConfig> {
         let mut c = ReplicateConfig {
             data: self.data.clone(),
             ..ReplicateConfig::default()
@@ -133,20 +166,28 @@ impl ReplicateArgs {
         c.metric_samples = c.metric_samples.min(self.metric_samples);
         c.metric_ddim_steps = self.ddim_steps;
         c.grid_images = self.grid_images;
-        c
+        c.seeds = parse_seeds(&self.seeds)?;
+        if self.ablation {
+            c.arms.extend(arms::ablations(&c.finetune));
+        }
+        if self.reweighting {
+            c.arms.extend(arms::reweighting(&c.finetune));
+        }
+        for s in &self.sweep {
+            c.arms.extend(arms::sweep(s, &c.finetune)?);
+        }
+        Ok(c)
     }
 }
 
 /// Runs `replicate`.
 pub fn run(args: ReplicateArgs, device: DeviceChoice) -> Result<()> {
-    let config = args.config();
+    let config = args.config()?;
     let compute = resolve_device(device)?;
     let cancel = CancelToken::new();
     super::interrupt::install(&cancel);
     let started = Instant::now();
     let mut pb: Option<ProgressBar> = None;
-    // the experts' steps and the baseline's (as many as all experts together)
-    let finetune_steps = 2 * config.finetune.steps_per_expert * config.finetune.experts as u64;
     let mut on_event = |e: ReplicateEvent| match e {
         ReplicateEvent::Stage(s) => {
             if let Some(p) = pb.take() {
@@ -182,7 +223,9 @@ pub fn run(args: ReplicateArgs, device: DeviceChoice) -> Result<()> {
                 if super::progress::log_line_due(step, total_steps) {
                     eprintln!("{} step {step}/{total_steps}: loss {loss:.4}", f.run);
                 }
-                let p = pb.get_or_insert_with(|| bar(finetune_steps, "finetune"));
+                // one bar per stage, counting the steps of all its runs
+                let p = pb.get_or_insert_with(|| bar(0, "finetune"));
+                p.inc_length(1);
                 p.inc(1);
                 p.set_message(format!("{} loss {loss:.4}", f.run));
             }

@@ -30,6 +30,8 @@ fn tiny_run(base: &std::path::Path, cache: &std::path::Path) -> ReplicateConfig 
         metric_feature_steps: 30,
         metric_cache_dir: Some(cache.to_path_buf()),
         grid_images: 4,
+        // enough to check the intervals' mechanics; the report's default is 200
+        resamples: 20,
         ..ReplicateConfig::default()
     };
     c.finetune.experts = 2;
@@ -72,11 +74,9 @@ fn replicate_runs_every_stage_and_resumes_to_the_same_report() {
         ]
     );
     // the control's scale comes from the same lattice, {0, 0.5, 1}
-    assert!(
-        [0.0, 0.5, 1.0].contains(&report.scale_alpha),
-        "{}",
-        report.scale_alpha
-    );
+    let search = &report.searches[0];
+    assert_eq!(search.seed, 0);
+    assert!([0.0, 0.5, 1.0].contains(&search.alpha), "{}", search.alpha);
     // the merge against every other row, with intervals that hold their estimates
     let others: Vec<&str> = report
         .comparisons
@@ -99,18 +99,25 @@ fn replicate_runs_every_stage_and_resumes_to_the_same_report() {
         assert!(out.join(row.grid_png.as_ref().unwrap()).exists());
     }
     // the search scored the lattice {0, 0.5, 1}^2 at least partly, and picked its best
-    assert!(report.search_points >= 4, "{}", report.search_points);
-    assert_eq!(report.weights.len(), 2);
+    assert!(search.points >= 4, "{}", search.points);
+    assert_eq!(search.weights.len(), 2);
     for f in [
         "report.md",
         "report.json",
-        "search.json",
-        "merged/recipe.json",
-        "plain-finetune-scaled/recipe.json",
+        "seed-0/merged.search.json",
+        "seed-0/merged/recipe.json",
+        "seed-0/plain-finetune-scaled/recipe.json",
+        "measurements/pretrained.json",
+        "seed-0/measurements/merged.json",
+        "seed-0/measurements/merged.safetensors",
     ] {
         assert!(out.join(f).exists(), "missing {f}");
     }
-    for f in ["deme/expert_1", "deme/expert_2", "deme/baseline"] {
+    for f in [
+        "seed-0/deme/expert_1",
+        "seed-0/deme/expert_2",
+        "seed-0/deme/baseline",
+    ] {
         assert!(
             out.join(f)
                 .join("diffusion_pytorch_model.safetensors")
@@ -120,7 +127,7 @@ fn replicate_runs_every_stage_and_resumes_to_the_same_report() {
     let md = std::fs::read_to_string(out.join("report.md")).unwrap();
     assert!(md.contains("| Before finetuning (pretrained) |"));
     assert!(md.contains("merged vs pretrained"));
-    assert!(stages.iter().any(|s| s.starts_with("finetuning")));
+    assert!(stages.iter().any(|s| s.starts_with("seed 0: finetuning")));
 
     // again: the finished runs are found, nothing is retrained, the numbers repeat
     let mut stages = Vec::new();
@@ -131,11 +138,78 @@ fn replicate_runs_every_stage_and_resumes_to_the_same_report() {
     })
     .unwrap();
     assert!(
-        stages.iter().any(|s| s.starts_with("resuming")),
+        stages.iter().any(|s| s.starts_with("seed 0: resuming")),
         "{stages:?}"
     );
     assert_eq!(again.rows, report.rows);
-    assert_eq!(again.weights, report.weights);
+    assert_eq!(again.searches, report.searches);
+    assert_eq!(again.comparisons, report.comparisons);
+}
+
+#[test]
+fn seeds_and_arms_each_get_their_runs_rows_and_intervals() {
+    use deme_studio::engine::replicate::arms;
+    let dir = tempfile::tempdir().unwrap();
+    let d = Device::flex();
+    let config = tiny_config();
+    let base_dir = dir.path().join("base");
+    save_unet(
+        &base_dir,
+        config.clone(),
+        UNet2DModel::new(&config, 5, &d).unwrap(),
+    );
+    let out = dir.path().join("report");
+    let mut run = tiny_run(&base_dir, &dir.path().join("cache"));
+    run.seeds = vec![3, 4];
+    run.arms = vec![
+        // N = 1: one expert, merged by a searched weight
+        arms::ablations(&run.finetune)[0].clone(),
+        // Min-SNR: a plain run with its own loss weighting
+        arms::reweighting(&run.finetune)[0].clone(),
+    ];
+    let report = replicate(&run, &out, &d, &CancelToken::new(), &mut |_| {}).unwrap();
+    let names: Vec<&str> = report.rows.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "pretrained",
+            "plain-finetune",
+            "plain-finetune-scaled",
+            "ablation-n1",
+            "min-snr",
+            "ensemble",
+            "merged"
+        ]
+    );
+    let seeds: Vec<u64> = report.searches.iter().map(|s| s.seed).collect();
+    assert_eq!(seeds, [3, 4]);
+    for s in &report.searches {
+        assert_eq!(s.arm_weights.len(), 1);
+        assert_eq!(s.arm_weights[0].0, "ablation-n1");
+        assert_eq!(s.arm_weights[0].1.len(), 1);
+    }
+    for row in &report.rows {
+        assert_eq!(row.loss_per_seed.len(), 2, "{row:?}");
+        let mean = row.loss_per_seed.iter().sum::<f64>() / 2.0;
+        assert!((row.loss - mean).abs() < 1e-12);
+    }
+    // the pretrained model is one model: the same measurement for both seeds
+    let pre = report.row("pretrained").unwrap();
+    assert_eq!(pre.loss_per_seed[0], pre.loss_per_seed[1]);
+    // two seeds that trained differently: the plain finetunes differ
+    let plain = report.row("plain-finetune").unwrap();
+    assert_ne!(plain.loss_per_seed[0], plain.loss_per_seed[1]);
+    assert_eq!(report.comparisons.len(), 6);
+    for f in [
+        "seed-3/arms/ablation-n1/deme/expert_1",
+        "seed-4/arms/ablation-n1/merged",
+        "seed-4/arms/min-snr/deme/baseline",
+    ] {
+        assert!(out.join(f).exists(), "missing {f}");
+    }
+    let meta =
+        std::fs::read_to_string(out.join("seed-4/arms/min-snr/deme/baseline/deme.json")).unwrap();
+    assert!(meta.contains("min-snr"), "{meta}");
 }
 
 #[test]

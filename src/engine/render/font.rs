@@ -1,4 +1,5 @@
-//! A 3x5 pixel font for numbers on rendered figures (digits, `.`, `-`, `e`, `+`, space).
+//! A 3x5 pixel font for rendered figures: digits, `.`, `-`, `e`, `+`, space, capital
+//! letters (lower case other than `e` is drawn in capitals) and `( ) , : / % =`.
 
 /// Rows of a glyph, 3 bits each (bit 2 = left column).
 fn glyph(c: char) -> Option<[u8; 5]> {
@@ -18,6 +19,40 @@ fn glyph(c: char) -> Option<[u8; 5]> {
         '+' => [0b000, 0b010, 0b111, 0b010, 0b000],
         'e' => [0b000, 0b111, 0b111, 0b100, 0b111],
         ' ' => [0; 5],
+        'A' => [0b010, 0b101, 0b111, 0b101, 0b101],
+        'B' => [0b110, 0b101, 0b110, 0b101, 0b110],
+        'C' => [0b011, 0b100, 0b100, 0b100, 0b011],
+        'D' => [0b110, 0b101, 0b101, 0b101, 0b110],
+        'E' => [0b111, 0b100, 0b110, 0b100, 0b111],
+        'F' => [0b111, 0b100, 0b110, 0b100, 0b100],
+        'G' => [0b011, 0b100, 0b101, 0b101, 0b011],
+        'H' => [0b101, 0b101, 0b111, 0b101, 0b101],
+        'I' => [0b111, 0b010, 0b010, 0b010, 0b111],
+        'J' => [0b001, 0b001, 0b001, 0b101, 0b010],
+        'K' => [0b101, 0b101, 0b110, 0b101, 0b101],
+        'L' => [0b100, 0b100, 0b100, 0b100, 0b111],
+        'M' => [0b101, 0b111, 0b111, 0b101, 0b101],
+        'N' => [0b110, 0b101, 0b101, 0b101, 0b101],
+        'O' => [0b010, 0b101, 0b101, 0b101, 0b010],
+        'P' => [0b110, 0b101, 0b110, 0b100, 0b100],
+        'Q' => [0b010, 0b101, 0b101, 0b110, 0b011],
+        'R' => [0b110, 0b101, 0b110, 0b101, 0b101],
+        'S' => [0b011, 0b100, 0b010, 0b001, 0b110],
+        'T' => [0b111, 0b010, 0b010, 0b010, 0b010],
+        'U' => [0b101, 0b101, 0b101, 0b101, 0b111],
+        'V' => [0b101, 0b101, 0b101, 0b101, 0b010],
+        'W' => [0b101, 0b101, 0b111, 0b111, 0b101],
+        'X' => [0b101, 0b101, 0b010, 0b101, 0b101],
+        'Y' => [0b101, 0b101, 0b010, 0b010, 0b010],
+        'Z' => [0b111, 0b001, 0b010, 0b100, 0b111],
+        '(' => [0b010, 0b100, 0b100, 0b100, 0b010],
+        ')' => [0b010, 0b001, 0b001, 0b001, 0b010],
+        ',' => [0b000, 0b000, 0b000, 0b010, 0b100],
+        ':' => [0b000, 0b010, 0b000, 0b010, 0b000],
+        '/' => [0b001, 0b001, 0b010, 0b100, 0b100],
+        '%' => [0b101, 0b001, 0b010, 0b100, 0b101],
+        '=' => [0b000, 0b111, 0b000, 0b111, 0b000],
+        c if c.is_ascii_lowercase() => return glyph(c.to_ascii_uppercase()),
         _ => return None,
     })
 }
@@ -83,5 +118,18 @@ mod tests {
         assert_eq!(img.get_pixel(4, 2).0, [255, 255, 255]);
         draw_text(&mut img, 18, 8, "888", 2, [1, 2, 3]);
         assert_eq!(text_width("888", 2), 22);
+    }
+
+    #[test]
+    fn letters_have_glyphs_of_their_own() {
+        for c in ('A'..='Z').chain("(),:/%=".chars()) {
+            assert!(glyph(c).is_some(), "{c}");
+        }
+        assert_ne!(glyph('O'), glyph('0'));
+        assert_ne!(glyph('I'), glyph('1'));
+        assert_eq!(glyph('a'), glyph('A'));
+        // 'e' stays the exponent's small e
+        assert_ne!(glyph('e'), glyph('E'));
+        assert_eq!(glyph('~'), None);
     }
 }

@@ -1,77 +1,99 @@
 //! The merged model against every other row of the report, each difference with its
-//! paired bootstrap interval: losses paired over the evaluation samples (every model
-//! sees the same items, noise and timesteps), Frechet distances paired over the
-//! generated images (every model starts from the same initial noise).
+//! bootstrap interval over training seeds and, within a seed, over what both models
+//! were measured on: losses paired over the evaluation samples (every model sees the
+//! same items, noise and timesteps), Frechet distances paired over the generated
+//! images (every model starts from the same initial noise).
 
+use super::measure::Measurements;
 use super::report::{Comparison, Measured};
 use crate::engine::eval::EvalLosses;
 use crate::engine::metric::SampleMetric;
 use crate::engine::metric::features::FEATURE_DIM;
-use crate::engine::stats::{paired_bootstrap, paired_mean_difference};
+use crate::engine::stats::{Interval, grouped_bootstrap, grouped_mean_difference};
 use anyhow::{Result, bail};
 
 /// Confidence level of the report's intervals.
 pub const CONFIDENCE: f64 = 0.95;
-/// Bootstrap resamples behind each interval.
-pub const RESAMPLES: usize = 200;
 /// Seed of the resampling (fixed: the same run gives the same intervals).
 const SEED: u64 = 17;
 
-/// What was measured of one model.
-pub struct Measurements {
+/// One row's measurements, one per training seed (a row without training, such as
+/// the pretrained model, repeats its one measurement for every seed).
+pub struct RowSeeds<'a> {
     /// Row name.
-    pub name: String,
-    /// Per-sample held-out losses.
-    pub losses: EvalLosses,
-    /// Feature rows of its generated images (None without the metric).
-    pub features: Option<Vec<f32>>,
+    pub name: &'a str,
+    /// Per seed, in seed order.
+    pub seeds: Vec<&'a Measurements>,
 }
 
-/// `merged` against each of `others`, with ranges `ranges` for the per-range losses.
+/// `merged` against each of `others`, with ranges `ranges` for the per-range losses,
+/// each interval from `resamples` bootstrap resamples.
 pub fn compare_with_merged(
-    merged: &Measurements,
-    others: &[&Measurements],
+    merged: &RowSeeds,
+    others: &[RowSeeds],
     ranges: &[[usize; 2]],
     metric: Option<&SampleMetric>,
+    resamples: usize,
 ) -> Result<Vec<Comparison>> {
     others
         .iter()
         .map(|o| {
-            let a = &merged.losses;
-            let b = &o.losses;
-            if a.t != b.t {
+            if o.seeds.len() != merged.seeds.len() {
                 bail!(
-                    "{} and {} were not evaluated on the same samples",
+                    "{} and {} have different numbers of seeds",
                     merged.name,
                     o.name
                 );
             }
-            let loss = Measured::new(paired_mean_difference(
-                &a.loss, &b.loss, RESAMPLES, CONFIDENCE, SEED,
+            for (a, b) in merged.seeds.iter().zip(&o.seeds) {
+                if a.losses.t != b.losses.t {
+                    bail!(
+                        "{} and {} were not evaluated on the same samples",
+                        merged.name,
+                        o.name
+                    );
+                }
+            }
+            let pick = |row: &RowSeeds, keep: &dyn Fn(usize) -> bool| -> Vec<Vec<f64>> {
+                row.seeds
+                    .iter()
+                    .map(|m| in_range(&m.losses, keep))
+                    .collect()
+            };
+            let all = |_: usize| true;
+            let loss = Measured::new(grouped_mean_difference(
+                &pick(merged, &all),
+                &pick(o, &all),
+                resamples,
+                CONFIDENCE,
+                SEED,
             )?);
             let loss_per_range = ranges
                 .iter()
                 .map(|&[lo, hi]| {
-                    let pick = |l: &EvalLosses| -> Vec<f64> {
-                        l.t.iter()
-                            .zip(&l.loss)
-                            .filter(|(t, _)| (lo..hi).contains(*t))
-                            .map(|(_, v)| *v)
-                            .collect()
-                    };
-                    paired_mean_difference(&pick(a), &pick(b), RESAMPLES, CONFIDENCE, SEED)
-                        .map(Measured::new)
+                    let keep = |t: usize| (lo..hi).contains(&t);
+                    grouped_mean_difference(
+                        &pick(merged, &keep),
+                        &pick(o, &keep),
+                        resamples,
+                        CONFIDENCE,
+                        SEED,
+                    )
+                    .map(Measured::new)
                 })
                 .collect::<Result<Vec<_>>>()?;
-            let frechet = match (metric, &merged.features, &o.features) {
-                (Some(m), Some(fa), Some(fb)) => {
-                    Some(Measured::new(frechet_difference(m, fa, fb)?))
+
+            let frechet = match (metric, features(merged), features(o)) {
+                (Some(m), Some(a), Some(b)) => {
+                    Some(Measured::new(frechet_difference(m, &a, &b, resamples)?))
                 }
                 _ => None,
             };
+            let other_loss =
+                o.seeds.iter().map(|m| m.losses.mean()).sum::<f64>() / o.seeds.len() as f64;
             Ok(Comparison {
-                other: o.name.clone(),
-                other_loss: b.mean(),
+                other: o.name.to_string(),
+                other_loss,
                 loss,
                 loss_per_range,
                 frechet,
@@ -80,24 +102,45 @@ pub fn compare_with_merged(
         .collect()
 }
 
-/// The paired bootstrap interval of `FD(a) - FD(b)` over images (row `i` of `a` and
-/// of `b` come from the same initial noise).
+/// Every seed's feature rows, when every seed has them.
+fn features<'a>(row: &RowSeeds<'a>) -> Option<Vec<&'a [f32]>> {
+    row.seeds.iter().map(|m| m.features.as_deref()).collect()
+}
+
+/// The losses of the samples whose timestep `keep` accepts.
+fn in_range(l: &EvalLosses, keep: &dyn Fn(usize) -> bool) -> Vec<f64> {
+    l.t.iter()
+        .zip(&l.loss)
+        .filter(|(t, _)| keep(**t))
+        .map(|(_, v)| *v)
+        .collect()
+}
+
+/// The grouped bootstrap interval of the mean over seeds of `FD(a_s) - FD(b_s)`
+/// (row `i` of `a_s` and of `b_s` come from the same initial noise).
 fn frechet_difference(
     metric: &SampleMetric,
-    a: &[f32],
-    b: &[f32],
-) -> Result<crate::engine::stats::Interval> {
-    if a.len() != b.len() || a.len() % FEATURE_DIM != 0 {
-        bail!("the two generated sets differ in size");
+    a: &[&[f32]],
+    b: &[&[f32]],
+    resamples: usize,
+) -> Result<Interval> {
+    for (x, y) in a.iter().zip(b) {
+        if x.len() != y.len() || x.len() % FEATURE_DIM != 0 {
+            bail!("the two generated sets differ in size");
+        }
     }
-    let n = a.len() / FEATURE_DIM;
+    let sizes: Vec<usize> = a.iter().map(|x| x.len() / FEATURE_DIM).collect();
     let gather = |rows: &[f32], idx: &[usize]| -> Vec<f32> {
         idx.iter()
             .flat_map(|&i| rows[i * FEATURE_DIM..(i + 1) * FEATURE_DIM].iter().copied())
             .collect()
     };
-    paired_bootstrap(n, RESAMPLES, CONFIDENCE, SEED, &mut |idx| {
-        Ok(metric.frechet_of_features(&gather(a, idx))?
-            - metric.frechet_of_features(&gather(b, idx))?)
+    grouped_bootstrap(&sizes, resamples, CONFIDENCE, SEED, &mut |drawn| {
+        let mut sum = 0.0;
+        for (g, idx) in drawn {
+            sum += metric.frechet_of_features(&gather(a[*g], idx))?
+                - metric.frechet_of_features(&gather(b[*g], idx))?;
+        }
+        Ok(sum / drawn.len() as f64)
     })
 }

@@ -1,9 +1,11 @@
 //! Settings of a `replicate` run.
 
+use super::arms::{Arm, ArmKind};
 use crate::engine::data::DataSpec;
 use crate::engine::metric::features::FeatureTrainConfig;
 use crate::engine::search::{GridSpec, LossObjective, Strategy};
 use crate::engine::train::{FinetuneConfig, TrainConfig};
+use anyhow::{Result, bail};
 use serde::Serialize;
 use std::path::PathBuf;
 
@@ -61,6 +63,12 @@ pub struct ReplicateConfig {
     pub grid_images: usize,
     /// Points drawn for toy datasets.
     pub toy_points: usize,
+    /// Finetuning seeds: every finetune, search and measurement runs once per seed.
+    pub seeds: Vec<u64>,
+    /// Extra arms compared beside the main job (ablations, sweeps, reweighting).
+    pub arms: Vec<Arm>,
+    /// Bootstrap resamples behind each interval of the report.
+    pub resamples: usize,
 }
 
 impl Default for ReplicateConfig {
@@ -106,6 +114,47 @@ impl Default for ReplicateConfig {
             sample_seed: 7,
             grid_images: 64,
             toy_points: 20_000,
+            seeds: vec![0],
+            arms: Vec::new(),
+            resamples: 200,
         }
+    }
+}
+
+impl ReplicateConfig {
+    /// Checks the settings before any work, naming the bad one.
+    pub fn validate(&self) -> Result<()> {
+        if self.grid.n != self.finetune.experts {
+            bail!(
+                "the search lattice has {} weights but there are {} experts",
+                self.grid.n,
+                self.finetune.experts
+            );
+        }
+        self.finetune.validate()?;
+        self.grid.validate_for(self.strategy)?;
+        if self.resamples < 10 {
+            bail!(
+                "the intervals need at least 10 bootstrap resamples, not {}",
+                self.resamples
+            );
+        }
+        if self.seeds.is_empty() {
+            bail!("a replication needs at least one seed");
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        if let Some(s) = self.seeds.iter().find(|s| !seen.insert(**s)) {
+            bail!("seed {s} is given twice");
+        }
+        let mut names = std::collections::BTreeSet::new();
+        for arm in &self.arms {
+            if !names.insert(arm.name.as_str()) {
+                bail!("the arm `{}` is given twice", arm.name);
+            }
+            if let ArmKind::Deme { config } = &arm.kind {
+                config.validate()?;
+            }
+        }
+        Ok(())
     }
 }

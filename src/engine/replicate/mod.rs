@@ -7,25 +7,31 @@
 //! Every stage writes into the output folder and is skipped (or resumed) when
 //! its result is already there, so an interrupted run continues where it stopped.
 
+pub mod arms;
 pub mod compare;
 pub mod config;
+pub mod measure;
 pub mod report;
 pub mod samples;
 
+pub use arms::Arm;
 pub use config::{BaseSource, ReplicateConfig};
-pub use report::{Report, ReportRow, StageTimes};
+pub use measure::Measurements;
+pub use report::{Report, ReportRow, SeedSearch, StageTimes};
 
-use crate::engine::checkpoint::{META_FILE_NAME, read_meta, write_atomic_bytes};
+use arms::ArmKind;
+
+use crate::engine::checkpoint::{META_FILE_NAME, content_hash, read_meta, write_atomic_bytes};
 use crate::engine::data::{SplitItems, split_items};
-use crate::engine::eval::{EvalLosses, EvalSet, EvalSetConfig, timestep_ranges};
+use crate::engine::eval::{EvalSet, EvalSetConfig, timestep_ranges};
 use crate::engine::merge::{MergeJob, MergeSpec, Merger, TimestepEnsemble, export_merge};
 use crate::engine::metric::features::FeatureTrainConfig;
 use crate::engine::metric::{SampleMetric, default_cache_dir};
-use crate::engine::search::{GridEvent, search_merge_weights, search_scale};
-use crate::engine::store::{AnyModel, ModelSpec, TRAIN_STATE_FILE, load_model};
+use crate::engine::search::{GridEvent, GridSpec, search_merge_weights, search_scale};
+use crate::engine::store::{AnyModel, LoadedModel, ModelSpec, TRAIN_STATE_FILE, load_model};
 use crate::engine::train::{
-    CancelToken, FinetuneEvent, FinetuneJob, RunId, Schedule, TrainEvent, finetune_any,
-    pretrain_any, run_dir, stored_config,
+    CancelToken, FinetuneConfig, FinetuneEvent, FinetuneJob, RunId, Schedule, TrainEvent,
+    finetune_any, pretrain_any, run_dir, stored_config,
 };
 use anyhow::{Context, Result, bail};
 use burn::tensor::{Device, Tensor};
@@ -36,14 +42,18 @@ use std::time::Instant;
 pub mod layout {
     /// The pretrained model (when pretrained here).
     pub const BASE: &str = "base";
-    /// The finetune job: `expert_1..N` and `baseline`.
+    /// A finetune job (in each seed's folder, and in each arm's): `expert_1..N`
+    /// and/or `baseline`.
     pub const FINETUNE: &str = "deme";
-    /// The merged model and its recipe.
+    /// The merged model and its recipe (with `merged.search.json` beside it).
     pub const MERGED: &str = "merged";
+    /// The extra arms, one folder each, in each seed's folder.
+    pub const ARMS: &str = "arms";
+    /// Each model's measurements (the pretrained model's in the report folder, the
+    /// others' in each seed's folder).
+    pub const MEASUREMENTS: &str = "measurements";
     /// The plain finetune with its task vector scaled by the searched alpha.
     pub const SCALED: &str = "plain-finetune-scaled";
-    /// The search table.
-    pub const SEARCH: &str = "search.json";
     /// The report.
     pub const REPORT_MD: &str = "report.md";
     /// The report's numbers.
@@ -75,15 +85,7 @@ pub fn replicate(
     cancel: &CancelToken,
     on_event: &mut dyn FnMut(ReplicateEvent),
 ) -> Result<Report> {
-    if config.grid.n != config.finetune.experts {
-        bail!(
-            "the search lattice has {} weights but there are {} experts",
-            config.grid.n,
-            config.finetune.experts
-        );
-    }
-    config.finetune.validate()?;
-    config.grid.validate_for(config.strategy)?;
+    config.validate()?;
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     let mut seconds = StageTimes::default();
 
@@ -101,229 +103,111 @@ pub fn replicate(
         config.val_fraction,
         config.toy_points,
     )?;
-
-    let started = Instant::now();
-    let ft_dir = out.join(layout::FINETUNE);
-    finetune_stage(
-        config,
-        &base_dir,
-        &base.spec,
-        base.model.clone(),
-        &items,
-        &ft_dir,
-        device,
-        cancel,
-        on_event,
-    )?;
-    seconds.finetune = started.elapsed().as_secs_f64();
-
-    let n = config.finetune.experts;
-    let expert_dirs: Vec<PathBuf> = (0..n).map(|i| run_dir(&ft_dir, RunId::Expert(i))).collect();
-    let experts = expert_dirs
-        .iter()
-        .map(|p| load_model(p, device).map(|l| l.model))
-        .collect::<Result<Vec<_>>>()?;
-    let baseline = load_model(&run_dir(&ft_dir, RunId::Baseline), device)?.model;
-
-    let started = Instant::now();
-    on_event(ReplicateEvent::Stage("searching the merge weights".into()));
     let schedule = crate::engine::diffusion::NoiseSchedule::linear(
         1e-4,
         0.02,
         config.finetune.num_train_timesteps,
     );
-    let search_set = EvalSet::new(
-        &items.val,
-        &schedule,
-        EvalSetConfig {
-            samples: config.search_samples,
-            seed: config.search_seed,
-            ..EvalSetConfig::default()
-        },
-        device,
-    )?;
-    let labels: Vec<String> = expert_dirs
-        .iter()
-        .map(|p| p.display().to_string())
-        .collect();
-    let pairs: Vec<(&str, &AnyModel)> = labels.iter().map(String::as_str).zip(&experts).collect();
-    let mut merger = Merger::new(("base", &base.model), &pairs)?;
-    let keep_going = || !cancel.is_cancelled();
-    let search = search_merge_weights(
-        &mut merger,
-        &search_set,
-        config.objective,
-        &config.grid,
-        config.strategy,
-        &keep_going,
-        &mut |e| on_event(ReplicateEvent::Search(e)),
-    )?;
-    drop(merger);
-    if cancel.is_cancelled() {
-        bail!("cancelled during the merge-weight search; run again to continue");
-    }
-    write_atomic_bytes(
-        out.join(layout::SEARCH),
-        serde_json::to_string_pretty(&search)?.as_bytes(),
-    )?;
-    let best = search.best_point().clone();
-    let merged_dir = out.join(layout::MERGED);
-    export_merge(
-        &MergeJob {
-            base: base_dir.clone(),
-            experts: expert_dirs.clone(),
-            spec: MergeSpec::task_arithmetic(best.weights.iter().map(|&v| v as f32).collect()),
-            output: None,
-        },
-        &merged_dir,
-        &mut |_| {},
-    )?;
-    let merged = load_model(&merged_dir, device)?.model;
-
-    // the control: the plain finetune's own task vector, its scale searched the same way
-    on_event(ReplicateEvent::Stage(
-        "searching the scale of the plain finetune's task vector".into(),
-    ));
-    let baseline_dir = run_dir(&ft_dir, RunId::Baseline);
-    let alphas: Vec<f64> = (0..config.grid.ticks())
-        .map(|k| config.grid.lo + k as f64 * config.grid.step)
-        .collect();
-    let scale_points = {
-        let label = baseline_dir.display().to_string();
-        let mut one = Merger::new(("base", &base.model), &[(label.as_str(), &baseline)])?;
-        search_scale(
-            &mut one,
-            &search_set,
-            config.objective,
-            n,
-            &alphas,
-            &keep_going,
-        )?
+    let eval_set = |samples, seed| {
+        EvalSet::new(
+            &items.val,
+            &schedule,
+            EvalSetConfig {
+                samples,
+                seed,
+                ..EvalSetConfig::default()
+            },
+            device,
+        )
     };
-    let alpha = scale_points[0].alpha;
-    let scaled_dir = out.join(layout::SCALED);
-    export_merge(
-        &MergeJob {
-            base: base_dir.clone(),
-            experts: vec![baseline_dir],
-            spec: MergeSpec::task_arithmetic(vec![alpha as f32]),
-            output: None,
-        },
-        &scaled_dir,
-        &mut |_| {},
-    )?;
-    let scaled = load_model(&scaled_dir, device)?.model;
-    seconds.search = started.elapsed().as_secs_f64();
+    let search_set = eval_set(config.search_samples, config.search_seed)?;
+    let report_set = eval_set(config.report_samples, config.report_seed)?;
+    let metric = build_metric(config, &base.spec, device, on_event);
+    let measure = Measurer {
+        report_set: &report_set,
+        metric: metric.as_ref(),
+        noise: samples::initial_noise(
+            config.metric_samples.max(config.grid_images),
+            base.spec.item_shape(),
+            config.sample_seed,
+        ),
+        shape: base.spec.item_shape(),
+        schedule: &schedule,
+        config,
+        device,
+        cancel,
+    };
+    let n = config.finetune.experts;
+    let ranges = timestep_ranges(n, config.finetune.num_train_timesteps);
 
     let started = Instant::now();
-    on_event(ReplicateEvent::Stage(
-        "evaluating on a fresh held-out set".into(),
-    ));
-    let report_set = EvalSet::new(
-        &items.val,
-        &schedule,
-        EvalSetConfig {
-            samples: config.report_samples,
-            seed: config.report_seed,
-            ..EvalSetConfig::default()
-        },
-        device,
+    let pretrained = measure.row(
+        &out.join(layout::MEASUREMENTS),
+        "pretrained",
+        &[&base_dir],
+        Some(&out.join("pretrained.png")),
+        &|x, t| base.model.eps(x, t),
+        on_event,
     )?;
-    let ensemble = TimestepEnsemble::new(experts, config.finetune.num_train_timesteps)?;
-    let predictors: [(&str, String, &dyn Fn(Tensor<4>, &[f32]) -> Tensor<4>); 5] = [
-        (
-            "pretrained",
-            "Before finetuning (pretrained)".to_string(),
-            &|x, t| base.model.eps(x, t),
-        ),
-        (
-            "plain-finetune",
-            format!(
-                "Plain finetuning (all t, {} steps)",
-                config.finetune.steps_of(RunId::Baseline)
-            ),
-            &|x, t| baseline.eps(x, t),
-        ),
-        (
-            "plain-finetune-scaled",
-            format!("Plain finetuning, task vector scaled by the searched alpha = {alpha:.2}"),
-            &|x, t| scaled.eps(x, t),
-        ),
-        (
-            "ensemble",
-            format!("DeMe before merge (timestep-wise ensemble of {n})"),
-            &|x, t| ensemble.eps_batch(x, t),
-        ),
-        ("merged", "DeMe after merge".to_string(), &|x, t| {
-            merged.eps(x, t)
-        }),
-    ];
-    let metric = build_metric(config, &base.spec, device, on_event);
-    let item_shape = base.spec.item_shape();
-    let noise = samples::initial_noise(
-        config.metric_samples.max(config.grid_images),
-        item_shape,
-        config.sample_seed,
-    );
-    let mut rows = Vec::with_capacity(predictors.len());
-    let mut measured = Vec::with_capacity(predictors.len());
-    for (name, description, eps) in predictors {
-        let losses: EvalLosses = report_set.evaluate(eps)?;
-        let images = samples::generate(
-            eps,
-            &noise,
-            item_shape,
-            &schedule,
-            config.metric_ddim_steps,
+    seconds.evaluate += started.elapsed().as_secs_f64();
+
+    let mut seeds = Vec::with_capacity(config.seeds.len());
+    for (k, &seed) in config.seeds.iter().enumerate() {
+        let ctx = SeedRun {
+            config,
+            base_dir: &base_dir,
+            base: &base,
+            items: &items,
+            search_set: &search_set,
+            dir: out.join(format!("seed-{seed}")),
+            seed,
+            // the sample grids of the first seed are the report's pictures
+            pictures: (k == 0).then(|| out.to_path_buf()),
             device,
             cancel,
-            &mut |done, total| on_event(ReplicateEvent::Sampling(name.into(), done, total)),
-        )?;
-        let png = format!("{name}.png");
-        samples::save_grid(&out.join(&png), &images, config.grid_images, item_shape)?;
-        let features = match &metric {
-            Some(m) if config.metric_samples >= 2 => {
-                let per: usize = item_shape.iter().product();
-                Some(m.features(&images[..config.metric_samples * per], device)?)
-            }
-            _ => None,
         };
-        let frechet = match (&metric, &features) {
-            (Some(m), Some(f)) => Some(m.frechet_of_features(f)?),
-            _ => None,
-        };
-        rows.push(ReportRow {
-            name: name.into(),
-            description,
-            loss: losses.mean(),
-            loss_per_range: losses.per_range(n),
-            frechet,
-            grid_png: Some(png),
-        });
-        measured.push(compare::Measurements {
-            name: name.into(),
-            losses,
-            features,
-        });
+        seeds.push(ctx.run(&measure, &mut seconds, on_event)?);
     }
-    let ranges = timestep_ranges(n, config.finetune.num_train_timesteps);
-    let (merged_m, others) = measured.split_last().context("no rows were evaluated")?;
-    let others: Vec<&compare::Measurements> = others.iter().collect();
-    let comparisons = compare::compare_with_merged(merged_m, &others, &ranges, metric.as_ref())?;
-    seconds.evaluate = started.elapsed().as_secs_f64();
+
+    let started = Instant::now();
+    on_event(ReplicateEvent::Stage("bootstrap intervals".into()));
+    let names: Vec<(String, String)> = seeds[0]
+        .rows
+        .iter()
+        .map(|(m, d)| (m.name.clone(), d.clone()))
+        .collect();
+    let row_seeds = |name| row_of_seeds(name, &seeds, &pretrained);
+    let mut all_rows = vec![(
+        "pretrained".to_string(),
+        "Before finetuning (pretrained)".to_string(),
+    )];
+    all_rows.extend(names);
+    let rows: Vec<ReportRow> = all_rows
+        .iter()
+        .map(|(name, description)| {
+            ReportRow::over_seeds(name, description, &row_seeds(name).seeds, n)
+        })
+        .collect();
+    let (merged_name, others) = all_rows.split_last().context("no rows were evaluated")?;
+    let others: Vec<compare::RowSeeds> = others.iter().map(|(name, _)| row_seeds(name)).collect();
+    let comparisons = compare::compare_with_merged(
+        &row_seeds(&merged_name.0),
+        &others,
+        &ranges,
+        metric.as_ref(),
+        config.resamples,
+    )?;
+    seconds.evaluate += started.elapsed().as_secs_f64();
 
     let report = Report {
         ranges,
+        rows,
         comparisons,
         confidence: compare::CONFIDENCE,
-        resamples: compare::RESAMPLES,
-        rows,
-        weights: best.weights.clone(),
-        search_points: search.points.len(),
-        search_loss: best.score.loss,
+        resamples: config.resamples,
+        searches: seeds.into_iter().map(|s| s.search).collect(),
         search_objective: config.objective,
         search_strategy: config.strategy,
-        scale_alpha: alpha,
         metric_real_images: metric.as_ref().map_or(0, |m| m.real_count()),
         metric_samples: if metric.is_some() {
             config.metric_samples
@@ -331,6 +215,10 @@ pub fn replicate(
             0
         },
         metric_feature_accuracy: metric.as_ref().map(|m| m.accuracy),
+        metric_floor: match &metric {
+            Some(m) => Some(m.floor()?),
+            None => None,
+        },
         seconds,
         config: serde_json::to_value(config)?,
     };
@@ -340,6 +228,504 @@ pub fn replicate(
         serde_json::to_string_pretty(&report)?.as_bytes(),
     )?;
     Ok(report)
+}
+
+/// Row `name` of every seed (the pretrained model's one measurement for each seed).
+fn row_of_seeds<'a>(
+    name: &'a str,
+    seeds: &'a [SeedResult],
+    pretrained: &'a Measurements,
+) -> compare::RowSeeds<'a> {
+    compare::RowSeeds {
+        name,
+        seeds: seeds
+            .iter()
+            .map(|s| {
+                if name == "pretrained" {
+                    pretrained
+                } else {
+                    &s.rows
+                        .iter()
+                        .find(|(m, _)| m.name == name)
+                        .expect("every seed has every row")
+                        .0
+                }
+            })
+            .collect(),
+    }
+}
+
+/// Measures models for the report: the fixed evaluation set, the metric and the
+/// shared initial noise.
+struct Measurer<'a> {
+    report_set: &'a EvalSet,
+    metric: Option<&'a SampleMetric>,
+    noise: Vec<f32>,
+    shape: [usize; 3],
+    schedule: &'a crate::engine::diffusion::NoiseSchedule,
+    config: &'a ReplicateConfig,
+    device: &'a Device,
+    cancel: &'a CancelToken,
+}
+
+impl Measurer<'_> {
+    /// What a measurement of the models in `model_dirs` depends on: their weights and
+    /// every evaluation setting.
+    fn key(&self, model_dirs: &[&Path]) -> Result<String> {
+        let c = self.config;
+        let mut text = format!(
+            "v1|report {} {}|samples {} ddim {} seed {}|metric {}|",
+            c.report_samples,
+            c.report_seed,
+            c.metric_samples,
+            c.metric_ddim_steps,
+            c.sample_seed,
+            self.metric.is_some()
+        );
+        for d in model_dirs {
+            text += &content_hash(d)?;
+            text.push('|');
+        }
+        Ok(text)
+    }
+
+    /// The measurements of `eps` (the models in `model_dirs`) as row `name`, read
+    /// from `dir` when an earlier run took them with the same key; with `picture`,
+    /// its sample grid is written there.
+    fn row(
+        &self,
+        dir: &Path,
+        name: &str,
+        model_dirs: &[&Path],
+        picture: Option<&Path>,
+        eps: &dyn Fn(Tensor<4>, &[f32]) -> Tensor<4>,
+        on_event: &mut dyn FnMut(ReplicateEvent),
+    ) -> Result<Measurements> {
+        let key = self.key(model_dirs)?;
+        if let Some(m) = Measurements::load(dir, name)?
+            && m.key == key
+            && picture.is_none_or(Path::exists)
+        {
+            return Ok(m);
+        }
+        if self.cancel.is_cancelled() {
+            bail!("cancelled before measuring {name}; run again to continue");
+        }
+        let losses = self.report_set.evaluate(eps)?;
+        let images = samples::generate(
+            eps,
+            &self.noise,
+            self.shape,
+            self.schedule,
+            self.config.metric_ddim_steps,
+            self.device,
+            self.cancel,
+            &mut |done, total| on_event(ReplicateEvent::Sampling(name.into(), done, total)),
+        )?;
+        if let Some(png) = picture {
+            samples::save_grid(png, &images, self.config.grid_images, self.shape)?;
+        }
+        let features = match self.metric {
+            Some(m) if self.config.metric_samples >= 2 => {
+                let per: usize = self.shape.iter().product();
+                Some(m.features(&images[..self.config.metric_samples * per], self.device)?)
+            }
+            _ => None,
+        };
+        let frechet = match (self.metric, &features) {
+            (Some(m), Some(f)) => Some(m.frechet_of_features(f)?),
+            _ => None,
+        };
+        let m = Measurements {
+            name: name.into(),
+            key,
+            losses,
+            features,
+            frechet,
+        };
+        m.save(dir)?;
+        Ok(m)
+    }
+}
+
+/// A finished merge-weight search and what it was run on (the experts' content
+/// hashes and the search settings), with the chosen weights and objective as bits
+/// (JSON text need not read back to the same float).
+#[derive(serde::Serialize, serde::Deserialize)]
+struct SearchRecord {
+    key: String,
+    weights_bits: Vec<u64>,
+    value_bits: u64,
+    result: crate::engine::search::GridResult,
+}
+
+/// A model to measure: its row, the folders it is made of, and its noise predictor.
+struct Predictor<'a> {
+    name: String,
+    description: String,
+    dirs: Vec<PathBuf>,
+    eps: Box<dyn Fn(Tensor<4>, &[f32]) -> Tensor<4> + 'a>,
+}
+
+/// What one seed's runs produced.
+struct SeedResult {
+    /// Its rows (measurements and description), in table order, without the pretrained row.
+    rows: Vec<(Measurements, String)>,
+    /// Its searches.
+    search: SeedSearch,
+}
+
+/// One seed's share of the pipeline.
+struct SeedRun<'a> {
+    config: &'a ReplicateConfig,
+    base_dir: &'a Path,
+    base: &'a LoadedModel,
+    items: &'a SplitItems,
+    search_set: &'a EvalSet,
+    dir: PathBuf,
+    seed: u64,
+    pictures: Option<PathBuf>,
+    device: &'a Device,
+    cancel: &'a CancelToken,
+}
+
+impl SeedRun<'_> {
+    fn run(
+        &self,
+        measure: &Measurer,
+        seconds: &mut StageTimes,
+        on_event: &mut dyn FnMut(ReplicateEvent),
+    ) -> Result<SeedResult> {
+        let config = self.config;
+        let main = FinetuneConfig {
+            seed: self.seed,
+            ..config.finetune.clone()
+        };
+        let n = main.experts;
+        let tag = format!("seed {}", self.seed);
+
+        let started = Instant::now();
+        let ft_dir = self.dir.join(layout::FINETUNE);
+        self.finetune(&main, true, true, &ft_dir, &tag, on_event)?;
+        let mut arm_dirs = Vec::with_capacity(config.arms.len());
+        for arm in &config.arms {
+            let dir = self.dir.join(layout::ARMS).join(&arm.name);
+            let label = format!("{tag}, {}", arm.name);
+            match &arm.kind {
+                ArmKind::Plain { weighting } => {
+                    let c = FinetuneConfig {
+                        loss_weighting: *weighting,
+                        ..main.clone()
+                    };
+                    self.finetune(
+                        &c,
+                        false,
+                        true,
+                        &dir.join(layout::FINETUNE),
+                        &label,
+                        on_event,
+                    )?;
+                }
+                ArmKind::Deme { config: c } => {
+                    let c = FinetuneConfig {
+                        seed: self.seed,
+                        ..c.clone()
+                    };
+                    self.finetune(
+                        &c,
+                        true,
+                        false,
+                        &dir.join(layout::FINETUNE),
+                        &label,
+                        on_event,
+                    )?;
+                }
+            }
+            arm_dirs.push(dir);
+        }
+        seconds.finetune += started.elapsed().as_secs_f64();
+
+        let started = Instant::now();
+        on_event(ReplicateEvent::Stage(format!(
+            "{tag}: searching the merge weights"
+        )));
+        let expert_dirs: Vec<PathBuf> =
+            (0..n).map(|i| run_dir(&ft_dir, RunId::Expert(i))).collect();
+        let (weights, points, value) =
+            self.search_and_merge(&expert_dirs, &self.dir.join(layout::MERGED), on_event)?;
+        let merged = load_model(&self.dir.join(layout::MERGED), self.device)?.model;
+
+        // the control: the plain finetune's own task vector, its scale searched the same way
+        let baseline_dir = run_dir(&ft_dir, RunId::Baseline);
+        let baseline = load_model(&baseline_dir, self.device)?.model;
+        let alphas: Vec<f64> = (0..config.grid.ticks())
+            .map(|k| config.grid.lo + k as f64 * config.grid.step)
+            .collect();
+        let scale_points = {
+            let label = baseline_dir.display().to_string();
+            let mut one = Merger::new(("base", &self.base.model), &[(label.as_str(), &baseline)])?;
+            let keep_going = || !self.cancel.is_cancelled();
+            search_scale(
+                &mut one,
+                self.search_set,
+                config.objective,
+                n,
+                &alphas,
+                &keep_going,
+            )?
+        };
+        let alpha = scale_points[0].alpha;
+        let scaled_dir = self.dir.join(layout::SCALED);
+        export_merge(
+            &MergeJob {
+                base: self.base_dir.to_path_buf(),
+                experts: vec![baseline_dir.clone()],
+                spec: MergeSpec::task_arithmetic(vec![alpha as f32]),
+                output: None,
+            },
+            &scaled_dir,
+            &mut |_| {},
+        )?;
+        let scaled = load_model(&scaled_dir, self.device)?.model;
+
+        let mut arm_models = Vec::with_capacity(config.arms.len());
+        let mut arm_model_dirs = Vec::with_capacity(config.arms.len());
+        let mut arm_weights = Vec::new();
+        for (arm, dir) in config.arms.iter().zip(&arm_dirs) {
+            let ft = dir.join(layout::FINETUNE);
+            let model_dir = match &arm.kind {
+                ArmKind::Plain { .. } => run_dir(&ft, RunId::Baseline),
+                ArmKind::Deme { config: c } => {
+                    let experts: Vec<PathBuf> = (0..c.experts)
+                        .map(|i| run_dir(&ft, RunId::Expert(i)))
+                        .collect();
+                    let merged_dir = dir.join(layout::MERGED);
+                    let (w, _, _) = self.search_and_merge(&experts, &merged_dir, on_event)?;
+                    arm_weights.push((arm.name.clone(), w));
+                    merged_dir
+                }
+            };
+            arm_models.push(load_model(&model_dir, self.device)?.model);
+            arm_model_dirs.push(model_dir);
+        }
+        seconds.search += started.elapsed().as_secs_f64();
+
+        let started = Instant::now();
+        on_event(ReplicateEvent::Stage(format!(
+            "{tag}: evaluating every model"
+        )));
+        let experts = expert_dirs
+            .iter()
+            .map(|p| load_model(p, self.device).map(|l| l.model))
+            .collect::<Result<Vec<_>>>()?;
+        let ensemble = TimestepEnsemble::new(experts, main.num_train_timesteps)?;
+        let merged_dir = self.dir.join(layout::MERGED);
+        let mut predictors: Vec<Predictor> = vec![
+            Predictor {
+                name: "plain-finetune".into(),
+                description: format!(
+                    "Plain finetuning (all t, {} steps)",
+                    main.steps_of(RunId::Baseline)
+                ),
+                dirs: vec![baseline_dir.clone()],
+                eps: Box::new(|x, t| baseline.eps(x, t)),
+            },
+            Predictor {
+                name: "plain-finetune-scaled".into(),
+                description: "Plain finetuning, task vector scaled by a searched alpha".into(),
+                dirs: vec![scaled_dir.clone()],
+                eps: Box::new(|x, t| scaled.eps(x, t)),
+            },
+        ];
+        for ((arm, model), dir) in config.arms.iter().zip(&arm_models).zip(&arm_model_dirs) {
+            predictors.push(Predictor {
+                name: arm.name.clone(),
+                description: arm.description.clone(),
+                dirs: vec![dir.clone()],
+                eps: Box::new(move |x, t| model.eps(x, t)),
+            });
+        }
+        predictors.push(Predictor {
+            name: "ensemble".into(),
+            description: format!("DeMe before merge (timestep-wise ensemble of {n})"),
+            dirs: expert_dirs.clone(),
+            eps: Box::new(|x, t| ensemble.eps_batch(x, t)),
+        });
+        predictors.push(Predictor {
+            name: "merged".into(),
+            description: "DeMe after merge".into(),
+            dirs: vec![merged_dir],
+            eps: Box::new(|x, t| merged.eps(x, t)),
+        });
+        let mdir = self.dir.join(layout::MEASUREMENTS);
+        let mut rows = Vec::with_capacity(predictors.len());
+        for p in &predictors {
+            let png = self
+                .pictures
+                .as_ref()
+                .map(|d| d.join(format!("{}.png", p.name)));
+            let dirs: Vec<&Path> = p.dirs.iter().map(PathBuf::as_path).collect();
+            let m = measure.row(
+                &mdir,
+                &p.name,
+                &dirs,
+                png.as_deref(),
+                p.eps.as_ref(),
+                on_event,
+            )?;
+            rows.push((m, p.description.clone()));
+        }
+        seconds.evaluate += started.elapsed().as_secs_f64();
+        Ok(SeedResult {
+            rows,
+            search: SeedSearch {
+                seed: self.seed,
+                weights,
+                points,
+                value,
+                alpha,
+                arm_weights,
+            },
+        })
+    }
+
+    /// Finetunes (or resumes) a job's experts and/or baseline in `dir`.
+    fn finetune(
+        &self,
+        c: &FinetuneConfig,
+        experts: bool,
+        baseline: bool,
+        dir: &Path,
+        label: &str,
+        on_event: &mut dyn FnMut(ReplicateEvent),
+    ) -> Result<()> {
+        let resume = stored_config(dir)?.is_some();
+        let what = match (experts, baseline) {
+            (true, true) => format!(
+                "{} experts x {} steps and the plain-finetune baseline x {} steps",
+                c.experts,
+                c.steps_per_expert,
+                c.steps_of(RunId::Baseline)
+            ),
+            (true, false) => format!("{} experts x {} steps", c.experts, c.steps_per_expert),
+            _ => format!("one model on all t x {} steps", c.steps_of(RunId::Baseline)),
+        };
+        on_event(ReplicateEvent::Stage(format!(
+            "{label}: {} {what} (batch {})",
+            if resume { "resuming" } else { "finetuning" },
+            c.batch_size
+        )));
+        let job = FinetuneJob {
+            spec: &self.base.spec,
+            base_path: self.base_dir,
+            data: &self.items.train,
+            config: c,
+            out_dir: dir,
+            experts,
+            baseline,
+            schedule: Schedule::Interleaved,
+            resume,
+        };
+        let outcome = finetune_any(
+            self.base.model.clone(),
+            &job,
+            self.device,
+            self.cancel,
+            &mut |e| on_event(ReplicateEvent::Finetune(e)),
+        )?;
+        if outcome.cancelled || self.cancel.is_cancelled() {
+            bail!("cancelled during finetuning (saved; run again to continue)");
+        }
+        Ok(())
+    }
+
+    /// Searches the merge weights of `expert_dirs` on the search set and writes the
+    /// merge to `out` (its `search.json` beside it). Returns the weights, the number
+    /// of points scored and the objective there.
+    fn search_and_merge(
+        &self,
+        expert_dirs: &[PathBuf],
+        out: &Path,
+        on_event: &mut dyn FnMut(ReplicateEvent),
+    ) -> Result<(Vec<f64>, usize, f64)> {
+        let config = self.config;
+        let grid = GridSpec {
+            n: expert_dirs.len(),
+            ..config.grid
+        };
+        let record_path = out.with_extension("search.json");
+        let mut key = format!(
+            "v1|{grid:?}|{:?}|{:?}|{} {}|",
+            config.strategy, config.objective, config.search_samples, config.search_seed
+        );
+        for d in expert_dirs {
+            key += &content_hash(d)?;
+            key.push('|');
+        }
+        // a finished search of the same experts and settings is not run again
+        if let Ok(text) = std::fs::read_to_string(&record_path)
+            && let Ok(done) = serde_json::from_str::<SearchRecord>(&text)
+            && done.key == key
+            && !done.result.cancelled
+            && out.join("recipe.json").exists()
+        {
+            let weights = done
+                .weights_bits
+                .iter()
+                .map(|&b| f64::from_bits(b))
+                .collect();
+            let value = f64::from_bits(done.value_bits);
+            return Ok((weights, done.result.points.len(), value));
+        }
+        let experts = expert_dirs
+            .iter()
+            .map(|p| load_model(p, self.device).map(|l| l.model))
+            .collect::<Result<Vec<_>>>()?;
+        let labels: Vec<String> = expert_dirs
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect();
+        let pairs: Vec<(&str, &AnyModel)> =
+            labels.iter().map(String::as_str).zip(&experts).collect();
+        let mut merger = Merger::new(("base", &self.base.model), &pairs)?;
+        let keep_going = || !self.cancel.is_cancelled();
+        let search = search_merge_weights(
+            &mut merger,
+            self.search_set,
+            config.objective,
+            &grid,
+            config.strategy,
+            &keep_going,
+            &mut |e| on_event(ReplicateEvent::Search(e)),
+        )?;
+        drop(merger);
+        if self.cancel.is_cancelled() {
+            bail!("cancelled during the merge-weight search; run again to continue");
+        }
+        let best = search.best_point().clone();
+        export_merge(
+            &MergeJob {
+                base: self.base_dir.to_path_buf(),
+                experts: expert_dirs.to_vec(),
+                spec: MergeSpec::task_arithmetic(best.weights.iter().map(|&v| v as f32).collect()),
+                output: None,
+            },
+            out,
+            &mut |_| {},
+        )?;
+        let points = search.points.len();
+        let record = SearchRecord {
+            key,
+            weights_bits: best.weights.iter().map(|w| w.to_bits()).collect(),
+            value_bits: best.score.loss.to_bits(),
+            result: search,
+        };
+        write_atomic_bytes(
+            record_path,
+            serde_json::to_string_pretty(&record)?.as_bytes(),
+        )?;
+        Ok((best.weights, points, best.score.loss))
+    }
 }
 
 /// The base model folder: the given one, or `OUT/base` pretrained (or resumed) here.
@@ -397,49 +783,6 @@ fn ensure_base(
         bail!("cancelled during pretraining (saved; run again to continue)");
     }
     Ok(dir)
-}
-
-/// Finetunes (or resumes) the N experts and the baseline in `ft_dir`.
-#[allow(clippy::too_many_arguments)]
-fn finetune_stage(
-    config: &ReplicateConfig,
-    base_dir: &Path,
-    spec: &ModelSpec,
-    base: AnyModel,
-    items: &SplitItems,
-    ft_dir: &Path,
-    device: &Device,
-    cancel: &CancelToken,
-    on_event: &mut dyn FnMut(ReplicateEvent),
-) -> Result<()> {
-    let resume = stored_config(ft_dir)?.is_some();
-    let c = &config.finetune;
-    on_event(ReplicateEvent::Stage(format!(
-        "{} {} experts x {} steps and the plain-finetune baseline x {} steps (batch {})",
-        if resume { "resuming" } else { "finetuning" },
-        c.experts,
-        c.steps_per_expert,
-        c.steps_of(RunId::Baseline),
-        c.batch_size
-    )));
-    let job = FinetuneJob {
-        spec,
-        base_path: base_dir,
-        data: &items.train,
-        config: c,
-        out_dir: ft_dir,
-        experts: true,
-        baseline: true,
-        schedule: Schedule::Interleaved,
-        resume,
-    };
-    let outcome = finetune_any(base, &job, device, cancel, &mut |e| {
-        on_event(ReplicateEvent::Finetune(e))
-    })?;
-    if outcome.cancelled || cancel.is_cancelled() {
-        bail!("cancelled during finetuning (saved; run again to continue)");
-    }
-    Ok(())
 }
 
 /// The sample metric, or `None` (with a note) when the data or settings rule it out.

@@ -1,7 +1,10 @@
-//! The result of a `replicate` run: a table in the form of the paper's Table 1
-//! (before finetuning, plain finetuning, DeMe before merge = timestep-wise
-//! ensemble, DeMe after merge), rendered as Markdown and JSON.
+//! The result of a `replicate` run: a table in the form of the paper's Tables 1 and 3
+//! (before finetuning, plain finetuning and its scaled control, any extra arms, DeMe
+//! before merge = timestep-wise ensemble, DeMe after merge), each figure the mean over
+//! the training seeds, every comparison with its interval and verdict; rendered as
+//! Markdown and JSON.
 
+use super::measure::Measurements;
 use crate::engine::search::{LossObjective, Strategy};
 use crate::engine::stats::{Interval, Verdict};
 use serde::Serialize;
@@ -10,24 +13,56 @@ use std::fmt::Write as _;
 /// One row of the table.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ReportRow {
-    /// Short name (`pretrained`, `plain-finetune`, `ensemble`, `merged`).
+    /// Short name (`pretrained`, `plain-finetune`, ..., `ensemble`, `merged`).
     pub name: String,
     /// What the row is, in words.
     pub description: String,
-    /// Held-out diffusion loss over all timesteps.
+    /// Held-out diffusion loss over all timesteps (mean over seeds).
     pub loss: f64,
-    /// Held-out loss per timestep range, in range order.
+    /// Held-out loss per timestep range, in range order (mean over seeds).
     pub loss_per_range: Vec<f64>,
-    /// Frechet distance of generated samples to held-out images (lower is better).
+    /// Frechet distance of generated samples to held-out images (mean over seeds).
     pub frechet: Option<f64>,
-    /// Sample grid PNG, relative to the report folder.
+    /// The held-out loss of each seed.
+    pub loss_per_seed: Vec<f64>,
+    /// The Frechet distance of each seed.
+    pub frechet_per_seed: Vec<f64>,
+    /// Sample grid PNG (of the first seed), relative to the report folder.
     pub grid_png: Option<String>,
+}
+
+impl ReportRow {
+    /// The row of `name` from its measurements, one per seed, over `ranges` equal ranges.
+    pub fn over_seeds(
+        name: &str,
+        description: &str,
+        seeds: &[&Measurements],
+        ranges: usize,
+    ) -> Self {
+        let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
+        let loss_per_seed: Vec<f64> = seeds.iter().map(|m| m.losses.mean()).collect();
+        let per_range: Vec<Vec<f64>> = seeds.iter().map(|m| m.losses.per_range(ranges)).collect();
+        let frechet_per_seed: Vec<f64> = seeds.iter().filter_map(|m| m.frechet).collect();
+        Self {
+            name: name.into(),
+            description: description.into(),
+            loss: mean(&loss_per_seed),
+            loss_per_range: (0..ranges)
+                .map(|r| mean(&per_range.iter().map(|p| p[r]).collect::<Vec<_>>()))
+                .collect(),
+            frechet: (frechet_per_seed.len() == seeds.len() && !seeds.is_empty())
+                .then(|| mean(&frechet_per_seed)),
+            loss_per_seed,
+            frechet_per_seed,
+            grid_png: Some(format!("{name}.png")),
+        }
+    }
 }
 
 /// A difference `merged - other` of a lower-is-better measure, its interval and verdict.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Measured {
-    /// Paired bootstrap interval of the difference.
+    /// Bootstrap interval of the difference.
     pub interval: Interval,
     /// What the interval says of the merged model.
     pub verdict: Verdict,
@@ -58,16 +93,33 @@ pub struct Comparison {
     pub frechet: Option<Measured>,
 }
 
-/// Seconds spent in each stage.
+/// What the searches of one seed chose.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SeedSearch {
+    /// The finetuning seed.
+    pub seed: u64,
+    /// The main merge's weights.
+    pub weights: Vec<f64>,
+    /// Lattice points scored for them.
+    pub points: usize,
+    /// The objective at the chosen weights, on the search set.
+    pub value: f64,
+    /// The scale of the plain finetune's task vector chosen by the same objective.
+    pub alpha: f64,
+    /// Each DeMe arm's merge weights.
+    pub arm_weights: Vec<(String, Vec<f64>)>,
+}
+
+/// Seconds spent in each stage (summed over seeds).
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct StageTimes {
     /// Pretraining (0 when the base was loaded).
     pub pretrain: f64,
-    /// Decoupled finetuning and the baseline.
+    /// Decoupled finetuning, the baseline and the arms.
     pub finetune: f64,
-    /// Merge-weight search.
+    /// Merge-weight and scale searches.
     pub search: f64,
-    /// Held-out losses, sampling and the sample metric.
+    /// Held-out losses, sampling, the sample metric and the intervals.
     pub evaluate: f64,
 }
 
@@ -76,34 +128,30 @@ pub struct StageTimes {
 pub struct Report {
     /// The timestep ranges `[lo, hi)`, one per expert.
     pub ranges: Vec<[usize; 2]>,
-    /// The rows, in table order.
+    /// The rows, in table order (the merged model last).
     pub rows: Vec<ReportRow>,
-    /// Merge weights chosen by the search.
-    pub weights: Vec<f64>,
-    /// Points the search scored.
-    pub search_points: usize,
-    /// Search objective (held-out loss on the search set) at the chosen weights.
-    pub search_loss: f64,
-    /// What the search minimised.
-    pub search_objective: LossObjective,
-    /// How the lattice was searched.
-    pub search_strategy: Strategy,
-    /// The scale of the plain finetune's task vector chosen by the same objective.
-    pub scale_alpha: f64,
-    /// Held-out images behind the Frechet distances (0 without the metric).
-    pub metric_real_images: usize,
-    /// Generated images per model behind the Frechet distances.
-    pub metric_samples: usize,
-    /// Held-out accuracy of the metric's feature network.
-    pub metric_feature_accuracy: Option<f64>,
-    /// Wall-clock seconds per stage.
-    pub seconds: StageTimes,
     /// The merged model against each other row, with intervals.
     pub comparisons: Vec<Comparison>,
     /// Confidence level of every interval.
     pub confidence: f64,
     /// Bootstrap resamples behind every interval.
     pub resamples: usize,
+    /// What each seed's searches chose.
+    pub searches: Vec<SeedSearch>,
+    /// What the searches minimised.
+    pub search_objective: LossObjective,
+    /// How the lattice was searched.
+    pub search_strategy: Strategy,
+    /// Held-out images behind the Frechet distances (0 without the metric).
+    pub metric_real_images: usize,
+    /// Generated images per model behind the Frechet distances.
+    pub metric_samples: usize,
+    /// Held-out accuracy of the metric's feature network.
+    pub metric_feature_accuracy: Option<f64>,
+    /// The real-vs-real floor of the Frechet distance and the size of each half.
+    pub metric_floor: Option<(f64, usize)>,
+    /// Wall-clock seconds per stage.
+    pub seconds: StageTimes,
     /// The settings, as run.
     pub config: serde_json::Value,
 }
@@ -115,8 +163,8 @@ impl Report {
     }
 
     /// Answers, with intervals, whether the merged model beats each other row on
-    /// each measure: better / worse / within noise by the paired bootstrap interval
-    /// of the difference, never by the bare difference.
+    /// each measure: better / worse / within noise by the bootstrap interval of the
+    /// difference, never by the bare difference.
     pub fn verdicts(&self) -> Vec<String> {
         self.comparisons
             .iter()
@@ -146,12 +194,21 @@ impl Report {
     /// The report as Markdown.
     pub fn to_markdown(&self) -> String {
         let mut s = String::new();
+        let seeds = self.searches.len();
         s.push_str("# DeMe replication report\n\n");
-        s.push_str(
-            "Held-out diffusion loss: mean squared error of the predicted noise on held-out \
-             images (never trained on), with fixed noise and timesteps stratified over [0, T), \
-             on an evaluation set drawn independently of the one the merge weights were \
-             searched on. Lower is better.\n\n",
+        let _ = write!(
+            s,
+            "Every figure is the mean over {seeds} finetuning seed{} ({}). Held-out diffusion \
+             loss: mean squared error of the predicted noise on held-out images (never trained \
+             on), with fixed noise and timesteps stratified over [0, T), on an evaluation set \
+             drawn independently of the one the merge weights were searched on. Lower is \
+             better.\n\n",
+            if seeds == 1 { "" } else { "s" },
+            self.searches
+                .iter()
+                .map(|s| s.seed.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
         );
         if self.metric_samples > 0 {
             let _ = write!(
@@ -159,12 +216,19 @@ impl Report {
                 "Frechet distance: between the feature statistics of {} generated images per \
                  model (DDIM from the same initial noise for every model) and of {} held-out \
                  images, features from the project's own classifier trained on the training \
-                 split (held-out accuracy {}). Lower is better.\n\n",
+                 split (held-out accuracy {}). Lower is better.{}\n\n",
                 self.metric_samples,
                 self.metric_real_images,
                 self.metric_feature_accuracy
                     .map(|a| format!("{:.1}%", a * 100.0))
-                    .unwrap_or_else(|| "n/a".into())
+                    .unwrap_or_else(|| "n/a".into()),
+                match self.metric_floor {
+                    Some((f, m)) => format!(
+                        " The real-vs-real floor (two disjoint halves of {m} held-out images) is \
+                         {f:.3}: no model can be told apart from real digits below it at that size."
+                    ),
+                    None => String::new(),
+                }
             );
         }
         s.push_str("| Model | held-out loss");
@@ -203,31 +267,37 @@ impl Report {
             Strategy::Refine { .. } => "the best point of a coarse-to-fine search",
             Strategy::Exhaustive => "the best point of the lattice",
         };
-        let _ = write!(
+        let _ = writeln!(
             s,
-            "\nMerge weights w = ({}): {found}, after scoring {} lattice points by {objective} \
-             on the search set ({:.5} there).\n\n",
-            self.weights
-                .iter()
-                .map(|w| format!("{w:.2}"))
-                .collect::<Vec<_>>()
-                .join(", "),
-            self.search_points,
-            self.search_loss
+            "\nMerge weights: {found}, chosen by {objective} on the search set; the plain \
+             finetune's task vector was scaled by an alpha chosen the same way.\n"
         );
+        s.push_str("| seed | merge weights w | points scored | objective there | alpha |\n|---:|---|---:|---:|---:|\n");
+        for r in &self.searches {
+            let _ = writeln!(
+                s,
+                "| {} | {} | {} | {:.5} | {:.2} |",
+                r.seed,
+                fmt_weights(&r.weights),
+                r.points,
+                r.value,
+                r.alpha
+            );
+        }
         let _ = write!(
             s,
-            "## Verdict\n\nEach difference is merged minus the other model, with its {:.0}% \
-             paired bootstrap interval ({} resamples: over the evaluation samples for losses, \
-             over the generated images for Frechet distances). Better / worse: the whole \
-             interval lies below / above 0; otherwise within noise.\n\n",
+            "\n## Verdict\n\nEach difference is merged minus the other model, with its {:.0}% \
+             bootstrap interval ({} resamples; seeds drawn with replacement, then within each \
+             seed the evaluation samples for losses and the generated images for Frechet \
+             distances, both models always drawn together). Better / worse: the whole interval \
+             lies below / above 0; otherwise within noise.\n\n",
             100.0 * self.confidence,
             self.resamples
         );
         for v in self.verdicts() {
             let _ = writeln!(s, "- {v}");
         }
-        s.push_str("\n## Samples (same initial noise for every model)\n\n");
+        s.push_str("\n## Samples (same initial noise for every model; first seed)\n\n");
         for row in &self.rows {
             if let Some(png) = &row.grid_png {
                 let _ = writeln!(s, "**{}**\n\n![{}]({png})\n", row.description, row.name);
@@ -243,9 +313,20 @@ impl Report {
     }
 }
 
+fn fmt_weights(w: &[f64]) -> String {
+    format!(
+        "({})",
+        w.iter()
+            .map(|v| format!("{v:.2}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::eval::EvalLosses;
 
     fn row(name: &str, loss: f64, frechet: Option<f64>) -> ReportRow {
         ReportRow {
@@ -254,6 +335,8 @@ mod tests {
             loss,
             loss_per_range: vec![loss * 2.0, loss / 2.0],
             frechet,
+            loss_per_seed: vec![loss],
+            frechet_per_seed: frechet.into_iter().collect(),
             grid_png: Some(format!("{name}.png")),
         }
     }
@@ -295,16 +378,6 @@ mod tests {
                 row("ensemble", 0.02, None),
                 row("merged", merged_loss, Some(1.0)),
             ],
-            weights: vec![0.5, 0.25],
-            search_points: 12,
-            search_loss: 0.021,
-            search_objective: LossObjective::Balanced,
-            search_strategy: Strategy::Coordinate { sweeps: 4 },
-            scale_alpha: 1.2,
-            metric_real_images: 100,
-            metric_samples: 50,
-            metric_feature_accuracy: Some(0.97),
-            seconds: StageTimes::default(),
             comparisons: vec![
                 vs("pretrained", 0.04, Some(measured(-2.0, -2.5, -1.5))),
                 vs("plain-finetune", 0.03, Some(measured(-1.0, -1.5, 0.2))),
@@ -312,6 +385,21 @@ mod tests {
             ],
             confidence: 0.95,
             resamples: 200,
+            searches: vec![SeedSearch {
+                seed: 0,
+                weights: vec![0.5, 0.25],
+                points: 12,
+                value: 0.021,
+                alpha: 1.2,
+                arm_weights: Vec::new(),
+            }],
+            search_objective: LossObjective::Balanced,
+            search_strategy: Strategy::Coordinate { sweeps: 4 },
+            metric_real_images: 100,
+            metric_samples: 50,
+            metric_feature_accuracy: Some(0.97),
+            metric_floor: Some((0.5, 50)),
+            seconds: StageTimes::default(),
             config: serde_json::Value::Null,
         }
     }
@@ -353,8 +441,41 @@ mod tests {
         ));
         assert!(md.contains("| PRETRAINED | 0.04000 | 0.08000 | 0.02000 | 3.000 |"));
         assert!(md.contains("| ENSEMBLE | 0.02000 | 0.04000 | 0.01000 | - |"));
-        assert!(md.contains("w = (0.50, 0.25)"));
+        assert!(
+            md.contains("| 0 | (0.50, 0.25) | 12 | 0.02100 | 1.20 |"),
+            "{md}"
+        );
+        assert!(md.contains("a coordinate-wise optimum"));
+        assert!(md.contains("balanced held-out loss"));
+        assert!(
+            md.contains("real-vs-real floor (two disjoint halves of 50 held-out images) is 0.500")
+        );
         assert!(md.contains("![merged](merged.png)"));
         assert!(md.contains("held-out accuracy 97.0%"));
+        assert!(md.contains("mean over 1 finetuning seed (0)"));
+    }
+
+    #[test]
+    fn rows_average_their_seeds() {
+        let m = |loss: f64, fd: Option<f64>| Measurements {
+            name: "x".into(),
+            key: String::new(),
+            losses: EvalLosses {
+                t: vec![100, 700],
+                loss: vec![loss, 2.0 * loss],
+                num_train_timesteps: 1000,
+            },
+            features: None,
+            frechet: fd,
+        };
+        let (a, b) = (m(1.0, Some(4.0)), m(3.0, Some(6.0)));
+        let r = ReportRow::over_seeds("x", "X", &[&a, &b], 2);
+        assert_eq!(r.loss_per_seed, vec![1.5, 4.5]);
+        assert_eq!(r.loss, 3.0);
+        assert_eq!(r.loss_per_range, vec![2.0, 4.0]);
+        assert_eq!(r.frechet, Some(5.0));
+        // a seed without a distance leaves the row without one
+        let c = m(1.0, None);
+        assert_eq!(ReportRow::over_seeds("x", "X", &[&a, &c], 2).frechet, None);
     }
 }

@@ -142,6 +142,90 @@ pub fn paired_mean_difference(
     })
 }
 
+/// A two-level paired bootstrap over `sizes.len()` groups (training seeds) of
+/// `sizes[g]` paired observations each: every resample draws the groups with
+/// replacement, then within each drawn group its observations with replacement.
+/// `stat` gets the drawn `(group, indices)` pairs (all groups and all indices for the
+/// estimate). With one group this is [`paired_bootstrap`] over its observations.
+pub fn grouped_bootstrap(
+    sizes: &[usize],
+    resamples: usize,
+    level: f64,
+    seed: u64,
+    stat: &mut dyn FnMut(&[(usize, Vec<usize>)]) -> Result<f64>,
+) -> Result<Interval> {
+    if sizes.is_empty() || sizes.iter().any(|&n| n < 2) {
+        bail!(
+            "a bootstrap interval needs at least 2 paired observations in every group, got {sizes:?}"
+        );
+    }
+    if resamples < 10 {
+        bail!("a bootstrap interval needs at least 10 resamples, got {resamples}");
+    }
+    if !(level > 0.0 && level < 1.0) {
+        bail!("the confidence level must be in (0, 1), not {level}");
+    }
+    let all: Vec<(usize, Vec<usize>)> = sizes
+        .iter()
+        .enumerate()
+        .map(|(g, &n)| (g, (0..n).collect()))
+        .collect();
+    let estimate = stat(&all)?;
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut values = Vec::with_capacity(resamples);
+    let groups = sizes.len();
+    for _ in 0..resamples {
+        let drawn: Vec<(usize, Vec<usize>)> = (0..groups)
+            .map(|_| {
+                let g = if groups == 1 {
+                    0
+                } else {
+                    rng.random_range(0..groups)
+                };
+                let idx = (0..sizes[g])
+                    .map(|_| rng.random_range(0..sizes[g]))
+                    .collect();
+                (g, idx)
+            })
+            .collect();
+        values.push(stat(&drawn)?);
+    }
+    values.sort_by(f64::total_cmp);
+    let tail = (1.0 - level) / 2.0;
+    Ok(Interval {
+        estimate,
+        lo: quantile(&values, tail),
+        hi: quantile(&values, 1.0 - tail),
+        level,
+    })
+}
+
+/// The grouped bootstrap interval of the mean over groups of `mean(a_g) - mean(b_g)`.
+pub fn grouped_mean_difference(
+    a: &[Vec<f64>],
+    b: &[Vec<f64>],
+    resamples: usize,
+    level: f64,
+    seed: u64,
+) -> Result<Interval> {
+    if a.len() != b.len() || a.iter().zip(b).any(|(x, y)| x.len() != y.len()) {
+        bail!("paired observations differ in number");
+    }
+    let d: Vec<Vec<f64>> = a
+        .iter()
+        .zip(b)
+        .map(|(x, y)| x.iter().zip(y).map(|(u, v)| u - v).collect())
+        .collect();
+    let sizes: Vec<usize> = d.iter().map(Vec::len).collect();
+    grouped_bootstrap(&sizes, resamples, level, seed, &mut |drawn| {
+        let per_group: f64 = drawn
+            .iter()
+            .map(|(g, idx)| idx.iter().map(|&i| d[*g][i]).sum::<f64>() / idx.len() as f64)
+            .sum();
+        Ok(per_group / drawn.len() as f64)
+    })
+}
+
 /// The `q` quantile of sorted `v`, linearly interpolated.
 fn quantile(v: &[f64], q: f64) -> f64 {
     let pos = q * (v.len() - 1) as f64;
@@ -207,6 +291,31 @@ mod tests {
         }
         // a 90% interval: expect ~180; the percentile bootstrap runs slightly narrow
         assert!((160..=195).contains(&covered), "covered {covered} of 200");
+    }
+
+    #[test]
+    fn one_group_is_the_plain_paired_bootstrap_and_groups_add_their_spread() {
+        let mut rng = StdRng::seed_from_u64(6);
+        let noise = Normal::new(0.0, 1.0).unwrap();
+        let b: Vec<f64> = (0..300).map(|_| noise.sample(&mut rng)).collect();
+        let a: Vec<f64> = b
+            .iter()
+            .map(|v| v - 0.1 + 0.2 * noise.sample(&mut rng))
+            .collect();
+        let one = grouped_mean_difference(&[a.clone()], &[b.clone()], 300, 0.95, 8).unwrap();
+        let plain = paired_mean_difference(&a, &b, 300, 0.95, 8).unwrap();
+        assert!((one.estimate - plain.estimate).abs() < 1e-12);
+        assert_eq!(Verdict::of_difference(&one), Verdict::Better, "{one}");
+        // three seeds that disagree in sign: the seed spread makes it noise
+        let shifted = |s: f64| -> Vec<f64> { b.iter().map(|v| v + s).collect() };
+        let groups_a = vec![shifted(-0.3), shifted(0.25), shifted(0.02)];
+        let groups_b = vec![b.clone(), b.clone(), b.clone()];
+        let i = grouped_mean_difference(&groups_a, &groups_b, 300, 0.95, 8).unwrap();
+        assert!((i.estimate - (-0.01)).abs() < 1e-9, "{i}");
+        assert_eq!(Verdict::of_difference(&i), Verdict::WithinNoise, "{i}");
+        // identical models in every group: an interval around 0
+        let same = grouped_mean_difference(&groups_b, &groups_b, 100, 0.95, 1).unwrap();
+        assert!(same.contains(0.0) && same.estimate == 0.0);
     }
 
     #[test]

@@ -3,4 +3,7 @@
 
 pub mod bootstrap;
 
-pub use bootstrap::{Interval, Verdict, paired_bootstrap, paired_mean_difference};
+pub use bootstrap::{
+    Interval, Verdict, grouped_bootstrap, grouped_mean_difference, paired_bootstrap,
+    paired_mean_difference,
+};

@@ -205,19 +205,19 @@ pub fn save_curve_png(path: &Path, points: &[CurvePoint]) -> Result<()> {
         .collect();
     let series = [
         Series {
-            name: "train batches",
+            name: "TRAIN BATCHES",
             color: [150, 150, 150],
             points: &train,
         },
         Series {
-            name: "held out",
+            name: "HELD OUT",
             color: [200, 60, 20],
             points: &heldout,
         },
     ];
     let img = LinePlot {
-        title: "loss (log scale)",
-        x_label: "step",
+        title: "LOSS (LOG SCALE)",
+        x_label: "STEP",
         series: &series,
         size: [720, 420],
     }
