@@ -90,34 +90,7 @@ pub fn paired_bootstrap(
     seed: u64,
     stat: &mut dyn FnMut(&[usize]) -> Result<f64>,
 ) -> Result<Interval> {
-    if n < 2 {
-        bail!("a bootstrap interval needs at least 2 paired observations, got {n}");
-    }
-    if resamples < 10 {
-        bail!("a bootstrap interval needs at least 10 resamples, got {resamples}");
-    }
-    if !(level > 0.0 && level < 1.0) {
-        bail!("the confidence level must be in (0, 1), not {level}");
-    }
-    let all: Vec<usize> = (0..n).collect();
-    let estimate = stat(&all)?;
-    let mut rng = StdRng::seed_from_u64(seed);
-    let mut idx = vec![0usize; n];
-    let mut values = Vec::with_capacity(resamples);
-    for _ in 0..resamples {
-        for i in idx.iter_mut() {
-            *i = rng.random_range(0..n);
-        }
-        values.push(stat(&idx)?);
-    }
-    values.sort_by(f64::total_cmp);
-    let tail = (1.0 - level) / 2.0;
-    Ok(Interval {
-        estimate,
-        lo: quantile(&values, tail),
-        hi: quantile(&values, 1.0 - tail),
-        level,
-    })
+    grouped_bootstrap(&[n], resamples, level, seed, &mut |drawn| stat(&drawn[0].1))
 }
 
 /// The paired bootstrap interval of `mean(a) - mean(b)` (`a[j]` and `b[j]` measured
