@@ -143,6 +143,8 @@ pub fn run(args: TrainArgs, device: DeviceChoice) -> Result<()> {
         args.batch_size
     );
     let cancel = CancelToken::new();
+    // Ctrl-C stops at the next step boundary and saves a checkpoint there
+    super::interrupt::install(&cancel);
     let pb = bar(args.steps, "train");
     let mut on_event = |e: TrainEvent| match e {
         TrainEvent::Started { first_step, .. } => pb.set_position(first_step),

@@ -374,3 +374,34 @@ fn heldout_curve_is_measured_kept_on_resume_and_the_lr_decays_at_the_end() {
         .collect();
     assert_eq!(steps, [4, 6, 8, 10]);
 }
+
+#[test]
+fn ctrl_c_on_the_train_command_saves_a_checkpoint_at_a_step_boundary() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let out_s = out.to_str().unwrap();
+    // no periodic checkpoint can fall inside the run: only Ctrl-C saves
+    let (status, log) = crate::common::interrupt_when(
+        &[
+            "--device",
+            "cpu",
+            "train",
+            "--data",
+            "toy:moons",
+            "--steps",
+            "100000000",
+            "--batch-size",
+            "32",
+            "--checkpoint-every",
+            "100000000",
+            "--out",
+            out_s,
+        ],
+        "training ",
+    );
+    assert!(status.success(), "{log}");
+    let meta = std::fs::read_to_string(out.join("deme.json")).expect("a checkpoint was saved");
+    assert!(meta.contains("\"step\""), "{meta}");
+    assert!(out.join("train_state.safetensors").exists(), "{log}");
+    assert!(log.contains("saved "), "{log}");
+}
