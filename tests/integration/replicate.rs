@@ -41,17 +41,23 @@ fn tiny_run(base: &std::path::Path, cache: &std::path::Path) -> ReplicateConfig 
     c
 }
 
+/// A random tiny UNet saved as `dir/base`.
+fn tiny_base(dir: &std::path::Path) -> std::path::PathBuf {
+    let config = tiny_config();
+    let base_dir = dir.join("base");
+    save_unet(
+        &base_dir,
+        config.clone(),
+        UNet2DModel::new(&config, 5, &Device::flex()).unwrap(),
+    );
+    base_dir
+}
+
 #[test]
 fn replicate_runs_every_stage_and_resumes_to_the_same_report() {
     let dir = tempfile::tempdir().unwrap();
     let d = Device::flex();
-    let config = tiny_config();
-    let base_dir = dir.path().join("base");
-    save_unet(
-        &base_dir,
-        config.clone(),
-        UNet2DModel::new(&config, 5, &d).unwrap(),
-    );
+    let base_dir = tiny_base(dir.path());
     let out = dir.path().join("report");
     let run = tiny_run(&base_dir, &dir.path().join("cache"));
     let mut stages = Vec::new();
@@ -151,13 +157,7 @@ fn seeds_and_arms_each_get_their_runs_rows_and_intervals() {
     use deme_studio::engine::replicate::arms;
     let dir = tempfile::tempdir().unwrap();
     let d = Device::flex();
-    let config = tiny_config();
-    let base_dir = dir.path().join("base");
-    save_unet(
-        &base_dir,
-        config.clone(),
-        UNet2DModel::new(&config, 5, &d).unwrap(),
-    );
+    let base_dir = tiny_base(dir.path());
     let out = dir.path().join("report");
     let mut run = tiny_run(&base_dir, &dir.path().join("cache"));
     run.seeds = vec![3, 4];
