@@ -3,13 +3,13 @@
 use super::dialogs::DialogOutcome;
 use super::gradsim_job::GradSimUpdate;
 use super::landscape_job::LandscapeUpdate;
-use super::model_set::ModelSet;
 use super::preview::{Panel, PreviewImage};
 use super::session::SetInfo;
 use super::taskvec_job::TaskVecUpdate;
 use super::teaching_job::TeachingUpdate;
 use super::train_job::TrainUpdate;
 use crate::engine::merge::MergeSpec;
+use crate::engine::model_set::ModelSet;
 use crate::engine::search::{GridEvent, GridResult};
 use std::fmt;
 use std::sync::Arc;

@@ -380,7 +380,7 @@ mod tests {
 
     fn info(n: usize) -> SetInfo {
         SetInfo {
-            set: crate::app::model_set::ModelSet {
+            set: crate::engine::model_set::ModelSet {
                 base: "b".into(),
                 experts: vec!["e".into(); n],
             },

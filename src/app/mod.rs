@@ -5,8 +5,8 @@
 //! - [`merge_view`], [`merge_controls`], [`grid_panel`], [`models_panel`],
 //!   [`gradsim_view`], [`train_view`], [`landscape_view`], [`taskvec_view`],
 //!   [`teaching_view`], [`about`]: the views.
-//! - [`merge_state`], [`history`], [`weights`], [`settings`], [`model_set`]:
-//!   state and its rules, no drawing.
+//! - [`merge_state`], [`history`], [`weights`], [`settings`]: state and
+//!   its rules, no drawing (the model sets themselves: [`crate::engine::model_set`]).
 //! - [`merge_worker`], [`session`], [`inbox`], [`grid_job`], [`gradsim_job`],
 //!   [`export_job`], [`train_job`], [`landscape_job`], [`taskvec_job`],
 //!   [`teaching_job`], [`dialogs`]: background work.
@@ -32,7 +32,6 @@ pub mod merge_controls;
 pub mod merge_state;
 pub mod merge_view;
 pub mod merge_worker;
-pub mod model_set;
 pub mod models_panel;
 pub mod preview;
 pub mod session;
@@ -53,8 +52,8 @@ pub mod weights;
 use crate::engine::device::DeviceChoice;
 use anyhow::{Result, anyhow};
 
+pub use crate::engine::model_set::ModelSet;
 pub use frame::{StartOptions, StudioApp};
-pub use model_set::ModelSet;
 pub use settings::{Settings, View};
 
 /// Window title.

@@ -1,8 +1,8 @@
 //! The models side panel: which base and experts are open, their structure,
 //! the open buttons, and the empty state when nothing is open.
 
-use super::model_set::{MAKE_SET_HELP, ModelSet};
 use super::session::{ModelSummary, SetInfo};
+use crate::engine::model_set::{MAKE_SET_HELP, ModelSet};
 use std::path::{Path, PathBuf};
 
 /// What the panel asks the app to do.

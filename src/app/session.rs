@@ -2,7 +2,6 @@
 //! its current merged model, the timestep-wise ensemble and the held-out
 //! evaluation set. No threads and no UI here; the worker drives it.
 
-use super::model_set::{ModelSet, folder_name};
 use super::preview::Panel;
 use crate::engine::analysis::{Granularity, group_of};
 use crate::engine::data::{DataSpec, split_items};
@@ -11,6 +10,7 @@ use crate::engine::diffusion::{
 };
 use crate::engine::eval::{EvalLosses, EvalSet, EvalSetConfig, timestep_ranges};
 use crate::engine::merge::{MergeSpec, Mergeable, Merger, TimestepEnsemble};
+use crate::engine::model_set::{ModelSet, folder_name};
 use crate::engine::store::{AnyModel, LoadedModel, ModelSpec, load_model};
 use anyhow::{Context, Result, bail};
 use burn::tensor::{Device, Tensor};

@@ -1,6 +1,6 @@
 //! What the app remembers between launches (eframe persistence).
 
-use super::model_set::ModelSet;
+use crate::engine::model_set::ModelSet;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 

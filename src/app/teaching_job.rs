@@ -7,11 +7,11 @@
 //! show the samples take the shape of the data.
 
 use super::events::{Emitter, Event};
-use super::model_set::{ModelSet, expert_folders};
 use crate::engine::data::{DataSpec, TOY_DATA_SEED, ToyKind, sample_toy, split_items};
 use crate::engine::diffusion::{DdimConfig, NoiseSchedule, SamplerKind, SeededNoise, sample};
 use crate::engine::merge::TimestepEnsemble;
 use crate::engine::model::{EpsModel, ToyMlp};
+use crate::engine::model_set::{ModelSet, expert_folders};
 use crate::engine::store::{AnyModel, ModelSpec};
 use crate::engine::train::{
     BatchSampler, CancelToken, FinetuneConfig, FinetuneEvent, FinetuneJob, RunId, Schedule,

@@ -7,7 +7,6 @@
 //! as a PNG.
 
 use super::frame::StudioApp;
-use super::model_set::ModelSet;
 use super::settings::View;
 use super::teaching_job::{
     Point, SampleCloud, Stage, TeachingConfig, TeachingJob, TeachingUpdate, data_points,
@@ -16,6 +15,7 @@ use super::teaching_job::{
 pub use super::teaching_plots::EXPORT_FILES;
 use super::teaching_plots::{DATA_COLOR, SAMPLE_COLOR, cloud_plot, export_plots, loss_plot};
 use crate::engine::data::ToyKind;
+use crate::engine::model_set::ModelSet;
 use crate::engine::train::CancelToken;
 use std::path::PathBuf;
 use std::sync::Arc;

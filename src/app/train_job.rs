@@ -6,7 +6,6 @@
 
 use super::events::{Emitter, Event};
 use super::gradsim_job::{GradSimUpdate, checkpoint_gradsim, live_source};
-use super::model_set::ModelSet;
 use super::preview::PreviewImage;
 use super::train_control::Control;
 use crate::engine::analysis::GradSimConfig;
@@ -14,6 +13,7 @@ use crate::engine::data::{DataSpec, split_items};
 use crate::engine::diffusion::{
     DdimConfig, NoiseSchedule, NoiseSource, SamplerKind, SeededNoise, sample,
 };
+use crate::engine::model_set::ModelSet;
 use crate::engine::store::{AnyModel, ModelSpec, TRAIN_STATE_FILE, load_model};
 use crate::engine::train::{
     BatchSampler, CancelToken, FinetuneConfig, FinetuneEvent, FinetuneJob, LossParts, RunId,

@@ -1,11 +1,11 @@
 //! The Train view's state and its rules, no drawing: the settings form, the
 //! runs of the current job with their loss points, progress and previews.
 
-use super::model_set::folder_name;
 use super::preview::PreviewImage;
 use super::train_control::Control;
 use super::train_job::{RunKey, RunPlan, TrainJob, TrainOutcome, TrainUpdate};
 use super::train_settings::TrainForm;
+use crate::engine::model_set::folder_name;
 use crate::engine::train::{CancelToken, StopReason, TrainEvent};
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -4,12 +4,12 @@
 //! checkpoint previews and the CSV / PNG exports (centre).
 
 use super::frame::StudioApp;
-use super::model_set::ModelSet;
 use super::settings::View;
 use super::train_job::{TrainUpdate, pick_folder, spawn_train};
 use super::train_plots::{loss_plot_ui, parts_plot_ui, run_color, write_loss_csv, write_loss_png};
 use super::train_settings::{FormAction, TrainMode, default_out, form_ui};
 pub use super::train_state::{LossPoint, RunStatus, RunView, TrainState};
+use crate::engine::model_set::ModelSet;
 use std::path::PathBuf;
 
 /// File name of the CSV export inside the output folder.

@@ -33,9 +33,14 @@ pub struct ReplicateArgs {
     /// Dataset.
     #[arg(long, default_value = "mnist")]
     pub data: DataSpec,
-    /// Use this pretrained model folder instead of pretraining one.
-    #[arg(long)]
+    /// The pretrained model folder (ours or diffusers). Default: the shipped base
+    /// (`assets/mnist-tiny/base`) for the embedded MNIST, a fresh pretraining otherwise.
+    #[arg(long, conflicts_with = "pretrain")]
     pub base: Option<PathBuf>,
+    /// Pretrain the base into OUT/base (with --model, --pretrain-steps and
+    /// --pretrain-batch-size) instead of loading one.
+    #[arg(long)]
+    pub pretrain: bool,
     /// Model to pretrain (preset or config.json).
     #[arg(long, default_value = crate::engine::checkpoint::DEFAULT_IMAGE_PRESET)]
     pub model: String,
@@ -130,8 +135,18 @@ impl ReplicateArgs {
             data: self.data.clone(),
             ..ReplicateConfig::default()
         };
+        let shipped =
+            || crate::engine::model_set::default_set().map(|set| BaseSource::Load(set.base));
         c.base = match &self.base {
             Some(p) => BaseSource::Load(p.clone()),
+            None if !self.pretrain && self.data == DataSpec::Mnist => {
+                shipped().ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "the shipped base (assets/mnist-tiny/base) was not found: \
+                     name one with --base, or pretrain one with --pretrain"
+                    )
+                })?
+            }
             None => match c.base {
                 BaseSource::Pretrain { mut train, .. } => {
                     train.steps = self.pretrain_steps;
@@ -270,4 +285,54 @@ pub fn run(args: ReplicateArgs, device: DeviceChoice) -> Result<()> {
         started.elapsed().as_secs_f64()
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Wrap {
+        #[command(flatten)]
+        args: ReplicateArgs,
+    }
+
+    fn config(extra: &[&str]) -> Result<ReplicateConfig> {
+        let argv = ["replicate", "--out", "rep"].iter().chain(extra);
+        Wrap::try_parse_from(argv)?.args.config()
+    }
+
+    #[test]
+    fn mnist_starts_from_the_shipped_base_unless_told_otherwise() {
+        match config(&[]).unwrap().base {
+            BaseSource::Load(p) => assert!(p.ends_with("mnist-tiny/base"), "{}", p.display()),
+            other => panic!("expected the shipped base, got {other:?}"),
+        }
+        match config(&["--base", "elsewhere"]).unwrap().base {
+            BaseSource::Load(p) => assert_eq!(p, PathBuf::from("elsewhere")),
+            other => panic!("expected --base, got {other:?}"),
+        }
+        match config(&["--pretrain", "--pretrain-steps", "77"])
+            .unwrap()
+            .base
+        {
+            BaseSource::Pretrain { train, .. } => assert_eq!(train.steps, 77),
+            other => panic!("expected a pretraining, got {other:?}"),
+        }
+        assert!(matches!(
+            config(&["--data", "toy:moons"]).unwrap().base,
+            BaseSource::Pretrain { .. }
+        ));
+        assert!(config(&["--pretrain", "--base", "x"]).is_err());
+    }
+
+    #[test]
+    fn seeds_are_a_count_or_a_list() {
+        assert_eq!(parse_seeds("3").unwrap(), vec![0, 1, 2]);
+        assert_eq!(parse_seeds("0, 5,9").unwrap(), vec![0, 5, 9]);
+        for bad in ["0", "x", "1,,2", "-1"] {
+            assert!(parse_seeds(bad).is_err(), "{bad}");
+        }
+    }
 }

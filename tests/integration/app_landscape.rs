@@ -11,9 +11,9 @@ use common::{save_unet, tiny_config};
 
 use burn::tensor::Device;
 use deme_studio::app::landscape_view::{MAP_LABEL, MapFrame, merge_point, point_weights};
-use deme_studio::app::model_set::{ModelSet, default_set};
 use deme_studio::app::{StudioApp, View};
 use deme_studio::engine::model::UNet2DModel;
+use deme_studio::engine::model_set::{ModelSet, default_set};
 use egui_kittest::Harness;
 use egui_kittest::kittest::Queryable;
 use std::path::Path;

@@ -9,7 +9,6 @@ use common::app::{app_on, click, wait_until};
 use common::tiny_config;
 
 use burn::tensor::Device;
-use deme_studio::app::model_set::{default_set, folder_name};
 use deme_studio::app::taskvec_job::{EXPORT_FILES, TaskVecInputs, TaskVecJob, run_taskvec};
 use deme_studio::app::taskvec_view::{COSINE_LABEL, PAGE_ROWS, fmt_value};
 use deme_studio::app::{StudioApp, View};
@@ -17,6 +16,7 @@ use deme_studio::engine::analysis::Granularity;
 use deme_studio::engine::analysis::tv_stats::{TvStats, tv_stats};
 use deme_studio::engine::merge::{HostTaskVectors, LabeledParams};
 use deme_studio::engine::model::UNet2DModel;
+use deme_studio::engine::model_set::{default_set, folder_name};
 use deme_studio::engine::store::{AnyModel, load_model};
 use deme_studio::engine::train::CancelToken;
 use egui_kittest::Harness;

@@ -102,6 +102,9 @@ fn replicate_runs_every_stage_and_resumes_to_the_same_report() {
         assert_eq!(row.loss_per_range.len(), 2);
         let f = row.frechet.expect("every row has a sample metric");
         assert!(f.is_finite() && f >= 0.0);
+        let labels = row.labels.as_ref().expect("every row has its class labels");
+        assert_eq!(labels.images, 12);
+        assert_eq!(labels.histogram.iter().sum::<usize>(), 12);
         assert!(out.join(row.grid_png.as_ref().unwrap()).exists());
     }
     // the search scored the lattice {0, 0.5, 1}^2 at least partly, and picked its best
@@ -133,6 +136,9 @@ fn replicate_runs_every_stage_and_resumes_to_the_same_report() {
     let md = std::fs::read_to_string(out.join("report.md")).unwrap();
     assert!(md.contains("| Before finetuning (pretrained) |"));
     assert!(md.contains("merged vs pretrained"));
+    assert!(md.contains("| Held-out real images |"), "{md}");
+    // the random base has no training metadata: no budget line
+    assert_eq!(report.budget.base_images, None);
     assert!(stages.iter().any(|s| s.starts_with("seed 0: finetuning")));
 
     // again: the finished runs are found, nothing is retrained, the numbers repeat

@@ -10,9 +10,9 @@
 use crate::common;
 use common::app::{harness_sized, wait_until_within};
 
-use deme_studio::app::model_set::default_set;
 use deme_studio::app::settings::PreviewSettings;
 use deme_studio::app::{Settings, StartOptions, StudioApp, View};
+use deme_studio::engine::model_set::default_set;
 use egui_kittest::kittest::Queryable;
 use egui_kittest::{Harness, SnapshotOptions};
 use std::time::Duration;

@@ -3,11 +3,11 @@
 
 use crate::app::events::{Emitter, Event};
 use crate::app::merge_worker::{Command, MergeWorker, PreviewRequest};
-use crate::app::model_set::{ModelSet, default_set};
 use crate::app::preview::Panel;
 use crate::app::settings::PreviewSettings;
 use crate::engine::device::ComputeDevice;
 use crate::engine::merge::MergeSpec;
+use crate::engine::model_set::{ModelSet, default_set};
 use anyhow::{Result, anyhow, bail};
 use std::path::Path;
 use std::sync::Arc;

@@ -209,7 +209,7 @@ pub fn train_feature_net(
     Ok((net.valid(), last))
 }
 
-/// Feature vectors of NCHW images, in batches; row-major `[n, 64]`.
+/// Feature vectors of NCHW images, in batches; row-major `[n, FEATURE_DIM]`.
 pub fn extract_features(
     net: &FeatureNet,
     pixels: &[f32],
@@ -250,14 +250,46 @@ pub fn classify(
             TensorData::new(chunk.to_vec(), [n, shape[0], shape[1], shape[2]]),
             device,
         );
-        let probs = burn::tensor::activation::softmax(net.logits(x), 1);
-        let classes = probs.dims()[1];
-        let p = probs
-            .into_data()
-            .convert::<f32>()
-            .try_into_vec::<f32>()
-            .map_err(|e| anyhow!("reading class probabilities: {e:?}"))?;
-        for row in p.chunks(classes) {
+        out.extend(arg_max_labels(net.logits(x))?);
+    }
+    Ok(out)
+}
+
+/// The same as [`classify`] from the images' feature rows (row-major
+/// `[n, FEATURE_DIM]`, as [`extract_features`] gives them): the classifier head alone.
+pub fn classify_features(
+    net: &FeatureNet,
+    rows: &[f32],
+    device: &Device,
+) -> Result<Vec<(u32, f64)>> {
+    if rows.len() % FEATURE_DIM != 0 {
+        bail!(
+            "{} values are not feature rows of {FEATURE_DIM}",
+            rows.len()
+        );
+    }
+    let mut out = Vec::with_capacity(rows.len() / FEATURE_DIM);
+    for chunk in rows.chunks(256 * FEATURE_DIM) {
+        let x = Tensor::<2>::from_data(
+            TensorData::new(chunk.to_vec(), [chunk.len() / FEATURE_DIM, FEATURE_DIM]),
+            device,
+        );
+        out.extend(arg_max_labels(net.head.forward(x))?);
+    }
+    Ok(out)
+}
+
+/// The arg-max class of each row of logits and its softmax probability.
+fn arg_max_labels(logits: Tensor<2>) -> Result<Vec<(u32, f64)>> {
+    let probs = burn::tensor::activation::softmax(logits, 1);
+    let classes = probs.dims()[1];
+    let p = probs
+        .into_data()
+        .convert::<f32>()
+        .try_into_vec::<f32>()
+        .map_err(|e| anyhow!("reading class probabilities: {e:?}"))?;
+    Ok(p.chunks(classes)
+        .map(|row| {
             let (k, best) = row
                 .iter()
                 .enumerate()
@@ -265,10 +297,9 @@ pub fn classify(
                     (0, f32::NEG_INFINITY),
                     |a, (k, &v)| if v > a.1 { (k, v) } else { a },
                 );
-            out.push((k as u32, f64::from(best)));
-        }
-    }
-    Ok(out)
+            (k as u32, f64::from(best))
+        })
+        .collect())
 }
 
 /// Fraction of images whose arg-max logit is their label.
@@ -318,5 +349,23 @@ mod tests {
             // the arg-max of 3 softmax probabilities is at least a third
             assert!((1.0 / 3.0 - 1e-6..=1.0).contains(&p), "{p}");
         }
+    }
+
+    #[test]
+    fn labels_from_features_equal_labels_from_images() {
+        let dev = Device::flex();
+        let net = FeatureNet::new([1, 8, 8], 3, 4, &dev);
+        let pixels: Vec<f32> = (0..7 * 64)
+            .map(|i| ((i * 37 % 101) as f32 / 50.0) - 1.0)
+            .collect();
+        let direct = classify(&net, &pixels, [1, 8, 8], &dev).unwrap();
+        let rows = extract_features(&net, &pixels, [1, 8, 8], &dev).unwrap();
+        let via_rows = classify_features(&net, &rows, &dev).unwrap();
+        assert_eq!(via_rows.len(), 7);
+        for ((k1, p1), (k2, p2)) in direct.iter().zip(&via_rows) {
+            assert_eq!(k1, k2);
+            assert!((p1 - p2).abs() < 1e-6, "{p1} vs {p2}");
+        }
+        assert!(classify_features(&net, &rows[1..], &dev).is_err());
     }
 }

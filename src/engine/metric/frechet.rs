@@ -5,8 +5,9 @@
 //! with unbiased covariances (divided by `n - 1`) as in pytorch-fid. The trace of
 //! the matrix square root is the sum of square roots of the eigenvalues of the
 //! symmetric PSD matrix `S_1^{1/2} S_2 S_1^{1/2}`, which equals `tr sqrt(S_1 S_2)`;
-//! eigenvalues come from cyclic Jacobi rotations, negative round-off clamped to 0.
+//! eigenvalues come from a tridiagonal QL solver, negative round-off clamped to 0.
 
+use super::sym_eigen;
 use anyhow::{Result, bail};
 
 /// Mean and covariance of a set of feature vectors.
@@ -68,30 +69,86 @@ impl FeatureStats {
     }
 }
 
+/// One side of many Frechet distances, prepared once: the reference's statistics
+/// and the square root of its covariance. Bootstrapping the distance to a fixed
+/// reference then costs one eigenvalue problem per resample.
+#[derive(Debug, Clone)]
+pub struct FrechetReference {
+    stats: FeatureStats,
+    sqrt_cov: Vec<f64>,
+    trace: f64,
+}
+
+impl FrechetReference {
+    /// Prepares the distance to the distribution `stats` describes.
+    pub fn new(stats: FeatureStats) -> Result<Self> {
+        let d = stats.dim;
+        let e = sym_eigen::eigen(&stats.cov, d)?;
+        let mut sqrt_cov = vec![0.0; d * d];
+        for (k, &val) in e.values.iter().enumerate() {
+            let s = val.max(0.0).sqrt();
+            for i in 0..d {
+                let vik = e.vectors[i * d + k] * s;
+                if vik == 0.0 {
+                    continue;
+                }
+                for j in 0..d {
+                    sqrt_cov[i * d + j] += vik * e.vectors[j * d + k];
+                }
+            }
+        }
+        let trace = trace(&stats.cov, d);
+        Ok(Self {
+            stats,
+            sqrt_cov,
+            trace,
+        })
+    }
+
+    /// The reference's statistics.
+    pub fn stats(&self) -> &FeatureStats {
+        &self.stats
+    }
+
+    /// The Frechet distance from `other` to the reference.
+    pub fn distance(&self, other: &FeatureStats) -> Result<f64> {
+        let a = &self.stats;
+        if a.dim != other.dim {
+            bail!("feature dimensions differ: {} vs {}", a.dim, other.dim);
+        }
+        let d = a.dim;
+        let mean_term: f64 = a
+            .mean
+            .iter()
+            .zip(&other.mean)
+            .map(|(x, y)| (x - y).powi(2))
+            .sum();
+        let inner = matmul(&matmul(&self.sqrt_cov, &other.cov, d), &self.sqrt_cov, d);
+        let cross: f64 = sym_eigen::eigenvalues(&symmetrize(inner, d), d)?
+            .into_iter()
+            .map(|e| e.max(0.0).sqrt())
+            .sum();
+        let fd = mean_term + self.trace + trace(&other.cov, d) - 2.0 * cross;
+        if !fd.is_finite() {
+            bail!("the Frechet distance is not finite (features contain NaN/inf)");
+        }
+        Ok(fd.max(0.0))
+    }
+}
+
 /// The Frechet distance between two feature distributions.
 pub fn frechet_distance(a: &FeatureStats, b: &FeatureStats) -> Result<f64> {
     if a.dim != b.dim {
         bail!("feature dimensions differ: {} vs {}", a.dim, b.dim);
     }
-    let d = a.dim;
-    let mean_term: f64 = a
-        .mean
-        .iter()
-        .zip(&b.mean)
-        .map(|(x, y)| (x - y).powi(2))
-        .sum();
-    let trace = |m: &[f64]| (0..d).map(|i| m[i * d + i]).sum::<f64>();
-    let sqrt_a = sym_sqrt(&a.cov, d);
-    let inner = matmul(&matmul(&sqrt_a, &b.cov, d), &sqrt_a, d);
-    let cross: f64 = jacobi_eigenvalues(&symmetrize(inner, d), d)
-        .into_iter()
-        .map(|e| e.max(0.0).sqrt())
-        .sum();
-    let fd = mean_term + trace(&a.cov) + trace(&b.cov) - 2.0 * cross;
-    if !fd.is_finite() {
+    if a.cov.iter().chain(&a.mean).any(|v| !v.is_finite()) {
         bail!("the Frechet distance is not finite (features contain NaN/inf)");
     }
-    Ok(fd.max(0.0))
+    FrechetReference::new(a.clone())?.distance(b)
+}
+
+fn trace(m: &[f64], d: usize) -> f64 {
+    (0..d).map(|i| m[i * d + i]).sum()
 }
 
 fn matmul(x: &[f64], y: &[f64], d: usize) -> Vec<f64> {
@@ -119,78 +176,6 @@ fn symmetrize(mut m: Vec<f64>, d: usize) -> Vec<f64> {
         }
     }
     m
-}
-
-/// Square root of a symmetric PSD matrix through its eigen-decomposition.
-fn sym_sqrt(m: &[f64], d: usize) -> Vec<f64> {
-    let (vals, vecs) = jacobi(m, d);
-    let mut out = vec![0.0; d * d];
-    for (k, &val) in vals.iter().enumerate() {
-        let s = val.max(0.0).sqrt();
-        for i in 0..d {
-            let vik = vecs[i * d + k] * s;
-            for j in 0..d {
-                out[i * d + j] += vik * vecs[j * d + k];
-            }
-        }
-    }
-    out
-}
-
-fn jacobi_eigenvalues(m: &[f64], d: usize) -> Vec<f64> {
-    jacobi(m, d).0
-}
-
-/// Cyclic Jacobi: eigenvalues and column eigenvectors (row-major `[d, d]`).
-fn jacobi(m: &[f64], d: usize) -> (Vec<f64>, Vec<f64>) {
-    let mut a = m.to_vec();
-    let mut v = vec![0.0; d * d];
-    for i in 0..d {
-        v[i * d + i] = 1.0;
-    }
-    let scale: f64 = a.iter().map(|x| x * x).sum::<f64>().sqrt().max(1e-300);
-    for _sweep in 0..100 {
-        let off: f64 = (0..d)
-            .flat_map(|i| (0..d).filter(move |&j| j != i).map(move |j| (i, j)))
-            .map(|(i, j)| a[i * d + j].powi(2))
-            .sum::<f64>()
-            .sqrt();
-        if off <= 1e-15 * scale {
-            break;
-        }
-        for p in 0..d {
-            for q in p + 1..d {
-                let apq = a[p * d + q];
-                if apq.abs() < 1e-300 {
-                    continue;
-                }
-                let theta = (a[q * d + q] - a[p * d + p]) / (2.0 * apq);
-                let t = theta.signum() / (theta.abs() + (theta * theta + 1.0).sqrt());
-                let t = if theta == 0.0 { 1.0 } else { t };
-                let c = 1.0 / (t * t + 1.0).sqrt();
-                let s = t * c;
-                for k in 0..d {
-                    let akp = a[k * d + p];
-                    let akq = a[k * d + q];
-                    a[k * d + p] = c * akp - s * akq;
-                    a[k * d + q] = s * akp + c * akq;
-                }
-                for k in 0..d {
-                    let apk = a[p * d + k];
-                    let aqk = a[q * d + k];
-                    a[p * d + k] = c * apk - s * aqk;
-                    a[q * d + k] = s * apk + c * aqk;
-                }
-                for k in 0..d {
-                    let vkp = v[k * d + p];
-                    let vkq = v[k * d + q];
-                    v[k * d + p] = c * vkp - s * vkq;
-                    v[k * d + q] = s * vkp + c * vkq;
-                }
-            }
-        }
-    }
-    ((0..d).map(|i| a[i * d + i]).collect(), v)
 }
 
 #[cfg(test)]
@@ -244,6 +229,35 @@ mod tests {
         let d1 = frechet_distance(&a, &b).unwrap();
         let d2 = frechet_distance(&ra, &rb).unwrap();
         assert!((d1 - d2).abs() < 1e-9, "{d1} vs {d2}");
+    }
+
+    #[test]
+    fn the_distance_is_symmetric_on_full_and_singular_covariances() {
+        // the computation is asymmetric (the square root is taken of one side only),
+        // the distance is not; a rank-deficient side (a dead feature) is allowed
+        let rows_a: Vec<f32> = (0..200)
+            .flat_map(|i| {
+                let x = (i as f32 * 0.37).sin();
+                let y = (i as f32 * 1.3).cos();
+                [x, x + 0.5 * y, 0.2 * y - x, 0.0]
+            })
+            .collect();
+        let rows_b: Vec<f32> = (0..150)
+            .flat_map(|i| {
+                let x = (i as f32 * 0.91).sin();
+                let y = (i as f32 * 0.23).cos();
+                [1.0 + y, x * y, 0.3 * x, 0.1 * y]
+            })
+            .collect();
+        let a = FeatureStats::from_rows(&rows_a, 4).unwrap();
+        let b = FeatureStats::from_rows(&rows_b, 4).unwrap();
+        let ab = frechet_distance(&a, &b).unwrap();
+        let ba = frechet_distance(&b, &a).unwrap();
+        // a zero eigenvalue's square root turns 1e-16 of round-off into 1e-8
+        assert!(ab > 0.1 && (ab - ba).abs() < 1e-7 * ab, "{ab} vs {ba}");
+        let reference = FrechetReference::new(b.clone()).unwrap();
+        assert_eq!(reference.distance(&a).unwrap(), ba);
+        assert!(frechet_distance(&a, &a).unwrap() < 1e-10);
     }
 
     #[test]

@@ -9,9 +9,9 @@
 
 use super::features::{
     FEATURE_DIM, FeatureNet, FeatureTrainConfig, LabelledImages, accuracy, classify,
-    extract_features, train_feature_net,
+    classify_features, extract_features, train_feature_net,
 };
-use super::frechet::{FeatureStats, frechet_distance};
+use super::frechet::{FeatureStats, FrechetReference, frechet_distance};
 use crate::engine::checkpoint::{HostTensor, TensorMap, read_safetensors, write_safetensors};
 use crate::engine::data::{DataSpec, Dataset, SPLIT_SEED, load, split};
 use crate::engine::model::export_params;
@@ -27,7 +27,7 @@ pub const CONFIDENT: f64 = 0.9;
 /// A ready metric: the feature network and the held-out real statistics.
 pub struct SampleMetric {
     net: FeatureNet,
-    real: FeatureStats,
+    real: FrechetReference,
     /// The held-out features, row-major `[n, FEATURE_DIM]`, in a fixed shuffled order.
     real_rows: Vec<f32>,
     shape: [usize; 3],
@@ -110,7 +110,7 @@ impl SampleMetric {
         let accuracy = accuracy(&net, &held_out, device)?;
         let real_labels = LabelSummary::new(&classify(&net, &val.pixels, shape, device)?, classes);
         let feats = extract_features(&net, &val.pixels, shape, device)?;
-        let real = FeatureStats::from_rows(&feats, FEATURE_DIM)?;
+        let real = FrechetReference::new(FeatureStats::from_rows(&feats, FEATURE_DIM)?)?;
         Ok(Self {
             net,
             real,
@@ -126,7 +126,7 @@ impl SampleMetric {
     /// the held-out images (a fixed split), with the size of each half. A generated
     /// set scores this much even if the model were perfect, at that size.
     pub fn floor(&self) -> Result<(f64, usize)> {
-        let m = self.real.count / 2;
+        let m = self.real.stats().count / 2;
         let (a, b) = self.real_rows.split_at(m * FEATURE_DIM);
         let b = &b[..m * FEATURE_DIM];
         let fd = frechet_distance(
@@ -143,8 +143,8 @@ impl SampleMetric {
     pub fn score_in_full(&self, samples: &[f32], device: &Device) -> Result<SampleScore> {
         let feats = self.features(samples, device)?;
         let generated = FeatureStats::from_rows(&feats, FEATURE_DIM)?;
-        let full = frechet_distance(&generated, &self.real)?;
-        let m = self.real.count / 2;
+        let full = self.real.distance(&generated)?;
+        let m = self.real.stats().count / 2;
         let chunks: Vec<&[f32]> = if m < 2 {
             Vec::new()
         } else {
@@ -153,13 +153,13 @@ impl SampleMetric {
         let frechet_at_floor_size = if chunks.is_empty() {
             None
         } else {
-            let half_b = FeatureStats::from_rows(
+            let half_b = FrechetReference::new(FeatureStats::from_rows(
                 &self.real_rows[m * FEATURE_DIM..2 * m * FEATURE_DIM],
                 FEATURE_DIM,
-            )?;
+            )?)?;
             let mut sum = 0.0;
             for c in &chunks {
-                sum += frechet_distance(&FeatureStats::from_rows(c, FEATURE_DIM)?, &half_b)?;
+                sum += half_b.distance(&FeatureStats::from_rows(c, FEATURE_DIM)?)?;
             }
             Some(sum / chunks.len() as f64)
         };
@@ -187,19 +187,30 @@ impl SampleMetric {
 
     /// Number of held-out real images in the reference statistics.
     pub fn real_count(&self) -> usize {
-        self.real.count
+        self.real.stats().count
     }
 
     /// The Frechet distance of feature rows (from [`Self::features`]) to the held-out set.
     pub fn frechet_of_features(&self, rows: &[f32]) -> Result<f64> {
-        frechet_distance(&FeatureStats::from_rows(rows, FEATURE_DIM)?, &self.real)
+        self.real
+            .distance(&FeatureStats::from_rows(rows, FEATURE_DIM)?)
+    }
+
+    /// What the classifier labels the images whose features are `rows`
+    /// (row-major `[n, FEATURE_DIM]`, as [`Self::features`] gives them).
+    pub fn labels_of_features(&self, rows: &[f32], device: &Device) -> Result<LabelSummary> {
+        let classes = self.real_labels.histogram.len();
+        Ok(LabelSummary::new(
+            &classify_features(&self.net, rows, device)?,
+            classes,
+        ))
     }
 
     /// The Frechet distance of generated NCHW images (values in `[-1, 1]`) to the held-out set.
     pub fn score(&self, samples: &[f32], device: &Device) -> Result<f64> {
         let feats = self.features(samples, device)?;
         let generated = FeatureStats::from_rows(&feats, FEATURE_DIM)?;
-        frechet_distance(&generated, &self.real)
+        self.real.distance(&generated)
     }
 }
 
@@ -242,6 +253,28 @@ impl LabelSummary {
         Self {
             images: labels.len(),
             confident_share: confident as f64 / labels.len().max(1) as f64,
+            histogram,
+        }
+    }
+
+    /// Several summaries as one: images and classes added, the confident share
+    /// weighted by images.
+    pub fn pooled(parts: &[LabelSummary]) -> Self {
+        let images: usize = parts.iter().map(|p| p.images).sum();
+        let classes = parts.iter().map(|p| p.histogram.len()).max().unwrap_or(0);
+        let mut histogram = vec![0usize; classes];
+        for p in parts {
+            for (h, v) in histogram.iter_mut().zip(&p.histogram) {
+                *h += v;
+            }
+        }
+        let confident: f64 = parts
+            .iter()
+            .map(|p| p.confident_share * p.images as f64)
+            .sum();
+        Self {
+            images,
+            confident_share: confident / images.max(1) as f64,
             histogram,
         }
     }
@@ -304,6 +337,11 @@ mod tests {
         assert_eq!(s.images, 4);
         // 0.9 itself is not above the threshold
         assert_eq!(s.confident_share, 0.5);
+        let other = LabelSummary::new(&[(1, 0.99), (1, 0.99)], 3);
+        let both = LabelSummary::pooled(&[s, other]);
+        assert_eq!(both.images, 6);
+        assert_eq!(both.histogram, vec![1, 3, 2]);
+        assert!((both.confident_share - 4.0 / 6.0).abs() < 1e-12);
     }
 
     #[test]

@@ -17,7 +17,7 @@ pub mod samples;
 pub use arms::Arm;
 pub use config::{BaseSource, ReplicateConfig};
 pub use measure::Measurements;
-pub use report::{Report, ReportRow, SeedSearch, StageTimes};
+pub use report::{Budget, Report, ReportRow, SeedSearch, StageTimes};
 
 use arms::ArmKind;
 
@@ -26,7 +26,7 @@ use crate::engine::data::{SplitItems, split_items};
 use crate::engine::eval::{EvalSet, EvalSetConfig, timestep_ranges};
 use crate::engine::merge::{MergeJob, MergeSpec, Merger, TimestepEnsemble, export_merge};
 use crate::engine::metric::features::FeatureTrainConfig;
-use crate::engine::metric::{SampleMetric, default_cache_dir};
+use crate::engine::metric::{LabelSummary, SampleMetric, default_cache_dir};
 use crate::engine::search::{GridEvent, GridSpec, search_merge_weights, search_scale};
 use crate::engine::store::{AnyModel, LoadedModel, ModelSpec, TRAIN_STATE_FILE, load_model};
 use crate::engine::train::{
@@ -182,12 +182,25 @@ pub fn replicate(
         "Before finetuning (pretrained)".to_string(),
     )];
     all_rows.extend(names);
-    let rows: Vec<ReportRow> = all_rows
+    let mut rows: Vec<ReportRow> = all_rows
         .iter()
         .map(|(name, description)| {
             ReportRow::over_seeds(name, description, &row_seeds(name).seeds, n)
         })
         .collect();
+    if let Some(m) = metric.as_ref() {
+        for row in &mut rows {
+            let parts = row_seeds(&row.name)
+                .seeds
+                .iter()
+                .filter_map(|s| s.features.as_ref())
+                .map(|f| m.labels_of_features(f, device))
+                .collect::<Result<Vec<_>>>()?;
+            if !parts.is_empty() {
+                row.labels = Some(LabelSummary::pooled(&parts));
+            }
+        }
+    }
     let (merged_name, others) = all_rows.split_last().context("no rows were evaluated")?;
     let others: Vec<compare::RowSeeds> = others.iter().map(|(name, _)| row_seeds(name)).collect();
     let comparisons = compare::compare_with_merged(
@@ -218,6 +231,14 @@ pub fn replicate(
         metric_floor: match &metric {
             Some(m) => Some(m.floor()?),
             None => None,
+        },
+        metric_real_labels: metric.as_ref().map(|m| m.real_labels.clone()),
+        budget: Budget {
+            base_images: base
+                .meta
+                .as_ref()
+                .and_then(|m| Some(m.step * m.train_config.get("batch_size")?.as_u64()?)),
+            expert_images: config.finetune.steps_per_expert * config.finetune.batch_size as u64,
         },
         seconds,
         config: serde_json::to_value(config)?,

@@ -5,6 +5,8 @@
 //! Markdown and JSON.
 
 use super::measure::Measurements;
+use crate::engine::metric::LabelSummary;
+use crate::engine::metric::sample_metric::CONFIDENT;
 use crate::engine::search::{LossObjective, Strategy};
 use crate::engine::stats::{Interval, Verdict};
 use serde::Serialize;
@@ -27,6 +29,8 @@ pub struct ReportRow {
     pub loss_per_seed: Vec<f64>,
     /// The Frechet distance of each seed.
     pub frechet_per_seed: Vec<f64>,
+    /// What the metric's classifier labels the generated images (pooled over seeds).
+    pub labels: Option<LabelSummary>,
     /// Sample grid PNG (of the first seed), relative to the report folder.
     pub grid_png: Option<String>,
 }
@@ -54,6 +58,7 @@ impl ReportRow {
                 .then(|| mean(&frechet_per_seed)),
             loss_per_seed,
             frechet_per_seed,
+            labels: None,
             grid_png: Some(format!("{name}.png")),
         }
     }
@@ -110,6 +115,24 @@ pub struct SeedSearch {
     pub arm_weights: Vec<(String, Vec<f64>)>,
 }
 
+/// Training images seen: each expert's finetuning against the base's pretraining.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Budget {
+    /// Images in the base's pretraining (steps x batch size), when its metadata says.
+    pub base_images: Option<u64>,
+    /// Images in one expert's finetuning (steps x batch size).
+    pub expert_images: u64,
+}
+
+impl Budget {
+    /// One expert's images as a share of the base's.
+    pub fn share(&self) -> Option<f64> {
+        self.base_images
+            .filter(|&b| b > 0)
+            .map(|b| self.expert_images as f64 / b as f64)
+    }
+}
+
 /// Seconds spent in each stage (summed over seeds).
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct StageTimes {
@@ -150,6 +173,10 @@ pub struct Report {
     pub metric_feature_accuracy: Option<f64>,
     /// The real-vs-real floor of the Frechet distance and the size of each half.
     pub metric_floor: Option<(f64, usize)>,
+    /// What the metric's classifier labels the held-out real images.
+    pub metric_real_labels: Option<LabelSummary>,
+    /// The finetuning budget against the pretraining's.
+    pub budget: Budget,
     /// Wall-clock seconds per stage.
     pub seconds: StageTimes,
     /// The settings, as run.
@@ -231,15 +258,34 @@ impl Report {
                 }
             );
         }
+        if let Some(share) = self.budget.share() {
+            let _ = write!(
+                s,
+                "Budget: each expert finetunes on {} images (steps x batch size), {:.1}% of the \
+                 {} images the base was pretrained on; plain finetuning gets the experts' sum.\n\n",
+                self.budget.expert_images,
+                100.0 * share,
+                self.budget.base_images.unwrap_or(0)
+            );
+        }
+        let labelled = self.rows.iter().any(|r| r.labels.is_some());
         s.push_str("| Model | held-out loss");
         for r in &self.ranges {
             let _ = write!(s, " | t in [{}, {})", r[0], r[1]);
         }
-        s.push_str(" | Frechet distance |\n|---|---:");
+        s.push_str(" | Frechet distance |");
+        if labelled {
+            s.push_str(" confident |");
+        }
+        s.push_str("\n|---|---:");
         for _ in &self.ranges {
             s.push_str("|---:");
         }
-        s.push_str("|---:|\n");
+        s.push_str(if labelled {
+            "|---:|---:|\n"
+        } else {
+            "|---:|\n"
+        });
         for row in &self.rows {
             let _ = write!(s, "| {} | {:.5}", row.description, row.loss);
             for l in &row.loss_per_range {
@@ -247,10 +293,22 @@ impl Report {
             }
             match row.frechet {
                 Some(f) => {
-                    let _ = writeln!(s, " | {f:.3} |");
+                    let _ = write!(s, " | {f:.3} |");
                 }
-                None => s.push_str(" | - |\n"),
+                None => s.push_str(" | - |"),
             }
+            if labelled {
+                match &row.labels {
+                    Some(l) => {
+                        let _ = write!(s, " {:.1}% |", 100.0 * l.confident_share);
+                    }
+                    None => s.push_str(" - |"),
+                }
+            }
+            s.push('\n');
+        }
+        if labelled {
+            s.push_str(&self.labels_markdown());
         }
         let objective = match self.search_objective {
             LossObjective::Plain => "the held-out loss over all timesteps",
@@ -313,6 +371,54 @@ impl Report {
     }
 }
 
+impl Report {
+    /// The classifier's view of the samples: what "confident" means, the real
+    /// digits' own share, and each row's class histogram.
+    fn labels_markdown(&self) -> String {
+        let mut s = format!(
+            "\nConfident: the share of generated images the metric's classifier labels with \
+             probability above {CONFIDENT}"
+        );
+        if let Some(real) = &self.metric_real_labels {
+            let _ = write!(
+                s,
+                " (held-out real images: {:.1}%)",
+                100.0 * real.confident_share
+            );
+        }
+        s.push_str(". Images per class (arg-max label, pooled over seeds):\n\n| Model |");
+        let classes = self
+            .rows
+            .iter()
+            .filter_map(|r| r.labels.as_ref())
+            .map(|l| l.histogram.len())
+            .max()
+            .unwrap_or(0);
+        for k in 0..classes {
+            let _ = write!(s, " {k} |");
+        }
+        s.push_str("\n|---|");
+        s.push_str(&"---:|".repeat(classes));
+        s.push('\n');
+        let real = self
+            .metric_real_labels
+            .as_ref()
+            .map(|l| ("Held-out real images", l));
+        let rows = self
+            .rows
+            .iter()
+            .filter_map(|r| r.labels.as_ref().map(|l| (r.description.as_str(), l)));
+        for (name, l) in real.into_iter().chain(rows) {
+            let _ = write!(s, "| {name} |");
+            for h in &l.histogram {
+                let _ = write!(s, " {h} |");
+            }
+            s.push('\n');
+        }
+        s
+    }
+}
+
 fn fmt_weights(w: &[f64]) -> String {
     format!(
         "({})",
@@ -337,6 +443,7 @@ mod tests {
             frechet,
             loss_per_seed: vec![loss],
             frechet_per_seed: frechet.into_iter().collect(),
+            labels: None,
             grid_png: Some(format!("{name}.png")),
         }
     }
@@ -399,6 +506,8 @@ mod tests {
             metric_samples: 50,
             metric_feature_accuracy: Some(0.97),
             metric_floor: Some((0.5, 50)),
+            metric_real_labels: None,
+            budget: Budget::default(),
             seconds: StageTimes::default(),
             config: serde_json::Value::Null,
         }
@@ -453,6 +562,36 @@ mod tests {
         assert!(md.contains("![merged](merged.png)"));
         assert!(md.contains("held-out accuracy 97.0%"));
         assert!(md.contains("mean over 1 finetuning seed (0)"));
+    }
+
+    #[test]
+    fn labels_and_budget_are_reported_when_known() {
+        let mut r = report(0.025);
+        assert!(!r.to_markdown().contains("confident"));
+        r.rows[3].labels = Some(LabelSummary::new(&[(0, 0.95), (1, 0.5)], 2));
+        r.metric_real_labels = Some(LabelSummary::new(&[(0, 0.99), (1, 0.98)], 2));
+        r.budget = Budget {
+            base_images: Some(640_000),
+            expert_images: 32_000,
+        };
+        let md = r.to_markdown();
+        assert!(md.contains("| Frechet distance | confident |"), "{md}");
+        assert!(
+            md.contains("| MERGED | 0.02500 | 0.05000 | 0.01250 | 1.000 | 50.0% |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| PRETRAINED | 0.04000 | 0.08000 | 0.02000 | 3.000 | - |"),
+            "{md}"
+        );
+        assert!(md.contains("(held-out real images: 100.0%)"), "{md}");
+        assert!(md.contains("| Held-out real images | 1 | 1 |"), "{md}");
+        assert!(md.contains("| MERGED | 1 | 1 |"), "{md}");
+        assert!(
+            md.contains("32000 images (steps x batch size), 5.0% of the 640000"),
+            "{md}"
+        );
+        assert_eq!(Budget::default().share(), None);
     }
 
     #[test]

@@ -46,7 +46,7 @@ pub fn quick_previews() -> deme_studio::app::settings::PreviewSettings {
 /// The app on `view` with quick previews and `models` open, in a 1280 x 800 harness.
 pub fn app_on(
     view: deme_studio::app::View,
-    models: Option<deme_studio::app::ModelSet>,
+    models: Option<deme_studio::engine::model_set::ModelSet>,
 ) -> Harness<'static, StudioApp> {
     let app = StudioApp::headless(deme_studio::app::StartOptions {
         models,

@@ -34,8 +34,6 @@ pub fn save_unet(dir: &Path, config: UNet2DConfig, model: UNet2DModel) {
     .unwrap();
 }
 
-/// Runs the program with `args`, sends it SIGINT (Ctrl-C) once a stderr line
-/// starts with `ready`, and returns its exit status and whole stderr.
 /// Saves a freshly initialised `toy-mlp` (seed 0) as a model folder at `dir`.
 pub fn save_toy_base(dir: &Path) {
     let spec = ModelSpec::Mlp(deme_studio::engine::model::ToyMlpConfig::default());
@@ -51,6 +49,8 @@ pub fn save_toy_base(dir: &Path) {
     .unwrap();
 }
 
+/// Runs the program with `args`, sends it SIGINT (Ctrl-C) once a stderr line
+/// starts with `ready`, and returns its exit status and whole stderr.
 pub fn interrupt_when(args: &[&str], ready: &str) -> (std::process::ExitStatus, String) {
     use std::io::{BufRead, BufReader};
     use std::process::Stdio;
