@@ -14,7 +14,7 @@ use crate::engine::diffusion::{
     DdimConfig, NoiseSchedule, NoiseSource, SamplerKind, SeededNoise, sample,
 };
 use crate::engine::model_set::ModelSet;
-use crate::engine::store::{AnyModel, ModelSpec, TRAIN_STATE_FILE, load_model};
+use crate::engine::store::{AnyModel, ModelSpec, load_model};
 use crate::engine::train::{
     BatchSampler, CancelToken, FinetuneConfig, FinetuneEvent, FinetuneJob, LossParts, RunId,
     Schedule, StopReason, TrainConfig, TrainEvent, finetune_any, pretrain_any, run_dir,
@@ -337,12 +337,13 @@ impl Reporter<'_> {
 fn run_pretrain(r: &mut Reporter, model: &str, config: &TrainConfig) -> Result<TrainOutcome> {
     let job = r.job;
     let spec = ModelSpec::from_arg(model)?;
-    if !job.resume && job.out.join(TRAIN_STATE_FILE).exists() {
-        bail!(
-            "{} already holds a training run: tick Resume to continue it, or choose another output folder",
-            job.out.display()
-        );
+    if !job.resume {
+        crate::engine::output::refuse_existing_model(
+            &job.out,
+            "tick Resume to continue its training run, or choose another output folder",
+        )?;
     }
+    crate::engine::output::ensure_writable_folder(&job.out)?;
     r.send(TrainUpdate::Stage(format!("loading {}", job.data)));
     let items = Arc::new(split_items(&job.data, &spec, job.val_fraction, job.toy_points)?.train);
     r.timesteps = config.num_train_timesteps;

@@ -11,6 +11,9 @@ use burn::tensor::{Tensor, TensorData};
 use clap::Args;
 use std::path::PathBuf;
 
+/// Inputs evaluated in one batch.
+const CHUNK: usize = 256;
+
 /// Arguments of `eval-eps`.
 #[derive(Debug, Args)]
 pub struct EvalEpsArgs {
@@ -57,13 +60,22 @@ pub fn run(args: EvalEpsArgs, device: DeviceChoice) -> Result<()> {
         .chunks_exact(8)
         .map(|b| i64::from_le_bytes(b.try_into().expect("8 bytes")) as f32)
         .collect();
-    let xt = Tensor::<4>::from_data(TensorData::new(x.to_f32()?, [n, c, h, w]), dev);
-    let eps = loaded
-        .model
-        .eps(xt, &ts)
-        .into_data()
-        .try_into_vec::<f32>()
-        .map_err(|e| anyhow!("{e:?}"))?;
+    let xs = x.to_f32()?;
+    let per = c * h * w;
+    let mut eps = Vec::with_capacity(xs.len());
+    // chunks bound the activations whatever the input's size
+    for (xc, tc) in xs.chunks(CHUNK * per).zip(ts.chunks(CHUNK)) {
+        let m = tc.len();
+        let xt = Tensor::<4>::from_data(TensorData::new(xc.to_vec(), [m, c, h, w]), dev);
+        eps.extend(
+            loaded
+                .model
+                .eps(xt, tc)
+                .into_data()
+                .try_into_vec::<f32>()
+                .map_err(|e| anyhow!("{e:?}"))?,
+        );
+    }
     let mut out = TensorMap::new();
     out.insert("eps".into(), HostTensor::from_f32(vec![n, c, h, w], &eps)?);
     write_safetensors(&args.out, &out, None)?;

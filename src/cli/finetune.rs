@@ -37,7 +37,7 @@ pub struct FinetuneArgs {
     #[arg(long)]
     pub out: PathBuf,
     /// Number of experts N (timestep ranges) [default: 4].
-    #[arg(long)]
+    #[arg(long, value_parser = super::limits::ranges)]
     pub experts: Option<usize>,
     /// Probability of drawing a timestep from all of [0, T) [default: 0.3].
     #[arg(long)]
@@ -55,10 +55,10 @@ pub struct FinetuneArgs {
     #[arg(long)]
     pub no_projection: bool,
     /// Optimizer steps per expert [default: 500].
-    #[arg(long)]
+    #[arg(long, value_parser = super::limits::steps)]
     pub steps_per_expert: Option<u64>,
     /// Images per step [default: 64].
-    #[arg(long)]
+    #[arg(long, value_parser = super::limits::batch_size)]
     pub batch_size: Option<usize>,
     /// Learning rate [default: 5e-5].
     #[arg(long)]
@@ -67,7 +67,7 @@ pub struct FinetuneArgs {
     #[arg(long)]
     pub ema: Option<f64>,
     /// Checkpoint every N steps of a run [default: 500].
-    #[arg(long)]
+    #[arg(long, value_parser = super::limits::steps)]
     pub checkpoint_every: Option<u64>,
     /// Seed of batches, timesteps and noise [default: 0].
     #[arg(long)]
@@ -99,7 +99,7 @@ pub struct FinetuneArgs {
     #[arg(long, default_value_t = 0.1)]
     pub val_fraction: f64,
     /// Number of points drawn for toy datasets.
-    #[arg(long, default_value_t = 20_000)]
+    #[arg(long, default_value_t = 20_000, value_parser = super::limits::toy_points)]
     pub toy_points: usize,
 }
 

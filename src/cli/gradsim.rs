@@ -28,19 +28,19 @@ pub struct GradSimArgs {
     #[arg(long, default_value = "mnist")]
     pub data: DataSpec,
     /// Number of timesteps, evenly spaced over [0, T) at bin centres.
-    #[arg(long, default_value_t = 20)]
+    #[arg(long, default_value_t = 20, value_parser = super::limits::heatmap_k)]
     pub k: usize,
     /// Explicit timesteps (comma-separated), instead of --k.
     #[arg(long, value_delimiter = ',')]
     pub timesteps: Option<Vec<usize>>,
     /// Number of fixed batches the gradients are averaged over.
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, default_value_t = 2, value_parser = super::limits::repeats)]
     pub batches: usize,
     /// Samples per batch.
-    #[arg(long, default_value_t = 32)]
+    #[arg(long, default_value_t = 32, value_parser = super::limits::batch_size)]
     pub batch_size: usize,
     /// Sketch size per parameter group (groups at most this large are exact).
-    #[arg(long, default_value_t = 1 << 16)]
+    #[arg(long, default_value_t = 1 << 16, value_parser = super::limits::sketch_dim)]
     pub sketch_dim: usize,
     /// Keep every gradient exactly (more device memory).
     #[arg(long)]
@@ -55,7 +55,7 @@ pub struct GradSimArgs {
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Number of points drawn for toy datasets.
-    #[arg(long, default_value_t = 20_000)]
+    #[arg(long, default_value_t = 20_000, value_parser = super::limits::toy_points)]
     pub toy_points: usize,
     /// Output folder: gradsim.json, cosine.csv, groups.csv, heatmap.png.
     #[arg(long)]

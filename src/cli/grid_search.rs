@@ -86,22 +86,22 @@ pub struct GridSearchArgs {
     #[arg(long, value_enum, default_value = "refine")]
     pub strategy: StrategyArg,
     /// Best points each refinement looks around.
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = 3, value_parser = super::limits::repeats)]
     pub keep: usize,
     /// What scores a merge.
     #[arg(long, value_enum, default_value = "loss")]
     pub objective: ObjectiveArg,
     /// Held-out samples in the loss objective.
-    #[arg(long, default_value_t = 256)]
+    #[arg(long, default_value_t = 256, value_parser = super::limits::eval_samples)]
     pub samples: usize,
     /// Images generated per point with `--objective frechet`.
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = 64, value_parser = super::limits::images_or_none)]
     pub metric_samples: usize,
     /// DDIM steps of those images.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = 10, value_parser = super::limits::sampler_steps)]
     pub metric_steps: usize,
     /// Training steps of the sample metric's feature network (trained once, cached).
-    #[arg(long, default_value_t = FeatureTrainConfig::default().steps)]
+    #[arg(long, default_value_t = FeatureTrainConfig::default().steps, value_parser = super::limits::steps)]
     pub feature_steps: usize,
     /// Seed of the evaluation set.
     #[arg(long, default_value_t = 1234)]
@@ -110,7 +110,7 @@ pub struct GridSearchArgs {
     #[arg(long, default_value_t = 0.1)]
     pub val_fraction: f64,
     /// Number of points drawn for toy datasets.
-    #[arg(long, default_value_t = 20_000)]
+    #[arg(long, default_value_t = 20_000, value_parser = super::limits::toy_points)]
     pub toy_points: usize,
     /// Output folder: grid.json and grid.csv.
     #[arg(long)]

@@ -36,7 +36,7 @@ pub struct LandscapeArgs {
     #[arg(long, value_delimiter = ',', num_args = 1..)]
     pub experts: Vec<PathBuf>,
     /// Points per axis G (the lattice is G x G).
-    #[arg(long, default_value_t = 21)]
+    #[arg(long, default_value_t = 21, value_parser = super::limits::grid_side)]
     pub grid: usize,
     /// Range of both axes as LO,HI, in units of |theta_a - theta|.
     #[arg(
@@ -54,16 +54,16 @@ pub struct LandscapeArgs {
     pub weights: Option<Vec<f64>>,
     /// Number of timestep ranges of the per-range surfaces (default: the number
     /// of --experts when at least 2, else 4).
-    #[arg(long)]
+    #[arg(long, value_parser = super::limits::ranges)]
     pub ranges: Option<usize>,
     /// Dataset whose held-out split is evaluated.
     #[arg(long, default_value = "mnist")]
     pub data: DataSpec,
     /// Held-out samples per point (the same ones at every point).
-    #[arg(long, default_value_t = 128)]
+    #[arg(long, default_value_t = 128, value_parser = super::limits::eval_samples)]
     pub samples: usize,
     /// Samples per forward pass.
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = 64, value_parser = super::limits::batch_size)]
     pub batch_size: usize,
     /// Seed of the evaluation set.
     #[arg(long, default_value_t = 1234)]
@@ -72,7 +72,7 @@ pub struct LandscapeArgs {
     #[arg(long, default_value_t = 0.1)]
     pub val_fraction: f64,
     /// Number of points drawn for toy datasets.
-    #[arg(long, default_value_t = 20_000)]
+    #[arg(long, default_value_t = 20_000, value_parser = super::limits::toy_points)]
     pub toy_points: usize,
     /// Output folder: landscape.json, landscape.csv, landscape_all.png,
     /// landscape_range{i}.png.

@@ -38,16 +38,16 @@ pub struct MetricArgs {
     #[arg(long)]
     pub images: Option<PathBuf>,
     /// Number of samples generated.
-    #[arg(long, default_value_t = 2000)]
+    #[arg(long, default_value_t = 2000, value_parser = super::limits::images)]
     pub samples: usize,
     /// Samples generated per batch.
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = 64, value_parser = super::limits::batch_size)]
     pub batch_size: usize,
     /// Sampler.
     #[arg(long, value_enum, default_value = "ddim")]
     pub sampler: SamplerArg,
     /// Sampling steps (default: 50 for DDIM, 1000 for DDPM).
-    #[arg(long)]
+    #[arg(long, value_parser = super::limits::sampler_steps)]
     pub steps: Option<usize>,
     /// DDIM eta (0 = deterministic).
     #[arg(long, default_value_t = 0.0)]
@@ -62,10 +62,10 @@ pub struct MetricArgs {
     #[arg(long, default_value_t = 0.1)]
     pub val_fraction: f64,
     /// Training steps of the feature network.
-    #[arg(long, default_value_t = FeatureTrainConfig::default().steps)]
+    #[arg(long, default_value_t = FeatureTrainConfig::default().steps, value_parser = super::limits::steps)]
     pub feature_steps: usize,
     /// Batch size of the feature network's training.
-    #[arg(long, default_value_t = FeatureTrainConfig::default().batch_size)]
+    #[arg(long, default_value_t = FeatureTrainConfig::default().batch_size, value_parser = super::limits::batch_size)]
     pub feature_batch_size: usize,
     /// Cache folder of trained feature networks (default: ~/.cache/deme-studio).
     #[arg(long)]
@@ -231,6 +231,7 @@ fn generate(
             (k, "ddpm", steps)
         }
     };
+    kind.validate(&schedule)?;
     let [c, h, w] = shape;
     let mut noise = SeededNoise::new(args.seed);
     let pb = bar(args.samples as u64, "sample");

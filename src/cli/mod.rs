@@ -8,6 +8,7 @@ mod grid_search;
 mod inspect;
 mod interrupt;
 mod landscape;
+mod limits;
 mod merge;
 mod metric;
 mod progress;

@@ -45,19 +45,19 @@ pub struct ReplicateArgs {
     #[arg(long, default_value = crate::engine::checkpoint::DEFAULT_IMAGE_PRESET)]
     pub model: String,
     /// Pretraining steps.
-    #[arg(long, default_value_t = 1200)]
+    #[arg(long, default_value_t = 1200, value_parser = super::limits::steps)]
     pub pretrain_steps: u64,
     /// Pretraining batch size.
-    #[arg(long, default_value_t = 32)]
+    #[arg(long, default_value_t = 32, value_parser = super::limits::batch_size)]
     pub pretrain_batch_size: usize,
     /// Number of experts N (timestep ranges).
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = 4, value_parser = super::limits::ranges)]
     pub experts: usize,
     /// Finetuning steps per expert (the baseline gets N times as many).
-    #[arg(long, default_value_t = 100)]
+    #[arg(long, default_value_t = 100, value_parser = super::limits::steps)]
     pub steps_per_expert: u64,
     /// Finetuning batch size.
-    #[arg(long, default_value_t = 32)]
+    #[arg(long, default_value_t = 32, value_parser = super::limits::batch_size)]
     pub batch_size: usize,
     /// Finetuning learning rate.
     #[arg(long, default_value_t = 1e-4)]
@@ -79,19 +79,19 @@ pub struct ReplicateArgs {
     #[arg(long, value_enum, default_value = "coordinate")]
     pub strategy: super::grid_search::StrategyArg,
     /// Held-out samples in the search objective.
-    #[arg(long, default_value_t = 256)]
+    #[arg(long, default_value_t = 256, value_parser = super::limits::eval_samples)]
     pub search_samples: usize,
     /// Held-out samples in the reported losses.
-    #[arg(long, default_value_t = 512)]
+    #[arg(long, default_value_t = 512, value_parser = super::limits::eval_samples)]
     pub report_samples: usize,
     /// Generated images per model for the sample metric (0: none).
-    #[arg(long, default_value_t = 2000)]
+    #[arg(long, default_value_t = 2000, value_parser = super::limits::images_or_none)]
     pub metric_samples: usize,
     /// DDIM steps for the generated images.
-    #[arg(long, default_value_t = 50)]
+    #[arg(long, default_value_t = 50, value_parser = super::limits::sampler_steps)]
     pub ddim_steps: usize,
     /// Images in each sample grid.
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = 64, value_parser = super::limits::images)]
     pub grid_images: usize,
     /// Finetuning seeds: a count (3: seeds 0, 1, 2) or a list (0,5,9). Every finetune,
     /// search and measurement runs once per seed; figures are means over seeds and the

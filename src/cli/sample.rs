@@ -1,5 +1,6 @@
 //! `deme-studio sample`: DDPM or DDIM sampling to a PNG grid or a safetensors file.
 
+use super::limits::MAX_IMAGES;
 use super::progress::bar;
 use super::resolve_device;
 use crate::engine::checkpoint::{HostTensor, TensorMap, read_safetensors, write_safetensors};
@@ -15,6 +16,9 @@ use anyhow::{Context, Result, anyhow, bail};
 use burn::tensor::{Tensor, TensorData};
 use clap::{Args, ValueEnum};
 use std::path::PathBuf;
+
+/// Images sampled in one batch.
+const CHUNK: usize = 256;
 
 /// Which sampler.
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -53,7 +57,7 @@ pub struct SampleArgs {
     #[arg(long, value_enum, default_value = "ddim")]
     pub sampler: SamplerArg,
     /// Number of sampling steps (DDPM defaults to all T steps).
-    #[arg(long)]
+    #[arg(long, value_parser = super::limits::sampler_steps)]
     pub steps: Option<usize>,
     /// DDIM eta (0 = deterministic).
     #[arg(long, default_value_t = 0.0)]
@@ -65,7 +69,7 @@ pub struct SampleArgs {
     #[arg(long)]
     pub no_clip: bool,
     /// Number of samples (ignored with --noise).
-    #[arg(long, default_value_t = 16)]
+    #[arg(long, default_value_t = 16, value_parser = super::limits::images)]
     pub n: usize,
     /// Seed of the initial and per-step noise.
     #[arg(long, default_value_t = 0)]
@@ -98,7 +102,8 @@ pub fn run(args: SampleArgs, device: DeviceChoice) -> Result<()> {
     let (spec, predictor) = load_predictor(&args, schedule.num_train_timesteps(), dev)?;
     let [c, h, w] = spec.item_shape();
     let mut noise = SeededNoise::new(args.seed);
-    let x_t = match &args.noise {
+    // recorded initial noise (all of it, as the file holds it), or none: drawn per chunk
+    let recorded: Option<Vec<f32>> = match &args.noise {
         Some(path) => {
             let map = read_safetensors(path)?;
             let t = map
@@ -111,12 +116,19 @@ pub fn run(args: SampleArgs, device: DeviceChoice) -> Result<()> {
                     t.shape
                 );
             }
-            let shape = [t.shape[0], c, h, w];
-            Tensor::<4>::from_data(TensorData::new(t.to_f32()?, shape), dev)
+            if t.shape[0] == 0 || t.shape[0] > MAX_IMAGES {
+                bail!(
+                    "{}: `x_T` holds {} images; sample takes 1 to {MAX_IMAGES}",
+                    path.display(),
+                    t.shape[0]
+                );
+            }
+            Some(t.to_f32()?)
         }
-        None => noise.next([args.n, c, h, w], dev),
+        None => None,
     };
-    let n = x_t.dims()[0];
+    let per = c * h * w;
+    let n = recorded.as_ref().map_or(args.n, |r| r.len() / per);
     let clip = !args.no_clip;
     let kind = match args.sampler {
         SamplerArg::Ddim => SamplerKind::Ddim(DdimConfig {
@@ -135,28 +147,42 @@ pub fn run(args: SampleArgs, device: DeviceChoice) -> Result<()> {
             ..DdpmConfig::default()
         }),
     };
+    kind.validate(&schedule)?;
     let pb = bar(0, "sample");
-    let x0 = sample(
-        kind,
-        &schedule,
-        x_t,
-        &mut noise,
-        &mut |x, t| match &predictor {
-            Predictor::Model(model) => model.eps(x, &vec![t as f32; n]),
-            Predictor::Ensemble(ens) => ens.eps(x, t),
-        },
-        &mut |k, total, _| {
-            pb.set_length(total as u64);
-            pb.set_position(k as u64 + 1);
-            true
-        },
-    )
-    .context("sampling was cancelled")?;
+    let mut values = Vec::with_capacity(n * per);
+    // chunks bound the activations; a run of at most CHUNK images is one batch, as before
+    for first in (0..n).step_by(CHUNK) {
+        let m = CHUNK.min(n - first);
+        let x_t = match &recorded {
+            Some(r) => Tensor::<4>::from_data(
+                TensorData::new(r[first * per..(first + m) * per].to_vec(), [m, c, h, w]),
+                dev,
+            ),
+            None => noise.next([m, c, h, w], dev),
+        };
+        let x0 = sample(
+            kind,
+            &schedule,
+            x_t,
+            &mut noise,
+            &mut |x, t| match &predictor {
+                Predictor::Model(model) => model.eps(x, &vec![t as f32; m]),
+                Predictor::Ensemble(ens) => ens.eps(x, t),
+            },
+            &mut |k, total, _| {
+                pb.set_length((total * n) as u64);
+                pb.set_position((first * total + (k + 1) * m) as u64);
+                true
+            },
+        )
+        .context("sampling was cancelled")?;
+        values.extend(
+            x0.into_data()
+                .try_into_vec::<f32>()
+                .map_err(|e| anyhow!("reading samples: {e:?}"))?,
+        );
+    }
     pb.finish_and_clear();
-    let values = x0
-        .into_data()
-        .try_into_vec::<f32>()
-        .map_err(|e| anyhow!("reading samples: {e:?}"))?;
     if ext == "png" {
         save_grid_png(&args.out, &values, n, c, h, w)?;
     } else {

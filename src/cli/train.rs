@@ -5,6 +5,7 @@ use super::resolve_device;
 use crate::engine::data::{DataSpec, split_items};
 use crate::engine::device::DeviceChoice;
 use crate::engine::model::EpsModel;
+use crate::engine::output::{ensure_writable_folder, refuse_existing_model};
 use crate::engine::store::{AnyModel, ModelSpec};
 use crate::engine::train::heldout_curve::{LOSS_CURVE_FILE, read_curve};
 use crate::engine::train::{
@@ -28,25 +29,25 @@ pub struct TrainArgs {
     #[arg(long)]
     pub model: Option<String>,
     /// Total optimizer steps.
-    #[arg(long, default_value_t = 2000)]
+    #[arg(long, default_value_t = 2000, value_parser = super::limits::steps)]
     pub steps: u64,
     /// Output folder (a diffusers model folder plus training state).
     #[arg(long)]
     pub out: PathBuf,
     /// Batch size.
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = 64, value_parser = super::limits::batch_size)]
     pub batch_size: usize,
     /// Peak learning rate.
     #[arg(long, default_value_t = 1e-3)]
     pub lr: f64,
     /// Linear warm-up steps.
-    #[arg(long, default_value_t = 100)]
+    #[arg(long, default_value_t = 100, value_parser = super::limits::steps_or_none)]
     pub warmup: u64,
     /// EMA decay cap (0 disables EMA).
     #[arg(long, default_value_t = 0.999)]
     pub ema: f64,
     /// Checkpoint every N steps.
-    #[arg(long, default_value_t = 500)]
+    #[arg(long, default_value_t = 500, value_parser = super::limits::steps)]
     pub checkpoint_every: u64,
     /// Seed for initialisation, batches and noise.
     #[arg(long, default_value_t = 0)]
@@ -55,19 +56,22 @@ pub struct TrainArgs {
     #[arg(long, default_value_t = 0.1)]
     pub val_fraction: f64,
     /// Continue the run found in --out.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "overwrite")]
     pub resume: bool,
+    /// Start afresh in an --out that already holds a model, replacing it.
+    #[arg(long)]
+    pub overwrite: bool,
     /// Number of points drawn for toy datasets.
-    #[arg(long, default_value_t = 20_000)]
+    #[arg(long, default_value_t = 20_000, value_parser = super::limits::toy_points)]
     pub toy_points: usize,
     /// Lower the learning rate linearly towards 0 over the last N steps (0: constant).
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, value_parser = super::limits::steps_or_none)]
     pub lr_decay_steps: u64,
     /// Measure the held-out loss every N steps into OUT/loss_curve.csv and .png (0: never).
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, value_parser = super::limits::steps_or_none)]
     pub eval_every: u64,
     /// Samples (item, noise, timestep) of the fixed held-out set measured by --eval-every.
-    #[arg(long, default_value_t = 2000)]
+    #[arg(long, default_value_t = 2000, value_parser = super::limits::eval_samples)]
     pub eval_samples: usize,
 }
 
@@ -104,17 +108,14 @@ pub fn run(args: TrainArgs, device: DeviceChoice) -> Result<()> {
         _ => crate::engine::checkpoint::DEFAULT_IMAGE_PRESET.into(),
     });
     let spec = ModelSpec::from_arg(&model_arg)?;
-    if !args.resume
-        && args
-            .out
-            .join(crate::engine::store::TRAIN_STATE_FILE)
-            .exists()
-    {
-        bail!(
-            "{} already holds a training run: pass --resume to continue it, or choose another --out",
-            args.out.display()
-        );
+    if !args.resume && !args.overwrite {
+        refuse_existing_model(
+            &args.out,
+            "pass --resume to continue its training run, --overwrite to replace it, or choose \
+             another --out",
+        )?;
     }
+    ensure_writable_folder(&args.out)?;
     let split = split_items(&args.data, &spec, args.val_fraction, args.toy_points)?;
     let items = split.train;
     if args.eval_every > 0 && split.val.is_empty() {

@@ -13,6 +13,7 @@ pub mod merge;
 pub mod metric;
 pub mod model;
 pub mod model_set;
+pub mod output;
 pub mod render;
 pub mod replicate;
 pub mod search;

@@ -21,6 +21,7 @@ mod faults;
 mod finetune;
 mod gradsim;
 mod grid_search;
+mod hostile_input;
 mod landscape;
 mod merge;
 mod metric;

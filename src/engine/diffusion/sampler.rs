@@ -26,6 +26,25 @@ impl SamplerKind {
         }
     }
 
+    /// Checks the settings against `schedule` before any work: 1 to T steps, and a
+    /// finite, non-negative DDIM eta.
+    pub fn validate(&self, schedule: &NoiseSchedule) -> anyhow::Result<()> {
+        let t = schedule.num_train_timesteps();
+        let steps = self.steps();
+        if steps == 0 || steps > t {
+            anyhow::bail!("the sampler takes 1 to {t} steps (the model's timesteps), not {steps}");
+        }
+        if let SamplerKind::Ddim(c) = self
+            && !(c.eta.is_finite() && c.eta >= 0.0)
+        {
+            anyhow::bail!(
+                "DDIM eta must be a finite number of at least 0, not {}",
+                c.eta
+            );
+        }
+        Ok(())
+    }
+
     /// The timesteps the model is evaluated at, in sampling order.
     pub fn timesteps(&self, schedule: &NoiseSchedule) -> Vec<usize> {
         Scheduler::new(*self, schedule).timesteps().to_vec()
@@ -108,6 +127,32 @@ pub fn sample(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn settings_outside_the_schedule_are_refused() {
+        let schedule = NoiseSchedule::linear(1e-4, 0.02, 1000);
+        let ddim = |steps, eta| {
+            SamplerKind::Ddim(DdimConfig {
+                steps,
+                eta,
+                ..DdimConfig::default()
+            })
+        };
+        assert!(ddim(50, 0.0).validate(&schedule).is_ok());
+        assert!(ddim(1000, 1.0).validate(&schedule).is_ok());
+        for (steps, eta) in [(0, 0.0), (1001, 0.0), (50, f32::NAN), (50, -0.5)] {
+            let e = ddim(steps, eta)
+                .validate(&schedule)
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("1000") || e.contains("eta"), "{e}");
+        }
+        let ddpm = SamplerKind::Ddpm(DdpmConfig {
+            steps: 5000,
+            ..DdpmConfig::default()
+        });
+        assert!(ddpm.validate(&schedule).is_err());
+    }
     use crate::engine::diffusion::noise::{RecordedNoise, SeededNoise};
     use crate::engine::diffusion::test_fixtures::{Fixture, max_abs_diff};
     use burn::tensor::Device;

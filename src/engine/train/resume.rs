@@ -2,8 +2,9 @@
 
 use super::adamw::{AdamW, AdamWConfig};
 use super::pretrain::{RunStart, TrainConfig};
+use crate::engine::checkpoint::read_meta;
 use crate::engine::model::EpsModel;
-use crate::engine::store::{bind_tensors, load_train_state};
+use crate::engine::store::{META_FILE, bind_tensors, load_train_state};
 use anyhow::{Context, Result, bail};
 use burn::tensor::Device;
 use std::path::Path;
@@ -46,6 +47,20 @@ pub fn resume_start<M: EpsModel>(
             dir.display()
         );
     };
+    let meta_path = dir.join(META_FILE);
+    if meta_path.exists() {
+        let meta = read_meta(&meta_path)?;
+        if meta.step != state.step {
+            bail!(
+                "{}: the train state is at step {} but {META_FILE} says step {}; the folder \
+                 was changed after its last save, so resuming could overwrite newer weights \
+                 with older ones (remove {META_FILE} to resume from the train state anyway)",
+                dir.display(),
+                state.step,
+                meta.step
+            );
+        }
+    }
     let ema = bind_tensors(template.clone(), &state.ema).context("restoring EMA weights")?;
     let model = bind_tensors(template, &state.model).context("restoring weights")?;
     let model = model.to_device(&device.clone().autodiff()).train();

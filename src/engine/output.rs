@@ -1,0 +1,94 @@
+//! Checks on where a job will write, made before the job's work, so that hours of
+//! training or search are never computed only to fail at the final write, and a
+//! model folder is never replaced by accident.
+
+use crate::engine::store::{META_FILE, TRAIN_STATE_FILE, WEIGHTS_FILE};
+use anyhow::{Context, Result, bail};
+use std::path::Path;
+
+/// Fails unless `dir` is, or can be made, a folder this process can write into:
+/// creates it when missing, then writes and removes a probe file.
+pub fn ensure_writable_folder(dir: &Path) -> Result<()> {
+    if dir.exists() && !dir.is_dir() {
+        bail!("{} is a file, not a folder", dir.display());
+    }
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("cannot create the output folder {}", dir.display()))?;
+    let probe = dir.join(format!(".deme-write-check-{}", std::process::id()));
+    std::fs::write(&probe, b"")
+        .with_context(|| format!("cannot write into the output folder {}", dir.display()))?;
+    let _ = std::fs::remove_file(&probe);
+    Ok(())
+}
+
+/// Fails unless `file` can be written: its folder is writable and the path is not a
+/// folder or another non-regular file.
+pub fn ensure_writable_file(file: &Path) -> Result<()> {
+    if let Ok(m) = std::fs::symlink_metadata(file)
+        && !m.is_file()
+    {
+        bail!("{} exists and is not a regular file", file.display());
+    }
+    let dir = match file.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    ensure_writable_folder(dir)
+}
+
+/// The first file in `dir` that makes it a model folder (weights, config, training
+/// metadata or train state), if any.
+pub fn model_file_in(dir: &Path) -> Option<&'static str> {
+    [WEIGHTS_FILE, "config.json", META_FILE, TRAIN_STATE_FILE]
+        .into_iter()
+        .find(|f| dir.join(f).exists())
+}
+
+/// Refuses to start a fresh run in `dir` when it already holds a model, so that a
+/// finished model (the shipped base, an expert) is never replaced silently; `how`
+/// says what the user can do instead.
+pub fn refuse_existing_model(dir: &Path, how: &str) -> Result<()> {
+    if let Some(f) = model_file_in(dir) {
+        bail!("{} already holds a model ({f}): {how}", dir.display());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn folders_are_checked_before_the_work() {
+        let tmp = tempfile::tempdir().unwrap();
+        let fresh = tmp.path().join("a/b");
+        ensure_writable_folder(&fresh).unwrap();
+        assert!(fresh.is_dir());
+        assert_eq!(
+            std::fs::read_dir(&fresh).unwrap().count(),
+            0,
+            "no probe left"
+        );
+        let file = tmp.path().join("f");
+        std::fs::write(&file, b"x").unwrap();
+        let e = ensure_writable_folder(&file).unwrap_err().to_string();
+        assert!(e.contains("is a file"), "{e}");
+        assert!(ensure_writable_folder(&file.join("below")).is_err());
+        assert!(ensure_writable_file(&fresh.join("out.png")).is_ok());
+        assert!(
+            ensure_writable_file(&fresh).is_err(),
+            "a folder is not a file"
+        );
+    }
+
+    #[test]
+    fn a_model_folder_is_refused_naming_what_makes_it_one() {
+        let tmp = tempfile::tempdir().unwrap();
+        refuse_existing_model(tmp.path(), "x").unwrap();
+        std::fs::write(tmp.path().join("config.json"), b"{}").unwrap();
+        let e = refuse_existing_model(tmp.path(), "pass --overwrite")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("(config.json): pass --overwrite"), "{e}");
+    }
+}

@@ -1,0 +1,238 @@
+//! Counts and sizes a careless or hostile user types, empty inputs, and model
+//! folders that must not be replaced: each ends in exit code 1 or 2 with a message
+//! naming the limit, never in a signal, a panic or lost work.
+
+use crate::common;
+use common::{save_toy_base, save_unet, stderr, studio, tiny_config};
+
+use burn::tensor::Device;
+use deme_studio::engine::checkpoint::{DType, HostTensor, TensorMap, read_meta, write_safetensors};
+use deme_studio::engine::model::UNet2DModel;
+
+#[test]
+fn counts_out_of_range_are_usage_errors_naming_the_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let out = out.to_str().unwrap();
+    let model = "assets/mnist-tiny/base";
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (
+            vec!["sample", "--model", model, "--n", "0", "--out", "x.png"],
+            "between 1 and 100000",
+        ),
+        (
+            vec![
+                "sample", "--model", model, "--n", "1000000", "--out", "x.png",
+            ],
+            "between 1 and 100000",
+        ),
+        (
+            vec![
+                "sample",
+                "--model",
+                model,
+                "--n",
+                "18446744073709551616",
+                "--out",
+                "x.png",
+            ],
+            "1 to 100000",
+        ),
+        (
+            vec![
+                "sample", "--model", model, "--steps", "5000", "--out", "x.png",
+            ],
+            "between 1 and 1000",
+        ),
+        (
+            vec!["train", "--batch-size", "100000000", "--out", out],
+            "between 1 and 4096",
+        ),
+        (
+            vec![
+                "train",
+                "--data",
+                "toy:moons",
+                "--toy-points",
+                "18446744073709551615",
+                "--out",
+                out,
+            ],
+            "between 2 and 10000000",
+        ),
+        (
+            vec!["metric", "--model", model, "--samples", "1000000000"],
+            "between 1 and 100000",
+        ),
+        (
+            vec![
+                "landscape",
+                "--base",
+                model,
+                "--experts",
+                "a,b",
+                "--ranges",
+                "1000000000",
+                "--out",
+                out,
+            ],
+            "between 1 and 100",
+        ),
+        (
+            vec!["gradsim", "--model", model, "--k", "1000000", "--out", out],
+            "between 2 and 1000",
+        ),
+        (
+            vec!["finetune", "--base", model, "--experts", "0", "--out", out],
+            "between 1 and 100",
+        ),
+        (
+            vec!["replicate", "--out", out, "--metric-samples", "1000001"],
+            "between 0 and 100000",
+        ),
+    ];
+    for (args, limit) in cases {
+        let o = studio(&args);
+        let e = stderr(&o);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {e}");
+        assert!(
+            e.contains(limit),
+            "{args:?} should name the limit `{limit}`: {e}"
+        );
+    }
+}
+
+#[test]
+fn empty_inputs_give_an_error_or_an_empty_answer_never_a_signal() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = tiny_config();
+    let model = dir.path().join("model");
+    save_unet(
+        &model,
+        config.clone(),
+        UNet2DModel::new(&config, 1, &Device::flex()).unwrap(),
+    );
+    let s = config.sample_size.unwrap();
+    let [c, h, w] = [config.in_channels, s, s];
+
+    // initial noise holding no images is refused, naming the count
+    let noise = dir.path().join("noise.safetensors");
+    let mut map = TensorMap::new();
+    map.insert(
+        "x_T".into(),
+        HostTensor::from_f32(vec![0, c, h, w], &[]).unwrap(),
+    );
+    write_safetensors(&noise, &map, None).unwrap();
+    let png = dir.path().join("s.png");
+    let o = studio(&[
+        "--device",
+        "cpu",
+        "sample",
+        "--model",
+        model.to_str().unwrap(),
+        "--noise",
+        noise.to_str().unwrap(),
+        "--steps",
+        "2",
+        "--out",
+        png.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("holds 0 images"), "{}", stderr(&o));
+    assert!(!png.exists());
+
+    // the noise prediction of no inputs is no outputs
+    let input = dir.path().join("in.safetensors");
+    let mut map = TensorMap::new();
+    map.insert(
+        "x".into(),
+        HostTensor::from_f32(vec![0, c, h, w], &[]).unwrap(),
+    );
+    map.insert(
+        "t".into(),
+        HostTensor::new(DType::I64, vec![0], Vec::new()).unwrap(),
+    );
+    write_safetensors(&input, &map, None).unwrap();
+    let eps = dir.path().join("eps.safetensors");
+    let o = studio(&[
+        "--device",
+        "cpu",
+        "eval-eps",
+        "--model",
+        model.to_str().unwrap(),
+        "--input",
+        input.to_str().unwrap(),
+        "--out",
+        eps.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let got = deme_studio::engine::checkpoint::read_safetensors(&eps).unwrap();
+    assert_eq!(got["eps"].shape, vec![0, c, h, w]);
+}
+
+#[test]
+fn train_never_replaces_a_model_folder_unless_told_to() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("finished");
+    save_toy_base(&model);
+    let weights = model.join("diffusion_pytorch_model.safetensors");
+    let before = std::fs::read(&weights).unwrap();
+    let args = |extra: &[&'static str]| {
+        let mut a = vec![
+            "--device",
+            "cpu",
+            "train",
+            "--data",
+            "toy:moons",
+            "--toy-points",
+            "256",
+            "--steps",
+            "2",
+            "--batch-size",
+            "8",
+            "--checkpoint-every",
+            "2",
+            "--out",
+            model.to_str().unwrap(),
+        ];
+        a.extend_from_slice(extra);
+        a
+    };
+    let o = studio(&args(&[]));
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("already holds a model") && stderr(&o).contains("--overwrite"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(
+        std::fs::read(&weights).unwrap(),
+        before,
+        "the model was touched"
+    );
+
+    let o = studio(&args(&["--overwrite"]));
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(read_meta(&model.join("deme.json")).unwrap().step, 2);
+
+    // an --out that is a file is refused before any training
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, b"x").unwrap();
+    let o = studio(&[
+        "--device",
+        "cpu",
+        "train",
+        "--data",
+        "toy:moons",
+        "--steps",
+        "2",
+        "--out",
+        file.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("is a file, not a folder"),
+        "{}",
+        stderr(&o)
+    );
+}
