@@ -2,7 +2,7 @@
 
 use crate::engine::checkpoint::{check_loadable_path, normalize_keys, read_safetensors};
 use crate::engine::store::{META_FILE, load_model};
-use anyhow::{Context, Result};
+use anyhow::Result;
 use burn::tensor::Device;
 use clap::Args;
 use std::path::PathBuf;
@@ -59,8 +59,7 @@ pub fn run(args: InspectArgs) -> Result<()> {
     );
     drop(tensors);
     if let Some(config) = &config {
-        let text = std::fs::read_to_string(config)
-            .with_context(|| format!("reading {}", config.display()))?;
+        let text = deme_formats::input::read_text(config)?;
         println!("config ({}):\n{text}", config.display());
     }
     let meta = weights.with_file_name(META_FILE);
@@ -68,7 +67,7 @@ pub fn run(args: InspectArgs) -> Result<()> {
         println!(
             "metadata ({}):\n{}",
             meta.display(),
-            std::fs::read_to_string(&meta)?
+            deme_formats::input::read_text(&meta)?
         );
     }
     // with a config the checkpoint must load: weights that do not fit it (another

@@ -48,8 +48,7 @@ impl ModelSpec {
         }
         let path = Path::new(arg);
         if path.exists() {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("reading {}", path.display()))?;
+            let text = deme_formats::input::read_text(path)?;
             return Self::from_config_json(&text).with_context(|| format!("in {}", path.display()));
         }
         bail!(
@@ -194,8 +193,7 @@ pub fn load_model(path: &Path, device: &Device) -> Result<LoadedModel> {
             weights.display()
         )
     })?;
-    let text = std::fs::read_to_string(&config)
-        .with_context(|| format!("reading {}", config.display()))?;
+    let text = deme_formats::input::read_text(&config)?;
     let spec =
         ModelSpec::from_config_json(&text).with_context(|| format!("in {}", config.display()))?;
     let raw = read_safetensors(&weights)?;

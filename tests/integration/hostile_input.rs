@@ -236,3 +236,92 @@ fn train_never_replaces_a_model_folder_unless_told_to() {
         stderr(&o)
     );
 }
+
+/// Runs the program, failing the test (and killing the child) if it has not
+/// finished within 60 s: a blocked open must not hang the suite.
+fn studio_within_a_minute(args: &[&str]) -> std::process::Output {
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_deme-studio"))
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the binary runs");
+    let started = std::time::Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if started.elapsed().as_secs() > 60 {
+            child.kill().unwrap();
+            panic!("{args:?} hung");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    child.wait_with_output().unwrap()
+}
+
+/// Makes a FIFO at `p` (a reader of it would block until a writer came).
+fn mkfifo(p: &std::path::Path) {
+    let ok = std::process::Command::new("mkfifo")
+        .arg(p)
+        .status()
+        .unwrap();
+    assert!(ok.success(), "mkfifo {}", p.display());
+}
+
+#[cfg(unix)]
+#[test]
+fn special_files_are_refused_at_once_naming_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
+    // a checkpoint
+    mkfifo(&dir.path().join("w.safetensors"));
+    // a config.json in an otherwise whole model folder
+    let model = dir.path().join("model");
+    std::fs::create_dir_all(&model).unwrap();
+    std::fs::copy(
+        "assets/mnist-tiny/base/diffusion_pytorch_model.safetensors",
+        model.join("diffusion_pytorch_model.safetensors"),
+    )
+    .unwrap();
+    mkfifo(&model.join("config.json"));
+    // a data file
+    mkfifo(&dir.path().join("images.idx3-ubyte"));
+    // a device behind a checkpoint's name
+    std::os::unix::fs::symlink("/dev/zero", dir.path().join("z.safetensors")).unwrap();
+    let cases: Vec<Vec<String>> = vec![
+        vec!["inspect".into(), path("w.safetensors")],
+        [
+            "--device",
+            "cpu",
+            "sample",
+            "--model",
+            &path("model"),
+            "--n",
+            "1",
+            "--out",
+            &path("x.png"),
+        ]
+        .map(String::from)
+        .to_vec(),
+        [
+            "--device",
+            "cpu",
+            "train",
+            "--data",
+            &format!("idx:{}", path("images.idx3-ubyte")),
+            "--steps",
+            "1",
+            "--out",
+            &path("out"),
+        ]
+        .map(String::from)
+        .to_vec(),
+        vec!["inspect".into(), path("z.safetensors")],
+    ];
+    for args in cases {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let o = studio_within_a_minute(&args);
+        let e = stderr(&o);
+        assert_eq!(o.status.code(), Some(1), "{args:?}: {e}");
+        assert!(e.contains("is not a regular file"), "{args:?}: {e}");
+    }
+}

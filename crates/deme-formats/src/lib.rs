@@ -14,4 +14,5 @@ pub mod checkpoint;
 pub mod data;
 pub mod fuzzing;
 pub mod groups;
+pub mod input;
 pub mod merge;

@@ -93,8 +93,7 @@ impl Measurements {
         if !json.exists() {
             return Ok(None);
         }
-        let text = std::fs::read_to_string(&json)
-            .with_context(|| format!("reading {}", json.display()))?;
+        let text = deme_formats::input::read_text(&json)?;
         let header: Header = serde_json::from_str(&text)
             .with_context(|| format!("{} is not a measurement", json.display()))?;
         let map = read_safetensors(&numbers)?;

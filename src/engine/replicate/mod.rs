@@ -684,7 +684,7 @@ impl SeedRun<'_> {
             key.push('|');
         }
         // a finished search of the same experts and settings is not run again
-        if let Ok(text) = std::fs::read_to_string(&record_path)
+        if let Ok(text) = deme_formats::input::read_text(&record_path)
             && let Ok(done) = serde_json::from_str::<SearchRecord>(&text)
             && done.key == key
             && !done.result.cancelled

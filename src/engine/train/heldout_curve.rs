@@ -144,8 +144,7 @@ pub fn write_curve(path: &Path, points: &[CurvePoint]) -> Result<()> {
 
 /// Reads a curve written by [`write_curve`]; a malformed line is an error naming it.
 pub fn read_curve(path: &Path) -> Result<Vec<CurvePoint>> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let text = deme_formats::input::read_text(path)?;
     let mut lines = text.lines();
     if lines.next().map(str::trim) != Some(HEADER) {
         bail!(

@@ -112,8 +112,7 @@ impl CheckpointFolder {
 pub fn content_hash(path: impl AsRef<Path>) -> Result<String> {
     let wp = check_loadable_path(path)?;
     let weights = wp.weights();
-    let mut file = std::fs::File::open(weights)
-        .with_context(|| format!("cannot open {}", weights.display()))?;
+    let mut file = crate::input::open_regular(weights)?;
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
     loop {

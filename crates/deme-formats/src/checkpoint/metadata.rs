@@ -108,8 +108,7 @@ impl CheckpointMeta {
 /// Reads `deme.json` at `path`; errors name the file.
 pub fn read_meta(path: impl AsRef<Path>) -> Result<CheckpointMeta> {
     let path = path.as_ref();
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let text = crate::input::read_text(path)?;
     CheckpointMeta::from_json_str(&text)
         .map_err(|e| anyhow!("{}: invalid checkpoint metadata: {e:#}", path.display()))
 }

@@ -105,16 +105,18 @@ fn is_pickle_ext(path: &Path) -> bool {
         .is_some_and(|e| PICKLE_EXTENSIONS.iter().any(|p| p.eq_ignore_ascii_case(e)))
 }
 
-/// A diffusers model folder at exactly `dir`, if it is one.
+/// A diffusers model folder at exactly `dir`, if it is one. Any entry with the
+/// right name counts (a FIFO or folder named `config.json` is then refused, named,
+/// when it is opened, rather than passed over as missing).
 fn model_folder(dir: &Path) -> Option<WeightsPath> {
     let config = dir.join(CONFIG_NAME);
-    if !config.is_file() {
+    if !config.exists() {
         return None;
     }
     [WEIGHTS_NAME, WEIGHTS_FP16_NAME]
         .into_iter()
         .map(|name| dir.join(name))
-        .find(|w| w.is_file())
+        .find(|w| w.exists())
         .map(|weights| WeightsPath::Folder {
             dir: dir.to_path_buf(),
             config,

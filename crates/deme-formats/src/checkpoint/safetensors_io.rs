@@ -22,7 +22,6 @@ use memmap2::Mmap;
 use safetensors::SafeTensors;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
-use std::fs::File;
 use std::io::{Read, Write};
 use std::path::Path;
 
@@ -207,13 +206,10 @@ pub fn read_safetensors_bytes(bytes: &[u8]) -> Result<TensorMap> {
 pub fn read_safetensors(path: impl AsRef<Path>) -> Result<TensorMap> {
     let path = path.as_ref();
     let src = path.display().to_string();
-    let file = File::open(path).with_context(|| format!("cannot open {src}"))?;
+    let file = crate::input::open_regular(path)?;
     let meta = file
         .metadata()
         .with_context(|| format!("cannot stat {src}"))?;
-    if !meta.is_file() {
-        bail!("{src} is not a regular file");
-    }
     if meta.len() < 8 {
         // Too short to be safetensors (and an empty file cannot be mapped).
         bail!(
@@ -233,7 +229,7 @@ pub fn read_safetensors(path: impl AsRef<Path>) -> Result<TensorMap> {
 pub fn safetensors_metadata(path: impl AsRef<Path>) -> Result<Option<BTreeMap<String, String>>> {
     let path = path.as_ref();
     let src = path.display().to_string();
-    let mut file = File::open(path).with_context(|| format!("cannot open {src}"))?;
+    let mut file = crate::input::open_regular(path)?;
     let file_len = file
         .metadata()
         .with_context(|| format!("cannot stat {src}"))?

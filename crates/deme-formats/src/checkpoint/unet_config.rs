@@ -543,8 +543,7 @@ impl UNet2DConfig {
 /// Reads and parses a `config.json`; errors name the file and the field.
 pub fn load_config(path: impl AsRef<Path>) -> Result<UNet2DConfig> {
     let path = path.as_ref();
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let text = crate::input::read_text(path)?;
     UNet2DConfig::from_json_str(&text).map_err(|e| anyhow!("{}: {e:#}", path.display()))
 }
 

@@ -114,7 +114,7 @@ pub fn load_cifar10(path: &Path) -> Result<ImageSet> {
             "{} is {len} bytes, larger than the {MAX_CIFAR_FILE_BYTES}-byte limit",
             file.display()
         );
-        let bytes = fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
+        let bytes = crate::input::read_regular(&file, MAX_CIFAR_FILE_BYTES)?;
         let set = read_cifar10(&bytes)
             .with_context(|| format!("invalid CIFAR-10 batch {}", file.display()))?;
         match &mut all {

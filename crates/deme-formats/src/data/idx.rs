@@ -211,7 +211,7 @@ fn read_bounded(path: &Path) -> Result<Vec<u8>> {
             path.display()
         );
     }
-    fs::read(path).with_context(|| format!("cannot read {}", path.display()))
+    crate::input::read_regular(path, MAX_IDX_BYTES + 64)
 }
 
 /// Image file names tried, in order, when [`load_idx`] is given a directory.

@@ -69,7 +69,7 @@ fn decode(path: &Path) -> Result<image::DynamicImage> {
         len <= MAX_IMAGE_FILE_BYTES,
         "file is {len} bytes, larger than the {MAX_IMAGE_FILE_BYTES}-byte limit"
     );
-    let bytes = fs::read(path)?;
+    let bytes = crate::input::read_regular(path, MAX_IMAGE_FILE_BYTES)?;
     decode_image_bytes(&bytes, ImageFormat::from_path(path).ok())
 }
 

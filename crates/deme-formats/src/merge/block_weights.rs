@@ -47,8 +47,7 @@ impl BlockWeights {
 
     /// Reads a JSON file.
     pub fn read(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("reading block weights {}", path.display()))?;
+        let text = crate::input::read_text(path).context("reading the block weights")?;
         Self::from_json_str(&text).with_context(|| format!("in {}", path.display()))
     }
 

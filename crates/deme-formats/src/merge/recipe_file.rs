@@ -73,8 +73,7 @@ impl Recipe {
 
     /// Reads `path`.
     pub fn read(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("reading recipe {}", path.display()))?;
+        let text = crate::input::read_text(path).context("reading the recipe")?;
         Self::from_json_str(&text).with_context(|| format!("in {}", path.display()))
     }
 
