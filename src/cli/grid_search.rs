@@ -101,7 +101,7 @@ pub struct GridSearchArgs {
     #[arg(long, default_value_t = 10, value_parser = super::limits::sampler_steps)]
     pub metric_steps: usize,
     /// Training steps of the sample metric's feature network (trained once, cached).
-    #[arg(long, default_value_t = FeatureTrainConfig::default().steps, value_parser = super::limits::steps)]
+    #[arg(long, default_value_t = FeatureTrainConfig::default().steps, value_parser = super::limits::step_count)]
     pub feature_steps: usize,
     /// Seed of the evaluation set.
     #[arg(long, default_value_t = 1234)]

@@ -98,6 +98,11 @@ pub fn steps(text: &str) -> Result<u64, String> {
     bounded(text, 1, MAX_STEPS, "the number of steps")
 }
 
+/// Optimisation steps of a helper network (a count in memory): 1 to [`MAX_STEPS`].
+pub fn step_count(text: &str) -> Result<usize, String> {
+    bounded_usize(text, 1, MAX_STEPS as usize, "the number of steps")
+}
+
 /// Steps where 0 turns the feature off (warm-up, decay, evaluation interval).
 pub fn steps_or_none(text: &str) -> Result<u64, String> {
     bounded(text, 0, MAX_STEPS, "the number of steps")

@@ -62,7 +62,7 @@ pub struct MetricArgs {
     #[arg(long, default_value_t = 0.1)]
     pub val_fraction: f64,
     /// Training steps of the feature network.
-    #[arg(long, default_value_t = FeatureTrainConfig::default().steps, value_parser = super::limits::steps)]
+    #[arg(long, default_value_t = FeatureTrainConfig::default().steps, value_parser = super::limits::step_count)]
     pub feature_steps: usize,
     /// Batch size of the feature network's training.
     #[arg(long, default_value_t = FeatureTrainConfig::default().batch_size, value_parser = super::limits::batch_size)]

@@ -94,3 +94,43 @@ pub fn run(cli: Cli) -> Result<()> {
         Some(Command::Bench(a)) => bench::run(a, cli.device),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Parsing fills every field from its parser: a parser whose type differs from
+    /// its field panics here, not in a user's hands.
+    #[test]
+    fn every_subcommand_parses_its_defaults() {
+        let minimal: [&[&str]; 12] = [
+            &["train", "--out", "o"],
+            &["finetune", "--base", "b", "--out", "o"],
+            &["sample", "--model", "m", "--out", "o.png"],
+            &["eval-eps", "--model", "m", "--input", "i", "--out", "o"],
+            &["inspect", "p"],
+            &["merge", "--base", "b", "--experts", "e", "--out", "o"],
+            &["grid-search", "--base", "b", "--experts", "e", "--out", "o"],
+            &[
+                "landscape",
+                "--base",
+                "b",
+                "--a",
+                "a",
+                "--b",
+                "b",
+                "--out",
+                "o",
+            ],
+            &["gradsim", "--model", "m", "--out", "o"],
+            &["tv-stats", "--base", "b", "--experts", "e", "--out", "o"],
+            &["metric", "--out", "o"],
+            &["replicate", "--out", "o"],
+        ];
+        for args in minimal {
+            let argv = std::iter::once("deme-studio").chain(args.iter().copied());
+            let cli = Cli::try_parse_from(argv).unwrap_or_else(|e| panic!("{args:?}: {e}"));
+            assert!(cli.command.is_some(), "{args:?}");
+        }
+    }
+}

@@ -198,6 +198,17 @@ pub fn load_model(path: &Path, device: &Device) -> Result<LoadedModel> {
         ModelSpec::from_config_json(&text).with_context(|| format!("in {}", config.display()))?;
     let raw = read_safetensors(&weights)?;
     let (tensors, key_style) = normalize_keys(raw)?;
+    for (k, t) in &tensors {
+        if t.dtype.is_float()
+            && let Some(bad) = t.to_f32()?.into_iter().find(|x| !x.is_finite())
+        {
+            bail!(
+                "{}: the weights hold {bad} in `{k}`; a model with NaN or infinite weights \
+                 cannot be sampled, merged or measured",
+                weights.display()
+            );
+        }
+    }
     let dtypes = tensors.iter().map(|(k, t)| (k.clone(), t.dtype)).collect();
     // weights that do not fit the config (another width, channel count or block
     // layout): the error names both files and the first tensor that differs
@@ -262,9 +273,25 @@ pub fn save_model_folder(
     key_style: KeyStyle,
     meta: Option<&CheckpointMeta>,
 ) -> Result<()> {
+    if let Some((k, bad)) = first_non_finite(&params) {
+        bail!(
+            "the model for {} holds {bad} in `{k}`; not written (a merge with very large \
+             weights, or a diverged run, gives such a model)",
+            dir.display()
+        );
+    }
     let mut save = FolderSave::begin(dir)?;
     write_model_files(&mut save, spec, params, dtypes, key_style, meta)?;
     save.commit().map(drop)
+}
+
+/// The first parameter holding NaN or an infinity, and that value.
+pub fn first_non_finite(params: &[NamedParam]) -> Option<(&str, f32)> {
+    params.iter().find_map(|(k, _, v)| {
+        v.iter()
+            .find(|x| !x.is_finite())
+            .map(|&bad| (k.as_str(), bad))
+    })
 }
 
 /// The files of a model folder, written into a save in progress: weights
@@ -321,15 +348,7 @@ impl<M: Module> RunCheckpoint<'_, M> {
     /// together (see [`FolderSave`]).
     pub fn save(&self, dir: &Path) -> Result<()> {
         let published = export_params(self.weights);
-        if let Some((k, _, v)) = published
-            .iter()
-            .find(|(_, _, v)| v.iter().any(|x| !x.is_finite()))
-        {
-            let bad = v
-                .iter()
-                .find(|x| !x.is_finite())
-                .copied()
-                .unwrap_or(f32::NAN);
+        if let Some((k, bad)) = first_non_finite(&published) {
             bail!(
                 "the weights hold {bad} in `{k}` at step {}; not saved, the previous checkpoint in {} is intact",
                 self.step,
@@ -449,4 +468,31 @@ pub fn load_train_state(dir: &Path) -> Result<Option<ResumeState>> {
         state.moments.push((k, m, v));
     }
     Ok(Some(state))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_model_holding_nan_is_not_written() {
+        let tmp = tempfile::tempdir().unwrap();
+        let spec = ModelSpec::Mlp(crate::engine::model::ToyMlpConfig::default());
+        let mut params = spec.build(0, &Device::flex()).unwrap().export();
+        params[1].2[3] = f32::INFINITY;
+        let key = params[1].0.clone();
+        let dir = tmp.path().join("m");
+        let e = save_model_folder(
+            &dir,
+            &spec,
+            params,
+            &BTreeMap::new(),
+            KeyStyle::Modern,
+            None,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains(&format!("inf in `{key}`; not written")), "{e}");
+        assert!(!dir.exists());
+    }
 }

@@ -325,3 +325,159 @@ fn special_files_are_refused_at_once_naming_them() {
         assert!(e.contains("is not a regular file"), "{args:?}: {e}");
     }
 }
+
+#[test]
+fn a_resume_from_a_state_older_than_the_folder_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let train = |extra: &[&str]| {
+        let mut a = vec![
+            "--device",
+            "cpu",
+            "train",
+            "--data",
+            "toy:moons",
+            "--toy-points",
+            "256",
+            "--batch-size",
+            "8",
+            "--checkpoint-every",
+            "2",
+            "--out",
+            out.to_str().unwrap(),
+        ];
+        a.extend_from_slice(extra);
+        studio(&a)
+    };
+    let o = train(&["--steps", "4"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    // deme.json now claims a later step than the train state holds
+    let meta_path = out.join("deme.json");
+    let text = std::fs::read_to_string(&meta_path).unwrap();
+    let mut meta: serde_json::Value = serde_json::from_str(&text).unwrap();
+    meta["step"] = serde_json::json!(40);
+    std::fs::write(&meta_path, serde_json::to_string(&meta).unwrap()).unwrap();
+    let o = train(&["--steps", "6", "--resume"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("train state is at step 4 but deme.json says step 40"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn weights_holding_nan_are_named_and_never_written_as_a_result() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = tiny_config();
+    let base = dir.path().join("base");
+    save_unet(
+        &base,
+        config.clone(),
+        UNet2DModel::new(&config, 1, &Device::flex()).unwrap(),
+    );
+    let expert = dir.path().join("expert");
+    save_unet(
+        &expert,
+        config.clone(),
+        UNet2DModel::new(&config, 2, &Device::flex()).unwrap(),
+    );
+    // a copy of the expert with one NaN in one tensor
+    let bad = dir.path().join("bad");
+    std::fs::create_dir_all(&bad).unwrap();
+    std::fs::copy(expert.join("config.json"), bad.join("config.json")).unwrap();
+    let weights = "diffusion_pytorch_model.safetensors";
+    let mut map = deme_studio::engine::checkpoint::read_safetensors(expert.join(weights)).unwrap();
+    let key = map.keys().next().unwrap().clone();
+    let mut v = map[&key].to_f32().unwrap();
+    v[0] = f32::NAN;
+    let shape = map[&key].shape.clone();
+    map.insert(key.clone(), HostTensor::from_f32(shape, &v).unwrap());
+    write_safetensors(bad.join(weights), &map, None).unwrap();
+
+    let (b, e, x) = (
+        base.to_str().unwrap(),
+        expert.to_str().unwrap(),
+        bad.to_str().unwrap(),
+    );
+    let out = dir.path().join("out");
+    let o_ = out.to_str().unwrap();
+    let png = dir.path().join("s.png");
+    for args in [
+        vec![
+            "--device",
+            "cpu",
+            "sample",
+            "--model",
+            x,
+            "--n",
+            "1",
+            "--steps",
+            "2",
+            "--out",
+            png.to_str().unwrap(),
+        ],
+        vec![
+            "--device",
+            "cpu",
+            "merge",
+            "--base",
+            b,
+            "--experts",
+            x,
+            "--weights",
+            "1",
+            "--out",
+            o_,
+        ],
+        vec![
+            "--device",
+            "cpu",
+            "tv-stats",
+            "--base",
+            b,
+            "--experts",
+            x,
+            "--out",
+            o_,
+        ],
+        vec![
+            "--device",
+            "cpu",
+            "grid-search",
+            "--base",
+            b,
+            "--experts",
+            &format!("{e},{x}"),
+            "--out",
+            o_,
+        ],
+    ] {
+        let o = studio(&args);
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(1), "{args:?}: {err}");
+        assert!(
+            err.contains("NaN") && err.contains(&key),
+            "{args:?} should name `{key}`: {err}"
+        );
+    }
+    assert!(!png.exists() && !out.join("diffusion_pytorch_model.safetensors").exists());
+
+    // absurd merge weights are refused, naming the range
+    let o = studio(&[
+        "--device",
+        "cpu",
+        "merge",
+        "--base",
+        b,
+        "--experts",
+        e,
+        "--weights",
+        "1e30",
+        "--out",
+        o_,
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("outside [-1000, 1000]"), "{}", stderr(&o));
+    assert!(!out.join("diffusion_pytorch_model.safetensors").exists());
+}

@@ -74,6 +74,15 @@ impl BlockWeights {
             if let Some(x) = values.iter().find(|x| !x.is_finite()) {
                 bail!("block `{block}`: weight {x} is not a finite number");
             }
+            if let Some(x) = values
+                .iter()
+                .find(|x| x.abs() > super::method::MAX_MERGE_WEIGHT)
+            {
+                bail!(
+                    "block `{block}`: weight {x} is outside [-{m}, {m}]",
+                    m = super::method::MAX_MERGE_WEIGHT
+                );
+            }
         }
         Ok(())
     }

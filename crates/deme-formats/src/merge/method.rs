@@ -73,6 +73,10 @@ impl MergeMethod {
     }
 }
 
+/// Largest magnitude of a merge weight: far beyond any useful extrapolation, and
+/// small enough that a merged model stays finite.
+pub const MAX_MERGE_WEIGHT: f32 = 1000.0;
+
 /// A whole merge setting.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct MergeSpec {
@@ -97,7 +101,8 @@ impl MergeSpec {
         }
     }
 
-    /// Checks the method, the number of weights against `num_experts`, and finiteness.
+    /// Checks the method, the number of weights against `num_experts`, and that each
+    /// weight is finite and within [`MAX_MERGE_WEIGHT`].
     pub fn validate(&self, num_experts: usize) -> Result<()> {
         self.method.validate()?;
         if self.weights.len() != num_experts {
@@ -108,6 +113,12 @@ impl MergeSpec {
         }
         if let Some(w) = self.weights.iter().find(|w| !w.is_finite()) {
             bail!("weight {w} is not a finite number");
+        }
+        if let Some(w) = self.weights.iter().find(|w| w.abs() > MAX_MERGE_WEIGHT) {
+            bail!(
+                "weight {w} is outside [-{MAX_MERGE_WEIGHT}, {MAX_MERGE_WEIGHT}]: a task vector \
+                 scaled that far leaves the model meaningless"
+            );
         }
         self.block_weights.validate(num_experts)
     }
