@@ -67,6 +67,7 @@ pub fn run(args: GradSimArgs, device: DeviceChoice) -> Result<()> {
     if args.range.len() != 2 || args.range[0] >= args.range[1] {
         bail!("--range takes LO,HI with LO < HI, got {:?}", args.range);
     }
+    crate::engine::output::ensure_writable_folder(&args.out)?;
     let compute = resolve_device(device)?;
     let loaded = load_model(&args.model, &compute.device)?;
     let items = gradsim_items(&args.data, &loaded.spec, args.toy_points)?;

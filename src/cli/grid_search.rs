@@ -119,6 +119,7 @@ pub struct GridSearchArgs {
 
 /// Runs `grid-search`.
 pub fn run(args: GridSearchArgs, device: DeviceChoice) -> Result<()> {
+    crate::engine::output::ensure_writable_folder(&args.out)?;
     let compute = resolve_device(device)?;
     let dev = &compute.device;
     let base = load_model(&args.base, dev)?;

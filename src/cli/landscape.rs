@@ -140,6 +140,7 @@ fn range_arg(v: &[f64], flag: &str) -> Result<[f64; 2]> {
 
 /// Runs `landscape`.
 pub fn run(args: LandscapeArgs, device: DeviceChoice) -> Result<()> {
+    crate::engine::output::ensure_writable_folder(&args.out)?;
     let x = range_arg(&args.range, "--range")?;
     let y = match &args.range_y {
         Some(v) => range_arg(v, "--range-y")?,

@@ -282,6 +282,7 @@ pub fn run(args: MetricArgs, device: DeviceChoice) -> Result<()> {
     if args.out.extension().and_then(|e| e.to_str()) != Some("json") {
         bail!("--out must be a .json file, got {}", args.out.display());
     }
+    crate::engine::output::ensure_writable_file(&args.out)?;
     let compute = resolve_device(device)?;
     let dev = &compute.device;
     let (pixels, shape, source, sampling) = match &args.images {

@@ -53,9 +53,15 @@ pub struct ReplicateArgs {
     /// Number of experts N (timestep ranges).
     #[arg(long, default_value_t = 4, value_parser = super::limits::ranges)]
     pub experts: usize,
-    /// Finetuning steps per expert (the baseline gets N times as many).
-    #[arg(long, default_value_t = 100, value_parser = super::limits::steps)]
-    pub steps_per_expert: u64,
+    /// Finetuning steps per expert (the baseline gets N times as many). Default: as
+    /// many as --budget-share of the base's pretraining images asks for.
+    #[arg(long, value_parser = super::limits::steps)]
+    pub steps_per_expert: Option<u64>,
+    /// Each expert's finetuning images as a share of the images the base was
+    /// pretrained on (the paper: 20K finetuning iterations per expert against 800K of
+    /// pretraining at one batch size, 2.5%).
+    #[arg(long, default_value_t = 0.025)]
+    pub budget_share: f64,
     /// Finetuning batch size.
     #[arg(long, default_value_t = 32, value_parser = super::limits::batch_size)]
     pub batch_size: usize,
@@ -112,6 +118,43 @@ pub struct ReplicateArgs {
     pub sweep: Vec<String>,
 }
 
+/// Images the base was pretrained on: steps x batch size, from its `deme.json`
+/// (a loaded base) or from the pretraining settings.
+fn base_images(base: &BaseSource) -> Result<u64> {
+    match base {
+        BaseSource::Pretrain { train, .. } => Ok(train.steps * train.batch_size as u64),
+        BaseSource::Load(dir) => {
+            let no_record = || {
+                anyhow::anyhow!(
+                    "{} has no record of its pretraining (deme.json with its step and batch \
+                     size); give --steps-per-expert",
+                    dir.display()
+                )
+            };
+            let meta_path = dir.join(crate::engine::store::META_FILE);
+            if !meta_path.exists() {
+                return Err(no_record());
+            }
+            let meta = crate::engine::checkpoint::read_meta(&meta_path)?;
+            let batch = meta
+                .train_config
+                .get("batch_size")
+                .and_then(|b| b.as_u64())
+                .ok_or_else(no_record)?;
+            Ok(meta.step * batch)
+        }
+    }
+}
+
+/// Finetuning steps per expert that give it `share` of the base's pretraining images.
+fn budget_steps(base: &BaseSource, share: f64, batch_size: usize) -> Result<u64> {
+    if !(share > 0.0 && share <= 1.0) {
+        anyhow::bail!("--budget-share must lie in (0, 1], not {share}");
+    }
+    let images = base_images(base)? as f64 * share;
+    Ok(((images / batch_size as f64).round() as u64).max(1))
+}
+
 /// Seeds from `3` (0, 1, 2) or `0,5,9`.
 fn parse_seeds(text: &str) -> Result<Vec<u64>> {
     let bad = || anyhow::anyhow!("--seeds takes a count (3) or a list (0,5,9), not `{text}`");
@@ -160,7 +203,10 @@ impl ReplicateArgs {
             },
         };
         c.finetune.experts = self.experts;
-        c.finetune.steps_per_expert = self.steps_per_expert;
+        c.finetune.steps_per_expert = match self.steps_per_expert {
+            Some(s) => s,
+            None => budget_steps(&c.base, self.budget_share, self.batch_size)?,
+        };
         c.finetune.batch_size = self.batch_size;
         c.finetune.lr = self.lr;
         if matches!(self.data, DataSpec::Toy(_)) {
@@ -325,6 +371,39 @@ mod tests {
             BaseSource::Pretrain { .. }
         ));
         assert!(config(&["--pretrain", "--base", "x"]).is_err());
+    }
+
+    #[test]
+    fn the_expert_budget_is_a_share_of_the_base_images() {
+        let c = config(&[
+            "--pretrain",
+            "--pretrain-steps",
+            "1000",
+            "--pretrain-batch-size",
+            "64",
+        ])
+        .unwrap();
+        // 2.5% of 64,000 images at batch 32
+        assert_eq!(c.finetune.steps_per_expert, 50);
+        let c = config(&[
+            "--pretrain",
+            "--pretrain-steps",
+            "1000",
+            "--budget-share",
+            "0.1",
+        ])
+        .unwrap();
+        assert_eq!(c.finetune.steps_per_expert, 100);
+        let c = config(&["--steps-per-expert", "7"]).unwrap();
+        assert_eq!(c.finetune.steps_per_expert, 7);
+        assert!(config(&["--pretrain", "--budget-share", "0"]).is_err());
+        // the shipped base records its pretraining
+        let shipped = config(&[]).unwrap();
+        assert!(shipped.finetune.steps_per_expert >= 1);
+        // a base without a record needs the steps said
+        let tmp = tempfile::tempdir().unwrap();
+        let e = config(&["--base", tmp.path().to_str().unwrap()]).unwrap_err();
+        assert!(e.to_string().contains("give --steps-per-expert"), "{e}");
     }
 
     #[test]

@@ -96,6 +96,7 @@ pub fn run(args: SampleArgs, device: DeviceChoice) -> Result<()> {
             args.out.display()
         );
     }
+    crate::engine::output::ensure_writable_file(&args.out)?;
     let compute = resolve_device(device)?;
     let dev = &compute.device;
     let schedule = NoiseSchedule::linear(1e-4, 0.02, 1000);

@@ -32,6 +32,7 @@ pub struct TvStatsArgs {
 
 /// Runs `tv-stats` (on the host: the statistics need every value once).
 pub fn run(args: TvStatsArgs) -> Result<()> {
+    crate::engine::output::ensure_writable_folder(&args.out)?;
     let device = Device::flex();
     let load = |p: &Path| -> Result<LabeledParams> {
         let m = load_model(p, &device).with_context(|| format!("loading {}", p.display()))?;

@@ -478,6 +478,74 @@ fn weights_holding_nan_are_named_and_never_written_as_a_result() {
         o_,
     ]);
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
-    assert!(stderr(&o).contains("outside [-1000, 1000]"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("outside [-1000, 1000]"),
+        "{}",
+        stderr(&o)
+    );
     assert!(!out.join("diffusion_pytorch_model.safetensors").exists());
+}
+
+#[test]
+fn a_diverging_run_names_the_step_it_failed_at_and_what_it_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let o = studio(&[
+        "--device",
+        "cpu",
+        "train",
+        "--data",
+        "toy:moons",
+        "--toy-points",
+        "256",
+        "--steps",
+        "5",
+        "--batch-size",
+        "8",
+        "--lr",
+        "1e30",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let e = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{e}");
+    // the progress lines count from 1 and so does the error; no checkpoint existed yet
+    assert!(e.contains("step 1/5") && e.contains("at step 2;"), "{e}");
+    assert!(
+        e.contains("nothing was written") && !e.contains("intact"),
+        "{e}"
+    );
+    assert!(!out.join("deme.json").exists());
+}
+
+#[test]
+fn an_output_that_cannot_be_written_is_refused_before_the_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, b"x").unwrap();
+    let (f, m) = (file.to_str().unwrap(), "assets/mnist-tiny/base");
+    let e1 = "assets/mnist-tiny/deme/expert_1";
+    let below = file.join("x.json");
+    for args in [
+        vec!["grid-search", "--base", m, "--experts", e1, "--out", f],
+        vec!["landscape", "--base", m, "--a", e1, "--b", e1, "--out", f],
+        vec!["gradsim", "--model", m, "--out", f],
+        vec!["tv-stats", "--base", m, "--experts", e1, "--out", f],
+        vec!["metric", "--model", m, "--out", below.to_str().unwrap()],
+        vec![
+            "sample",
+            "--model",
+            m,
+            "--out",
+            file.join("s.png").to_str().unwrap(),
+        ],
+    ] {
+        let o = studio_within_a_minute(&args);
+        let e = stderr(&o);
+        assert_eq!(o.status.code(), Some(1), "{args:?}: {e}");
+        assert!(
+            e.contains("is a file, not a folder") || e.contains("Not a directory"),
+            "{args:?}: {e}"
+        );
+    }
 }

@@ -151,6 +151,8 @@ impl<'a, M: EpsModel> Stepper<'a, M> {
     ) -> Result<()> {
         let step = self.step;
         let dir = self.target.dir.display().to_string();
+        // steps count from 1 in every message, as in the progress lines
+        let shown = step + 1;
         let loss = loss(&self.weights()?.model, step)?;
         let loss_value = loss.clone().into_scalar::<f32>() as f64;
         if !loss_value.is_finite() {
@@ -159,7 +161,8 @@ impl<'a, M: EpsModel> Stepper<'a, M> {
                 reason: StopReason::NonFinite,
             });
             bail!(
-                "loss became {loss_value} at step {step}; stopped. The last good checkpoint in {dir} is intact"
+                "loss became {loss_value} at step {shown}; stopped. {}",
+                what_is_kept(&self.target.dir)
             );
         }
         if !loss.is_tracked() {
@@ -180,7 +183,8 @@ impl<'a, M: EpsModel> Stepper<'a, M> {
                     reason: StopReason::NonFinite,
                 });
                 return Err(e.context(format!(
-                    "at step {step}; the last good checkpoint in {dir} is intact"
+                    "at step {shown}; stopped. {}",
+                    what_is_kept(&self.target.dir)
                 )));
             }
         };
@@ -278,5 +282,21 @@ impl<'a, M: EpsModel> Stepper<'a, M> {
         } else {
             model.valid()
         })
+    }
+}
+
+/// What a failed run leaves behind in `dir`, in words.
+fn what_is_kept(dir: &std::path::Path) -> String {
+    let meta = dir.join(crate::engine::store::META_FILE);
+    match crate::engine::checkpoint::read_meta(&meta) {
+        Ok(m) if dir.join(crate::engine::store::WEIGHTS_FILE).exists() => format!(
+            "The last good checkpoint in {} (step {}) is intact",
+            dir.display(),
+            m.step
+        ),
+        _ => format!(
+            "No checkpoint was due yet, so nothing was written to {}",
+            dir.display()
+        ),
     }
 }

@@ -226,6 +226,12 @@ pub fn preset(name: &str) -> Option<UNet2DConfig> {
 /// 28 times `ddpm-cifar10-32`): a larger one is refused before anything is
 /// allocated for it.
 pub const MAX_MODEL_PARAMS: u64 = 1_000_000_000;
+/// Most resolution levels (entries of `block_out_channels`) a config may declare.
+pub const MAX_LEVELS: usize = 8;
+/// Most ResNet layers per block a config may declare.
+pub const MAX_LAYERS_PER_BLOCK: usize = 32;
+/// Largest image side (`sample_size`) a config may declare.
+pub const MAX_SAMPLE_SIZE: usize = 1024;
 
 impl UNet2DConfig {
     /// Parses `config.json` text. Errors name the offending field.
@@ -355,6 +361,32 @@ impl UNet2DConfig {
     /// Checks that the engine can build this model. The error lists every
     /// problem found.
     pub fn validate(&self) -> Result<()> {
+        // sizes that bound every later walk over the config, checked first
+        let lists = [
+            self.block_out_channels.len(),
+            self.down_block_types.len(),
+            self.up_block_types.len(),
+        ];
+        if lists.iter().any(|&l| l > MAX_LEVELS) {
+            bail!(
+                "unsupported UNet2DModel config: {} resolution levels (block lists of {lists:?}); \
+                 at most {MAX_LEVELS} are supported",
+                lists.iter().max().copied().unwrap_or(0)
+            );
+        }
+        if self.layers_per_block > MAX_LAYERS_PER_BLOCK {
+            bail!(
+                "unsupported UNet2DModel config: layers_per_block {} is more than {MAX_LAYERS_PER_BLOCK}",
+                self.layers_per_block
+            );
+        }
+        if let Some(size) = self.sample_size
+            && size > MAX_SAMPLE_SIZE
+        {
+            bail!(
+                "unsupported UNet2DModel config: sample_size {size} is more than {MAX_SAMPLE_SIZE} pixels"
+            );
+        }
         let mut problems: Vec<String> = Vec::new();
         let mut p = |s: String| problems.push(s);
         let n = self.levels();
@@ -718,6 +750,15 @@ mod tests {
         );
         invalid(|c| c.block_out_channels.push(256), "differ in length");
         invalid(|c| c.sample_size = Some(36), "not divisible by 2^3");
+        invalid(
+            |c| c.sample_size = Some(4096),
+            "sample_size 4096 is more than 1024",
+        );
+        invalid(|c| c.layers_per_block = 1 << 40, "layers_per_block");
+        invalid(
+            |c| c.block_out_channels = vec![32; 1_000_000],
+            "1000000 resolution levels",
+        );
         invalid(|c| c.attention_head_dim = Some(48), "attention_head_dim");
         invalid(|c| c.mid_block_type = None, "mid_block_type");
         invalid(|c| c.downsample_type = "resnet".into(), "downsample_type");
