@@ -355,7 +355,10 @@ mod tests {
             BaseSource::Load(p) => assert!(p.ends_with("mnist-tiny/base"), "{}", p.display()),
             other => panic!("expected the shipped base, got {other:?}"),
         }
-        match config(&["--base", "elsewhere", "--steps-per-expert", "5"]).unwrap().base {
+        match config(&["--base", "elsewhere", "--steps-per-expert", "5"])
+            .unwrap()
+            .base
+        {
             BaseSource::Load(p) => assert_eq!(p, PathBuf::from("elsewhere")),
             other => panic!("expected --base, got {other:?}"),
         }

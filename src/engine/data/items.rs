@@ -31,7 +31,7 @@ pub fn split_items(
     let (all, n): (Vec<f32>, usize) = match (dataset, spec) {
         (Dataset::Images(images), ModelSpec::UNet(_)) => {
             let fitted = images
-                .fit_to(item_shape[0], item_shape[1], item_shape[2])
+                .into_fitted(item_shape[0], item_shape[1], item_shape[2])
                 .with_context(|| format!("dataset `{data}` does not fit the model"))?;
             let n = fitted.len();
             (fitted.pixels, n)
@@ -55,18 +55,68 @@ pub fn split_items(
         }
     };
     let s = split(n, val_fraction, SPLIT_SEED);
-    let gather = |idx: &[usize]| -> Vec<f32> {
-        let mut out = Vec::with_capacity(idx.len() * per);
-        for &i in idx {
-            out.extend_from_slice(&all[i * per..(i + 1) * per]);
-        }
-        out
-    };
     if s.train.is_empty() {
         bail!("dataset `{data}` has no training items after the validation split");
     }
+    // the items in split order (train, then held out), rearranged in place: the
+    // dataset is never held twice
+    let order: Vec<usize> = s.train.iter().chain(&s.val).copied().collect();
+    let mut all = all;
+    permute_blocks(&mut all, per, &order);
+    // (no shrink: reallocating the training part would hold it twice)
+    let val = all.split_off(s.train.len() * per);
     Ok(SplitItems {
-        train: BatchSampler::new(gather(&s.train), item_shape, data.to_string()),
-        val: BatchSampler::new(gather(&s.val), item_shape, format!("{data} (held out)")),
+        train: BatchSampler::new(all, item_shape, data.to_string()),
+        val: BatchSampler::new(val, item_shape, format!("{data} (held out)")),
     })
+}
+
+/// Rearranges `data`, blocks of `per` values, so that block `k` becomes the old
+/// block `order[k]` (`order` a permutation), following each cycle with one spare block.
+fn permute_blocks(data: &mut [f32], per: usize, order: &[usize]) {
+    let mut placed = vec![false; order.len()];
+    let mut spare = vec![0.0f32; per];
+    for start in 0..order.len() {
+        if placed[start] || order[start] == start {
+            continue;
+        }
+        spare.copy_from_slice(&data[start * per..(start + 1) * per]);
+        let mut k = start;
+        loop {
+            placed[k] = true;
+            let from = order[k];
+            if from == start {
+                data[k * per..(k + 1) * per].copy_from_slice(&spare);
+                break;
+            }
+            data.copy_within(from * per..(from + 1) * per, k * per);
+            k = from;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blocks_are_permuted_in_place_as_a_gather_would() {
+        let per = 3;
+        for order in [
+            vec![0, 1, 2, 3],
+            vec![3, 2, 1, 0],
+            vec![2, 0, 3, 1],
+            vec![1, 0, 2, 4, 3],
+        ] {
+            let n = order.len();
+            let original: Vec<f32> = (0..n * per).map(|v| v as f32).collect();
+            let gathered: Vec<f32> = order
+                .iter()
+                .flat_map(|&i| original[i * per..(i + 1) * per].iter().copied())
+                .collect();
+            let mut data = original.clone();
+            permute_blocks(&mut data, per, &order);
+            assert_eq!(data, gathered, "{order:?}");
+        }
+    }
 }

@@ -105,6 +105,7 @@ pub fn load_cifar10(path: &Path) -> Result<ImageSet> {
         vec![path.to_path_buf()]
     };
     let mut all: Option<ImageSet> = None;
+    let mut values = 0u64;
     for file in files {
         let len = fs::metadata(&file)
             .with_context(|| format!("cannot read {}", file.display()))?
@@ -114,6 +115,9 @@ pub fn load_cifar10(path: &Path) -> Result<ImageSet> {
             "{} is {len} bytes, larger than the {MAX_CIFAR_FILE_BYTES}-byte limit",
             file.display()
         );
+        // each 3,073-byte record becomes 3,072 values: checked before reading
+        values += len / 3073 * 3072;
+        super::image_set::check_dataset_size(values / 3072, 3072, &file.display().to_string())?;
         let bytes = crate::input::read_regular(&file, MAX_CIFAR_FILE_BYTES)?;
         let set = read_cifar10(&bytes)
             .with_context(|| format!("invalid CIFAR-10 batch {}", file.display()))?;

@@ -22,8 +22,9 @@ use super::image_set::{ImageSet, byte_to_unit};
 pub const IDX_IMAGES_MAGIC: u32 = 0x0000_0803;
 /// Magic number of an IDX file of unsigned bytes with one dimension (labels).
 pub const IDX_LABELS_MAGIC: u32 = 0x0000_0801;
-/// Largest payload accepted, in bytes (2 GiB); also bounds the size of files read.
-pub const MAX_IDX_BYTES: u64 = 1 << 31;
+/// Largest payload accepted, in bytes: one byte per pixel value, so the dataset's
+/// own cap ([`super::image_set::MAX_DATASET_VALUES`]); also bounds the size of files read.
+pub const MAX_IDX_BYTES: u64 = super::image_set::MAX_DATASET_VALUES;
 
 /// Why an IDX buffer was rejected.
 #[derive(Debug, thiserror::Error)]
@@ -82,11 +83,11 @@ fn is_gzip(bytes: &[u8]) -> bool {
     bytes.starts_with(&[0x1f, 0x8b])
 }
 
-/// Decompresses at most `max` bytes from the start of a gzip stream. Output is
-/// produced incrementally, so memory use is bounded by what the stream really
-/// inflates to, and by `max`.
+/// Decompresses at most `max` bytes from the start of a gzip stream into a buffer
+/// of exactly that capacity (`max` is a validated size), so memory use is `max`,
+/// not the up to twice as much that growing a buffer by doubling takes.
 fn gunzip_prefix(bytes: &[u8], max: u64) -> Result<Vec<u8>, IdxError> {
-    let mut out = Vec::new();
+    let mut out = Vec::with_capacity(max as usize);
     GzDecoder::new(bytes)
         .take(max)
         .read_to_end(&mut out)
@@ -297,6 +298,25 @@ pub fn load_idx(path: &Path) -> Result<ImageSet> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_small_gzip_declaring_more_than_a_dataset_may_hold_is_refused_unread() {
+        use std::io::Write;
+        // 300,000 images of 28 x 28 zeros: 235M values, a few hundred kB gzipped
+        let mut header = Vec::new();
+        for v in [IDX_IMAGES_MAGIC, 300_000, 28, 28] {
+            header.extend_from_slice(&v.to_be_bytes());
+        }
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        gz.write_all(&header).unwrap();
+        for _ in 0..300 {
+            gz.write_all(&vec![0u8; 784 * 1000]).unwrap();
+        }
+        let bytes = gz.finish().unwrap();
+        assert!(bytes.len() < 1 << 20);
+        let err = read_idx_images(&bytes).unwrap_err().to_string();
+        assert!(err.contains("300000"), "{err}");
+    }
     use flate2::{Compression, write::GzEncoder};
     use std::io::Write;
 

@@ -125,12 +125,28 @@ pub fn load_image_folder(dir: &Path, size: Option<(usize, usize)>) -> Result<Ima
                 && (1..=MAX_IMAGE_SIDE as usize).contains(&w),
             "target size {h}x{w} is outside 1..={MAX_IMAGE_SIDE}"
         );
+        super::image_set::check_dataset_size(
+            files.len() as u64,
+            3 * (h * w) as u64,
+            &dir.display().to_string(),
+        )?;
     }
     let mut target: Option<(u32, u32)> = size.map(|(h, w)| (w as u32, h as u32));
     let mut decoded = Vec::with_capacity(files.len());
     for file in &files {
         let img = decode(file).with_context(|| format!("cannot load image {}", file.display()))?;
-        let (w, h) = *target.get_or_insert((img.width(), img.height()));
+        let (w, h) = match target {
+            Some(t) => t,
+            None => {
+                // every image is resized to this size: the whole set is known now
+                super::image_set::check_dataset_size(
+                    files.len() as u64,
+                    3 * u64::from(img.width()) * u64::from(img.height()),
+                    &dir.display().to_string(),
+                )?;
+                *target.insert((img.width(), img.height()))
+            }
+        };
         let same = (img.width(), img.height()) == (w, h);
         decoded.push(if img.color().has_color() {
             let rgb = img.to_rgb8();
@@ -251,6 +267,29 @@ mod tests {
             .unwrap();
         let err = format!("{:#}", load_image_folder(dir.path(), None).unwrap_err());
         assert!(err.contains("wide.png") && err.contains("8193x1"), "{err}");
+    }
+
+    #[test]
+    fn a_large_first_image_does_not_blow_up_the_set() {
+        // every image is resized to the first one's size: 40 images of 4096 x 1024
+        // would be 503M values, over the cap, and are refused before the second decode
+        let dir = tempfile::tempdir().unwrap();
+        GrayImage::new(4096, 1024)
+            .save(dir.path().join("a.png"))
+            .unwrap();
+        for i in 0..39 {
+            rgb(2, 2, [0, 0, 0])
+                .save(dir.path().join(format!("b{i:02}.png")))
+                .unwrap();
+        }
+        let err = format!("{:#}", load_image_folder(dir.path(), None).unwrap_err());
+        assert!(err.contains("40 images of 12582912 values"), "{err}");
+        assert!(load_image_folder(dir.path(), Some((2, 2))).is_ok());
+        let err = format!(
+            "{:#}",
+            load_image_folder(dir.path(), Some((4096, 4096))).unwrap_err()
+        );
+        assert!(err.contains("pixel values a dataset may hold"), "{err}");
     }
 
     #[test]
