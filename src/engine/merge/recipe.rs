@@ -287,21 +287,41 @@ pub fn reproduce(
     Ok(report)
 }
 
-/// Creates `out_dir` and checks that, with links resolved, it lies inside `chosen`.
+/// Checks that `out_dir`, with links resolved, lies inside `chosen`, then creates
+/// it. The check looks at the deepest part of `out_dir` that already exists before
+/// anything is created, so a link inside the chosen folder that points elsewhere
+/// never gets a folder made through it.
 fn check_inside(chosen: &Path, out_dir: &Path) -> Result<()> {
-    std::fs::create_dir_all(out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
+    std::fs::create_dir_all(chosen).with_context(|| format!("creating {}", chosen.display()))?;
     let c = chosen
         .canonicalize()
         .with_context(|| format!("resolving {}", chosen.display()))?;
+    let outside = || {
+        anyhow!(
+            "the recipe's output {} resolves outside the chosen folder {}",
+            out_dir.display(),
+            chosen.display()
+        )
+    };
+    let mut existing = out_dir;
+    while std::fs::symlink_metadata(existing).is_err() {
+        existing = match existing.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+    }
+    let e = existing
+        .canonicalize()
+        .with_context(|| format!("resolving {}", existing.display()))?;
+    if !e.starts_with(&c) {
+        return Err(outside());
+    }
+    std::fs::create_dir_all(out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
     let o = out_dir
         .canonicalize()
         .with_context(|| format!("resolving {}", out_dir.display()))?;
     if !o.starts_with(&c) {
-        bail!(
-            "the recipe's output {} resolves outside the chosen folder {}",
-            out_dir.display(),
-            chosen.display()
-        );
+        return Err(outside());
     }
     Ok(())
 }
@@ -309,6 +329,25 @@ fn check_inside(chosen: &Path, out_dir: &Path) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg(unix)]
+    #[test]
+    fn no_folder_is_made_through_a_link_that_leads_outside() {
+        let tmp = tempfile::tempdir().unwrap();
+        let chosen = tmp.path().join("chosen");
+        let elsewhere = tmp.path().join("elsewhere");
+        std::fs::create_dir_all(&chosen).unwrap();
+        std::fs::create_dir_all(&elsewhere).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, chosen.join("link")).unwrap();
+        let e = check_inside(&chosen, &chosen.join("link/merged")).unwrap_err();
+        assert!(e.to_string().contains("resolves outside"), "{e}");
+        assert!(
+            !elsewhere.join("merged").exists(),
+            "a folder was made outside"
+        );
+        check_inside(&chosen, &chosen.join("inside/merged")).unwrap();
+        assert!(chosen.join("inside/merged").is_dir());
+    }
 
     fn recipe_json(output: &str) -> String {
         format!(
