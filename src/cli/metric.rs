@@ -236,6 +236,11 @@ fn generate(
     let mut noise = SeededNoise::new(args.seed);
     let pb = bar(args.samples as u64, "sample");
     let started = std::time::Instant::now();
+    deme_formats::data::image_set::check_dataset_size(
+        args.samples as u64,
+        (c * h * w) as u64,
+        "the generated images",
+    )?;
     let mut out = Vec::with_capacity(args.samples * c * h * w);
     let mut done = 0;
     while done < args.samples {

@@ -130,6 +130,7 @@ pub fn run(args: SampleArgs, device: DeviceChoice) -> Result<()> {
     };
     let per = c * h * w;
     let n = recorded.as_ref().map_or(args.n, |r| r.len() / per);
+    deme_formats::data::image_set::check_dataset_size(n as u64, per as u64, "the samples")?;
     let clip = !args.no_clip;
     let kind = match args.sampler {
         SamplerArg::Ddim => SamplerKind::Ddim(DdimConfig {

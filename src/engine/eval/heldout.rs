@@ -122,6 +122,16 @@ impl EvalSet {
         if config.samples == 0 || config.batch_size == 0 {
             bail!("the evaluation needs at least one sample and a batch size of at least 1");
         }
+        // inputs and targets are held for every sample: bounded like a dataset
+        let per: usize = val.item_shape.iter().product();
+        deme_formats::data::image_set::check_dataset_size(
+            2 * config.samples as u64,
+            per as u64,
+            &format!(
+                "{} held-out samples (input and target each)",
+                config.samples
+            ),
+        )?;
         let big_t = schedule.num_train_timesteps();
         let mut rng = StdRng::seed_from_u64(config.seed);
         let mut order: Vec<usize> = (0..val.len()).collect();
