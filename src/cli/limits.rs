@@ -4,8 +4,9 @@
 //! What a file declares (a config's image size, a data file's dimensions) is
 //! checked where the file is parsed, in `deme-formats`.
 
-/// Largest batch of images or points in one forward or training step.
-pub const MAX_BATCH: usize = 4096;
+/// Largest batch of images or points in one forward or training step (the
+/// engine's own limit for runs, whatever the settings come from).
+pub const MAX_BATCH: usize = crate::engine::train::stepper::MAX_BATCH_SIZE;
 /// Most images one command generates or scores.
 pub const MAX_IMAGES: usize = 100_000;
 /// Most held-out samples an evaluation set holds.
