@@ -68,7 +68,7 @@ pub struct SampleArgs {
     /// Do not clip the predicted x0 to [-1, 1].
     #[arg(long)]
     pub no_clip: bool,
-    /// Number of samples (ignored with --noise).
+    /// Number of samples (ignored with --noise); sampled 256 at a time.
     #[arg(long, default_value_t = 16, value_parser = super::limits::images)]
     pub n: usize,
     /// Seed of the initial and per-step noise.

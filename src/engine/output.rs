@@ -6,17 +6,36 @@ use crate::engine::store::{META_FILE, TRAIN_STATE_FILE, WEIGHTS_FILE};
 use anyhow::{Context, Result, bail};
 use std::path::Path;
 
-/// Fails unless `dir` is, or can be made, a folder this process can write into:
-/// creates it when missing, then writes and removes a probe file.
+/// Fails unless `dir` is, or can be made, a folder this process can write into.
+/// Nothing is left behind: a missing folder is not created here (a job that fails
+/// later must not leave an empty one); the deepest existing part of the path must
+/// be a folder that takes a probe file, written and removed at once.
 pub fn ensure_writable_folder(dir: &Path) -> Result<()> {
     if dir.exists() && !dir.is_dir() {
         bail!("{} is a file, not a folder", dir.display());
     }
-    std::fs::create_dir_all(dir)
-        .with_context(|| format!("cannot create the output folder {}", dir.display()))?;
-    let probe = dir.join(format!(".deme-write-check-{}", std::process::id()));
-    std::fs::write(&probe, b"")
-        .with_context(|| format!("cannot write into the output folder {}", dir.display()))?;
+    let mut existing = dir;
+    while std::fs::symlink_metadata(existing).is_err() {
+        existing = match existing.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+    }
+    if !existing.is_dir() {
+        bail!(
+            "cannot make the output folder {}: {} is not a folder",
+            dir.display(),
+            existing.display()
+        );
+    }
+    let probe = existing.join(format!(".deme-write-check-{}", std::process::id()));
+    std::fs::write(&probe, b"").with_context(|| {
+        format!(
+            "cannot write the output folder {} (into {})",
+            dir.display(),
+            existing.display()
+        )
+    })?;
     let _ = std::fs::remove_file(&probe);
     Ok(())
 }
@@ -63,9 +82,9 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let fresh = tmp.path().join("a/b");
         ensure_writable_folder(&fresh).unwrap();
-        assert!(fresh.is_dir());
+        assert!(!fresh.exists(), "nothing is made before the job writes");
         assert_eq!(
-            std::fs::read_dir(&fresh).unwrap().count(),
+            std::fs::read_dir(tmp.path()).unwrap().count(),
             0,
             "no probe left"
         );
@@ -73,10 +92,15 @@ mod tests {
         std::fs::write(&file, b"x").unwrap();
         let e = ensure_writable_folder(&file).unwrap_err().to_string();
         assert!(e.contains("is a file"), "{e}");
-        assert!(ensure_writable_folder(&file.join("below")).is_err());
+        let e = ensure_writable_folder(&file.join("below"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("is not a folder"), "{e}");
         assert!(ensure_writable_file(&fresh.join("out.png")).is_ok());
+        let folder = tmp.path().join("folder");
+        std::fs::create_dir(&folder).unwrap();
         assert!(
-            ensure_writable_file(&fresh).is_err(),
+            ensure_writable_file(&folder).is_err(),
             "a folder is not a file"
         );
     }

@@ -315,7 +315,12 @@ mod tests {
     fn shared_settings_are_bounded_whatever_they_come_from() {
         assert!(check_step_settings(64, 1e-3, Some(0.999)).is_ok());
         assert!(check_step_settings(MAX_BATCH_SIZE, 1e-3, None).is_ok());
-        for (b, lr) in [(0, 1e-3), (MAX_BATCH_SIZE + 1, 1e-3), (64, f64::NAN), (64, 0.0)] {
+        for (b, lr) in [
+            (0, 1e-3),
+            (MAX_BATCH_SIZE + 1, 1e-3),
+            (64, f64::NAN),
+            (64, 0.0),
+        ] {
             assert!(check_step_settings(b, lr, None).is_err(), "{b} {lr}");
         }
     }
