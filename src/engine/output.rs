@@ -14,13 +14,7 @@ pub fn ensure_writable_folder(dir: &Path) -> Result<()> {
     if dir.exists() && !dir.is_dir() {
         bail!("{} is a file, not a folder", dir.display());
     }
-    let mut existing = dir;
-    while std::fs::symlink_metadata(existing).is_err() {
-        existing = match existing.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p,
-            _ => Path::new("."),
-        };
-    }
+    let existing = deepest_existing(dir);
     if !existing.is_dir() {
         bail!(
             "cannot make the output folder {}: {} is not a folder",
@@ -38,6 +32,19 @@ pub fn ensure_writable_folder(dir: &Path) -> Result<()> {
     })?;
     let _ = std::fs::remove_file(&probe);
     Ok(())
+}
+
+/// The longest leading part of `path` that exists (links not followed at its end),
+/// `.` when none does: where a folder would be made, and what a check must resolve.
+pub fn deepest_existing(path: &Path) -> &Path {
+    let mut existing = path;
+    while std::fs::symlink_metadata(existing).is_err() {
+        existing = match existing.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => return Path::new("."),
+        };
+    }
+    existing
 }
 
 /// Fails unless `file` can be written: its folder is writable and the path is not a

@@ -303,13 +303,7 @@ fn check_inside(chosen: &Path, out_dir: &Path) -> Result<()> {
             chosen.display()
         )
     };
-    let mut existing = out_dir;
-    while std::fs::symlink_metadata(existing).is_err() {
-        existing = match existing.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p,
-            _ => Path::new("."),
-        };
-    }
+    let existing = crate::engine::output::deepest_existing(out_dir);
     let e = existing
         .canonicalize()
         .with_context(|| format!("resolving {}", existing.display()))?;
