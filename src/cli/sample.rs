@@ -185,6 +185,12 @@ pub fn run(args: SampleArgs, device: DeviceChoice) -> Result<()> {
         );
     }
     pb.finish_and_clear();
+    if let Some(bad) = values.iter().find(|v| !v.is_finite()) {
+        bail!(
+            "the samples hold {bad} (the model's predictions overflowed); nothing was written to {}",
+            args.out.display()
+        );
+    }
     if ext == "png" {
         save_grid_png(&args.out, &values, n, c, h, w)?;
     } else {

@@ -546,3 +546,44 @@ fn an_output_that_cannot_be_written_is_refused_before_the_work() {
         assert!(e.contains("is a file, not a folder"), "{args:?}: {e}");
     }
 }
+
+#[test]
+fn samples_holding_nan_are_never_written() {
+    // finite weights scaled so far that the predictions overflow
+    let dir = tempfile::tempdir().unwrap();
+    let config = tiny_config();
+    let model = dir.path().join("model");
+    save_unet(
+        &model,
+        config.clone(),
+        UNet2DModel::new(&config, 1, &Device::flex()).unwrap(),
+    );
+    let weights = model.join("diffusion_pytorch_model.safetensors");
+    let mut map = deme_studio::engine::checkpoint::read_safetensors(&weights).unwrap();
+    for t in map.values_mut() {
+        let v: Vec<f32> = t.to_f32().unwrap().iter().map(|x| x * 1e30).collect();
+        *t = HostTensor::from_f32(t.shape.clone(), &v).unwrap();
+    }
+    write_safetensors(&weights, &map, None).unwrap();
+    let png = dir.path().join("s.png");
+    let o = studio(&[
+        "--device",
+        "cpu",
+        "sample",
+        "--model",
+        model.to_str().unwrap(),
+        "--n",
+        "2",
+        "--steps",
+        "2",
+        "--out",
+        png.to_str().unwrap(),
+    ]);
+    let e = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{e}");
+    assert!(
+        e.contains("the samples hold") && e.contains("nothing was written"),
+        "{e}"
+    );
+    assert!(!png.exists());
+}
