@@ -387,13 +387,13 @@ fn weights_holding_nan_are_named_and_never_written_as_a_result() {
     std::fs::create_dir_all(&bad).unwrap();
     std::fs::copy(expert.join("config.json"), bad.join("config.json")).unwrap();
     let weights = "diffusion_pytorch_model.safetensors";
-    let mut map = deme_studio::engine::checkpoint::read_safetensors(expert.join(weights)).unwrap();
-    let key = map.keys().next().unwrap().clone();
-    let mut v = map[&key].to_f32().unwrap();
-    v[0] = f32::NAN;
-    let shape = map[&key].shape.clone();
-    map.insert(key.clone(), HostTensor::from_f32(shape, &v).unwrap());
-    write_safetensors(bad.join(weights), &map, None).unwrap();
+    let mut key = String::new();
+    edit_weights(&expert.join(weights), &bad.join(weights), |k, v| {
+        if key.is_empty() {
+            key = k.to_string();
+            v[0] = f32::NAN;
+        }
+    });
 
     let (b, e, x) = (
         base.to_str().unwrap(),
@@ -559,12 +559,9 @@ fn samples_holding_nan_are_never_written() {
         UNet2DModel::new(&config, 1, &Device::flex()).unwrap(),
     );
     let weights = model.join("diffusion_pytorch_model.safetensors");
-    let mut map = deme_studio::engine::checkpoint::read_safetensors(&weights).unwrap();
-    for t in map.values_mut() {
-        let v: Vec<f32> = t.to_f32().unwrap().iter().map(|x| x * 1e30).collect();
-        *t = HostTensor::from_f32(t.shape.clone(), &v).unwrap();
-    }
-    write_safetensors(&weights, &map, None).unwrap();
+    edit_weights(&weights, &weights, |_, v| {
+        v.iter_mut().for_each(|x| *x *= 1e30)
+    });
     let png = dir.path().join("s.png");
     let o = studio(&[
         "--device",
@@ -586,4 +583,20 @@ fn samples_holding_nan_are_never_written() {
         "{e}"
     );
     assert!(!png.exists());
+}
+
+/// Writes the weights file `from` to `to` with `edit` applied to each tensor's
+/// values, in key order.
+fn edit_weights(
+    from: &std::path::Path,
+    to: &std::path::Path,
+    mut edit: impl FnMut(&str, &mut Vec<f32>),
+) {
+    let mut map = deme_studio::engine::checkpoint::read_safetensors(from).unwrap();
+    for (k, t) in map.iter_mut() {
+        let mut v = t.to_f32().unwrap();
+        edit(k, &mut v);
+        *t = HostTensor::from_f32(t.shape.clone(), &v).unwrap();
+    }
+    write_safetensors(to, &map, None).unwrap();
 }
