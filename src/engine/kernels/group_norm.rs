@@ -57,50 +57,74 @@ fn sigmoid(v: f32) -> f32 {
 
 const LANES: usize = 8;
 
-/// `(sum x, sum x^2 - 2 m x + m^2 ...)`: the sum of a row and of squared
-/// deviations from `m`, in f32 lanes, returned in f64.
+/// Elements summed in f32 lanes before the lane sums move into f64: short
+/// enough that the f32 partial sums keep full precision at any image size.
+const FLUSH: usize = 512;
+
+/// `(sum (x - m), sum (x - m)^2)` over a row: f32 lanes over runs of
+/// [`FLUSH`] elements, carried across runs in f64.
 #[inline(always)]
 fn row_sums(row: &[f32], m: f32) -> (f64, f64) {
-    let (mut a, mut b) = ([0.0f32; LANES], [0.0f32; LANES]);
-    let mut chunks = row.chunks_exact(LANES);
-    for c in &mut chunks {
-        for l in 0..LANES {
-            let d = c[l] - m;
-            a[l] += d;
-            b[l] += d * d;
-        }
-    }
     let (mut sa, mut sb) = (0.0f64, 0.0f64);
-    for &v in chunks.remainder() {
-        let d = v - m;
-        sa += d as f64;
-        sb += (d * d) as f64;
-    }
-    for l in 0..LANES {
-        sa += a[l] as f64;
-        sb += b[l] as f64;
+    for run in row.chunks(FLUSH) {
+        let (mut a, mut b) = ([0.0f32; LANES], [0.0f32; LANES]);
+        let mut chunks = run.chunks_exact(LANES);
+        for c in &mut chunks {
+            for l in 0..LANES {
+                let d = c[l] - m;
+                a[l] += d;
+                b[l] += d * d;
+            }
+        }
+        for &v in chunks.remainder() {
+            let d = v - m;
+            sa += d as f64;
+            sb += (d * d) as f64;
+        }
+        for l in 0..LANES {
+            sa += a[l] as f64;
+            sb += b[l] as f64;
+        }
     }
     (sa, sb)
 }
 
+/// Values of a block averaged for the first guess of its mean.
+const PROBES: usize = 16;
+
 /// Mean and reciprocal standard deviation of one (sample, group) block.
+///
+/// Sums of deviations from a shift, less the square of their mean: exact to
+/// f32 precision when the shift lies within about a standard deviation of
+/// the mean, with an error that grows with the square of the distance (a
+/// shift at a flat image's border loses all precision). The shift is the
+/// mean of [`PROBES`] evenly spaced values; when the sums show it was too far
+/// (its squared distance over a quarter of the mean square), a second pass
+/// shifts by the mean just found, so the result is always as stable as the
+/// two-pass algorithm's, at the cost of one pass in the common case.
 #[inline(always)]
 fn block_stats(xb: &[f32], s: usize, eps: f64) -> [f32; 2] {
-    // shift by the first value so the f32 lane sums stay well conditioned
-    let shift = xb[0];
-    let (mut sum, mut sq) = (0.0f64, 0.0f64);
-    for row in xb.chunks(s) {
-        let (a, b) = row_sums(row, shift);
-        sum += a;
-        sq += b;
-    }
     let len = xb.len() as f64;
-    let mean_shifted = sum / len;
-    let var = (sq / len - mean_shifted * mean_shifted).max(0.0);
-    [
-        (shift as f64 + mean_shifted) as f32,
-        (1.0 / (var + eps).sqrt()) as f32,
-    ]
+    let probes = xb.iter().step_by(xb.len().div_ceil(PROBES).max(1));
+    let guess = probes.clone().map(|&v| v as f64).sum::<f64>() / probes.count() as f64;
+    let mut shift = guess as f32;
+    for pass in 0..2 {
+        let (mut dev, mut sq) = (0.0f64, 0.0f64);
+        for row in xb.chunks(s) {
+            let (a, b) = row_sums(row, shift);
+            dev += a;
+            sq += b;
+        }
+        let (dev, sq) = (dev / len, sq / len);
+        let mean = shift as f64 + dev;
+        if pass == 0 && dev * dev > 0.25 * sq {
+            shift = mean as f32;
+            continue;
+        }
+        let var = (sq - dev * dev).max(0.0);
+        return [mean as f32, (1.0 / (var + eps).sqrt()) as f32];
+    }
+    unreachable!("the second pass returns")
 }
 
 avx2!(
@@ -211,7 +235,6 @@ fn backward_block_body(
         .enumerate()
     {
         let (gm, bt) = (gamma[k], beta[k]);
-        let (mut dg, mut db) = ([0.0f32; LANES], [0.0f32; LANES]);
         let dy_of = |xv: f32, dzv: f32| {
             let xh = (xv - mean) * rstd;
             let dy = if silu {
@@ -223,31 +246,38 @@ fn backward_block_body(
             };
             (xh, dy)
         };
-        let mut dc = drow.chunks_exact_mut(LANES);
-        let mut xc = xr.chunks_exact(LANES);
-        let mut zc = dzr.chunks_exact(LANES);
-        for ((d, x8), z8) in (&mut dc).zip(&mut xc).zip(&mut zc) {
-            for l in 0..LANES {
-                let (xh, dy) = dy_of(x8[l], z8[l]);
-                d[l] = dy;
-                dg[l] += dy * xh;
-                db[l] += dy;
+        let (mut g, mut b) = (0.0f64, 0.0f64);
+        let runs = drow
+            .chunks_mut(FLUSH)
+            .zip(xr.chunks(FLUSH))
+            .zip(dzr.chunks(FLUSH));
+        for ((drun, xrun), zrun) in runs {
+            let (mut dg, mut db) = ([0.0f32; LANES], [0.0f32; LANES]);
+            let mut dc = drun.chunks_exact_mut(LANES);
+            let mut xc = xrun.chunks_exact(LANES);
+            let mut zc = zrun.chunks_exact(LANES);
+            for ((d, x8), z8) in (&mut dc).zip(&mut xc).zip(&mut zc) {
+                for l in 0..LANES {
+                    let (xh, dy) = dy_of(x8[l], z8[l]);
+                    d[l] = dy;
+                    dg[l] += dy * xh;
+                    db[l] += dy;
+                }
             }
+            for ((d, &xv), &zv) in dc
+                .into_remainder()
+                .iter_mut()
+                .zip(xc.remainder())
+                .zip(zc.remainder())
+            {
+                let (xh, dy) = dy_of(xv, zv);
+                *d = dy;
+                g += (dy * xh) as f64;
+                b += dy as f64;
+            }
+            g += dg.iter().map(|&v| v as f64).sum::<f64>();
+            b += db.iter().map(|&v| v as f64).sum::<f64>();
         }
-        let mut tail = (0.0f32, 0.0f32);
-        for ((d, &xv), &zv) in dc
-            .into_remainder()
-            .iter_mut()
-            .zip(xc.remainder())
-            .zip(zc.remainder())
-        {
-            let (xh, dy) = dy_of(xv, zv);
-            *d = dy;
-            tail.0 += dy * xh;
-            tail.1 += dy;
-        }
-        let g = dg.iter().map(|&v| v as f64).sum::<f64>() + tail.0 as f64;
-        let b = db.iter().map(|&v| v as f64).sum::<f64>() + tail.1 as f64;
         part[k] = [g, b];
         // dxh = dy * gamma, so its sums are gamma times these
         m1 += gm as f64 * b;
@@ -459,11 +489,112 @@ mod tests {
         }
     }
 
+    /// A flat 256 x 256 image after a zero-padded convolution: a constant
+    /// interior with a darker border, the block's first value far from its
+    /// mean. Statistics, output and the parameter gradients keep f32
+    /// precision against float64 (a one-pass variance shifted by the first
+    /// value loses it here).
+    #[test]
+    fn a_flat_large_image_keeps_float32_precision() {
+        let side = 256;
+        let sh = GnShape {
+            n: 1,
+            c: 2,
+            s: side * side,
+            groups: 1,
+        };
+        let x: Vec<f32> = (0..sh.n * sh.c * sh.s)
+            .map(|i| {
+                let (r, c) = ((i % sh.s) / side, i % side);
+                let border = r == 0 || c == 0 || r == side - 1 || c == side - 1;
+                let ripple = (i as f64 * 0.618_033_988_75).fract() - 0.5;
+                if border {
+                    0.0
+                } else {
+                    (0.7 + 1e-3 * ripple) as f32
+                }
+            })
+            .collect();
+        let (gamma, beta) = (vec![1.3, 0.7], vec![0.1, -0.2]);
+        let (out, stats) = forward(&x, &gamma, &beta, sh, 1e-5, false);
+        let want = reference(&x, &gamma, &beta, sh, false);
+        let err = out
+            .iter()
+            .zip(&want)
+            .map(|(a, b)| (*a as f64 - b).abs())
+            .fold(0.0, f64::max);
+        assert!(err < 1e-4, "output: max |diff| {err}");
+        let m = x.iter().map(|&v| v as f64).sum::<f64>() / x.len() as f64;
+        let v = x.iter().map(|&v| (v as f64 - m).powi(2)).sum::<f64>() / x.len() as f64;
+        let rstd = 1.0 / (v + 1e-5).sqrt();
+        assert!(
+            (stats[0][0] as f64 - m).abs() < 1e-6 * m,
+            "mean {} vs {m}",
+            stats[0][0]
+        );
+        assert!(
+            (stats[0][1] as f64 / rstd - 1.0).abs() < 1e-5,
+            "rstd {} vs {rstd}",
+            stats[0][1]
+        );
+        let dz = data(x.len(), 29);
+        let (_, dg, db) = backward(&x, &gamma, &beta, &stats, &dz, sh, false);
+        for ch in 0..sh.c {
+            let rows = ch * sh.s..(ch + 1) * sh.s;
+            let b: f64 = dz[rows.clone()].iter().map(|&d| d as f64).sum();
+            let g: f64 = rows.map(|i| dz[i] as f64 * (x[i] as f64 - m) * rstd).sum();
+            assert!(
+                (db[ch] as f64 - b).abs() < 1e-6 * sh.s as f64,
+                "dbeta {} vs {b}",
+                db[ch]
+            );
+            assert!(
+                (dg[ch] as f64 - g).abs() < 1e-6 * sh.s as f64,
+                "dgamma {} vs {g}",
+                dg[ch]
+            );
+        }
+    }
+
+    /// A block whose evenly spaced probes all hit outliers: the first guess
+    /// of the mean is far off, and the second pass still gives float64's
+    /// statistics to f32 precision.
+    #[test]
+    fn a_misleading_first_guess_takes_the_second_pass() {
+        let sh = GnShape {
+            n: 1,
+            c: 1,
+            s: 64 * 64,
+            groups: 1,
+        };
+        let step = sh.s.div_ceil(PROBES);
+        let x: Vec<f32> = (0..sh.s)
+            .map(|i| {
+                let ripple = ((i as f64 * 0.618_033_988_75).fract() - 0.5) as f32;
+                if i % step == 0 {
+                    500.0
+                } else {
+                    0.25 + 1e-3 * ripple
+                }
+            })
+            .collect();
+        let (mut o, xs) = (vec![0.0; sh.s], x.iter().map(|&v| v as f64));
+        let m = xs.clone().sum::<f64>() / sh.s as f64;
+        let v = xs.map(|v| (v - m).powi(2)).sum::<f64>() / sh.s as f64;
+        let [mean, rstd] = forward_block_body(&mut o, &x, &[1.0], &[0.0], sh.s, 1e-6, false);
+        assert!((mean as f64 - m).abs() < 1e-6 * m, "mean {mean} vs {m}");
+        let want = 1.0 / (v + 1e-6).sqrt();
+        assert!(
+            (rstd as f64 / want - 1.0).abs() < 1e-6,
+            "rstd {rstd} vs {want}"
+        );
+    }
+
     /// The AVX2 build of the blocks (what the dispatch picks on this CPU)
     /// gives the baseline build's bits, tails included.
     #[test]
     fn the_wide_and_the_baseline_blocks_agree_bit_for_bit() {
-        for s in [1usize, 7, 8, 29] {
+        for s in [1usize, 7, 8, 29, 1030] {
             let cpg = 3;
             let xb = data(cpg * s, s as u32);
             let dz = data(cpg * s, 99);
