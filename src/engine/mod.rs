@@ -14,6 +14,7 @@ pub mod metric;
 pub mod model;
 pub mod model_set;
 pub mod output;
+pub mod reduce;
 pub mod render;
 pub mod replicate;
 pub mod search;

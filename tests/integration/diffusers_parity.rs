@@ -71,6 +71,19 @@ fn forward_matches_diffusers_mnist_structure() {
     assert!(d < 1e-4, "max |eps - eps_diffusers| = {d}");
 }
 
+/// The 6-level 256 px structures (google/ddpm-church-256's fields and
+/// UNet2DModel's defaults) on a flat colour noised at t = 0 and on N(0, 1):
+/// the flat background is where float32 statistics lose precision first.
+const STRUCTURES_256: [&str; 2] = ["unet_church_256", "unet_diffusers_256"];
+
+#[test]
+fn forward_matches_diffusers_at_256_px_on_flat_and_random_inputs() {
+    for name in STRUCTURES_256 {
+        let d = eps_diff(name, &format!("eps_{name}.safetensors"), &Device::flex());
+        assert!(d < 1e-4, "{name}: max |eps - eps_diffusers| = {d}");
+    }
+}
+
 #[test]
 fn legacy_attention_names_load_to_the_same_model() {
     let d = eps_diff(
@@ -96,6 +109,10 @@ fn forward_matches_diffusers_on_wgpu() {
     let device = Device::wgpu(burn::tensor::DeviceKind::DefaultDevice);
     let d = eps_diff("unet_mnist_tiny", "eps_mnist_tiny.safetensors", &device);
     assert!(d < 1e-4, "wgpu: max |eps - eps_diffusers| = {d}");
+    for name in STRUCTURES_256 {
+        let d = eps_diff(name, &format!("eps_{name}.safetensors"), &device);
+        assert!(d < 1e-4, "wgpu, {name}: max |eps - eps_diffusers| = {d}");
+    }
 }
 
 #[test]

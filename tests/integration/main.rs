@@ -30,3 +30,4 @@ mod snapshots;
 mod toy_quality;
 mod train;
 mod tv_stats;
+mod wgpu_reductions;

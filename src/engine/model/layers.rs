@@ -5,6 +5,7 @@
 //! shapes, so a state dict moves in and out with no renaming or transposition.
 
 use crate::engine::kernels::{self, GnArgs};
+use crate::engine::reduce::mean_rows;
 use burn::module::{Module, Param};
 use burn::tensor::activation::silu;
 use burn::tensor::module::conv2d;
@@ -174,11 +175,11 @@ impl GroupNorm {
     pub fn composite(&self, x: Tensor<4>) -> Tensor<4> {
         let [n, c, h, w] = x.dims();
         let g = self.groups;
-        // [n, g, c/g * h * w]: statistics per sample and group, biased variance (as torch)
-        let xg = x.reshape([n, g, (c / g) * h * w]);
-        let mean = xg.clone().mean_dim(2);
+        // [n g, c/g * h * w]: statistics per sample and group, biased variance (as torch)
+        let xg = x.reshape([n * g, (c / g) * h * w]);
+        let mean = mean_rows(xg.clone());
         let centered = xg - mean;
-        let var = centered.clone().square().mean_dim(2);
+        let var = mean_rows(centered.clone().square());
         let normed = (centered / (var + self.eps).sqrt()).reshape([n, c, h, w]);
         normed * self.weight.val().reshape([1, c, 1, 1]) + self.bias.val().reshape([1, c, 1, 1])
     }

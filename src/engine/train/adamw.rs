@@ -3,6 +3,7 @@
 //! semantics, `clip_grad_norm_` over all parameters at once).
 
 use crate::engine::model::params::{flat_grads, flat_params, map_flat_params};
+use crate::engine::reduce::sum_all;
 use anyhow::{Result, bail};
 use burn::module::Module;
 use burn::tensor::{Gradients, Tensor};
@@ -75,7 +76,7 @@ impl AdamW {
         let ordered = flat_grads(&model, grads);
         let sq: Vec<Tensor<1>> = ordered
             .iter()
-            .map(|(_, g)| g.clone().square().sum())
+            .map(|(_, g)| sum_all(g.clone().square()))
             .collect();
         let mut by_key: HashMap<String, Tensor<1>> = ordered.into_iter().collect();
         let grad_norm = if sq.is_empty() {

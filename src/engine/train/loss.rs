@@ -2,6 +2,7 @@
 
 use crate::engine::diffusion::NoiseSchedule;
 use crate::engine::model::EpsModel;
+use crate::engine::reduce::mean_rows;
 use burn::tensor::Tensor;
 
 /// Per-sample mean squared error over all but the batch dimension.
@@ -10,11 +11,7 @@ use burn::tensor::Tensor;
 /// `[n, c, h, w] x2 -> [n]`
 pub fn per_sample_mse(pred: Tensor<4>, target: Tensor<4>) -> Tensor<1> {
     let [n, c, h, w] = pred.dims();
-    (pred - target)
-        .square()
-        .reshape([n, c * h * w])
-        .mean_dim(1)
-        .reshape([n])
+    mean_rows((pred - target).square().reshape([n, c * h * w])).reshape([n])
 }
 
 /// The noise-prediction loss of each sample at its timestep.
