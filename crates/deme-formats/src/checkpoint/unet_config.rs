@@ -47,6 +47,9 @@ pub struct UNet2DConfig {
     /// Timestep embedding kind (only `"positional"` is supported).
     pub time_embedding_type: String,
     /// Time embedding width; `None` means `4 * block_out_channels[0]`.
+    /// Written only when set: diffusers before 0.31 reports the key as an
+    /// unexpected attribute.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub time_embedding_dim: Option<usize>,
     /// Sinusoidal embedding frequency shift (`downscale_freq_shift`).
     pub freq_shift: i64,
@@ -54,7 +57,10 @@ pub struct UNet2DConfig {
     pub flip_sin_to_cos: bool,
     /// Down block class names, from the highest resolution down.
     pub down_block_types: Vec<String>,
-    /// Mid block class name (`None`: no mid block).
+    /// Mid block class name (`None`: no mid block). Written only when it is
+    /// not the default `UNetMidBlock2D`: diffusers before 0.31 reports the key
+    /// as an unexpected attribute, and later versions default to it.
+    #[serde(skip_serializing_if = "is_default_mid_block")]
     pub mid_block_type: Option<String>,
     /// Up block class names, from the lowest resolution up.
     pub up_block_types: Vec<String>,
@@ -93,6 +99,10 @@ pub struct UNet2DConfig {
     pub num_class_embeds: Option<usize>,
     /// Training timesteps (used by learned time embeddings only).
     pub num_train_timesteps: Option<usize>,
+}
+
+fn is_default_mid_block(mid: &Option<String>) -> bool {
+    mid.as_deref() == Some(SUPPORTED_MID_BLOCK)
 }
 
 impl Default for UNet2DConfig {
@@ -635,6 +645,58 @@ mod tests {
             assert!(text.contains("\"attention_head_dim\": null"), "{text}");
             assert_eq!(UNet2DConfig::from_json_str(&text).unwrap(), c);
         }
+    }
+
+    /// What we write loads in diffusers 0.30 without "unexpected attribute"
+    /// notes: every key is one of its `UNet2DModel.__init__` arguments (or
+    /// bookkeeping), and the two later keys appear only when not default.
+    #[test]
+    fn written_keys_are_ones_diffusers_0_30_knows() {
+        const DIFFUSERS_0_30: [&str; 26] = [
+            "sample_size",
+            "in_channels",
+            "out_channels",
+            "center_input_sample",
+            "time_embedding_type",
+            "freq_shift",
+            "flip_sin_to_cos",
+            "down_block_types",
+            "up_block_types",
+            "block_out_channels",
+            "layers_per_block",
+            "mid_block_scale_factor",
+            "downsample_padding",
+            "downsample_type",
+            "upsample_type",
+            "dropout",
+            "act_fn",
+            "attention_head_dim",
+            "norm_num_groups",
+            "attn_norm_num_groups",
+            "norm_eps",
+            "resnet_time_scale_shift",
+            "add_attention",
+            "class_embed_type",
+            "num_class_embeds",
+            "num_train_timesteps",
+        ];
+        for name in PRESET_NAMES {
+            let text = preset(name).unwrap().to_json_string_pretty().unwrap();
+            let value: serde_json::Value = serde_json::from_str(&text).unwrap();
+            for key in value.as_object().unwrap().keys() {
+                assert!(
+                    key == "_class_name" || DIFFUSERS_0_30.contains(&key.as_str()),
+                    "{name}: `{key}` is not a diffusers 0.30 argument"
+                );
+            }
+        }
+        let mut c = preset("mnist-tiny").unwrap();
+        c.time_embedding_dim = Some(128);
+        c.mid_block_type = None;
+        let text = c.to_json_string_pretty().unwrap();
+        assert!(text.contains("\"time_embedding_dim\": 128"), "{text}");
+        assert!(text.contains("\"mid_block_type\": null"), "{text}");
+        assert_eq!(UNet2DConfig::from_json_str(&text).unwrap(), c);
     }
 
     #[test]
