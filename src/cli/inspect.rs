@@ -1,6 +1,7 @@
 //! `deme-studio inspect`: parameter table, totals and config of a checkpoint.
 
 use crate::engine::checkpoint::{check_loadable_path, normalize_keys, read_safetensors};
+use crate::engine::model_card::Projections;
 use crate::engine::store::{META_FILE, load_model};
 use anyhow::Result;
 use burn::tensor::Device;
@@ -57,6 +58,14 @@ pub fn run(args: InspectArgs) -> Result<()> {
         tensors.len(),
         bytes as f64 / 1e6
     );
+    match Projections::of(&tensors)? {
+        Some(p) => println!("projections: {}", p.in_words()),
+        None if tensors.contains_key("conv_in.weight") => println!(
+            "projections: none; a plain diffusers UNet2DModel (from_pretrained computes what \
+             this tool computes)"
+        ),
+        None => {}
+    }
     drop(tensors);
     if let Some(config) = &config {
         let text = deme_formats::input::read_text(config)?;

@@ -110,6 +110,9 @@ fn summary(r: &ExportReport) {
         r.result_sha256,
         r.recipe_path.display()
     );
+    if let Some(p) = &r.projections {
+        eprintln!("  projections: {}", p.in_words());
+    }
 }
 
 /// Runs `merge`.

@@ -12,6 +12,7 @@ pub mod kernels;
 pub mod merge;
 pub mod metric;
 pub mod model;
+pub mod model_card;
 pub mod model_set;
 pub mod output;
 pub mod reduce;

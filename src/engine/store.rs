@@ -14,6 +14,9 @@ use crate::engine::model::params::NamedParam;
 use crate::engine::model::{
     EpsModel, ToyMlp, ToyMlpConfig, UNet2DModel, export_params, import_params,
 };
+use crate::engine::model_card::{
+    CARD_FILE, CARD_MARKER, LOADER_FILE, LOADER_PY, Projections, model_card,
+};
 use crate::engine::train::AdamW;
 use anyhow::{Context, Result, anyhow, bail};
 use burn::module::Module;
@@ -295,7 +298,10 @@ pub fn first_non_finite(params: &[NamedParam]) -> Option<(&str, f32)> {
 }
 
 /// The files of a model folder, written into a save in progress: weights
-/// first, then `config.json`, then `deme.json`.
+/// first, then `config.json`, then `deme.json`. A model with channel-wise
+/// projections also gets the diffusers loader and its model card (see
+/// [`crate::engine::model_card`]); one without has any left from an earlier
+/// save removed (a card the user wrote is kept).
 fn write_model_files(
     save: &mut FolderSave,
     spec: &ModelSpec,
@@ -305,10 +311,29 @@ fn write_model_files(
     meta: Option<&CheckpointMeta>,
 ) -> Result<()> {
     let tensors = to_style(to_tensor_map(params, dtypes)?, key_style);
+    let projections = Projections::of(&tensors)?;
     write_safetensors(save.path(WEIGHTS_FILE)?, &tensors, None)?;
+    drop(tensors);
     write_atomic_bytes(save.path("config.json")?, spec.to_config_json()?.as_bytes())?;
     if let Some(meta) = meta {
         write_meta(save.path(META_FILE)?, meta)?;
+    }
+    let card_path = save.target().join(CARD_FILE);
+    let our_card = std::fs::read_to_string(&card_path).is_ok_and(|t| t.starts_with(CARD_MARKER));
+    match projections {
+        Some(p) => {
+            write_atomic_bytes(save.path(LOADER_FILE)?, LOADER_PY.as_bytes())?;
+            if our_card || !card_path.exists() {
+                let card = model_card(spec, meta, &p);
+                write_atomic_bytes(save.path(CARD_FILE)?, card.as_bytes())?;
+            }
+        }
+        None => {
+            save.remove(LOADER_FILE)?;
+            if our_card {
+                save.remove(CARD_FILE)?;
+            }
+        }
     }
     Ok(())
 }

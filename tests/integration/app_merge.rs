@@ -427,6 +427,7 @@ fn the_merge_saves_with_its_recipe_and_the_previews_export_as_png() {
     let recipe = deme_studio::engine::merge::Recipe::read(&out.join("recipe.json")).unwrap();
     assert_eq!(recipe.weights, vec![0.3, 0.6]);
     assert!(out.join("diffusion_pytorch_model.safetensors").is_file());
+    common::check_interop_files(&out);
     let png = tmp.path().join("previews.png");
     h.state_mut().export_png_to(png.clone());
     wait_until(&mut h, "the export", |a| {

@@ -84,6 +84,33 @@ fn forward_matches_diffusers_at_256_px_on_flat_and_random_inputs() {
     }
 }
 
+/// Models with channel-wise projections, an expert and a merge, loaded in
+/// diffusers through the `deme_unet.py` this tool writes beside them: the same
+/// eps as ours. Stock `from_pretrained` (which drops the projections) differs.
+#[test]
+fn models_with_projections_match_diffusers_through_the_loader_module() {
+    let device = Device::flex();
+    for name in ["deme_expert_tiny", "deme_merge_tiny"] {
+        let d = eps_diff(name, &format!("eps_{name}.safetensors"), &device);
+        assert!(d < 1e-4, "{name}: max |eps - eps_loader| = {d}");
+        let loaded = load_model(&fixture(name), &device).unwrap();
+        let io = read_safetensors(&fixture(&format!("eps_{name}.safetensors"))).unwrap();
+        let t: Vec<f32> = timesteps(&io, "t").iter().map(|&v| v as f32).collect();
+        let ours = loaded.model.eps(tensor4(&io, "x", &device), &t);
+        let stock = max_abs_diff(ours, tensor4(&io, "eps_stock", &device));
+        assert!(
+            stock > 1e-3,
+            "{name}: stock diffusers should differ, by {stock}"
+        );
+        let loader = std::fs::read_to_string(fixture(name).join("deme_unet.py")).unwrap();
+        assert_eq!(
+            loader,
+            deme_studio::engine::model_card::LOADER_PY,
+            "{name}: regenerate"
+        );
+    }
+}
+
 #[test]
 fn legacy_attention_names_load_to_the_same_model() {
     let d = eps_diff(

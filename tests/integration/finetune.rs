@@ -629,6 +629,10 @@ fn unet_experts_carry_projections_that_load_back() {
                     .any(|(j, &x)| (x - if j / c == j % c { 1.0 } else { 0.0 }).abs() > 1e-7)
             });
         assert!(moved, "expert_{i}: the projections were trained");
+        assert!(
+            common::check_interop_files(&folder),
+            "expert_{i} has projections"
+        );
     }
 }
 

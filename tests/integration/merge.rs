@@ -189,6 +189,9 @@ fn merge_command_end_to_end() {
     }
     let eye = merged["adapter_list.0.weight"].to_f32().unwrap();
     assert_eq!(&eye[..2], &[1.0, 0.0]);
+    assert!(common::check_interop_files(&zero));
+    assert!(stderr(&o).contains("projections: "), "{}", stderr(&o));
+    assert!(!common::check_interop_files(&st.base));
 
     // TIES with a block-weights file, then reproduce from its recipe
     let bw = st.root.join("blocks.json");
@@ -407,4 +410,30 @@ fn sampling_with_an_ensemble_of_one_model_equals_the_model() {
 
     let o = studio(&["sample", "--model", a, "--ensemble", a, "--out", s(&mix)]);
     assert!(!o.status.success());
+}
+
+/// A folder re-saved without projections loses our loader and card, but keeps a
+/// README the user wrote; one with projections never replaces the user's README.
+#[test]
+fn interop_files_follow_the_projections_and_spare_the_users_readme() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("m");
+    save_random(&dir, 1, true);
+    assert!(common::check_interop_files(&dir));
+    save_random(&dir, 1, false);
+    assert!(!common::check_interop_files(&dir));
+    assert!(!dir.join("README.md").exists());
+    std::fs::write(dir.join("README.md"), "my notes").unwrap();
+    save_random(&dir, 2, true);
+    assert_eq!(
+        std::fs::read_to_string(dir.join("README.md")).unwrap(),
+        "my notes"
+    );
+    assert!(dir.join("deme_unet.py").is_file());
+    save_random(&dir, 2, false);
+    assert_eq!(
+        std::fs::read_to_string(dir.join("README.md")).unwrap(),
+        "my notes"
+    );
+    assert!(!dir.join("deme_unet.py").exists());
 }

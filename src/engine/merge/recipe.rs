@@ -17,6 +17,7 @@ use super::method::MergeSpec;
 use super::task_vector::{HostTaskVectors, LabeledParams};
 use crate::engine::checkpoint::metadata::now_unix;
 use crate::engine::checkpoint::{CheckpointMeta, content_hash, write_atomic_bytes};
+use crate::engine::model_card::Projections;
 use crate::engine::store::{LoadedModel, load_model, save_model_folder};
 use anyhow::{Context, Result, anyhow, bail};
 use burn::tensor::Device;
@@ -83,6 +84,8 @@ pub struct ExportReport {
     /// For a reproduction: whether the result equals the recipe's recorded one
     /// (`None` when the recipe recorded none).
     pub matches_recorded: Option<bool>,
+    /// The merged model's channel-wise projections, if it has any.
+    pub projections: Option<Projections>,
 }
 
 fn load(label: &str, path: &Path, device: &Device) -> Result<LoadedModel> {
@@ -150,6 +153,7 @@ fn export_hashed(
     let merged = merge_host(&tv, &job.spec)?;
     drop(tv);
     let num_values = merged.iter().map(|(_, _, v)| v.len()).sum();
+    let projections = Projections::of_params(&merged);
 
     progress(&format!("writing {}", out_dir.display()));
     let mut recipe = Recipe {
@@ -200,6 +204,7 @@ fn export_hashed(
         result_sha256,
         num_values,
         matches_recorded: None,
+        projections,
     })
 }
 

@@ -34,6 +34,47 @@ pub fn save_unet(dir: &Path, config: UNet2DConfig, model: UNet2DModel) {
     .unwrap();
 }
 
+/// Checks the diffusers interop files of a model folder: with channel-wise
+/// projections in its weights it holds the loader module (the shipped text) and
+/// a model card of ours; without, neither. Returns whether it has projections.
+pub fn check_interop_files(dir: &Path) -> bool {
+    use deme_studio::engine::model_card::{
+        CARD_FILE, CARD_MARKER, LOADER_FILE, LOADER_PY, Projections,
+    };
+    let weights = deme_studio::engine::checkpoint::read_safetensors(
+        dir.join(deme_studio::engine::store::WEIGHTS_FILE),
+    )
+    .unwrap();
+    let has = Projections::of(&weights).unwrap().is_some();
+    let loader = std::fs::read_to_string(dir.join(LOADER_FILE));
+    let card = std::fs::read_to_string(dir.join(CARD_FILE));
+    if has {
+        assert_eq!(
+            loader.as_deref().ok(),
+            Some(LOADER_PY),
+            "{}: loader module",
+            dir.display()
+        );
+        let card = card.unwrap_or_else(|e| panic!("{}: no model card: {e}", dir.display()));
+        assert!(
+            card.starts_with(CARD_MARKER) && card.contains("deme_unet.load"),
+            "{card}"
+        );
+    } else {
+        assert!(
+            loader.is_err(),
+            "{}: a loader without projections",
+            dir.display()
+        );
+        assert!(
+            !card.is_ok_and(|c| c.starts_with(CARD_MARKER)),
+            "{}: our card",
+            dir.display()
+        );
+    }
+    has
+}
+
 /// Saves a freshly initialised `toy-mlp` (seed 0) as a model folder at `dir`.
 pub fn save_toy_base(dir: &Path) {
     let spec = ModelSpec::Mlp(deme_studio::engine::model::ToyMlpConfig::default());
