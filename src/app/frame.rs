@@ -264,6 +264,7 @@ impl StudioApp {
             experts: info.set.experts.clone(),
             spec: self.merge.spec(),
             output: None,
+            drop_projections: false,
         };
         self.job = Some(format!("saving the merge to {}", dir.display()));
         spawn_save_merge(job, dir, self.emit.clone());

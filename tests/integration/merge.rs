@@ -76,6 +76,7 @@ fn recipe_round_trip_is_bit_identical_and_tampering_is_refused() {
             ..MergeSpec::default()
         },
         output: None,
+        drop_projections: false,
     };
     let first = export_merge(&job, &out, &mut quiet).unwrap();
     let recipe = Recipe::read(&out.join(RECIPE_FILE)).unwrap();
@@ -119,6 +120,7 @@ fn recipe_outputs_cannot_escape_the_chosen_folder() {
         experts: s.experts[..1].to_vec(),
         spec: MergeSpec::task_arithmetic(vec![0.5]),
         output: None,
+        drop_projections: false,
     };
     export_merge(&job, &out, &mut quiet).unwrap();
     let path = out.join(RECIPE_FILE);
@@ -302,6 +304,7 @@ fn mismatched_weights_files_name_the_tensor() {
         experts: vec![odd.clone()],
         spec: MergeSpec::task_arithmetic(vec![1.0]),
         output: None,
+        drop_projections: false,
     };
     let msg = format!(
         "{:#}",
@@ -436,4 +439,50 @@ fn interop_files_follow_the_projections_and_spare_the_users_readme() {
         "my notes"
     );
     assert!(!dir.join("deme_unet.py").exists());
+}
+
+/// `--drop-projections`: a plain diffusers folder (no adapter tensors, no loader),
+/// the change measured and recorded, every other tensor the merge's own; a merge
+/// with nothing to drop is one clear error.
+#[test]
+fn dropping_the_projections_gives_a_plain_unet_and_measures_the_change() {
+    let s = setup();
+    let job = |drop_projections| MergeJob {
+        base: s.base.clone(),
+        experts: s.experts.clone(),
+        spec: MergeSpec::task_arithmetic(vec![0.5, 0.5, 0.5]),
+        output: None,
+        drop_projections,
+    };
+    let (kept, plain) = (s.root.join("kept"), s.root.join("plain"));
+    export_merge(&job(false), &kept, &mut quiet).unwrap();
+    let report = export_merge(&job(true), &plain, &mut quiet).unwrap();
+    let dropped = report.dropped.expect("measured");
+    assert_eq!(dropped.count, 7);
+    assert!(dropped.max_eps_diff >= dropped.mean_eps_diff && dropped.mean_eps_diff > 0.0);
+    assert!(report.projections.is_none());
+    assert!(!common::check_interop_files(&plain));
+    let (a, b) = (
+        read_safetensors(kept.join(WEIGHTS_FILE)).unwrap(),
+        read_safetensors(plain.join(WEIGHTS_FILE)).unwrap(),
+    );
+    assert!(b.keys().all(|k| !k.starts_with("adapter_list.")));
+    for (k, t) in &b {
+        assert_eq!(a[k].bytes, t.bytes, "{k}");
+    }
+    assert!(
+        Recipe::read(&plain.join(RECIPE_FILE))
+            .unwrap()
+            .drop_projections
+    );
+    let none = MergeJob {
+        experts: vec![s.base.clone()],
+        spec: MergeSpec::task_arithmetic(vec![1.0]),
+        ..job(true)
+    };
+    let msg = format!(
+        "{:#}",
+        export_merge(&none, &s.root.join("none"), &mut quiet).unwrap_err()
+    );
+    assert!(msg.contains("no channel-wise projections"), "{msg}");
 }

@@ -13,6 +13,7 @@
 pub mod arithmetic;
 pub use deme_formats::merge::block_weights;
 pub mod dare;
+pub mod drop_projections;
 pub mod ensemble;
 pub mod merger;
 pub use deme_formats::merge::method;
@@ -23,6 +24,7 @@ pub mod ties;
 
 pub use arithmetic::merge_host;
 pub use block_weights::{BlockWeight, BlockWeights};
+pub use drop_projections::{DroppedProjections, drop_projections};
 pub use ensemble::{TimestepEnsemble, expert_index, expert_range};
 pub use merger::{Mergeable, Merger};
 pub use method::{DEFAULT_DARE_P, DEFAULT_TIES_K, MergeMethod, MergeSpec};

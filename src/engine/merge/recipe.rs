@@ -13,6 +13,7 @@
 //! folder the user chose, and `..` or absolute paths are refused.
 
 use super::arithmetic::merge_host;
+use super::drop_projections::{DroppedProjections, drop_projections};
 use super::method::MergeSpec;
 use super::task_vector::{HostTaskVectors, LabeledParams};
 use crate::engine::checkpoint::metadata::now_unix;
@@ -68,6 +69,9 @@ pub struct MergeJob {
     pub spec: MergeSpec,
     /// Sub-folder recorded in the recipe (see [`Recipe::output`]).
     pub output: Option<String>,
+    /// Export a plain diffusers UNet: the channel-wise projections removed,
+    /// with the eps difference measured (see [`drop_projections`]).
+    pub drop_projections: bool,
 }
 
 /// What an export wrote.
@@ -86,6 +90,8 @@ pub struct ExportReport {
     pub matches_recorded: Option<bool>,
     /// The merged model's channel-wise projections, if it has any.
     pub projections: Option<Projections>,
+    /// What `drop_projections` removed and changed.
+    pub dropped: Option<DroppedProjections>,
 }
 
 fn load(label: &str, path: &Path, device: &Device) -> Result<LoadedModel> {
@@ -152,6 +158,13 @@ fn export_hashed(
     progress(&format!("merging ({})", job.spec.method.name()));
     let merged = merge_host(&tv, &job.spec)?;
     drop(tv);
+    let mut merged = merged;
+    let dropped = if job.drop_projections {
+        progress("dropping the projections (measuring what that changes)");
+        Some(drop_projections(&base.spec, &mut merged, &device)?)
+    } else {
+        None
+    };
     let num_values = merged.iter().map(|(_, _, v)| v.len()).sum();
     let projections = Projections::of_params(&merged);
 
@@ -174,6 +187,7 @@ fn export_hashed(
         block_weights: job.spec.block_weights.clone(),
         seed: job.spec.seed,
         output: job.output.clone(),
+        drop_projections: job.drop_projections,
         result_sha256: None,
         created_with: Some(format!("deme-studio {}", env!("CARGO_PKG_VERSION"))),
     };
@@ -205,6 +219,7 @@ fn export_hashed(
         num_values,
         matches_recorded: None,
         projections,
+        dropped,
     })
 }
 
@@ -283,6 +298,7 @@ pub fn reproduce(
         experts,
         spec: recipe.spec(),
         output: recipe.output.clone(),
+        drop_projections: recipe.drop_projections,
     };
     let mut report = export_hashed(&job, &base_hash, &expert_hashes, &out_dir, progress)?;
     report.matches_recorded = recipe

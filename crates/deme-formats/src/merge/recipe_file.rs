@@ -46,6 +46,10 @@ pub struct Recipe {
     /// Sub-folder of the chosen output folder to write into (relative, no `..`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub output: Option<String>,
+    /// Whether the channel-wise projections were removed from the result (a
+    /// plain diffusers UNet).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub drop_projections: bool,
     /// SHA-256 of the merged weights file this recipe produced.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub result_sha256: Option<String>,
