@@ -17,10 +17,16 @@ pub fn spawn_save_merge(job: MergeJob, out: PathBuf, emit: Emitter) {
                 |s: &str| progress_emit.emit(Event::Job(JobEvent::Progress(s.to_string())));
             let event = match export_merge(&job, &out, &mut progress) {
                 Ok(r) => JobEvent::Done(format!(
-                    "saved the merge to {} ({} values; recipe {})",
+                    "saved the merge to {} ({} values; recipe {}){}",
                     r.dir.display(),
                     r.num_values,
-                    r.recipe_path.display()
+                    r.recipe_path.display(),
+                    match &r.projections {
+                        Some(_) =>
+                            "; it has channel-wise projections: load it in diffusers \
+                                    with the deme_unet.py saved beside it (see its README.md)",
+                        None => "",
+                    }
                 )),
                 Err(e) => JobEvent::Failed(format!("saving the merge failed: {e:#}")),
             };

@@ -118,8 +118,18 @@ fn summary_ui(ui: &mut egui::Ui, m: &ModelSummary, detailed: bool) {
             if let Some(d) = &m.data {
                 ui.label(format!("data: {d}"));
             }
-            if m.projections {
-                ui.label("channel-wise projections: yes");
+            if let Some(p) = &m.projections {
+                ui.label(format!(
+                    "channel-wise projections: {}, up to {:.3} from the identity",
+                    p.count, p.max_from_identity
+                ))
+                .on_hover_text(p.in_words());
+                ui.label(
+                    egui::RichText::new("diffusers applies them only through deme_unet.py")
+                        .small()
+                        .weak(),
+                )
+                .on_hover_text(p.in_words());
             }
             ui.label(
                 egui::RichText::new(m.path.display().to_string())

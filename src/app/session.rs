@@ -10,6 +10,7 @@ use crate::engine::diffusion::{
 };
 use crate::engine::eval::{EvalLosses, EvalSet, EvalSetConfig, timestep_ranges};
 use crate::engine::merge::{MergeSpec, Mergeable, Merger, TimestepEnsemble};
+use crate::engine::model_card::Projections;
 use crate::engine::model_set::{ModelSet, folder_name};
 use crate::engine::store::{AnyModel, LoadedModel, ModelSpec, load_model};
 use anyhow::{Context, Result, bail};
@@ -46,8 +47,8 @@ pub struct ModelSummary {
     pub timestep_range: Option<[usize; 2]>,
     /// Training data, from `deme.json`.
     pub data: Option<String>,
-    /// Whether it carries channel-wise projections.
-    pub projections: bool,
+    /// Its channel-wise projections, if it carries any.
+    pub projections: Option<Projections>,
 }
 
 /// What the UI learns about a loaded set.
@@ -97,11 +98,7 @@ fn summarize(role: String, path: &std::path::Path, m: &LoadedModel) -> Result<Mo
         step: m.meta.as_ref().map(|x| x.step),
         timestep_range: m.meta.as_ref().and_then(|x| x.timestep_range),
         data: m.meta.as_ref().and_then(|x| x.data.clone()),
-        projections: m
-            .model
-            .shapes()
-            .iter()
-            .any(|(k, _)| k.starts_with("adapter_list.")),
+        projections: Projections::of_params(&m.model.export()),
     })
 }
 

@@ -44,10 +44,11 @@ fn write_set(dir: &Path, n: usize) -> ModelSet {
     let experts: Vec<_> = (1..=n)
         .map(|i| {
             let p = dir.join(format!("deme/expert_{i}"));
+            let expert = UNet2DModel::new(&tiny_config(), i as u64, &d).unwrap();
             save_unet(
                 &p,
                 tiny_config(),
-                UNet2DModel::new(&tiny_config(), i as u64, &d).unwrap(),
+                expert.with_projections(&tiny_config(), &d),
             );
             p
         })
@@ -417,6 +418,11 @@ fn the_merge_saves_with_its_recipe_and_the_previews_export_as_png() {
     let tmp = tempfile::tempdir().unwrap();
     let mut h = harness(app_with(Some(write_set(&tmp.path().join("set"), 2))));
     wait_until(&mut h, "the previews", settled);
+    // the models panel says what the experts' projections mean for diffusers
+    h.get_by_label_contains("· expert_1").click();
+    h.run();
+    h.get_by_label_contains("channel-wise projections: 7, up to 0.000");
+    h.get_by_label_contains("only through deme_unet.py");
     h.state_mut().merge_mut().set_weights(&[0.3, 0.6]);
     let out = tmp.path().join("merged");
     h.state_mut().save_merge_to(out.clone());
@@ -427,7 +433,9 @@ fn the_merge_saves_with_its_recipe_and_the_previews_export_as_png() {
     let recipe = deme_studio::engine::merge::Recipe::read(&out.join("recipe.json")).unwrap();
     assert_eq!(recipe.weights, vec![0.3, 0.6]);
     assert!(out.join("diffusion_pytorch_model.safetensors").is_file());
-    common::check_interop_files(&out);
+    assert!(common::check_interop_files(&out));
+    let notice = h.state().notice().unwrap().text.clone();
+    assert!(notice.contains("deme_unet.py"), "{notice}");
     let png = tmp.path().join("previews.png");
     h.state_mut().export_png_to(png.clone());
     wait_until(&mut h, "the export", |a| {
