@@ -58,15 +58,16 @@ pub fn spawn_export_gradsim(
     let _ = std::thread::Builder::new()
         .name("export-gradsim".into())
         .spawn(move || {
-            let event = match crate::cli::gradsim::write_outputs(&result, &dir) {
-                Ok(()) => JobEvent::Done(format!(
-                    "exported the gradient conflicts to {}",
-                    dir.display()
-                )),
-                Err(e) => {
-                    JobEvent::Failed(format!("exporting the gradient conflicts failed: {e:#}"))
-                }
-            };
+            let event =
+                match crate::engine::analysis::gradsim_files::write_gradsim_files(&result, &dir) {
+                    Ok(()) => JobEvent::Done(format!(
+                        "exported the gradient conflicts to {}",
+                        dir.display()
+                    )),
+                    Err(e) => {
+                        JobEvent::Failed(format!("exporting the gradient conflicts failed: {e:#}"))
+                    }
+                };
             emit.emit(Event::Job(event));
         });
 }

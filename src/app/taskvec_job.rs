@@ -6,9 +6,9 @@
 
 use super::events::{Emitter, Event};
 use super::session::Session;
-use crate::cli::tv_stats::write_outputs;
 use crate::engine::analysis::Granularity;
 use crate::engine::analysis::tv_stats::{TvStats, tv_stats};
+use crate::engine::analysis::tv_stats_files::write_tv_stats_files;
 use crate::engine::checkpoint::write_atomic_bytes;
 use crate::engine::merge::{HostTaskVectors, LabeledParams};
 use crate::engine::store::AnyModel;
@@ -218,7 +218,7 @@ pub fn group_cosine_csv(stats: &TvStats) -> String {
 
 /// Writes [`EXPORT_FILES`] into `dir` (created if missing; each file atomically).
 pub fn export_taskvec(stats: &TvStats, dir: &Path) -> Result<()> {
-    write_outputs(stats, dir)?;
+    write_tv_stats_files(stats, dir)?;
     write_atomic_bytes(
         dir.join("group_cosine.csv"),
         group_cosine_csv(stats).as_bytes(),

@@ -5,18 +5,16 @@ use super::resolve_device;
 use crate::engine::analysis::gradsim::{
     GradSimProgress, GradSimResult, describe_pairs, grad_similarity_any, gradsim_items,
 };
+use crate::engine::analysis::gradsim_files::write_gradsim_files;
 use crate::engine::analysis::{GradSimConfig, Granularity};
-use crate::engine::checkpoint::write_atomic_bytes;
 use crate::engine::data::DataSpec;
 use crate::engine::device::DeviceChoice;
 use crate::engine::diffusion::NoiseSchedule;
-use crate::engine::render::{ColorMap, Heatmap};
 use crate::engine::store::load_model;
 use crate::engine::train::CancelToken;
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use clap::Args;
-use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// Arguments of `gradsim`.
 #[derive(Debug, Args)]
@@ -96,54 +94,10 @@ pub fn run(args: GradSimArgs, device: DeviceChoice) -> Result<()> {
         &mut on_progress,
     )?;
     pb.finish_and_clear();
-    write_outputs(&result, &args.out)?;
+    write_gradsim_files(&result, &args.out)?;
     print_summary(&result, (args.range[0], args.range[1]));
     eprintln!("wrote {}", args.out.display());
     Ok(())
-}
-
-/// Writes `gradsim.json`, `cosine.csv`, `groups.csv` and `heatmap.png` into `dir`.
-pub fn write_outputs(result: &GradSimResult, dir: &Path) -> Result<()> {
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    write_atomic_bytes(
-        dir.join("gradsim.json"),
-        serde_json::to_string_pretty(result)?.as_bytes(),
-    )?;
-    let k = result.k();
-    let mut csv = String::from("t_i,t_j,cosine\n");
-    for i in 0..k {
-        for j in 0..k {
-            let _ = writeln!(
-                csv,
-                "{},{},{}",
-                result.timesteps[i],
-                result.timesteps[j],
-                result.cosine[i * k + j]
-            );
-        }
-    }
-    write_atomic_bytes(dir.join("cosine.csv"), csv.as_bytes())?;
-    let mut groups = String::from("group,params,mean_offdiag_cosine\n");
-    for (name, mean) in result.groups_by_conflict() {
-        let params = result
-            .groups
-            .iter()
-            .find(|g| g.name == name)
-            .map_or(0, |g| g.params);
-        let _ = writeln!(groups, "{name},{params},{mean}");
-    }
-    write_atomic_bytes(dir.join("groups.csv"), groups.as_bytes())?;
-    let labels: Vec<String> = result.timesteps.iter().map(|t| t.to_string()).collect();
-    Heatmap {
-        values: &result.cosine,
-        rows: k,
-        cols: k,
-        labels: &labels,
-        map: ColorMap::Diverging,
-        lo: -1.0,
-        hi: 1.0,
-    }
-    .save_png(&dir.join("heatmap.png"))
 }
 
 fn print_summary(r: &GradSimResult, range: (usize, usize)) {

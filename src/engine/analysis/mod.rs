@@ -2,11 +2,13 @@
 //! on the task-vector plane, task-vector statistics, and what they are grouped by.
 
 pub mod gradsim;
+pub mod gradsim_files;
 pub use deme_formats::groups;
 pub mod landscape;
 pub mod landscape_files;
 pub mod landscape_plot;
 pub mod tv_stats;
+pub mod tv_stats_files;
 
 pub use gradsim::{GradSimConfig, GradSimResult, grad_similarity};
 pub use groups::{Granularity, group_of};

@@ -1,0 +1,54 @@
+//! A gradient-similarity result's files: `gradsim.json`, `cosine.csv` (a row
+//! per pair of timesteps), `groups.csv` (parameter groups by conflict) and
+//! `heatmap.png`, as the `gradsim` command and the app's Export write them.
+
+use super::gradsim::GradSimResult;
+use crate::engine::checkpoint::write_atomic_bytes;
+use crate::engine::render::{ColorMap, Heatmap};
+use anyhow::{Context, Result};
+use std::fmt::Write as _;
+use std::path::Path;
+
+/// Writes `gradsim.json`, `cosine.csv`, `groups.csv` and `heatmap.png` into `dir`.
+pub fn write_gradsim_files(result: &GradSimResult, dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    write_atomic_bytes(
+        dir.join("gradsim.json"),
+        serde_json::to_string_pretty(result)?.as_bytes(),
+    )?;
+    let k = result.k();
+    let mut csv = String::from("t_i,t_j,cosine\n");
+    for i in 0..k {
+        for j in 0..k {
+            let _ = writeln!(
+                csv,
+                "{},{},{}",
+                result.timesteps[i],
+                result.timesteps[j],
+                result.cosine[i * k + j]
+            );
+        }
+    }
+    write_atomic_bytes(dir.join("cosine.csv"), csv.as_bytes())?;
+    let mut groups = String::from("group,params,mean_offdiag_cosine\n");
+    for (name, mean) in result.groups_by_conflict() {
+        let params = result
+            .groups
+            .iter()
+            .find(|g| g.name == name)
+            .map_or(0, |g| g.params);
+        let _ = writeln!(groups, "{name},{params},{mean}");
+    }
+    write_atomic_bytes(dir.join("groups.csv"), groups.as_bytes())?;
+    let labels: Vec<String> = result.timesteps.iter().map(|t| t.to_string()).collect();
+    Heatmap {
+        values: &result.cosine,
+        rows: k,
+        cols: k,
+        labels: &labels,
+        map: ColorMap::Diverging,
+        lo: -1.0,
+        hi: 1.0,
+    }
+    .save_png(&dir.join("heatmap.png"))
+}
