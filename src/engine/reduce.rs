@@ -6,19 +6,27 @@
 //! rounding). A 256 x 256 image is 65,536 values per channel, so GroupNorm,
 //! per-sample losses and gradient norms hit it. These helpers cut a row into
 //! pieces of [`PIECE`] values (zero-padded), reduce the pieces, then the
-//! partial sums: the same result on every backend, for a reshape's cost.
+//! partial sums. The CPU backend's own reduction is right, so there the
+//! helpers are one call.
 
+use crate::engine::kernels::on_flex;
 use burn::tensor::Tensor;
 
 /// The longest row handed to a backend's reduction in one piece.
 pub const PIECE: usize = 16_384;
 
-/// Sum of each row: `[r, l] -> [r, 1]`.
+/// Sum of each row: `[r, l] -> [r, 1]`. On the CPU backend, whose reduction
+/// is right at any length, one call.
 pub fn sum_rows(x: Tensor<2>) -> Tensor<2> {
     let [r, l] = x.dims();
-    if l <= PIECE {
+    if l <= PIECE || on_flex(&x.device()) {
         return x.sum_dim(1);
     }
+    sum_rows_in_pieces(x, r, l)
+}
+
+/// [`sum_rows`] through pieces of at most [`PIECE`] values, on any backend.
+fn sum_rows_in_pieces(x: Tensor<2>, r: usize, l: usize) -> Tensor<2> {
     let pieces = l.div_ceil(PIECE);
     let pad = pieces * PIECE - l;
     let x = if pad > 0 {
@@ -27,11 +35,15 @@ pub fn sum_rows(x: Tensor<2>) -> Tensor<2> {
     } else {
         x
     };
-    sum_rows(
-        x.reshape([r * pieces, PIECE])
-            .sum_dim(1)
-            .reshape([r, pieces]),
-    )
+    let partial = x
+        .reshape([r * pieces, PIECE])
+        .sum_dim(1)
+        .reshape([r, pieces]);
+    if pieces <= PIECE {
+        partial.sum_dim(1)
+    } else {
+        sum_rows_in_pieces(partial, r, pieces)
+    }
 }
 
 /// Mean of each row: `[r, l] -> [r, 1]`.
@@ -73,6 +85,8 @@ mod tests {
                 .into_data()
                 .try_into_vec::<f32>()
                 .unwrap();
+            let pieces = sum_rows_in_pieces(x.clone(), r, l);
+            let pieces = pieces.into_data().try_into_vec::<f32>().unwrap();
             let mean = mean_rows(x).into_data().try_into_vec::<f32>().unwrap();
             for i in 0..r {
                 let want: f64 = v[i * l..(i + 1) * l].iter().map(|&x| x as f64).sum();
@@ -82,6 +96,11 @@ mod tests {
                     got[i]
                 );
                 assert!((mean[i] as f64 - want / l as f64).abs() < 1e-6);
+                assert!(
+                    (pieces[i] as f64 - want).abs() < 1e-3,
+                    "pieces: {}",
+                    pieces[i]
+                );
             }
             let all = sum_all(Tensor::<2>::from_data(
                 TensorData::new(v.clone(), [r, l]),
