@@ -513,12 +513,7 @@ fn groups_ui(ui: &mut egui::Ui, result: &GradSimResult) {
                     ui.strong("params");
                     ui.strong("mean cosine");
                     ui.end_row();
-                    for (name, mean) in result.groups_by_conflict() {
-                        let params = result
-                            .groups
-                            .iter()
-                            .find(|g| g.name == name)
-                            .map_or(0, |g| g.params);
+                    for (name, params, mean) in result.groups_by_conflict() {
                         ui.monospace(&name);
                         ui.label(params.to_string());
                         ui.horizontal(|ui| {

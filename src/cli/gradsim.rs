@@ -128,7 +128,7 @@ fn print_summary(r: &GradSimResult, range: (usize, usize)) {
             "sketched gradients (see --exact)"
         }
     );
-    for (name, mean) in r.groups_by_conflict().iter().take(5) {
+    for (name, _, mean) in r.groups_by_conflict().iter().take(5) {
         eprintln!("  most conflicting: {name:<28} mean cosine {mean:.3}");
     }
 }

@@ -10,6 +10,7 @@ use crate::engine::checkpoint::{
     check_loadable_path, normalize_keys, read_meta, read_safetensors, safetensors_metadata,
     to_style, write_atomic_bytes, write_meta, write_safetensors,
 };
+use crate::engine::merge::structure::is_projection_key;
 use crate::engine::model::params::NamedParam;
 use crate::engine::model::{
     EpsModel, ToyMlp, ToyMlpConfig, UNet2DModel, export_params, import_params,
@@ -182,7 +183,7 @@ pub fn bind_tensors<M: Module>(model: M, tensors: &TensorMap) -> Result<M> {
 }
 
 fn has_projections(tensors: &TensorMap) -> bool {
-    tensors.keys().any(|k| k.starts_with("adapter_list."))
+    tensors.keys().any(|k| is_projection_key(k))
 }
 
 /// Loads a model folder (diffusers or ours) or a bare `.safetensors` with a config

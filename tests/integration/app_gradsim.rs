@@ -67,7 +67,7 @@ fn compute_draws_the_heatmap_histogram_and_blocks() {
     h.get_by_label_contains("pairs in [0, 250): ");
     h.get_by_label("Per block, most conflicting first");
     h.get_by_label("mean cosine");
-    let (most, _) = &result.groups_by_conflict()[0];
+    let (most, _, _) = &result.groups_by_conflict()[0];
     assert!(h.query_all_by_label(most).count() >= 1);
     // export writes the gradsim command's files
     let out = tempfile::tempdir().unwrap();

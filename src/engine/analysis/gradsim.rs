@@ -124,10 +124,11 @@ impl GradSimResult {
         out
     }
 
-    /// Mean off-diagonal similarity of each group, most conflicting (lowest) first.
-    pub fn groups_by_conflict(&self) -> Vec<(String, f64)> {
+    /// Each group's name, parameter count and mean off-diagonal similarity,
+    /// most conflicting (lowest) first.
+    pub fn groups_by_conflict(&self) -> Vec<(String, usize, f64)> {
         let k = self.k();
-        let mut v: Vec<(String, f64)> = self
+        let mut v: Vec<(String, usize, f64)> = self
             .groups
             .iter()
             .map(|g| {
@@ -139,10 +140,11 @@ impl GradSimResult {
                         n += 1;
                     }
                 }
-                (g.name.clone(), if n > 0 { s / n as f64 } else { 1.0 })
+                let mean = if n > 0 { s / n as f64 } else { 1.0 };
+                (g.name.clone(), g.params, mean)
             })
             .collect();
-        v.sort_by(|a, b| a.1.total_cmp(&b.1));
+        v.sort_by(|a, b| a.2.total_cmp(&b.2));
         v
     }
 }

@@ -31,12 +31,7 @@ pub fn write_gradsim_files(result: &GradSimResult, dir: &Path) -> Result<()> {
     }
     write_atomic_bytes(dir.join("cosine.csv"), csv.as_bytes())?;
     let mut groups = String::from("group,params,mean_offdiag_cosine\n");
-    for (name, mean) in result.groups_by_conflict() {
-        let params = result
-            .groups
-            .iter()
-            .find(|g| g.name == name)
-            .map_or(0, |g| g.params);
+    for (name, params, mean) in result.groups_by_conflict() {
         let _ = writeln!(groups, "{name},{params},{mean}");
     }
     write_atomic_bytes(dir.join("groups.csv"), groups.as_bytes())?;

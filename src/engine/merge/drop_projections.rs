@@ -2,6 +2,7 @@
 //! projections removed, with the eps difference that makes measured, never
 //! silently (they cannot be folded into the stock model exactly).
 
+use super::structure::is_projection_key;
 use crate::engine::checkpoint::UNet2DConfig;
 use crate::engine::model::UNet2DModel;
 use crate::engine::model::params::NamedParam;
@@ -12,9 +13,6 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use rand_distr::StandardNormal;
 use std::collections::BTreeMap;
-
-/// Key prefix of the projection weights.
-const PREFIX: &str = "adapter_list.";
 
 /// What dropping the projections changed.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -43,13 +41,13 @@ pub fn drop_projections(
     };
     let count = params
         .iter()
-        .filter(|(k, _, _)| k.starts_with(PREFIX))
+        .filter(|(k, _, _)| is_projection_key(k))
         .count();
     if count == 0 {
         bail!("--drop-projections: the merged model has no channel-wise projections to drop");
     }
     let with = unet_of(config, params, true, device)?;
-    params.retain(|(k, _, _)| !k.starts_with(PREFIX));
+    params.retain(|(k, _, _)| !is_projection_key(k));
     let without = unet_of(config, params, false, device)?;
     let size = config.sample_size.unwrap_or(32);
     let shape = [PROBES, config.in_channels, size, size];

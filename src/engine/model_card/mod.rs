@@ -10,6 +10,7 @@
 //! folder says so where a user looks and ships the loader that gets it right.
 
 use crate::engine::checkpoint::{CheckpointMeta, TensorMap};
+use crate::engine::merge::structure::is_projection_key;
 use crate::engine::model::params::NamedParam;
 use crate::engine::store::ModelSpec;
 use anyhow::Result;
@@ -25,9 +26,6 @@ pub const LOADER_PY: &str = include_str!("deme_unet.py");
 /// own, never replaced or removed.
 pub const CARD_MARKER: &str = "<!-- model card written by deme-studio; rewritten on every save -->";
 
-/// Key prefix of the projection weights.
-const PREFIX: &str = "adapter_list.";
-
 /// The channel-wise projections of a model's tensors.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Projections {
@@ -42,10 +40,7 @@ impl Projections {
     /// The projections among `tensors`, or `None` when there are none.
     pub fn of(tensors: &TensorMap) -> Result<Option<Self>> {
         let mut found = Self::none();
-        for (key, t) in tensors.range(PREFIX.to_string()..) {
-            if !key.starts_with(PREFIX) {
-                break;
-            }
+        for (_, t) in tensors.iter().filter(|(k, _)| is_projection_key(k)) {
             found.add(t.shape.first().copied().unwrap_or(0), &t.to_f32()?);
         }
         Ok(found.some())
@@ -54,7 +49,7 @@ impl Projections {
     /// The projections among a model's exported parameters.
     pub fn of_params(params: &[NamedParam]) -> Option<Self> {
         let mut found = Self::none();
-        for (_, shape, values) in params.iter().filter(|(k, _, _)| k.starts_with(PREFIX)) {
+        for (_, shape, values) in params.iter().filter(|(k, _, _)| is_projection_key(k)) {
             found.add(shape.first().copied().unwrap_or(0), values);
         }
         found.some()
