@@ -94,7 +94,7 @@ fn models_with_projections_match_diffusers_through_the_loader_module() {
         let d = eps_diff(name, &format!("eps_{name}.safetensors"), &device);
         assert!(d < 1e-4, "{name}: max |eps - eps_loader| = {d}");
         let loaded = load_model(&fixture(name), &device).unwrap();
-        let io = read_safetensors(&fixture(&format!("eps_{name}.safetensors"))).unwrap();
+        let io = read_safetensors(fixture(&format!("eps_{name}.safetensors"))).unwrap();
         let t: Vec<f32> = timesteps(&io, "t").iter().map(|&v| v as f32).collect();
         let ours = loaded.model.eps(tensor4(&io, "x", &device), &t);
         let stock = max_abs_diff(ours, tensor4(&io, "eps_stock", &device));

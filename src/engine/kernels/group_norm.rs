@@ -90,7 +90,7 @@ fn row_sums(row: &[f32], m: f32) -> (f64, f64) {
 }
 
 /// Values of a block averaged for the first guess of its mean.
-const PROBES: usize = 16;
+const PROBES: usize = 64;
 
 /// Mean and reciprocal standard deviation of one (sample, group) block.
 ///
