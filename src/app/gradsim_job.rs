@@ -68,7 +68,7 @@ pub fn checkpoint_gradsim(
 ) -> anyhow::Result<GradSimResult> {
     let loaded = load_model(dir, device)
         .with_context(|| format!("loading the checkpoint {}", dir.display()))?;
-    let schedule = NoiseSchedule::linear(1e-4, 0.02, timesteps);
+    let schedule = NoiseSchedule::ddpm(timesteps);
     let config = GradSimConfig {
         timesteps: GradSimConfig::even_timesteps(config.timesteps.len().max(2), timesteps),
         ..config.clone()

@@ -205,7 +205,7 @@ impl Session {
             experts.into_iter().map(|e| e.model).collect(),
             NUM_TRAIN_TIMESTEPS,
         )?;
-        let schedule = NoiseSchedule::linear(1e-4, 0.02, NUM_TRAIN_TIMESTEPS);
+        let schedule = NoiseSchedule::ddpm(NUM_TRAIN_TIMESTEPS);
         progress("held-out set".into());
         let data = (
             base.spec.clone(),

@@ -437,7 +437,7 @@ fn train_into(
         config: c,
         device,
         cancel: &job.cancel,
-        schedule: NoiseSchedule::linear(1e-4, 0.02, T),
+        schedule: NoiseSchedule::ddpm(T),
         noise: start_noise(c.samples, c.seed, device),
         on_update,
     };

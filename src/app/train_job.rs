@@ -207,7 +207,7 @@ pub fn sample_checkpoint(
     let points = matches!(loaded.spec, ModelSpec::Mlp(_));
     let n = preview.samples.max(1) * if points { 32 } else { 1 };
     let x = SeededNoise::new(preview.seed).next([n, c, h, w], device);
-    let schedule = NoiseSchedule::linear(1e-4, 0.02, timesteps);
+    let schedule = NoiseSchedule::ddpm(timesteps);
     let kind = SamplerKind::Ddim(DdimConfig {
         steps: preview.steps.clamp(1, timesteps),
         clip_sample: !points,

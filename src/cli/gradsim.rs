@@ -69,7 +69,7 @@ pub fn run(args: GradSimArgs, device: DeviceChoice) -> Result<()> {
     let compute = resolve_device(device)?;
     let loaded = load_model(&args.model, &compute.device)?;
     let items = gradsim_items(&args.data, &loaded.spec, args.toy_points)?;
-    let schedule = NoiseSchedule::linear(1e-4, 0.02, 1000);
+    let schedule = NoiseSchedule::ddpm(1000);
     let config = GradSimConfig {
         timesteps: args
             .timesteps

@@ -141,7 +141,7 @@ pub fn run(args: GridSearchArgs, device: DeviceChoice) -> Result<()> {
     let base_label = args.base.display().to_string();
     let mut merger = Merger::new((base_label.as_str(), &base.model), &pairs)?;
     let items = split_items(&args.data, &base.spec, args.val_fraction, args.toy_points)?;
-    let schedule = NoiseSchedule::linear(1e-4, 0.02, 1000);
+    let schedule = NoiseSchedule::ddpm(1000);
     let eval = EvalSet::new(
         &items.val,
         &schedule,

@@ -199,7 +199,7 @@ pub fn run(args: LandscapeArgs, device: DeviceChoice) -> Result<()> {
         .map(|(l, m)| (l.as_str(), &m.model))
         .collect();
     let items = split_items(&args.data, &base.spec, args.val_fraction, args.toy_points)?;
-    let schedule = NoiseSchedule::linear(1e-4, 0.02, 1000);
+    let schedule = NoiseSchedule::ddpm(1000);
     let eval = EvalSet::new(
         &items.val,
         &schedule,

@@ -209,7 +209,7 @@ fn generate(
     if args.samples < 2 || args.batch_size == 0 {
         bail!("the metric needs at least 2 samples and a batch size of at least 1");
     }
-    let schedule = NoiseSchedule::linear(1e-4, 0.02, 1000);
+    let schedule = NoiseSchedule::ddpm(1000);
     let (kind, name, steps) = match args.sampler {
         SamplerArg::Ddim => {
             let steps = args.steps.unwrap_or(50);

@@ -99,7 +99,7 @@ pub fn run(args: SampleArgs, device: DeviceChoice) -> Result<()> {
     crate::engine::output::ensure_writable_file(&args.out)?;
     let compute = resolve_device(device)?;
     let dev = &compute.device;
-    let schedule = NoiseSchedule::linear(1e-4, 0.02, 1000);
+    let schedule = NoiseSchedule::ddpm(1000);
     let (spec, predictor) = load_predictor(&args, schedule.num_train_timesteps(), dev)?;
     let [c, h, w] = spec.item_shape();
     let mut noise = SeededNoise::new(args.seed);

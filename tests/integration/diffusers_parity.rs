@@ -198,7 +198,7 @@ fn sampling_diff(trace: &str, kind: SamplerKind) -> f32 {
         })
         .collect();
     let mut noise = RecordedNoise::new(list);
-    let schedule = NoiseSchedule::linear(1e-4, 0.02, 1000);
+    let schedule = NoiseSchedule::ddpm(1000);
     let x0 = sample(
         kind,
         &schedule,

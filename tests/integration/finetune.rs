@@ -156,7 +156,7 @@ fn loss_inputs() -> (Tensor<4>, Tensor<4>, Vec<usize>) {
 
 #[test]
 fn lambda_zero_is_exactly_the_plain_loss() {
-    let schedule = NoiseSchedule::linear(1e-4, 0.02, 1000);
+    let schedule = NoiseSchedule::ddpm(1000);
     let (x0, noise, t) = loss_inputs();
     let (model, frozen) = (mlp(1), mlp(2));
     let plain = eps_loss_per_sample(&model, &schedule, x0.clone(), noise.clone(), &t)
@@ -178,7 +178,7 @@ fn lambda_zero_is_exactly_the_plain_loss() {
 
 #[test]
 fn lambda_adds_exactly_lambda_times_the_consistency_term() {
-    let schedule = NoiseSchedule::linear(1e-4, 0.02, 1000);
+    let schedule = NoiseSchedule::ddpm(1000);
     let (x0, noise, t) = loss_inputs();
     let (model, frozen) = (mlp(1), mlp(2));
     // the direct computation, on the host
@@ -227,7 +227,7 @@ fn lambda_adds_exactly_lambda_times_the_consistency_term() {
 
 #[test]
 fn consistency_is_zero_at_the_start_and_projections_change_nothing() {
-    let schedule = NoiseSchedule::linear(1e-4, 0.02, 1000);
+    let schedule = NoiseSchedule::ddpm(1000);
     let d = dev();
     let base = unet(3);
     let spec = unet_spec();

@@ -85,7 +85,7 @@ fn setup() -> (UNet2DModel, GradSimConfig, NoiseSchedule) {
         granularity: Granularity::Block,
         seed: 1,
     };
-    (model, cfg, NoiseSchedule::linear(1e-4, 0.02, 1000))
+    (model, cfg, NoiseSchedule::ddpm(1000))
 }
 
 #[test]

@@ -151,7 +151,7 @@ fn cancel_from_the_event_stream_keeps_exactly_the_points_scored() {
     let val = BatchSampler::new(items, [1, 8, 8], "random");
     let eval = EvalSet::new(
         &val,
-        &NoiseSchedule::linear(1e-4, 0.02, 1000),
+        &NoiseSchedule::ddpm(1000),
         EvalSetConfig {
             samples: 8,
             batch_size: 8,

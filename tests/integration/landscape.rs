@@ -82,7 +82,7 @@ fn eval_set() -> EvalSet {
     let mut rng = StdRng::seed_from_u64(7);
     let items: Vec<f32> = (0..40 * 64).map(|_| rng.random_range(-1.0..1.0)).collect();
     let val = BatchSampler::new(items, [1, 8, 8], "random");
-    let schedule = NoiseSchedule::linear(1e-4, 0.02, 1000);
+    let schedule = NoiseSchedule::ddpm(1000);
     let cfg = EvalSetConfig {
         samples: 16,
         batch_size: 8,

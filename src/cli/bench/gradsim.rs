@@ -84,7 +84,7 @@ fn time_both<M: EpsModel>(
     repeats: usize,
     device: &Device,
 ) -> Result<(Vec<f64>, Vec<f64>)> {
-    let schedule = NoiseSchedule::linear(1e-4, 0.02, 1000);
+    let schedule = NoiseSchedule::ddpm(1000);
     let tracked = model.clone().to_device(&device.clone().autodiff()).train();
     let warm = GradSimConfig {
         timesteps: vec![config.timesteps[0]],

@@ -124,7 +124,7 @@ pub fn run(c: LandscapeCase, compute: &ComputeDevice) -> Result<()> {
         .map(|_| rng.random_range(-1.0..1.0))
         .collect();
     let val = BatchSampler::new(items, [ch, h, w], "bench");
-    let schedule = NoiseSchedule::linear(1e-4, 0.02, 1000);
+    let schedule = NoiseSchedule::ddpm(1000);
     let eval = EvalSet::new(
         &val,
         &schedule,

@@ -52,7 +52,7 @@ pub fn run(c: SampleCase, compute: &ComputeDevice) -> Result<()> {
     }
     let device = &compute.device;
     let (spec, model, weights) = model_from_arg(&c.model, device)?;
-    let schedule = NoiseSchedule::linear(1e-4, 0.02, 1000);
+    let schedule = NoiseSchedule::ddpm(1000);
     let kind = match c.sampler {
         Sampler::Ddim => SamplerKind::Ddim(DdimConfig {
             steps: c.steps,

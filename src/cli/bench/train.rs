@@ -42,7 +42,7 @@ fn time_train<M: EpsModel>(
     let mut model = model.to_device(&ad).train();
     let [c, h, w] = spec.item_shape();
     let data = BatchSampler::new(vec![0.5; 256 * c * h * w], [c, h, w], "bench");
-    let schedule = NoiseSchedule::linear(1e-4, 0.02, 1000);
+    let schedule = NoiseSchedule::ddpm(1000);
     let mut opt = AdamW::new(AdamWConfig::default());
     let mut times = Vec::new();
     for i in 0..warmup + steps {

@@ -168,7 +168,7 @@ mod tests {
     use burn::tensor::Device;
 
     fn schedule() -> NoiseSchedule {
-        NoiseSchedule::linear(1e-4, 0.02, 1000)
+        NoiseSchedule::ddpm(1000)
     }
 
     #[test]

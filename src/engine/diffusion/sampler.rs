@@ -130,7 +130,7 @@ mod tests {
 
     #[test]
     fn settings_outside_the_schedule_are_refused() {
-        let schedule = NoiseSchedule::linear(1e-4, 0.02, 1000);
+        let schedule = NoiseSchedule::ddpm(1000);
         let ddim = |steps, eta| {
             SamplerKind::Ddim(DdimConfig {
                 steps,
@@ -162,7 +162,7 @@ mod tests {
     fn replay(file: &str, kind: SamplerKind) {
         let device = Device::flex();
         let fx = Fixture::load(file);
-        let schedule = NoiseSchedule::linear(1e-4, 0.02, 1000);
+        let schedule = NoiseSchedule::ddpm(1000);
         let timesteps = fx.usizes("timesteps");
         assert_eq!(kind.timesteps(&schedule), timesteps);
         let scheduler = Scheduler::new(kind, &schedule);
@@ -230,7 +230,7 @@ mod tests {
     #[test]
     fn cancel_stops_the_loop() {
         let device = Device::flex();
-        let schedule = NoiseSchedule::linear(1e-4, 0.02, 1000);
+        let schedule = NoiseSchedule::ddpm(1000);
         let kind = SamplerKind::Ddim(DdimConfig {
             steps: 10,
             ..DdimConfig::default()
@@ -256,7 +256,7 @@ mod tests {
     #[test]
     fn seeded_ddpm_run_is_reproducible() {
         let device = Device::flex();
-        let schedule = NoiseSchedule::linear(1e-4, 0.02, 1000);
+        let schedule = NoiseSchedule::ddpm(1000);
         let kind = SamplerKind::Ddpm(DdpmConfig {
             steps: 5,
             ..DdpmConfig::default()

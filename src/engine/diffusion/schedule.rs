@@ -23,7 +23,7 @@ pub struct NoiseSchedule {
 impl NoiseSchedule {
     /// The "linear" beta schedule of diffusers' DDPM/DDIM schedulers
     /// (`beta_schedule="linear"`), e.g. `linear(1e-4, 0.02, 1000)` for
-    /// google/ddpm-cifar10-32.
+    /// google/ddpm-cifar10-32 ([`Self::ddpm`]).
     ///
     /// diffusers does
     /// ```python
@@ -48,6 +48,15 @@ impl NoiseSchedule {
         );
         let betas = torch_linspace_f32(beta_start, beta_end, num_train_timesteps);
         Self::from_betas_f32(&betas)
+    }
+
+    /// The DDPM default (Ho et al.; google/ddpm-* and diffusers' `DDPMScheduler`):
+    /// betas linear from 1e-4 to 0.02 over `num_train_timesteps`.
+    ///
+    /// # Panics
+    /// If `num_train_timesteps` is zero.
+    pub fn ddpm(num_train_timesteps: usize) -> Self {
+        Self::linear(1e-4, 0.02, num_train_timesteps)
     }
 
     /// A schedule from float32 betas (diffusers' `trained_betas`), with
@@ -141,7 +150,7 @@ mod tests {
     #[test]
     fn linear_schedule_matches_diffusers_bit_for_bit() {
         let fx = Fixture::load("schedule_linear_1000.safetensors");
-        let ours = NoiseSchedule::linear(1e-4, 0.02, 1000);
+        let ours = NoiseSchedule::ddpm(1000);
         assert_eq!(ours.num_train_timesteps(), 1000);
         for (name, mine) in [
             ("betas", &ours.betas),
@@ -158,7 +167,7 @@ mod tests {
 
     #[test]
     fn linear_schedule_endpoints() {
-        let s = NoiseSchedule::linear(1e-4, 0.02, 1000);
+        let s = NoiseSchedule::ddpm(1000);
         assert_eq!(s.betas[0], f64::from(1e-4f32));
         assert_eq!(s.betas[999], f64::from(0.02f32));
         assert_eq!(s.alphas_cumprod[0], f64::from(1.0f32 - 1e-4f32));
@@ -170,7 +179,7 @@ mod tests {
     #[test]
     fn q_sample_matches_hand_computation() {
         let device = Device::flex();
-        let s = NoiseSchedule::linear(1e-4, 0.02, 1000);
+        let s = NoiseSchedule::ddpm(1000);
         let n = 3;
         let x0: Vec<f32> = (0..n * 2 * 2 * 2)
             .map(|i| (i as f32 * 0.37).sin())

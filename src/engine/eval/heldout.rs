@@ -231,7 +231,7 @@ mod tests {
     #[test]
     fn timesteps_are_stratified_over_ranges() {
         let d = Device::flex();
-        let s = NoiseSchedule::linear(1e-4, 0.02, 1000);
+        let s = NoiseSchedule::ddpm(1000);
         let cfg = EvalSetConfig {
             samples: 64,
             batch_size: 10,
@@ -247,7 +247,7 @@ mod tests {
     #[test]
     fn matches_a_direct_loss_and_is_deterministic() {
         let d = Device::flex();
-        let s = NoiseSchedule::linear(1e-4, 0.02, 1000);
+        let s = NoiseSchedule::ddpm(1000);
         let model = ToyMlp::new(&ToyMlpConfig::default(), 7, &d);
         let cfg = EvalSetConfig {
             samples: 24,
@@ -295,7 +295,7 @@ mod tests {
     #[test]
     fn empty_held_out_set_is_refused() {
         let d = Device::flex();
-        let s = NoiseSchedule::linear(1e-4, 0.02, 1000);
+        let s = NoiseSchedule::ddpm(1000);
         let empty = BatchSampler::new(vec![], [2, 1, 1], "none");
         let err = EvalSet::new(&empty, &s, EvalSetConfig::default(), &d)
             .err()

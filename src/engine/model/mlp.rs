@@ -168,7 +168,7 @@ impl ToyMlp {
 /// `sqrt(1 - alpha_bar_t)` of the engine's schedule per timestep (rounded and
 /// clamped to `[0, T)`): `[n] -> [n, 1]`.
 fn gaussian_eps_scale(t: &[f32], device: &Device) -> Tensor<2> {
-    let schedule = NoiseSchedule::linear(1e-4, 0.02, SKIP_TIMESTEPS);
+    let schedule = NoiseSchedule::ddpm(SKIP_TIMESTEPS);
     let last = SKIP_TIMESTEPS - 1;
     let scale: Vec<f32> = t
         .iter()

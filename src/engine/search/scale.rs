@@ -67,7 +67,7 @@ mod tests {
     #[test]
     fn alpha_one_reproduces_the_finetuned_model_and_zero_the_base() {
         let d = Device::flex();
-        let s = NoiseSchedule::linear(1e-4, 0.02, 1000);
+        let s = NoiseSchedule::ddpm(1000);
         let pts: Vec<f32> = (0..40).map(|i| (i as f32 * 0.37).sin()).collect();
         let val = BatchSampler::new(pts, [2, 1, 1], "points");
         let cfg = EvalSetConfig {

@@ -239,7 +239,7 @@ pub fn finetune<M: FinetuneModel>(
     let ctx = Shared {
         job,
         frozen: base.valid(),
-        schedule: NoiseSchedule::linear(1e-4, 0.02, config.num_train_timesteps),
+        schedule: NoiseSchedule::ddpm(config.num_train_timesteps),
         parent,
         device,
     };

@@ -161,7 +161,7 @@ mod tests {
 
     #[test]
     fn weights_equal_their_formulas() {
-        let s = NoiseSchedule::linear(1e-4, 0.02, 1000);
+        let s = NoiseSchedule::ddpm(1000);
         let t = [0usize, 100, 500, 999];
         let snr: Vec<f64> = t
             .iter()

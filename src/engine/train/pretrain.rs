@@ -157,7 +157,7 @@ pub fn pretrain_watched<M: EpsModel>(
     on_event: &mut dyn FnMut(TrainEvent),
 ) -> Result<M> {
     config.validate()?;
-    let schedule = NoiseSchedule::linear(1e-4, 0.02, config.num_train_timesteps);
+    let schedule = NoiseSchedule::ddpm(config.num_train_timesteps);
     let mut watch = match heldout {
         Some(val) if config.eval_every > 0 => Some(HeldOutWatch::new(
             val,
