@@ -6,7 +6,9 @@ use crate::common;
 use common::{save_toy_base, save_unet, stderr, studio, tiny_config};
 
 use burn::tensor::Device;
-use deme_studio::engine::checkpoint::{DType, HostTensor, TensorMap, read_meta, write_safetensors};
+use deme_studio::engine::checkpoint::{
+    DType, HostTensor, TensorMap, UNet2DConfig, read_meta, write_safetensors,
+};
 use deme_studio::engine::model::UNet2DModel;
 
 #[test]
@@ -106,12 +108,7 @@ fn counts_out_of_range_are_usage_errors_naming_the_limit() {
 fn empty_inputs_give_an_error_or_an_empty_answer_never_a_signal() {
     let dir = tempfile::tempdir().unwrap();
     let config = tiny_config();
-    let model = dir.path().join("model");
-    save_unet(
-        &model,
-        config.clone(),
-        UNet2DModel::new(&config, 1, &Device::flex()).unwrap(),
-    );
+    let model = save_tiny_model(dir.path(), &config);
     let s = config.sample_size.unwrap();
     let [c, h, w] = [config.in_channels, s, s];
 
@@ -552,12 +549,7 @@ fn samples_holding_nan_are_never_written() {
     // finite weights scaled so far that the predictions overflow
     let dir = tempfile::tempdir().unwrap();
     let config = tiny_config();
-    let model = dir.path().join("model");
-    save_unet(
-        &model,
-        config.clone(),
-        UNet2DModel::new(&config, 1, &Device::flex()).unwrap(),
-    );
+    let model = save_tiny_model(dir.path(), &config);
     let weights = model.join("diffusion_pytorch_model.safetensors");
     edit_weights(&weights, &weights, |_, v| {
         v.iter_mut().for_each(|x| *x *= 1e30)
@@ -599,4 +591,15 @@ fn edit_weights(
         *t = HostTensor::from_f32(t.shape.clone(), &v).unwrap();
     }
     write_safetensors(to, &map, None).unwrap();
+}
+
+/// A tiny UNet (seed 1) of `config` saved as `dir/model`.
+fn save_tiny_model(dir: &std::path::Path, config: &UNet2DConfig) -> std::path::PathBuf {
+    let model = dir.join("model");
+    save_unet(
+        &model,
+        config.clone(),
+        UNet2DModel::new(config, 1, &Device::flex()).unwrap(),
+    );
+    model
 }
