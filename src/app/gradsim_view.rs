@@ -70,8 +70,8 @@ impl Default for GradSimState {
 pub enum GradSimAction {
     /// Start this computation.
     Compute(GradSimJob),
-    /// Write the result (`heatmap.png`, `cosine.csv`, `groups.csv`,
-    /// `gradsim.json`) into this folder.
+    /// Write the result (`heatmap.png`, `cosine.csv`, `cosine.npy`,
+    /// `timesteps.npy`, `groups.csv`, `gradsim.json`) into this folder.
     Export(Arc<GradSimResult>, std::path::PathBuf),
 }
 
@@ -235,7 +235,7 @@ pub fn gradsim_ui(ui: &mut egui::Ui, state: &mut GradSimState) -> Vec<GradSimAct
         ui.add(egui::TextEdit::singleline(&mut state.export_dir).desired_width(320.0))
             .labelled_by(label.id)
             .on_hover_text(
-                "heatmap.png, cosine.csv (t_i, t_j, cosine), groups.csv and gradsim.json",
+                "heatmap.png, cosine.csv (t_i, t_j, cosine), cosine.npy and timesteps.npy (for numpy), groups.csv and gradsim.json",
             );
         let folder = state.export_dir.trim();
         if ui

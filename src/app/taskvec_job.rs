@@ -21,10 +21,11 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 /// Files an export writes, in the order written.
-pub const EXPORT_FILES: [&str; 5] = [
+pub const EXPORT_FILES: [&str; 6] = [
     "tv_stats.json",
     "tv_stats.csv",
     "cosine.csv",
+    "cosine.npy",
     "cosine.png",
     "group_cosine.csv",
 ];

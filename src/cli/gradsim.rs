@@ -55,7 +55,8 @@ pub struct GradSimArgs {
     /// Number of points drawn for toy datasets.
     #[arg(long, default_value_t = 20_000, value_parser = super::limits::toy_points)]
     pub toy_points: usize,
-    /// Output folder: gradsim.json, cosine.csv, groups.csv, heatmap.png.
+    /// Output folder: gradsim.json, cosine.csv, cosine.npy, timesteps.npy,
+    /// groups.csv, heatmap.png.
     #[arg(long)]
     pub out: PathBuf,
 }

@@ -74,8 +74,9 @@ pub struct LandscapeArgs {
     /// Number of points drawn for toy datasets.
     #[arg(long, default_value_t = 20_000, value_parser = super::limits::toy_points)]
     pub toy_points: usize,
-    /// Output folder: landscape.json, landscape.csv, landscape_all.png,
-    /// landscape_range{i}.png.
+    /// Output folder: landscape.json, landscape.csv, per surface (all,
+    /// range{i}) landscape_{surface}.png and landscape_{surface}.npy, and the
+    /// grid's axes landscape_x.npy, landscape_y.npy.
     #[arg(long)]
     pub out: PathBuf,
 }
@@ -267,8 +268,9 @@ pub fn run(args: LandscapeArgs, device: DeviceChoice) -> Result<()> {
     Ok(())
 }
 
-/// Writes `landscape.json`, `landscape.csv` and one `landscape_{surface}.png` per
-/// surface, each atomically; a partial landscape gives rows for its scored points only.
+/// Writes the landscape's files (`landscape.json`, `landscape.csv`, a PNG and a
+/// `.npy` grid per surface, the axes), each atomically; a partial landscape gives
+/// rows for its scored points only and NaN in the grids elsewhere.
 pub fn write_outputs(ls: &Landscape, dir: &Path) -> Result<()> {
     write_landscape_files(ls, dir).map(|_| ())
 }

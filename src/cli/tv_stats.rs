@@ -23,7 +23,7 @@ pub struct TvStatsArgs {
     /// Parameter grouping: block or layer.
     #[arg(long, default_value = "block")]
     pub granularity: Granularity,
-    /// Output folder: tv_stats.json, tv_stats.csv, cosine.csv, cosine.png.
+    /// Output folder: tv_stats.json, tv_stats.csv, cosine.csv, cosine.npy, cosine.png.
     #[arg(long)]
     pub out: PathBuf,
 }

@@ -81,6 +81,16 @@ fn compute_draws_the_heatmap_histogram_and_blocks() {
     let csv = std::fs::read_to_string(dir.join("cosine.csv")).unwrap();
     assert_eq!(csv.lines().count(), 1 + 10 * 10);
     assert!(csv.lines().nth(1).unwrap().starts_with("50,50,"));
+    // the same matrix for numpy, with its row timesteps
+    let cosine = common::npy::read_npy(&dir.join("cosine.npy"));
+    let timesteps = common::npy::read_npy(&dir.join("timesteps.npy"));
+    assert_eq!((cosine.descr.as_str(), cosine.shape.as_slice()), ("<f8", [10, 10].as_slice()));
+    assert_eq!((timesteps.descr.as_str(), timesteps.shape.as_slice()), ("<i8", [10].as_slice()));
+    for (line, v) in csv.lines().skip(1).zip(&cosine.values) {
+        let f: Vec<f64> = line.split(',').map(|x| x.parse().unwrap()).collect();
+        assert_eq!(f[2], *v, "{line}");
+    }
+    assert_eq!(timesteps.values[0], 50.0);
     let json: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.join("gradsim.json")).unwrap()).unwrap();
     assert_eq!(json["timesteps"].as_array().map(Vec::len), Some(10));

@@ -347,6 +347,21 @@ fn landscape_command_writes_its_files() {
         .unwrap();
     let base_loss = json["marks"][0]["loss"].as_f64().unwrap();
     assert!(close(origin, base_loss, 1e-9), "{origin} vs {base_loss}");
+    // numpy's view of the same lattice: [j, i] is (x_i, y_j), with its axes
+    let xs = common::npy::read_npy(&r.join("ls/landscape_x.npy"));
+    let ys = common::npy::read_npy(&r.join("ls/landscape_y.npy"));
+    assert_eq!((xs.shape.as_slice(), ys.shape.as_slice()), ([5].as_slice(), [5].as_slice()));
+    for name in ["all", "range1", "range2", "range3"] {
+        let grid = common::npy::read_npy(&r.join(format!("ls/landscape_{name}.npy")));
+        assert_eq!((grid.descr.as_str(), grid.shape.as_slice()), ("<f8", [5, 5].as_slice()));
+        let column = 6 + ["all", "range1", "range2", "range3"].iter().position(|n| *n == name).unwrap();
+        for line in csv.lines().skip(1) {
+            let f: Vec<f64> = line.split(',').map(|v| v.parse().unwrap()).collect();
+            let (i, j) = (f[0] as usize, f[1] as usize);
+            assert_eq!(grid.values[j * 5 + i], f[column], "{name} at ({i}, {j})");
+            assert_eq!((xs.values[i], ys.values[j]), (f[2], f[3]));
+        }
+    }
     // the same model twice spans no plane: one clear error
     let bad = Command::new(env!("CARGO_BIN_EXE_deme-studio"))
         .args([
@@ -446,10 +461,19 @@ fn ctrl_c_writes_the_points_scored_so_far() {
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     names.sort();
-    assert_eq!(names.len(), 2 + 5, "{names:?}");
+    // json, csv, a picture and a grid per surface, the two axes
+    assert_eq!(names.len(), 2 + 5 + 5 + 2, "{names:?}");
     assert!(
         names.iter().all(|n| n.starts_with("landscape")),
         "{names:?}"
     );
     image::open(r.join("ls/landscape_all.png")).unwrap();
+    // the numpy grid holds the same points, NaN where the sweep never got
+    let grid = common::npy::read_npy(&r.join("ls/landscape_all.npy"));
+    assert_eq!(grid.shape, [101, 101]);
+    assert_eq!(grid.values.iter().filter(|v| !v.is_nan()).count(), done);
+    for ij in json["order"].as_array().unwrap() {
+        let (i, j) = (ij[0].as_u64().unwrap() as usize, ij[1].as_u64().unwrap() as usize);
+        assert!(!grid.values[j * 101 + i].is_nan(), "({i}, {j}) scored");
+    }
 }

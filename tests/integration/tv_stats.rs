@@ -168,6 +168,9 @@ fn tv_stats_command_writes_its_files() {
     assert!(csv.lines().nth(1).unwrap().starts_with("(all),"));
     let cos_csv = std::fs::read_to_string(r.join("tv/cosine.csv")).unwrap();
     assert_eq!(cos_csv.lines().count(), 5);
+    let cos_npy = common::npy::read_npy(&r.join("tv/cosine.npy"));
+    assert_eq!(cos_npy.shape, [2, 2]);
+    assert_eq!(cos_npy.values, cos);
     let png = image::open(r.join("tv/cosine.png")).unwrap();
     assert!(png.width() > 50);
 }

@@ -1,15 +1,19 @@
 //! A gradient-similarity result's files: `gradsim.json`, `cosine.csv` (a row
-//! per pair of timesteps), `groups.csv` (parameter groups by conflict) and
-//! `heatmap.png`, as the `gradsim` command and the app's Export write them.
+//! per pair of timesteps), `cosine.npy` and `timesteps.npy` (the K x K matrix
+//! and its row timesteps for numpy), `groups.csv` (parameter groups by
+//! conflict) and `heatmap.png`, as the `gradsim` command and the app's Export
+//! write them.
 
 use super::gradsim::GradSimResult;
+use super::npy::{write_npy_f64, write_npy_i64};
 use crate::engine::checkpoint::write_atomic_bytes;
 use crate::engine::render::{ColorMap, Heatmap};
 use anyhow::{Context, Result};
 use std::fmt::Write as _;
 use std::path::Path;
 
-/// Writes `gradsim.json`, `cosine.csv`, `groups.csv` and `heatmap.png` into `dir`.
+/// Writes `gradsim.json`, `cosine.csv`, `cosine.npy`, `timesteps.npy`,
+/// `groups.csv` and `heatmap.png` into `dir`.
 pub fn write_gradsim_files(result: &GradSimResult, dir: &Path) -> Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     write_atomic_bytes(
@@ -30,6 +34,9 @@ pub fn write_gradsim_files(result: &GradSimResult, dir: &Path) -> Result<()> {
         }
     }
     write_atomic_bytes(dir.join("cosine.csv"), csv.as_bytes())?;
+    write_npy_f64(&dir.join("cosine.npy"), &[k, k], &result.cosine)?;
+    let timesteps: Vec<i64> = result.timesteps.iter().map(|&t| t as i64).collect();
+    write_npy_i64(&dir.join("timesteps.npy"), &[k], &timesteps)?;
     let mut groups = String::from("group,params,mean_offdiag_cosine\n");
     for (name, params, mean) in result.groups_by_conflict() {
         let _ = writeln!(groups, "{name},{params},{mean}");

@@ -1,9 +1,10 @@
 //! A landscape's files: `landscape.json`, `landscape.csv` (a row per scored
-//! point) and a PNG per surface, as the `landscape` command and the Landscape
-//! view's Export write them.
+//! point), per surface a PNG and a `.npy` grid, and the grid's axes as `.npy`,
+//! as the `landscape` command and the Landscape view's Export write them.
 
 use super::landscape::Landscape;
 use super::landscape_plot::render_surface;
+use super::npy::write_npy_f64;
 use crate::engine::checkpoint::write_atomic_bytes;
 use crate::engine::render::save_png_atomic;
 use anyhow::{Context, Result};
@@ -37,8 +38,11 @@ pub fn landscape_csv(ls: &Landscape) -> String {
     csv
 }
 
-/// Writes `landscape.json`, `landscape.csv` and `landscape_{surface}.png` for
-/// every surface into `dir`, each atomically. Returns the files written.
+/// Writes `landscape.json`, `landscape.csv`, and for every surface
+/// `landscape_{surface}.png` and `landscape_{surface}.npy` (G x G float64,
+/// `[j, i]` is the loss at `(x_i, y_j)`, NaN where not scored), with the axes
+/// as `landscape_x.npy` and `landscape_y.npy`, into `dir`, each atomically.
+/// Returns the files written.
 pub fn write_landscape_files(ls: &Landscape, dir: &Path) -> Result<Vec<PathBuf>> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let mut written = Vec::new();
@@ -52,6 +56,15 @@ pub fn write_landscape_files(ls: &Landscape, dir: &Path) -> Result<Vec<PathBuf>>
         let png = dir.join(format!("landscape_{}.png", s.name));
         save_png_atomic(&render_surface(ls, k)?, &png)?;
         written.push(png);
+        let npy = dir.join(format!("landscape_{}.npy", s.name));
+        let grid: Vec<f64> = s.values.iter().map(|v| v.unwrap_or(f64::NAN)).collect();
+        write_npy_f64(&npy, &[ls.grid.size, ls.grid.size], &grid)?;
+        written.push(npy);
+    }
+    for (axis, values) in [("x", &ls.xs), ("y", &ls.ys)] {
+        let npy = dir.join(format!("landscape_{axis}.npy"));
+        write_npy_f64(&npy, &[values.len()], values)?;
+        written.push(npy);
     }
     Ok(written)
 }

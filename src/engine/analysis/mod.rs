@@ -7,6 +7,7 @@ pub use deme_formats::groups;
 pub mod landscape;
 pub mod landscape_files;
 pub mod landscape_plot;
+pub mod npy;
 pub mod tv_stats;
 pub mod tv_stats_files;
 

@@ -1,7 +1,8 @@
 //! A task-vector statistics result's files: `tv_stats.json`, `tv_stats.csv`,
-//! `cosine.csv` and `cosine.png`, as the `tv-stats` command and the app's
+//! `cosine.csv`, `cosine.npy` (the N x N matrix for numpy) and `cosine.png`, as the `tv-stats` command and the app's
 //! Export write them.
 
+use super::npy::write_npy_f64;
 use super::tv_stats::{ExpertGroupStats, TvStats};
 use crate::engine::checkpoint::write_atomic_bytes;
 use crate::engine::render::{ColorMap, Heatmap};
@@ -19,7 +20,8 @@ fn row(csv: &mut String, group: &str, params: usize, expert: usize, s: &ExpertGr
 }
 
 /// Writes `tv_stats.json`, `tv_stats.csv` (one row per group and expert, the
-/// whole model as group `(all)` first), `cosine.csv` and `cosine.png` into `dir`.
+/// whole model as group `(all)` first), `cosine.csv`, `cosine.npy` and
+/// `cosine.png` into `dir`.
 pub fn write_tv_stats_files(stats: &TvStats, dir: &Path) -> Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     write_atomic_bytes(
@@ -46,6 +48,7 @@ pub fn write_tv_stats_files(stats: &TvStats, dir: &Path) -> Result<()> {
         }
     }
     write_atomic_bytes(dir.join("cosine.csv"), cos.as_bytes())?;
+    write_npy_f64(&dir.join("cosine.npy"), &[n, n], &stats.cosine)?;
     let labels: Vec<String> = (1..=n).map(|i| i.to_string()).collect();
     Heatmap {
         values: &stats.cosine,

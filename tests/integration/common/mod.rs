@@ -11,6 +11,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 pub mod app;
+pub mod npy;
 
 /// `mnist-small`'s structure at widths 8/16/16, 8 px.
 pub fn tiny_config() -> UNet2DConfig {
