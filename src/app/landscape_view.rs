@@ -1111,7 +1111,9 @@ fn side_ui(
         let ready = state.result.is_some();
         let button = ui
             .add_enabled(ready, egui::Button::new("Export"))
-            .on_hover_text("landscape.csv, landscape.json, a PNG and a numpy grid (.npy) per surface")
+            .on_hover_text(
+                "landscape.csv, landscape.json, a PNG and a numpy grid (.npy) per surface",
+            )
             .on_disabled_hover_text("compute a landscape first");
         if button.clicked()
             && let Some(ls) = &state.result

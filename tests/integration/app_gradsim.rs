@@ -84,8 +84,14 @@ fn compute_draws_the_heatmap_histogram_and_blocks() {
     // the same matrix for numpy, with its row timesteps
     let cosine = common::npy::read_npy(&dir.join("cosine.npy"));
     let timesteps = common::npy::read_npy(&dir.join("timesteps.npy"));
-    assert_eq!((cosine.descr.as_str(), cosine.shape.as_slice()), ("<f8", [10, 10].as_slice()));
-    assert_eq!((timesteps.descr.as_str(), timesteps.shape.as_slice()), ("<i8", [10].as_slice()));
+    assert_eq!(
+        (cosine.descr.as_str(), cosine.shape.as_slice()),
+        ("<f8", [10, 10].as_slice())
+    );
+    assert_eq!(
+        (timesteps.descr.as_str(), timesteps.shape.as_slice()),
+        ("<i8", [10].as_slice())
+    );
     for (line, v) in csv.lines().skip(1).zip(&cosine.values) {
         let f: Vec<f64> = line.split(',').map(|x| x.parse().unwrap()).collect();
         assert_eq!(f[2], *v, "{line}");

@@ -350,11 +350,20 @@ fn landscape_command_writes_its_files() {
     // numpy's view of the same lattice: [j, i] is (x_i, y_j), with its axes
     let xs = common::npy::read_npy(&r.join("ls/landscape_x.npy"));
     let ys = common::npy::read_npy(&r.join("ls/landscape_y.npy"));
-    assert_eq!((xs.shape.as_slice(), ys.shape.as_slice()), ([5].as_slice(), [5].as_slice()));
+    assert_eq!(
+        (xs.shape.as_slice(), ys.shape.as_slice()),
+        ([5].as_slice(), [5].as_slice())
+    );
     for name in ["all", "range1", "range2", "range3"] {
         let grid = common::npy::read_npy(&r.join(format!("ls/landscape_{name}.npy")));
-        assert_eq!((grid.descr.as_str(), grid.shape.as_slice()), ("<f8", [5, 5].as_slice()));
-        let column = 6 + ["all", "range1", "range2", "range3"].iter().position(|n| *n == name).unwrap();
+        assert_eq!(
+            (grid.descr.as_str(), grid.shape.as_slice()),
+            ("<f8", [5, 5].as_slice())
+        );
+        let column = 6 + ["all", "range1", "range2", "range3"]
+            .iter()
+            .position(|n| *n == name)
+            .unwrap();
         for line in csv.lines().skip(1) {
             let f: Vec<f64> = line.split(',').map(|v| v.parse().unwrap()).collect();
             let (i, j) = (f[0] as usize, f[1] as usize);
@@ -473,7 +482,10 @@ fn ctrl_c_writes_the_points_scored_so_far() {
     assert_eq!(grid.shape, [101, 101]);
     assert_eq!(grid.values.iter().filter(|v| !v.is_nan()).count(), done);
     for ij in json["order"].as_array().unwrap() {
-        let (i, j) = (ij[0].as_u64().unwrap() as usize, ij[1].as_u64().unwrap() as usize);
+        let (i, j) = (
+            ij[0].as_u64().unwrap() as usize,
+            ij[1].as_u64().unwrap() as usize,
+        );
         assert!(!grid.values[j * 101 + i].is_nan(), "({i}, {j}) scored");
     }
 }

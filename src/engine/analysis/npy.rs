@@ -19,7 +19,11 @@ pub fn write_npy_i64(path: &Path, shape: &[usize], values: &[i64]) -> Result<()>
     write_npy(path, shape, values)
 }
 
-fn write_npy<T: npyz::AutoSerialize + Copy>(path: &Path, shape: &[usize], values: &[T]) -> Result<()> {
+fn write_npy<T: npyz::AutoSerialize + Copy>(
+    path: &Path,
+    shape: &[usize],
+    values: &[T],
+) -> Result<()> {
     ensure!(
         shape.iter().product::<usize>() == values.len(),
         "{}: {} values for shape {shape:?}",
@@ -48,7 +52,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("m.npy");
         let err = write_npy_f64(&f, &[2, 2], &[1.0]).unwrap_err();
-        assert!(err.to_string().contains("1 values for shape [2, 2]"), "{err}");
+        assert!(
+            err.to_string().contains("1 values for shape [2, 2]"),
+            "{err}"
+        );
         assert!(!f.exists());
         write_npy_i64(&f, &[2], &[3, 4]).unwrap();
         assert!(std::fs::read(&f).unwrap().starts_with(b"\x93NUMPY"));

@@ -16,7 +16,9 @@ pub struct Npy {
 }
 
 fn field<'a>(header: &'a str, key: &str) -> &'a str {
-    let at = header.find(&format!("'{key}':")).unwrap_or_else(|| panic!("no {key} in {header}"));
+    let at = header
+        .find(&format!("'{key}':"))
+        .unwrap_or_else(|| panic!("no {key} in {header}"));
     header[at + key.len() + 3..].trim_start()
 }
 
@@ -27,13 +29,27 @@ pub fn read_npy(path: &Path) -> Npy {
     assert_eq!(&bytes[..6], b"\x93NUMPY", "{}: magic", path.display());
     let (len, start) = match bytes[6] {
         1 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10),
-        2 | 3 => (u32::from_le_bytes(bytes[8..12].try_into().unwrap()) as usize, 12),
+        2 | 3 => (
+            u32::from_le_bytes(bytes[8..12].try_into().unwrap()) as usize,
+            12,
+        ),
         v => panic!("{}: version {v}", path.display()),
     };
-    assert_eq!((start + len) % 64, 0, "{}: data not aligned to 64 bytes", path.display());
+    assert_eq!(
+        (start + len) % 64,
+        0,
+        "{}: data not aligned to 64 bytes",
+        path.display()
+    );
     let header = std::str::from_utf8(&bytes[start..start + len]).unwrap();
-    assert!(header.trim_end().starts_with('{') && header.trim_end().ends_with('}'), "{header}");
-    assert!(field(header, "fortran_order").starts_with("False"), "{header}");
+    assert!(
+        header.trim_end().starts_with('{') && header.trim_end().ends_with('}'),
+        "{header}"
+    );
+    assert!(
+        field(header, "fortran_order").starts_with("False"),
+        "{header}"
+    );
     let descr = field(header, "descr");
     let descr = descr[1..].split('\'').next().unwrap().to_string();
     let shape_text = field(header, "shape");
@@ -45,11 +61,31 @@ pub fn read_npy(path: &Path) -> Npy {
         .collect();
     let data = &bytes[start + len..];
     let values: Vec<f64> = match descr.as_str() {
-        "<f8" => data.chunks_exact(8).map(|b| f64::from_le_bytes(b.try_into().unwrap())).collect(),
-        "<i8" => data.chunks_exact(8).map(|b| i64::from_le_bytes(b.try_into().unwrap()) as f64).collect(),
+        "<f8" => data
+            .chunks_exact(8)
+            .map(|b| f64::from_le_bytes(b.try_into().unwrap()))
+            .collect(),
+        "<i8" => data
+            .chunks_exact(8)
+            .map(|b| i64::from_le_bytes(b.try_into().unwrap()) as f64)
+            .collect(),
         d => panic!("{}: dtype {d}", path.display()),
     };
-    assert_eq!(data.len(), values.len() * 8, "{}: trailing bytes", path.display());
-    assert_eq!(values.len(), shape.iter().product::<usize>(), "{}: {header}", path.display());
-    Npy { descr, shape, values }
+    assert_eq!(
+        data.len(),
+        values.len() * 8,
+        "{}: trailing bytes",
+        path.display()
+    );
+    assert_eq!(
+        values.len(),
+        shape.iter().product::<usize>(),
+        "{}: {header}",
+        path.display()
+    );
+    Npy {
+        descr,
+        shape,
+        values,
+    }
 }
