@@ -6,7 +6,7 @@
 
 /// Largest batch of images or points in one forward or training step (the
 /// engine's own limit for runs, whatever the settings come from).
-pub const MAX_BATCH: usize = crate::engine::train::stepper::MAX_BATCH_SIZE;
+pub const MAX_BATCH: usize = crate::engine::train::step_settings::MAX_BATCH_SIZE;
 /// Most images one command generates or scores.
 pub const MAX_IMAGES: usize = 100_000;
 /// Most held-out samples an evaluation set holds.

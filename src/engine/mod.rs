@@ -14,6 +14,7 @@ pub mod metric;
 pub mod model;
 pub mod model_card;
 pub mod model_set;
+pub mod model_spec;
 pub mod output;
 pub mod reduce;
 pub mod render;

@@ -6,22 +6,21 @@
 //! moments and the step, in one file so a resume always sees one consistent state).
 
 use crate::engine::checkpoint::{
-    CheckpointMeta, DType, FolderSave, HostTensor, KeyStyle, TensorMap, UNet2DConfig,
-    check_loadable_path, normalize_keys, read_meta, read_safetensors, safetensors_metadata,
-    to_style, write_atomic_bytes, write_meta, write_safetensors,
+    CheckpointMeta, DType, FolderSave, HostTensor, KeyStyle, TensorMap, check_loadable_path,
+    normalize_keys, read_meta, read_safetensors, safetensors_metadata, to_style,
+    write_atomic_bytes, write_meta, write_safetensors,
 };
 use crate::engine::merge::structure::is_projection_key;
 use crate::engine::model::params::NamedParam;
-use crate::engine::model::{
-    EpsModel, ToyMlp, ToyMlpConfig, UNet2DModel, export_params, import_params,
-};
+use crate::engine::model::{export_params, import_params};
 use crate::engine::model_card::{
     CARD_FILE, CARD_MARKER, LOADER_FILE, LOADER_PY, Projections, model_card,
 };
-use crate::engine::train::AdamW;
+pub use crate::engine::model_spec::{AnyModel, ModelSpec};
+use crate::engine::train::adamw::AdamW;
 use anyhow::{Context, Result, anyhow, bail};
 use burn::module::Module;
-use burn::tensor::{Device, Tensor};
+use burn::tensor::Device;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
@@ -31,116 +30,6 @@ pub const WEIGHTS_FILE: &str = "diffusion_pytorch_model.safetensors";
 pub const TRAIN_STATE_FILE: &str = "train_state.safetensors";
 /// File name of our metadata.
 pub const META_FILE: &str = "deme.json";
-
-/// The architecture of a model: what `config.json` describes.
-#[derive(Debug, Clone, PartialEq)]
-pub enum ModelSpec {
-    /// diffusers `UNet2DModel`.
-    UNet(UNet2DConfig),
-    /// The 2D point MLP.
-    Mlp(ToyMlpConfig),
-}
-
-impl ModelSpec {
-    /// A preset name (`mnist-tiny`, `mnist-small`, `ddpm-cifar10-32`, `toy-mlp`) or a path to a `config.json`.
-    pub fn from_arg(arg: &str) -> Result<Self> {
-        if arg == "toy-mlp" {
-            return Ok(Self::Mlp(ToyMlpConfig::default()));
-        }
-        if let Some(c) = crate::engine::checkpoint::preset(arg) {
-            return Ok(Self::UNet(c));
-        }
-        let path = Path::new(arg);
-        if path.exists() {
-            let text = deme_formats::input::read_text(path)?;
-            return Self::from_config_json(&text).with_context(|| format!("in {}", path.display()));
-        }
-        bail!(
-            "`{arg}` is neither a model preset ({}, toy-mlp) nor an existing config.json",
-            crate::engine::checkpoint::PRESET_NAMES.join(", ")
-        )
-    }
-
-    /// Parses a `config.json`, dispatching on `_class_name` (UNet2DModel when absent).
-    pub fn from_config_json(text: &str) -> Result<Self> {
-        let value: serde_json::Value =
-            serde_json::from_str(text).context("config.json is not valid JSON")?;
-        match value.get("_class_name").and_then(|v| v.as_str()) {
-            Some("ToyMlp") => Ok(Self::Mlp(
-                serde_json::from_value(value).context("bad ToyMlp config")?,
-            )),
-            Some("UNet2DModel") | None => {
-                let c = UNet2DConfig::from_json_str(text)?;
-                c.validate()?;
-                Ok(Self::UNet(c))
-            }
-            Some(other) => bail!("model class `{other}` is not supported (expected UNet2DModel)"),
-        }
-    }
-
-    /// The `config.json` text.
-    pub fn to_config_json(&self) -> Result<String> {
-        Ok(match self {
-            Self::UNet(c) => c.to_json_string_pretty()?,
-            Self::Mlp(c) => serde_json::to_string_pretty(c)?,
-        })
-    }
-
-    /// Shape of one data item `[c, h, w]` (points: `[dim, 1, 1]`).
-    pub fn item_shape(&self) -> [usize; 3] {
-        match self {
-            // a config without sample_size runs at the DDPM family's 32 px
-            Self::UNet(c) => {
-                let s = c.sample_size.unwrap_or(32);
-                [c.in_channels, s, s]
-            }
-            Self::Mlp(c) => [c.dim, 1, 1],
-        }
-    }
-
-    /// A randomly initialised model of this architecture.
-    pub fn build(&self, seed: u64, device: &Device) -> Result<AnyModel> {
-        Ok(match self {
-            Self::UNet(c) => AnyModel::UNet(UNet2DModel::new(c, seed, device)?),
-            Self::Mlp(c) => AnyModel::Mlp(ToyMlp::new(c, seed, device)),
-        })
-    }
-}
-
-/// A model of either architecture.
-#[derive(Debug, Clone)]
-pub enum AnyModel {
-    /// An image UNet.
-    UNet(UNet2DModel),
-    /// A point MLP.
-    Mlp(ToyMlp),
-}
-
-impl AnyModel {
-    /// Noise prediction.
-    pub fn eps(&self, x: Tensor<4>, t: &[f32]) -> Tensor<4> {
-        match self {
-            Self::UNet(m) => m.eps(x, t),
-            Self::Mlp(m) => m.eps(x, t),
-        }
-    }
-
-    /// Every float parameter on the host.
-    pub fn export(&self) -> Vec<NamedParam> {
-        match self {
-            Self::UNet(m) => export_params(m),
-            Self::Mlp(m) => export_params(m),
-        }
-    }
-
-    /// Number of parameter values.
-    pub fn num_params(&self) -> usize {
-        match self {
-            Self::UNet(m) => m.num_params(),
-            Self::Mlp(m) => m.num_params(),
-        }
-    }
-}
 
 /// A model loaded from disk, with what is needed to write it back unchanged.
 pub struct LoadedModel {

@@ -12,7 +12,7 @@
 use crate::engine::checkpoint::{CheckpointMeta, TensorMap};
 use crate::engine::merge::structure::is_projection_key;
 use crate::engine::model::params::NamedParam;
-use crate::engine::store::ModelSpec;
+use crate::engine::model_spec::ModelSpec;
 use anyhow::Result;
 use std::fmt::Write;
 

@@ -2,13 +2,15 @@
 //! one weight at a time over all its values with the others held, move to the
 //! best, and sweep again until a sweep moves nothing.
 //!
-//! On the held-out loss, which is smooth and close to quadratic in the
-//! weights, this reaches the lattice optimum with a few sweeps of `N x ticks`
-//! points instead of the `ticks^N` of the full lattice (N = 4, step 0.1: about
-//! 100 points against 14,641). Every point scored is the best so far or worse,
+//! It ends at a coordinate-wise optimum: no single weight can move to a
+//! better value. On a smooth objective close to quadratic in the weights, as
+//! the held-out loss is, that is usually at or next to the lattice optimum,
+//! found with a few sweeps of `N x ticks` points instead of the `ticks^N` of
+//! the full lattice (N = 4, step 0.1: about 100 points against 14,641); it is
+//! not guaranteed to be it. Every point scored is the best so far or worse,
 //! so the current point is always the best one.
 
-use super::grid::{GridEvent, GridPoint, GridResult, GridSpec, Score};
+use super::lattice::{GridEvent, GridPoint, GridResult, GridSpec, Score, Strategy};
 use anyhow::{Result, bail};
 use std::collections::BTreeMap;
 
@@ -21,7 +23,7 @@ pub fn coordinate_search(
     keep_going: &dyn Fn() -> bool,
     on_event: &mut dyn FnMut(GridEvent),
 ) -> Result<GridResult> {
-    spec.validate_for(super::grid::Strategy::Coordinate { sweeps })?;
+    spec.validate_for(Strategy::Coordinate { sweeps })?;
     let ticks = spec.ticks();
     let mut current = vec![(ticks - 1) / 2; spec.n];
     let mut scored: BTreeMap<Vec<usize>, usize> = BTreeMap::new();

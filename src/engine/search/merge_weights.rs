@@ -2,7 +2,8 @@
 //! merges re-merged in place and scored by their held-out loss or, optionally,
 //! by the sample metric of images generated from them.
 
-use super::grid::{GridEvent, GridResult, GridSpec, Score, Strategy, grid_search};
+use super::grid::grid_search;
+use super::lattice::{GridEvent, GridResult, GridSpec, Score, Strategy};
 use crate::engine::diffusion::NoiseSchedule;
 use crate::engine::eval::EvalSet;
 use crate::engine::merge::{MergeSpec, Mergeable, Merger};

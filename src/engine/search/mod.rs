@@ -2,10 +2,12 @@
 
 pub mod coordinate;
 pub mod grid;
+pub mod lattice;
 pub mod merge_weights;
 pub mod scale;
 
-pub use grid::{GridEvent, GridPoint, GridResult, GridSpec, Score, Strategy, grid_search};
+pub use grid::grid_search;
+pub use lattice::{GridEvent, GridPoint, GridResult, GridSpec, Score, Strategy};
 pub use merge_weights::{
     LossObjective, MetricObjective, search_merge_weights, search_merge_weights_by_metric,
 };

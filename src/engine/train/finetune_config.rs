@@ -8,7 +8,7 @@
 use super::adamw::AdamWConfig;
 use super::events::RunId;
 use super::loss::LossWeighting;
-use super::stepper::warmup_lr;
+use super::step_settings::{check_step_settings, warmup_lr};
 use super::timesteps::{MixMode, TimestepRange, TimestepSampler};
 use anyhow::{Result, bail};
 use serde::{Deserialize, Serialize};
@@ -110,7 +110,7 @@ impl FinetuneConfig {
         if self.steps_per_expert == 0 {
             bail!("steps per expert must be at least 1");
         }
-        super::stepper::check_step_settings(self.batch_size, self.lr, self.ema_max_decay)?;
+        check_step_settings(self.batch_size, self.lr, self.ema_max_decay)?;
         if self.checkpoint_every == 0 {
             bail!("checkpoint_every must be at least 1");
         }

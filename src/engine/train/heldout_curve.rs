@@ -7,7 +7,7 @@
 //! is on the same items, noise and timesteps: differences between rows are the model's.
 
 use super::batch::BatchSampler;
-use super::pretrain::TrainConfig;
+use super::train_config::TrainConfig;
 use crate::engine::checkpoint::write_atomic_bytes;
 use crate::engine::diffusion::NoiseSchedule;
 use crate::engine::eval::{EvalSet, EvalSetConfig};

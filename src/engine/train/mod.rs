@@ -13,8 +13,10 @@ pub mod heldout_curve;
 pub mod loss;
 pub mod pretrain;
 pub mod resume;
+pub mod step_settings;
 pub mod stepper;
 pub mod timesteps;
+pub mod train_config;
 
 pub use adamw::{AdamW, AdamWConfig};
 pub use batch::BatchSampler;
@@ -27,6 +29,7 @@ pub use finetune::{
 };
 pub use finetune_config::FinetuneConfig;
 pub use heldout_curve::{CurvePoint, HeldOutWatch, last_quarter_improvement};
-pub use pretrain::{RunStart, TrainConfig, pretrain, pretrain_any, pretrain_watched};
-pub use resume::{fresh_run, fresh_start, resume_run, resume_start};
+pub use pretrain::{pretrain, pretrain_any, pretrain_watched};
+pub use resume::{RunStart, fresh_run, fresh_start, resume_run, resume_start};
 pub use timesteps::{MixMode, TimestepDraw, TimestepRange, TimestepSampler};
+pub use train_config::TrainConfig;

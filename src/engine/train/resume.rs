@@ -1,13 +1,25 @@
 //! Starting a run: fresh from a model, or resumed from a run folder's train state.
 
 use super::adamw::{AdamW, AdamWConfig};
-use super::pretrain::{RunStart, TrainConfig};
+use super::train_config::TrainConfig;
 use crate::engine::checkpoint::read_meta;
 use crate::engine::model::EpsModel;
 use crate::engine::store::{META_FILE, bind_tensors, load_train_state};
 use anyhow::{Context, Result, bail};
 use burn::tensor::Device;
 use std::path::Path;
+
+/// Where a run starts from.
+pub struct RunStart<M> {
+    /// Weights being trained (on an autodiff device).
+    pub model: M,
+    /// EMA weights (plain device).
+    pub ema: M,
+    /// Optimizer state.
+    pub optimizer: AdamW,
+    /// Steps already done.
+    pub step: u64,
+}
 
 /// A fresh run: `model` is copied for the EMA and moved to the autodiff device.
 pub fn fresh_run<M: EpsModel>(model: M, config: &TrainConfig, device: &Device) -> RunStart<M> {

@@ -10,9 +10,9 @@
 //! # Folders
 //!
 //! A whole folder (weights, `config.json`, `deme.json`) is saved with
-//! [`super::folder_swap::FolderSave`]: staged beside the target and swapped
-//! in at once, so a crash leaves it wholly old or wholly new;
-//! [`write_folder_atomic`] is the simple form of that.
+//! `folder_swap::FolderSave`: staged beside the target and swapped in at
+//! once, so a crash leaves it wholly old or wholly new; its
+//! `write_folder_atomic` is the simple form of that.
 
 use anyhow::{Context, Result, anyhow, bail};
 use std::fs::File;
@@ -167,25 +167,6 @@ pub(crate) fn check_file_name(name: &str) -> Result<()> {
     Ok(())
 }
 
-/// Writes several files into `dir` (created if missing) as one save: they
-/// appear together (see [`super::folder_swap`]). Other files already in
-/// `dir` are kept. Put the weights first and `config.json`/metadata last,
-/// which matters where the system cannot swap folders.
-pub fn write_folder_atomic<B: AsRef<[u8]>>(
-    dir: impl AsRef<Path>,
-    files: &[(&str, B)],
-) -> Result<()> {
-    let dir = dir.as_ref();
-    for (name, _) in files {
-        check_file_name(name).with_context(|| format!("cannot write into {}", dir.display()))?;
-    }
-    let mut save = super::folder_swap::FolderSave::begin(dir)?;
-    for (name, bytes) in files {
-        write_atomic_bytes(save.path(name)?, bytes.as_ref())?;
-    }
-    save.commit().map(drop)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -260,23 +241,5 @@ mod tests {
         write_atomic_bytes(&p, b"2").unwrap();
         let mode = std::fs::metadata(&p).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o640);
-    }
-
-    #[test]
-    fn folder_write_creates_dir_and_all_files() {
-        let dir = tempfile::tempdir().unwrap();
-        let out = dir.path().join("a").join("b");
-        write_folder_atomic(
-            &out,
-            &[
-                ("w.safetensors", vec![1u8, 2]),
-                ("config.json", b"{}".to_vec()),
-            ],
-        )
-        .unwrap();
-        assert_eq!(entries(&out), ["config.json", "w.safetensors"]);
-        assert_eq!(std::fs::read(out.join("w.safetensors")).unwrap(), [1, 2]);
-        assert!(write_folder_atomic(&out, &[("../escape", b"x")]).is_err());
-        assert!(!dir.path().join("a").join("escape").exists());
     }
 }

@@ -16,7 +16,7 @@
 //! leave new weights beside old metadata. Callers write the weights first and
 //! the metadata last.
 
-use super::atomic::{check_file_name, ensure_dir};
+use super::atomic::{check_file_name, ensure_dir, write_atomic_bytes};
 use anyhow::{Context, Result, anyhow, bail};
 use std::fs;
 use std::io;
@@ -300,10 +300,28 @@ impl Drop for FolderSave {
     }
 }
 
+/// Writes several files into `dir` (created if missing) as one save: they
+/// appear together (see [`FolderSave`]). Other files already in
+/// `dir` are kept. Put the weights first and `config.json`/metadata last,
+/// which matters where the system cannot swap folders.
+pub fn write_folder_atomic<B: AsRef<[u8]>>(
+    dir: impl AsRef<Path>,
+    files: &[(&str, B)],
+) -> Result<()> {
+    let dir = dir.as_ref();
+    for (name, _) in files {
+        check_file_name(name).with_context(|| format!("cannot write into {}", dir.display()))?;
+    }
+    let mut save = FolderSave::begin(dir)?;
+    for (name, bytes) in files {
+        write_atomic_bytes(save.path(name)?, bytes.as_ref())?;
+    }
+    save.commit().map(drop)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::checkpoint::write_atomic_bytes;
 
     fn names(dir: &Path) -> Vec<String> {
         let mut v: Vec<String> = fs::read_dir(dir)
@@ -408,5 +426,23 @@ mod tests {
         s.commit().unwrap();
         assert!(link.is_symlink());
         assert_eq!(fs::read(real.join("w")).unwrap(), b"x");
+    }
+
+    #[test]
+    fn folder_write_creates_dir_and_all_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("a").join("b");
+        write_folder_atomic(
+            &out,
+            &[
+                ("w.safetensors", vec![1u8, 2]),
+                ("config.json", b"{}".to_vec()),
+            ],
+        )
+        .unwrap();
+        assert_eq!(names(&out), ["config.json", "w.safetensors"]);
+        assert_eq!(fs::read(out.join("w.safetensors")).unwrap(), [1, 2]);
+        assert!(write_folder_atomic(&out, &[("../escape", b"x")]).is_err());
+        assert!(!dir.path().join("a").join("escape").exists());
     }
 }

@@ -24,9 +24,9 @@ pub mod refuse;
 pub mod safetensors_io;
 pub mod unet_config;
 
-pub use atomic::{write_atomic, write_atomic_bytes, write_folder_atomic};
+pub use atomic::{write_atomic, write_atomic_bytes};
 pub use folder::{CheckpointFolder, content_hash};
-pub use folder_swap::{FolderSave, SwapMode};
+pub use folder_swap::{FolderSave, SwapMode, write_folder_atomic};
 pub use host_tensor::{DType, HostTensor, TensorMap};
 pub use keys::{KeyStyle, normalize_key, normalize_keys, to_style};
 pub use metadata::{CheckpointMeta, META_FILE_NAME, read_meta, write_meta};

@@ -15,6 +15,10 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::Path;
 
+/// Largest magnitude of a merge weight: far beyond any useful extrapolation, and
+/// small enough that a merged model stays finite.
+pub const MAX_MERGE_WEIGHT: f32 = 1000.0;
+
 /// The weights of one block.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(untagged)]
@@ -74,13 +78,10 @@ impl BlockWeights {
             if let Some(x) = values.iter().find(|x| !x.is_finite()) {
                 bail!("block `{block}`: weight {x} is not a finite number");
             }
-            if let Some(x) = values
-                .iter()
-                .find(|x| x.abs() > super::method::MAX_MERGE_WEIGHT)
-            {
+            if let Some(x) = values.iter().find(|x| x.abs() > MAX_MERGE_WEIGHT) {
                 bail!(
                     "block `{block}`: weight {x} is outside [-{m}, {m}]",
-                    m = super::method::MAX_MERGE_WEIGHT
+                    m = MAX_MERGE_WEIGHT
                 );
             }
         }

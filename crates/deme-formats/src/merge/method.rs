@@ -2,6 +2,7 @@
 //! optional per-block weights and the seed.
 
 use super::block_weights::BlockWeights;
+pub use super::block_weights::MAX_MERGE_WEIGHT;
 use anyhow::{Result, bail};
 use serde::{Deserialize, Serialize};
 
@@ -72,10 +73,6 @@ impl MergeMethod {
         Ok(())
     }
 }
-
-/// Largest magnitude of a merge weight: far beyond any useful extrapolation, and
-/// small enough that a merged model stays finite.
-pub const MAX_MERGE_WEIGHT: f32 = 1000.0;
 
 /// A whole merge setting.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
