@@ -1,7 +1,7 @@
 //! What background work reports to the UI, and the channel it travels on.
 
 use super::dialogs::DialogOutcome;
-use super::gradsim_job::GradSimUpdate;
+use super::job_slot::Waker;
 use super::landscape_job::LandscapeUpdate;
 use super::preview::{Panel, PreviewImage};
 use super::session::SetInfo;
@@ -132,8 +132,6 @@ pub enum Event {
     MergeFailed(String),
     /// Grid search.
     Grid(GridUpdate),
-    /// Gradient-conflict computation.
-    GradSim(GradSimUpdate),
     /// A training run started from the Train view.
     Train(TrainUpdate),
     /// Loss-landscape computation.
@@ -152,19 +150,25 @@ pub enum Event {
 #[derive(Clone)]
 pub struct Emitter {
     tx: Sender<Event>,
-    notify: Arc<dyn Fn() + Send + Sync>,
+    waker: Waker,
 }
 
 impl Emitter {
     /// A channel whose sends call `notify` (e.g. `ctx.request_repaint()`).
     pub fn channel(notify: Arc<dyn Fn() + Send + Sync>) -> (Self, Receiver<Event>) {
         let (tx, rx) = channel();
-        (Self { tx, notify }, rx)
+        let waker = Waker::from(notify);
+        (Self { tx, waker }, rx)
     }
 
     /// Sends `event` and wakes the UI; a closed UI is ignored.
     pub fn emit(&self, event: Event) {
         let _ = self.tx.send(event);
-        (self.notify)();
+        self.waker.wake();
+    }
+
+    /// What wakes the UI (for jobs that report through a channel of their own).
+    pub fn waker(&self) -> &Waker {
+        &self.waker
     }
 }

@@ -324,6 +324,7 @@ impl StudioApp {
 
     /// Applies everything background work reported since the last frame.
     pub fn poll_events(&mut self) {
+        self.gradsim.poll();
         while let Ok(event) = self.events.try_recv() {
             match event {
                 Event::Activity(a) => self.activity = a,
@@ -359,7 +360,6 @@ impl StudioApp {
                 Event::Loss(l) => self.merge.apply_loss(l),
                 Event::MergeFailed(m) => self.merge.error = Some(m),
                 Event::Grid(u) => self.grid.apply(u),
-                Event::GradSim(u) => self.gradsim.apply(u),
                 Event::Train(u) => self.on_train(u),
                 Event::Landscape(u) => self.on_landscape(u),
                 Event::TaskVectors(u) => self.on_taskvec(u),
@@ -573,7 +573,9 @@ impl StudioApp {
             return;
         }
         let actions = egui::CentralPanel::default()
-            .show(ui, |ui| gradsim_ui(ui, &mut self.gradsim))
+            .show(ui, |ui| {
+                gradsim_ui(ui, &mut self.gradsim, self.emit.waker())
+            })
             .inner;
         for a in actions {
             match a {

@@ -3,7 +3,7 @@
 //! backward passes; and the same matrices of a training run's checkpoint,
 //! taken on the training thread.
 
-use super::events::{Emitter, Event};
+use super::job_slot::{Outcome, Sink};
 use super::session::GradSimInputs;
 use crate::engine::analysis::GradSimConfig;
 use crate::engine::analysis::gradsim::{
@@ -22,6 +22,9 @@ use std::thread::JoinHandle;
 /// Points drawn for toy (point-cloud) datasets, as the CLI's default.
 const TOY_POINTS: usize = 20_000;
 
+/// Where a computation reports: its progress, then its result.
+pub type GradSimSink = Sink<GradSimUpdate, Arc<GradSimResult>>;
+
 /// A computation to run.
 #[derive(Debug, Clone)]
 pub struct GradSimJob {
@@ -29,25 +32,17 @@ pub struct GradSimJob {
     pub config: GradSimConfig,
     /// Cancelled by the UI's Cancel button.
     pub cancel: CancelToken,
+    /// Where it reports.
+    pub sink: GradSimSink,
 }
 
-/// What the computation reports.
+/// What the computation reports before its end.
 #[derive(Debug, Clone)]
 pub enum GradSimUpdate {
     /// Loading the data.
     Preparing,
     /// Backward passes done.
     Progress(GradSimProgress),
-    /// Finished, failed or cancelled.
-    Finished(Result<Arc<GradSimResult>, String>),
-    /// A result computed elsewhere (a checkpoint of a training run), shown
-    /// in place of the last one without touching a running computation.
-    Live {
-        /// The matrices.
-        result: Arc<GradSimResult>,
-        /// What they were taken of, e.g. `training run pretrain, step 20`.
-        source: String,
-    },
 }
 
 /// The caption of a result taken from a training run's checkpoint.
@@ -103,21 +98,13 @@ pub fn run_gradsim(
 }
 
 /// Starts `job` on a thread named `gradsim`.
-pub fn spawn_gradsim(job: GradSimJob, inputs: GradSimInputs, emit: Emitter) -> JoinHandle<()> {
+pub fn spawn_gradsim(job: GradSimJob, inputs: GradSimInputs) -> JoinHandle<()> {
     std::thread::Builder::new()
         .name("gradsim".into())
         .spawn(move || {
-            let mut on_update = |u| emit.emit(Event::GradSim(u));
-            let result = run_gradsim(&job, &inputs, &mut on_update)
-                .map(Arc::new)
-                .map_err(|e| {
-                    if job.cancel.is_cancelled() {
-                        "cancelled".to_string()
-                    } else {
-                        format!("{e:#}")
-                    }
-                });
-            emit.emit(Event::GradSim(GradSimUpdate::Finished(result)));
+            let sink = job.sink.clone();
+            let result = run_gradsim(&job, &inputs, &mut |u| sink.update(u)).map(Arc::new);
+            sink.finish(Outcome::of(result, &job.cancel));
         })
         .expect("spawning the gradsim thread")
 }

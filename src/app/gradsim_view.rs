@@ -3,11 +3,11 @@
 //! pair similarities and the per-block breakdown, most conflicting first.
 
 use super::gradsim_job::{GradSimJob, GradSimUpdate};
+use super::job_slot::{JobSlot, Outcome, Report, Waker};
 use super::session::NUM_TRAIN_TIMESTEPS;
 use crate::engine::analysis::gradsim::{GradSimResult, describe_pairs};
 use crate::engine::analysis::{GradSimConfig, Granularity};
 use crate::engine::render::ColorMap;
-use crate::engine::train::CancelToken;
 use egui::{Align2, Color32, FontId, Pos2, Rect, Sense, Stroke, StrokeKind, Vec2};
 use egui_plot::{Bar, BarChart, Legend, Plot};
 use std::sync::Arc;
@@ -19,16 +19,8 @@ pub const FOCUS_RANGE: (usize, usize) = (0, 250);
 /// Label of the heatmap (for tests and screen readers).
 pub const HEATMAP_LABEL: &str = "gradient cosine heatmap";
 
-/// A computation in progress.
-#[derive(Debug, Clone)]
-struct Running {
-    cancel: CancelToken,
-    done: usize,
-    total: usize,
-}
-
 /// Settings, progress and result of the view.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct GradSimState {
     /// Number of timesteps K (evenly spaced over [0, T)).
     pub k: usize,
@@ -36,7 +28,8 @@ pub struct GradSimState {
     pub batches: usize,
     /// Samples per batch.
     pub batch_size: usize,
-    running: Option<Running>,
+    /// The computation going: `(done, total)` backward passes.
+    job: JobSlot<GradSimUpdate, Arc<GradSimResult>, (usize, usize)>,
     result: Option<Arc<GradSimResult>>,
     /// Where the shown result comes from when not from Compute (a training
     /// run's checkpoint); `None`: the open set's base.
@@ -55,7 +48,7 @@ impl Default for GradSimState {
             k: 10,
             batches: 1,
             batch_size: 8,
-            running: None,
+            job: JobSlot::default(),
             result: None,
             source: None,
             error: None,
@@ -104,19 +97,19 @@ impl GradSimState {
         }
         self.result = Some(result);
         self.source = Some(source);
-        if self.running.is_none() {
+        if !self.job.is_running() {
             self.error = None;
         }
     }
 
     /// Whether a computation runs.
     pub fn is_running(&self) -> bool {
-        self.running.is_some()
+        self.job.is_running()
     }
 
     /// `(done, total)` backward passes of the running computation.
     pub fn progress(&self) -> Option<(usize, usize)> {
-        self.running.as_ref().map(|r| (r.done, r.total))
+        self.job.progress().copied()
     }
 
     /// The configuration the settings describe.
@@ -130,65 +123,51 @@ impl GradSimState {
         }
     }
 
-    /// Marks a computation as started and returns the job to run.
-    pub fn start(&mut self) -> GradSimJob {
-        if let Some(r) = &self.running {
-            r.cancel.cancel();
-        }
+    /// Marks a computation as started (a running one is cancelled) and
+    /// returns the job to run, reporting to this view through `waker`.
+    pub fn start(&mut self, waker: &Waker) -> GradSimJob {
         let config = self.config();
-        let cancel = CancelToken::new();
-        self.running = Some(Running {
-            cancel: cancel.clone(),
-            done: 0,
-            total: config.batches * config.timesteps.len(),
-        });
+        let total = config.batches * config.timesteps.len();
+        let (cancel, sink) = self.job.start((0, total), waker);
         self.error = None;
-        GradSimJob { config, cancel }
+        GradSimJob {
+            config,
+            cancel,
+            sink,
+        }
     }
 
     /// Asks the running computation to stop.
     pub fn cancel(&mut self) {
-        if let Some(r) = &self.running {
-            r.cancel.cancel();
-        }
+        self.job.cancel();
     }
 
     /// Forgets the result (another model set was opened).
     pub fn reset(&mut self) {
-        self.cancel();
-        self.running = None;
+        self.job.clear();
         self.result = None;
         self.source = None;
         self.error = None;
         self.hovered = None;
     }
 
-    /// Applies a report of the background computation.
-    pub fn apply(&mut self, update: GradSimUpdate) {
-        match update {
-            GradSimUpdate::Preparing => {}
-            GradSimUpdate::Live { result, source } => self.show_live(result, source),
-            GradSimUpdate::Progress(p) => {
-                if let Some(r) = &mut self.running {
-                    r.done = p.done;
-                    r.total = p.total;
-                }
-            }
-            GradSimUpdate::Finished(result) => {
-                let cancelled = self
-                    .running
-                    .as_ref()
-                    .is_some_and(|r| r.cancel.is_cancelled());
-                self.running = None;
-                match result {
-                    Ok(r) => {
-                        self.result = Some(r);
-                        self.source = None;
-                        self.hovered = None;
+    /// Applies what the running computation reported since the last frame.
+    pub fn poll(&mut self) {
+        for report in self.job.poll() {
+            match report {
+                Report::Update(GradSimUpdate::Preparing) => {}
+                Report::Update(GradSimUpdate::Progress(p)) => {
+                    if let Some(progress) = self.job.progress_mut() {
+                        *progress = (p.done, p.total);
                     }
-                    Err(_) if cancelled => self.error = Some("cancelled".into()),
-                    Err(e) => self.error = Some(e),
                 }
+                Report::Finished(Outcome::Done(r)) => {
+                    self.result = Some(r);
+                    self.source = None;
+                    self.hovered = None;
+                }
+                Report::Finished(Outcome::Cancelled) => self.error = Some("cancelled".into()),
+                Report::Finished(Outcome::Failed(e)) => self.error = Some(e),
             }
         }
     }
@@ -200,7 +179,11 @@ fn color(value: f64) -> Color32 {
 }
 
 /// Draws the view; returns what the app should do.
-pub fn gradsim_ui(ui: &mut egui::Ui, state: &mut GradSimState) -> Vec<GradSimAction> {
+pub fn gradsim_ui(
+    ui: &mut egui::Ui,
+    state: &mut GradSimState,
+    waker: &Waker,
+) -> Vec<GradSimAction> {
     let mut actions = Vec::new();
     ui.heading(if state.source.is_some() {
         "Gradient conflicts of a training checkpoint"
@@ -213,13 +196,13 @@ pub fn gradsim_ui(ui: &mut egui::Ui, state: &mut GradSimState) -> Vec<GradSimAct
          the conflicts DeMe avoids by finetuning one expert per timestep range.",
     );
     ui.add_space(4.0);
-    controls_ui(ui, state, &mut actions);
+    controls_ui(ui, state, waker, &mut actions);
     if let Some(e) = &state.error {
         ui.colored_label(ui.visuals().error_fg_color, e);
     }
     ui.separator();
     let Some(result) = state.result.clone() else {
-        if state.running.is_none() {
+        if !state.job.is_running() {
             ui.label(
                 "Press Compute to take the gradients of the base model, \
                  or train with \"Gradient conflicts at each checkpoint\" ticked in the Train view.",
@@ -251,8 +234,13 @@ pub fn gradsim_ui(ui: &mut egui::Ui, state: &mut GradSimState) -> Vec<GradSimAct
     actions
 }
 
-fn controls_ui(ui: &mut egui::Ui, state: &mut GradSimState, actions: &mut Vec<GradSimAction>) {
-    let running = state.running.is_some();
+fn controls_ui(
+    ui: &mut egui::Ui,
+    state: &mut GradSimState,
+    waker: &Waker,
+    actions: &mut Vec<GradSimAction>,
+) {
+    let running = state.job.is_running();
     ui.horizontal(|ui| {
         ui.add_enabled_ui(!running, |ui| {
             ui.label("K timesteps");
@@ -269,23 +257,23 @@ fn controls_ui(ui: &mut egui::Ui, state: &mut GradSimState, actions: &mut Vec<Gr
                 .on_hover_text("take K x M backward passes of the base on its training data")
                 .clicked()
             {
-                actions.push(GradSimAction::Compute(state.start()));
+                actions.push(GradSimAction::Compute(state.start(waker)));
             }
         });
-        if state.running.is_some() && ui.button("Cancel").clicked() {
+        if state.job.is_running() && ui.button("Cancel").clicked() {
             state.cancel();
         }
     });
-    if let Some(r) = &state.running {
-        let fraction = if r.total > 0 {
-            r.done as f32 / r.total as f32
+    if let Some(&(done, total)) = state.job.progress() {
+        let fraction = if total > 0 {
+            done as f32 / total as f32
         } else {
             0.0
         };
         ui.add(
             egui::ProgressBar::new(fraction)
                 .desired_width(360.0)
-                .text(format!("{} of {} backward passes", r.done, r.total)),
+                .text(format!("{done} of {total} backward passes")),
         );
     }
 }
@@ -556,10 +544,7 @@ mod tests {
         assert_eq!(s.source(), Some("training run pretrain, step 8"));
         assert!(s.caption().contains("training run pretrain, step 8"));
         assert!(!s.is_running());
-        s.apply(GradSimUpdate::Live {
-            result: result(4),
-            source: "training run pretrain, step 16".into(),
-        });
+        s.show_live(result(4), "training run pretrain, step 16".into());
         assert_eq!(s.result().map(|r| r.k()), Some(4));
         assert_eq!(s.source(), Some("training run pretrain, step 16"));
     }
@@ -567,22 +552,25 @@ mod tests {
     #[test]
     fn a_live_result_leaves_a_running_compute_alone_and_its_result_wins() {
         let mut s = GradSimState::default();
-        let job = s.start();
-        s.apply(GradSimUpdate::Progress(GradSimProgress {
+        let job = s.start(&Waker::new(|| {}));
+        job.sink.update(GradSimUpdate::Progress(GradSimProgress {
             done: 3,
             total: 10,
         }));
+        s.poll();
         s.show_live(result(3), "training run expert_0, step 50".into());
         assert!(s.is_running());
         assert_eq!(s.progress(), Some((3, 10)));
         assert!(!job.cancel.is_cancelled());
         assert_eq!(s.source(), Some("training run expert_0, step 50"));
-        s.apply(GradSimUpdate::Progress(GradSimProgress {
+        job.sink.update(GradSimUpdate::Progress(GradSimProgress {
             done: 4,
             total: 10,
         }));
+        s.poll();
         assert_eq!(s.progress(), Some((4, 10)));
-        s.apply(GradSimUpdate::Finished(Ok(result(10))));
+        job.sink.finish(Outcome::Done(result(10)));
+        s.poll();
         assert!(!s.is_running());
         assert_eq!(s.result().map(|r| r.k()), Some(10));
         assert!(s.source().is_none(), "Compute's result is of the base");
@@ -596,9 +584,11 @@ mod tests {
     fn a_cancelled_or_failed_compute_keeps_the_live_result() {
         let mut s = GradSimState::default();
         s.show_live(result(3), "training run pretrain, step 8".into());
-        s.start();
+        let job = s.start(&Waker::new(|| {}));
         s.cancel();
-        s.apply(GradSimUpdate::Finished(Err("stopped".into())));
+        job.sink
+            .finish(Outcome::of(Err(anyhow::anyhow!("stopped")), &job.cancel));
+        s.poll();
         assert_eq!(s.error.as_deref(), Some("cancelled"));
         assert_eq!(s.result().map(|r| r.k()), Some(3));
         assert_eq!(s.source(), Some("training run pretrain, step 8"));

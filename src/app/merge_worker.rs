@@ -10,9 +10,10 @@
 //! change goes back as an [`Event`].
 
 use super::events::{Activity, Emitter, Event, LossEvent, PreviewEvent};
-use super::gradsim_job::{GradSimJob, GradSimUpdate, spawn_gradsim};
+use super::gradsim_job::{GradSimJob, spawn_gradsim};
 use super::grid_job::{GridJob, spawn_grid};
 use super::inbox::{Inbox, Next};
+use super::job_slot::Outcome;
 use super::landscape_job::{LandscapeJob, start_landscape};
 use super::preview::{Panel, PreviewImage};
 use super::session::Session;
@@ -436,13 +437,11 @@ impl WorkerState {
         };
         match inputs {
             Ok(inputs) => {
-                spawn_gradsim(job, inputs, self.emit.clone());
+                spawn_gradsim(job, inputs);
             }
-            Err(e) => self
-                .emit
-                .emit(Event::GradSim(GradSimUpdate::Finished(Err(format!(
-                    "gradient conflicts need the base's training data: {e}"
-                ))))),
+            Err(e) => job.sink.finish(Outcome::Failed(format!(
+                "gradient conflicts need the base's training data: {e}"
+            ))),
         }
     }
 }

@@ -26,6 +26,7 @@ pub mod grid_job;
 pub mod grid_panel;
 pub mod history;
 pub mod inbox;
+pub mod job_slot;
 pub mod landscape_job;
 pub mod landscape_view;
 pub mod merge_controls;

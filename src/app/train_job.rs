@@ -5,10 +5,10 @@
 //! for the Gradient-conflicts view.
 
 use super::events::{Emitter, Event};
-use super::gradsim_job::{GradSimUpdate, checkpoint_gradsim, live_source};
+use super::gradsim_job::{checkpoint_gradsim, live_source};
 use super::preview::PreviewImage;
 use super::train_control::Control;
-use crate::engine::analysis::GradSimConfig;
+use crate::engine::analysis::{GradSimConfig, GradSimResult};
 use crate::engine::data::{DataSpec, split_items};
 use crate::engine::diffusion::{
     DdimConfig, NoiseSchedule, NoiseSource, SamplerKind, SeededNoise, sample,
@@ -182,6 +182,14 @@ pub enum TrainUpdate {
         /// The folder (None: dialog cancelled).
         path: Option<PathBuf>,
     },
+    /// The gradient conflicts of the live run's latest checkpoint, for the
+    /// Gradient-conflicts view.
+    GradSim {
+        /// The matrices.
+        result: Arc<GradSimResult>,
+        /// What they were taken of, e.g. `training run pretrain, step 20`.
+        source: String,
+    },
     /// The job ended: finished, cancelled or failed.
     Finished(Result<TrainOutcome, String>),
 }
@@ -322,10 +330,10 @@ impl Reporter<'_> {
             self.device,
             &self.job.cancel,
         ) {
-            Ok(result) => self.emit.emit(Event::GradSim(GradSimUpdate::Live {
+            Ok(result) => self.send(TrainUpdate::GradSim {
                 result: Arc::new(result),
                 source: live_source(&run.to_string(), step),
-            })),
+            }),
             Err(_) if self.job.cancel.is_cancelled() => {}
             Err(e) => self.send(TrainUpdate::Note(format!(
                 "{run}: no gradient conflicts: {e:#}"

@@ -321,7 +321,7 @@ impl TrainState {
                     r.preview = Some((step, image));
                 }
             }
-            TrainUpdate::Folder { .. } => {}
+            TrainUpdate::Folder { .. } | TrainUpdate::GradSim { .. } => {}
             TrainUpdate::Finished(result) => {
                 if let Some(mut r) = self.running.take() {
                     // the thread's last act was to send this: it ends at once

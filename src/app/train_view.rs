@@ -150,6 +150,7 @@ impl StudioApp {
                     }
                 }
             }
+            TrainUpdate::GradSim { result, source } => self.gradsim.show_live(result, source),
             TrainUpdate::Finished(result) => {
                 match &result {
                     Ok(_) => {}
