@@ -2,7 +2,6 @@
 
 use super::dialogs::DialogOutcome;
 use super::job_slot::Waker;
-use super::landscape_job::LandscapeUpdate;
 use super::preview::{Panel, PreviewImage};
 use super::session::SetInfo;
 use super::taskvec_job::TaskVecUpdate;
@@ -134,8 +133,6 @@ pub enum Event {
     Grid(GridUpdate),
     /// A training run started from the Train view.
     Train(TrainUpdate),
-    /// Loss-landscape computation.
-    Landscape(LandscapeUpdate),
     /// Task-vector statistics.
     TaskVectors(TaskVecUpdate),
     /// Teaching-mode (toy) training.

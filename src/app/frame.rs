@@ -325,6 +325,7 @@ impl StudioApp {
     /// Applies everything background work reported since the last frame.
     pub fn poll_events(&mut self) {
         self.gradsim.poll();
+        self.landscape.poll();
         while let Ok(event) = self.events.try_recv() {
             match event {
                 Event::Activity(a) => self.activity = a,
@@ -361,7 +362,6 @@ impl StudioApp {
                 Event::MergeFailed(m) => self.merge.error = Some(m),
                 Event::Grid(u) => self.grid.apply(u),
                 Event::Train(u) => self.on_train(u),
-                Event::Landscape(u) => self.on_landscape(u),
                 Event::TaskVectors(u) => self.on_taskvec(u),
                 Event::Teaching(u) => self.on_teaching(u),
                 Event::Job(JobEvent::Progress(s)) => self.job = Some(s),

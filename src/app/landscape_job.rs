@@ -6,6 +6,7 @@
 //! and one PNG per surface), written atomically on a thread of its own.
 
 use super::events::{Emitter, Event, JobEvent};
+use super::job_slot::{Outcome, Sink};
 use super::session::{LandscapeInputs, Session, VAL_FRACTION};
 use crate::engine::analysis::landscape::{Landscape, LandscapeGrid, Plane};
 use crate::engine::analysis::{LandscapeConfig, LandscapeEvent, LandscapeModels, loss_landscape};
@@ -24,11 +25,13 @@ const TOY_POINTS: usize = 20_000;
 /// Seed of the held-out set, as the CLI's default.
 const EVAL_SEED: u64 = 1234;
 
+/// Where a computation reports: its stages and points, then the landscape
+/// (a cancelled sweep ends with what it scored).
+pub type LandscapeSink = Sink<LandscapeReport, Arc<Landscape>>;
+
 /// A landscape computation to run.
 #[derive(Debug, Clone)]
 pub struct LandscapeJob {
-    /// Tells this job's reports from an earlier one's.
-    pub id: u64,
     /// 0-based index of expert a (the x axis and the unit of both axes).
     pub a: usize,
     /// 0-based index of expert b.
@@ -41,9 +44,11 @@ pub struct LandscapeJob {
     pub samples: usize,
     /// Cancelled by the UI's Cancel button.
     pub cancel: CancelToken,
+    /// Where it reports.
+    pub sink: LandscapeSink,
 }
 
-/// What the computation reports.
+/// What the computation reports before its end.
 #[derive(Debug, Clone)]
 pub enum LandscapeReport {
     /// A stage of the preparation started.
@@ -59,17 +64,6 @@ pub enum LandscapeReport {
     },
     /// A mark was scored, a level started, or a point was scored.
     Event(LandscapeEvent),
-    /// Finished (a cancelled sweep ends with what it scored), or failed.
-    Finished(Result<Arc<Landscape>, String>),
-}
-
-/// A report of job `id`.
-#[derive(Debug, Clone)]
-pub struct LandscapeUpdate {
-    /// The job it comes from.
-    pub id: u64,
-    /// What happened.
-    pub report: LandscapeReport,
 }
 
 /// The lattice over the square that holds every point of `points` with
@@ -183,35 +177,26 @@ pub fn run_landscape(
 }
 
 /// Starts `job` on a thread named `landscape`.
-pub fn spawn_landscape(
-    job: LandscapeJob,
-    inputs: LandscapeInputs,
-    emit: Emitter,
-) -> JoinHandle<()> {
+pub fn spawn_landscape(job: LandscapeJob, inputs: LandscapeInputs) -> JoinHandle<()> {
     std::thread::Builder::new()
         .name("landscape".into())
         .spawn(move || {
-            let id = job.id;
-            let send = |report| emit.emit(Event::Landscape(LandscapeUpdate { id, report }));
-            let mut on_report = |r| send(r);
-            let result = run_landscape(&job, &inputs, &mut on_report)
-                .map(Arc::new)
-                .map_err(|e| format!("{e:#}"));
-            send(LandscapeReport::Finished(result));
+            let sink = job.sink.clone();
+            let result = run_landscape(&job, &inputs, &mut |r| sink.update(r)).map(Arc::new);
+            sink.finish(Outcome::of(result, &job.cancel));
         })
         .expect("spawning the landscape thread")
 }
 
 /// Starts `job` on the open session's models (reports an error without one).
-pub fn start_landscape(job: LandscapeJob, session: Option<&Session>, emit: &Emitter) {
+pub fn start_landscape(job: LandscapeJob, session: Option<&Session>) {
     match session {
         Some(s) => {
-            spawn_landscape(job, s.landscape_inputs(), emit.clone());
+            spawn_landscape(job, s.landscape_inputs());
         }
-        None => emit.emit(Event::Landscape(LandscapeUpdate {
-            id: job.id,
-            report: LandscapeReport::Finished(Err("open a model set first".into())),
-        })),
+        None => job
+            .sink
+            .finish(Outcome::Failed("open a model set first".into())),
     }
 }
 

@@ -5,9 +5,8 @@
 //! weights to that point's, so map and sliders are one control.
 
 use super::frame::StudioApp;
-use super::landscape_job::{
-    LandscapeJob, LandscapeReport, LandscapeUpdate, spawn_export_landscape,
-};
+use super::job_slot::{JobSlot, Outcome, Report, Waker};
+use super::landscape_job::{LandscapeJob, LandscapeReport, spawn_export_landscape};
 use super::merge_state::MergeState;
 use super::merge_worker::Command;
 use super::models_panel::empty_state_ui;
@@ -16,7 +15,7 @@ use crate::engine::analysis::LandscapeEvent;
 use crate::engine::analysis::landscape::{Landscape, LandscapeGrid, Mark, MarkKind, Plane};
 use crate::engine::analysis::landscape_plot::{fmt_axis, fmt_value};
 use crate::engine::render::ColorMap;
-use crate::engine::train::CancelToken;
+
 use egui::{Align2, Color32, FontId, Pos2, Rect, Sense, Stroke, StrokeKind, Vec2};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -287,10 +286,9 @@ pub fn nice_ticks(lo: f64, hi: f64, max: usize) -> Vec<f64> {
     (first..=last).map(|k| k as f64 * step).collect()
 }
 
-/// A computation in progress.
+/// What a computation in progress shows.
 #[derive(Debug, Clone)]
-struct Running {
-    cancel: CancelToken,
+struct Progress {
     stage: String,
     done: usize,
     total: usize,
@@ -312,7 +310,7 @@ struct Sweep {
 }
 
 /// Settings, progress and result of the view.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct LandscapeState {
     /// 0-based index of expert a (the x axis).
     pub a: usize,
@@ -330,9 +328,7 @@ pub struct LandscapeState {
     pub export_dir: String,
     /// Why the last computation failed, or `cancelled`.
     pub error: Option<String>,
-    next_id: u64,
-    job: u64,
-    running: Option<Running>,
+    job: JobSlot<LandscapeReport, Arc<Landscape>, Progress>,
     sweep: Option<Sweep>,
     result: Option<Arc<Landscape>>,
     hovered: Option<[f64; 2]>,
@@ -349,9 +345,7 @@ impl Default for LandscapeState {
             surface: 0,
             export_dir: "landscape".into(),
             error: None,
-            next_id: 1,
-            job: 0,
-            running: None,
+            job: JobSlot::default(),
             sweep: None,
             result: None,
             hovered: None,
@@ -380,12 +374,12 @@ pub enum LandscapeAction {
 impl LandscapeState {
     /// Whether a computation runs.
     pub fn is_running(&self) -> bool {
-        self.running.is_some()
+        self.job.is_running()
     }
 
     /// `(done, total)` lattice points of the running computation.
     pub fn progress(&self) -> Option<(usize, usize)> {
-        self.running.as_ref().map(|r| (r.done, r.total))
+        self.job.progress().map(|r| (r.done, r.total))
     }
 
     /// The finished (or cancelled) landscape.
@@ -412,8 +406,8 @@ impl LandscapeState {
     }
 
     /// Marks the computation as started and returns the job, or says why it cannot start.
-    pub fn start(&mut self, num_experts: usize) -> Result<LandscapeJob, String> {
-        if self.running.is_some() {
+    pub fn start(&mut self, num_experts: usize, waker: &Waker) -> Result<LandscapeJob, String> {
+        if self.job.is_running() {
             return Err("a landscape is being computed".into());
         }
         let checked = if num_experts < 2 {
@@ -431,42 +425,35 @@ impl LandscapeState {
             self.error = Some(e.clone());
             return Err(e);
         }
-        let cancel = CancelToken::new();
-        let id = self.next_id;
-        self.next_id += 1;
-        self.job = id;
-        self.running = Some(Running {
-            cancel: cancel.clone(),
+        let progress = Progress {
             stage: "starting".into(),
             done: 0,
             total: self.size * self.size,
-        });
+        };
+        let (cancel, sink) = self.job.start(progress, waker);
         self.error = None;
         self.sweep = None;
         self.result = None;
         self.hovered = None;
         Ok(LandscapeJob {
-            id,
             a: self.a,
             b: self.b,
             size: self.size.clamp(3, 101),
             margin: self.margin,
             samples: self.samples.max(1),
             cancel,
+            sink,
         })
     }
 
     /// Asks the running computation to stop.
     pub fn cancel(&mut self) {
-        if let Some(r) = &self.running {
-            r.cancel.cancel();
-        }
+        self.job.cancel();
     }
 
     /// Forgets results tied to the open model set.
     pub fn reset(&mut self) {
-        self.cancel();
-        self.running = None;
+        self.job.clear();
         self.sweep = None;
         self.result = None;
         self.error = None;
@@ -474,14 +461,20 @@ impl LandscapeState {
         self.surface = 0;
     }
 
-    /// Applies a report of the background computation (reports of an earlier job are dropped).
-    pub fn apply(&mut self, u: LandscapeUpdate) {
-        if u.id != self.job || (self.running.is_none() && self.sweep.is_none()) {
-            return;
+    /// Applies what the running computation reported since the last frame.
+    pub fn poll(&mut self) {
+        for report in self.job.poll() {
+            match report {
+                Report::Update(r) => self.apply(r),
+                Report::Finished(outcome) => self.finish(outcome),
+            }
         }
-        match u.report {
+    }
+
+    fn apply(&mut self, report: LandscapeReport) {
+        match report {
             LandscapeReport::Preparing(stage) => {
-                if let Some(r) = &mut self.running {
+                if let Some(r) = self.job.progress_mut() {
                     r.stage = stage;
                 }
             }
@@ -500,37 +493,33 @@ impl LandscapeState {
                     ranges,
                     marks: Vec::new(),
                 });
-                if let Some(r) = &mut self.running {
+                if let Some(r) = self.job.progress_mut() {
                     r.stage = "scoring the base and the experts".into();
                     r.total = g * g;
                 }
             }
             LandscapeReport::Event(e) => self.apply_event(e),
-            LandscapeReport::Finished(result) => {
-                let cancelled = self
-                    .running
-                    .as_ref()
-                    .is_some_and(|r| r.cancel.is_cancelled());
-                self.running = None;
-                match result {
-                    Ok(ls) => {
-                        if let Some(s) = &mut self.sweep {
-                            for (k, surface) in ls.surfaces.iter().enumerate() {
-                                if let Some(v) = s.values.get_mut(k) {
-                                    v.clone_from(&surface.values);
-                                }
-                            }
-                            s.marks.clone_from(&ls.marks);
+        }
+    }
+
+    fn finish(&mut self, outcome: Outcome<Arc<Landscape>>) {
+        match outcome {
+            Outcome::Done(ls) => {
+                if let Some(s) = &mut self.sweep {
+                    for (k, surface) in ls.surfaces.iter().enumerate() {
+                        if let Some(v) = s.values.get_mut(k) {
+                            v.clone_from(&surface.values);
                         }
-                        if ls.cancelled {
-                            self.error = Some("cancelled".into());
-                        }
-                        self.result = Some(ls);
                     }
-                    Err(_) if cancelled => self.error = Some("cancelled".into()),
-                    Err(e) => self.error = Some(e),
+                    s.marks.clone_from(&ls.marks);
                 }
+                if ls.cancelled {
+                    self.error = Some("cancelled".into());
+                }
+                self.result = Some(ls);
             }
+            Outcome::Cancelled => self.error = Some("cancelled".into()),
+            Outcome::Failed(e) => self.error = Some(e),
         }
     }
 
@@ -540,7 +529,7 @@ impl LandscapeState {
             LandscapeEvent::Mark(m) => s.marks.push(m),
             LandscapeEvent::Level { stride, .. } => {
                 s.stride = stride;
-                if let Some(r) = &mut self.running {
+                if let Some(r) = self.job.progress_mut() {
                     r.stage = match stride {
                         1 => "finest pass: every point".into(),
                         2 => "coarse pass: every 2nd point".into(),
@@ -565,7 +554,7 @@ impl LandscapeState {
                     v[k] = Some(*l);
                 }
                 s.fill.scored(i, j, s.stride);
-                if let Some(r) = &mut self.running {
+                if let Some(r) = self.job.progress_mut() {
                     r.done = done;
                     r.total = total;
                 }
@@ -609,7 +598,13 @@ impl StudioApp {
             .collect();
         let actions = egui::CentralPanel::default()
             .show(ui, |ui| {
-                landscape_ui(ui, &mut self.landscape, &mut self.merge, &names)
+                landscape_ui(
+                    ui,
+                    &mut self.landscape,
+                    &mut self.merge,
+                    &names,
+                    self.emit.waker(),
+                )
             })
             .inner;
         for a in actions {
@@ -629,11 +624,6 @@ impl StudioApp {
             }
         }
     }
-
-    /// Applies an update from the Landscape view's background work.
-    pub(super) fn on_landscape(&mut self, u: LandscapeUpdate) {
-        self.landscape.apply(u);
-    }
 }
 
 /// Draws the view; returns what the app should do.
@@ -642,6 +632,7 @@ fn landscape_ui(
     state: &mut LandscapeState,
     merge: &mut MergeState,
     names: &[String],
+    waker: &Waker,
 ) -> Vec<LandscapeAction> {
     let mut actions = Vec::new();
     ui.heading("Loss landscape on the plane of two task vectors");
@@ -651,13 +642,13 @@ fn landscape_ui(
          weights to that point (the other experts' weights to 0); the merge mark follows the sliders.",
     );
     ui.add_space(4.0);
-    controls_ui(ui, state, names, &mut actions);
+    controls_ui(ui, state, names, waker, &mut actions);
     if let Some(e) = &state.error {
         ui.colored_label(ui.visuals().error_fg_color, e);
     }
     ui.separator();
     if state.sweep.is_none() {
-        if state.running.is_none() {
+        if !state.job.is_running() {
             ui.label("Press Compute to map the loss (a 9 x 9 lattice takes about a minute on a small CPU; the coarse picture comes first).");
         }
         return actions;
@@ -686,9 +677,10 @@ fn controls_ui(
     ui: &mut egui::Ui,
     state: &mut LandscapeState,
     names: &[String],
+    waker: &Waker,
     actions: &mut Vec<LandscapeAction>,
 ) {
-    let running = state.running.is_some();
+    let running = state.job.is_running();
     let expert_combo = |ui: &mut egui::Ui, label: &str, value: &mut usize| {
         let label = ui.label(label);
         let text = names.get(*value).cloned().unwrap_or_else(|| "?".into());
@@ -724,16 +716,16 @@ fn controls_ui(
                 .on_hover_text("score the held-out loss on the lattice, coarse points first")
                 .clicked()
             {
-                if let Ok(job) = state.start(names.len()) {
+                if let Ok(job) = state.start(names.len(), waker) {
                     actions.push(LandscapeAction::Compute(job));
                 }
             }
         });
-        if state.running.is_some() && ui.button("Cancel").clicked() {
+        if state.job.is_running() && ui.button("Cancel").clicked() {
             state.cancel();
         }
     });
-    if let Some(r) = &state.running {
+    if let Some(r) = state.job.progress() {
         let fraction = if r.total > 0 {
             r.done as f32 / r.total as f32
         } else {

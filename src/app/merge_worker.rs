@@ -170,7 +170,7 @@ impl WorkerState {
                 (Some(Next::Command(Command::Grid(job))), _) => self.start_grid(job),
                 (Some(Next::Command(Command::GradSim(job))), _) => self.start_gradsim(job),
                 (Some(Next::Command(Command::Landscape(job))), _) => {
-                    start_landscape(job, self.session.as_ref(), &self.emit)
+                    start_landscape(job, self.session.as_ref())
                 }
                 (Some(Next::Command(Command::TaskVectors(job))), _) => {
                     start_taskvec(job, self.session.as_ref(), &self.emit)
