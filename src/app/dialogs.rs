@@ -1,7 +1,7 @@
 //! Native file dialogs (rfd), each on its own short-lived thread so the UI
-//! keeps drawing while one is open; the choice comes back as an event.
+//! keeps drawing while one is open; the choice comes back through a job sink.
 
-use super::events::{Emitter, Event};
+use super::job_slot::{Outcome, Sink};
 use std::path::PathBuf;
 
 /// Which dialog, and what its answer is for.
@@ -17,6 +17,8 @@ pub enum DialogKind {
     SaveMerge,
     /// Pick the PNG file for the preview grid.
     ExportPng,
+    /// Pick the folder the task-vector statistics are exported into.
+    ExportTaskVectors,
 }
 
 /// A dialog's answer.
@@ -28,8 +30,11 @@ pub struct DialogOutcome {
     pub paths: Vec<PathBuf>,
 }
 
+/// Where a dialog's answer goes.
+pub type DialogSink = Sink<(), DialogOutcome>;
+
 /// Opens dialog `kind` starting in `dir` on a thread named `file-dialog`.
-pub fn open_dialog(kind: DialogKind, dir: Option<PathBuf>, emit: Emitter) {
+pub fn open_dialog(kind: DialogKind, dir: Option<PathBuf>, sink: DialogSink) {
     // without a thread there is no dialog; the button simply does nothing
     let _ = std::thread::Builder::new()
         .name("file-dialog".into())
@@ -66,7 +71,13 @@ pub fn open_dialog(kind: DialogKind, dir: Option<PathBuf>, emit: Emitter) {
                     .save_file()
                     .into_iter()
                     .collect(),
+                DialogKind::ExportTaskVectors => d
+                    .set_title("Export the task-vector statistics into a folder")
+                    .set_can_create_directories(true)
+                    .pick_folder()
+                    .into_iter()
+                    .collect(),
             };
-            emit.emit(Event::Dialog(DialogOutcome { kind, paths }));
+            sink.finish(Outcome::Done(DialogOutcome { kind, paths }));
         });
 }

@@ -1,10 +1,8 @@
 //! What background work reports to the UI, and the channel it travels on.
 
-use super::dialogs::DialogOutcome;
 use super::job_slot::Waker;
 use super::preview::{Panel, PreviewImage};
 use super::session::SetInfo;
-use super::taskvec_job::TaskVecUpdate;
 use super::teaching_job::TeachingUpdate;
 use super::train_job::TrainUpdate;
 use crate::engine::merge::MergeSpec;
@@ -133,14 +131,10 @@ pub enum Event {
     Grid(GridUpdate),
     /// A training run started from the Train view.
     Train(TrainUpdate),
-    /// Task-vector statistics.
-    TaskVectors(TaskVecUpdate),
     /// Teaching-mode (toy) training.
     Teaching(TeachingUpdate),
     /// Save merge / export PNG.
     Job(JobEvent),
-    /// A file dialog closed.
-    Dialog(DialogOutcome),
 }
 
 /// The sending side: events plus a wake-up of the UI.

@@ -7,11 +7,13 @@ use super::events::{Activity, Emitter, Event, JobEvent};
 use super::export_job::{spawn_export_gradsim, spawn_export_png, spawn_save_merge};
 use super::gradsim_view::{GradSimAction, GradSimState, gradsim_ui};
 use super::grid_panel::{GridAction, GridState};
+use super::job_slot::{JobSlot, Outcome, Report};
 use super::landscape_view::LandscapeState;
 use super::merge_state::MergeState;
 use super::merge_view::{MergeAction, central_ui, controls_ui};
 use super::merge_worker::{Command, MergeWorker};
 use super::models_panel::{ModelsAction, ModelsState, empty_state_ui, models_panel_ui};
+pub use super::notice::Notice;
 use super::preview::Panel;
 use super::settings::{Settings, View};
 use super::taskvec_view::TaskVecState;
@@ -61,15 +63,6 @@ impl StartOptions {
     }
 }
 
-/// A message in the status bar.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Notice {
-    /// The text.
-    pub text: String,
-    /// Whether it reports a failure.
-    pub error: bool,
-}
-
 /// Application state.
 pub struct StudioApp {
     pub(super) settings: Settings,
@@ -94,7 +87,8 @@ pub struct StudioApp {
     pub(super) activity: Activity,
     pub(super) job: Option<String>,
     pub(super) notice: Option<Notice>,
-    pub(super) dialog_open: bool,
+    /// The file dialog open, if any (one at a time).
+    pub(super) dialog: JobSlot<(), DialogOutcome, DialogKind>,
     pub(super) show_models: bool,
 }
 
@@ -163,7 +157,7 @@ impl StudioApp {
             activity: Activity::Idle,
             job: None,
             notice: None,
-            dialog_open: false,
+            dialog: JobSlot::default(),
             show_models: true,
         };
         if let Some(set) = opts.models {
@@ -280,21 +274,28 @@ impl StudioApp {
     }
 
     pub(super) fn dialog(&mut self, kind: DialogKind) {
-        if self.dialog_open {
+        if self.dialog.is_running() {
             return;
         }
-        self.dialog_open = true;
-        open_dialog(kind, self.settings.last_dir.clone(), self.emit.clone());
+        let start = match kind {
+            DialogKind::ExportTaskVectors => Some(PathBuf::from(self.taskvec.export_dir.trim()))
+                .filter(|p| p.is_dir())
+                .or_else(|| self.settings.last_dir.clone()),
+            _ => self.settings.last_dir.clone(),
+        };
+        let (_, sink) = self.dialog.start(kind, self.emit.waker());
+        open_dialog(kind, start, sink);
     }
 
     fn on_dialog(&mut self, out: DialogOutcome) {
-        self.dialog_open = false;
         let Some(first) = out.paths.first().cloned() else {
             return; // cancelled
         };
         let parent_of = |p: &Path| p.parent().map(Path::to_path_buf);
         self.settings.last_dir = match out.kind {
-            DialogKind::OpenSet | DialogKind::SaveMerge => Some(first.clone()),
+            DialogKind::OpenSet | DialogKind::SaveMerge | DialogKind::ExportTaskVectors => {
+                Some(first.clone())
+            }
             _ => parent_of(&first),
         };
         match out.kind {
@@ -319,6 +320,10 @@ impl StudioApp {
             },
             DialogKind::SaveMerge => self.save_merge_to(first),
             DialogKind::ExportPng => self.export_png_to(first),
+            DialogKind::ExportTaskVectors => {
+                self.taskvec.export_dir = first.display().to_string();
+                self.export_taskvec();
+            }
         }
     }
 
@@ -326,6 +331,14 @@ impl StudioApp {
     pub fn poll_events(&mut self) {
         self.gradsim.poll();
         self.landscape.poll();
+        for notice in self.taskvec.poll() {
+            self.notice = Some(notice);
+        }
+        for report in self.dialog.poll() {
+            if let Report::Finished(Outcome::Done(out)) = report {
+                self.on_dialog(out);
+            }
+        }
         while let Ok(event) = self.events.try_recv() {
             match event {
                 Event::Activity(a) => self.activity = a,
@@ -362,7 +375,6 @@ impl StudioApp {
                 Event::MergeFailed(m) => self.merge.error = Some(m),
                 Event::Grid(u) => self.grid.apply(u),
                 Event::Train(u) => self.on_train(u),
-                Event::TaskVectors(u) => self.on_taskvec(u),
                 Event::Teaching(u) => self.on_teaching(u),
                 Event::Job(JobEvent::Progress(s)) => self.job = Some(s),
                 Event::Job(JobEvent::Done(s)) => {
@@ -373,7 +385,6 @@ impl StudioApp {
                     self.job = None;
                     self.tell(s, true);
                 }
-                Event::Dialog(out) => self.on_dialog(out),
             }
         }
     }

@@ -173,7 +173,7 @@ impl WorkerState {
                     start_landscape(job, self.session.as_ref())
                 }
                 (Some(Next::Command(Command::TaskVectors(job))), _) => {
-                    start_taskvec(job, self.session.as_ref(), &self.emit)
+                    start_taskvec(job, self.session.as_ref())
                 }
                 (Some(Next::Request(generation, r)), _) => self.preview(generation, r, true),
                 (None, Some(IdleJob::Reference(p, steps))) => self.reference(p, steps),

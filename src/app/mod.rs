@@ -34,6 +34,7 @@ pub mod merge_state;
 pub mod merge_view;
 pub mod merge_worker;
 pub mod models_panel;
+pub mod notice;
 pub mod preview;
 pub mod session;
 pub mod settings;

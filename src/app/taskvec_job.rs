@@ -4,7 +4,7 @@
 //! and the export of a result (the `tv-stats` command's files plus the
 //! per-group cosines) on a thread of its own.
 
-use super::events::{Emitter, Event};
+use super::job_slot::{Outcome, Sink};
 use super::session::Session;
 use crate::engine::analysis::Granularity;
 use crate::engine::analysis::tv_stats::{TvStats, tv_stats};
@@ -30,15 +30,18 @@ pub const EXPORT_FILES: [&str; 6] = [
     "group_cosine.csv",
 ];
 
+/// Where a computation reports: each stage, then the statistics.
+pub type TaskVecSink = Sink<TaskVecProgress, TaskVecResult>;
+
 /// A task-vector computation to run.
 #[derive(Debug, Clone)]
 pub struct TaskVecJob {
-    /// Tells this run's reports apart from older ones.
-    pub id: u64,
     /// Per block or per layer.
     pub granularity: Granularity,
     /// Cancelled by the UI's Cancel button (checked between stages).
     pub cancel: CancelToken,
+    /// Where it reports.
+    pub sink: TaskVecSink,
 }
 
 /// Progress of a running computation.
@@ -61,28 +64,8 @@ pub struct TaskVecResult {
     pub elapsed: Duration,
 }
 
-/// What the computation and the export report.
-#[derive(Debug, Clone)]
-pub enum TaskVecUpdate {
-    /// Stage `done` of `total` started (job `id`).
-    Progress {
-        /// The job.
-        id: u64,
-        /// Where it is.
-        progress: TaskVecProgress,
-    },
-    /// Job `id` finished, failed or was cancelled.
-    Finished {
-        /// The job.
-        id: u64,
-        /// The statistics, or why there are none.
-        result: Result<TaskVecResult, String>,
-    },
-    /// An export finished: the folder written, or why it failed.
-    Exported(Result<PathBuf, String>),
-    /// The folder dialog closed (`None` when cancelled).
-    ExportFolder(Option<PathBuf>),
-}
+/// Where an export reports: the folder written, or why it failed.
+pub type ExportSink = Sink<(), PathBuf>;
 
 /// What the computation needs: the models (sharing device memory with the
 /// session's) and the experts' labels.
@@ -155,44 +138,32 @@ pub fn run_taskvec(
     Ok(stats)
 }
 
-/// Runs `job` on a thread named `taskvec`, reporting [`Event::TaskVectors`].
-pub fn spawn_taskvec(job: TaskVecJob, inputs: TaskVecInputs, emit: Emitter) -> JoinHandle<()> {
+/// Runs `job` on a thread named `taskvec`, reporting through its sink.
+pub fn spawn_taskvec(job: TaskVecJob, inputs: TaskVecInputs) -> JoinHandle<()> {
     std::thread::Builder::new()
         .name("taskvec".into())
         .spawn(move || {
             let start = Instant::now();
-            let id = job.id;
-            let progress_emit = emit.clone();
-            let mut on_progress = |progress| {
-                progress_emit.emit(Event::TaskVectors(TaskVecUpdate::Progress { id, progress }))
-            };
-            let result = run_taskvec(&job, &inputs, &mut on_progress)
-                .map(|stats| TaskVecResult {
+            let sink = job.sink.clone();
+            let result =
+                run_taskvec(&job, &inputs, &mut |p| sink.update(p)).map(|stats| TaskVecResult {
                     stats: Arc::new(stats),
                     elapsed: start.elapsed(),
-                })
-                .map_err(|e| {
-                    if job.cancel.is_cancelled() {
-                        "cancelled".to_string()
-                    } else {
-                        format!("{e:#}")
-                    }
                 });
-            emit.emit(Event::TaskVectors(TaskVecUpdate::Finished { id, result }));
+            sink.finish(Outcome::of(result, &job.cancel));
         })
         .expect("spawning the taskvec thread")
 }
 
 /// Starts `job` on the open session's models (reports an error without one).
-pub fn start_taskvec(job: TaskVecJob, session: Option<&Session>, emit: &Emitter) {
+pub fn start_taskvec(job: TaskVecJob, session: Option<&Session>) {
     match session {
         Some(s) => {
-            spawn_taskvec(job, TaskVecInputs::of(s), emit.clone());
+            spawn_taskvec(job, TaskVecInputs::of(s));
         }
-        None => emit.emit(Event::TaskVectors(TaskVecUpdate::Finished {
-            id: job.id,
-            result: Err("open a model set first".into()),
-        })),
+        None => job
+            .sink
+            .finish(Outcome::Failed("open a model set first".into())),
     }
 }
 
@@ -228,31 +199,15 @@ pub fn export_taskvec(stats: &TvStats, dir: &Path) -> Result<()> {
 }
 
 /// Exports `stats` into `dir` on a thread named `taskvec-export`.
-pub fn spawn_export(stats: Arc<TvStats>, dir: PathBuf, emit: Emitter) {
+pub fn spawn_export(stats: Arc<TvStats>, dir: PathBuf, sink: ExportSink) {
     let _ = std::thread::Builder::new()
         .name("taskvec-export".into())
         .spawn(move || {
-            let result = export_taskvec(&stats, &dir)
-                .map(|()| dir.clone())
-                .map_err(|e| format!("exporting to {} failed: {e:#}", dir.display()));
-            emit.emit(Event::TaskVectors(TaskVecUpdate::Exported(result)));
-        });
-}
-
-/// Opens a folder dialog starting in `dir` on a thread named `file-dialog`.
-pub fn pick_export_folder(dir: Option<PathBuf>, emit: Emitter) {
-    let _ = std::thread::Builder::new()
-        .name("file-dialog".into())
-        .spawn(move || {
-            let mut d = rfd::FileDialog::new()
-                .set_title("Export the task-vector statistics into a folder")
-                .set_can_create_directories(true);
-            if let Some(dir) = &dir {
-                d = d.set_directory(dir);
-            }
-            emit.emit(Event::TaskVectors(TaskVecUpdate::ExportFolder(
-                d.pick_folder(),
-            )));
+            let outcome = match export_taskvec(&stats, &dir) {
+                Ok(()) => Outcome::Done(dir),
+                Err(e) => Outcome::Failed(format!("exporting to {} failed: {e:#}", dir.display())),
+            };
+            sink.finish(outcome);
         });
 }
 

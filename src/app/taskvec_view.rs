@@ -4,17 +4,16 @@
 //! per-group norms). Computed in the background when first shown for a set,
 //! again on Recompute or a change of grouping; exportable as PNG and CSV.
 
+use super::dialogs::DialogKind;
 use super::frame::StudioApp;
+use super::job_slot::{JobSlot, Outcome, Report, Waker};
 use super::merge_worker::Command;
 use super::models_panel::empty_state_ui;
-use super::taskvec_job::{
-    EXPORT_FILES, TaskVecJob, TaskVecProgress, TaskVecResult, TaskVecUpdate, pick_export_folder,
-    spawn_export,
-};
+use super::notice::Notice;
+use super::taskvec_job::{EXPORT_FILES, TaskVecJob, TaskVecProgress, TaskVecResult, spawn_export};
 use crate::engine::analysis::Granularity;
 use crate::engine::analysis::tv_stats::TvStats;
 use crate::engine::render::ColorMap;
-use crate::engine::train::CancelToken;
 use egui::{Align2, Color32, FontId, Pos2, Rect, Sense, Stroke, StrokeKind, Vec2};
 use egui_plot::{
     AxisHints, Bar, BarChart, BoxElem, BoxPlot, BoxSpread, GridInput, GridMark, Plot, VPlacement,
@@ -31,16 +30,8 @@ pub const PAGE_ROWS: usize = 16;
 /// Smallest magnitude drawn on the log axis (zeros sit here).
 const LOG_FLOOR: f64 = 1e-9;
 
-/// A computation in progress.
-#[derive(Debug, Clone)]
-struct Running {
-    id: u64,
-    cancel: CancelToken,
-    progress: TaskVecProgress,
-}
-
 /// Settings, progress and result of the view.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct TaskVecState {
     /// Per block or per layer.
     pub granularity: Granularity,
@@ -56,12 +47,11 @@ pub struct TaskVecState {
     pub error: Option<String>,
     /// What the last export wrote, or why it failed.
     pub export_note: Option<Result<String, String>>,
-    running: Option<Running>,
+    job: JobSlot<TaskVecProgress, TaskVecResult, TaskVecProgress>,
     result: Option<TaskVecResult>,
-    next_id: u64,
     /// Whether this set was computed once (so failures are not retried by themselves).
     started: bool,
-    exporting: bool,
+    export: JobSlot<(), PathBuf, ()>,
     /// The cosine cell under the pointer, `(row, column)`.
     hovered: Option<(usize, usize)>,
 }
@@ -78,11 +68,10 @@ impl Default for TaskVecState {
                 .unwrap_or_default(),
             error: None,
             export_note: None,
-            running: None,
+            job: JobSlot::default(),
             result: None,
-            next_id: 0,
             started: false,
-            exporting: false,
+            export: JobSlot::default(),
             hovered: None,
         }
     }
@@ -93,8 +82,8 @@ impl Default for TaskVecState {
 pub enum TaskVecAction {
     /// Start this computation.
     Compute(TaskVecJob),
-    /// Write the result into this folder.
-    Export(Arc<TvStats>, PathBuf),
+    /// Write the result into this folder, reporting to the view.
+    Export(Arc<TvStats>, PathBuf, super::taskvec_job::ExportSink),
     /// Open a folder dialog for the export.
     PickFolder,
 }
@@ -112,54 +101,45 @@ impl TaskVecState {
 
     /// Whether a computation runs.
     pub fn is_running(&self) -> bool {
-        self.running.is_some()
+        self.job.is_running()
     }
 
     /// Whether an export runs.
     pub fn is_exporting(&self) -> bool {
-        self.exporting
+        self.export.is_running()
     }
 
     /// Progress of the running computation.
     pub fn progress(&self) -> Option<&TaskVecProgress> {
-        self.running.as_ref().map(|r| &r.progress)
+        self.job.progress()
     }
 
     /// Marks a computation as started (cancelling one still running) and
-    /// returns the job to run.
-    pub fn start(&mut self) -> TaskVecJob {
-        self.cancel();
-        self.next_id += 1;
-        let cancel = CancelToken::new();
-        self.running = Some(Running {
-            id: self.next_id,
-            cancel: cancel.clone(),
-            progress: TaskVecProgress {
-                done: 0,
-                total: 1,
-                stage: "waiting for the models".into(),
-            },
-        });
+    /// returns the job to run, reporting to this view through `waker`.
+    pub fn start(&mut self, waker: &Waker) -> TaskVecJob {
+        let progress = TaskVecProgress {
+            done: 0,
+            total: 1,
+            stage: "waiting for the models".into(),
+        };
+        let (cancel, sink) = self.job.start(progress, waker);
         self.started = true;
         self.error = None;
         TaskVecJob {
-            id: self.next_id,
             granularity: self.granularity,
             cancel,
+            sink,
         }
     }
 
     /// Asks the running computation to stop.
     pub fn cancel(&mut self) {
-        if let Some(r) = &self.running {
-            r.cancel.cancel();
-        }
+        self.job.cancel();
     }
 
     /// Forgets the result (another model set was opened).
     pub fn reset(&mut self) {
-        self.cancel();
-        self.running = None;
+        self.job.clear();
         self.result = None;
         self.error = None;
         self.export_note = None;
@@ -171,53 +151,69 @@ impl TaskVecState {
     /// Whether the view should start a computation by itself (a set is open
     /// and nothing was computed for it yet).
     pub fn wants_auto_start(&self) -> bool {
-        !self.started && self.running.is_none() && self.result.is_none()
+        !self.started && !self.job.is_running() && self.result.is_none()
     }
 
-    /// Applies a report of the background work.
-    pub fn apply(&mut self, update: TaskVecUpdate) {
-        match update {
-            TaskVecUpdate::Progress { id, progress } => {
-                if let Some(r) = self.running.as_mut().filter(|r| r.id == id) {
-                    r.progress = progress;
-                }
-            }
-            TaskVecUpdate::Finished { id, result } => {
-                let Some(r) = self.running.as_ref().filter(|r| r.id == id) else {
-                    return; // an older run, replaced or forgotten
-                };
-                let cancelled = r.cancel.is_cancelled();
-                self.running = None;
-                match result {
-                    Ok(r) => {
-                        self.result = Some(r);
-                        self.hovered = None;
+    /// Applies what the computation and the export reported since the last
+    /// frame; returns what the status bar should say of it.
+    pub fn poll(&mut self) -> Vec<Notice> {
+        let mut notices = Vec::new();
+        for report in self.job.poll() {
+            match report {
+                Report::Update(p) => {
+                    if let Some(progress) = self.job.progress_mut() {
+                        *progress = p;
                     }
-                    Err(_) if cancelled => self.error = Some("cancelled".into()),
-                    Err(e) => self.error = Some(e),
+                }
+                Report::Finished(Outcome::Done(r)) => {
+                    self.result = Some(r);
+                    self.hovered = None;
+                }
+                Report::Finished(Outcome::Cancelled) => self.error = Some("cancelled".into()),
+                Report::Finished(Outcome::Failed(e)) => {
+                    notices.push(Notice::error(format!("task vectors: {e}")));
+                    self.error = Some(e);
                 }
             }
-            TaskVecUpdate::Exported(result) => {
-                self.exporting = false;
-                self.export_note = Some(result.map(|dir| {
-                    format!("wrote {} into {}", EXPORT_FILES.join(", "), dir.display())
-                }));
-            }
-            TaskVecUpdate::ExportFolder(_) => {}
         }
+        for report in self.export.poll() {
+            let Report::Finished(outcome) = report else {
+                continue;
+            };
+            self.export_note = Some(match outcome {
+                Outcome::Done(dir) => {
+                    notices.push(Notice::info(format!(
+                        "exported the task-vector statistics to {}",
+                        dir.display()
+                    )));
+                    Ok(format!(
+                        "wrote {} into {}",
+                        EXPORT_FILES.join(", "),
+                        dir.display()
+                    ))
+                }
+                Outcome::Cancelled => Err("cancelled".into()),
+                Outcome::Failed(e) => {
+                    notices.push(Notice::error(e.clone()));
+                    Err(e)
+                }
+            });
+        }
+        notices
     }
 
     /// Marks an export as started and returns it (`None` without a result or folder).
-    pub fn export(&mut self) -> Option<TaskVecAction> {
+    pub fn export(&mut self, waker: &Waker) -> Option<TaskVecAction> {
         let stats = self.stats()?.clone();
         let dir = self.export_dir.trim();
         if dir.is_empty() {
             self.export_note = Some(Err("choose a folder to export into".into()));
             return None;
         }
-        self.exporting = true;
+        let dir = PathBuf::from(dir);
+        let (_, sink) = self.export.start((), waker);
         self.export_note = None;
-        Some(TaskVecAction::Export(stats, PathBuf::from(dir)))
+        Some(TaskVecAction::Export(stats, dir, sink))
     }
 }
 
@@ -250,47 +246,30 @@ impl StudioApp {
             return;
         }
         let mut actions = Vec::new();
+        let waker = self.emit.waker().clone();
         if self.taskvec.wants_auto_start() && self.models.loading.is_none() {
-            actions.push(TaskVecAction::Compute(self.taskvec.start()));
+            actions.push(TaskVecAction::Compute(self.taskvec.start(&waker)));
         }
         let more = egui::CentralPanel::default()
-            .show(ui, |ui| taskvec_ui(ui, &mut self.taskvec))
+            .show(ui, |ui| taskvec_ui(ui, &mut self.taskvec, &waker))
             .inner;
         actions.extend(more);
         for a in actions {
             match a {
                 TaskVecAction::Compute(job) => self.worker.send(Command::TaskVectors(job)),
-                TaskVecAction::Export(stats, dir) => spawn_export(stats, dir, self.emit.clone()),
-                TaskVecAction::PickFolder => {
-                    let start = Some(PathBuf::from(self.taskvec.export_dir.trim()))
-                        .filter(|p| p.is_dir())
-                        .or_else(|| self.settings.last_dir.clone());
-                    pick_export_folder(start, self.emit.clone());
-                }
+                TaskVecAction::Export(stats, dir, sink) => spawn_export(stats, dir, sink),
+                TaskVecAction::PickFolder => self.dialog(DialogKind::ExportTaskVectors),
             }
         }
     }
 
-    /// Applies an update from the task-vector view's background work.
-    pub(super) fn on_taskvec(&mut self, u: TaskVecUpdate) {
-        match &u {
-            TaskVecUpdate::Exported(Ok(dir)) => self.tell(
-                format!("exported the task-vector statistics to {}", dir.display()),
-                false,
-            ),
-            TaskVecUpdate::Exported(Err(e)) => self.tell(e.clone(), true),
-            TaskVecUpdate::Finished { result: Err(e), .. } if e != "cancelled" => {
-                self.tell(format!("task vectors: {e}"), true)
-            }
-            TaskVecUpdate::ExportFolder(Some(dir)) => {
-                self.taskvec.export_dir = dir.display().to_string();
-                if let Some(TaskVecAction::Export(stats, dir)) = self.taskvec.export() {
-                    spawn_export(stats, dir, self.emit.clone());
-                }
-            }
-            _ => {}
+    /// Exports the task-vector statistics into the view's folder.
+    pub(super) fn export_taskvec(&mut self) {
+        if let Some(TaskVecAction::Export(stats, dir, sink)) =
+            self.taskvec.export(self.emit.waker())
+        {
+            spawn_export(stats, dir, sink);
         }
-        self.taskvec.apply(u);
     }
 }
 
@@ -346,7 +325,11 @@ pub fn fmt_value(v: f64) -> String {
 }
 
 /// Draws the view; returns what the app should do.
-pub fn taskvec_ui(ui: &mut egui::Ui, state: &mut TaskVecState) -> Vec<TaskVecAction> {
+pub fn taskvec_ui(
+    ui: &mut egui::Ui,
+    state: &mut TaskVecState,
+    waker: &Waker,
+) -> Vec<TaskVecAction> {
     let mut actions = Vec::new();
     ui.heading("Task vectors of the experts");
     ui.label(
@@ -355,18 +338,18 @@ pub fn taskvec_ui(ui: &mut egui::Ui, state: &mut TaskVecState) -> Vec<TaskVecAct
          two experts moved the same way (1), independently (0) or against each other (−1).",
     );
     ui.add_space(4.0);
-    controls_ui(ui, state, &mut actions);
+    controls_ui(ui, state, waker, &mut actions);
     if let Some(e) = &state.error {
         ui.colored_label(ui.visuals().error_fg_color, e);
     }
     let Some(result) = state.result.clone() else {
         ui.separator();
-        if state.running.is_none() {
+        if !state.job.is_running() {
             ui.label("Press Recompute to compute the task vectors of the open set.");
         }
         return actions;
     };
-    export_ui(ui, state, &mut actions);
+    export_ui(ui, state, waker, &mut actions);
     ui.separator();
     egui::ScrollArea::vertical()
         .id_salt("taskvec-scroll")
@@ -383,7 +366,12 @@ pub fn taskvec_ui(ui: &mut egui::Ui, state: &mut TaskVecState) -> Vec<TaskVecAct
     actions
 }
 
-fn controls_ui(ui: &mut egui::Ui, state: &mut TaskVecState, actions: &mut Vec<TaskVecAction>) {
+fn controls_ui(
+    ui: &mut egui::Ui,
+    state: &mut TaskVecState,
+    waker: &Waker,
+    actions: &mut Vec<TaskVecAction>,
+) {
     ui.horizontal(|ui| {
         ui.label("Group by");
         let before = state.granularity;
@@ -393,16 +381,16 @@ fn controls_ui(ui: &mut egui::Ui, state: &mut TaskVecState, actions: &mut Vec<Ta
             .on_hover_text("every module owning weights: down_blocks.0.resnets.0.conv1, …");
         if state.granularity != before {
             state.page = 0;
-            actions.push(TaskVecAction::Compute(state.start()));
+            actions.push(TaskVecAction::Compute(state.start(waker)));
         }
         if ui
             .button("Recompute")
             .on_hover_text("copy the models to the host and compute the statistics again")
             .clicked()
         {
-            actions.push(TaskVecAction::Compute(state.start()));
+            actions.push(TaskVecAction::Compute(state.start(waker)));
         }
-        if state.running.is_some()
+        if state.job.is_running()
             && ui
                 .button("Cancel")
                 .on_hover_text("stop after the current stage")
@@ -411,8 +399,7 @@ fn controls_ui(ui: &mut egui::Ui, state: &mut TaskVecState, actions: &mut Vec<Ta
             state.cancel();
         }
     });
-    if let Some(r) = &state.running {
-        let p = &r.progress;
+    if let Some(p) = state.job.progress() {
         let fraction = p.done as f32 / p.total.max(1) as f32;
         ui.add(
             egui::ProgressBar::new(fraction)
@@ -893,7 +880,12 @@ fn row_name(names: &[String], y: f64) -> String {
     names.get(row as usize).cloned().unwrap_or_default()
 }
 
-fn export_ui(ui: &mut egui::Ui, state: &mut TaskVecState, actions: &mut Vec<TaskVecAction>) {
+fn export_ui(
+    ui: &mut egui::Ui,
+    state: &mut TaskVecState,
+    waker: &Waker,
+    actions: &mut Vec<TaskVecAction>,
+) {
     ui.horizontal(|ui| {
         let label = ui.label("Export (CSV, PNG, JSON) into").on_hover_text(format!(
             "writes {}: the numbers behind every plot (CSV), the cosine table as a picture (PNG) \
@@ -902,7 +894,7 @@ fn export_ui(ui: &mut egui::Ui, state: &mut TaskVecState, actions: &mut Vec<Task
         ));
         ui.add(egui::TextEdit::singleline(&mut state.export_dir).desired_width(360.0))
             .labelled_by(label.id);
-        ui.add_enabled_ui(!state.exporting, |ui| {
+        ui.add_enabled_ui(!state.export.is_running(), |ui| {
             if ui
                 .button("Choose…")
                 .on_hover_text("pick the folder in a dialog, then export into it")
@@ -914,7 +906,7 @@ fn export_ui(ui: &mut egui::Ui, state: &mut TaskVecState, actions: &mut Vec<Task
                 .button("Export")
                 .on_hover_text("write the CSV, PNG and JSON files into the folder")
                 .clicked()
-                && let Some(a) = state.export()
+                && let Some(a) = state.export(waker)
             {
                 actions.push(a);
             }
@@ -981,19 +973,16 @@ mod tests {
     #[test]
     fn stale_reports_are_ignored() {
         let mut s = TaskVecState::default();
-        let first = s.start();
-        let second = s.start();
+        let waker = Waker::new(|| {});
+        let first = s.start(&waker);
+        let second = s.start(&waker);
         assert!(first.cancel.is_cancelled());
-        s.apply(TaskVecUpdate::Finished {
-            id: first.id,
-            result: Err("cancelled".into()),
-        });
+        first.sink.finish(Outcome::Cancelled);
+        s.poll();
         assert!(s.is_running());
         assert_eq!(s.error, None);
-        s.apply(TaskVecUpdate::Finished {
-            id: second.id,
-            result: Err("boom".into()),
-        });
+        second.sink.finish(Outcome::Failed("boom".into()));
+        s.poll();
         assert!(!s.is_running());
         assert_eq!(s.error.as_deref(), Some("boom"));
         assert!(!s.wants_auto_start());

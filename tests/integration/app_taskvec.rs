@@ -9,8 +9,9 @@ use common::app::{app_on, click, wait_until};
 use common::tiny_config;
 
 use burn::tensor::Device;
+use deme_studio::app::job_slot::Waker;
 use deme_studio::app::taskvec_job::{EXPORT_FILES, TaskVecInputs, TaskVecJob, run_taskvec};
-use deme_studio::app::taskvec_view::{COSINE_LABEL, PAGE_ROWS, fmt_value};
+use deme_studio::app::taskvec_view::{COSINE_LABEL, PAGE_ROWS, TaskVecState, fmt_value};
 use deme_studio::app::{StudioApp, View};
 use deme_studio::engine::analysis::Granularity;
 use deme_studio::engine::analysis::tv_stats::{TvStats, tv_stats};
@@ -18,7 +19,6 @@ use deme_studio::engine::merge::{HostTaskVectors, LabeledParams};
 use deme_studio::engine::model::UNet2DModel;
 use deme_studio::engine::model_set::{default_set, folder_name};
 use deme_studio::engine::store::{AnyModel, load_model};
-use deme_studio::engine::train::CancelToken;
 use egui_kittest::Harness;
 use egui_kittest::kittest::Queryable;
 use std::path::PathBuf;
@@ -233,12 +233,9 @@ fn default_inputs() -> TaskVecInputs {
     }
 }
 
+/// A job as the view starts it (per block), its reports going nowhere.
 fn job() -> TaskVecJob {
-    TaskVecJob {
-        id: 1,
-        granularity: Granularity::Block,
-        cancel: CancelToken::new(),
-    }
+    TaskVecState::default().start(&Waker::new(|| {}))
 }
 
 #[test]
