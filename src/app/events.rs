@@ -3,7 +3,6 @@
 use super::job_slot::Waker;
 use super::preview::{Panel, PreviewImage};
 use super::session::SetInfo;
-use super::teaching_job::TeachingUpdate;
 use super::train_job::TrainUpdate;
 use crate::engine::merge::MergeSpec;
 use crate::engine::model_set::ModelSet;
@@ -131,8 +130,6 @@ pub enum Event {
     Grid(GridUpdate),
     /// A training run started from the Train view.
     Train(TrainUpdate),
-    /// Teaching-mode (toy) training.
-    Teaching(TeachingUpdate),
     /// Save merge / export PNG.
     Job(JobEvent),
 }

@@ -334,6 +334,7 @@ impl StudioApp {
         for notice in self.taskvec.poll() {
             self.notice = Some(notice);
         }
+        self.poll_teaching();
         for report in self.dialog.poll() {
             if let Report::Finished(Outcome::Done(out)) = report {
                 self.on_dialog(out);
@@ -375,7 +376,6 @@ impl StudioApp {
                 Event::MergeFailed(m) => self.merge.error = Some(m),
                 Event::Grid(u) => self.grid.apply(u),
                 Event::Train(u) => self.on_train(u),
-                Event::Teaching(u) => self.on_teaching(u),
                 Event::Job(JobEvent::Progress(s)) => self.job = Some(s),
                 Event::Job(JobEvent::Done(s)) => {
                     self.job = None;

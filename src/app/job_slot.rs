@@ -90,6 +90,16 @@ impl<U, T> fmt::Debug for Sink<U, T> {
 }
 
 impl<U, T> Sink<U, T> {
+    /// A sink whose reports go nowhere: for a job run outside the app (a
+    /// test, a benchmark) that reports through its own callbacks.
+    pub fn discard() -> Self {
+        let (tx, _) = channel();
+        Self {
+            tx,
+            waker: Waker::new(|| {}),
+        }
+    }
+
     /// Sends an update; a run the UI no longer follows ignores it.
     pub fn update(&self, update: U) {
         self.send(Report::Update(update));

@@ -6,7 +6,7 @@
 //! current weights draw a point cloud from one fixed noise, so the view can
 //! show the samples take the shape of the data.
 
-use super::events::{Emitter, Event};
+use super::job_slot::{Outcome, Sink};
 use crate::engine::data::{DataSpec, TOY_DATA_SEED, ToyKind, sample_toy, split_items};
 use crate::engine::diffusion::{DdimConfig, NoiseSchedule, SamplerKind, SeededNoise, sample};
 use crate::engine::merge::TimestepEnsemble;
@@ -149,9 +149,10 @@ pub enum TeachingUpdate {
     },
     /// A new sample cloud.
     Samples(SampleCloud),
-    /// Finished with the saved set, failed or cancelled.
-    Finished(Result<ModelSet, String>),
 }
+
+/// Where a run reports: its progress, then the saved set.
+pub type TeachingSink = Sink<TeachingUpdate, ModelSet>;
 
 /// A run to start.
 #[derive(Debug, Clone)]
@@ -160,6 +161,8 @@ pub struct TeachingJob {
     pub config: TeachingConfig,
     /// Cancelled by the view's Cancel button.
     pub cancel: CancelToken,
+    /// Where it reports.
+    pub sink: TeachingSink,
 }
 
 /// Host `[x, y]` pairs of a `[n, 2, 1, 1]` tensor.
@@ -460,19 +463,13 @@ fn train_into(
 }
 
 /// Starts `job` on a thread named `teaching`.
-pub fn spawn_teaching(job: TeachingJob, device: Device, emit: Emitter) -> JoinHandle<()> {
+pub fn spawn_teaching(job: TeachingJob, device: Device) -> JoinHandle<()> {
     std::thread::Builder::new()
         .name("teaching".into())
         .spawn(move || {
-            let mut on_update = |u| emit.emit(Event::Teaching(u));
-            let result = run_teaching(&job, &device, &mut on_update).map_err(|e| {
-                if job.cancel.is_cancelled() {
-                    "cancelled".to_string()
-                } else {
-                    format!("{e:#}")
-                }
-            });
-            emit.emit(Event::Teaching(TeachingUpdate::Finished(result)));
+            let sink = job.sink.clone();
+            let result = run_teaching(&job, &device, &mut |u| sink.update(u));
+            sink.finish(Outcome::of(result, &job.cancel));
         })
         .expect("spawning the teaching thread")
 }
@@ -496,7 +493,11 @@ mod tests {
 
     fn run(config: TeachingConfig, cancel: CancelToken) -> (Result<ModelSet>, Vec<TeachingUpdate>) {
         let mut updates = Vec::new();
-        let job = TeachingJob { config, cancel };
+        let job = TeachingJob {
+            config,
+            cancel,
+            sink: Sink::discard(),
+        };
         let r = run_teaching(&job, &Device::flex(), &mut |u| updates.push(u));
         (r, updates)
     }
@@ -607,6 +608,7 @@ mod tests {
         let job = TeachingJob {
             config,
             cancel: CancelToken::new(),
+            sink: Sink::discard(),
         };
         let r = run_teaching(&job, &Device::flex(), &mut |u| {
             updates += 1;

@@ -7,6 +7,7 @@
 //! as a PNG.
 
 use super::frame::StudioApp;
+use super::job_slot::{JobSlot, Outcome, Report, Waker};
 use super::settings::View;
 use super::teaching_job::{
     Point, SampleCloud, Stage, TeachingConfig, TeachingJob, TeachingUpdate, data_points,
@@ -16,7 +17,7 @@ pub use super::teaching_plots::EXPORT_FILES;
 use super::teaching_plots::{DATA_COLOR, SAMPLE_COLOR, cloud_plot, export_plots, loss_plot};
 use crate::engine::data::ToyKind;
 use crate::engine::model_set::ModelSet;
-use crate::engine::train::CancelToken;
+
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -26,19 +27,13 @@ pub const TRAIN_LABEL: &str = "Train base + 4 experts";
 /// Label of the button that opens the trained set in the Merge view.
 pub const OPEN_LABEL: &str = "Open in the Merge view";
 
-/// A run in progress.
-#[derive(Debug, Clone)]
-struct Running {
-    cancel: CancelToken,
-    started: Instant,
-}
-
 /// State of the Teaching view: settings, the live run, its curves and clouds.
 #[derive(Debug)]
 pub struct TeachingState {
     /// What the next run trains.
     pub config: TeachingConfig,
-    running: Option<Running>,
+    /// The run going, with the time it started.
+    job: JobSlot<TeachingUpdate, ModelSet, Instant>,
     /// The run's folder (also of a finished or cancelled run).
     dir: Option<PathBuf>,
     data: Option<Arc<Vec<Point>>>,
@@ -64,7 +59,7 @@ impl Default for TeachingState {
     fn default() -> Self {
         Self {
             config: TeachingConfig::new(std::env::temp_dir().join("deme-studio-teaching")),
-            running: None,
+            job: JobSlot::default(),
             dir: None,
             data: None,
             preview: None,
@@ -88,7 +83,7 @@ impl TeachingState {
 
     /// Whether a run is in progress.
     pub fn is_running(&self) -> bool {
-        self.running.is_some()
+        self.job.is_running()
     }
 
     /// `(done, total)` optimizer steps of the run shown, the experts' counted one after another.
@@ -139,14 +134,10 @@ impl TeachingState {
         self.saved.as_ref()
     }
 
-    /// Marks a run as started and returns the job to run.
-    pub fn start(&mut self) -> TeachingJob {
-        self.cancel();
-        let cancel = CancelToken::new();
-        self.running = Some(Running {
-            cancel: cancel.clone(),
-            started: Instant::now(),
-        });
+    /// Marks a run as started (a run going is cancelled) and returns the
+    /// job to run, reporting to this view through `waker`.
+    pub fn start(&mut self, waker: &Waker) -> TeachingJob {
+        let (cancel, sink) = self.job.start(Instant::now(), waker);
         self.dir = None;
         self.data = None;
         self.samples = None;
@@ -160,21 +151,44 @@ impl TeachingState {
         TeachingJob {
             config: self.config.clone(),
             cancel,
+            sink,
         }
     }
 
     /// Asks the running run to stop.
     pub fn cancel(&mut self) {
-        if let Some(r) = &self.running {
-            r.cancel.cancel();
-        }
+        self.job.cancel();
     }
 
-    /// Applies a report of the run; returns the set to open when it finished.
-    pub fn apply(&mut self, update: TeachingUpdate) -> Option<ModelSet> {
-        if self.running.is_none() && !matches!(update, TeachingUpdate::Finished(_)) {
-            return None; // a late report of a run already given up
+    /// Applies what the run reported since the last frame; returns its end
+    /// when it ended.
+    pub fn poll(&mut self) -> Option<Outcome<ModelSet>> {
+        let started = self.job.progress().copied();
+        let mut end = None;
+        for report in self.job.poll() {
+            match report {
+                Report::Update(u) => self.apply(u),
+                Report::Finished(outcome) => {
+                    self.took = started.map(|t| t.elapsed());
+                    match &outcome {
+                        Outcome::Done(set) => self.saved = Some(set.clone()),
+                        Outcome::Cancelled => {
+                            self.error = Some("cancelled".into());
+                            self.dir = None;
+                        }
+                        Outcome::Failed(e) => {
+                            self.error = Some(e.clone());
+                            self.dir = None;
+                        }
+                    }
+                    end = Some(outcome);
+                }
+            }
         }
+        end
+    }
+
+    fn apply(&mut self, update: TeachingUpdate) {
         match update {
             TeachingUpdate::Started { dir, data } => {
                 self.dir = Some(dir);
@@ -196,26 +210,7 @@ impl TeachingState {
                 self.samples = Some(cloud);
                 self.clouds += 1;
             }
-            TeachingUpdate::Finished(result) => {
-                let running = self.running.take()?;
-                self.took = Some(running.started.elapsed());
-                match result {
-                    Ok(set) => {
-                        self.saved = Some(set.clone());
-                        return Some(set);
-                    }
-                    Err(_) if running.cancel.is_cancelled() => {
-                        self.error = Some("cancelled".into());
-                        self.dir = None;
-                    }
-                    Err(e) => {
-                        self.error = Some(e);
-                        self.dir = None;
-                    }
-                }
-            }
         }
-        None
     }
 
     /// Writes [`EXPORT_FILES`] of the run shown into the export folder;
@@ -337,7 +332,7 @@ fn controls_ui(ui: &mut egui::Ui, s: &mut TeachingState) -> Vec<TeachingAction> 
          copies are finetuned, each on a quarter of the timesteps. Training takes seconds.",
     );
     ui.add_space(6.0);
-    let running = s.running.is_some();
+    let running = s.job.is_running();
     ui.add_enabled_ui(!running, |ui| settings_ui(ui, &mut s.config));
     ui.add_space(6.0);
     ui.horizontal(|ui| {
@@ -397,7 +392,7 @@ fn controls_ui(ui: &mut egui::Ui, s: &mut TeachingState) -> Vec<TeachingAction> 
 
 fn caption(s: &TeachingState) -> String {
     match &s.samples {
-        None if s.running.is_some() => "samples: drawn after the first steps…".into(),
+        None if s.job.is_running() => "samples: drawn after the first steps…".into(),
         None => "samples".into(),
         Some(c) => match c.stage {
             Stage::Base => format!("samples of the base after {} steps", c.step),
@@ -484,8 +479,8 @@ impl StudioApp {
         for a in actions {
             match a {
                 TeachingAction::Start => {
-                    let job = self.teaching.start();
-                    spawn_teaching(job, self.device.clone(), self.emit.clone());
+                    let job = self.teaching.start(self.emit.waker());
+                    spawn_teaching(job, self.device.clone());
                 }
                 TeachingAction::Cancel => self.teaching.cancel(),
                 TeachingAction::Open(set) => {
@@ -502,20 +497,22 @@ impl StudioApp {
         }
     }
 
-    /// Applies an update from the Teaching view's background work.
-    pub(super) fn on_teaching(&mut self, u: TeachingUpdate) {
-        let finished = matches!(u, TeachingUpdate::Finished(_));
-        if let Some(set) = self.teaching.apply(u) {
-            self.tell(
-                format!(
-                    "trained and saved a toy set in {}; opening it",
-                    set.base.parent().unwrap_or(&set.base).display()
-                ),
-                false,
-            );
-            self.open(set);
-        } else if finished && let Some(e) = self.teaching.error.clone() {
-            self.tell(format!("teaching run: {e}"), e != "cancelled");
+    /// Applies what the Teaching view's run reported since the last frame.
+    pub(super) fn poll_teaching(&mut self) {
+        match self.teaching.poll() {
+            Some(Outcome::Done(set)) => {
+                self.tell(
+                    format!(
+                        "trained and saved a toy set in {}; opening it",
+                        set.base.parent().unwrap_or(&set.base).display()
+                    ),
+                    false,
+                );
+                self.open(set);
+            }
+            Some(Outcome::Cancelled) => self.tell("teaching run: cancelled", false),
+            Some(Outcome::Failed(e)) => self.tell(format!("teaching run: {e}"), true),
+            None => {}
         }
     }
 }

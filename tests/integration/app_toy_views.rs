@@ -9,6 +9,7 @@ use crate::common;
 use common::app::{click_at, harness_sized, wait_until_within};
 
 use burn::tensor::Device;
+use deme_studio::app::job_slot::Sink;
 use deme_studio::app::landscape_view::{MAP_LABEL, MapFrame, point_weights};
 use deme_studio::app::preview::Panel;
 use deme_studio::app::settings::PreviewSettings;
@@ -61,6 +62,7 @@ fn toy_set() -> ModelSet {
         let job = TeachingJob {
             config: short_run(&root),
             cancel: CancelToken::new(),
+            sink: Sink::discard(),
         };
         run_teaching(&job, &Device::flex(), &mut |_| {}).expect("a toy set trains")
     })

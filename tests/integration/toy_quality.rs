@@ -8,6 +8,7 @@
 //! against data scores about 0.98 / 0.95 on two moons.
 
 use burn::tensor::Device;
+use deme_studio::app::job_slot::Sink;
 use deme_studio::app::teaching_job::{
     Point, Stage, TeachingConfig, TeachingJob, TeachingUpdate, run_teaching,
 };
@@ -55,6 +56,7 @@ fn default_run(kind: ToyKind) -> (Vec<Point>, Vec<Point>) {
     let job = TeachingJob {
         config,
         cancel: CancelToken::new(),
+        sink: Sink::discard(),
     };
     let (mut base, mut experts) = (Vec::new(), Vec::new());
     run_teaching(&job, &Device::flex(), &mut |u| {
@@ -189,6 +191,7 @@ fn explore() {
     let job = TeachingJob {
         config: c,
         cancel: CancelToken::new(),
+        sink: Sink::discard(),
     };
     let t0 = std::time::Instant::now();
     let mut marks = Vec::new();
