@@ -19,6 +19,10 @@ pub enum DialogKind {
     ExportPng,
     /// Pick the folder the task-vector statistics are exported into.
     ExportTaskVectors,
+    /// Pick the Train view's output folder.
+    TrainOutput,
+    /// Pick the base model folder the Train view finetunes.
+    TrainBase,
 }
 
 /// A dialog's answer.
@@ -74,6 +78,17 @@ pub fn open_dialog(kind: DialogKind, dir: Option<PathBuf>, sink: DialogSink) {
                 DialogKind::ExportTaskVectors => d
                     .set_title("Export the task-vector statistics into a folder")
                     .set_can_create_directories(true)
+                    .pick_folder()
+                    .into_iter()
+                    .collect(),
+                DialogKind::TrainOutput => d
+                    .set_title("Choose the output folder")
+                    .set_can_create_directories(true)
+                    .pick_folder()
+                    .into_iter()
+                    .collect(),
+                DialogKind::TrainBase => d
+                    .set_title("Choose the base model folder")
                     .pick_folder()
                     .into_iter()
                     .collect(),

@@ -3,7 +3,6 @@
 use super::job_slot::Waker;
 use super::preview::{Panel, PreviewImage};
 use super::session::SetInfo;
-use super::train_job::TrainUpdate;
 use crate::engine::merge::MergeSpec;
 use crate::engine::model_set::ModelSet;
 use crate::engine::search::{GridEvent, GridResult};
@@ -128,8 +127,6 @@ pub enum Event {
     MergeFailed(String),
     /// Grid search.
     Grid(GridUpdate),
-    /// A training run started from the Train view.
-    Train(TrainUpdate),
     /// Save merge / export PNG.
     Job(JobEvent),
 }

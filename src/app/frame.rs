@@ -324,6 +324,8 @@ impl StudioApp {
                 self.taskvec.export_dir = first.display().to_string();
                 self.export_taskvec();
             }
+            DialogKind::TrainOutput => self.train.form.out = first.display().to_string(),
+            DialogKind::TrainBase => self.train.form.base = first.display().to_string(),
         }
     }
 
@@ -335,6 +337,7 @@ impl StudioApp {
             self.notice = Some(notice);
         }
         self.poll_teaching();
+        self.poll_train();
         for report in self.dialog.poll() {
             if let Report::Finished(Outcome::Done(out)) = report {
                 self.on_dialog(out);
@@ -375,7 +378,6 @@ impl StudioApp {
                 Event::Loss(l) => self.merge.apply_loss(l),
                 Event::MergeFailed(m) => self.merge.error = Some(m),
                 Event::Grid(u) => self.grid.apply(u),
-                Event::Train(u) => self.on_train(u),
                 Event::Job(JobEvent::Progress(s)) => self.job = Some(s),
                 Event::Job(JobEvent::Done(s)) => {
                     self.job = None;

@@ -4,8 +4,8 @@
 //! and, when asked, taking one run's gradient conflicts at each checkpoint
 //! for the Gradient-conflicts view.
 
-use super::events::{Emitter, Event};
 use super::gradsim_job::{checkpoint_gradsim, live_source};
+use super::job_slot::{Outcome, Sink};
 use super::preview::PreviewImage;
 use super::train_control::Control;
 use crate::engine::analysis::{GradSimConfig, GradSimResult};
@@ -116,6 +116,8 @@ pub struct TrainJob {
     pub cancel: CancelToken,
     /// Pause and step.
     pub control: Control,
+    /// Where it reports.
+    pub sink: TrainSink,
 }
 
 /// One run as planned: its folder, steps and timestep range.
@@ -175,13 +177,6 @@ pub enum TrainUpdate {
         /// The picture.
         image: Arc<PreviewImage>,
     },
-    /// A folder chosen in the output- or base-folder dialog.
-    Folder {
-        /// Whether it is for the base (else the output).
-        base: bool,
-        /// The folder (None: dialog cancelled).
-        path: Option<PathBuf>,
-    },
     /// The gradient conflicts of the live run's latest checkpoint, for the
     /// Gradient-conflicts view.
     GradSim {
@@ -190,9 +185,11 @@ pub enum TrainUpdate {
         /// What they were taken of, e.g. `training run pretrain, step 20`.
         source: String,
     },
-    /// The job ended: finished, cancelled or failed.
-    Finished(Result<TrainOutcome, String>),
 }
+
+/// Where a job reports: its runs' events, then how it ended (a cancelled job
+/// ends with an outcome that says so: every started run was saved).
+pub type TrainSink = Sink<TrainUpdate, TrainOutcome>;
 
 /// The run whose checkpoints get their gradient conflicts taken: the
 /// pretrain run, or the first finetune run of the plan (the first expert, or the
@@ -237,7 +234,6 @@ pub fn sample_checkpoint(
 /// The reporting side of a running job.
 struct Reporter<'a> {
     job: &'a TrainJob,
-    emit: &'a Emitter,
     device: &'a Device,
     timesteps: usize,
     cancelled: bool,
@@ -249,7 +245,7 @@ struct Reporter<'a> {
 
 impl Reporter<'_> {
     fn send(&self, u: TrainUpdate) {
-        self.emit.emit(Event::Train(u));
+        self.job.sink.update(u);
     }
 
     fn on_event(&mut self, run: RunKey, event: TrainEvent, parts: Option<LossParts>) {
@@ -271,11 +267,11 @@ impl Reporter<'_> {
             self.gradsim(run, step, &path);
         }
         if step_done {
-            let emit = self.emit;
+            let sink = &self.job.sink;
             self.job.control.wait(
                 &self.job.cancel,
-                &mut || emit.emit(Event::Train(TrainUpdate::Held)),
-                &mut || emit.emit(Event::Train(TrainUpdate::Released)),
+                &mut || sink.update(TrainUpdate::Held),
+                &mut || sink.update(TrainUpdate::Released),
             );
         }
     }
@@ -467,11 +463,10 @@ fn run_finetune(
     })
 }
 
-/// Runs `job` on the calling thread, reporting through `emit` (except the end).
-pub fn run_train(job: &TrainJob, device: &Device, emit: &Emitter) -> Result<TrainOutcome> {
+/// Runs `job` on the calling thread, reporting through its sink (except the end).
+pub fn run_train(job: &TrainJob, device: &Device) -> Result<TrainOutcome> {
     let mut r = Reporter {
         job,
-        emit,
         device,
         timesteps: 1000,
         cancelled: false,
@@ -491,21 +486,18 @@ pub fn run_train(job: &TrainJob, device: &Device, emit: &Emitter) -> Result<Trai
 }
 
 /// Starts `job` on a thread named `train`; a panic inside is reported as a failure.
-pub fn spawn_train(
-    job: TrainJob,
-    device: Device,
-    emit: Emitter,
-) -> std::io::Result<JoinHandle<()>> {
+pub fn spawn_train(job: TrainJob, device: Device) -> std::io::Result<JoinHandle<()>> {
     std::thread::Builder::new()
         .name("train".into())
         .spawn(move || {
-            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                run_train(&job, &device, &emit)
-            }));
-            let result = match result {
-                Ok(Ok(outcome)) => Ok(outcome),
-                Ok(Err(e)) => Err(format!("{e:#}")),
-                Err(panic) => Err(format!(
+            let result =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_train(&job, &device)));
+            // an error is a failure even after Cancel: a cancelled job ends
+            // with an outcome that says so
+            let outcome = match result {
+                Ok(Ok(outcome)) => Outcome::Done(outcome),
+                Ok(Err(e)) => Outcome::Failed(format!("{e:#}")),
+                Err(panic) => Outcome::Failed(format!(
                     "the training thread failed: {}",
                     panic
                         .downcast_ref::<String>()
@@ -514,28 +506,6 @@ pub fn spawn_train(
                         .unwrap_or("panic")
                 )),
             };
-            emit.emit(Event::Train(TrainUpdate::Finished(result)));
+            job.sink.finish(outcome);
         })
-}
-
-/// Opens a folder dialog on a thread named `file-dialog`; the choice comes back
-/// as [`TrainUpdate::Folder`].
-pub fn pick_folder(base: bool, start: Option<PathBuf>, emit: Emitter) {
-    let _ = std::thread::Builder::new()
-        .name("file-dialog".into())
-        .spawn(move || {
-            let mut d = rfd::FileDialog::new().set_title(if base {
-                "Choose the base model folder"
-            } else {
-                "Choose the output folder"
-            });
-            if let Some(dir) = &start {
-                d = d.set_directory(dir);
-            }
-            if !base {
-                d = d.set_can_create_directories(true);
-            }
-            let path = d.pick_folder();
-            emit.emit(Event::Train(TrainUpdate::Folder { base, path }));
-        });
 }

@@ -2,6 +2,7 @@
 //! a base), on which data, where to, and every setting of the engine's
 //! pretraining and finetuning; turned into a [`TrainJob`] on Start.
 
+use super::job_slot::Sink;
 use super::train_control::Control;
 use super::train_job::{JobKind, PreviewConfig, TrainJob};
 use crate::engine::checkpoint::{DEFAULT_IMAGE_PRESET, PRESET_NAMES};
@@ -170,6 +171,7 @@ impl TrainForm {
             gradsim: None,
             cancel: CancelToken::new(),
             control: Control::default(),
+            sink: Sink::discard(),
         })
     }
 }

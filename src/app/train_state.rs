@@ -1,12 +1,13 @@
 //! The Train view's state and its rules, no drawing: the settings form, the
 //! runs of the current job with their loss points, progress and previews.
 
+use super::job_slot::{JobSlot, Outcome, Report, Waker};
 use super::preview::PreviewImage;
 use super::train_control::Control;
 use super::train_job::{RunKey, RunPlan, TrainJob, TrainOutcome, TrainUpdate};
 use super::train_settings::TrainForm;
 use crate::engine::model_set::folder_name;
-use crate::engine::train::{CancelToken, StopReason, TrainEvent};
+use crate::engine::train::{StopReason, TrainEvent};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -88,8 +89,8 @@ impl RunView {
     }
 }
 
+/// What the view keeps of the job going.
 struct Running {
-    cancel: CancelToken,
     control: Control,
     handle: Option<JoinHandle<()>>,
     held: bool,
@@ -100,7 +101,7 @@ struct Running {
 pub struct TrainState {
     /// The settings form.
     pub form: TrainForm,
-    running: Option<Running>,
+    job: JobSlot<TrainUpdate, TrainOutcome, Running>,
     stage: Option<String>,
     runs: Vec<RunView>,
     /// Why the last job failed, or why it could not start.
@@ -118,17 +119,17 @@ impl TrainState {
 
     /// Whether a job runs.
     pub fn is_running(&self) -> bool {
-        self.running.is_some()
+        self.job.is_running()
     }
 
     /// Whether pause was asked for.
     pub fn is_paused(&self) -> bool {
-        self.running.as_ref().is_some_and(|r| r.control.is_paused())
+        self.job.progress().is_some_and(|r| r.control.is_paused())
     }
 
     /// Whether the job's thread is holding at the pause gate.
     pub fn is_held(&self) -> bool {
-        self.running.as_ref().is_some_and(|r| r.held)
+        self.job.progress().is_some_and(|r| r.held)
     }
 
     /// The stage before training, while one runs.
@@ -193,14 +194,15 @@ impl TrainState {
         self.thread_ok
     }
 
-    /// Marks `job` as started on `handle`.
-    pub fn begin(&mut self, job: &TrainJob, handle: JoinHandle<()>) {
-        self.running = Some(Running {
-            cancel: job.cancel.clone(),
+    /// Marks `job` as started: gives it the cancel token and the sink of this
+    /// view's job slot (a job going is cancelled) and returns it to run.
+    pub fn begin(&mut self, mut job: TrainJob, waker: &Waker) -> TrainJob {
+        let running = Running {
             control: job.control.clone(),
-            handle: Some(handle),
+            handle: None,
             held: false,
-        });
+        };
+        (job.cancel, job.sink) = self.job.start(running, waker);
         self.stage = Some("starting".into());
         self.runs.clear();
         self.error = None;
@@ -208,33 +210,48 @@ impl TrainState {
         self.outcome = None;
         self.thread_ok = None;
         self.export = None;
+        job
+    }
+
+    /// Keeps the thread the job runs on (joined when the job ends).
+    pub fn set_thread(&mut self, handle: JoinHandle<()>) {
+        if let Some(r) = self.job.progress_mut() {
+            r.handle = Some(handle);
+        }
+    }
+
+    /// Gives up a job whose thread could not start.
+    pub fn abandon(&mut self, why: String) {
+        self.job.clear();
+        self.stage = None;
+        self.error = Some(why);
     }
 
     /// Asks the job to stop (it saves a checkpoint of every started run).
     pub fn cancel(&mut self) {
-        if let Some(r) = &self.running {
-            r.cancel.cancel();
+        self.job.cancel();
+        if let Some(r) = self.job.progress() {
             r.control.wake();
         }
     }
 
     /// Holds the job after its current step.
     pub fn pause(&mut self) {
-        if let Some(r) = &self.running {
+        if let Some(r) = self.job.progress() {
             r.control.pause();
         }
     }
 
     /// Lets a paused job run on.
     pub fn resume(&mut self) {
-        if let Some(r) = &self.running {
+        if let Some(r) = self.job.progress() {
             r.control.resume();
         }
     }
 
     /// Lets a paused job take one more step.
     pub fn step_once(&mut self) {
-        if let Some(r) = &self.running {
+        if let Some(r) = self.job.progress() {
             r.control.step_once();
         }
     }
@@ -243,8 +260,32 @@ impl TrainState {
         self.runs.iter_mut().find(|r| r.plan.key == key)
     }
 
-    /// Applies a report of the job (folder choices are the app's).
-    pub fn apply(&mut self, update: TrainUpdate) {
+    /// Applies what the job reported since the last frame; returns the
+    /// reports the app acts on too (the live gradient conflicts) and, when
+    /// the job ended, its end.
+    pub fn poll(&mut self) -> (Vec<TrainUpdate>, Option<Outcome<TrainOutcome>>) {
+        let mut for_app = Vec::new();
+        let mut end = None;
+        let mut thread = self.job.progress_mut().and_then(|r| r.handle.take());
+        for report in self.job.poll() {
+            match report {
+                Report::Update(u @ TrainUpdate::GradSim { .. }) => for_app.push(u),
+                Report::Update(u) => self.apply(u),
+                Report::Finished(outcome) => {
+                    // the thread's last act was to send this: it ends at once
+                    self.thread_ok = Some(thread.take().is_none_or(|h| h.join().is_ok()));
+                    self.finish(&outcome);
+                    end = Some(outcome);
+                }
+            }
+        }
+        if let (Some(h), Some(r)) = (thread, self.job.progress_mut()) {
+            r.handle = Some(h);
+        }
+        (for_app, end)
+    }
+
+    fn apply(&mut self, update: TrainUpdate) {
         match update {
             TrainUpdate::Stage(s) => self.stage = Some(s),
             TrainUpdate::Note(n) => self.notes.push(n),
@@ -307,12 +348,12 @@ impl TrainState {
                 }
             }
             TrainUpdate::Held => {
-                if let Some(r) = &mut self.running {
+                if let Some(r) = self.job.progress_mut() {
                     r.held = true;
                 }
             }
             TrainUpdate::Released => {
-                if let Some(r) = &mut self.running {
+                if let Some(r) = self.job.progress_mut() {
                     r.held = false;
                 }
             }
@@ -321,33 +362,33 @@ impl TrainState {
                     r.preview = Some((step, image));
                 }
             }
-            TrainUpdate::Folder { .. } | TrainUpdate::GradSim { .. } => {}
-            TrainUpdate::Finished(result) => {
-                if let Some(mut r) = self.running.take() {
-                    // the thread's last act was to send this: it ends at once
-                    self.thread_ok = Some(r.handle.take().is_none_or(|h| h.join().is_ok()));
-                }
-                self.stage = None;
-                match result {
-                    Ok(o) => {
-                        if o.cancelled {
-                            for r in &mut self.runs {
-                                if r.status == RunStatus::Queued || r.status == RunStatus::Running {
-                                    r.status = RunStatus::Cancelled;
-                                }
-                            }
+            TrainUpdate::GradSim { .. } => {}
+        }
+    }
+
+    fn finish(&mut self, outcome: &Outcome<TrainOutcome>) {
+        self.stage = None;
+        match outcome {
+            Outcome::Done(o) => {
+                if o.cancelled {
+                    for r in &mut self.runs {
+                        if r.status == RunStatus::Queued || r.status == RunStatus::Running {
+                            r.status = RunStatus::Cancelled;
                         }
-                        self.outcome = Some(o);
-                    }
-                    Err(e) => {
-                        for r in &mut self.runs {
-                            if r.status == RunStatus::Running {
-                                r.status = RunStatus::Failed;
-                            }
-                        }
-                        self.error = Some(e);
                     }
                 }
+                self.outcome = Some(o.clone());
+            }
+            Outcome::Cancelled | Outcome::Failed(_) => {
+                for r in &mut self.runs {
+                    if r.status == RunStatus::Running {
+                        r.status = RunStatus::Failed;
+                    }
+                }
+                self.error = Some(match outcome {
+                    Outcome::Failed(e) => e.clone(),
+                    _ => "cancelled".into(),
+                });
             }
         }
     }

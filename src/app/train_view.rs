@@ -3,9 +3,11 @@
 //! live loss curves per run and per timestep range, throughput, ETA,
 //! checkpoint previews and the CSV / PNG exports (centre).
 
+use super::dialogs::DialogKind;
 use super::frame::StudioApp;
+use super::job_slot::Outcome;
 use super::settings::View;
-use super::train_job::{TrainUpdate, pick_folder, spawn_train};
+use super::train_job::{TrainUpdate, spawn_train};
 use super::train_plots::{loss_plot_ui, parts_plot_ui, run_color, write_loss_csv, write_loss_png};
 use super::train_settings::{FormAction, TrainMode, default_out, form_ui};
 pub use super::train_state::{LossPoint, RunStatus, RunView, TrainState};
@@ -64,12 +66,16 @@ impl StudioApp {
                 return;
             }
         };
-        match spawn_train(job.clone(), self.device.clone(), self.emit.clone()) {
+        let job = self.train.begin(job, self.emit.waker());
+        let out = job.out.clone();
+        match spawn_train(job, self.device.clone()) {
             Ok(handle) => {
-                self.train.begin(&job, handle);
-                self.tell(format!("training into {}", job.out.display()), false);
+                self.train.set_thread(handle);
+                self.tell(format!("training into {}", out.display()), false);
             }
-            Err(e) => self.train.error = Some(format!("could not start the training thread: {e}")),
+            Err(e) => self
+                .train
+                .abandon(format!("could not start the training thread: {e}")),
         }
     }
 
@@ -104,10 +110,9 @@ impl StudioApp {
             })
             .inner;
         for a in form_actions {
-            let start = self.settings.last_dir.clone();
             match a {
-                FormAction::BrowseOut => pick_folder(false, start, self.emit.clone()),
-                FormAction::BrowseBase => pick_folder(true, start, self.emit.clone()),
+                FormAction::BrowseOut => self.dialog(DialogKind::TrainOutput),
+                FormAction::BrowseBase => self.dialog(DialogKind::TrainBase),
             }
         }
         let actions = egui::CentralPanel::default()
@@ -136,32 +141,22 @@ impl StudioApp {
         }
     }
 
-    /// Applies an update from the Train view's background work.
-    pub(super) fn on_train(&mut self, u: TrainUpdate) {
-        match u {
-            TrainUpdate::Folder { base, path } => {
-                if let Some(p) = path {
-                    self.settings.last_dir = p.parent().map(PathBuf::from);
-                    let text = p.display().to_string();
-                    if base {
-                        self.train.form.base = text;
-                    } else {
-                        self.train.form.out = text;
-                    }
-                }
+    /// Applies what the Train view's job reported since the last frame.
+    pub(super) fn poll_train(&mut self) {
+        let (for_app, end) = self.train.poll();
+        for u in for_app {
+            if let TrainUpdate::GradSim { result, source } = u {
+                self.gradsim.show_live(result, source);
             }
-            TrainUpdate::GradSim { result, source } => self.gradsim.show_live(result, source),
-            TrainUpdate::Finished(result) => {
-                match &result {
-                    Ok(_) => {}
-                    Err(e) => self.tell(format!("training failed: {e}"), true),
-                }
-                self.train.apply(TrainUpdate::Finished(result));
+        }
+        match end {
+            Some(Outcome::Failed(e)) => self.tell(format!("training failed: {e}"), true),
+            Some(_) => {
                 if let Some(s) = self.train.summary() {
                     self.tell(s, false);
                 }
             }
-            other => self.train.apply(other),
+            None => {}
         }
     }
 }
