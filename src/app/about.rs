@@ -1,5 +1,8 @@
 //! The About view: the data, the default model preset and the device.
 
+use super::command::AppCommand;
+use super::models_panel::models_panel_ui;
+use super::page_ctx::PageCtx;
 use crate::engine::checkpoint::preset;
 use crate::engine::data::{ImageSet, embedded_mnist};
 use egui::{ColorImage, TextureHandle, TextureOptions};
@@ -83,4 +86,18 @@ impl About {
         ui.add(egui::Image::new((tex.id(), size)))
             .on_hover_text("the embedded digits the default models were trained on");
     }
+}
+
+/// Draws the Models & about view: the open models in detail beside what the
+/// app knows of the data and the device; returns what the app should do.
+pub fn about_page(ui: &mut egui::Ui, about: &mut About, ctx: &PageCtx) -> Vec<AppCommand> {
+    let actions = egui::Panel::left("models-detail")
+        .default_size(420.0)
+        .resizable(true)
+        .show(ui, |ui| {
+            models_panel_ui(ui, ctx.models, ctx.default_set.is_some(), true)
+        })
+        .inner;
+    egui::CentralPanel::default().show(ui, |ui| about.ui(ui));
+    actions.into_iter().map(AppCommand::from).collect()
 }

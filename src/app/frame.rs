@@ -1,30 +1,31 @@
-//! The application frame: top bar with the views, models side panel, status
-//! bar, the event loop between the UI and background work, persistence.
+//! The application frame: the state of every view, the top bar with the
+//! views, the status bar, the page of the view shown, persistence. What the
+//! pages ask for runs in `frame_commands`; the state as tests read it is in
+//! `frame_access`.
 
-use super::about::About;
-use super::dialogs::{DialogKind, DialogOutcome, open_dialog};
-use super::events::{Activity, Emitter, Event, JobEvent};
-use super::export_job::{spawn_export_gradsim, spawn_export_png, spawn_save_merge};
-use super::gradsim_view::{GradSimAction, GradSimState, gradsim_ui};
-use super::grid_panel::{GridAction, GridState};
-use super::job_slot::{JobSlot, Outcome, Report};
-use super::landscape_view::LandscapeState;
+use super::about::{About, about_page};
+use super::command::AppCommand;
+use super::dialogs::{DialogKind, DialogOutcome};
+use super::events::{Activity, Emitter, Event};
+use super::gradsim_view::{GradSimState, gradsim_page};
+use super::grid_panel::GridState;
+use super::job_slot::JobSlot;
+use super::landscape_view::{LandscapeState, landscape_page};
 use super::merge_state::MergeState;
-use super::merge_view::{MergeAction, central_ui, controls_ui};
-use super::merge_worker::{Command, MergeWorker};
-use super::models_panel::{ModelsAction, ModelsState, empty_state_ui, models_panel_ui};
+use super::merge_view::{MergePage, merge_page};
+use super::merge_worker::MergeWorker;
+use super::models_panel::ModelsState;
 pub use super::notice::Notice;
-use super::preview::Panel;
+use super::page_ctx::PageCtx;
 use super::settings::{Settings, View};
-use super::taskvec_view::TaskVecState;
-use super::teaching_view::TeachingState;
-use super::train_view::TrainState;
+use super::taskvec_view::{TaskVecState, taskvec_page};
+use super::teaching_view::{TeachingState, teaching_page};
+use super::train_state::TrainState;
+use super::train_view::train_page;
 use crate::engine::device::ComputeDevice;
-use crate::engine::merge::MergeJob;
 use crate::engine::model_set::{ModelSet, default_set};
 use burn::tensor::Device;
 use egui::{Key, KeyboardShortcut, Modifiers};
-use std::path::{Path, PathBuf};
 use std::sync::mpsc::Receiver;
 use std::sync::{Arc, Mutex};
 
@@ -176,221 +177,6 @@ impl StudioApp {
         })
     }
 
-    /// Starts loading `set` (the open set stays until it has loaded).
-    pub fn open(&mut self, set: ModelSet) {
-        self.models.loading = Some(set.clone());
-        self.models.error = None;
-        self.worker.send(Command::Load(set));
-    }
-
-    /// The merge view's state.
-    pub fn merge(&self) -> &MergeState {
-        &self.merge
-    }
-
-    /// The merge view's state, mutably (tests drive edits through it).
-    pub fn merge_mut(&mut self) -> &mut MergeState {
-        &mut self.merge
-    }
-
-    /// The models panel's state.
-    pub fn models(&self) -> &ModelsState {
-        &self.models
-    }
-
-    /// Grid-search state.
-    pub fn grid(&self) -> &GridState {
-        &self.grid
-    }
-
-    /// The gradient-conflict view's state.
-    pub fn gradsim(&self) -> &GradSimState {
-        &self.gradsim
-    }
-
-    /// The gradient-conflict view's state, mutably (tests change its settings).
-    pub fn gradsim_mut(&mut self) -> &mut GradSimState {
-        &mut self.gradsim
-    }
-
-    /// The settings (persisted at exit).
-    pub fn settings(&self) -> &Settings {
-        &self.settings
-    }
-
-    /// The view shown.
-    pub fn view(&self) -> View {
-        self.settings.view
-    }
-
-    /// Switches the view.
-    pub fn set_view(&mut self, view: View) {
-        self.settings.view = view;
-    }
-
-    /// The last status-bar message.
-    pub fn notice(&self) -> Option<&Notice> {
-        self.notice.as_ref()
-    }
-
-    /// Whether the worker is idle and nothing is waiting to be sent.
-    pub fn is_idle(&self) -> bool {
-        self.activity == Activity::Idle
-            && self.models.loading.is_none()
-            && !self.merge.has_pending_request()
-    }
-
-    pub(super) fn tell(&mut self, text: impl Into<String>, error: bool) {
-        self.notice = Some(Notice {
-            text: text.into(),
-            error,
-        });
-    }
-
-    /// Saves the current merge (checkpoint + recipe) into `dir` in the background.
-    pub fn save_merge_to(&mut self, dir: PathBuf) {
-        let Some(info) = &self.models.info else {
-            self.tell("open models before saving a merge", true);
-            return;
-        };
-        let job = MergeJob {
-            base: info.set.base.clone(),
-            experts: info.set.experts.clone(),
-            spec: self.merge.spec(),
-            output: None,
-            drop_projections: false,
-        };
-        self.job = Some(format!("saving the merge to {}", dir.display()));
-        spawn_save_merge(job, dir, self.emit.clone());
-    }
-
-    /// Exports the previews shown (side by side) as the PNG `path` in the background.
-    pub fn export_png_to(&mut self, path: PathBuf) {
-        let images: Vec<egui::ColorImage> = Panel::ALL
-            .iter()
-            .filter_map(|&p| self.merge.panel(p).image().cloned())
-            .collect();
-        spawn_export_png(images, path, self.emit.clone());
-    }
-
-    pub(super) fn dialog(&mut self, kind: DialogKind) {
-        if self.dialog.is_running() {
-            return;
-        }
-        let start = match kind {
-            DialogKind::ExportTaskVectors => Some(PathBuf::from(self.taskvec.export_dir.trim()))
-                .filter(|p| p.is_dir())
-                .or_else(|| self.settings.last_dir.clone()),
-            _ => self.settings.last_dir.clone(),
-        };
-        let (_, sink) = self.dialog.start(kind, self.emit.waker());
-        open_dialog(kind, start, sink);
-    }
-
-    fn on_dialog(&mut self, out: DialogOutcome) {
-        let Some(first) = out.paths.first().cloned() else {
-            return; // cancelled
-        };
-        let parent_of = |p: &Path| p.parent().map(Path::to_path_buf);
-        self.settings.last_dir = match out.kind {
-            DialogKind::OpenSet | DialogKind::SaveMerge | DialogKind::ExportTaskVectors => {
-                Some(first.clone())
-            }
-            _ => parent_of(&first),
-        };
-        match out.kind {
-            DialogKind::OpenBase => {
-                if let Some(set) = self.models.pick_base(first) {
-                    self.open(set);
-                }
-            }
-            DialogKind::OpenExperts => {
-                if let Some(set) = self.models.pick_experts(out.paths) {
-                    self.open(set);
-                }
-            }
-            DialogKind::OpenSet => match ModelSet::discover(&first) {
-                Some(set) => self.open(set),
-                None => {
-                    self.models.error = Some(format!(
-                        "{} holds no model set: expected base/ (with config.json) and deme/expert_1 … (or FT/expert_1 …)",
-                        first.display()
-                    ));
-                }
-            },
-            DialogKind::SaveMerge => self.save_merge_to(first),
-            DialogKind::ExportPng => self.export_png_to(first),
-            DialogKind::ExportTaskVectors => {
-                self.taskvec.export_dir = first.display().to_string();
-                self.export_taskvec();
-            }
-            DialogKind::TrainOutput => self.train.form.out = first.display().to_string(),
-            DialogKind::TrainBase => self.train.form.base = first.display().to_string(),
-        }
-    }
-
-    /// Applies everything background work reported since the last frame.
-    pub fn poll_events(&mut self) {
-        self.gradsim.poll();
-        self.landscape.poll();
-        for notice in self.taskvec.poll() {
-            self.notice = Some(notice);
-        }
-        self.poll_teaching();
-        self.poll_train();
-        for report in self.dialog.poll() {
-            if let Report::Finished(Outcome::Done(out)) = report {
-                self.on_dialog(out);
-            }
-        }
-        while let Ok(event) = self.events.try_recv() {
-            match event {
-                Event::Activity(a) => self.activity = a,
-                Event::Loaded(info) => {
-                    self.merge.reset_for(&info);
-                    self.grid.reset();
-                    self.gradsim.reset();
-                    self.landscape.reset();
-                    self.taskvec.reset();
-                    self.settings.last_set = Some(info.set.clone());
-                    self.models.loading = None;
-                    self.models.error = None;
-                    self.tell(
-                        format!(
-                            "opened {}: base + {} experts",
-                            info.set.name(),
-                            info.num_experts()
-                        ),
-                        false,
-                    );
-                    self.models.info = Some(*info);
-                }
-                Event::LoadFailed { set, message } => {
-                    if self.models.loading.as_ref() == Some(&set) {
-                        self.models.loading = None;
-                    }
-                    self.tell("could not open the models (see the models panel)", true);
-                    self.models.error = Some(message);
-                    // a request dropped while loading is asked again
-                    self.merge.settings_changed();
-                }
-                Event::Preview(p) => self.merge.apply_preview(p),
-                Event::Loss(l) => self.merge.apply_loss(l),
-                Event::MergeFailed(m) => self.merge.error = Some(m),
-                Event::Grid(u) => self.grid.apply(u),
-                Event::Job(JobEvent::Progress(s)) => self.job = Some(s),
-                Event::Job(JobEvent::Done(s)) => {
-                    self.job = None;
-                    self.tell(s, false);
-                }
-                Event::Job(JobEvent::Failed(s)) => {
-                    self.job = None;
-                    self.tell(s, true);
-                }
-            }
-        }
-    }
-
     fn shortcuts(&mut self, ctx: &egui::Context) {
         if ctx.egui_wants_keyboard_input() || self.settings.view != View::Merge {
             return;
@@ -481,123 +267,32 @@ impl StudioApp {
         });
     }
 
-    pub(super) fn handle_models_actions(&mut self, actions: Vec<ModelsAction>) {
-        for a in actions {
-            match a {
-                ModelsAction::OpenBase => self.dialog(DialogKind::OpenBase),
-                ModelsAction::OpenExperts => self.dialog(DialogKind::OpenExperts),
-                ModelsAction::OpenSet => self.dialog(DialogKind::OpenSet),
-                ModelsAction::OpenDefault => {
-                    if let Some(set) = self.default_set.clone() {
-                        self.open(set);
-                    }
-                }
+    /// Draws the page of the view shown; returns what it asks for.
+    fn view_ui(&mut self, ui: &mut egui::Ui) -> Vec<AppCommand> {
+        let waker = self.emit.waker().clone();
+        let ctx = PageCtx {
+            models: &self.models,
+            default_set: self.default_set.as_ref(),
+            waker: &waker,
+            device: &self.device,
+        };
+        match self.settings.view {
+            View::Merge => {
+                let page = MergePage {
+                    merge: &mut self.merge,
+                    grid: &mut self.grid,
+                    preview: &mut self.settings.preview,
+                    show_models: self.show_models,
+                    saving: self.job.is_some(),
+                };
+                merge_page(ui, page, &ctx)
             }
-        }
-    }
-
-    fn handle_merge_actions(&mut self, actions: Vec<MergeAction>) {
-        for a in actions {
-            match a {
-                MergeAction::SaveMerge => self.dialog(DialogKind::SaveMerge),
-                MergeAction::ExportPng => self.dialog(DialogKind::ExportPng),
-                MergeAction::Grid(GridAction::Start(job)) => self.worker.send(Command::Grid(job)),
-                MergeAction::Grid(GridAction::Load(w)) => self.merge.set_weights(&w),
-                MergeAction::PreviewSettings => {
-                    self.worker.send(Command::Configure(self.settings.preview));
-                    self.merge.refresh();
-                }
-            }
-        }
-    }
-
-    fn merge_page_ui(&mut self, ui: &mut egui::Ui) {
-        let has_default = self.default_set.is_some();
-        if self.models.info.is_none() {
-            egui::CentralPanel::default().show(ui, |ui| {
-                if self.models.loading.is_some() {
-                    ui.label("loading the models…");
-                }
-                let actions = empty_state_ui(ui, &self.models, has_default);
-                self.handle_models_actions(actions);
-            });
-            return;
-        }
-        if self.show_models {
-            let actions = egui::Panel::left("models-panel")
-                .default_size(240.0)
-                .resizable(true)
-                .show(ui, |ui| {
-                    models_panel_ui(ui, &self.models, has_default, false)
-                })
-                .inner;
-            self.handle_models_actions(actions);
-        }
-        let saving = self.job.is_some();
-        let actions = egui::Panel::right("merge-controls")
-            .default_size(330.0)
-            .resizable(true)
-            .show(ui, |ui| {
-                egui::ScrollArea::vertical()
-                    .id_salt("controls-scroll")
-                    .show(ui, |ui| {
-                        controls_ui(ui, &mut self.merge, &mut self.settings.preview, saving)
-                    })
-                    .inner
-            })
-            .inner;
-        self.handle_merge_actions(actions);
-        let can_search = self.models.info.as_ref().is_some_and(|i| i.eval.is_ok());
-        let fine = self.settings.preview.fine_steps;
-        let actions = egui::CentralPanel::default()
-            .show(ui, |ui| {
-                central_ui(ui, &mut self.merge, &mut self.grid, can_search, fine)
-            })
-            .inner;
-        self.handle_merge_actions(actions);
-    }
-
-    fn about_page_ui(&mut self, ui: &mut egui::Ui) {
-        let has_default = self.default_set.is_some();
-        let actions = egui::Panel::left("models-detail")
-            .default_size(420.0)
-            .resizable(true)
-            .show(ui, |ui| {
-                models_panel_ui(ui, &self.models, has_default, true)
-            })
-            .inner;
-        self.handle_models_actions(actions);
-        egui::CentralPanel::default().show(ui, |ui| self.about.ui(ui));
-    }
-
-    fn gradsim_page_ui(&mut self, ui: &mut egui::Ui) {
-        // a training run's live result shows even without an open set
-        if self.models.info.is_none() && self.gradsim.source().is_none() {
-            let has_default = self.default_set.is_some();
-            egui::CentralPanel::default().show(ui, |ui| {
-                ui.heading("Gradient conflicts of the base model");
-                ui.label("Open a model set: this view computes the gradient conflicts of its base model.");
-                if self.models.loading.is_some() {
-                    ui.label("loading the models…");
-                }
-                let actions = empty_state_ui(ui, &self.models, has_default);
-                self.handle_models_actions(actions);
-            });
-            return;
-        }
-        let actions = egui::CentralPanel::default()
-            .show(ui, |ui| {
-                gradsim_ui(ui, &mut self.gradsim, self.emit.waker())
-            })
-            .inner;
-        for a in actions {
-            match a {
-                GradSimAction::Compute(job) => self.worker.send(Command::GradSim(job)),
-                GradSimAction::Export(result, dir) => {
-                    self.job = Some(format!("exporting to {}", dir.display()));
-                    spawn_export_gradsim(result, dir, self.emit.clone());
-                }
-            }
+            View::About => about_page(ui, &mut self.about, &ctx),
+            View::GradientConflicts => gradsim_page(ui, &mut self.gradsim, &ctx),
+            View::Train => train_page(ui, &mut self.train, &ctx),
+            View::Landscape => landscape_page(ui, &mut self.landscape, &mut self.merge, &ctx),
+            View::TaskVectors => taskvec_page(ui, &mut self.taskvec, &ctx),
+            View::Teaching => teaching_page(ui, &mut self.teaching, &ctx),
         }
     }
 
@@ -613,14 +308,8 @@ impl StudioApp {
         self.shortcuts(ui.ctx());
         self.top_bar_ui(ui);
         self.status_bar_ui(ui);
-        match self.settings.view {
-            View::Merge => self.merge_page_ui(ui),
-            View::About => self.about_page_ui(ui),
-            View::GradientConflicts => self.gradsim_page_ui(ui),
-            View::Train => self.train_page_ui(ui),
-            View::Landscape => self.landscape_page_ui(ui),
-            View::TaskVectors => self.taskvec_page_ui(ui),
-            View::Teaching => self.teaching_page_ui(ui),
+        for command in self.view_ui(ui) {
+            self.run_command(command);
         }
         if self.models.info.is_some() {
             let p = self.settings.preview;

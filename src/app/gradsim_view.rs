@@ -2,8 +2,12 @@
 //! similarities as a K x K heatmap (hover for the values), the histogram of
 //! pair similarities and the per-block breakdown, most conflicting first.
 
+use super::command::AppCommand;
 use super::gradsim_job::{GradSimJob, GradSimUpdate};
 use super::job_slot::{JobSlot, Outcome, Report, Waker};
+use super::merge_worker::Command;
+use super::page_ctx::PageCtx;
+use super::save_job::SaveJob;
 use super::session::NUM_TRAIN_TIMESTEPS;
 use crate::engine::analysis::gradsim::{GradSimResult, describe_pairs};
 use crate::engine::analysis::{GradSimConfig, Granularity};
@@ -513,6 +517,28 @@ fn groups_ui(ui: &mut egui::Ui, result: &GradSimResult) {
                     }
                 });
         });
+}
+
+/// Draws the Gradient-conflicts view; returns what the app should do.
+pub fn gradsim_page(ui: &mut egui::Ui, state: &mut GradSimState, ctx: &PageCtx) -> Vec<AppCommand> {
+    // a training run's live result shows even without an open set
+    if ctx.models.info.is_none() && state.source().is_none() {
+        return ctx.no_models_page(
+            ui,
+            "Gradient conflicts of the base model",
+            "Open a model set: this view computes the gradient conflicts of its base model.",
+        );
+    }
+    let actions = egui::CentralPanel::default()
+        .show(ui, |ui| gradsim_ui(ui, state, ctx.waker))
+        .inner;
+    actions
+        .into_iter()
+        .map(|a| match a {
+            GradSimAction::Compute(job) => AppCommand::Worker(Command::GradSim(job)),
+            GradSimAction::Export(result, dir) => AppCommand::Save(SaveJob::gradsim(result, dir)),
+        })
+        .collect()
 }
 
 #[cfg(test)]

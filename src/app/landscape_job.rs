@@ -2,10 +2,8 @@
 //! the open set's models that draws its own held-out set, finds the plane of
 //! the two chosen experts, fits the lattice around the marked models and
 //! sweeps it coarse to fine, reporting every point; cancellable between
-//! points (what was scored stays). Also the export of a landscape (CSV, JSON
-//! and one PNG per surface), written atomically on a thread of its own.
+//! points (what was scored stays).
 
-use super::events::{Emitter, Event, JobEvent};
 use super::job_slot::{Outcome, Sink};
 use super::session::{LandscapeInputs, Session, VAL_FRACTION};
 use crate::engine::analysis::landscape::{Landscape, LandscapeGrid, Plane};
@@ -16,7 +14,6 @@ use crate::engine::merge::Merger;
 use crate::engine::store::AnyModel;
 use crate::engine::train::CancelToken;
 use anyhow::{Context, Result, anyhow};
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
@@ -198,27 +195,6 @@ pub fn start_landscape(job: LandscapeJob, session: Option<&Session>) {
             .sink
             .finish(Outcome::Failed("open a model set first".into())),
     }
-}
-
-pub use crate::engine::analysis::landscape_files::{
-    landscape_csv, write_landscape_files as export_landscape,
-};
-
-/// Exports `ls` into `dir` on a thread named `export-landscape`, reporting a [`JobEvent`].
-pub fn spawn_export_landscape(ls: Arc<Landscape>, dir: PathBuf, emit: Emitter) {
-    let _ = std::thread::Builder::new()
-        .name("export-landscape".into())
-        .spawn(move || {
-            let event = match export_landscape(&ls, &dir) {
-                Ok(files) => JobEvent::Done(format!(
-                    "exported the landscape to {} ({} files: CSV, JSON and a PNG per surface)",
-                    dir.display(),
-                    files.len()
-                )),
-                Err(e) => JobEvent::Failed(format!("exporting the landscape failed: {e:#}")),
-            };
-            emit.emit(Event::Job(event));
-        });
 }
 
 #[cfg(test)]

@@ -4,13 +4,14 @@
 //! current merge marked. Clicking or dragging on the map sets the merge
 //! weights to that point's, so map and sliders are one control.
 
-use super::frame::StudioApp;
+use super::command::AppCommand;
 use super::job_slot::{JobSlot, Outcome, Report, Waker};
-use super::landscape_job::{LandscapeJob, LandscapeReport, spawn_export_landscape};
+use super::landscape_job::{LandscapeJob, LandscapeReport};
 use super::merge_state::MergeState;
 use super::merge_worker::Command;
-use super::models_panel::empty_state_ui;
+use super::page_ctx::PageCtx;
 use super::preview::Panel;
+use super::save_job::SaveJob;
 use crate::engine::analysis::LandscapeEvent;
 use crate::engine::analysis::landscape::{Landscape, LandscapeGrid, Mark, MarkKind, Plane};
 use crate::engine::analysis::landscape_plot::{fmt_axis, fmt_value};
@@ -563,67 +564,42 @@ impl LandscapeState {
     }
 }
 
-impl StudioApp {
-    /// The Landscape view's state.
-    pub fn landscape(&self) -> &LandscapeState {
-        &self.landscape
-    }
-
-    /// The Landscape view's state, mutably (tests change its settings).
-    pub fn landscape_mut(&mut self) -> &mut LandscapeState {
-        &mut self.landscape
-    }
-
-    /// Draws the Landscape view.
-    pub(super) fn landscape_page_ui(&mut self, ui: &mut egui::Ui) {
-        let Some(info) = &self.models.info else {
-            let has_default = self.default_set.is_some();
-            egui::CentralPanel::default().show(ui, |ui| {
-                ui.heading("Loss landscape");
-                ui.label("Open a model set: this view maps the held-out loss on the plane of two of its experts.");
-                if self.models.loading.is_some() {
-                    ui.label("loading the models…");
-                }
-                let actions = empty_state_ui(ui, &self.models, has_default);
-                self.handle_models_actions(actions);
-            });
-            return;
-        };
-        let names: Vec<String> = info
-            .models
-            .iter()
-            .skip(1)
-            .enumerate()
-            .map(|(k, m)| format!("{} ({})", k + 1, m.name))
-            .collect();
-        let actions = egui::CentralPanel::default()
-            .show(ui, |ui| {
-                landscape_ui(
-                    ui,
-                    &mut self.landscape,
-                    &mut self.merge,
-                    &names,
-                    self.emit.waker(),
-                )
-            })
-            .inner;
-        for a in actions {
-            match a {
-                LandscapeAction::Compute(job) => self.worker.send(Command::Landscape(job)),
-                LandscapeAction::SetWeights { weights, dragging } => {
-                    self.merge.drag_weights(&weights, dragging)
-                }
-                LandscapeAction::EndDrag => self.merge.end_drag(),
-                LandscapeAction::Export(ls, dir) => {
-                    self.tell(
-                        format!("exporting the landscape to {}…", dir.display()),
-                        false,
-                    );
-                    spawn_export_landscape(ls, dir, self.emit.clone());
-                }
+/// Draws the Landscape view (`merge`: the merged preview and the weights
+/// its mark shows); returns what the app should do.
+pub fn landscape_page(
+    ui: &mut egui::Ui,
+    state: &mut LandscapeState,
+    merge: &mut MergeState,
+    ctx: &PageCtx,
+) -> Vec<AppCommand> {
+    let Some(info) = &ctx.models.info else {
+        return ctx.no_models_page(
+            ui,
+            "Loss landscape",
+            "Open a model set: this view maps the held-out loss on the plane of two of its experts.",
+        );
+    };
+    let names: Vec<String> = info
+        .models
+        .iter()
+        .skip(1)
+        .enumerate()
+        .map(|(k, m)| format!("{} ({})", k + 1, m.name))
+        .collect();
+    let actions = egui::CentralPanel::default()
+        .show(ui, |ui| landscape_ui(ui, state, merge, &names, ctx.waker))
+        .inner;
+    actions
+        .into_iter()
+        .map(|a| match a {
+            LandscapeAction::Compute(job) => AppCommand::Worker(Command::Landscape(job)),
+            LandscapeAction::SetWeights { weights, dragging } => {
+                AppCommand::SetWeights { weights, dragging }
             }
-        }
-    }
+            LandscapeAction::EndDrag => AppCommand::EndDrag,
+            LandscapeAction::Export(ls, dir) => AppCommand::Save(SaveJob::landscape(ls, dir)),
+        })
+        .collect()
 }
 
 /// Draws the view; returns what the app should do.

@@ -1,11 +1,16 @@
 //! The merge view: controls on the right, the base / ensemble / merged sample
 //! grids side by side, the held-out loss per timestep range, grid search.
 
+use super::command::AppCommand;
+use super::dialogs::DialogKind;
 use super::grid_panel::{GridAction, GridState, grid_ui};
 use super::merge_controls::{
     blocks_ui, method_ui, preview_settings_ui, weight_tools_ui, weights_ui,
 };
 use super::merge_state::MergeState;
+use super::merge_worker::Command;
+use super::models_panel::{empty_state_ui, models_panel_ui};
+use super::page_ctx::PageCtx;
 use super::preview::Panel;
 use super::settings::PreviewSettings;
 
@@ -222,4 +227,86 @@ pub fn central_ui(
                 });
         });
     actions
+}
+
+/// The Merge page's own state: the merge, the grid search and the preview settings.
+pub struct MergePage<'a> {
+    /// Weights, method, previews, history.
+    pub merge: &'a mut MergeState,
+    /// The grid search.
+    pub grid: &'a mut GridState,
+    /// DDIM steps and samples of the previews (persisted).
+    pub preview: &'a mut PreviewSettings,
+    /// Whether the models side panel shows.
+    pub show_models: bool,
+    /// Whether a save runs (Save merge waits for it).
+    pub saving: bool,
+}
+
+/// Draws the Merge view: the models panel (when shown), the merge controls
+/// and the previews; returns what the app should do.
+pub fn merge_page(ui: &mut egui::Ui, page: MergePage, ctx: &PageCtx) -> Vec<AppCommand> {
+    if ctx.models.info.is_none() {
+        return egui::CentralPanel::default()
+            .show(ui, |ui| {
+                if ctx.models.loading.is_some() {
+                    ui.label("loading the models…");
+                }
+                empty_state_ui(ui, ctx.models, ctx.default_set.is_some())
+                    .into_iter()
+                    .map(AppCommand::from)
+                    .collect()
+            })
+            .inner;
+    }
+    let mut commands: Vec<AppCommand> = Vec::new();
+    if page.show_models {
+        let actions = egui::Panel::left("models-panel")
+            .default_size(240.0)
+            .resizable(true)
+            .show(ui, |ui| {
+                models_panel_ui(ui, ctx.models, ctx.default_set.is_some(), false)
+            })
+            .inner;
+        commands.extend(actions.into_iter().map(AppCommand::from));
+    }
+    let MergePage {
+        merge,
+        grid,
+        preview,
+        saving,
+        ..
+    } = page;
+    let mut actions = egui::Panel::right("merge-controls")
+        .default_size(330.0)
+        .resizable(true)
+        .show(ui, |ui| {
+            egui::ScrollArea::vertical()
+                .id_salt("controls-scroll")
+                .show(ui, |ui| controls_ui(ui, merge, preview, saving))
+                .inner
+        })
+        .inner;
+    let can_search = ctx.models.info.as_ref().is_some_and(|i| i.eval.is_ok());
+    let fine = preview.fine_steps;
+    actions.extend(
+        egui::CentralPanel::default()
+            .show(ui, |ui| central_ui(ui, merge, grid, can_search, fine))
+            .inner,
+    );
+    for a in actions {
+        match a {
+            MergeAction::SaveMerge => commands.push(AppCommand::Dialog(DialogKind::SaveMerge)),
+            MergeAction::ExportPng => commands.push(AppCommand::Dialog(DialogKind::ExportPng)),
+            MergeAction::Grid(GridAction::Start(job)) => {
+                commands.push(AppCommand::Worker(Command::Grid(job)))
+            }
+            MergeAction::Grid(GridAction::Load(w)) => merge.set_weights(&w),
+            MergeAction::PreviewSettings => {
+                commands.push(AppCommand::Worker(Command::Configure(*preview)));
+                merge.refresh();
+            }
+        }
+    }
+    commands
 }

@@ -15,11 +15,13 @@
 //! - [`display_device`]: the wgpu device the window shares with the models.
 
 pub mod about;
+pub mod command;
 pub mod dialogs;
 pub mod display_device;
 pub mod events;
-pub mod export_job;
 pub mod frame;
+mod frame_access;
+mod frame_commands;
 pub mod gradsim_job;
 pub mod gradsim_view;
 pub mod grid_job;
@@ -35,7 +37,9 @@ pub mod merge_view;
 pub mod merge_worker;
 pub mod models_panel;
 pub mod notice;
+pub mod page_ctx;
 pub mod preview;
+pub mod save_job;
 pub mod session;
 pub mod settings;
 pub mod taskvec_job;

@@ -4,6 +4,7 @@
 //! and the export of a result (the `tv-stats` command's files plus the
 //! per-group cosines) on a thread of its own.
 
+use super::command::Task;
 use super::job_slot::{Outcome, Sink};
 use super::session::Session;
 use crate::engine::analysis::Granularity;
@@ -198,17 +199,15 @@ pub fn export_taskvec(stats: &TvStats, dir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Exports `stats` into `dir` on a thread named `taskvec-export`.
-pub fn spawn_export(stats: Arc<TvStats>, dir: PathBuf, sink: ExportSink) {
-    let _ = std::thread::Builder::new()
-        .name("taskvec-export".into())
-        .spawn(move || {
-            let outcome = match export_taskvec(&stats, &dir) {
-                Ok(()) => Outcome::Done(dir),
-                Err(e) => Outcome::Failed(format!("exporting to {} failed: {e:#}", dir.display())),
-            };
-            sink.finish(outcome);
-        });
+/// The export of `stats` into `dir`, to run on a thread of its own.
+pub fn export_task(stats: Arc<TvStats>, dir: PathBuf, sink: ExportSink) -> Task {
+    Task::new("taskvec-export", move || {
+        let outcome = match export_taskvec(&stats, &dir) {
+            Ok(()) => Outcome::Done(dir),
+            Err(e) => Outcome::Failed(format!("exporting to {} failed: {e:#}", dir.display())),
+        };
+        sink.finish(outcome);
+    })
 }
 
 #[cfg(test)]

@@ -4,13 +4,13 @@
 //! per-group norms). Computed in the background when first shown for a set,
 //! again on Recompute or a change of grouping; exportable as PNG and CSV.
 
+use super::command::AppCommand;
 use super::dialogs::DialogKind;
-use super::frame::StudioApp;
 use super::job_slot::{JobSlot, Outcome, Report, Waker};
 use super::merge_worker::Command;
-use super::models_panel::empty_state_ui;
 use super::notice::Notice;
-use super::taskvec_job::{EXPORT_FILES, TaskVecJob, TaskVecProgress, TaskVecResult, spawn_export};
+use super::page_ctx::PageCtx;
+use super::taskvec_job::{EXPORT_FILES, TaskVecJob, TaskVecProgress, TaskVecResult, export_task};
 use crate::engine::analysis::Granularity;
 use crate::engine::analysis::tv_stats::TvStats;
 use crate::engine::render::ColorMap;
@@ -217,60 +217,39 @@ impl TaskVecState {
     }
 }
 
-impl StudioApp {
-    /// The task-vector view's state.
-    pub fn taskvec(&self) -> &TaskVecState {
-        &self.taskvec
+/// Draws the task-vector view (computing the statistics of a newly opened
+/// set by itself); returns what the app should do.
+pub fn taskvec_page(ui: &mut egui::Ui, state: &mut TaskVecState, ctx: &PageCtx) -> Vec<AppCommand> {
+    if ctx.models.info.is_none() {
+        return ctx.no_models_page(
+            ui,
+            "Task vectors of the experts",
+            "Open a model set: this view compares what finetuning changed in each expert.",
+        );
     }
-
-    /// The task-vector view's state, mutably (tests change its settings).
-    pub fn taskvec_mut(&mut self) -> &mut TaskVecState {
-        &mut self.taskvec
+    let mut actions = Vec::new();
+    if state.wants_auto_start() && ctx.models.loading.is_none() {
+        actions.push(TaskVecAction::Compute(state.start(ctx.waker)));
     }
-
-    /// Draws the task-vector view.
-    pub(super) fn taskvec_page_ui(&mut self, ui: &mut egui::Ui) {
-        if self.models.info.is_none() {
-            let has_default = self.default_set.is_some();
-            egui::CentralPanel::default().show(ui, |ui| {
-                ui.heading("Task vectors of the experts");
-                ui.label(
-                    "Open a model set: this view compares what finetuning changed in each expert.",
-                );
-                if self.models.loading.is_some() {
-                    ui.label("loading the models…");
-                }
-                let actions = empty_state_ui(ui, &self.models, has_default);
-                self.handle_models_actions(actions);
-            });
-            return;
-        }
-        let mut actions = Vec::new();
-        let waker = self.emit.waker().clone();
-        if self.taskvec.wants_auto_start() && self.models.loading.is_none() {
-            actions.push(TaskVecAction::Compute(self.taskvec.start(&waker)));
-        }
-        let more = egui::CentralPanel::default()
-            .show(ui, |ui| taskvec_ui(ui, &mut self.taskvec, &waker))
-            .inner;
-        actions.extend(more);
-        for a in actions {
-            match a {
-                TaskVecAction::Compute(job) => self.worker.send(Command::TaskVectors(job)),
-                TaskVecAction::Export(stats, dir, sink) => spawn_export(stats, dir, sink),
-                TaskVecAction::PickFolder => self.dialog(DialogKind::ExportTaskVectors),
+    let more = egui::CentralPanel::default()
+        .show(ui, |ui| taskvec_ui(ui, state, ctx.waker))
+        .inner;
+    actions.extend(more);
+    let mut commands = Vec::new();
+    for a in actions {
+        match a {
+            TaskVecAction::Compute(job) => {
+                commands.push(AppCommand::Worker(Command::TaskVectors(job)))
+            }
+            TaskVecAction::Export(stats, dir, sink) => {
+                commands.push(AppCommand::Spawn(export_task(stats, dir, sink)))
+            }
+            TaskVecAction::PickFolder => {
+                commands.push(AppCommand::Dialog(DialogKind::ExportTaskVectors))
             }
         }
     }
-
-    /// Exports the task-vector statistics into the view's folder.
-    pub(super) fn export_taskvec(&mut self) {
-        if let Some(TaskVecAction::Export(stats, dir, sink)) =
-            self.taskvec.export(self.emit.waker())
-        {
-            spawn_export(stats, dir, sink);
-        }
-    }
+    commands
 }
 
 /// Colour of the expert `i` in the plots.

@@ -6,6 +6,7 @@
 //! current weights draw a point cloud from one fixed noise, so the view can
 //! show the samples take the shape of the data.
 
+use super::command::Task;
 use super::job_slot::{Outcome, Sink};
 use crate::engine::data::{DataSpec, TOY_DATA_SEED, ToyKind, sample_toy, split_items};
 use crate::engine::diffusion::{DdimConfig, NoiseSchedule, SamplerKind, SeededNoise, sample};
@@ -21,7 +22,6 @@ use anyhow::{Context, Result, bail};
 use burn::tensor::{Device, Tensor, TensorData};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::thread::JoinHandle;
 
 /// Timesteps of the DDPM schedule.
 const T: usize = 1000;
@@ -462,16 +462,13 @@ fn train_into(
     })
 }
 
-/// Starts `job` on a thread named `teaching`.
-pub fn spawn_teaching(job: TeachingJob, device: Device) -> JoinHandle<()> {
-    std::thread::Builder::new()
-        .name("teaching".into())
-        .spawn(move || {
-            let sink = job.sink.clone();
-            let result = run_teaching(&job, &device, &mut |u| sink.update(u));
-            sink.finish(Outcome::of(result, &job.cancel));
-        })
-        .expect("spawning the teaching thread")
+/// `job` as a task for a thread of its own (named `teaching`).
+pub fn teaching_task(job: TeachingJob, device: Device) -> Task {
+    Task::new("teaching", move || {
+        let sink = job.sink.clone();
+        let result = run_teaching(&job, &device, &mut |u| sink.update(u));
+        sink.finish(Outcome::of(result, &job.cancel));
+    })
 }
 
 #[cfg(test)]

@@ -6,12 +6,14 @@
 //! work on it. Export writes the clouds and the losses as CSV and the clouds
 //! as a PNG.
 
-use super::frame::StudioApp;
+use super::command::AppCommand;
 use super::job_slot::{JobSlot, Outcome, Report, Waker};
+use super::notice::Notice;
+use super::page_ctx::PageCtx;
 use super::settings::View;
 use super::teaching_job::{
     Point, SampleCloud, Stage, TeachingConfig, TeachingJob, TeachingUpdate, data_points,
-    spawn_teaching,
+    teaching_task,
 };
 pub use super::teaching_plots::EXPORT_FILES;
 use super::teaching_plots::{DATA_COLOR, SAMPLE_COLOR, cloud_plot, export_plots, loss_plot};
@@ -451,68 +453,55 @@ fn plots_ui(ui: &mut egui::Ui, s: &TeachingState) {
     );
 }
 
-impl StudioApp {
-    /// The Teaching view's state.
-    pub fn teaching(&self) -> &TeachingState {
-        &self.teaching
-    }
-
-    /// The Teaching view's state, mutably (tests shorten the run).
-    pub fn teaching_mut(&mut self) -> &mut TeachingState {
-        &mut self.teaching
-    }
-
-    /// Draws the Teaching view.
-    pub(super) fn teaching_page_ui(&mut self, ui: &mut egui::Ui) {
-        let actions = egui::Panel::left("teaching-controls")
-            .default_size(300.0)
-            .resizable(true)
-            .show(ui, |ui| {
-                egui::ScrollArea::vertical()
-                    .id_salt("teaching-controls-scroll")
-                    .show(ui, |ui| controls_ui(ui, &mut self.teaching))
-                    .inner
-            })
-            .inner;
-        self.teaching.refresh_preview();
-        egui::CentralPanel::default().show(ui, |ui| plots_ui(ui, &self.teaching));
-        for a in actions {
-            match a {
-                TeachingAction::Start => {
-                    let job = self.teaching.start(self.emit.waker());
-                    spawn_teaching(job, self.device.clone());
-                }
-                TeachingAction::Cancel => self.teaching.cancel(),
-                TeachingAction::Open(set) => {
-                    if self.models.info.as_ref().map(|i| &i.set) != Some(&set) {
-                        self.open(set);
-                    }
-                    self.set_view(View::Merge);
-                }
-                TeachingAction::Export => match self.teaching.export() {
-                    Ok(text) => self.tell(text, false),
-                    Err(e) => self.tell(e, true),
-                },
+/// Draws the Teaching view; returns what the app should do.
+pub fn teaching_page(
+    ui: &mut egui::Ui,
+    state: &mut TeachingState,
+    ctx: &PageCtx,
+) -> Vec<AppCommand> {
+    let actions = egui::Panel::left("teaching-controls")
+        .default_size(300.0)
+        .resizable(true)
+        .show(ui, |ui| {
+            egui::ScrollArea::vertical()
+                .id_salt("teaching-controls-scroll")
+                .show(ui, |ui| controls_ui(ui, state))
+                .inner
+        })
+        .inner;
+    state.refresh_preview();
+    egui::CentralPanel::default().show(ui, |ui| plots_ui(ui, state));
+    let mut commands = Vec::new();
+    for a in actions {
+        match a {
+            TeachingAction::Start => {
+                let job = state.start(ctx.waker);
+                commands.push(AppCommand::Spawn(teaching_task(job, ctx.device.clone())));
             }
+            TeachingAction::Cancel => state.cancel(),
+            TeachingAction::Open(set) => {
+                if ctx.models.info.as_ref().map(|i| &i.set) != Some(&set) {
+                    commands.push(AppCommand::Open(set));
+                }
+                commands.push(AppCommand::SwitchView(View::Merge));
+            }
+            TeachingAction::Export => commands.push(AppCommand::Tell(match state.export() {
+                Ok(text) => Notice::info(text),
+                Err(e) => Notice::error(e),
+            })),
         }
     }
+    commands
+}
 
-    /// Applies what the Teaching view's run reported since the last frame.
-    pub(super) fn poll_teaching(&mut self) {
-        match self.teaching.poll() {
-            Some(Outcome::Done(set)) => {
-                self.tell(
-                    format!(
-                        "trained and saved a toy set in {}; opening it",
-                        set.base.parent().unwrap_or(&set.base).display()
-                    ),
-                    false,
-                );
-                self.open(set);
-            }
-            Some(Outcome::Cancelled) => self.tell("teaching run: cancelled", false),
-            Some(Outcome::Failed(e)) => self.tell(format!("teaching run: {e}"), true),
-            None => {}
-        }
+/// What the status bar says of the end of a teaching run.
+pub fn run_notice(end: &Outcome<ModelSet>) -> Notice {
+    match end {
+        Outcome::Done(set) => Notice::info(format!(
+            "trained and saved a toy set in {}; opening it",
+            set.base.parent().unwrap_or(&set.base).display()
+        )),
+        Outcome::Cancelled => Notice::info("teaching run: cancelled"),
+        Outcome::Failed(e) => Notice::error(format!("teaching run: {e}")),
     }
 }

@@ -3,11 +3,13 @@
 //! live loss curves per run and per timestep range, throughput, ETA,
 //! checkpoint previews and the CSV / PNG exports (centre).
 
+use super::command::AppCommand;
 use super::dialogs::DialogKind;
-use super::frame::StudioApp;
 use super::job_slot::Outcome;
+use super::notice::Notice;
+use super::page_ctx::PageCtx;
 use super::settings::View;
-use super::train_job::{TrainUpdate, spawn_train};
+use super::train_job::TrainOutcome;
 use super::train_plots::{loss_plot_ui, parts_plot_ui, run_color, write_loss_csv, write_loss_png};
 use super::train_settings::{FormAction, TrainMode, default_out, form_ui};
 pub use super::train_state::{LossPoint, RunStatus, RunView, TrainState};
@@ -36,128 +38,77 @@ fn duration(secs: f64) -> String {
     }
 }
 
-impl StudioApp {
-    /// The Train view's state.
-    pub fn train(&self) -> &TrainState {
-        &self.train
-    }
-
-    /// The Train view's state, mutably (tests edit its form).
-    pub fn train_mut(&mut self) -> &mut TrainState {
-        &mut self.train
-    }
-
-    /// Checks the form and starts its job on a background thread; a bad
-    /// setting is shown in the view and nothing starts.
-    pub fn start_training(&mut self) {
-        if self.train.is_running() {
-            return;
-        }
-        let job = match self.train.form.job() {
-            Ok(mut job) => {
-                if self.train.form.gradsim_live {
-                    job.gradsim = Some(self.gradsim.config());
-                }
-                job
-            }
-            Err(e) => {
-                self.train.error = Some(format!("{e:#}"));
-                self.tell("training not started: see the Train view", true);
-                return;
-            }
-        };
-        let job = self.train.begin(job, self.emit.waker());
-        let out = job.out.clone();
-        match spawn_train(job, self.device.clone()) {
-            Ok(handle) => {
-                self.train.set_thread(handle);
-                self.tell(format!("training into {}", out.display()), false);
-            }
-            Err(e) => self
-                .train
-                .abandon(format!("could not start the training thread: {e}")),
+/// Fills the form's empty folders: the base of the open set (else of the
+/// shipped default), and a fresh output folder for the mode.
+fn fill_defaults(state: &mut TrainState, ctx: &PageCtx) {
+    let form = &mut state.form;
+    if form.base.is_empty() {
+        let set = ctx.models.info.as_ref().map(|i| &i.set);
+        if let Some(s) = set.or(ctx.default_set) {
+            form.base = s.base.display().to_string();
         }
     }
-
-    fn fill_train_defaults(&mut self) {
-        let form = &mut self.train.form;
-        if form.base.is_empty() {
-            let set = self.models.info.as_ref().map(|i| i.set.clone());
-            if let Some(s) = set.or_else(|| self.default_set.clone()) {
-                form.base = s.base.display().to_string();
-            }
-        }
-        if form.out.is_empty() {
-            form.out = default_out(form.mode);
-        }
+    if form.out.is_empty() {
+        form.out = default_out(form.mode);
     }
+}
 
-    /// Draws the Train view.
-    pub(super) fn train_page_ui(&mut self, ui: &mut egui::Ui) {
-        self.fill_train_defaults();
-        let running = self.train.is_running();
-        let form_actions = egui::Panel::left("train-settings")
-            .default_size(370.0)
-            .resizable(true)
-            .show(ui, |ui| {
-                egui::ScrollArea::vertical()
-                    .id_salt("train-settings-scroll")
-                    .show(ui, |ui| {
-                        ui.heading("Settings");
-                        form_ui(ui, &mut self.train.form, running)
-                    })
-                    .inner
-            })
-            .inner;
-        for a in form_actions {
-            match a {
-                FormAction::BrowseOut => self.dialog(DialogKind::TrainOutput),
-                FormAction::BrowseBase => self.dialog(DialogKind::TrainBase),
+/// Draws the Train view; returns what the app should do.
+pub fn train_page(ui: &mut egui::Ui, state: &mut TrainState, ctx: &PageCtx) -> Vec<AppCommand> {
+    fill_defaults(state, ctx);
+    let running = state.is_running();
+    let form_actions = egui::Panel::left("train-settings")
+        .default_size(370.0)
+        .resizable(true)
+        .show(ui, |ui| {
+            egui::ScrollArea::vertical()
+                .id_salt("train-settings-scroll")
+                .show(ui, |ui| {
+                    ui.heading("Settings");
+                    form_ui(ui, &mut state.form, running)
+                })
+                .inner
+        })
+        .inner;
+    let mut commands: Vec<AppCommand> = form_actions
+        .into_iter()
+        .map(|a| match a {
+            FormAction::BrowseOut => AppCommand::Dialog(DialogKind::TrainOutput),
+            FormAction::BrowseBase => AppCommand::Dialog(DialogKind::TrainBase),
+        })
+        .collect();
+    let actions = egui::CentralPanel::default()
+        .show(ui, |ui| {
+            egui::ScrollArea::vertical()
+                .id_salt("train-scroll")
+                .show(ui, |ui| central_ui(ui, state))
+                .inner
+        })
+        .inner;
+    for a in actions {
+        match a {
+            TrainAction::Start => commands.push(AppCommand::StartTraining),
+            TrainAction::Open(set) => {
+                commands.push(AppCommand::Open(set));
+                commands.push(AppCommand::SwitchView(View::Merge));
             }
-        }
-        let actions = egui::CentralPanel::default()
-            .show(ui, |ui| {
-                egui::ScrollArea::vertical()
-                    .id_salt("train-scroll")
-                    .show(ui, |ui| central_ui(ui, &mut self.train))
-                    .inner
-            })
-            .inner;
-        for a in actions {
-            match a {
-                TrainAction::Start => self.start_training(),
-                TrainAction::Open(set) => {
-                    self.open(set);
-                    self.set_view(View::Merge);
-                }
-                TrainAction::FinetuneThis(base) => {
-                    let form = &mut self.train.form;
-                    form.mode = TrainMode::Finetune;
-                    form.base = base.display().to_string();
-                    form.out = default_out(TrainMode::Finetune);
-                    form.resume = false;
-                }
+            TrainAction::FinetuneThis(base) => {
+                let form = &mut state.form;
+                form.mode = TrainMode::Finetune;
+                form.base = base.display().to_string();
+                form.out = default_out(TrainMode::Finetune);
+                form.resume = false;
             }
         }
     }
+    commands
+}
 
-    /// Applies what the Train view's job reported since the last frame.
-    pub(super) fn poll_train(&mut self) {
-        let (for_app, end) = self.train.poll();
-        for u in for_app {
-            if let TrainUpdate::GradSim { result, source } = u {
-                self.gradsim.show_live(result, source);
-            }
-        }
-        match end {
-            Some(Outcome::Failed(e)) => self.tell(format!("training failed: {e}"), true),
-            Some(_) => {
-                if let Some(s) = self.train.summary() {
-                    self.tell(s, false);
-                }
-            }
-            None => {}
-        }
+/// What the status bar says of the end of a training job.
+pub fn end_notice(state: &TrainState, end: &Outcome<TrainOutcome>) -> Option<Notice> {
+    match end {
+        Outcome::Failed(e) => Some(Notice::error(format!("training failed: {e}"))),
+        _ => state.summary().map(Notice::info),
     }
 }
 
