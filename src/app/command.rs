@@ -2,13 +2,13 @@
 //! commands; `StudioApp::run_command` runs every one of them in one place.
 
 use super::dialogs::DialogKind;
+use super::job_slot::Task;
 use super::merge_worker::Command;
 use super::models_panel::ModelsAction;
 use super::notice::Notice;
 use super::save_job::SaveJob;
 use super::settings::View;
 use crate::engine::model_set::ModelSet;
-use std::fmt;
 
 /// A request from a page to the app.
 #[derive(Debug)]
@@ -53,29 +53,5 @@ impl From<ModelsAction> for AppCommand {
             ModelsAction::OpenSet => Self::Dialog(DialogKind::OpenSet),
             ModelsAction::OpenDefault => Self::OpenDefault,
         }
-    }
-}
-
-/// A view's background job, run on a thread named after it.
-pub struct Task {
-    /// The thread's name.
-    pub name: &'static str,
-    /// The work.
-    pub run: Box<dyn FnOnce() + Send>,
-}
-
-impl Task {
-    /// A job `run` on a thread named `name`.
-    pub fn new(name: &'static str, run: impl FnOnce() + Send + 'static) -> Self {
-        Self {
-            name,
-            run: Box::new(run),
-        }
-    }
-}
-
-impl fmt::Debug for Task {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Task({})", self.name)
     }
 }

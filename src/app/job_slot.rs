@@ -218,6 +218,30 @@ impl<U, T, P> JobSlot<U, T, P> {
     }
 }
 
+/// A view's background job, run on a thread named after it.
+pub struct Task {
+    /// The thread's name.
+    pub name: &'static str,
+    /// The work.
+    pub run: Box<dyn FnOnce() + Send>,
+}
+
+impl Task {
+    /// A job `run` on a thread named `name`.
+    pub fn new(name: &'static str, run: impl FnOnce() + Send + 'static) -> Self {
+        Self {
+            name,
+            run: Box::new(run),
+        }
+    }
+}
+
+impl fmt::Debug for Task {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Task({})", self.name)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,8 +4,7 @@
 //! and the export of a result (the `tv-stats` command's files plus the
 //! per-group cosines) on a thread of its own.
 
-use super::command::Task;
-use super::job_slot::{Outcome, Sink};
+use super::job_slot::{Outcome, Sink, Task};
 use super::session::Session;
 use crate::engine::analysis::Granularity;
 use crate::engine::analysis::tv_stats::{TvStats, tv_stats};

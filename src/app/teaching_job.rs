@@ -6,8 +6,7 @@
 //! current weights draw a point cloud from one fixed noise, so the view can
 //! show the samples take the shape of the data.
 
-use super::command::Task;
-use super::job_slot::{Outcome, Sink};
+use super::job_slot::{Outcome, Sink, Task};
 use crate::engine::data::{DataSpec, TOY_DATA_SEED, ToyKind, sample_toy, split_items};
 use crate::engine::diffusion::{DdimConfig, NoiseSchedule, SamplerKind, SeededNoise, sample};
 use crate::engine::merge::TimestepEnsemble;
