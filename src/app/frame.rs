@@ -10,7 +10,7 @@ use super::events::{Activity, Emitter, Event};
 use super::gradsim_view::{GradSimState, gradsim_page};
 use super::grid_panel::GridState;
 use super::job_slot::JobSlot;
-use super::landscape_view::{LandscapeState, landscape_page};
+use super::landscape::{LandscapeState, landscape_page};
 use super::merge_state::MergeState;
 use super::merge_view::{MergePage, merge_page};
 use super::merge_worker::MergeWorker;

@@ -4,7 +4,7 @@ use super::events::Activity;
 use super::frame::StudioApp;
 use super::gradsim_view::GradSimState;
 use super::grid_panel::GridState;
-use super::landscape_view::LandscapeState;
+use super::landscape::LandscapeState;
 use super::merge_state::MergeState;
 use super::models_panel::ModelsState;
 use super::notice::Notice;

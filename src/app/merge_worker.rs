@@ -14,7 +14,7 @@ use super::gradsim_job::{GradSimJob, spawn_gradsim};
 use super::grid_job::{GridJob, spawn_grid};
 use super::inbox::{Inbox, Next};
 use super::job_slot::Outcome;
-use super::landscape_job::{LandscapeJob, start_landscape};
+use super::landscape::job::{LandscapeJob, start_landscape};
 use super::preview::{Panel, PreviewImage};
 use super::session::Session;
 use super::settings::PreviewSettings;

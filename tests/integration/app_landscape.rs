@@ -10,7 +10,7 @@ use common::app::{app_on, click, click_at, wait_until};
 use common::{save_unet, tiny_config};
 
 use burn::tensor::Device;
-use deme_studio::app::landscape_view::{MAP_LABEL, MapFrame, merge_point, point_weights};
+use deme_studio::app::landscape::{MAP_LABEL, MapFrame, merge_point, point_weights};
 use deme_studio::app::{StudioApp, View};
 use deme_studio::engine::model::UNet2DModel;
 use deme_studio::engine::model_set::{ModelSet, default_set};

@@ -10,7 +10,7 @@ use common::app::{click_at, harness_sized, wait_until_within};
 
 use burn::tensor::Device;
 use deme_studio::app::job_slot::Sink;
-use deme_studio::app::landscape_view::{MAP_LABEL, MapFrame, point_weights};
+use deme_studio::app::landscape::{MAP_LABEL, MapFrame, point_weights};
 use deme_studio::app::preview::Panel;
 use deme_studio::app::settings::PreviewSettings;
 use deme_studio::app::teaching_job::{TeachingConfig, TeachingJob, run_teaching};

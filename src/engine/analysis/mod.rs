@@ -6,6 +6,7 @@ pub mod gradsim_files;
 pub use deme_formats::groups;
 pub mod landscape;
 pub mod landscape_files;
+pub mod landscape_lattice;
 pub mod landscape_plot;
 pub mod npy;
 pub mod tv_stats;

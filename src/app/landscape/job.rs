@@ -4,8 +4,8 @@
 //! sweeps it coarse to fine, reporting every point; cancellable between
 //! points (what was scored stays).
 
-use super::job_slot::{Outcome, Sink};
-use super::session::{LandscapeInputs, Session, VAL_FRACTION};
+use crate::app::job_slot::{Outcome, Sink};
+use crate::app::session::{LandscapeInputs, Session, VAL_FRACTION};
 use crate::engine::analysis::landscape::{Landscape, LandscapeGrid, Plane};
 use crate::engine::analysis::{LandscapeConfig, LandscapeEvent, LandscapeModels, loss_landscape};
 use crate::engine::data::split_items;
