@@ -9,10 +9,10 @@ use super::merge_worker::Command;
 use super::page_ctx::PageCtx;
 use super::save_job::SaveJob;
 use super::session::NUM_TRAIN_TIMESTEPS;
+use super::widgets::heatmap::{Columns, CosineHeatmap, cosine_color};
 use crate::engine::analysis::gradsim::{GradSimResult, describe_pairs};
 use crate::engine::analysis::{GradSimConfig, Granularity};
-use crate::engine::render::ColorMap;
-use egui::{Align2, Color32, FontId, Pos2, Rect, Sense, Stroke, StrokeKind, Vec2};
+use egui::{Color32, Sense, Vec2};
 use egui_plot::{Bar, BarChart, Legend, Plot};
 use std::sync::Arc;
 
@@ -177,11 +177,6 @@ impl GradSimState {
     }
 }
 
-fn color(value: f64) -> Color32 {
-    let [r, g, b] = ColorMap::Diverging.map(value as f32, -1.0, 1.0);
-    Color32::from_rgb(r, g, b)
-}
-
 /// Draws the view; returns what the app should do.
 pub fn gradsim_ui(
     ui: &mut egui::Ui,
@@ -316,114 +311,22 @@ fn result_ui(ui: &mut egui::Ui, state: &mut GradSimState, result: &GradSimResult
 }
 
 fn heatmap_ui(ui: &mut egui::Ui, state: &mut GradSimState, result: &GradSimResult, side: f32) {
-    let k = result.k();
-    let (left, bottom, bar_gap, bar_w, bar_labels) = (40.0, 34.0, 12.0, 16.0, 36.0);
-    let size = Vec2::new(left + side + bar_gap + bar_w + bar_labels, side + bottom);
-    let (rect, response) = ui.allocate_exact_size(size, Sense::hover());
-    response.widget_info(|| egui::WidgetInfo::labeled(egui::Role::Image, true, HEATMAP_LABEL));
-    let grid = Rect::from_min_size(rect.min + Vec2::new(left, 0.0), Vec2::splat(side));
-    let cell = side / k as f32;
-    let painter = ui.painter_at(rect);
-    for i in 0..k {
-        for j in 0..k {
-            let min = grid.min + Vec2::new(j as f32 * cell, i as f32 * cell);
-            painter.rect_filled(
-                Rect::from_min_size(min, Vec2::splat(cell)),
-                0.0,
-                color(result.cosine[i * k + j]),
-            );
-        }
+    let labels: Vec<String> = result.timesteps.iter().map(|t| t.to_string()).collect();
+    let (response, hovered) = CosineHeatmap {
+        values: &result.cosine,
+        labels: &labels,
+        side,
+        columns: Columns::Below {
+            rows: "t_i",
+            columns: "t_j",
+        },
+        values_in_cells: false,
+        name: HEATMAP_LABEL,
     }
-    let text_color = ui.visuals().text_color();
-    let font = FontId::proportional(11.0);
-    // label every timestep when there is room, else every few
-    let every = ((28.0 / cell).ceil() as usize).max(1);
-    for (i, t) in result.timesteps.iter().enumerate() {
-        if i % every != 0 {
-            continue;
-        }
-        let c = (i as f32 + 0.5) * cell;
-        painter.text(
-            Pos2::new(grid.left() - 4.0, grid.top() + c),
-            Align2::RIGHT_CENTER,
-            t,
-            font.clone(),
-            text_color,
-        );
-        painter.text(
-            Pos2::new(grid.left() + c, grid.bottom() + 3.0),
-            Align2::CENTER_TOP,
-            t,
-            font.clone(),
-            text_color,
-        );
-    }
-    painter.text(
-        Pos2::new(grid.center().x, grid.bottom() + 18.0),
-        Align2::CENTER_TOP,
-        "t_j",
-        font.clone(),
-        text_color,
-    );
-    painter.text(
-        Pos2::new(rect.left(), grid.top()),
-        Align2::LEFT_TOP,
-        "t_i",
-        font.clone(),
-        text_color,
-    );
-    // colour bar: +1 at the top, -1 at the bottom
-    let bar = Rect::from_min_size(
-        Pos2::new(grid.right() + bar_gap, grid.top()),
-        Vec2::new(bar_w, side),
-    );
-    let steps = 64;
-    for s in 0..steps {
-        let h = side / steps as f32;
-        let v = 1.0 - 2.0 * (s as f64 + 0.5) / steps as f64;
-        painter.rect_filled(
-            Rect::from_min_size(
-                Pos2::new(bar.left(), bar.top() + s as f32 * h),
-                Vec2::new(bar_w, h + 0.5),
-            ),
-            0.0,
-            color(v),
-        );
-    }
-    let stroke = Stroke::new(1.0, ui.visuals().weak_text_color());
-    painter.rect_stroke(bar, 0.0, stroke, StrokeKind::Inside);
-    for (v, anchor) in [
-        (1.0, Align2::LEFT_TOP),
-        (0.0, Align2::LEFT_CENTER),
-        (-1.0, Align2::LEFT_BOTTOM),
-    ] {
-        let y = bar.top() + (1.0 - v) / 2.0 * side;
-        painter.text(
-            Pos2::new(bar.right() + 4.0, y),
-            anchor,
-            if v == 0.0 {
-                "0".to_string()
-            } else {
-                format!("{v:+.0}")
-            },
-            font.clone(),
-            text_color,
-        );
-    }
-    // hover
-    state.hovered = response.hover_pos().filter(|p| grid.contains(*p)).map(|p| {
-        let j = (((p.x - grid.left()) / cell) as usize).min(k - 1);
-        let i = (((p.y - grid.top()) / cell) as usize).min(k - 1);
-        (i, j)
-    });
-    if let Some((i, j)) = state.hovered {
-        let min = grid.min + Vec2::new(j as f32 * cell, i as f32 * cell);
-        painter.rect_stroke(
-            Rect::from_min_size(min, Vec2::splat(cell)),
-            0.0,
-            Stroke::new(2.0, Color32::BLACK),
-            StrokeKind::Inside,
-        );
+    .show(ui);
+    state.hovered = hovered;
+    if let Some((i, j)) = hovered {
+        let k = result.k();
         let (ti, tj, c) = (
             result.timesteps[i],
             result.timesteps[j],
@@ -510,7 +413,7 @@ fn groups_ui(ui: &mut egui::Ui, result: &GradSimResult) {
                         ui.label(params.to_string());
                         ui.horizontal(|ui| {
                             let (r, _) = ui.allocate_exact_size(Vec2::splat(12.0), Sense::hover());
-                            ui.painter().rect_filled(r, 2.0, color(mean));
+                            ui.painter().rect_filled(r, 2.0, cosine_color(mean));
                             ui.label(format!("{mean:.3}"));
                         });
                         ui.end_row();

@@ -53,6 +53,7 @@ pub mod train_settings;
 pub mod train_state;
 pub mod train_view;
 pub mod weights;
+pub mod widgets;
 
 use crate::engine::device::DeviceChoice;
 use anyhow::{Result, anyhow};

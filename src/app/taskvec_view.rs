@@ -11,10 +11,10 @@ use super::merge_worker::Command;
 use super::notice::Notice;
 use super::page_ctx::PageCtx;
 use super::taskvec_job::{EXPORT_FILES, TaskVecJob, TaskVecProgress, TaskVecResult, export_task};
+use super::widgets::heatmap::{Columns, CosineHeatmap};
 use crate::engine::analysis::Granularity;
 use crate::engine::analysis::tv_stats::TvStats;
-use crate::engine::render::ColorMap;
-use egui::{Align2, Color32, FontId, Pos2, Rect, Sense, Stroke, StrokeKind, Vec2};
+use egui::{Color32, Sense, Vec2};
 use egui_plot::{
     AxisHints, Bar, BarChart, BoxElem, BoxPlot, BoxSpread, GridInput, GridMark, Plot, VPlacement,
 };
@@ -267,11 +267,6 @@ fn expert_color(i: usize) -> Color32 {
     COLORS[i % COLORS.len()]
 }
 
-fn cosine_color(value: f64) -> Color32 {
-    let [r, g, b] = ColorMap::Diverging.map(value as f32, -1.0, 1.0);
-    Color32::from_rgb(r, g, b)
-}
-
 /// Whether group `name` passes `filter` (case-insensitive substring; empty passes all).
 pub fn group_matches(name: &str, filter: &str) -> bool {
     let f = filter.trim().to_lowercase();
@@ -493,108 +488,20 @@ fn cosine_ui(ui: &mut egui::Ui, state: &mut TaskVecState, stats: &TvStats) {
          white = unrelated directions, blue = opposite directions (a merge partly cancels them)",
     );
     let n = stats.num_experts();
-    let cell = (320.0 / n as f32).clamp(14.0, 64.0);
-    let side = cell * n as f32;
-    let (left, top, bar_gap, bar_w, bar_labels) = (28.0, 18.0, 12.0, 14.0, 30.0);
-    let size = Vec2::new(left + side + bar_gap + bar_w + bar_labels, top + side + 4.0);
-    let (rect, response) = ui.allocate_exact_size(size, Sense::hover());
-    response.widget_info(|| egui::WidgetInfo::labeled(egui::Role::Image, true, COSINE_LABEL));
-    let grid = Rect::from_min_size(rect.min + Vec2::new(left, top), Vec2::splat(side));
-    let painter = ui.painter_at(rect);
-    let text_color = ui.visuals().text_color();
-    let font = FontId::proportional(11.0);
-    let cell_font = FontId::proportional((cell * 0.3).clamp(9.0, 14.0));
-    for i in 0..n {
-        for j in 0..n {
-            let v = stats.cosine[i * n + j];
-            let r = Rect::from_min_size(
-                grid.min + Vec2::new(j as f32 * cell, i as f32 * cell),
-                Vec2::splat(cell),
-            );
-            painter.rect_filled(r, 0.0, cosine_color(v));
-            if cell >= 30.0 {
-                let ink = if v.abs() > 0.6 {
-                    Color32::WHITE
-                } else {
-                    Color32::BLACK
-                };
-                painter.text(
-                    r.center(),
-                    Align2::CENTER_CENTER,
-                    format!("{v:.2}"),
-                    cell_font.clone(),
-                    ink,
-                );
-            }
-        }
-        let c = (i as f32 + 0.5) * cell;
-        let label = format!("{}", i + 1);
-        painter.text(
-            Pos2::new(grid.left() - 6.0, grid.top() + c),
-            Align2::RIGHT_CENTER,
-            &label,
-            font.clone(),
-            text_color,
-        );
-        painter.text(
-            Pos2::new(grid.left() + c, grid.top() - 3.0),
-            Align2::CENTER_BOTTOM,
-            &label,
-            font.clone(),
-            text_color,
-        );
+    let side = (320.0 / n as f32).clamp(14.0, 64.0) * n as f32;
+    let labels: Vec<String> = (1..=n).map(|i| i.to_string()).collect();
+    let (response, hovered) = CosineHeatmap {
+        values: &stats.cosine,
+        labels: &labels,
+        side,
+        columns: Columns::Above,
+        values_in_cells: true,
+        name: COSINE_LABEL,
     }
-    // colour bar: +1 at the top, -1 at the bottom
-    let bar = Rect::from_min_size(
-        Pos2::new(grid.right() + bar_gap, grid.top()),
-        Vec2::new(bar_w, side),
-    );
-    let steps = 48;
-    for s in 0..steps {
-        let h = side / steps as f32;
-        let v = 1.0 - 2.0 * (s as f64 + 0.5) / steps as f64;
-        painter.rect_filled(
-            Rect::from_min_size(
-                Pos2::new(bar.left(), bar.top() + s as f32 * h),
-                Vec2::new(bar_w, h + 0.5),
-            ),
-            0.0,
-            cosine_color(v),
-        );
-    }
-    painter.rect_stroke(
-        bar,
-        0.0,
-        Stroke::new(1.0, ui.visuals().weak_text_color()),
-        StrokeKind::Inside,
-    );
-    for (v, anchor) in [
-        (1.0, Align2::LEFT_TOP),
-        (0.0, Align2::LEFT_CENTER),
-        (-1.0, Align2::LEFT_BOTTOM),
-    ] {
-        let y = bar.top() + (1.0 - v as f32) / 2.0 * side;
-        let text = if v == 0.0 {
-            "0".into()
-        } else {
-            format!("{v:+.0}")
-        };
-        painter.text(
-            Pos2::new(bar.right() + 4.0, y),
-            anchor,
-            text,
-            font.clone(),
-            text_color,
-        );
-    }
-    state.hovered = response.hover_pos().and_then(|p| cell_at(p, grid, n));
-    let readout = match state.hovered {
+    .show(ui);
+    state.hovered = hovered;
+    let readout = match hovered {
         Some((i, j)) => {
-            let r = Rect::from_min_size(
-                grid.min + Vec2::new(j as f32 * cell, i as f32 * cell),
-                Vec2::splat(cell),
-            );
-            painter.rect_stroke(r, 0.0, Stroke::new(2.0, Color32::BLACK), StrokeKind::Inside);
             let c = stats.cosine[i * n + j];
             let (a, b) = (stats.labels[i].clone(), stats.labels[j].clone());
             response.on_hover_ui_at_pointer(|ui| {
@@ -609,17 +516,6 @@ fn cosine_ui(ui: &mut egui::Ui, state: &mut TaskVecState, stats: &TvStats) {
         None => "hover a cell for the pair and its cosine".to_string(),
     };
     ui.label(readout);
-}
-
-/// The `(row, column)` of an `n x n` grid drawn in `grid` under `p`.
-pub fn cell_at(p: Pos2, grid: Rect, n: usize) -> Option<(usize, usize)> {
-    if n == 0 || !grid.contains(p) {
-        return None;
-    }
-    let cell = grid.width() / n as f32;
-    let j = (((p.x - grid.left()) / cell) as usize).min(n - 1);
-    let i = (((p.y - grid.top()) / cell) as usize).min(n - 1);
-    Some((i, j))
 }
 
 fn groups_ui(ui: &mut egui::Ui, state: &mut TaskVecState, stats: &TvStats) {
@@ -939,14 +835,6 @@ mod tests {
         assert_eq!(row_name(&names, -0.5), "");
         assert_eq!(row_name(&names, -2.0), "");
         assert_eq!(row_name(&names, 1.0), "");
-    }
-
-    #[test]
-    fn cells_under_the_pointer() {
-        let grid = Rect::from_min_size(Pos2::new(10.0, 10.0), Vec2::splat(40.0));
-        assert_eq!(cell_at(Pos2::new(11.0, 11.0), grid, 4), Some((0, 0)));
-        assert_eq!(cell_at(Pos2::new(49.0, 21.0), grid, 4), Some((1, 3)));
-        assert_eq!(cell_at(Pos2::new(5.0, 11.0), grid, 4), None);
     }
 
     #[test]
