@@ -2,16 +2,16 @@
 
 use super::events::Activity;
 use super::frame::StudioApp;
-use super::gradsim_view::GradSimState;
+use super::gradsim::GradSimState;
 use super::grid_panel::GridState;
 use super::landscape::LandscapeState;
 use super::merge_state::MergeState;
 use super::models_panel::ModelsState;
 use super::notice::Notice;
 use super::settings::{Settings, View};
-use super::taskvec_view::TaskVecState;
-use super::teaching_view::TeachingState;
-use super::train_state::TrainState;
+use super::taskvec::TaskVecState;
+use super::teaching::TeachingState;
+use super::train::TrainState;
 
 impl StudioApp {
     /// The merge view's state.

@@ -10,7 +10,7 @@
 //! change goes back as an [`Event`].
 
 use super::events::{Activity, Emitter, Event, LossEvent, PreviewEvent};
-use super::gradsim_job::{GradSimJob, spawn_gradsim};
+use super::gradsim::job::{GradSimJob, spawn_gradsim};
 use super::grid_job::{GridJob, spawn_grid};
 use super::inbox::{Inbox, Next};
 use super::job_slot::Outcome;
@@ -18,7 +18,7 @@ use super::landscape::job::{LandscapeJob, start_landscape};
 use super::preview::{Panel, PreviewImage};
 use super::session::Session;
 use super::settings::PreviewSettings;
-use super::taskvec_job::{TaskVecJob, start_taskvec};
+use super::taskvec::job::{TaskVecJob, start_taskvec};
 use crate::engine::merge::MergeSpec;
 use crate::engine::model_set::ModelSet;
 use burn::tensor::{Device, Tensor};

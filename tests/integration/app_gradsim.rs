@@ -5,7 +5,7 @@
 use crate::common;
 use common::app::{app_on, click, wait_until};
 
-use deme_studio::app::gradsim_view::HEATMAP_LABEL;
+use deme_studio::app::gradsim::HEATMAP_LABEL;
 use deme_studio::app::{StudioApp, View};
 use deme_studio::engine::model_set::default_set;
 use egui_kittest::Harness;

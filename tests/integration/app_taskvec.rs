@@ -10,8 +10,8 @@ use common::tiny_config;
 
 use burn::tensor::Device;
 use deme_studio::app::job_slot::Waker;
-use deme_studio::app::taskvec_job::{EXPORT_FILES, TaskVecInputs, TaskVecJob, run_taskvec};
-use deme_studio::app::taskvec_view::{COSINE_LABEL, PAGE_ROWS, TaskVecState, fmt_value};
+use deme_studio::app::taskvec::job::{EXPORT_FILES, TaskVecInputs, TaskVecJob, run_taskvec};
+use deme_studio::app::taskvec::{COSINE_LABEL, PAGE_ROWS, TaskVecState, fmt_value};
 use deme_studio::app::{StudioApp, View};
 use deme_studio::engine::analysis::Granularity;
 use deme_studio::engine::analysis::tv_stats::{TvStats, tv_stats};

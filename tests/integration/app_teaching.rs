@@ -7,8 +7,8 @@ use common::app::{harness_sized, wait_until_within};
 
 use deme_studio::app::preview::Panel;
 use deme_studio::app::settings::PreviewSettings;
-use deme_studio::app::teaching_job::Stage;
-use deme_studio::app::teaching_view::{OPEN_LABEL, TRAIN_LABEL};
+use deme_studio::app::teaching::config::Stage;
+use deme_studio::app::teaching::{OPEN_LABEL, TRAIN_LABEL};
 use deme_studio::app::{ModelSet, Settings, StartOptions, StudioApp, View};
 use egui_kittest::Harness;
 use egui_kittest::kittest::Queryable;

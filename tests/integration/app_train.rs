@@ -8,8 +8,8 @@ use crate::common;
 use common::app::{train_app, wait_until_within};
 use common::save_toy_base;
 
-use deme_studio::app::train_settings::TrainMode;
-use deme_studio::app::train_view::{CSV_NAME, PNG_NAME, RunStatus};
+use deme_studio::app::train::form::TrainMode;
+use deme_studio::app::train::{CSV_NAME, PNG_NAME, RunStatus};
 use deme_studio::app::{StudioApp, View};
 use deme_studio::engine::store::{TRAIN_STATE_FILE, WEIGHTS_FILE};
 use egui_kittest::Harness;

@@ -8,8 +8,8 @@ use crate::common;
 use common::app::{train_app, wait_until_within};
 use common::save_toy_base;
 
-use deme_studio::app::gradsim_view::HEATMAP_LABEL;
-use deme_studio::app::train_settings::{GRADSIM_LIVE_LABEL, TrainMode};
+use deme_studio::app::gradsim::HEATMAP_LABEL;
+use deme_studio::app::train::form::{GRADSIM_LIVE_LABEL, TrainMode};
 use deme_studio::app::{StudioApp, View};
 use egui_kittest::Harness;
 use egui_kittest::kittest::Queryable;

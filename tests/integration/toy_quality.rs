@@ -9,9 +9,10 @@
 
 use burn::tensor::Device;
 use deme_studio::app::job_slot::Sink;
-use deme_studio::app::teaching_job::{
-    Point, Stage, TeachingConfig, TeachingJob, TeachingUpdate, run_teaching,
+use deme_studio::app::teaching::config::{
+    Point, Stage, TeachingConfig, TeachingJob, TeachingUpdate,
 };
+use deme_studio::app::teaching::run_teaching;
 use deme_studio::engine::data::{ToyKind, sample_toy};
 use deme_studio::engine::train::CancelToken;
 

@@ -1,11 +1,11 @@
 //! The Train view's state and its rules, no drawing: the settings form, the
 //! runs of the current job with their loss points, progress and previews.
 
-use super::job_slot::{JobSlot, Outcome, Report, Waker};
-use super::preview::PreviewImage;
-use super::train_control::Control;
-use super::train_job::{RunKey, RunPlan, TrainJob, TrainOutcome, TrainUpdate};
-use super::train_settings::TrainForm;
+use super::control::Control;
+use super::form::TrainForm;
+use super::plan::{RunKey, RunPlan, TrainJob, TrainOutcome, TrainUpdate};
+use crate::app::job_slot::{JobSlot, Outcome, Report, Waker};
+use crate::app::preview::PreviewImage;
 use crate::engine::model_set::folder_name;
 use crate::engine::train::{StopReason, TrainEvent};
 use std::path::PathBuf;

@@ -4,8 +4,8 @@
 //! and the export of a result (the `tv-stats` command's files plus the
 //! per-group cosines) on a thread of its own.
 
-use super::job_slot::{Outcome, Sink, Task};
-use super::session::Session;
+use crate::app::job_slot::{Outcome, Sink, Task};
+use crate::app::session::Session;
 use crate::engine::analysis::Granularity;
 use crate::engine::analysis::tv_stats::{TvStats, tv_stats};
 use crate::engine::analysis::tv_stats_files::write_tv_stats_files;

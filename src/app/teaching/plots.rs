@@ -2,8 +2,8 @@
 //! clouds over the same square, and the loss curves of the base and the experts;
 //! their export as CSV files and a PNG of the two clouds.
 
-use super::preview::{POINT_RANGE, scatter_picture};
-use super::teaching_job::Point;
+use super::config::Point;
+use crate::app::preview::{POINT_RANGE, scatter_picture};
 use crate::engine::render::save_png_atomic;
 use anyhow::{Context, Result, bail};
 use egui::Color32;

@@ -1,27 +1,15 @@
-//! The task-vector view: how far each expert moved from the base (norms), how
-//! aligned the experts' moves are (the N x N cosine table), and where in the
-//! network the changes sit (per-group box plots of the magnitudes and
-//! per-group norms). Computed in the background when first shown for a set,
-//! again on Recompute or a change of grouping; exportable as PNG and CSV.
+//! The task-vector plots: norms per expert, the cosine table, per-group
+//! magnitudes and norms, with their axes and paging.
 
-use super::command::AppCommand;
-use super::dialogs::DialogKind;
-use super::job_slot::{JobSlot, Outcome, Report, Waker};
-use super::merge_worker::Command;
-use super::notice::Notice;
-use super::page_ctx::PageCtx;
-use super::taskvec_job::{EXPORT_FILES, TaskVecJob, TaskVecProgress, TaskVecResult, export_task};
-use super::widgets::heatmap::{Columns, CosineHeatmap};
+use super::state::TaskVecState;
+use crate::app::widgets::heatmap::{Columns, CosineHeatmap};
 use crate::engine::analysis::Granularity;
 use crate::engine::analysis::tv_stats::TvStats;
 use egui::{Color32, Sense, Vec2};
 use egui_plot::{
     AxisHints, Bar, BarChart, BoxElem, BoxPlot, BoxSpread, GridInput, GridMark, Plot, VPlacement,
 };
-use std::path::PathBuf;
-use std::sync::Arc;
 
-/// Label of the cosine table (for tests and screen readers).
 pub const COSINE_LABEL: &str = "task-vector cosine table";
 
 /// Groups plotted at once (Previous / Next page through more).
@@ -30,229 +18,6 @@ pub const PAGE_ROWS: usize = 16;
 /// Smallest magnitude drawn on the log axis (zeros sit here).
 const LOG_FLOOR: f64 = 1e-9;
 
-/// Settings, progress and result of the view.
-#[derive(Debug)]
-pub struct TaskVecState {
-    /// Per block or per layer.
-    pub granularity: Granularity,
-    /// Only groups whose name contains this (case-insensitive) are plotted.
-    pub filter: String,
-    /// Magnitudes on a log10 axis.
-    pub log_scale: bool,
-    /// Page of the per-group plots ([`PAGE_ROWS`] groups a page).
-    pub page: usize,
-    /// Folder the export writes into.
-    pub export_dir: String,
-    /// Why the last computation failed.
-    pub error: Option<String>,
-    /// What the last export wrote, or why it failed.
-    pub export_note: Option<Result<String, String>>,
-    job: JobSlot<TaskVecProgress, TaskVecResult, TaskVecProgress>,
-    result: Option<TaskVecResult>,
-    /// Whether this set was computed once (so failures are not retried by themselves).
-    started: bool,
-    export: JobSlot<(), PathBuf, ()>,
-    /// The cosine cell under the pointer, `(row, column)`.
-    hovered: Option<(usize, usize)>,
-}
-
-impl Default for TaskVecState {
-    fn default() -> Self {
-        Self {
-            granularity: Granularity::Block,
-            filter: String::new(),
-            log_scale: true,
-            page: 0,
-            export_dir: std::env::current_dir()
-                .map(|d| d.join("task-vectors").display().to_string())
-                .unwrap_or_default(),
-            error: None,
-            export_note: None,
-            job: JobSlot::default(),
-            result: None,
-            started: false,
-            export: JobSlot::default(),
-            hovered: None,
-        }
-    }
-}
-
-/// What the view asks the app to do.
-#[derive(Debug, Clone)]
-pub enum TaskVecAction {
-    /// Start this computation.
-    Compute(TaskVecJob),
-    /// Write the result into this folder, reporting to the view.
-    Export(Arc<TvStats>, PathBuf, super::taskvec_job::ExportSink),
-    /// Open a folder dialog for the export.
-    PickFolder,
-}
-
-impl TaskVecState {
-    /// The last statistics.
-    pub fn stats(&self) -> Option<&Arc<TvStats>> {
-        self.result.as_ref().map(|r| &r.stats)
-    }
-
-    /// The last result with its timing.
-    pub fn result(&self) -> Option<&TaskVecResult> {
-        self.result.as_ref()
-    }
-
-    /// Whether a computation runs.
-    pub fn is_running(&self) -> bool {
-        self.job.is_running()
-    }
-
-    /// Whether an export runs.
-    pub fn is_exporting(&self) -> bool {
-        self.export.is_running()
-    }
-
-    /// Progress of the running computation.
-    pub fn progress(&self) -> Option<&TaskVecProgress> {
-        self.job.progress()
-    }
-
-    /// Marks a computation as started (cancelling one still running) and
-    /// returns the job to run, reporting to this view through `waker`.
-    pub fn start(&mut self, waker: &Waker) -> TaskVecJob {
-        let progress = TaskVecProgress {
-            done: 0,
-            total: 1,
-            stage: "waiting for the models".into(),
-        };
-        let (cancel, sink) = self.job.start(progress, waker);
-        self.started = true;
-        self.error = None;
-        TaskVecJob {
-            granularity: self.granularity,
-            cancel,
-            sink,
-        }
-    }
-
-    /// Asks the running computation to stop.
-    pub fn cancel(&mut self) {
-        self.job.cancel();
-    }
-
-    /// Forgets the result (another model set was opened).
-    pub fn reset(&mut self) {
-        self.job.clear();
-        self.result = None;
-        self.error = None;
-        self.export_note = None;
-        self.started = false;
-        self.hovered = None;
-        self.page = 0;
-    }
-
-    /// Whether the view should start a computation by itself (a set is open
-    /// and nothing was computed for it yet).
-    pub fn wants_auto_start(&self) -> bool {
-        !self.started && !self.job.is_running() && self.result.is_none()
-    }
-
-    /// Applies what the computation and the export reported since the last
-    /// frame; returns what the status bar should say of it.
-    pub fn poll(&mut self) -> Vec<Notice> {
-        let mut notices = Vec::new();
-        for report in self.job.poll() {
-            match report {
-                Report::Update(p) => {
-                    if let Some(progress) = self.job.progress_mut() {
-                        *progress = p;
-                    }
-                }
-                Report::Finished(Outcome::Done(r)) => {
-                    self.result = Some(r);
-                    self.hovered = None;
-                }
-                Report::Finished(Outcome::Cancelled) => self.error = Some("cancelled".into()),
-                Report::Finished(Outcome::Failed(e)) => {
-                    notices.push(Notice::error(format!("task vectors: {e}")));
-                    self.error = Some(e);
-                }
-            }
-        }
-        for report in self.export.poll() {
-            let Report::Finished(outcome) = report else {
-                continue;
-            };
-            self.export_note = Some(match outcome {
-                Outcome::Done(dir) => {
-                    notices.push(Notice::info(format!(
-                        "exported the task-vector statistics to {}",
-                        dir.display()
-                    )));
-                    Ok(format!(
-                        "wrote {} into {}",
-                        EXPORT_FILES.join(", "),
-                        dir.display()
-                    ))
-                }
-                Outcome::Cancelled => Err("cancelled".into()),
-                Outcome::Failed(e) => {
-                    notices.push(Notice::error(e.clone()));
-                    Err(e)
-                }
-            });
-        }
-        notices
-    }
-
-    /// Marks an export as started and returns it (`None` without a result or folder).
-    pub fn export(&mut self, waker: &Waker) -> Option<TaskVecAction> {
-        let stats = self.stats()?.clone();
-        let dir = self.export_dir.trim();
-        if dir.is_empty() {
-            self.export_note = Some(Err("choose a folder to export into".into()));
-            return None;
-        }
-        let dir = PathBuf::from(dir);
-        let (_, sink) = self.export.start((), waker);
-        self.export_note = None;
-        Some(TaskVecAction::Export(stats, dir, sink))
-    }
-}
-
-/// Draws the task-vector view (computing the statistics of a newly opened
-/// set by itself); returns what the app should do.
-pub fn taskvec_page(ui: &mut egui::Ui, state: &mut TaskVecState, ctx: &PageCtx) -> Vec<AppCommand> {
-    if ctx.models.info.is_none() {
-        return ctx.no_models_page(
-            ui,
-            "Task vectors of the experts",
-            "Open a model set: this view compares what finetuning changed in each expert.",
-        );
-    }
-    let mut actions = Vec::new();
-    if state.wants_auto_start() && ctx.models.loading.is_none() {
-        actions.push(TaskVecAction::Compute(state.start(ctx.waker)));
-    }
-    let more = egui::CentralPanel::default()
-        .show(ui, |ui| taskvec_ui(ui, state, ctx.waker))
-        .inner;
-    actions.extend(more);
-    let mut commands = Vec::new();
-    for a in actions {
-        match a {
-            TaskVecAction::Compute(job) => {
-                commands.push(AppCommand::Worker(Command::TaskVectors(job)))
-            }
-            TaskVecAction::Export(stats, dir, sink) => {
-                commands.push(AppCommand::Spawn(export_task(stats, dir, sink)))
-            }
-            TaskVecAction::PickFolder => {
-                commands.push(AppCommand::Dialog(DialogKind::ExportTaskVectors))
-            }
-        }
-    }
-    commands
-}
-
-/// Colour of the expert `i` in the plots.
 fn expert_color(i: usize) -> Color32 {
     const COLORS: [Color32; 8] = [
         Color32::from_rgb(31, 119, 180),
@@ -299,106 +64,8 @@ pub fn fmt_value(v: f64) -> String {
 }
 
 /// Draws the view; returns what the app should do.
-pub fn taskvec_ui(
-    ui: &mut egui::Ui,
-    state: &mut TaskVecState,
-    waker: &Waker,
-) -> Vec<TaskVecAction> {
-    let mut actions = Vec::new();
-    ui.heading("Task vectors of the experts");
-    ui.label(
-        "A task vector τ_i = θ_i − θ is what finetuning changed in the base to make expert i. \
-         Its norm says how far the expert moved, the cosine between two task vectors whether \
-         two experts moved the same way (1), independently (0) or against each other (−1).",
-    );
-    ui.add_space(4.0);
-    controls_ui(ui, state, waker, &mut actions);
-    if let Some(e) = &state.error {
-        ui.colored_label(ui.visuals().error_fg_color, e);
-    }
-    let Some(result) = state.result.clone() else {
-        ui.separator();
-        if !state.job.is_running() {
-            ui.label("Press Recompute to compute the task vectors of the open set.");
-        }
-        return actions;
-    };
-    export_ui(ui, state, waker, &mut actions);
-    ui.separator();
-    egui::ScrollArea::vertical()
-        .id_salt("taskvec-scroll")
-        .show(ui, |ui| {
-            summary_ui(ui, &result);
-            ui.horizontal_top(|ui| {
-                ui.vertical(|ui| norms_ui(ui, &result.stats));
-                ui.add_space(16.0);
-                ui.vertical(|ui| cosine_ui(ui, state, &result.stats));
-            });
-            ui.separator();
-            groups_ui(ui, state, &result.stats);
-        });
-    actions
-}
 
-fn controls_ui(
-    ui: &mut egui::Ui,
-    state: &mut TaskVecState,
-    waker: &Waker,
-    actions: &mut Vec<TaskVecAction>,
-) {
-    ui.horizontal(|ui| {
-        ui.label("Group by");
-        let before = state.granularity;
-        ui.radio_value(&mut state.granularity, Granularity::Block, "block")
-            .on_hover_text("top-level parts of the network: conv_in, time_embedding, down_blocks.0, mid_block, …");
-        ui.radio_value(&mut state.granularity, Granularity::Layer, "layer")
-            .on_hover_text("every module owning weights: down_blocks.0.resnets.0.conv1, …");
-        if state.granularity != before {
-            state.page = 0;
-            actions.push(TaskVecAction::Compute(state.start(waker)));
-        }
-        if ui
-            .button("Recompute")
-            .on_hover_text("copy the models to the host and compute the statistics again")
-            .clicked()
-        {
-            actions.push(TaskVecAction::Compute(state.start(waker)));
-        }
-        if state.job.is_running()
-            && ui
-                .button("Cancel")
-                .on_hover_text("stop after the current stage")
-                .clicked()
-        {
-            state.cancel();
-        }
-    });
-    if let Some(p) = state.job.progress() {
-        let fraction = p.done as f32 / p.total.max(1) as f32;
-        ui.add(
-            egui::ProgressBar::new(fraction)
-                .desired_width(360.0)
-                .text(format!("{} (stage {} of {})", p.stage, p.done + 1, p.total)),
-        );
-    }
-}
-
-fn summary_ui(ui: &mut egui::Ui, result: &TaskVecResult) {
-    let s = &result.stats;
-    let what = match s.granularity {
-        Granularity::Block => "blocks",
-        Granularity::Layer => "layers",
-    };
-    ui.label(format!(
-        "N = {} experts, {} parameters in {} {what}; computed in {:.2} s",
-        s.num_experts(),
-        s.params,
-        s.groups.len(),
-        result.elapsed.as_secs_f64()
-    ));
-}
-
-fn norms_ui(ui: &mut egui::Ui, stats: &TvStats) {
+pub(super) fn norms_ui(ui: &mut egui::Ui, stats: &TvStats) {
     ui.strong("Norm ||τ_i|| per expert").on_hover_text(
         "the length of each task vector over all parameters: how far finetuning moved the expert from the base",
     );
@@ -482,7 +149,7 @@ fn integer_marks(input: GridInput) -> Vec<GridMark> {
         .collect()
 }
 
-fn cosine_ui(ui: &mut egui::Ui, state: &mut TaskVecState, stats: &TvStats) {
+pub(super) fn cosine_ui(ui: &mut egui::Ui, state: &mut TaskVecState, stats: &TvStats) {
     ui.strong("Cosine similarity cos(τ_i, τ_j)").on_hover_text(
         "<τ_i, τ_j> / (||τ_i|| ||τ_j||) over all parameters: red = the experts moved the same way, \
          white = unrelated directions, blue = opposite directions (a merge partly cancels them)",
@@ -518,7 +185,7 @@ fn cosine_ui(ui: &mut egui::Ui, state: &mut TaskVecState, stats: &TvStats) {
     ui.label(readout);
 }
 
-fn groups_ui(ui: &mut egui::Ui, state: &mut TaskVecState, stats: &TvStats) {
+pub(super) fn groups_ui(ui: &mut egui::Ui, state: &mut TaskVecState, stats: &TvStats) {
     let what = match stats.granularity {
         Granularity::Block => "block",
         Granularity::Layer => "layer",
@@ -755,49 +422,6 @@ fn row_name(names: &[String], y: f64) -> String {
     names.get(row as usize).cloned().unwrap_or_default()
 }
 
-fn export_ui(
-    ui: &mut egui::Ui,
-    state: &mut TaskVecState,
-    waker: &Waker,
-    actions: &mut Vec<TaskVecAction>,
-) {
-    ui.horizontal(|ui| {
-        let label = ui.label("Export (CSV, PNG, JSON) into").on_hover_text(format!(
-            "writes {}: the numbers behind every plot (CSV), the cosine table as a picture (PNG) \
-             and everything as JSON",
-            EXPORT_FILES.join(", ")
-        ));
-        ui.add(egui::TextEdit::singleline(&mut state.export_dir).desired_width(360.0))
-            .labelled_by(label.id);
-        ui.add_enabled_ui(!state.export.is_running(), |ui| {
-            if ui
-                .button("Choose…")
-                .on_hover_text("pick the folder in a dialog, then export into it")
-                .clicked()
-            {
-                actions.push(TaskVecAction::PickFolder);
-            }
-            if ui
-                .button("Export")
-                .on_hover_text("write the CSV, PNG and JSON files into the folder")
-                .clicked()
-                && let Some(a) = state.export(waker)
-            {
-                actions.push(a);
-            }
-        });
-    });
-    match &state.export_note {
-        Some(Ok(text)) => {
-            ui.label(text);
-        }
-        Some(Err(e)) => {
-            ui.colored_label(ui.visuals().error_fg_color, e);
-        }
-        None => {}
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -835,26 +459,6 @@ mod tests {
         assert_eq!(row_name(&names, -0.5), "");
         assert_eq!(row_name(&names, -2.0), "");
         assert_eq!(row_name(&names, 1.0), "");
-    }
-
-    #[test]
-    fn stale_reports_are_ignored() {
-        let mut s = TaskVecState::default();
-        let waker = Waker::new(|| {});
-        let first = s.start(&waker);
-        let second = s.start(&waker);
-        assert!(first.cancel.is_cancelled());
-        first.sink.finish(Outcome::Cancelled);
-        s.poll();
-        assert!(s.is_running());
-        assert_eq!(s.error, None);
-        second.sink.finish(Outcome::Failed("boom".into()));
-        s.poll();
-        assert!(!s.is_running());
-        assert_eq!(s.error.as_deref(), Some("boom"));
-        assert!(!s.wants_auto_start());
-        s.reset();
-        assert!(s.wants_auto_start());
     }
 
     #[test]

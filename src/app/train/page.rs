@@ -3,16 +3,17 @@
 //! live loss curves per run and per timestep range, throughput, ETA,
 //! checkpoint previews and the CSV / PNG exports (centre).
 
-use super::command::AppCommand;
-use super::dialogs::DialogKind;
-use super::job_slot::Outcome;
-use super::notice::Notice;
-use super::page_ctx::PageCtx;
-use super::settings::View;
-use super::train_job::TrainOutcome;
-use super::train_plots::{loss_plot_ui, parts_plot_ui, run_color, write_loss_csv, write_loss_png};
-use super::train_settings::{FormAction, TrainMode, default_out, form_ui};
-pub use super::train_state::{LossPoint, RunStatus, RunView, TrainState};
+use super::form::{FormAction, TrainMode, default_out};
+use super::form_ui::form_ui;
+use super::plan::TrainOutcome;
+use super::plots::{loss_plot_ui, parts_plot_ui, run_color, write_loss_csv, write_loss_png};
+use super::state::TrainState;
+use crate::app::command::AppCommand;
+use crate::app::dialogs::DialogKind;
+use crate::app::job_slot::Outcome;
+use crate::app::notice::Notice;
+use crate::app::page_ctx::PageCtx;
+use crate::app::settings::View;
 use crate::engine::model_set::ModelSet;
 use std::path::PathBuf;
 
@@ -296,7 +297,7 @@ fn export_ui(ui: &mut egui::Ui, state: &mut TrainState, actions: &mut Vec<TrainA
             } else if state
                 .runs()
                 .first()
-                .is_some_and(|r| r.plan.key == super::train_job::RunKey::Pretrain)
+                .is_some_and(|r| r.plan.key == super::plan::RunKey::Pretrain)
                 && ui
                     .button("Finetune this base")
                     .on_hover_text("switch the form to finetuning experts from the new base")

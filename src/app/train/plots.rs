@@ -2,7 +2,7 @@
 //! step of every run, and a PNG of the loss curves drawn with the engine's
 //! figure helpers.
 
-use super::train_state::RunView;
+use super::state::RunView;
 use crate::engine::render::font::{draw_text, text_width};
 use crate::engine::render::save_png_atomic;
 use anyhow::{Context, Result, bail};

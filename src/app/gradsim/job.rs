@@ -3,8 +3,8 @@
 //! backward passes; and the same matrices of a training run's checkpoint,
 //! taken on the training thread.
 
-use super::job_slot::{Outcome, Sink};
-use super::session::GradSimInputs;
+use crate::app::job_slot::{Outcome, Sink};
+use crate::app::session::GradSimInputs;
 use crate::engine::analysis::GradSimConfig;
 use crate::engine::analysis::gradsim::{
     GradSimProgress, GradSimResult, grad_similarity_any, gradsim_items,

@@ -1,0 +1,160 @@
+//! The gradient-conflict plots: the K x K heatmap, the histogram of pair
+//! similarities and the blocks by conflict.
+
+use super::state::GradSimState;
+use crate::app::widgets::heatmap::{Columns, CosineHeatmap, cosine_color};
+use crate::engine::analysis::gradsim::{GradSimResult, describe_pairs};
+use egui::{Color32, Sense, Vec2};
+use egui_plot::{Bar, BarChart, Legend, Plot};
+
+/// The timestep range whose pairs the histogram shows apart (the first expert's
+/// range of a four-way split).
+pub const FOCUS_RANGE: (usize, usize) = (0, 250);
+
+/// Label of the heatmap (for tests and screen readers).
+pub const HEATMAP_LABEL: &str = "gradient cosine heatmap";
+
+pub(super) fn result_ui(ui: &mut egui::Ui, state: &mut GradSimState, result: &GradSimResult) {
+    let k = result.k();
+    ui.label(format!(
+        "K = {k} timesteps, M = {} batch(es) of {}, {} gradients",
+        result.config.batches,
+        result.config.batch_size,
+        if result.exact { "exact" } else { "sketched" }
+    ));
+    ui.horizontal_top(|ui| {
+        ui.vertical(|ui| {
+            let side =
+                (ui.available_height().min(ui.available_width() - 300.0)).clamp(200.0, 420.0);
+            heatmap_ui(ui, state, result, side);
+            let text = match state.hovered {
+                Some((i, j)) => format!(
+                    "t_i = {}, t_j = {}: cosine {:.3}",
+                    result.timesteps[i],
+                    result.timesteps[j],
+                    result.cosine[i * k + j]
+                ),
+                None => "hover a cell for t_i, t_j and the cosine".to_string(),
+            };
+            ui.label(text);
+        });
+        ui.add_space(12.0);
+        ui.vertical(|ui| {
+            groups_ui(ui, result);
+            ui.add_space(8.0);
+            histogram_ui(ui, result);
+        });
+    });
+}
+
+fn heatmap_ui(ui: &mut egui::Ui, state: &mut GradSimState, result: &GradSimResult, side: f32) {
+    let labels: Vec<String> = result.timesteps.iter().map(|t| t.to_string()).collect();
+    let (response, hovered) = CosineHeatmap {
+        values: &result.cosine,
+        labels: &labels,
+        side,
+        columns: Columns::Below {
+            rows: "t_i",
+            columns: "t_j",
+        },
+        values_in_cells: false,
+        name: HEATMAP_LABEL,
+    }
+    .show(ui);
+    state.hovered = hovered;
+    if let Some((i, j)) = hovered {
+        let k = result.k();
+        let (ti, tj, c) = (
+            result.timesteps[i],
+            result.timesteps[j],
+            result.cosine[i * k + j],
+        );
+        response.on_hover_ui_at_pointer(|ui| {
+            ui.label(format!("t_i = {ti}\nt_j = {tj}\ncosine {c:.3}"));
+        });
+    }
+}
+
+fn histogram_ui(ui: &mut egui::Ui, result: &GradSimResult) {
+    let all = result.pair_values(None);
+    let focus = result.pair_values(Some(FOCUS_RANGE));
+    let (lo, hi) = FOCUS_RANGE;
+    ui.strong("Pair similarities");
+    ui.label(format!("all pairs: {}", describe_pairs(&all)));
+    ui.label(format!("pairs in [{lo}, {hi}): {}", describe_pairs(&focus)));
+    let bins = 20;
+    let width = 2.0 / bins as f64;
+    let histogram = |values: &[f64], bar_width: f64, fill: Color32| -> Vec<Bar> {
+        let mut counts = vec![0usize; bins];
+        for v in values {
+            let b = (((v + 1.0) / width) as usize).min(bins - 1);
+            counts[b] += 1;
+        }
+        counts
+            .iter()
+            .enumerate()
+            .map(|(b, &n)| {
+                Bar::new(-1.0 + (b as f64 + 0.5) * width, n as f64)
+                    .width(bar_width)
+                    .fill(fill)
+            })
+            .collect()
+    };
+    let all_color = Color32::from_rgb(120, 140, 170);
+    let focus_color = Color32::from_rgb(230, 140, 40);
+    let all_chart = BarChart::new(
+        format!("all pairs ({})", all.len()),
+        histogram(&all, width * 0.9, all_color),
+    )
+    .color(all_color);
+    let focus_chart = BarChart::new(
+        format!("pairs in [{lo}, {hi}) ({})", focus.len()),
+        histogram(&focus, width * 0.45, focus_color),
+    )
+    .color(focus_color);
+    Plot::new("gradsim-histogram")
+        .height(180.0)
+        .legend(Legend::default())
+        .allow_drag(false)
+        .allow_zoom(false)
+        .allow_scroll(false)
+        .allow_boxed_zoom(false)
+        .include_x(-1.0)
+        .include_x(1.0)
+        .include_y(0.0)
+        .x_axis_label("cosine similarity")
+        .y_axis_label("pairs")
+        .show(ui, |p| {
+            p.bar_chart(all_chart);
+            p.bar_chart(focus_chart);
+        });
+}
+
+fn groups_ui(ui: &mut egui::Ui, result: &GradSimResult) {
+    ui.strong("Per block, most conflicting first");
+    ui.label("mean off-diagonal cosine of each block's gradient");
+    egui::ScrollArea::vertical()
+        .id_salt("gradsim-groups")
+        .max_height(250.0)
+        .show(ui, |ui| {
+            egui::Grid::new("gradsim-groups-grid")
+                .striped(true)
+                .num_columns(3)
+                .show(ui, |ui| {
+                    ui.strong("block");
+                    ui.strong("params");
+                    ui.strong("mean cosine");
+                    ui.end_row();
+                    for (name, params, mean) in result.groups_by_conflict() {
+                        ui.monospace(&name);
+                        ui.label(params.to_string());
+                        ui.horizontal(|ui| {
+                            let (r, _) = ui.allocate_exact_size(Vec2::splat(12.0), Sense::hover());
+                            ui.painter().rect_filled(r, 2.0, cosine_color(mean));
+                            ui.label(format!("{mean:.3}"));
+                        });
+                        ui.end_row();
+                    }
+                });
+        });
+}
