@@ -3,9 +3,9 @@
 use super::events::Activity;
 use super::frame::StudioApp;
 use super::gradsim::GradSimState;
-use super::grid_panel::GridState;
 use super::landscape::LandscapeState;
-use super::merge_state::MergeState;
+use super::merge::grid_panel::GridState;
+use super::merge::state::MergeState;
 use super::models_panel::ModelsState;
 use super::notice::Notice;
 use super::settings::{Settings, View};

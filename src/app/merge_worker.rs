@@ -11,10 +11,10 @@
 
 use super::events::{Activity, Emitter, Event, LossEvent, PreviewEvent};
 use super::gradsim::job::{GradSimJob, spawn_gradsim};
-use super::grid_job::{GridJob, spawn_grid};
 use super::inbox::{Inbox, Next};
 use super::job_slot::Outcome;
 use super::landscape::job::{LandscapeJob, start_landscape};
+use super::merge::grid_job::{GridJob, spawn_grid};
 use super::preview::{Panel, PreviewImage};
 use super::session::Session;
 use super::settings::PreviewSettings;

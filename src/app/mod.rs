@@ -1,18 +1,24 @@
-//! The desktop application (eframe/egui). Views read state and return
-//! actions; background threads own the models and report [`events::Event`]s.
+//! The desktop application (eframe/egui). Each view is a page function over
+//! its own state and a read-only [`page_ctx::PageCtx`], returning
+//! [`command::AppCommand`]s that [`StudioApp`] runs in one place; background
+//! work reports through a [`job_slot::JobSlot`] of the view that started it
+//! (or, for the merge worker, through [`events::Event`]s).
 //!
-//! - [`frame`]: the window frame, event loop and persistence ([`StudioApp`]).
-//! - [`merge_view`], [`merge_controls`], [`grid_panel`], [`models_panel`],
-//!   [`gradsim_view`], [`train_view`], [`landscape_view`], [`taskvec_view`],
-//!   [`teaching_view`], [`about`]: the views.
-//! - [`merge_state`], [`history`], [`weights`], [`settings`]: state and
-//!   its rules, no drawing (the model sets themselves: [`crate::engine::model_set`]).
-//! - [`merge_worker`], [`session`], [`inbox`], [`grid_job`], [`gradsim_job`],
-//!   [`export_job`], [`train_job`], [`landscape_job`], [`taskvec_job`],
-//!   [`teaching_job`], [`dialogs`]: background work.
-//! - [`teaching_plots`]: the Teaching view's point clouds and loss curves.
-//! - [`preview`]: sample tensors to pictures and textures.
-//! - [`display_device`]: the wgpu device the window shares with the models.
+//! - [`frame`]: the window frame, the top and status bars, persistence
+//!   ([`StudioApp`]); it runs the commands and applies the reports.
+//! - [`command`], [`page_ctx`], [`notice`]: what pages ask, what they read,
+//!   what the status bar says.
+//! - Views, a folder each (state, page, plots, job): [`merge`], [`gradsim`],
+//!   [`landscape`], [`taskvec`], [`train`], [`teaching`]; and [`about`],
+//!   [`models_panel`].
+//! - [`widgets`]: what several views draw (the cosine heatmap).
+//! - [`job_slot`]: one background job's life on the UI side; [`save_job`]:
+//!   files written off the UI thread; [`dialogs`]: file dialogs.
+//! - [`merge_worker`], [`session`], [`inbox`], [`events`]: the thread that
+//!   owns the open models, merges and samples previews.
+//! - [`settings`]: persisted settings; [`preview`]: sample tensors to
+//!   pictures and textures; [`display_device`]: the wgpu device the window
+//!   shares with the models.
 
 pub mod about;
 pub mod command;
@@ -23,15 +29,10 @@ pub mod frame;
 mod frame_access;
 mod frame_commands;
 pub mod gradsim;
-pub mod grid_job;
-pub mod grid_panel;
-pub mod history;
 pub mod inbox;
 pub mod job_slot;
 pub mod landscape;
-pub mod merge_controls;
-pub mod merge_state;
-pub mod merge_view;
+pub mod merge;
 pub mod merge_worker;
 pub mod models_panel;
 pub mod notice;
@@ -43,7 +44,6 @@ pub mod settings;
 pub mod taskvec;
 pub mod teaching;
 pub mod train;
-pub mod weights;
 pub mod widgets;
 
 use crate::engine::device::DeviceChoice;

@@ -388,7 +388,7 @@ fn the_coordinate_search_is_offered_and_unties_the_weights() {
     click(&mut h, "coordinate");
     assert_eq!(
         h.state().grid().kind,
-        deme_studio::app::grid_panel::SearchKind::Coordinate
+        deme_studio::app::merge::grid_panel::SearchKind::Coordinate
     );
     click(&mut h, "Start search");
     assert!(h.state().grid().running(), "the search started");

@@ -3,7 +3,7 @@
 //! reads a point or sets the merge weights there.
 
 use super::state::{LandscapeAction, LandscapeState, Sweep};
-use crate::app::merge_state::MergeState;
+use crate::app::merge::state::MergeState;
 use crate::engine::analysis::landscape::{LandscapeGrid, Plane};
 use crate::engine::analysis::landscape_lattice::{nice_ticks, scored_contours};
 use crate::engine::analysis::landscape_plot::{fmt_axis, fmt_value};

@@ -5,7 +5,7 @@ use super::map::{MapFrame, hover_text, map_ui};
 use super::state::{LandscapeAction, LandscapeState};
 use crate::app::command::AppCommand;
 use crate::app::job_slot::Waker;
-use crate::app::merge_state::MergeState;
+use crate::app::merge::state::MergeState;
 use crate::app::merge_worker::Command;
 use crate::app::page_ctx::PageCtx;
 use crate::app::preview::Panel;

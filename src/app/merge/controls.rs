@@ -1,8 +1,8 @@
 //! The merge controls: one slider and number field per weight, the sum-to-1
 //! lock, undo / redo, the method and its settings, per-block multipliers.
 
-use super::merge_state::{MergeState, MethodKind};
-use super::settings::PreviewSettings;
+use super::state::{MergeState, MethodKind};
+use crate::app::settings::PreviewSettings;
 
 /// Draws the weight rows; returns whether anything changed.
 pub fn weights_ui(ui: &mut egui::Ui, m: &mut MergeState) {

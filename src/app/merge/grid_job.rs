@@ -2,7 +2,7 @@
 //! the models, scoring lattice points on the shared held-out set, streaming
 //! each result, cancellable between points.
 
-use super::events::{Emitter, Event, GridUpdate};
+use crate::app::events::{Emitter, Event, GridUpdate};
 use crate::engine::eval::EvalSet;
 use crate::engine::merge::Merger;
 use crate::engine::search::{GridSpec, LossObjective, Strategy, search_merge_weights};

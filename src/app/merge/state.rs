@@ -2,12 +2,12 @@
 //! per-block multipliers, what each preview panel shows and the losses. The
 //! view draws it; tests drive it directly.
 
-use super::events::{LossEvent, PreviewEvent};
 use super::history::WeightHistory;
-use super::merge_worker::PreviewRequest;
-use super::preview::{Panel, PanelPreview, Shown};
-use super::session::SetInfo;
 use super::weights::{block_weights, default_weights, normalise, set_weight};
+use crate::app::events::{LossEvent, PreviewEvent};
+use crate::app::merge_worker::PreviewRequest;
+use crate::app::preview::{Panel, PanelPreview, Shown};
+use crate::app::session::SetInfo;
 use crate::engine::merge::{DEFAULT_DARE_P, DEFAULT_TIES_K, MergeMethod, MergeSpec};
 use std::time::{Duration, Instant};
 

@@ -1,18 +1,16 @@
 //! The merge view: controls on the right, the base / ensemble / merged sample
 //! grids side by side, the held-out loss per timestep range, grid search.
 
-use super::command::AppCommand;
-use super::dialogs::DialogKind;
+use super::controls::{blocks_ui, method_ui, preview_settings_ui, weight_tools_ui, weights_ui};
 use super::grid_panel::{GridAction, GridState, grid_ui};
-use super::merge_controls::{
-    blocks_ui, method_ui, preview_settings_ui, weight_tools_ui, weights_ui,
-};
-use super::merge_state::MergeState;
-use super::merge_worker::Command;
-use super::models_panel::{empty_state_ui, models_panel_ui};
-use super::page_ctx::PageCtx;
-use super::preview::Panel;
-use super::settings::PreviewSettings;
+use super::state::MergeState;
+use crate::app::command::AppCommand;
+use crate::app::dialogs::DialogKind;
+use crate::app::merge_worker::Command;
+use crate::app::models_panel::{empty_state_ui, models_panel_ui};
+use crate::app::page_ctx::PageCtx;
+use crate::app::preview::Panel;
+use crate::app::settings::PreviewSettings;
 
 /// What the merge view asks the app to do.
 #[derive(Debug, Clone)]
@@ -162,7 +160,7 @@ pub fn loss_table_ui(ui: &mut egui::Ui, m: &MergeState) {
                 };
                 ui.label(name);
                 for p in Panel::ALL {
-                    let value = |l: &super::events::LossEvent| {
+                    let value = |l: &crate::app::events::LossEvent| {
                         if r < rows {
                             l.per_range.get(r).copied()
                         } else {

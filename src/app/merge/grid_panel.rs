@@ -1,8 +1,8 @@
 //! Grid search in the merge view: settings, start / cancel, progress, and the
 //! results table whose rows load their weights when clicked.
 
-use super::events::GridUpdate;
 use super::grid_job::GridJob;
+use crate::app::events::GridUpdate;
 use crate::engine::search::{GridEvent, GridPoint, GridSpec, Strategy};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
