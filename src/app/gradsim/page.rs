@@ -114,7 +114,7 @@ fn controls_ui(
             }
         });
         if state.job.is_running() && ui.button("Cancel").clicked() {
-            state.cancel();
+            state.job.cancel();
         }
     });
     if let Some(&(done, total)) = state.job.progress() {

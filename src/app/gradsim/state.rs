@@ -126,11 +126,6 @@ impl GradSimState {
         }
     }
 
-    /// Asks the running computation to stop.
-    pub fn cancel(&mut self) {
-        self.job.cancel();
-    }
-
     /// Forgets the result (another model set was opened).
     pub fn reset(&mut self) {
         self.job.clear();
@@ -232,7 +227,7 @@ mod tests {
         let mut s = GradSimState::default();
         s.show_live(result(3), "training run pretrain, step 8".into());
         let job = s.start(&Waker::new(|| {}));
-        s.cancel();
+        s.job.cancel();
         job.sink
             .finish(Outcome::of(Err(anyhow::anyhow!("stopped")), &job.cancel));
         s.poll();

@@ -148,7 +148,7 @@ fn controls_ui(
             }
         });
         if state.job.is_running() && ui.button("Cancel").clicked() {
-            state.cancel();
+            state.job.cancel();
         }
     });
     if let Some(r) = state.job.progress() {

@@ -168,11 +168,6 @@ impl LandscapeState {
         })
     }
 
-    /// Asks the running computation to stop.
-    pub fn cancel(&mut self) {
-        self.job.cancel();
-    }
-
     /// Forgets results tied to the open model set.
     pub fn reset(&mut self) {
         self.job.clear();

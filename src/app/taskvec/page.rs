@@ -119,7 +119,7 @@ fn controls_ui(
                 .on_hover_text("stop after the current stage")
                 .clicked()
         {
-            state.cancel();
+            state.job.cancel();
         }
     });
     if let Some(p) = state.job.progress() {

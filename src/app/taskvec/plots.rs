@@ -3,9 +3,10 @@
 
 use super::state::TaskVecState;
 use crate::app::widgets::heatmap::{Columns, CosineHeatmap};
+use crate::app::widgets::palette::series_color;
 use crate::engine::analysis::Granularity;
 use crate::engine::analysis::tv_stats::TvStats;
-use egui::{Color32, Sense, Vec2};
+use egui::{Sense, Vec2};
 use egui_plot::{
     AxisHints, Bar, BarChart, BoxElem, BoxPlot, BoxSpread, GridInput, GridMark, Plot, VPlacement,
 };
@@ -17,20 +18,6 @@ pub const PAGE_ROWS: usize = 16;
 
 /// Smallest magnitude drawn on the log axis (zeros sit here).
 const LOG_FLOOR: f64 = 1e-9;
-
-fn expert_color(i: usize) -> Color32 {
-    const COLORS: [Color32; 8] = [
-        Color32::from_rgb(31, 119, 180),
-        Color32::from_rgb(255, 127, 14),
-        Color32::from_rgb(44, 160, 44),
-        Color32::from_rgb(214, 39, 40),
-        Color32::from_rgb(148, 103, 189),
-        Color32::from_rgb(140, 86, 75),
-        Color32::from_rgb(227, 119, 194),
-        Color32::from_rgb(127, 127, 127),
-    ];
-    COLORS[i % COLORS.len()]
-}
 
 /// Whether group `name` passes `filter` (case-insensitive substring; empty passes all).
 pub fn group_matches(name: &str, filter: &str) -> bool {
@@ -76,7 +63,7 @@ pub(super) fn norms_ui(ui: &mut egui::Ui, stats: &TvStats) {
         .map(|(i, e)| {
             Bar::new((i + 1) as f64, e.norm)
                 .width(0.6)
-                .fill(expert_color(i))
+                .fill(series_color(i))
                 .name(format!("expert {} ({})", i + 1, stats.labels[i]))
         })
         .collect();
@@ -217,7 +204,7 @@ pub(super) fn groups_ui(ui: &mut egui::Ui, state: &mut TaskVecState, stats: &TvS
         ui.add_space(12.0);
         for i in 0..stats.num_experts() {
             let (r, _) = ui.allocate_exact_size(Vec2::splat(12.0), Sense::hover());
-            ui.painter().rect_filled(r, 2.0, expert_color(i));
+            ui.painter().rect_filled(r, 2.0, series_color(i));
             ui.label(format!("expert {}", i + 1))
                 .on_hover_text(stats.labels[i].as_str());
         }
@@ -318,7 +305,7 @@ pub(super) fn groups_ui(ui: &mut egui::Ui, state: &mut TaskVecState, stats: &TvS
                             .collect();
                         p.box_plot(
                             BoxPlot::new(format!("expert {}", i + 1), boxes)
-                                .color(expert_color(i))
+                                .color(series_color(i))
                                 .horizontal()
                                 .element_formatter(Box::new(|e, _| e.name.clone())),
                         );
@@ -367,7 +354,7 @@ pub(super) fn groups_ui(ui: &mut egui::Ui, state: &mut TaskVecState, stats: &TvS
                                 .collect();
                             p.bar_chart(
                                 BarChart::new(format!("norm expert {}", i + 1), bars)
-                                    .color(expert_color(i))
+                                    .color(series_color(i))
                                     .horizontal()
                                     .element_formatter(Box::new(|b, _| b.name.clone())),
                             );

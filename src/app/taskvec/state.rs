@@ -111,11 +111,6 @@ impl TaskVecState {
         }
     }
 
-    /// Asks the running computation to stop.
-    pub fn cancel(&mut self) {
-        self.job.cancel();
-    }
-
     /// Forgets the result (another model set was opened).
     pub fn reset(&mut self) {
         self.job.clear();

@@ -259,7 +259,7 @@ pub fn teaching_page(
                 let job = state.start(ctx.waker);
                 commands.push(AppCommand::Spawn(teaching_task(job, ctx.device.clone())));
             }
-            TeachingAction::Cancel => state.cancel(),
+            TeachingAction::Cancel => state.job.cancel(),
             TeachingAction::Open(set) => {
                 if ctx.models.info.as_ref().map(|i| &i.set) != Some(&set) {
                     commands.push(AppCommand::Open(set));

@@ -4,6 +4,7 @@
 
 use super::config::Point;
 use crate::app::preview::{POINT_RANGE, scatter_picture};
+use crate::app::widgets::palette::series_color;
 use crate::engine::render::save_png_atomic;
 use anyhow::{Context, Result, bail};
 use egui::Color32;
@@ -15,14 +16,8 @@ use std::path::Path;
 pub const DATA_COLOR: Color32 = Color32::from_rgb(110, 160, 230);
 /// Colour of the sampled points.
 pub const SAMPLE_COLOR: Color32 = Color32::from_rgb(240, 160, 70);
-/// Colours of the base's and the experts' loss curves.
-const LOSS_COLORS: [Color32; 5] = [
-    Color32::from_rgb(200, 200, 200),
-    Color32::from_rgb(230, 100, 90),
-    Color32::from_rgb(240, 180, 60),
-    Color32::from_rgb(110, 200, 120),
-    Color32::from_rgb(120, 160, 240),
-];
+/// Colour of the base's loss curve (the experts' are the shared series colours).
+const BASE_LOSS_COLOR: Color32 = Color32::from_rgb(200, 200, 200);
 
 /// Steps a loss curve is averaged over (single batches are noisy).
 const SMOOTHING: usize = 25;
@@ -117,7 +112,7 @@ pub fn loss_plot(
             if !base.is_empty() {
                 p.line(
                     Line::new("base", PlotPoints::new(smoothed(base, 0)))
-                        .color(LOSS_COLORS[0])
+                        .color(BASE_LOSS_COLOR)
                         .width(1.5),
                 );
             }
@@ -127,7 +122,7 @@ pub fn loss_plot(
                         format!("expert {}", i + 1),
                         PlotPoints::new(smoothed(e, base_steps)),
                     )
-                    .color(LOSS_COLORS[1 + i % 4])
+                    .color(series_color(i))
                     .width(1.5),
                 );
             }

@@ -141,11 +141,6 @@ impl TeachingState {
         }
     }
 
-    /// Asks the running run to stop.
-    pub fn cancel(&mut self) {
-        self.job.cancel();
-    }
-
     /// Applies what the run reported since the last frame; returns its end
     /// when it ended.
     pub fn poll(&mut self) -> Option<Outcome<ModelSet>> {

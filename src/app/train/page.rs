@@ -6,7 +6,7 @@
 use super::form::{FormAction, TrainMode, default_out};
 use super::form_ui::form_ui;
 use super::plan::TrainOutcome;
-use super::plots::{loss_plot_ui, parts_plot_ui, run_color, write_loss_csv, write_loss_png};
+use super::plots::{loss_plot_ui, parts_plot_ui, write_loss_csv, write_loss_png};
 use super::state::TrainState;
 use crate::app::command::AppCommand;
 use crate::app::dialogs::DialogKind;
@@ -14,6 +14,7 @@ use crate::app::job_slot::Outcome;
 use crate::app::notice::Notice;
 use crate::app::page_ctx::PageCtx;
 use crate::app::settings::View;
+use crate::app::widgets::palette::series_color;
 use crate::engine::model_set::ModelSet;
 use std::path::PathBuf;
 
@@ -196,7 +197,7 @@ fn runs_table_ui(ui: &mut egui::Ui, state: &TrainState) {
             }
             ui.end_row();
             for (i, r) in state.runs().iter().enumerate() {
-                ui.colored_label(run_color(i), r.label());
+                ui.colored_label(series_color(i), r.label());
                 ui.label(format!("[{}, {})", r.plan.range[0], r.plan.range[1]));
                 ui.label(r.status.label());
                 let total = r.plan.total_steps.max(1);

@@ -3,29 +3,13 @@
 //! figure helpers.
 
 use super::state::RunView;
+use crate::app::widgets::palette::series_color;
 use crate::engine::render::font::{draw_text, text_width};
 use crate::engine::render::save_png_atomic;
 use anyhow::{Context, Result, bail};
-use egui::Color32;
 use egui_plot::{HoverPosition, Legend, Line, LineStyle, Plot, PlotPoints};
 use std::fmt::Write as _;
 use std::path::Path;
-
-/// Colour of run `i` (the same in the plots, the table and the PNG).
-pub fn run_color(i: usize) -> Color32 {
-    const PALETTE: [[u8; 3]; 8] = [
-        [31, 119, 180],
-        [255, 127, 14],
-        [44, 160, 44],
-        [214, 39, 40],
-        [148, 103, 189],
-        [140, 86, 75],
-        [227, 119, 194],
-        [127, 127, 127],
-    ];
-    let [r, g, b] = PALETTE[i % PALETTE.len()];
-    Color32::from_rgb(r, g, b)
-}
 
 fn log10_points(points: impl Iterator<Item = (u64, f64)>) -> PlotPoints<'static> {
     points
@@ -63,7 +47,7 @@ pub fn loss_plot_ui(ui: &mut egui::Ui, runs: &[RunView], height: f32) {
     log_axis(plot).show(ui, |p| {
         for (i, r) in runs.iter().enumerate() {
             let pts = log10_points(r.points.iter().map(|q| (q.step, q.loss)));
-            p.line(Line::new(r.label(), pts).color(run_color(i)));
+            p.line(Line::new(r.label(), pts).color(series_color(i)));
         }
     });
 }
@@ -80,7 +64,7 @@ pub fn parts_plot_ui(ui: &mut egui::Ui, runs: &[RunView], height: f32) {
         for (i, r) in runs.iter().enumerate() {
             let [lo, hi] = r.plan.range;
             let eps = log10_points(r.points.iter().filter_map(|q| Some((q.step, q.eps?))));
-            p.line(Line::new(format!("eps [{lo},{hi})"), eps).color(run_color(i)));
+            p.line(Line::new(format!("eps [{lo},{hi})"), eps).color(series_color(i)));
             if r.points.iter().any(|q| q.consistency.is_some()) {
                 let c = log10_points(
                     r.points
@@ -89,7 +73,7 @@ pub fn parts_plot_ui(ui: &mut egui::Ui, runs: &[RunView], height: f32) {
                 );
                 p.line(
                     Line::new(format!("cons. [{lo},{hi})"), c)
-                        .color(run_color(i))
+                        .color(series_color(i))
                         .style(LineStyle::dashed_loose()),
                 );
             }
@@ -206,7 +190,7 @@ pub fn render_loss_png(runs: &[RunView]) -> Result<image::RgbImage> {
     line(&mut img, (left, top), (left, top + ph), axis);
     line(&mut img, (left, top + ph), (left + pw, top + ph), axis);
     for (i, r) in runs.iter().enumerate() {
-        let c = run_color(i);
+        let c = series_color(i);
         let color = [c.r(), c.g(), c.b()];
         let mut prev: Option<(f64, f64)> = None;
         for p in r
