@@ -11,7 +11,6 @@ use super::notice::Notice;
 use super::preview::Panel;
 use super::save_job::{SaveJob, spawn_save};
 use super::taskvec::TaskVecAction;
-use super::taskvec::job::export_task;
 use super::teaching::run_notice;
 use super::train::end_notice;
 use super::train::job::spawn_train;
@@ -155,10 +154,8 @@ impl StudioApp {
             AppCommand::EndDrag => self.merge.end_drag(),
             AppCommand::StartTraining => self.start_training(),
             AppCommand::ExportTaskVectors => {
-                if let Some(TaskVecAction::Export(stats, dir, sink)) =
-                    self.taskvec.export(self.emit.waker())
-                {
-                    self.run_command(AppCommand::Spawn(export_task(stats, dir, sink)));
+                if let Some(TaskVecAction::Export(task)) = self.taskvec.export(self.emit.waker()) {
+                    self.run_command(AppCommand::Spawn(task));
                 }
             }
         }
@@ -201,6 +198,12 @@ impl StudioApp {
         self.gradsim.poll();
         self.landscape.poll();
         for notice in self.taskvec.poll() {
+            self.notice = Some(notice);
+        }
+        for notice in [self.teaching.export.poll(), self.train.export.poll()]
+            .into_iter()
+            .flatten()
+        {
             self.notice = Some(notice);
         }
         if let Some(end) = self.teaching.poll() {

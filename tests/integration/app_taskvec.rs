@@ -159,7 +159,7 @@ fn export_writes_files_that_parse() {
     h.state_mut().taskvec_mut().export_dir = dir.display().to_string();
     click(&mut h, "Export");
     wait_until(&mut h, "the export", |a| !a.taskvec().is_exporting());
-    assert!(matches!(h.state().taskvec().export_note, Some(Ok(_))));
+    assert!(matches!(h.state().taskvec().export.note, Some(Ok(_))));
     h.get_by_label_contains("wrote tv_stats.json");
     assert!(!h.state().notice().unwrap().error);
     for f in EXPORT_FILES {
@@ -206,7 +206,7 @@ fn export_into_an_impossible_folder_shows_the_error() {
     h.state_mut().taskvec_mut().export_dir = file.join("sub").display().to_string();
     click(&mut h, "Export");
     wait_until(&mut h, "the failed export", |a| !a.taskvec().is_exporting());
-    let Some(Err(e)) = h.state().taskvec().export_note.clone() else {
+    let Some(Err(e)) = h.state().taskvec().export.note.clone() else {
         panic!("expected an export error");
     };
     assert!(e.contains("exporting to"), "{e}");

@@ -222,7 +222,8 @@ fn the_teaching_view_exports_its_clouds_losses_and_picture() {
     h.state_mut().teaching_mut().export_dir = dir.display().to_string();
     h.step();
     click(&mut h, "Export");
-    let note = h.state().teaching().export_note.clone();
+    wait_until(&mut h, "the export", |a| !a.teaching().export.is_running());
+    let note = h.state().teaching().export.note.clone();
     assert_eq!(
         note,
         Some(Ok(format!(
@@ -279,7 +280,8 @@ fn the_teaching_view_exports_its_clouds_losses_and_picture() {
     h.state_mut().teaching_mut().export_dir = file.join("sub").display().to_string();
     h.step();
     click(&mut h, "Export");
-    let note = h.state().teaching().export_note.clone();
+    wait_until(&mut h, "the export", |a| !a.teaching().export.is_running());
+    let note = h.state().teaching().export.note.clone();
     assert!(
         note.as_ref().is_some_and(|n| n.is_err()),
         "an error: {note:?}"

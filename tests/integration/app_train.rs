@@ -93,6 +93,7 @@ fn pretrain_streams_losses_previews_and_saves_a_checkpoint() {
     h.get_by_label("Finetune this base");
     // exports
     click(&mut h, "Export CSV");
+    wait_until(&mut h, "the CSV export", |a| !a.train().export.is_running());
     let csv = std::fs::read_to_string(out.join(CSV_NAME)).unwrap();
     assert_eq!(csv.lines().count(), 31, "{csv}");
     assert!(
@@ -102,6 +103,7 @@ fn pretrain_streams_losses_previews_and_saves_a_checkpoint() {
             .starts_with("pretrain,0,1000,30,")
     );
     click(&mut h, "Export PNG");
+    wait_until(&mut h, "the PNG export", |a| !a.train().export.is_running());
     let png = image::open(out.join(PNG_NAME)).unwrap();
     assert_eq!((png.width(), png.height()), (900, 500));
     h.get_by_label_contains("wrote");

@@ -4,7 +4,7 @@
 //! and the export of a result (the `tv-stats` command's files plus the
 //! per-group cosines) on a thread of its own.
 
-use crate::app::job_slot::{Outcome, Sink, Task};
+use crate::app::job_slot::{Outcome, Sink};
 use crate::app::session::Session;
 use crate::engine::analysis::Granularity;
 use crate::engine::analysis::tv_stats::{TvStats, tv_stats};
@@ -15,7 +15,7 @@ use crate::engine::store::AnyModel;
 use crate::engine::train::CancelToken;
 use anyhow::{Result, bail};
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -63,9 +63,6 @@ pub struct TaskVecResult {
     /// Wall time of the whole computation.
     pub elapsed: Duration,
 }
-
-/// Where an export reports: the folder written, or why it failed.
-pub type ExportSink = Sink<(), PathBuf>;
 
 /// What the computation needs: the models (sharing device memory with the
 /// session's) and the experts' labels.
@@ -196,17 +193,6 @@ pub fn export_taskvec(stats: &TvStats, dir: &Path) -> Result<()> {
         group_cosine_csv(stats).as_bytes(),
     )?;
     Ok(())
-}
-
-/// The export of `stats` into `dir`, to run on a thread of its own.
-pub fn export_task(stats: Arc<TvStats>, dir: PathBuf, sink: ExportSink) -> Task {
-    Task::new("taskvec-export", move || {
-        let outcome = match export_taskvec(&stats, &dir) {
-            Ok(()) => Outcome::Done(dir),
-            Err(e) => Outcome::Failed(format!("exporting to {} failed: {e:#}", dir.display())),
-        };
-        sink.finish(outcome);
-    })
 }
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
 //! The task-vector page: grouping, Recompute and Cancel, the summary, the
 //! plots and the export row.
 
-use super::job::{EXPORT_FILES, TaskVecResult, export_task};
+use super::job::{EXPORT_FILES, TaskVecResult};
 use super::plots::{cosine_ui, groups_ui, norms_ui};
 use super::state::{TaskVecAction, TaskVecState};
 use crate::app::command::AppCommand;
@@ -35,9 +35,7 @@ pub fn taskvec_page(ui: &mut egui::Ui, state: &mut TaskVecState, ctx: &PageCtx) 
             TaskVecAction::Compute(job) => {
                 commands.push(AppCommand::Worker(Command::TaskVectors(job)))
             }
-            TaskVecAction::Export(stats, dir, sink) => {
-                commands.push(AppCommand::Spawn(export_task(stats, dir, sink)))
-            }
+            TaskVecAction::Export(task) => commands.push(AppCommand::Spawn(task)),
             TaskVecAction::PickFolder => {
                 commands.push(AppCommand::Dialog(DialogKind::ExportTaskVectors))
             }
@@ -179,13 +177,5 @@ fn export_ui(
             }
         });
     });
-    match &state.export_note {
-        Some(Ok(text)) => {
-            ui.label(text);
-        }
-        Some(Err(e)) => {
-            ui.colored_label(ui.visuals().error_fg_color, e);
-        }
-        None => {}
-    }
+    state.export.note_ui(ui);
 }

@@ -1,9 +1,10 @@
 //! The task-vector view's state: settings, the computation and the export
 //! going, the last result.
 
-use super::job::{EXPORT_FILES, TaskVecJob, TaskVecProgress, TaskVecResult};
-use crate::app::job_slot::{JobSlot, Outcome, Report, Waker};
+use super::job::{EXPORT_FILES, TaskVecJob, TaskVecProgress, TaskVecResult, export_taskvec};
+use crate::app::job_slot::{JobSlot, Outcome, Report, Task, Waker};
 use crate::app::notice::Notice;
+use crate::app::widgets::export_row::{ExportRow, Written};
 use crate::engine::analysis::Granularity;
 use crate::engine::analysis::tv_stats::TvStats;
 use std::path::PathBuf;
@@ -24,13 +25,12 @@ pub struct TaskVecState {
     pub export_dir: String,
     /// Why the last computation failed.
     pub error: Option<String>,
-    /// What the last export wrote, or why it failed.
-    pub export_note: Option<Result<String, String>>,
     pub(super) job: JobSlot<TaskVecProgress, TaskVecResult, TaskVecProgress>,
     pub(super) result: Option<TaskVecResult>,
     /// Whether this set was computed once (so failures are not retried by themselves).
     pub(super) started: bool,
-    pub(super) export: JobSlot<(), PathBuf, ()>,
+    /// The export of the statistics.
+    pub export: ExportRow,
     /// The cosine cell under the pointer, `(row, column)`.
     pub(super) hovered: Option<(usize, usize)>,
 }
@@ -46,23 +46,22 @@ impl Default for TaskVecState {
                 .map(|d| d.join("task-vectors").display().to_string())
                 .unwrap_or_default(),
             error: None,
-            export_note: None,
             job: JobSlot::default(),
             result: None,
             started: false,
-            export: JobSlot::default(),
+            export: ExportRow::default(),
             hovered: None,
         }
     }
 }
 
 /// What the view asks the app to do.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub enum TaskVecAction {
     /// Start this computation.
     Compute(TaskVecJob),
-    /// Write the result into this folder, reporting to the view.
-    Export(Arc<TvStats>, PathBuf, super::job::ExportSink),
+    /// Run this export of the result (it reports to the view).
+    Export(Task),
     /// Open a folder dialog for the export.
     PickFolder,
 }
@@ -116,7 +115,7 @@ impl TaskVecState {
         self.job.clear();
         self.result = None;
         self.error = None;
-        self.export_note = None;
+        self.export.clear();
         self.started = false;
         self.hovered = None;
         self.page = 0;
@@ -150,44 +149,33 @@ impl TaskVecState {
                 }
             }
         }
-        for report in self.export.poll() {
-            let Report::Finished(outcome) = report else {
-                continue;
-            };
-            self.export_note = Some(match outcome {
-                Outcome::Done(dir) => {
-                    notices.push(Notice::info(format!(
-                        "exported the task-vector statistics to {}",
-                        dir.display()
-                    )));
-                    Ok(format!(
-                        "wrote {} into {}",
-                        EXPORT_FILES.join(", "),
-                        dir.display()
-                    ))
-                }
-                Outcome::Cancelled => Err("cancelled".into()),
-                Outcome::Failed(e) => {
-                    notices.push(Notice::error(e.clone()));
-                    Err(e)
-                }
-            });
-        }
+        notices.extend(self.export.poll());
         notices
     }
 
-    /// Marks an export as started and returns it (`None` without a result or folder).
+    /// Starts the export of the statistics into the export folder; returns
+    /// the task to run (`None` without a result or a folder).
     pub fn export(&mut self, waker: &Waker) -> Option<TaskVecAction> {
         let stats = self.stats()?.clone();
         let dir = self.export_dir.trim();
         if dir.is_empty() {
-            self.export_note = Some(Err("choose a folder to export into".into()));
+            self.export.refuse("choose a folder to export into");
             return None;
         }
         let dir = PathBuf::from(dir);
-        let (_, sink) = self.export.start((), waker);
-        self.export_note = None;
-        Some(TaskVecAction::Export(stats, dir, sink))
+        let failed = format!("exporting to {} failed", dir.display());
+        Some(TaskVecAction::Export(self.export.start(
+            waker,
+            "taskvec-export",
+            failed,
+            move || {
+                export_taskvec(&stats, &dir)?;
+                Ok(Written {
+                    note: format!("wrote {} into {}", EXPORT_FILES.join(", "), dir.display()),
+                    notice: format!("exported the task-vector statistics to {}", dir.display()),
+                })
+            },
+        )))
     }
 }
 

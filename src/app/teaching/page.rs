@@ -47,15 +47,7 @@ fn export_ui(ui: &mut egui::Ui, s: &mut TeachingState, actions: &mut Vec<Teachin
             actions.push(TeachingAction::Export);
         }
     });
-    match &s.export_note {
-        Some(Ok(text)) => {
-            ui.label(text);
-        }
-        Some(Err(e)) => {
-            ui.colored_label(ui.visuals().error_fg_color, e);
-        }
-        None => {}
-    }
+    s.export.note_ui(ui);
 }
 
 fn kind_label(k: ToyKind) -> &'static str {
@@ -266,10 +258,11 @@ pub fn teaching_page(
                 }
                 commands.push(AppCommand::SwitchView(View::Merge));
             }
-            TeachingAction::Export => commands.push(AppCommand::Tell(match state.export() {
-                Ok(text) => Notice::info(text),
-                Err(e) => Notice::error(e),
-            })),
+            TeachingAction::Export => {
+                if let Some(task) = state.export(ctx.waker) {
+                    commands.push(AppCommand::Spawn(task));
+                }
+            }
         }
     }
     commands

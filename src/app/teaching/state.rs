@@ -4,9 +4,9 @@
 use super::config::{
     Point, SampleCloud, Stage, TeachingConfig, TeachingJob, TeachingUpdate, data_points,
 };
-pub use super::plots::EXPORT_FILES;
 use super::plots::export_plots;
-use crate::app::job_slot::{JobSlot, Outcome, Report, Waker};
+use crate::app::job_slot::{JobSlot, Outcome, Report, Task, Waker};
+pub use crate::app::widgets::export_row::{ExportRow, Written};
 use crate::engine::data::ToyKind;
 use crate::engine::model_set::ModelSet;
 use std::path::PathBuf;
@@ -37,8 +37,8 @@ pub struct TeachingState {
     pub error: Option<String>,
     /// Folder the Export button writes into.
     pub export_dir: String,
-    /// What the last export wrote, or why it failed.
-    pub export_note: Option<Result<String, String>>,
+    /// The export of the plots.
+    pub export: ExportRow,
 }
 
 impl Default for TeachingState {
@@ -58,7 +58,7 @@ impl Default for TeachingState {
             took: None,
             error: None,
             export_dir: "teaching".into(),
-            export_note: None,
+            export: ExportRow::default(),
         }
     }
 }
@@ -133,7 +133,7 @@ impl TeachingState {
         self.shown_base_steps = self.config.base_steps;
         self.took = None;
         self.error = None;
-        self.export_note = None;
+        self.export.clear();
         TeachingJob {
             config: self.config.clone(),
             cancel,
@@ -194,25 +194,32 @@ impl TeachingState {
         }
     }
 
-    /// Writes [`EXPORT_FILES`] of the run shown into the export folder;
-    /// returns what to tell (and keeps it as the note shown under the button).
-    pub fn export(&mut self) -> Result<String, String> {
+    /// Starts writing [`super::plots::EXPORT_FILES`] of the run shown into the export
+    /// folder; returns the task to run (`None` without a folder).
+    pub fn export(&mut self, waker: &Waker) -> Option<Task> {
         let dir = PathBuf::from(self.export_dir.trim());
-        let result = if self.export_dir.trim().is_empty() {
-            Err("choose a folder to export into".to_string())
-        } else {
-            let samples = self.samples.as_ref().map(|c| c.points.as_slice());
-            export_plots(
-                &dir,
-                self.data().unwrap_or_default(),
-                samples.unwrap_or_default(),
-                &self.base_loss,
-                &self.expert_loss,
-            )
-            .map(|()| format!("exported the teaching plots to {}", dir.display()))
-            .map_err(|e| format!("exporting the teaching plots failed: {e:#}"))
-        };
-        self.export_note = Some(result.clone());
-        result
+        if self.export_dir.trim().is_empty() {
+            self.export.refuse("choose a folder to export into");
+            return None;
+        }
+        let data = self.data().unwrap_or_default().to_vec();
+        let samples = self
+            .samples
+            .as_ref()
+            .map(|c| c.points.clone())
+            .unwrap_or_default();
+        let (base_loss, expert_loss) = (self.base_loss.clone(), self.expert_loss.clone());
+        Some(self.export.start(
+            waker,
+            "teaching-export",
+            "exporting the teaching plots failed".into(),
+            move || {
+                export_plots(&dir, &data, &samples, &base_loss, &expert_loss)?;
+                Ok(Written::said(format!(
+                    "exported the teaching plots to {}",
+                    dir.display()
+                )))
+            },
+        ))
     }
 }

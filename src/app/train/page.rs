@@ -7,13 +7,15 @@ use super::form::{FormAction, TrainMode, default_out};
 use super::form_ui::form_ui;
 use super::plan::TrainOutcome;
 use super::plots::{loss_plot_ui, parts_plot_ui, write_loss_csv, write_loss_png};
-use super::state::TrainState;
+use super::state::{RunView, TrainState};
 use crate::app::command::AppCommand;
 use crate::app::dialogs::DialogKind;
 use crate::app::job_slot::Outcome;
+use crate::app::job_slot::Task;
 use crate::app::notice::Notice;
 use crate::app::page_ctx::PageCtx;
 use crate::app::settings::View;
+use crate::app::widgets::export_row::Written;
 use crate::app::widgets::palette::series_color;
 use crate::engine::model_set::ModelSet;
 use std::path::PathBuf;
@@ -29,6 +31,8 @@ enum TrainAction {
     Start,
     Open(ModelSet),
     FinetuneThis(PathBuf),
+    /// Write the loss curves (CSV or PNG, by the file name) to this file.
+    Export(PathBuf),
 }
 
 fn duration(secs: f64) -> String {
@@ -90,6 +94,9 @@ pub fn train_page(ui: &mut egui::Ui, state: &mut TrainState, ctx: &PageCtx) -> V
     for a in actions {
         match a {
             TrainAction::Start => commands.push(AppCommand::StartTraining),
+            TrainAction::Export(path) => {
+                commands.push(AppCommand::Spawn(export_task(state, path, ctx)))
+            }
             TrainAction::Open(set) => {
                 commands.push(AppCommand::Open(set));
                 commands.push(AppCommand::SwitchView(View::Merge));
@@ -104,6 +111,36 @@ pub fn train_page(ui: &mut egui::Ui, state: &mut TrainState, ctx: &PageCtx) -> V
         }
     }
     commands
+}
+
+/// The export of the runs' loss curves to `path` (CSV, or PNG when it ends
+/// in `.png`), to run off the UI thread.
+fn export_task(state: &mut TrainState, path: PathBuf, ctx: &PageCtx) -> Task {
+    let runs: Vec<RunView> = state
+        .runs()
+        .iter()
+        .map(|r| RunView {
+            texture: None,
+            ..r.clone()
+        })
+        .collect();
+    let png = path.extension().is_some_and(|e| e == "png");
+    state.export.start(
+        ctx.waker,
+        "export-loss-curves",
+        "exporting the loss curves failed".into(),
+        move || {
+            if png {
+                write_loss_png(&runs, &path)?;
+            } else {
+                write_loss_csv(&runs, &path)?;
+            }
+            Ok(Written {
+                note: format!("wrote {}", path.display()),
+                notice: format!("exported the loss curves to {}", path.display()),
+            })
+        },
+    )
 }
 
 /// What the status bar says of the end of a training job.
@@ -265,12 +302,7 @@ fn export_ui(ui: &mut egui::Ui, state: &mut TrainState, actions: &mut Vec<TrainA
             ))
             .clicked()
         {
-            let path = out.join(CSV_NAME);
-            state.export = Some(
-                write_loss_csv(state.runs(), &path)
-                    .map(|_| format!("wrote {}", path.display()))
-                    .map_err(|e| format!("{e:#}")),
-            );
+            actions.push(TrainAction::Export(out.join(CSV_NAME)));
         }
         if ui
             .add_enabled(has_points, egui::Button::new("Export PNG"))
@@ -279,12 +311,7 @@ fn export_ui(ui: &mut egui::Ui, state: &mut TrainState, actions: &mut Vec<TrainA
             ))
             .clicked()
         {
-            let path = out.join(PNG_NAME);
-            state.export = Some(
-                write_loss_png(state.runs(), &path)
-                    .map(|_| format!("wrote {}", path.display()))
-                    .map_err(|e| format!("{e:#}")),
-            );
+            actions.push(TrainAction::Export(out.join(PNG_NAME)));
         }
         if let Some(o) = state.outcome().filter(|o| !o.cancelled) {
             if let Some(set) = &o.set {
@@ -308,15 +335,7 @@ fn export_ui(ui: &mut egui::Ui, state: &mut TrainState, actions: &mut Vec<TrainA
             }
         }
     });
-    match &state.export {
-        Some(Ok(s)) => {
-            ui.label(s);
-        }
-        Some(Err(e)) => {
-            ui.colored_label(ui.visuals().error_fg_color, e);
-        }
-        None => {}
-    }
+    state.export.note_ui(ui);
 }
 
 fn central_ui(ui: &mut egui::Ui, state: &mut TrainState) -> Vec<TrainAction> {

@@ -6,6 +6,7 @@ use super::form::TrainForm;
 use super::plan::{RunKey, RunPlan, TrainJob, TrainOutcome, TrainUpdate};
 use crate::app::job_slot::{JobSlot, Outcome, Report, Waker};
 use crate::app::preview::PreviewImage;
+use crate::app::widgets::export_row::ExportRow;
 use crate::engine::model_set::folder_name;
 use crate::engine::train::{StopReason, TrainEvent};
 use std::path::PathBuf;
@@ -109,8 +110,8 @@ pub struct TrainState {
     notes: Vec<String>,
     outcome: Option<TrainOutcome>,
     thread_ok: Option<bool>,
-    /// The last export written (or why it failed).
-    pub export: Option<Result<String, String>>,
+    /// The export of the loss curves.
+    pub export: ExportRow,
 }
 
 impl TrainState {
@@ -209,7 +210,7 @@ impl TrainState {
         self.notes.clear();
         self.outcome = None;
         self.thread_ok = None;
-        self.export = None;
+        self.export.clear();
         job
     }
 
