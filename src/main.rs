@@ -1,7 +1,9 @@
-//! `deme-studio`: with no subcommand, the desktop application; otherwise a headless job.
+//! `deme-studio`: with no subcommand, the desktop application (`app`);
+//! otherwise a headless job (`cli`). Both sit over the engine.
 
 use clap::Parser;
-use deme_studio::cli::{Cli, run};
+use deme_studio::app::{View, run_app};
+use deme_studio::cli::{Cli, ViewArg, run};
 use std::process::ExitCode;
 
 /// Tensors are large, short-lived buffers: mimalloc reuses their pages where the
@@ -24,10 +26,27 @@ fn keep_freed_pages() {
     unsafe { libmimalloc_sys::mi_option_set_default(PURGE_DELAY, KEEP_FREED_MS) };
 }
 
+/// The window's view that `--view` names.
+fn view(arg: ViewArg) -> View {
+    match arg {
+        ViewArg::Merge => View::Merge,
+        ViewArg::About => View::About,
+        ViewArg::GradientConflicts => View::GradientConflicts,
+        ViewArg::Train => View::Train,
+        ViewArg::Landscape => View::Landscape,
+        ViewArg::TaskVectors => View::TaskVectors,
+        ViewArg::Teaching => View::Teaching,
+    }
+}
+
 fn main() -> ExitCode {
     keep_freed_pages();
     let cli = Cli::parse();
-    match run(cli) {
+    let result = match cli.command {
+        None => run_app(cli.device, cli.view.map(view)),
+        Some(command) => run(command, cli.device),
+    };
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");

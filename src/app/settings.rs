@@ -8,8 +8,7 @@ use std::path::PathBuf;
 pub const SETTINGS_KEY: &str = "deme-studio.settings";
 
 /// The top-level views.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
-#[value(rename_all = "kebab-case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub enum View {
     /// Merge weights, previews, losses, grid search.
     #[default]

@@ -31,10 +31,30 @@ pub struct Cli {
     pub device: DeviceChoice,
     /// The view the window opens on (default: the one shown at the last exit).
     #[arg(long, value_enum)]
-    pub view: Option<crate::app::View>,
+    pub view: Option<ViewArg>,
     /// What to do (omit to open the GUI).
     #[command(subcommand)]
     pub command: Option<Command>,
+}
+
+/// The views of the window, as `--view` names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[value(rename_all = "kebab-case")]
+pub enum ViewArg {
+    /// Merge weights, previews, losses, grid search.
+    Merge,
+    /// The loaded models in detail, the data, the device.
+    About,
+    /// Per-timestep gradient conflicts of the base model.
+    GradientConflicts,
+    /// Pretraining and DeMe finetuning with live curves.
+    Train,
+    /// The loss landscape on the task-vector plane.
+    Landscape,
+    /// Task-vector statistics: norms, per-layer spreads, cosines.
+    TaskVectors,
+    /// Teaching mode: 2D toy data with the MLP model.
+    Teaching,
 }
 
 /// Headless jobs.
@@ -75,23 +95,22 @@ pub fn resolve_device(choice: DeviceChoice) -> Result<ComputeDevice> {
     Ok(d)
 }
 
-/// Runs the parsed command line.
-pub fn run(cli: Cli) -> Result<()> {
-    match cli.command {
-        None => crate::app::run_app(cli.device, cli.view),
-        Some(Command::Train(a)) => train::run(a, cli.device),
-        Some(Command::Finetune(a)) => finetune::run(a, cli.device),
-        Some(Command::Sample(a)) => sample::run(a, cli.device),
-        Some(Command::EvalEps(a)) => eval_eps::run(a, cli.device),
-        Some(Command::Gradsim(a)) => gradsim::run(a, cli.device),
-        Some(Command::GridSearch(a)) => grid_search::run(a, cli.device),
-        Some(Command::Landscape(a)) => landscape::run(a, cli.device),
-        Some(Command::TvStats(a)) => tv_stats::run(a),
-        Some(Command::Metric(a)) => metric::run(a, cli.device),
-        Some(Command::Inspect(a)) => inspect::run(a),
-        Some(Command::Merge(a)) => merge::run(a),
-        Some(Command::Replicate(a)) => replicate::run(a, cli.device),
-        Some(Command::Bench(a)) => bench::run(a, cli.device),
+/// Runs a headless job on `device`.
+pub fn run(command: Command, device: DeviceChoice) -> Result<()> {
+    match command {
+        Command::Train(a) => train::run(a, device),
+        Command::Finetune(a) => finetune::run(a, device),
+        Command::Sample(a) => sample::run(a, device),
+        Command::EvalEps(a) => eval_eps::run(a, device),
+        Command::Gradsim(a) => gradsim::run(a, device),
+        Command::GridSearch(a) => grid_search::run(a, device),
+        Command::Landscape(a) => landscape::run(a, device),
+        Command::TvStats(a) => tv_stats::run(a),
+        Command::Metric(a) => metric::run(a, device),
+        Command::Inspect(a) => inspect::run(a),
+        Command::Merge(a) => merge::run(a),
+        Command::Replicate(a) => replicate::run(a, device),
+        Command::Bench(a) => bench::run(a, device),
     }
 }
 
