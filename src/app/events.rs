@@ -5,7 +5,6 @@ use super::preview::{Panel, PreviewImage};
 use super::session::SetInfo;
 use crate::engine::merge::MergeSpec;
 use crate::engine::model_set::ModelSet;
-use crate::engine::search::{GridEvent, GridResult};
 use std::fmt;
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, Sender, channel};
@@ -96,15 +95,6 @@ pub enum JobEvent {
     Failed(String),
 }
 
-/// Grid-search progress.
-#[derive(Debug, Clone)]
-pub enum GridUpdate {
-    /// A level started or a point was scored.
-    Event(GridEvent),
-    /// The search ended (cancelled searches end with what they scored).
-    Finished(Result<GridResult, String>),
-}
-
 /// Everything background work reports.
 #[derive(Debug, Clone)]
 pub enum Event {
@@ -125,8 +115,6 @@ pub enum Event {
     Loss(LossEvent),
     /// Merging failed for the current settings.
     MergeFailed(String),
-    /// Grid search.
-    Grid(GridUpdate),
     /// Save merge / export PNG.
     Job(JobEvent),
 }

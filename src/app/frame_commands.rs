@@ -196,6 +196,7 @@ impl StudioApp {
     /// Applies everything background work reported since the last frame.
     pub fn poll_events(&mut self) {
         self.gradsim.poll();
+        self.grid.poll();
         self.landscape.poll();
         for notice in self.taskvec.poll() {
             self.notice = Some(notice);
@@ -260,7 +261,6 @@ impl StudioApp {
                 Event::Preview(p) => self.merge.apply_preview(p),
                 Event::Loss(l) => self.merge.apply_loss(l),
                 Event::MergeFailed(m) => self.merge.error = Some(m),
-                Event::Grid(u) => self.grid.apply(u),
                 Event::Job(JobEvent::Progress(s)) => self.job = Some(s),
                 Event::Job(JobEvent::Done(s)) => {
                     self.job = None;

@@ -421,13 +421,12 @@ impl WorkerState {
     fn start_grid(&mut self, job: GridJob) {
         let inputs = self.session.as_ref().and_then(|s| s.grid_inputs());
         let Some((base, experts, eval)) = inputs else {
-            self.emit
-                .emit(Event::Grid(super::events::GridUpdate::Finished(Err(
-                    "grid search needs a loaded model set with a held-out set".into(),
-                ))));
+            job.sink.finish(Outcome::Failed(
+                "grid search needs a loaded model set with a held-out set".into(),
+            ));
             return;
         };
-        spawn_grid(job, base, experts, eval, self.emit.clone());
+        spawn_grid(job, base, experts, eval);
     }
 
     fn start_gradsim(&mut self, job: GradSimJob) {

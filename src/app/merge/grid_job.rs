@@ -2,15 +2,21 @@
 //! the models, scoring lattice points on the shared held-out set, streaming
 //! each result, cancellable between points.
 
-use crate::app::events::{Emitter, Event, GridUpdate};
+use crate::app::job_slot::{Outcome, Sink};
 use crate::engine::eval::EvalSet;
 use crate::engine::merge::Merger;
-use crate::engine::search::{GridSpec, LossObjective, Strategy, search_merge_weights};
+use crate::engine::search::{
+    GridEvent, GridResult, GridSpec, LossObjective, Strategy, search_merge_weights,
+};
 use crate::engine::store::AnyModel;
+use crate::engine::train::CancelToken;
 use anyhow::Result;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
+
+/// Where a search reports: each level and point, then the result (a
+/// cancelled search ends with what it scored).
+pub type GridSink = Sink<GridEvent, GridResult>;
 
 /// A search to run.
 #[derive(Debug, Clone)]
@@ -20,7 +26,9 @@ pub struct GridJob {
     /// How it is visited.
     pub strategy: Strategy,
     /// Set to stop after the point being scored.
-    pub cancel: Arc<AtomicBool>,
+    pub cancel: CancelToken,
+    /// Where it reports.
+    pub sink: GridSink,
 }
 
 fn run(
@@ -28,16 +36,15 @@ fn run(
     base: AnyModel,
     experts: Vec<AnyModel>,
     eval: &EvalSet,
-    emit: &Emitter,
-) -> Result<crate::engine::search::GridResult> {
+) -> Result<GridResult> {
     let labels: Vec<String> = (1..=experts.len()).map(|i| format!("expert {i}")).collect();
     let pairs: Vec<(&str, &AnyModel)> = labels.iter().map(String::as_str).zip(&experts).collect();
     let mut merger = Merger::new(("base", &base), &pairs)?;
     drop(pairs);
     drop(experts); // the merger holds the task vectors now
     let cancel = job.cancel.clone();
-    let keep_going = move || !cancel.load(Ordering::Relaxed);
-    let mut on_event = |e| emit.emit(Event::Grid(GridUpdate::Event(e)));
+    let keep_going = move || !cancel.is_cancelled();
+    let mut on_event = |e| job.sink.update(e);
     search_merge_weights(
         &mut merger,
         eval,
@@ -55,13 +62,16 @@ pub fn spawn_grid(
     base: AnyModel,
     experts: Vec<AnyModel>,
     eval: Arc<EvalSet>,
-    emit: Emitter,
 ) -> JoinHandle<()> {
     std::thread::Builder::new()
         .name("grid-search".into())
         .spawn(move || {
-            let result = run(&job, base, experts, &eval, &emit).map_err(|e| format!("{e:#}"));
-            emit.emit(Event::Grid(GridUpdate::Finished(result)));
+            // a cancelled search ends with what it scored: an error is a failure
+            let outcome = match run(&job, base, experts, &eval) {
+                Ok(r) => Outcome::Done(r),
+                Err(e) => Outcome::Failed(format!("{e:#}")),
+            };
+            job.sink.finish(outcome);
         })
         .expect("spawning the grid-search thread")
 }

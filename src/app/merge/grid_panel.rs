@@ -2,10 +2,8 @@
 //! results table whose rows load their weights when clicked.
 
 use super::grid_job::GridJob;
-use crate::app::events::GridUpdate;
-use crate::engine::search::{GridEvent, GridPoint, GridSpec, Strategy};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use crate::app::job_slot::{JobSlot, Outcome, Report, Waker};
+use crate::engine::search::{GridEvent, GridPoint, GridResult, GridSpec, Strategy};
 
 /// Rows shown in the results table.
 const TABLE_ROWS: usize = 12;
@@ -74,7 +72,7 @@ pub struct GridState {
     pub sum_to_one: bool,
     /// How the lattice is visited.
     pub kind: SearchKind,
-    cancel: Option<Arc<AtomicBool>>,
+    job: JobSlot<GridEvent, GridResult, ()>,
     planned: usize,
     /// Points scored so far, in order.
     pub points: Vec<GridPoint>,
@@ -90,7 +88,7 @@ impl Default for GridState {
             step: 0.25,
             sum_to_one: true,
             kind: SearchKind::Refine,
-            cancel: None,
+            job: JobSlot::default(),
             planned: 0,
             points: Vec::new(),
             best: None,
@@ -102,13 +100,12 @@ impl Default for GridState {
 impl GridState {
     /// Whether a search is running.
     pub fn running(&self) -> bool {
-        self.cancel.is_some()
+        self.job.is_running()
     }
 
     /// A job for `n` weights with the current settings; marks the search running.
-    pub fn start(&mut self, n: usize) -> GridJob {
-        let cancel = Arc::new(AtomicBool::new(false));
-        self.cancel = Some(cancel.clone());
+    pub fn start(&mut self, n: usize, waker: &Waker) -> GridJob {
+        let (cancel, sink) = self.job.start((), waker);
         self.points.clear();
         self.best = None;
         self.planned = 0;
@@ -127,38 +124,41 @@ impl GridState {
                 SearchKind::Exhaustive => Strategy::Exhaustive,
             },
             cancel,
+            sink,
         }
     }
 
     /// Asks the running search to stop after its current point.
     pub fn cancel(&mut self) {
-        if let Some(c) = &self.cancel {
-            c.store(true, Ordering::Relaxed);
-        }
+        self.job.cancel();
     }
 
-    /// Takes a progress report.
-    pub fn apply(&mut self, update: GridUpdate) {
-        match update {
-            GridUpdate::Event(GridEvent::Level { points, .. }) => self.planned += points,
-            GridUpdate::Event(GridEvent::Point { point, best, .. }) => {
-                self.points.push(point);
-                self.best = Some(best);
-            }
-            GridUpdate::Finished(r) => {
-                self.cancel = None;
-                self.outcome = Some(match r {
-                    Ok(r) if r.cancelled => format!("cancelled after {} points", r.points.len()),
-                    Ok(r) => format!("finished: {} points scored", r.points.len()),
-                    Err(e) => format!("failed: {e}"),
-                });
+    /// Applies what the search reported since the last frame.
+    pub fn poll(&mut self) {
+        for report in self.job.poll() {
+            match report {
+                Report::Update(GridEvent::Level { points, .. }) => self.planned += points,
+                Report::Update(GridEvent::Point { point, best, .. }) => {
+                    self.points.push(point);
+                    self.best = Some(best);
+                }
+                Report::Finished(outcome) => {
+                    self.outcome = Some(match outcome {
+                        Outcome::Done(r) if r.cancelled => {
+                            format!("cancelled after {} points", r.points.len())
+                        }
+                        Outcome::Done(r) => format!("finished: {} points scored", r.points.len()),
+                        Outcome::Cancelled => "cancelled".into(),
+                        Outcome::Failed(e) => format!("failed: {e}"),
+                    })
+                }
             }
         }
     }
 
     /// Forgets results (new models).
     pub fn reset(&mut self) {
-        self.cancel();
+        self.job.clear();
         *self = Self {
             step: self.step,
             sum_to_one: self.sum_to_one,
@@ -181,6 +181,7 @@ pub fn grid_ui(
     g: &mut GridState,
     n: usize,
     can_run: bool,
+    waker: &Waker,
 ) -> Option<GridAction> {
     let mut action = None;
     ui.horizontal_wrapped(|ui| {
@@ -227,7 +228,7 @@ pub fn grid_ui(
             .on_disabled_hover_text("needs models with a held-out set")
             .clicked()
         {
-            action = Some(GridAction::Start(g.start(n)));
+            action = Some(GridAction::Start(g.start(n, waker)));
         }
     });
     if g.running() || !g.points.is_empty() {

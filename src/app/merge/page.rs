@@ -6,6 +6,7 @@ use super::grid_panel::{GridAction, GridState, grid_ui};
 use super::state::MergeState;
 use crate::app::command::AppCommand;
 use crate::app::dialogs::DialogKind;
+use crate::app::job_slot::Waker;
 use crate::app::merge_worker::Command;
 use crate::app::models_panel::{empty_state_ui, models_panel_ui};
 use crate::app::page_ctx::PageCtx;
@@ -196,6 +197,7 @@ pub fn central_ui(
     grid: &mut GridState,
     can_search: bool,
     fine_steps: usize,
+    waker: &Waker,
 ) -> Vec<MergeAction> {
     let mut actions = Vec::new();
     egui::ScrollArea::vertical()
@@ -219,7 +221,7 @@ pub fn central_ui(
             egui::CollapsingHeader::new("Grid search")
                 .default_open(false)
                 .show(ui, |ui| {
-                    if let Some(a) = grid_ui(ui, grid, m.num_experts(), can_search) {
+                    if let Some(a) = grid_ui(ui, grid, m.num_experts(), can_search, waker) {
                         actions.push(MergeAction::Grid(a));
                     }
                 });
@@ -289,7 +291,9 @@ pub fn merge_page(ui: &mut egui::Ui, page: MergePage, ctx: &PageCtx) -> Vec<AppC
     let fine = preview.fine_steps;
     actions.extend(
         egui::CentralPanel::default()
-            .show(ui, |ui| central_ui(ui, merge, grid, can_search, fine))
+            .show(ui, |ui| {
+                central_ui(ui, merge, grid, can_search, fine, ctx.waker)
+            })
             .inner,
     );
     for a in actions {
