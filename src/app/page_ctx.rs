@@ -26,14 +26,20 @@ impl PageCtx<'_> {
             .show(ui, |ui| {
                 ui.heading(heading);
                 ui.label(why);
-                if self.models.loading.is_some() {
-                    ui.label("loading the models…");
-                }
-                empty_state_ui(ui, self.models, self.default_set.is_some())
-                    .into_iter()
-                    .map(AppCommand::from)
-                    .collect()
+                self.open_models_ui(ui)
             })
             .inner
+    }
+
+    /// While no model set is open: whether one is loading, and the buttons
+    /// that open one.
+    pub fn open_models_ui(&self, ui: &mut egui::Ui) -> Vec<AppCommand> {
+        if self.models.loading.is_some() {
+            ui.label("loading the models…");
+        }
+        empty_state_ui(ui, self.models, self.default_set.is_some())
+            .into_iter()
+            .map(AppCommand::from)
+            .collect()
     }
 }

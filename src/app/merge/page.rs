@@ -8,7 +8,7 @@ use crate::app::command::AppCommand;
 use crate::app::dialogs::DialogKind;
 use crate::app::job_slot::Waker;
 use crate::app::merge_worker::Command;
-use crate::app::models_panel::{empty_state_ui, models_panel_ui};
+use crate::app::models_panel::models_panel_ui;
 use crate::app::page_ctx::PageCtx;
 use crate::app::preview::Panel;
 use crate::app::settings::PreviewSettings;
@@ -248,15 +248,7 @@ pub struct MergePage<'a> {
 pub fn merge_page(ui: &mut egui::Ui, page: MergePage, ctx: &PageCtx) -> Vec<AppCommand> {
     if ctx.models.info.is_none() {
         return egui::CentralPanel::default()
-            .show(ui, |ui| {
-                if ctx.models.loading.is_some() {
-                    ui.label("loading the models…");
-                }
-                empty_state_ui(ui, ctx.models, ctx.default_set.is_some())
-                    .into_iter()
-                    .map(AppCommand::from)
-                    .collect()
-            })
+            .show(ui, |ui| ctx.open_models_ui(ui))
             .inner;
     }
     let mut commands: Vec<AppCommand> = Vec::new();
