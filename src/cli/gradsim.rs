@@ -6,7 +6,9 @@ use crate::engine::analysis::gradsim::{
     GradSimProgress, GradSimResult, describe_pairs, grad_similarity_any, gradsim_items,
 };
 use crate::engine::analysis::gradsim_files::write_gradsim_files;
+use crate::engine::analysis::range_split::{suggest_ranges, uniform_split};
 use crate::engine::analysis::{GradSimConfig, Granularity};
+use crate::engine::checkpoint::write_atomic_bytes;
 use crate::engine::data::DataSpec;
 use crate::engine::device::DeviceChoice;
 use crate::engine::diffusion::NoiseSchedule;
@@ -55,8 +57,13 @@ pub struct GradSimArgs {
     /// Number of points drawn for toy datasets.
     #[arg(long, default_value_t = 20_000, value_parser = super::limits::toy_points)]
     pub toy_points: usize,
+    /// Also suggest N timestep ranges: the N contiguous ranges whose gradients
+    /// agree most within each (printed, and written to suggested_ranges.json
+    /// with the uniform split's score beside it).
+    #[arg(long, value_parser = super::limits::ranges)]
+    pub suggest_ranges: Option<usize>,
     /// Output folder: gradsim.json, cosine.csv, cosine.npy, timesteps.npy,
-    /// groups.csv, heatmap.png.
+    /// groups.csv, heatmap.png (and suggested_ranges.json).
     #[arg(long)]
     pub out: PathBuf,
 }
@@ -82,6 +89,14 @@ pub fn run(args: GradSimArgs, device: DeviceChoice) -> Result<()> {
         granularity: args.granularity,
         seed: args.seed,
     };
+    if let Some(n) = args.suggest_ranges
+        && n > config.timesteps.len()
+    {
+        bail!(
+            "--suggest-ranges {n} needs at least {n} timesteps; there are {}",
+            config.timesteps.len()
+        );
+    }
     let total = (config.batches * config.timesteps.len()) as u64;
     let pb = bar(total, "gradsim");
     let cancel = CancelToken::new();
@@ -97,8 +112,46 @@ pub fn run(args: GradSimArgs, device: DeviceChoice) -> Result<()> {
     pb.finish_and_clear();
     write_gradsim_files(&result, &args.out)?;
     print_summary(&result, (args.range[0], args.range[1]));
+    if let Some(n) = args.suggest_ranges {
+        suggest(&result, n, &args.out)?;
+    }
     eprintln!("wrote {}", args.out.display());
     Ok(())
+}
+
+/// Suggests `n` ranges from the conflicts, prints them beside the uniform
+/// split and writes both to `suggested_ranges.json` in `out`.
+fn suggest(r: &GradSimResult, n: usize, out: &std::path::Path) -> Result<()> {
+    let t = 1000;
+    let suggested = suggest_ranges(&r.cosine, &r.timesteps, t, n)?;
+    let uniform = uniform_split(&r.cosine, &r.timesteps, t, n).ok();
+    let list = |b: &[usize]| b.iter().map(usize::to_string).collect::<Vec<_>>().join(",");
+    eprintln!(
+        "suggested ranges (N = {n}): {}  within-range score {:.3}",
+        list(&suggested.boundaries),
+        suggested.score
+    );
+    match &uniform {
+        Some(u) => eprintln!(
+            "uniform ranges   (N = {n}): {}  within-range score {:.3}",
+            list(&u.boundaries),
+            u.score
+        ),
+        None => eprintln!(
+            "uniform ranges: a range would hold none of the {} timesteps",
+            r.k()
+        ),
+    }
+    let json = serde_json::json!({
+        "n": n,
+        "timesteps": r.timesteps,
+        "suggested": suggested,
+        "uniform": uniform,
+    });
+    write_atomic_bytes(
+        out.join("suggested_ranges.json"),
+        serde_json::to_string_pretty(&json)?.as_bytes(),
+    )
 }
 
 fn print_summary(r: &GradSimResult, range: (usize, usize)) {

@@ -177,3 +177,65 @@ fn cancel_and_bad_settings_are_errors() {
     .unwrap_err();
     assert!(err.to_string().contains("1000"), "{err}");
 }
+
+/// `gradsim --suggest-ranges` writes the suggested and the uniform split, and
+/// refuses more ranges than timesteps before any gradient is taken.
+#[test]
+fn the_command_suggests_ranges_from_the_conflicts() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("model");
+    let config = crate::common::tiny_config();
+    let m = UNet2DModel::new(&config, 0, &Device::flex()).unwrap();
+    crate::common::save_unet(&model, config, m);
+    let out = dir.path().join("gs");
+    let (model, out) = (model.display().to_string(), out.display().to_string());
+    let base = [
+        "--device",
+        "cpu",
+        "gradsim",
+        "--model",
+        &model,
+        "--k",
+        "6",
+        "--batches",
+        "1",
+        "--batch-size",
+        "4",
+        "--exact",
+        "--out",
+        &out,
+    ];
+    let run = crate::common::studio(&[&base[..], &["--suggest-ranges", "3"]].concat());
+    let err = crate::common::stderr(&run);
+    assert!(run.status.success(), "{err}");
+    assert!(err.contains("suggested ranges (N = 3): 0,"), "{err}");
+    let json: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(dir.path().join("gs/suggested_ranges.json")).unwrap(),
+    )
+    .unwrap();
+    let b: Vec<u64> = json["suggested"]["boundaries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap())
+        .collect();
+    assert_eq!((b.len(), b[0], b[3]), (4, 0, 1000));
+    assert!(b.windows(2).all(|w| w[0] < w[1]), "{b:?}");
+    assert_eq!(
+        json["uniform"]["boundaries"],
+        serde_json::json!([0, 333, 666, 1000])
+    );
+    let s = json["suggested"]["score"].as_f64().unwrap();
+    let u = json["uniform"]["score"].as_f64().unwrap();
+    assert!(
+        s >= u - 1e-12,
+        "the best split scores at least the uniform one: {s} vs {u}"
+    );
+    let too_many = crate::common::studio(&[&base[..], &["--suggest-ranges", "7"]].concat());
+    let err = crate::common::stderr(&too_many);
+    assert!(!too_many.status.success());
+    assert!(
+        err.contains("needs at least 7 timesteps; there are 6"),
+        "{err}"
+    );
+}

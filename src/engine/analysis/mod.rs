@@ -9,6 +9,7 @@ pub mod landscape_files;
 pub mod landscape_lattice;
 pub mod landscape_plot;
 pub mod npy;
+pub mod range_split;
 pub mod tv_stats;
 pub mod tv_stats_files;
 
