@@ -1,4 +1,6 @@
-//! What background work reports to the UI, and the channel it travels on.
+//! What the merge worker (the thread that owns the open models) and the saves
+//! report to the UI, and the channel it travels on. The views' own jobs report
+//! through their job slots instead ([`super::job_slot`]).
 
 use super::job_slot::Waker;
 use super::preview::{Panel, PreviewImage};

@@ -27,6 +27,7 @@ impl StudioApp {
         self.worker.send(Command::Load(set));
     }
 
+    /// Says `text` in the status bar (in red when `error`).
     pub(super) fn tell(&mut self, text: impl Into<String>, error: bool) {
         self.notice = Some(Notice {
             text: text.into(),

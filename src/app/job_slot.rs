@@ -170,11 +170,6 @@ impl<U, T, P> JobSlot<U, T, P> {
         self.run.is_some()
     }
 
-    /// Whether Cancel was asked of the run going.
-    pub fn is_cancelling(&self) -> bool {
-        self.run.as_ref().is_some_and(|r| r.cancel.is_cancelled())
-    }
-
     /// The progress of the run going.
     pub fn progress(&self) -> Option<&P> {
         self.run.as_ref().map(|r| &r.progress)

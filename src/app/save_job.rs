@@ -110,21 +110,6 @@ impl SaveJob {
             }),
         }
     }
-
-    /// Any other writer: `write` returns what to say when done; a failure is
-    /// reported as `failed: why`.
-    pub fn files(
-        thread: &'static str,
-        failed: impl Into<String>,
-        write: impl FnOnce() -> Result<String> + Send + 'static,
-    ) -> Self {
-        Self {
-            thread,
-            busy: None,
-            failed: failed.into(),
-            write: Box::new(move |_| write()),
-        }
-    }
 }
 
 /// Runs `job` on a thread of its own, reporting its stages and its end.

@@ -182,6 +182,15 @@ fn print_summary(r: &GradSimResult, range: (usize, usize)) {
             "sketched gradients (see --exact)"
         }
     );
+    if let Some(c) = &r.ceiling {
+        let mut sorted = c.clone();
+        sorted.sort_by(f64::total_cmp);
+        eprintln!(
+            "noise ceiling:    min {:.3}, median {:.3} (cosine of the even and odd batches' gradients at each t; in gradsim.json)",
+            sorted[0],
+            sorted[sorted.len() / 2]
+        );
+    }
     for (name, _, mean) in r.groups_by_conflict().iter().take(5) {
         eprintln!("  most conflicting: {name:<28} mean cosine {mean:.3}");
     }

@@ -140,3 +140,27 @@ fn cancel_stops_the_computation() {
     h.get_by_label("cancelled");
     h.get_by_label("Compute");
 }
+
+#[test]
+fn two_batches_show_the_noise_ceiling_and_the_relative_matrix() {
+    let mut h = harness(true);
+    wait_until(&mut h, "the models", |a| a.models().info.is_some());
+    h.state_mut().gradsim_mut().k = 4;
+    h.state_mut().gradsim_mut().batches = 2;
+    h.step();
+    click(&mut h, "Compute");
+    wait_until(&mut h, "the gradient similarities", |a| {
+        !a.gradsim().is_running()
+    });
+    let result = h.state().gradsim().result().expect("a result").clone();
+    let ceiling = result.ceiling.clone().expect("two batches give a ceiling");
+    assert_eq!(ceiling.len(), 4);
+    assert!(
+        ceiling.iter().all(|c| (-1.0..=1.0).contains(c)),
+        "{ceiling:?}"
+    );
+    h.get_by_label_contains("noise ceiling c_k: min");
+    click(&mut h, "relative to the ceiling");
+    assert!(h.state().gradsim().relative);
+    h.get_by_label(HEATMAP_LABEL);
+}

@@ -35,11 +35,35 @@ fn data() -> BatchSampler {
 
 /// g_k averaged over the batches, in float64 on the host.
 fn reference(model: &UNet2DModel, cfg: &GradSimConfig, schedule: &NoiseSchedule) -> Vec<Vec<f64>> {
+    let [even, odd] = reference_halves(model, cfg, schedule);
+    even.into_iter()
+        .zip(odd)
+        .map(|(a, b)| {
+            if b.is_empty() {
+                a
+            } else {
+                a.iter().zip(&b).map(|(x, y)| x + y).collect()
+            }
+        })
+        .collect()
+}
+
+/// g_k summed over the even and over the odd batches, each weighted 1/M, in
+/// float64 on the host (the odd half is empty with one batch).
+fn reference_halves(
+    model: &UNet2DModel,
+    cfg: &GradSimConfig,
+    schedule: &NoiseSchedule,
+) -> [Vec<Vec<f64>>; 2] {
     let device = Device::flex();
     let tracked = model.clone().to_device(&device.clone().autodiff()).train();
     let data = data();
-    let mut sums: Vec<Vec<f64>> = vec![Vec::new(); cfg.timesteps.len()];
+    let mut halves: [Vec<Vec<f64>>; 2] = [
+        vec![Vec::new(); cfg.timesteps.len()],
+        vec![Vec::new(); cfg.timesteps.len()],
+    ];
     for m in 0..cfg.batches {
+        let sums = &mut halves[m % 2];
         let mut rng = data.rng_for_step(cfg.seed, m as u64);
         let batch = data.batch(&mut rng, cfg.batch_size, 1000, &device);
         for (k, &t) in cfg.timesteps.iter().enumerate() {
@@ -65,7 +89,7 @@ fn reference(model: &UNet2DModel, cfg: &GradSimConfig, schedule: &NoiseSchedule)
             }
         }
     }
-    sums
+    halves
 }
 
 fn cos(a: &[f64], b: &[f64]) -> f64 {
@@ -121,6 +145,44 @@ fn exact_matrix_matches_float64_reference() {
     let total: usize = r.groups.iter().map(|g| g.params).sum();
     assert_eq!(total, g[0].len());
     assert!(r.groups.iter().any(|g| g.name == "down_blocks.1"));
+}
+
+#[test]
+fn noise_ceiling_matches_float64_reference() {
+    let (model, cfg, schedule) = setup();
+    let r = grad_similarity(
+        &model,
+        &schedule,
+        &data(),
+        &cfg,
+        &CancelToken::new(),
+        &mut |_| {},
+    )
+    .unwrap();
+    let [even, odd] = reference_halves(&model, &cfg, &schedule);
+    let ceiling = r.ceiling.as_ref().expect("two batches give a ceiling");
+    for (k, c) in ceiling.iter().enumerate() {
+        let want = cos(&even[k], &odd[k]);
+        assert!((c - want).abs() < 1e-4, "c[{k}] = {c}, float64 says {want}");
+    }
+    // relative to the ceiling: S_kl / sqrt(c_k c_l)
+    let rel = r.relative_to_ceiling().unwrap();
+    let k = cfg.timesteps.len();
+    let (i, j) = (0, 2);
+    let want = r.cosine[i * k + j] / (ceiling[i] * ceiling[j]).sqrt();
+    assert!((rel[i * k + j] - want).abs() < 1e-12 || (rel[i * k + j].is_nan() && want.is_nan()));
+    // one batch has no halves to compare
+    let one = GradSimConfig { batches: 1, ..cfg };
+    let r = grad_similarity(
+        &model,
+        &schedule,
+        &data(),
+        &one,
+        &CancelToken::new(),
+        &mut |_| {},
+    )
+    .unwrap();
+    assert!(r.ceiling.is_none() && r.relative_to_ceiling().is_none());
 }
 
 #[test]

@@ -12,6 +12,7 @@ pub mod page;
 pub mod plots;
 pub mod state;
 
+pub use page::GradSimAction;
 pub use page::gradsim_page;
 pub use plots::{FOCUS_RANGE, HEATMAP_LABEL};
-pub use state::{GradSimAction, GradSimState};
+pub use state::GradSimState;

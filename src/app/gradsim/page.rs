@@ -1,13 +1,26 @@
 //! The gradient-conflict page: settings, Compute and Cancel, progress, the
 //! export row and the result.
 
+use super::job::GradSimJob;
 use super::plots::result_ui;
-use super::state::{GradSimAction, GradSimState};
+use super::state::GradSimState;
 use crate::app::command::AppCommand;
 use crate::app::job_slot::Waker;
 use crate::app::merge_worker::Command;
 use crate::app::page_ctx::PageCtx;
 use crate::app::save_job::SaveJob;
+use crate::engine::analysis::gradsim::GradSimResult;
+use std::sync::Arc;
+
+/// What the view asks the app to do.
+#[derive(Debug, Clone)]
+pub enum GradSimAction {
+    /// Start this computation.
+    Compute(GradSimJob),
+    /// Write the result (`heatmap.png`, `cosine.csv`, `cosine.npy`,
+    /// `timesteps.npy`, `groups.csv`, `gradsim.json`) into this folder.
+    Export(Arc<GradSimResult>, std::path::PathBuf),
+}
 
 /// Draws the Gradient-conflicts view; returns what the app should do.
 pub fn gradsim_page(ui: &mut egui::Ui, state: &mut GradSimState, ctx: &PageCtx) -> Vec<AppCommand> {

@@ -22,6 +22,7 @@ pub(super) fn result_ui(ui: &mut egui::Ui, state: &mut GradSimState, result: &Gr
         result.config.batch_size,
         if result.exact { "exact" } else { "sketched" }
     ));
+    ceiling_ui(ui, state, result);
     ui.horizontal_top(|ui| {
         ui.vertical(|ui| {
             let side =
@@ -29,10 +30,11 @@ pub(super) fn result_ui(ui: &mut egui::Ui, state: &mut GradSimState, result: &Gr
             heatmap_ui(ui, state, result, side);
             let text = match state.hovered {
                 Some((i, j)) => format!(
-                    "t_i = {}, t_j = {}: cosine {:.3}",
+                    "t_i = {}, t_j = {}: cosine {:.3}{}",
                     result.timesteps[i],
                     result.timesteps[j],
-                    result.cosine[i * k + j]
+                    result.cosine[i * k + j],
+                    ceiling_words(result, i, j)
                 ),
                 None => "hover a cell for t_i, t_j and the cosine".to_string(),
             };
@@ -47,10 +49,56 @@ pub(super) fn result_ui(ui: &mut egui::Ui, state: &mut GradSimState, result: &Gr
     });
 }
 
+/// The noise ceiling of each timestep, and the switch to show the matrix
+/// relative to it (only with two batches or more).
+fn ceiling_ui(ui: &mut egui::Ui, state: &mut GradSimState, result: &GradSimResult) {
+    let Some(c) = &result.ceiling else {
+        state.relative = false;
+        ui.label("noise ceiling: needs M >= 2 batches (two halves to compare)");
+        return;
+    };
+    let mut sorted = c.clone();
+    sorted.sort_by(f64::total_cmp);
+    let all: Vec<String> = result
+        .timesteps
+        .iter()
+        .zip(c)
+        .map(|(t, v)| format!("t = {t}: {v:.3}"))
+        .collect();
+    ui.horizontal(|ui| {
+        ui.label(format!(
+            "noise ceiling c_k: min {:.2}, median {:.2}",
+            sorted[0],
+            sorted[sorted.len() / 2]
+        ))
+        .on_hover_text(format!(
+            "cosine of the gradients of the even and the odd batches at the same timestep: \
+             the most the matrix can show through the noise of M batches\n{}",
+            all.join("\n")
+        ));
+        ui.checkbox(&mut state.relative, "relative to the ceiling")
+            .on_hover_text("show S_kl / sqrt(c_k c_l): near 1 agrees as well as the noise allows");
+    });
+}
+
+/// `, ceilings c_i, c_j, relative r` for the hover readout (empty without a ceiling).
+fn ceiling_words(result: &GradSimResult, i: usize, j: usize) -> String {
+    match (&result.ceiling, result.relative_to_ceiling()) {
+        (Some(c), Some(rel)) => format!(
+            "; ceilings {:.3}, {:.3}; relative {:.3}",
+            c[i],
+            c[j],
+            rel[i * result.k() + j]
+        ),
+        _ => String::new(),
+    }
+}
+
 fn heatmap_ui(ui: &mut egui::Ui, state: &mut GradSimState, result: &GradSimResult, side: f32) {
     let labels: Vec<String> = result.timesteps.iter().map(|t| t.to_string()).collect();
+    let relative = result.relative_to_ceiling().filter(|_| state.relative);
     let (response, hovered) = CosineHeatmap {
-        values: &result.cosine,
+        values: relative.as_deref().unwrap_or(&result.cosine),
         labels: &labels,
         side,
         columns: Columns::Below {
@@ -70,7 +118,10 @@ fn heatmap_ui(ui: &mut egui::Ui, state: &mut GradSimState, result: &GradSimResul
             result.cosine[i * k + j],
         );
         response.on_hover_ui_at_pointer(|ui| {
-            ui.label(format!("t_i = {ti}\nt_j = {tj}\ncosine {c:.3}"));
+            ui.label(format!(
+                "t_i = {ti}\nt_j = {tj}\ncosine {c:.3}{}",
+                ceiling_words(result, i, j)
+            ));
         });
     }
 }

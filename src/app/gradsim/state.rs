@@ -29,6 +29,8 @@ pub struct GradSimState {
     pub(super) hovered: Option<(usize, usize)>,
     /// Folder the Export button writes into.
     pub export_dir: String,
+    /// Show the cosines relative to the noise ceiling, `S_kl / sqrt(c_k c_l)`.
+    pub relative: bool,
 }
 
 impl Default for GradSimState {
@@ -43,18 +45,9 @@ impl Default for GradSimState {
             error: None,
             hovered: None,
             export_dir: "gradient-conflicts".into(),
+            relative: false,
         }
     }
-}
-
-/// What the view asks the app to do.
-#[derive(Debug, Clone)]
-pub enum GradSimAction {
-    /// Start this computation.
-    Compute(GradSimJob),
-    /// Write the result (`heatmap.png`, `cosine.csv`, `cosine.npy`,
-    /// `timesteps.npy`, `groups.csv`, `gradsim.json`) into this folder.
-    Export(Arc<GradSimResult>, std::path::PathBuf),
 }
 
 impl GradSimState {
@@ -173,6 +166,7 @@ mod tests {
             groups: Vec::new(),
             exact: true,
             config: GradSimConfig::default(),
+            ceiling: None,
         })
     }
 

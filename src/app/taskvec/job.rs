@@ -1,8 +1,8 @@
 //! Task-vector statistics from the UI: a named thread that copies the open
 //! set's models to the host, lines up `tau_i = theta_i - theta` and computes
 //! [`tv_stats`], reporting each stage and checking for Cancel between them;
-//! and the export of a result (the `tv-stats` command's files plus the
-//! per-group cosines) on a thread of its own.
+//! and the files an export of a result writes (the `tv-stats` command's files
+//! plus the per-group cosines).
 
 use crate::app::job_slot::{Outcome, Sink};
 use crate::app::session::Session;

@@ -9,6 +9,14 @@
 //! The heatmap is `S_kl = <g_k, g_l> / (|g_k| |g_l|)`, over all parameters and,
 //! separately, over each parameter group (block or layer).
 //!
+//! # Noise ceiling
+//! With `M >= 2` batches, the even-numbered and the odd-numbered batches give two
+//! independent estimates `g_k^A`, `g_k^B` of the same gradient; their cosine
+//! `c_k = cos(g_k^A, g_k^B)` is what the matrix could show at best for timestep
+//! `t_k` with this many batches (a true cosine of 1 measured through the noise).
+//! A cosine `S_kl` well below `sqrt(c_k c_l)` is a conflict, one near it may be
+//! noise; `S_kl / sqrt(c_k c_l)` is the similarity relative to the ceiling.
+//!
 //! # Memory
 //! The K gradients are never kept whole. Each group's gradient is reduced on the
 //! device to a sketch of at most `sketch_dim` numbers: multiplied by a fixed random
@@ -100,12 +108,36 @@ pub struct GradSimResult {
     pub exact: bool,
     /// The settings used.
     pub config: GradSimConfig,
+    /// The noise ceiling `c_k` of each timestep (see the module docs); `None`
+    /// with a single batch.
+    #[serde(default)]
+    pub ceiling: Option<Vec<f64>>,
 }
 
 impl GradSimResult {
     /// Number of timesteps K.
     pub fn k(&self) -> usize {
         self.timesteps.len()
+    }
+
+    /// The cosines relative to the noise ceiling, `S_kl / sqrt(c_k c_l)`
+    /// (NaN where a ceiling is not positive); `None` without a ceiling.
+    pub fn relative_to_ceiling(&self) -> Option<Vec<f64>> {
+        let c = self.ceiling.as_ref()?;
+        let k = self.k();
+        Some(
+            (0..k * k)
+                .map(|n| {
+                    let (i, j) = (n / k, n % k);
+                    let p = c[i] * c[j];
+                    if c[i] > 0.0 && c[j] > 0.0 {
+                        self.cosine[n] / p.sqrt()
+                    } else {
+                        f64::NAN
+                    }
+                })
+                .collect(),
+        )
     }
 
     /// Off-diagonal similarities (each unordered pair once) among the timesteps in
@@ -273,8 +305,13 @@ pub fn grad_similarity<M: EpsModel>(
         .into_iter()
         .map(|(key, shape)| (key, shape.iter().product()))
         .collect();
-    // acc[group][k]: running mean of the stored (exact or sketched) gradient
-    let mut acc: Vec<Vec<Option<Tensor<1>>>> = plans.iter().map(|_| vec![None; k]).collect();
+    // acc[half][group][k]: the stored (exact or sketched) gradient summed over the
+    // even (half 0) and the odd (half 1) batches, each batch weighted 1/M, so the
+    // two halves add up to the mean
+    let halves = if config.batches >= 2 { 2 } else { 1 };
+    let mut acc: Vec<Vec<Vec<Option<Tensor<1>>>>> = (0..halves)
+        .map(|_| plans.iter().map(|_| vec![None; k]).collect())
+        .collect();
     let total = config.batches * k;
     let scale = 1.0 / config.batches as f32;
     for m in 0..config.batches {
@@ -319,7 +356,7 @@ pub fn grad_similarity<M: EpsModel>(
                     Tensor::cat(parts, 0)
                 };
                 let reduced = plan.reduce(g) * scale;
-                let slot = &mut acc[gi][ki];
+                let slot = &mut acc[m % halves][gi][ki];
                 *slot = Some(match slot.take() {
                     Some(prev) => prev + reduced,
                     None => reduced,
@@ -331,27 +368,35 @@ pub fn grad_similarity<M: EpsModel>(
             });
         }
     }
-    // Gram matrices per group on the device: [K, width] x [width, K].
+    // Gram matrices per group on the device: [H K, width] x [width, H K] over
+    // the H halves' rows, folded into the K x K Gram of their sums.
+    let hk = halves * k;
     let mut total_gram = vec![0.0f64; k * k];
+    let mut halves_gram = vec![0.0f64; hk * hk];
     let mut groups = Vec::with_capacity(plans.len());
     for (gi, plan) in plans.iter().enumerate() {
-        let rows: Vec<Tensor<2>> = acc[gi]
-            .iter_mut()
-            .map(|s| {
-                s.take()
+        let rows: Vec<Tensor<2>> = (0..halves)
+            .flat_map(|h| (0..k).map(move |ki| (h, ki)))
+            .map(|(h, ki)| {
+                acc[h][gi][ki]
+                    .take()
                     .expect("every slot filled")
                     .reshape([1, plan.width()])
             })
             .collect();
         let a = Tensor::cat(rows, 0);
-        let gram: Vec<f32> = a
+        let g2: Vec<f32> = a
             .clone()
             .matmul(a.transpose())
             .into_data()
             .try_into_vec::<f32>()
             .map_err(|e| anyhow::anyhow!("reading the Gram matrix: {e:?}"))?;
-        let gram: Vec<f64> = gram.into_iter().map(f64::from).collect();
+        let g2: Vec<f64> = g2.into_iter().map(f64::from).collect();
+        let gram = fold_halves(&g2, halves, k);
         for (t, g) in total_gram.iter_mut().zip(&gram) {
+            *t += g;
+        }
+        for (t, g) in halves_gram.iter_mut().zip(&g2) {
             *t += g;
         }
         let (cosine, norms) = cosine_from_gram(&gram, k);
@@ -373,7 +418,42 @@ pub fn grad_similarity<M: EpsModel>(
         groups,
         exact: plans.iter().all(|p| p.sketch.is_none()),
         config: config.clone(),
+        ceiling: (halves == 2).then(|| ceiling_from_halves(&halves_gram, k)),
     })
+}
+
+/// The `K x K` Gram matrix of the sums over the `halves` halves, from the
+/// `(H K) x (H K)` Gram matrix of the halves' rows (row `h K + k`: half `h`,
+/// timestep `k`).
+fn fold_halves(g2: &[f64], halves: usize, k: usize) -> Vec<f64> {
+    let hk = halves * k;
+    let mut gram = vec![0.0; k * k];
+    for i in 0..k {
+        for j in 0..k {
+            for a in 0..halves {
+                for b in 0..halves {
+                    gram[i * k + j] += g2[(a * k + i) * hk + b * k + j];
+                }
+            }
+        }
+    }
+    gram
+}
+
+/// The cosine of the two halves' gradients at each timestep, from the
+/// `2K x 2K` Gram matrix of their rows (0 where either half is zero).
+fn ceiling_from_halves(g2: &[f64], k: usize) -> Vec<f64> {
+    let w = 2 * k;
+    (0..k)
+        .map(|i| {
+            let (aa, bb, ab) = (g2[i * w + i], g2[(k + i) * w + k + i], g2[i * w + k + i]);
+            if aa > 0.0 && bb > 0.0 {
+                (ab / (aa * bb).sqrt()).clamp(-1.0, 1.0)
+            } else {
+                0.0
+            }
+        })
+        .collect()
 }
 
 /// The items the gradients are taken on: the training split of `data` (the same
@@ -464,6 +544,7 @@ mod tests {
             groups: vec![],
             exact: true,
             config: GradSimConfig::default(),
+            ceiling: None,
         };
         assert_eq!(r.pair_values(None), vec![0.5, 0.1, 0.2]);
         assert_eq!(r.pair_values(Some((0, 250))), vec![0.5]);
