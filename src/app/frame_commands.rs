@@ -197,7 +197,10 @@ impl StudioApp {
     /// Applies everything background work reported since the last frame.
     pub fn poll_events(&mut self) {
         self.gradsim.poll();
-        self.grid.poll();
+        if let Some(follow) = self.grid.poll() {
+            self.merge.drag_weights(&follow.weights, follow.dragging);
+            self.landscape.path = self.grid.learned_path().unwrap_or_default();
+        }
         self.landscape.poll();
         for notice in self.taskvec.poll() {
             self.notice = Some(notice);

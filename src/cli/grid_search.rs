@@ -13,7 +13,7 @@ use crate::engine::metric::features::FeatureTrainConfig;
 use crate::engine::metric::{SampleMetric, default_cache_dir};
 use crate::engine::replicate::samples::initial_noise;
 use crate::engine::search::{
-    GridEvent, GridResult, GridSpec, LossObjective, MetricObjective, Strategy,
+    GridEvent, GridResult, GridSpec, LearnSettings, LossObjective, MetricObjective, Strategy,
     search_merge_weights, search_merge_weights_by_metric,
 };
 use crate::engine::store::load_model;
@@ -32,15 +32,46 @@ pub enum StrategyArg {
     Refine,
     /// One weight at a time over all its values, sweeping until nothing moves.
     Coordinate,
+    /// No lattice: gradient descent on the weights (the held-out loss is
+    /// differentiable in them), fitted on half the search samples and stopped on
+    /// the other half.
+    Learned,
 }
 
 impl StrategyArg {
-    /// The engine strategy (`keep` for refine; coordinate sweeps at most 8 times).
-    pub fn strategy(self, keep: usize) -> Strategy {
+    /// The engine strategy (`keep` for refine; coordinate sweeps at most 8 times;
+    /// `learn` for learned weights).
+    pub fn strategy(self, keep: usize, learn: LearnSettings) -> Strategy {
         match self {
             StrategyArg::Exhaustive => Strategy::Exhaustive,
             StrategyArg::Refine => Strategy::Refine { keep },
             StrategyArg::Coordinate => Strategy::Coordinate { sweeps: 8 },
+            StrategyArg::Learned => Strategy::Learned(learn),
+        }
+    }
+}
+
+/// Settings of `--strategy learned`.
+#[derive(Debug, Args)]
+pub struct LearnArgs {
+    /// Most gradient steps of `--strategy learned`.
+    #[arg(long, default_value_t = LearnSettings::default().steps, value_parser = super::limits::step_count)]
+    pub learn_steps: usize,
+    /// Initial step size of `--strategy learned` (Adam, in weight units, decaying linearly to 0).
+    #[arg(long, default_value_t = LearnSettings::default().lr)]
+    pub learn_lr: f64,
+    /// `--strategy learned` stops after this many steps without a better validation score.
+    #[arg(long, default_value_t = LearnSettings::default().patience, value_parser = super::limits::step_count)]
+    pub learn_patience: usize,
+}
+
+impl LearnArgs {
+    /// The engine's settings.
+    pub fn settings(&self) -> LearnSettings {
+        LearnSettings {
+            steps: self.learn_steps,
+            lr: self.learn_lr,
+            patience: self.learn_patience,
         }
     }
 }
@@ -88,6 +119,9 @@ pub struct GridSearchArgs {
     /// Best points each refinement looks around.
     #[arg(long, default_value_t = 3, value_parser = super::limits::repeats)]
     pub keep: usize,
+    /// Settings of learned weights.
+    #[command(flatten)]
+    pub learn: LearnArgs,
     /// What scores a merge.
     #[arg(long, value_enum, default_value = "loss")]
     pub objective: ObjectiveArg,
@@ -160,7 +194,13 @@ pub fn run(args: GridSearchArgs, device: DeviceChoice) -> Result<()> {
         step: args.step,
         sum_to_one: args.sum_to_one,
     };
-    let strategy = args.strategy.strategy(args.keep);
+    let strategy = args.strategy.strategy(args.keep, args.learn.settings());
+    spec.validate_for(strategy)?;
+    if matches!(strategy, Strategy::Learned(_)) && args.objective == ObjectiveArg::Frechet {
+        bail!(
+            "--strategy learned follows the gradient of the held-out loss; the Frechet distance has none: use --objective loss or balanced, or a lattice strategy"
+        );
+    }
     let base_loss = eval.evaluate(&|x, t| base.model.predict_eps(x, t))?;
     eprintln!(
         "base: held-out loss {:.5} (per range {})",
@@ -232,6 +272,13 @@ pub fn run(args: GridSearchArgs, device: DeviceChoice) -> Result<()> {
     write_results(&result, &args.out)?;
     let best = result.best_point();
     match &metric {
+        None if matches!(strategy, Strategy::Learned(_)) => eprintln!(
+            "best of {} steps: w = {} objective {:.5} on the validation half of the samples; per range {}",
+            result.points.len(),
+            fmt_weights(&best.weights),
+            best.score.loss,
+            fmt_ranges(&best.score.per_range)
+        ),
         None => eprintln!(
             "best of {} points: w = {} held-out loss {:.5} (base {:.5}); per range {}",
             result.points.len(),

@@ -84,6 +84,9 @@ pub struct ReplicateArgs {
     /// How the merge-weight lattice is searched.
     #[arg(long, value_enum, default_value = "coordinate")]
     pub strategy: super::grid_search::StrategyArg,
+    /// Settings of learned weights.
+    #[command(flatten)]
+    pub learn: super::grid_search::LearnArgs,
     /// Held-out samples in the search objective.
     #[arg(long, default_value_t = 256, value_parser = super::limits::eval_samples)]
     pub search_samples: usize,
@@ -221,7 +224,7 @@ impl ReplicateArgs {
             ObjectiveChoice::Plain => LossObjective::Plain,
         };
         c.grid.sum_to_one = self.sum_to_one;
-        c.strategy = self.strategy.strategy(3);
+        c.strategy = self.strategy.strategy(3, self.learn.settings());
         c.search_samples = self.search_samples;
         c.report_samples = self.report_samples;
         c.metric_samples = c.metric_samples.min(self.metric_samples);

@@ -414,6 +414,64 @@ fn the_coordinate_search_is_offered_and_unties_the_weights() {
 }
 
 #[test]
+fn learned_weights_move_the_sliders_along_their_path() {
+    use deme_studio::app::merge::grid_panel::SearchKind;
+    let tmp = tempfile::tempdir().unwrap();
+    let mut h = harness_sized(app_with(Some(write_set(tmp.path(), 2))), [1280.0, 1400.0]);
+    wait_until(&mut h, "the models, idle", quiet);
+    click(&mut h, "Grid search");
+    h.get_by_value("refine").click();
+    h.step();
+    h.step();
+    click(&mut h, "learned");
+    assert_eq!(h.state().grid().kind, SearchKind::Learned);
+    click(&mut h, "Start search");
+    assert!(h.state().grid().running(), "the search started");
+    // the sliders, frame by frame, while the descent runs
+    let mut seen: Vec<Vec<f32>> = Vec::new();
+    let start = Instant::now();
+    while h.state().grid().running() || h.state().grid().outcome.is_none() {
+        h.step();
+        let w = h.state().merge().weights().to_vec();
+        if seen.last() != Some(&w) {
+            seen.push(w);
+        }
+        assert!(start.elapsed() < Duration::from_secs(300), "timed out");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    h.step();
+    let g = h.state().grid();
+    assert!(
+        g.outcome.as_deref().unwrap().starts_with("finished"),
+        "{:?}",
+        g.outcome
+    );
+    let path = g.learned_path().expect("a learned search keeps its path");
+    assert_eq!(path.len(), g.points.len());
+    assert!(path.len() >= 3, "{} steps", path.len());
+    // from the centre of [0, 1], and the sliders took the steps' weights as they came
+    assert_eq!(path[0], vec![0.5, 0.5]);
+    let on_path = seen.iter().filter(|w| path.contains(w)).count();
+    assert!(
+        on_path >= 2,
+        "the sliders showed {on_path} steps of the path"
+    );
+    // it ends on the best step, as one undoable edit
+    let best: Vec<f32> = g
+        .best
+        .as_ref()
+        .unwrap()
+        .weights
+        .iter()
+        .map(|&w| w as f32)
+        .collect();
+    assert_eq!(h.state().merge().weights(), best.as_slice());
+    assert!(h.state().merge().can_undo_redo().0);
+    // the landscape view has the path to draw
+    assert_eq!(h.state().landscape().path, path);
+}
+
+#[test]
 fn the_merge_saves_with_its_recipe_and_the_previews_export_as_png() {
     let tmp = tempfile::tempdir().unwrap();
     let mut h = harness(app_with(Some(write_set(&tmp.path().join("set"), 2))));

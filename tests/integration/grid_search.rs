@@ -26,6 +26,71 @@ fn save_random(dir: &Path, seed: u64) {
 }
 
 #[test]
+fn learned_weights_descend_from_the_centre_and_refuse_the_frechet_objective() {
+    let root = tempfile::tempdir().unwrap();
+    let r = root.path();
+    for (name, seed) in [("base", 0), ("e1", 1), ("e2", 2)] {
+        save_random(&r.join(name), seed);
+    }
+    let p = |n: &str| r.join(n).to_str().unwrap().to_string();
+    let run = |extra: &[&str], out: &str| {
+        let experts = format!("{},{}", p("e1"), p("e2"));
+        let mut args = vec![
+            "--device",
+            "cpu",
+            "grid-search",
+            "--base",
+            &p("base"),
+            "--experts",
+            &experts,
+            "--samples",
+            "16",
+            "--strategy",
+            "learned",
+            "--learn-steps",
+            "8",
+        ]
+        .into_iter()
+        .map(String::from)
+        .collect::<Vec<_>>();
+        args.extend(extra.iter().map(|s| s.to_string()));
+        args.extend(["--out".to_string(), p(out)]);
+        Command::new(env!("CARGO_BIN_EXE_deme-studio"))
+            .args(&args)
+            .output()
+            .unwrap()
+    };
+    let out = run(&["--objective", "balanced"], "learned");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("on the validation half"), "{err}");
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(r.join("learned/grid.json")).unwrap())
+            .unwrap();
+    let points = json["points"].as_array().unwrap();
+    // the start and at most 8 steps, every one inside [0, 1]
+    assert!((2..=9).contains(&points.len()), "{} points", points.len());
+    assert_eq!(points[0]["weights"], serde_json::json!([0.5, 0.5]));
+    for pt in points {
+        for w in pt["weights"].as_array().unwrap() {
+            assert!((0.0..=1.0).contains(&w.as_f64().unwrap()));
+        }
+    }
+    let best = json["best"].as_u64().unwrap() as usize;
+    let min = points
+        .iter()
+        .map(|p| p["score"]["loss"].as_f64().unwrap())
+        .fold(f64::INFINITY, f64::min);
+    assert_eq!(points[best]["score"]["loss"].as_f64().unwrap(), min);
+    // the Frechet distance has no gradient: refused before any work, and said why
+    let out = run(&["--objective", "frechet"], "frechet");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("gradient"), "{err}");
+    assert!(!r.join("frechet/grid.json").exists());
+}
+
+#[test]
 fn grid_search_scores_the_lattice_and_the_origin_is_the_base() {
     let root = tempfile::tempdir().unwrap();
     let r = root.path();

@@ -270,6 +270,7 @@ pub(super) fn map_ui(
     }
     // marks, clipped to the map
     let marks = ui.painter_at(map_rect.expand(2.0));
+    draw_path(&marks, &frame, &sweep.plane, &state.path);
     draw_marks(&marks, &frame, sweep, merge);
     // hover and clicks
     state.hovered = response
@@ -307,6 +308,29 @@ pub(super) fn hover_text(sweep: &Sweep, surface: usize, frame: &MapFrame, xy: [f
         "x = {:.3}, y = {:.3}: {loss}; w_a = {:.3}, w_b = {:.3}",
         xy[0], xy[1], w[sweep.plane.a], w[sweep.plane.b]
     )
+}
+
+/// The path of a learned search: its steps projected onto the plane, joined,
+/// with a dot at each step and a ring at its start.
+fn draw_path(painter: &egui::Painter, frame: &MapFrame, plane: &Plane, path: &[Vec<f32>]) {
+    let at: Vec<Pos2> = path
+        .iter()
+        .filter_map(|w| merge_point(plane, w))
+        .map(|xy| frame.to_screen(xy))
+        .collect();
+    if at.is_empty() {
+        return;
+    }
+    let ink = Color32::from_rgb(255, 150, 30);
+    painter.add(egui::Shape::line(
+        at.clone(),
+        Stroke::new(4.0, Color32::WHITE),
+    ));
+    painter.add(egui::Shape::line(at.clone(), Stroke::new(2.0, ink)));
+    for p in &at {
+        painter.circle_filled(*p, 2.5, ink);
+    }
+    painter.circle_stroke(at[0], 5.0, Stroke::new(2.0, ink));
 }
 
 pub(super) fn draw_marks(

@@ -50,6 +50,8 @@ pub struct LandscapeState {
     pub export_dir: String,
     /// Why the last computation failed, or `cancelled`.
     pub error: Option<String>,
+    /// The weights along the last learned search (drawn on the map).
+    pub path: Vec<Vec<f32>>,
     pub(super) job: JobSlot<LandscapeReport, Arc<Landscape>, Progress>,
     pub(super) sweep: Option<Sweep>,
     pub(super) result: Option<Arc<Landscape>>,
@@ -67,6 +69,7 @@ impl Default for LandscapeState {
             surface: 0,
             export_dir: "landscape".into(),
             error: None,
+            path: Vec::new(),
             job: JobSlot::default(),
             sweep: None,
             result: None,
@@ -176,6 +179,7 @@ impl LandscapeState {
         self.error = None;
         self.hovered = None;
         self.surface = 0;
+        self.path.clear();
     }
 
     /// Applies what the running computation reported since the last frame.

@@ -3,7 +3,7 @@
 
 use super::grid_job::GridJob;
 use crate::app::job_slot::{JobSlot, Outcome, Report, Waker};
-use crate::engine::search::{GridEvent, GridPoint, GridResult, GridSpec, Strategy};
+use crate::engine::search::{GridEvent, GridPoint, GridResult, GridSpec, LearnSettings, Strategy};
 
 /// Rows shown in the results table.
 const TABLE_ROWS: usize = 12;
@@ -26,14 +26,17 @@ pub enum SearchKind {
     Coordinate,
     /// Every point.
     Exhaustive,
+    /// Gradient descent on the weights (not with Σw = 1).
+    Learned,
 }
 
 impl SearchKind {
     /// Every kind, in menu order.
-    pub const ALL: [SearchKind; 3] = [
+    pub const ALL: [SearchKind; 4] = [
         SearchKind::Refine,
         SearchKind::Coordinate,
         SearchKind::Exhaustive,
+        SearchKind::Learned,
     ];
 
     /// Menu label.
@@ -42,6 +45,7 @@ impl SearchKind {
             SearchKind::Refine => "refine",
             SearchKind::Coordinate => "coordinate",
             SearchKind::Exhaustive => "exhaustive",
+            SearchKind::Learned => "learned",
         }
     }
 
@@ -55,13 +59,29 @@ impl SearchKind {
                 "scan one weight at a time over all its values, sweeping until nothing moves (fewest points; weights not tied to Σw = 1)"
             }
             SearchKind::Exhaustive => "score every lattice point, coarse ones first",
+            SearchKind::Learned => {
+                "follow the gradient of the held-out loss in the weights (one backward pass a step), fitted on half the samples and stopped on the other half; the sliders move along the path (weights not tied to Σw = 1)"
+            }
         }
     }
 
     /// Whether the kind can keep Σw = 1.
     pub fn supports_sum_to_one(self) -> bool {
-        self != SearchKind::Coordinate
+        !matches!(self, SearchKind::Coordinate | SearchKind::Learned)
     }
+}
+
+/// Weights the sliders should take from a running learned search.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Follow {
+    /// The weights.
+    pub weights: Vec<f32>,
+    /// Still moving (a preview at drag quality, one undo entry at the end).
+    pub dragging: bool,
+}
+
+fn as_f32(w: &[f64]) -> Vec<f32> {
+    w.iter().map(|&v| v as f32).collect()
 }
 
 /// Settings, progress and results of the grid search.
@@ -73,6 +93,8 @@ pub struct GridState {
     /// How the lattice is visited.
     pub kind: SearchKind,
     job: JobSlot<GridEvent, GridResult, ()>,
+    /// The kind of the last search started.
+    started: Option<SearchKind>,
     planned: usize,
     /// Points scored so far, in order.
     pub points: Vec<GridPoint>,
@@ -89,6 +111,7 @@ impl Default for GridState {
             sum_to_one: true,
             kind: SearchKind::Refine,
             job: JobSlot::default(),
+            started: None,
             planned: 0,
             points: Vec::new(),
             best: None,
@@ -110,6 +133,7 @@ impl GridState {
         self.best = None;
         self.planned = 0;
         self.outcome = None;
+        self.started = Some(self.kind);
         GridJob {
             spec: GridSpec {
                 n,
@@ -122,6 +146,7 @@ impl GridState {
                 SearchKind::Refine => Strategy::Refine { keep: 3 },
                 SearchKind::Coordinate => Strategy::Coordinate { sweeps: 8 },
                 SearchKind::Exhaustive => Strategy::Exhaustive,
+                SearchKind::Learned => Strategy::Learned(LearnSettings::default()),
             },
             cancel,
             sink,
@@ -133,16 +158,39 @@ impl GridState {
         self.job.cancel();
     }
 
-    /// Applies what the search reported since the last frame.
-    pub fn poll(&mut self) {
+    /// The path of the last search when it was a learned one: the weights of
+    /// the start and of every step, in order.
+    pub fn learned_path(&self) -> Option<Vec<Vec<f32>>> {
+        (self.started == Some(SearchKind::Learned))
+            .then(|| self.points.iter().map(|p| as_f32(&p.weights)).collect())
+    }
+
+    /// Applies what the search reported since the last frame; for a learned
+    /// search, the weights the sliders should follow (each new step while it
+    /// runs, the best step once it ends).
+    pub fn poll(&mut self) -> Option<Follow> {
+        let learned = self.started == Some(SearchKind::Learned);
+        let mut follow = None;
         for report in self.job.poll() {
             match report {
                 Report::Update(GridEvent::Level { points, .. }) => self.planned += points,
                 Report::Update(GridEvent::Point { point, best, .. }) => {
+                    if learned {
+                        follow = Some(Follow {
+                            weights: as_f32(&point.weights),
+                            dragging: true,
+                        });
+                    }
                     self.points.push(point);
                     self.best = Some(best);
                 }
                 Report::Finished(outcome) => {
+                    if learned && let Some(best) = &self.best {
+                        follow = Some(Follow {
+                            weights: as_f32(&best.weights),
+                            dragging: false,
+                        });
+                    }
                     self.outcome = Some(match outcome {
                         Outcome::Done(r) if r.cancelled => {
                             format!("cancelled after {} points", r.points.len())
@@ -154,6 +202,7 @@ impl GridState {
                 }
             }
         }
+        follow
     }
 
     /// Forgets results (new models).
@@ -214,7 +263,9 @@ pub fn grid_ui(
             egui::Checkbox::new(&mut tied, "Σw = 1"),
         )
         .on_hover_text("only weights summing to 1")
-        .on_disabled_hover_text("the coordinate search moves one weight at a time");
+        .on_disabled_hover_text(
+            "the coordinate search and learned weights move the weights freely",
+        );
         if tie_ok {
             g.sum_to_one = tied;
         }
@@ -238,7 +289,12 @@ pub fn grid_ui(
         } else {
             0.0
         };
-        let text = format!("{done} / {} points", g.planned.max(done));
+        let unit = if g.started == Some(SearchKind::Learned) {
+            "steps"
+        } else {
+            "points"
+        };
+        let text = format!("{done} / {} {unit}", g.planned.max(done));
         ui.add(egui::ProgressBar::new(frac).text(text));
     }
     if let Some(o) = &g.outcome {
@@ -249,14 +305,27 @@ pub fn grid_ui(
     }
     let mut ranked: Vec<&GridPoint> = g.points.iter().collect();
     ranked.sort_by(|a, b| a.score.loss.total_cmp(&b.score.loss));
-    ui.label("best merges (click a row to load its weights):");
+    ui.label(if g.started == Some(SearchKind::Learned) {
+        "best steps of the descent (click a row to load its weights; the Landscape view draws the path):"
+    } else {
+        "best merges (click a row to load its weights):"
+    });
     egui::Grid::new("grid-results")
         .striped(true)
         .num_columns(3)
         .show(ui, |ui| {
             ui.strong("#");
             ui.strong("weights w₁…w_N");
-            ui.strong("held-out loss");
+            ui.strong(if g.started == Some(SearchKind::Learned) {
+                "held-out loss (check half)"
+            } else {
+                "held-out loss"
+            })
+            .on_hover_text(if g.started == Some(SearchKind::Learned) {
+                "learned weights are fitted on half the held-out samples and scored on the other half"
+            } else {
+                "on the fixed held-out samples"
+            });
             ui.end_row();
             for (i, p) in ranked.iter().take(TABLE_ROWS).enumerate() {
                 ui.label(format!("{}", i + 1));
@@ -265,9 +334,7 @@ pub fn grid_ui(
                     .on_hover_text("load these weights")
                     .clicked()
                 {
-                    action = Some(GridAction::Load(
-                        p.weights.iter().map(|&w| w as f32).collect(),
-                    ));
+                    action = Some(GridAction::Load(as_f32(&p.weights)));
                 }
                 ui.label(format!("{:.5}", p.score.loss));
                 ui.end_row();

@@ -16,7 +16,7 @@ use crate::engine::train::BatchSampler;
 use crate::engine::train::batch::normal_tensor;
 use crate::engine::train::loss::per_sample_mse;
 use anyhow::{Result, anyhow, bail};
-use burn::tensor::{Device, Tensor};
+use burn::tensor::{Device, Int, Tensor, TensorData};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
@@ -180,6 +180,65 @@ impl EvalSet {
         self.config
     }
 
+    /// `T`, the number of training timesteps of the schedule.
+    pub fn num_train_timesteps(&self) -> usize {
+        self.num_train_timesteps
+    }
+
+    /// Timestep of each sample, in sample order.
+    pub fn timesteps(&self) -> &[usize] {
+        &self.timesteps
+    }
+
+    /// The fixed inputs in evaluation order: `(x_t, noise, t)` per chunk, for
+    /// computations of their own on the same samples (gradients).
+    pub fn chunks(&self) -> impl Iterator<Item = (&Tensor<4>, &Tensor<4>, &[f32])> {
+        self.chunks
+            .iter()
+            .map(|c| (&c.x_t, &c.noise, c.t.as_slice()))
+    }
+
+    /// The set split sample by sample: the even-numbered samples and the
+    /// odd-numbered ones. Both halves keep the stratified timesteps (every range
+    /// keeps half its samples, within one), so one can fit and the other check.
+    pub fn halves(&self) -> Result<(EvalSet, EvalSet)> {
+        if self.len() < 2 {
+            bail!("splitting an evaluation set needs at least two samples");
+        }
+        let half = |parity: usize| -> EvalSet {
+            let mut chunks = Vec::new();
+            let mut timesteps = Vec::new();
+            let mut first = 0usize;
+            for c in &self.chunks {
+                let idx: Vec<i64> = (0..c.t.len())
+                    .filter(|j| (first + j) % 2 == parity)
+                    .map(|j| j as i64)
+                    .collect();
+                first += c.t.len();
+                if idx.is_empty() {
+                    continue;
+                }
+                let device = c.x_t.device();
+                let sel =
+                    Tensor::<1, Int>::from_data(TensorData::new(idx.clone(), [idx.len()]), &device);
+                let t: Vec<f32> = idx.iter().map(|&j| c.t[j as usize]).collect();
+                timesteps.extend(t.iter().map(|&v| v as usize));
+                chunks.push(EvalChunk {
+                    x_t: c.x_t.clone().select(0, sel.clone()),
+                    noise: c.noise.clone().select(0, sel),
+                    t,
+                });
+            }
+            EvalSet {
+                chunks,
+                timesteps,
+                num_train_timesteps: self.num_train_timesteps,
+                config: self.config,
+            }
+        };
+        Ok((half(0), half(1)))
+    }
+
     /// Per-sample losses of the noise predictor `eps(x_t, t)`.
     pub fn evaluate(&self, eps: &dyn Fn(Tensor<4>, &[f32]) -> Tensor<4>) -> Result<EvalLosses> {
         let mut loss = Vec::with_capacity(self.len());
@@ -290,6 +349,42 @@ mod tests {
         let means = a.per_range(4);
         assert_eq!(means.len(), 4);
         assert!(means.iter().all(|m| m.is_finite()));
+    }
+
+    #[test]
+    fn halves_split_the_samples_and_keep_their_losses() {
+        let d = Device::flex();
+        let s = NoiseSchedule::ddpm(1000);
+        let model = ToyMlp::new(&ToyMlpConfig::default(), 5, &d);
+        let cfg = EvalSetConfig {
+            samples: 40,
+            batch_size: 7,
+            seed: 2,
+        };
+        let set = EvalSet::new(&points(12), &s, cfg, &d).unwrap();
+        let all = set.evaluate(&|x, t| model.eps(x, t)).unwrap();
+        let (even, odd) = set.halves().unwrap();
+        assert_eq!((even.len(), odd.len()), (20, 20));
+        let (a, b) = (
+            even.evaluate(&|x, t| model.eps(x, t)).unwrap(),
+            odd.evaluate(&|x, t| model.eps(x, t)).unwrap(),
+        );
+        for j in 0..40 {
+            let (half, k) = if j % 2 == 0 { (&a, j / 2) } else { (&b, j / 2) };
+            assert_eq!(half.t[k], all.t[j]);
+            // the same sample in a smaller batch: equal up to the kernels' rounding
+            let (x, y) = (half.loss[k], all.loss[j]);
+            assert!((x - y).abs() <= 1e-6 * y.abs(), "sample {j}: {x} vs {y}");
+        }
+        // each of four ranges keeps half its samples
+        for [lo, hi] in timestep_ranges(4, 1000) {
+            let n = even
+                .timesteps()
+                .iter()
+                .filter(|&&t| t >= lo && t < hi)
+                .count();
+            assert_eq!(n, 5);
+        }
     }
 
     #[test]

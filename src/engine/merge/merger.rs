@@ -252,6 +252,41 @@ impl<M: Mergeable> Merger<M> {
         })
     }
 
+    /// `<g[key], tau_i[key]>` for every expert `i` and key, keys in [`Self::keys`]
+    /// order (the plain task vectors). With `grads` the gradient of a loss at a
+    /// task-arithmetic merge, entry `[i][k]` is the loss's derivative in a weight
+    /// that scales `tau_i` on key `k` alone; summed over keys it is `dL/dw_i`.
+    /// Keys absent from `grads` have a zero gradient.
+    pub fn task_vector_inner_products(
+        &self,
+        grads: &[(String, Tensor<1>)],
+    ) -> Result<Vec<Vec<f64>>> {
+        let by_key: HashMap<&str, &Tensor<1>> =
+            grads.iter().map(|(k, g)| (k.as_str(), g)).collect();
+        let present: Vec<usize> = (0..self.keys.len())
+            .filter(|&k| by_key.contains_key(self.keys[k].0.as_str()))
+            .collect();
+        let mut out = vec![vec![0.0; self.keys.len()]; self.taus.len()];
+        if present.is_empty() {
+            return Ok(out);
+        }
+        let mut sums = Vec::with_capacity(self.taus.len() * present.len());
+        for tau in &self.taus {
+            for &k in &present {
+                let key = self.keys[k].0.as_str();
+                let g = by_key[key].clone().to_device(&self.device);
+                sums.push((g * tau[key].clone()).sum());
+            }
+        }
+        let values = download(Tensor::cat(sums, 0))?;
+        for (i, row) in out.iter_mut().enumerate() {
+            for (j, &k) in present.iter().enumerate() {
+                row[k] = f64::from(values[i * present.len() + j]);
+            }
+        }
+        Ok(out)
+    }
+
     /// Computes (once per settings) the processed task vectors of `method`;
     /// a no-op for task arithmetic or settings already prepared.
     pub fn prepare(&mut self, method: &MergeMethod, seed: u64) -> Result<()> {

@@ -324,6 +324,10 @@ impl Report {
             }
             Strategy::Refine { .. } => "the best point of a coarse-to-fine search",
             Strategy::Exhaustive => "the best point of the lattice",
+            Strategy::Learned(_) => {
+                "the best step, on the search set's validation half, of a gradient descent \
+                 fitted on its other half"
+            }
         };
         let _ = writeln!(
             s,

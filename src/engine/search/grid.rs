@@ -32,6 +32,11 @@ pub fn grid_search(
     if let Strategy::Coordinate { sweeps } = strategy {
         return super::coordinate::coordinate_search(spec, sweeps, score, keep_going, on_event);
     }
+    if let Strategy::Learned(_) = strategy {
+        bail!(
+            "learned weights follow the gradient of the held-out loss, so this objective (a score without a gradient) needs a lattice strategy: exhaustive, refine or coordinate"
+        );
+    }
     spec.validate()?;
     let mut seen: BTreeSet<Vec<usize>> = BTreeSet::new();
     let mut points: Vec<GridPoint> = Vec::new();
@@ -52,7 +57,9 @@ pub fn grid_search(
                 c.retain(|p| p.iter().all(|&v| v % stride == 0 || v == spec.ticks() - 1));
                 c
             }
-            Strategy::Refine { .. } | Strategy::Coordinate { .. } => spec.points_at(stride),
+            Strategy::Refine { .. } | Strategy::Coordinate { .. } | Strategy::Learned(_) => {
+                spec.points_at(stride)
+            }
         };
         let fresh: Vec<Vec<usize>> = candidates
             .into_iter()

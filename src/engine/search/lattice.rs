@@ -21,7 +21,7 @@ pub struct GridSpec {
 }
 
 /// How the lattice is visited.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "name", rename_all = "lowercase")]
 pub enum Strategy {
     /// Every point, coarse sub-lattices first.
@@ -37,6 +37,9 @@ pub enum Strategy {
         /// Most sweeps over all weights.
         sweeps: usize,
     },
+    /// No lattice: gradient descent on the weights themselves, which the
+    /// held-out loss is differentiable in (see [`super::learned`]).
+    Learned(super::learned::LearnSettings),
 }
 
 /// What the objective says of one point (lower is better).
@@ -139,6 +142,7 @@ impl GridSpec {
                 }
                 Ok(())
             }
+            Strategy::Learned(settings) => super::learned::validate(self, &settings),
             _ => self.validate(),
         }
     }

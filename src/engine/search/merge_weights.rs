@@ -4,6 +4,7 @@
 
 use super::grid::grid_search;
 use super::lattice::{GridEvent, GridResult, GridSpec, Score, Strategy};
+use super::learned::{LossGradient, learn_merge_weights};
 use crate::engine::diffusion::NoiseSchedule;
 use crate::engine::eval::EvalSet;
 use crate::engine::merge::{MergeSpec, Mergeable, Merger};
@@ -46,8 +47,9 @@ impl LossObjective {
 
 /// Searches task-arithmetic weights over `spec`, scoring each point by the
 /// held-out loss on `eval` (the figure `objective` names; per timestep range, one
-/// range per expert, alongside).
-pub fn search_merge_weights<M: Mergeable>(
+/// range per expert, alongside). [`Strategy::Learned`] descends the gradient
+/// instead, fitting on half of `eval` and scoring on the other half.
+pub fn search_merge_weights<M: LossGradient>(
     merger: &mut Merger<M>,
     eval: &EvalSet,
     objective: LossObjective,
@@ -56,6 +58,11 @@ pub fn search_merge_weights<M: Mergeable>(
     keep_going: &dyn Fn() -> bool,
     on_event: &mut dyn FnMut(GridEvent),
 ) -> Result<GridResult> {
+    if let Strategy::Learned(settings) = strategy {
+        return learn_merge_weights(
+            merger, eval, objective, spec, settings, keep_going, on_event,
+        );
+    }
     let n = merger.num_experts();
     let base_per_range = match objective {
         LossObjective::Plain => Vec::new(),

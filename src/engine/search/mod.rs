@@ -3,11 +3,13 @@
 pub mod coordinate;
 pub mod grid;
 pub mod lattice;
+pub mod learned;
 pub mod merge_weights;
 pub mod scale;
 
 pub use grid::grid_search;
 pub use lattice::{GridEvent, GridPoint, GridResult, GridSpec, Score, Strategy};
+pub use learned::{LearnSettings, LossGradient, learn_merge_weights};
 pub use merge_weights::{
     LossObjective, MetricObjective, search_merge_weights, search_merge_weights_by_metric,
 };
