@@ -13,8 +13,8 @@ use crate::engine::metric::features::FeatureTrainConfig;
 use crate::engine::metric::{SampleMetric, default_cache_dir};
 use crate::engine::replicate::samples::initial_noise;
 use crate::engine::search::{
-    GridEvent, GridResult, GridSpec, LearnSettings, LossObjective, MetricObjective, Strategy,
-    search_merge_weights, search_merge_weights_by_metric,
+    GridEvent, GridResult, GridSpec, LearnSettings, LearnedBlocks, LossObjective, MetricObjective,
+    Strategy, search_merge_weights, search_merge_weights_by_metric,
 };
 use crate::engine::store::load_model;
 use crate::engine::train::CancelToken;
@@ -72,6 +72,7 @@ impl LearnArgs {
             steps: self.learn_steps,
             lr: self.learn_lr,
             patience: self.learn_patience,
+            per_block: false,
         }
     }
 }
@@ -122,6 +123,10 @@ pub struct GridSearchArgs {
     /// Settings of learned weights.
     #[command(flatten)]
     pub learn: LearnArgs,
+    /// With `--strategy learned`: one weight per expert and block, written as
+    /// `block_weights.json` for `merge --block-weights`.
+    #[arg(long)]
+    pub learn_per_block: bool,
     /// What scores a merge.
     #[arg(long, value_enum, default_value = "loss")]
     pub objective: ObjectiveArg,
@@ -194,7 +199,16 @@ pub fn run(args: GridSearchArgs, device: DeviceChoice) -> Result<()> {
         step: args.step,
         sum_to_one: args.sum_to_one,
     };
-    let strategy = args.strategy.strategy(args.keep, args.learn.settings());
+    let strategy = args.strategy.strategy(
+        args.keep,
+        LearnSettings {
+            per_block: args.learn_per_block,
+            ..args.learn.settings()
+        },
+    );
+    if args.learn_per_block && !matches!(strategy, Strategy::Learned(_)) {
+        bail!("--learn-per-block goes with --strategy learned");
+    }
     spec.validate_for(strategy)?;
     if matches!(strategy, Strategy::Learned(_)) && args.objective == ObjectiveArg::Frechet {
         bail!(
@@ -270,6 +284,18 @@ pub fn run(args: GridSearchArgs, device: DeviceChoice) -> Result<()> {
     };
     pb.finish_and_clear();
     write_results(&result, &args.out)?;
+    if args.learn_per_block {
+        let blocks = LearnedBlocks::of(merger.keys(), n);
+        let path = args.out.join("block_weights.json");
+        let json =
+            serde_json::to_string_pretty(&blocks.block_weights(&result.best_point().weights))?;
+        write_atomic_bytes(&path, json.as_bytes())?;
+        eprintln!(
+            "per-block weights of the best step: {} (merge --block-weights {})",
+            path.display(),
+            path.display()
+        );
+    }
     let best = result.best_point();
     match &metric {
         None if matches!(strategy, Strategy::Learned(_)) => eprintln!(

@@ -82,6 +82,36 @@ fn learned_weights_descend_from_the_centre_and_refuse_the_frechet_objective() {
         .map(|p| p["score"]["loss"].as_f64().unwrap())
         .fold(f64::INFINITY, f64::min);
     assert_eq!(points[best]["score"]["loss"].as_f64().unwrap(), min);
+    // per block: the best step as block weights that `merge` takes
+    let out = run(&["--learn-per-block"], "blocks");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    let file = r.join("blocks/block_weights.json");
+    let blocks: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    let blocks = blocks.as_object().unwrap();
+    assert!(
+        blocks.contains_key("mid_block") && blocks.len() >= 4,
+        "{blocks:?}"
+    );
+    assert!(blocks.values().all(|v| v.as_array().unwrap().len() == 2));
+    let merged = Command::new(env!("CARGO_BIN_EXE_deme-studio"))
+        .args(["--device", "cpu", "merge", "--base", &p("base")])
+        .args(["--experts", &format!("{},{}", p("e1"), p("e2"))])
+        .args([
+            "--weights",
+            "1,1",
+            "--block-weights",
+            file.to_str().unwrap(),
+        ])
+        .args(["--out", &p("merged")])
+        .output()
+        .unwrap();
+    assert!(
+        merged.status.success(),
+        "{}",
+        String::from_utf8_lossy(&merged.stderr)
+    );
     // the Frechet distance has no gradient: refused before any work, and said why
     let out = run(&["--objective", "frechet"], "frechet");
     let err = String::from_utf8_lossy(&out.stderr);

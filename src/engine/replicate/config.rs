@@ -133,6 +133,13 @@ impl ReplicateConfig {
         }
         self.finetune.validate()?;
         self.grid.validate_for(self.strategy)?;
+        if let Strategy::Learned(s) = self.strategy
+            && s.per_block
+        {
+            bail!(
+                "replicate merges with one weight per expert; per-block learned weights are a grid-search option (--learn-per-block)"
+            );
+        }
         if self.resamples < 10 {
             bail!(
                 "the intervals need at least 10 bootstrap resamples, not {}",

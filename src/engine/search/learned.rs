@@ -20,8 +20,9 @@
 
 use super::lattice::{GridEvent, GridPoint, GridResult, GridSpec, Score};
 use super::merge_weights::LossObjective;
+use crate::engine::analysis::groups::{Granularity, group_of};
 use crate::engine::eval::{EvalSet, timestep_ranges};
-use crate::engine::merge::{MergeSpec, Mergeable, Merger};
+use crate::engine::merge::{BlockWeight, BlockWeights, MergeSpec, Mergeable, Merger};
 use crate::engine::model::EpsModel;
 use crate::engine::model::params::flat_grads;
 use crate::engine::store::AnyModel;
@@ -40,6 +41,10 @@ pub struct LearnSettings {
     pub lr: f64,
     /// Stop after this many steps in a row without a better validation score.
     pub patience: usize,
+    /// One weight per expert and block (see [`LearnedBlocks`]) instead of one
+    /// per expert.
+    #[serde(default)]
+    pub per_block: bool,
 }
 
 impl Default for LearnSettings {
@@ -48,7 +53,72 @@ impl Default for LearnSettings {
             steps: 60,
             lr: 0.1,
             patience: 10,
+            per_block: false,
         }
+    }
+}
+
+/// The blocks of per-block learned weights: a point's weights are block after
+/// block, N experts each (`w[b * N + i]` scales `tau_i` in block `b`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct LearnedBlocks {
+    /// Block names (key prefixes at [`Granularity::Block`]), in module order.
+    pub blocks: Vec<String>,
+    /// Number of experts N.
+    pub experts: usize,
+}
+
+impl LearnedBlocks {
+    /// The blocks of a merge with these keys and `experts` experts.
+    pub fn of(keys: &[(String, Vec<usize>)], experts: usize) -> Self {
+        let mut blocks: Vec<String> = Vec::new();
+        for (k, _) in keys {
+            let b = group_of(k, Granularity::Block);
+            if !blocks.contains(&b) {
+                blocks.push(b);
+            }
+        }
+        Self { blocks, experts }
+    }
+
+    /// The merge of a point's weights (every key is in some block).
+    pub fn spec(&self, w: &[f64]) -> MergeSpec {
+        let mut spec = MergeSpec::task_arithmetic(vec![1.0; self.experts]);
+        spec.block_weights = self.block_weights(w);
+        spec
+    }
+
+    /// A point's weights as block weights (`merge --block-weights`).
+    pub fn block_weights(&self, w: &[f64]) -> BlockWeights {
+        BlockWeights(
+            self.blocks
+                .iter()
+                .enumerate()
+                .map(|(b, name)| {
+                    let v = w[b * self.experts..(b + 1) * self.experts]
+                        .iter()
+                        .map(|&x| x as f32)
+                        .collect();
+                    (name.clone(), BlockWeight::PerExpert(v))
+                })
+                .collect(),
+        )
+    }
+
+    /// Per-key, per-expert derivatives summed into the point's coordinates.
+    fn gradient(&self, keys: &[(String, Vec<usize>)], per_key: &[Vec<f64>]) -> Vec<f64> {
+        let mut g = vec![0.0; self.blocks.len() * self.experts];
+        for (k, (key, _)) in keys.iter().enumerate() {
+            let b = self
+                .blocks
+                .iter()
+                .position(|name| *name == group_of(key, Granularity::Block))
+                .expect("every key's block is listed");
+            for (i, row) in per_key.iter().enumerate() {
+                g[b * self.experts + i] += row[k];
+            }
+        }
+        g
     }
 }
 
@@ -200,9 +270,11 @@ pub fn objective_weights(
 }
 
 /// Learns task-arithmetic weights for `merger`'s experts within `spec`'s bounds
-/// (its step and sum-to-one play no part), fitting on half of `eval` and
-/// validating on the other half (see the module docs). Every step is streamed as
-/// a point (level 0) with its validation score; the result holds the path.
+/// (its step plays no part), fitting on half of `eval` and validating on the
+/// other half (see the module docs). Every step is streamed as a point (level 0)
+/// with its validation score; the result holds the path. With
+/// [`LearnSettings::per_block`] a point has N weights per block, laid out as
+/// [`LearnedBlocks::of`] the merger's keys says.
 pub fn learn_merge_weights<M: LossGradient>(
     merger: &mut Merger<M>,
     eval: &EvalSet,
@@ -212,8 +284,16 @@ pub fn learn_merge_weights<M: LossGradient>(
     keep_going: &dyn Fn() -> bool,
     on_event: &mut dyn FnMut(GridEvent),
 ) -> Result<GridResult> {
-    validate(spec, &settings)?;
     let n = merger.num_experts();
+    let blocks = settings
+        .per_block
+        .then(|| LearnedBlocks::of(merger.keys(), n));
+    // the descent's coordinates: N weights, or N per block
+    let spec = &GridSpec {
+        n: blocks.as_ref().map_or(n, |b| b.blocks.len() * n),
+        ..spec.clone()
+    };
+    validate(spec, &settings)?;
     let (fit, check) = eval.halves()?;
     let big_t = eval.num_train_timesteps();
     let merged = merger.merge(&MergeSpec::task_arithmetic(vec![0.0; n]))?;
@@ -224,10 +304,11 @@ pub fn learn_merge_weights<M: LossGradient>(
     let check_base = base_losses(&check, &merged)?;
     let a = objective_weights(objective, fit.timesteps(), big_t, &fit_base);
     let merge_at = |merger: &mut Merger<M>, merged: M, w: &[f64]| {
-        merger.merge_into(
-            merged,
-            &MergeSpec::task_arithmetic(w.iter().map(|&v| v as f32).collect()),
-        )
+        let spec = match &blocks {
+            Some(b) => b.spec(w),
+            None => MergeSpec::task_arithmetic(w.iter().map(|&v| v as f32).collect()),
+        };
+        merger.merge_into(merged, &spec)
     };
     // both closures re-merge into the one model; a cell hands it between them
     let cell = std::cell::RefCell::new((merger, Some(merged)));
@@ -238,7 +319,10 @@ pub fn learn_merge_weights<M: LossGradient>(
         let (_, grads) = model.weighted_loss_gradient(&fit, &a)?;
         let per_key = merger.task_vector_inner_products(&grads)?;
         *slot = Some(model);
-        Ok(per_key.iter().map(|row| row.iter().sum()).collect())
+        Ok(match &blocks {
+            Some(b) => b.gradient(merger.keys(), &per_key),
+            None => per_key.iter().map(|row| row.iter().sum()).collect(),
+        })
     };
     let mut validate = |w: &[f64]| -> Result<Score> {
         let mut guard = cell.borrow_mut();
@@ -403,6 +487,7 @@ mod tests {
             steps: 400,
             lr: 0.05,
             patience: 400,
+            per_block: false,
         };
         let mut gradient = |w: &[f64]| -> Result<Vec<f64>> {
             Ok((0..4)
@@ -453,6 +538,7 @@ mod tests {
             steps: 500,
             lr: 0.2,
             patience: 5,
+            per_block: false,
         };
         let r = descend(
             &spec(1, 0.0, 1.0),
@@ -571,6 +657,43 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn per_block_coordinates_give_the_merge_and_sum_to_the_per_model_gradient() {
+        let keys: Vec<(String, Vec<usize>)> = [
+            "conv_in.weight",
+            "down_blocks.0.a",
+            "down_blocks.0.b",
+            "mid_block.c",
+        ]
+        .iter()
+        .map(|k| (k.to_string(), vec![1]))
+        .collect();
+        let b = LearnedBlocks::of(&keys, 2);
+        assert_eq!(b.blocks, vec!["conv_in", "down_blocks.0", "mid_block"]);
+        let w = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6];
+        let resolved = b
+            .spec(&w)
+            .block_weights
+            .resolve(&keys, &[1.0, 1.0])
+            .unwrap();
+        assert_eq!(
+            resolved,
+            vec![
+                vec![0.1, 0.2],
+                vec![0.3, 0.4],
+                vec![0.3, 0.4],
+                vec![0.5, 0.6]
+            ]
+        );
+        // d/dw_(b,i) sums the per-key derivatives of the block's keys
+        let per_key = vec![vec![1.0, 2.0, 3.0, 4.0], vec![10.0, 20.0, 30.0, 40.0]];
+        let g = b.gradient(&keys, &per_key);
+        assert_eq!(g, vec![1.0, 10.0, 5.0, 50.0, 4.0, 40.0]);
+        // which adds up, block over block, to the per-model gradient
+        assert_eq!(g[0] + g[2] + g[4], 10.0);
+        assert_eq!(g[1] + g[3] + g[5], 100.0);
     }
 
     #[test]

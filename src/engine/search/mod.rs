@@ -9,7 +9,7 @@ pub mod scale;
 
 pub use grid::grid_search;
 pub use lattice::{GridEvent, GridPoint, GridResult, GridSpec, Score, Strategy};
-pub use learned::{LearnSettings, LossGradient, learn_merge_weights};
+pub use learned::{LearnSettings, LearnedBlocks, LossGradient, learn_merge_weights};
 pub use merge_weights::{
     LossObjective, MetricObjective, search_merge_weights, search_merge_weights_by_metric,
 };
