@@ -20,6 +20,7 @@ mod merge;
 mod peak;
 mod preview_worker;
 mod sample;
+mod search;
 mod train;
 
 use super::resolve_device;
@@ -67,6 +68,10 @@ pub enum BenchCase {
     /// The device's f32 matmul throughput (square matrices): the measured
     /// peak that training and sampling GFLOP/s are read against.
     Peak(peak::PeakCase),
+    /// Learned merge weights (per expert, per expert and block) against the
+    /// coordinate search: the time each takes to reach the coordinate search's
+    /// held-out objective, on a real set (the shipped one by default).
+    Search(search::SearchCase),
 }
 
 /// Runs `bench`.
@@ -82,6 +87,7 @@ pub fn run(args: BenchArgs, device: DeviceChoice) -> Result<()> {
         BenchCase::Coldstart(c) => coldstart::run(c, &compute),
         BenchCase::Latency(c) => latency::run(c, &compute),
         BenchCase::Peak(c) => peak::run(c, &compute),
+        BenchCase::Search(c) => search::run(c, &compute),
     }
 }
 

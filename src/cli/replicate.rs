@@ -62,8 +62,9 @@ pub struct ReplicateArgs {
     /// pretraining at one batch size, 2.5%).
     #[arg(long, default_value_t = 0.025)]
     pub budget_share: f64,
-    /// Finetuning batch size.
-    #[arg(long, default_value_t = 32, value_parser = super::limits::batch_size)]
+    /// Finetuning batch size (the shipped base's pretraining batch size: the
+    /// budget share then compares steps at one batch size, as the paper's does).
+    #[arg(long, default_value_t = 64, value_parser = super::limits::batch_size)]
     pub batch_size: usize,
     /// Finetuning learning rate.
     #[arg(long, default_value_t = 1e-4)]

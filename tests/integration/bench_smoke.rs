@@ -272,6 +272,47 @@ fn gradsim_case() {
 }
 
 #[test]
+fn search_case_compares_learned_weights_with_the_coordinate_search() {
+    // the shipped set, searched on a handful of samples
+    let v = &bench(&[
+        "search",
+        "--samples",
+        "8",
+        "--report-samples",
+        "8",
+        "--hi",
+        "1",
+        "--step",
+        "0.5",
+    ])[0];
+    common_without_params(v);
+    assert_eq!(v["case"], "search");
+    let methods = v["methods"].as_array().unwrap();
+    let names: Vec<&str> = methods
+        .iter()
+        .map(|m| m["method"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        ["coordinate", "learned per model", "learned per block"]
+    );
+    let target = num(&methods[0], "report_objective");
+    assert!(num(&methods[0], "points") >= 3.0);
+    for m in &methods[1..] {
+        assert!(num(m, "steps") >= 1.0);
+        assert!(num(m, "seconds") > 0.0);
+        num(m, "time_ratio_whole_run");
+        // reaching the coordinate search's objective is timed, or said not to happen
+        match m["seconds_to_reach_coordinate"].as_f64() {
+            Some(t) => assert!(t > 0.0 && num(m, "time_ratio_to_reach") > 0.0),
+            None => assert!(num(m, "report_objective") > target),
+        }
+    }
+    // per block learns N weights for each block
+    assert!(num(&methods[2], "weights_learned") > num(&methods[1], "weights_learned"));
+}
+
+#[test]
 fn sample_case_loads_a_model_folder() {
     // a checkpoint folder written by `train` is sampled with its own weights
     let dir = tempfile::tempdir().unwrap();

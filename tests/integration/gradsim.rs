@@ -2,7 +2,7 @@
 
 use burn::module::Module;
 use burn::tensor::Device;
-use deme_studio::engine::analysis::{GradSimConfig, Granularity, grad_similarity};
+use deme_studio::engine::analysis::{GradSimConfig, GradSimResult, Granularity, grad_similarity};
 use deme_studio::engine::checkpoint::UNet2DConfig;
 use deme_studio::engine::diffusion::NoiseSchedule;
 use deme_studio::engine::model::UNet2DModel;
@@ -99,6 +99,19 @@ fn cos(a: &[f64], b: &[f64]) -> f64 {
     dot / (na * nb)
 }
 
+/// The computation on [`data`], run to the end.
+fn run(model: &UNet2DModel, cfg: &GradSimConfig, schedule: &NoiseSchedule) -> GradSimResult {
+    grad_similarity(
+        model,
+        schedule,
+        &data(),
+        cfg,
+        &CancelToken::new(),
+        &mut |_| {},
+    )
+    .unwrap()
+}
+
 fn setup() -> (UNet2DModel, GradSimConfig, NoiseSchedule) {
     let model = UNet2DModel::new(&tiny_config(), 3, &Device::flex()).unwrap();
     let cfg = GradSimConfig {
@@ -115,15 +128,7 @@ fn setup() -> (UNet2DModel, GradSimConfig, NoiseSchedule) {
 #[test]
 fn exact_matrix_matches_float64_reference() {
     let (model, cfg, schedule) = setup();
-    let r = grad_similarity(
-        &model,
-        &schedule,
-        &data(),
-        &cfg,
-        &CancelToken::new(),
-        &mut |_| {},
-    )
-    .unwrap();
+    let r = run(&model, &cfg, &schedule);
     assert!(r.exact);
     let g = reference(&model, &cfg, &schedule);
     let k = cfg.timesteps.len();
@@ -150,15 +155,7 @@ fn exact_matrix_matches_float64_reference() {
 #[test]
 fn noise_ceiling_matches_float64_reference() {
     let (model, cfg, schedule) = setup();
-    let r = grad_similarity(
-        &model,
-        &schedule,
-        &data(),
-        &cfg,
-        &CancelToken::new(),
-        &mut |_| {},
-    )
-    .unwrap();
+    let r = run(&model, &cfg, &schedule);
     let [even, odd] = reference_halves(&model, &cfg, &schedule);
     let ceiling = r.ceiling.as_ref().expect("two batches give a ceiling");
     for (k, c) in ceiling.iter().enumerate() {
@@ -173,40 +170,16 @@ fn noise_ceiling_matches_float64_reference() {
     assert!((rel[i * k + j] - want).abs() < 1e-12 || (rel[i * k + j].is_nan() && want.is_nan()));
     // one batch has no halves to compare
     let one = GradSimConfig { batches: 1, ..cfg };
-    let r = grad_similarity(
-        &model,
-        &schedule,
-        &data(),
-        &one,
-        &CancelToken::new(),
-        &mut |_| {},
-    )
-    .unwrap();
+    let r = run(&model, &one, &schedule);
     assert!(r.ceiling.is_none() && r.relative_to_ceiling().is_none());
 }
 
 #[test]
 fn sketch_is_close_to_exact() {
     let (model, mut cfg, schedule) = setup();
-    let exact = grad_similarity(
-        &model,
-        &schedule,
-        &data(),
-        &cfg,
-        &CancelToken::new(),
-        &mut |_| {},
-    )
-    .unwrap();
+    let exact = run(&model, &cfg, &schedule);
     cfg.sketch_dim = Some(2048);
-    let sketched = grad_similarity(
-        &model,
-        &schedule,
-        &data(),
-        &cfg,
-        &CancelToken::new(),
-        &mut |_| {},
-    )
-    .unwrap();
+    let sketched = run(&model, &cfg, &schedule);
     assert!(!sketched.exact);
     let worst = exact
         .cosine
