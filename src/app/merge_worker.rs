@@ -323,7 +323,7 @@ impl WorkerState {
                 panel,
                 spec,
                 mean: l.mean(),
-                per_range: l.per_range(session.info().num_experts()),
+                per_range: l.per_ranges(&session.info().ranges),
             })),
             Ok(None) => {}
             Err(e) => self.emit.emit(Event::MergeFailed(format!("{e:#}"))),
@@ -419,14 +419,17 @@ impl WorkerState {
     }
 
     fn start_grid(&mut self, job: GridJob) {
-        let inputs = self.session.as_ref().and_then(|s| s.grid_inputs());
-        let Some((base, experts, eval)) = inputs else {
+        let inputs = self
+            .session
+            .as_ref()
+            .and_then(|s| Some((s.grid_inputs()?, s.info().ranges.clone())));
+        let Some(((base, experts, eval), ranges)) = inputs else {
             job.sink.finish(Outcome::Failed(
                 "grid search needs a loaded model set with a held-out set".into(),
             ));
             return;
         };
-        spawn_grid(job, base, experts, eval);
+        spawn_grid(job, base, experts, eval, ranges);
     }
 
     fn start_gradsim(&mut self, job: GradSimJob) {

@@ -8,11 +8,12 @@ use crate::engine::data::{DataSpec, split_items};
 use crate::engine::diffusion::{
     DdimConfig, NoiseSchedule, NoiseSource, SamplerKind, SeededNoise, sample,
 };
-use crate::engine::eval::{EvalLosses, EvalSet, EvalSetConfig, timestep_ranges};
-use crate::engine::merge::{MergeSpec, Mergeable, Merger, TimestepEnsemble};
+use crate::engine::eval::{EvalLosses, EvalSet, EvalSetConfig};
+use crate::engine::merge::{MergeSpec, Mergeable, Merger, TimestepEnsemble, stored_boundaries};
 use crate::engine::model_card::Projections;
 use crate::engine::model_set::{ModelSet, folder_name};
 use crate::engine::store::{AnyModel, LoadedModel, ModelSpec, load_model};
+use crate::engine::train::uniform_boundaries;
 use anyhow::{Context, Result, bail};
 use burn::tensor::{Device, Tensor};
 use std::cell::RefCell;
@@ -144,6 +145,8 @@ pub struct LandscapeInputs {
     pub data: Result<DataSpec, String>,
     /// The DDPM schedule.
     pub schedule: NoiseSchedule,
+    /// The experts' timestep ranges (the per-range surfaces).
+    pub ranges: Vec<[usize; 2]>,
     /// Where the models live.
     pub device: Device,
 }
@@ -200,10 +203,13 @@ impl Session {
                 blocks.push(b);
             }
         }
-        let n = experts.len();
-        let ensemble = TimestepEnsemble::new(
+        // the ranges the experts were finetuned on, when their deme.json says so
+        let stored: Vec<Option<[usize; 2]>> = experts.iter().map(|e| e.timestep_range()).collect();
+        let boundaries = stored_boundaries(&stored, NUM_TRAIN_TIMESTEPS)
+            .unwrap_or_else(|| uniform_boundaries(experts.len(), NUM_TRAIN_TIMESTEPS));
+        let ensemble = TimestepEnsemble::with_boundaries(
             experts.into_iter().map(|e| e.model).collect(),
-            NUM_TRAIN_TIMESTEPS,
+            boundaries.clone(),
         )?;
         let schedule = NoiseSchedule::ddpm(NUM_TRAIN_TIMESTEPS);
         progress("held-out set".into());
@@ -219,7 +225,7 @@ impl Session {
             set: set.clone(),
             models,
             blocks,
-            ranges: timestep_ranges(n, NUM_TRAIN_TIMESTEPS),
+            ranges: boundaries.windows(2).map(|w| [w[0], w[1]]).collect(),
             item_shape: base.spec.item_shape(),
             eval: eval_note,
         };
@@ -357,6 +363,7 @@ impl Session {
             spec: spec.clone(),
             data: data.clone(),
             schedule: self.schedule.clone(),
+            ranges: self.info.ranges.clone(),
             device: self.device.clone(),
         }
     }

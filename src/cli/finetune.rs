@@ -14,7 +14,7 @@ use crate::engine::store::{AnyModel, load_model};
 use crate::engine::train::loss::LossWeighting;
 use crate::engine::train::{
     CancelToken, FinetuneConfig, FinetuneEvent, FinetuneJob, MixMode, RunId, Schedule, TrainEvent,
-    finetune_any, stored_config,
+    finetune_any, parse_boundaries, stored_config,
 };
 use anyhow::{Context, Result, bail};
 use clap::Args;
@@ -39,6 +39,11 @@ pub struct FinetuneArgs {
     /// Number of experts N (timestep ranges) [default: 4].
     #[arg(long, value_parser = super::limits::ranges)]
     pub experts: Option<usize>,
+    /// The experts' range boundaries instead of N uniform ranges, e.g.
+    /// 0,120,400,1000 (N + 1 values from 0 to T; `gradsim --suggest-ranges`
+    /// proposes them from the gradient conflicts).
+    #[arg(long, value_parser = boundaries_arg, conflicts_with = "experts")]
+    pub boundaries: Option<Boundaries>,
     /// Probability of drawing a timestep from all of [0, T) [default: 0.3].
     #[arg(long)]
     pub p: Option<f64>,
@@ -103,6 +108,17 @@ pub struct FinetuneArgs {
     pub toy_points: usize,
 }
 
+/// A `--boundaries` list (`0,120,400,1000`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Boundaries(pub Vec<usize>);
+
+/// Parses `--boundaries`.
+pub fn boundaries_arg(text: &str) -> Result<Boundaries, String> {
+    parse_boundaries(text)
+        .map(Boundaries)
+        .map_err(|e| e.to_string())
+}
+
 /// The settings: defaults (or the stored ones on resume) overridden by the flags given.
 fn settings(args: &FinetuneArgs, stored: Option<FinetuneConfig>, mlp: bool) -> FinetuneConfig {
     let resumed = stored.is_some();
@@ -111,6 +127,11 @@ fn settings(args: &FinetuneArgs, stored: Option<FinetuneConfig>, mlp: bool) -> F
         c.projection = false;
     }
     set(&mut c.experts, args.experts);
+    if let Some(Boundaries(b)) = &args.boundaries {
+        // the boundaries say how many experts there are
+        c.experts = b.len().saturating_sub(1);
+        c.boundaries = Some(b.clone());
+    }
     set(&mut c.p, args.p);
     set(&mut c.consistency_weight, args.lambda);
     set(&mut c.steps_per_expert, args.steps_per_expert);

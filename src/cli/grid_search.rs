@@ -8,7 +8,7 @@ use crate::engine::data::{DataSpec, split_items};
 use crate::engine::device::DeviceChoice;
 use crate::engine::diffusion::NoiseSchedule;
 use crate::engine::eval::{EvalSet, EvalSetConfig};
-use crate::engine::merge::{Mergeable, Merger};
+use crate::engine::merge::{Mergeable, Merger, expert_ranges_of};
 use crate::engine::metric::features::FeatureTrainConfig;
 use crate::engine::metric::{SampleMetric, default_cache_dir};
 use crate::engine::replicate::samples::initial_noise;
@@ -192,6 +192,9 @@ pub fn run(args: GridSearchArgs, device: DeviceChoice) -> Result<()> {
         dev,
     )?;
     let n = experts.len();
+    // the ranges the experts were finetuned on (their deme.json), else uniform
+    let stored: Vec<_> = experts.iter().map(|e| e.timestep_range()).collect();
+    let ranges = expert_ranges_of(&stored, schedule.num_train_timesteps());
     let spec = GridSpec {
         n,
         lo: args.lo,
@@ -219,7 +222,7 @@ pub fn run(args: GridSearchArgs, device: DeviceChoice) -> Result<()> {
     eprintln!(
         "base: held-out loss {:.5} (per range {})",
         base_loss.mean(),
-        fmt_ranges(&base_loss.per_range(n))
+        fmt_ranges(&base_loss.per_ranges(&ranges))
     );
     let metric = match args.objective {
         ObjectiveArg::Loss | ObjectiveArg::Balanced => None,
@@ -256,6 +259,7 @@ pub fn run(args: GridSearchArgs, device: DeviceChoice) -> Result<()> {
                 ObjectiveArg::Balanced => LossObjective::Balanced,
                 _ => LossObjective::Plain,
             },
+            &ranges,
             &spec,
             strategy,
             &keep_going,

@@ -11,7 +11,8 @@ use crate::engine::analysis::{
 use crate::engine::data::{DataSpec, split_items};
 use crate::engine::device::DeviceChoice;
 use crate::engine::diffusion::NoiseSchedule;
-use crate::engine::eval::{EvalSet, EvalSetConfig};
+use crate::engine::eval::{EvalSet, EvalSetConfig, timestep_ranges};
+use crate::engine::merge::stored_boundaries;
 use crate::engine::store::load_model;
 use crate::engine::train::CancelToken;
 use anyhow::{Result, bail};
@@ -52,8 +53,9 @@ pub struct LandscapeArgs {
     /// Merge weights to mark, one per expert (per --experts, or for a,b without it).
     #[arg(long, value_delimiter = ',', allow_hyphen_values = true)]
     pub weights: Option<Vec<f64>>,
-    /// Number of timestep ranges of the per-range surfaces (default: the number
-    /// of --experts when at least 2, else 4).
+    /// Number of uniform timestep ranges of the per-range surfaces (default: the
+    /// ranges the --experts were finetuned on, as their deme.json says; else as
+    /// many uniform ranges as --experts when at least 2, else 4).
     #[arg(long, value_parser = super::limits::ranges)]
     pub ranges: Option<usize>,
     /// Dataset whose held-out split is evaluated.
@@ -181,11 +183,6 @@ pub fn run(args: LandscapeArgs, device: DeviceChoice) -> Result<()> {
             }]
         }
     };
-    let ranges = args.ranges.unwrap_or(if args.experts.len() >= 2 {
-        args.experts.len()
-    } else {
-        4
-    });
     let compute = resolve_device(device)?;
     let dev = &compute.device;
     let base = load_model(&args.base, dev)?;
@@ -239,6 +236,18 @@ pub fn run(args: LandscapeArgs, device: DeviceChoice) -> Result<()> {
                 eprintln!("landscape: {done}/{total} points, lowest loss {best:.5}");
             }
         }
+    };
+    let stored: Vec<Option<[usize; 2]>> = models.iter().map(|m| m.timestep_range()).collect();
+    let ranges = match (
+        args.ranges,
+        stored_boundaries(&stored, schedule.num_train_timesteps()),
+    ) {
+        (Some(r), _) => timestep_ranges(r, schedule.num_train_timesteps()),
+        (None, Some(b)) if args.experts.len() >= 2 => b.windows(2).map(|w| [w[0], w[1]]).collect(),
+        (None, _) if args.experts.len() >= 2 => {
+            timestep_ranges(args.experts.len(), schedule.num_train_timesteps())
+        }
+        (None, _) => timestep_ranges(4, schedule.num_train_timesteps()),
     };
     let config = LandscapeConfig { grid, ranges };
     // Ctrl-C stops after the current point; what was scored is written

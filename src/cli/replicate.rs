@@ -53,6 +53,11 @@ pub struct ReplicateArgs {
     /// Number of experts N (timestep ranges).
     #[arg(long, default_value_t = 4, value_parser = super::limits::ranges)]
     pub experts: usize,
+    /// The experts' range boundaries instead of N uniform ranges, e.g.
+    /// 0,120,400,1000 (N + 1 values from 0 to T; `gradsim --suggest-ranges`
+    /// proposes them). Sets the number of experts.
+    #[arg(long, value_parser = super::finetune::boundaries_arg, conflicts_with = "experts")]
+    pub boundaries: Option<super::finetune::Boundaries>,
     /// Finetuning steps per expert (the baseline gets N times as many). Default: as
     /// many as --budget-share of the base's pretraining images asks for.
     #[arg(long, value_parser = super::limits::steps)]
@@ -206,7 +211,13 @@ impl ReplicateArgs {
                 other => other,
             },
         };
-        c.finetune.experts = self.experts;
+        let boundaries = self.boundaries.clone().map(|b| b.0);
+        let experts = match &boundaries {
+            Some(b) => b.len().saturating_sub(1),
+            None => self.experts,
+        };
+        c.finetune.experts = experts;
+        c.finetune.boundaries = boundaries;
         c.finetune.steps_per_expert = match self.steps_per_expert {
             Some(s) => s,
             None => budget_steps(&c.base, self.budget_share, self.batch_size)?,
@@ -217,7 +228,7 @@ impl ReplicateArgs {
             c.finetune.projection = false;
             c.metric_samples = 0;
         }
-        c.grid.n = self.experts;
+        c.grid.n = experts;
         c.grid.step = self.grid_step;
         c.grid.hi = self.grid_max;
         c.objective = match self.objective {
@@ -381,6 +392,19 @@ mod tests {
     }
 
     #[test]
+    fn boundaries_set_the_experts_and_their_ranges() {
+        let c = config(&["--boundaries", "0,120,1000"]).unwrap();
+        assert_eq!((c.finetune.experts, c.grid.n), (2, 2));
+        assert_eq!(c.finetune.expert_ranges(), vec![[0, 120], [120, 1000]]);
+        assert!(config(&["--boundaries", "0,120,1000", "--experts", "3"]).is_err());
+        let e = config(&["--boundaries", "0,1200"])
+            .unwrap()
+            .validate()
+            .unwrap_err();
+        assert!(format!("{e:#}").contains("end at T = 1000"), "{e:#}");
+    }
+
+    #[test]
     fn the_expert_budget_is_a_share_of_the_base_images() {
         let c = config(&[
             "--pretrain",
@@ -388,6 +412,8 @@ mod tests {
             "1000",
             "--pretrain-batch-size",
             "64",
+            "--batch-size",
+            "32",
         ])
         .unwrap();
         // 2.5% of 64,000 images at batch 32
@@ -400,7 +426,8 @@ mod tests {
             "0.1",
         ])
         .unwrap();
-        assert_eq!(c.finetune.steps_per_expert, 100);
+        // 10% of 32,000 images at the default batch of 64
+        assert_eq!(c.finetune.steps_per_expert, 50);
         let c = config(&["--steps-per-expert", "7"]).unwrap();
         assert_eq!(c.finetune.steps_per_expert, 7);
         assert!(config(&["--pretrain", "--budget-share", "0"]).is_err());

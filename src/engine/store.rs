@@ -47,6 +47,13 @@ pub struct LoadedModel {
     pub weights_path: PathBuf,
 }
 
+impl LoadedModel {
+    /// The timestep range `[lo, hi)` its `deme.json` says it was finetuned on.
+    pub fn timestep_range(&self) -> Option<[usize; 2]> {
+        self.meta.as_ref().and_then(|m| m.timestep_range)
+    }
+}
+
 /// Fills `model` from `tensors` (modern keys), requiring an exact key match.
 pub fn bind_tensors<M: Module>(model: M, tensors: &TensorMap) -> Result<M> {
     let mut used = BTreeSet::new();

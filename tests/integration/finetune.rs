@@ -388,6 +388,51 @@ fn sequential_and_interleaved_give_the_same_experts() {
     assert!(max_diff(&outs[0].models[0].1, &outs[0].models[1].1) > 1e-5);
 }
 
+#[test]
+fn listed_boundaries_train_their_ranges_and_uniform_ones_match_the_uniform_path() {
+    let data = toy_data();
+    let run = |c: &FinetuneConfig| {
+        let dir = tempfile::tempdir().unwrap();
+        let job = mlp_job(c, dir.path(), &data);
+        let out = run_mlp(&job, &CancelToken::new(), &mut Vec::new()).unwrap();
+        let ranges: Vec<serde_json::Value> = (1..=c.experts)
+            .map(|i| meta(&dir.path().join(format!("expert_{i}")))["timestep_range"].clone())
+            .collect();
+        (out, ranges)
+    };
+    // the uniform boundaries as a list: the same experts, bit for bit
+    let uniform = config(2, 4);
+    let listed = FinetuneConfig {
+        boundaries: Some(vec![0, 500, 1000]),
+        ..uniform.clone()
+    };
+    let (a, ranges_a) = run(&uniform);
+    let (b, ranges_b) = run(&listed);
+    assert_eq!(ranges_a, ranges_b);
+    for ((ra, x), (_, y)) in a.models.iter().zip(&b.models) {
+        assert_eq!(max_diff(x, y), 0.0, "{ra}");
+    }
+    // other boundaries: each expert stores and trains its own range
+    let skewed = FinetuneConfig {
+        boundaries: Some(vec![0, 120, 1000]),
+        ..uniform.clone()
+    };
+    let (c, ranges_c) = run(&skewed);
+    assert_eq!(
+        ranges_c,
+        [serde_json::json!([0, 120]), serde_json::json!([120, 1000])]
+    );
+    assert!(max_diff(&c.models[0].1, &a.models[0].1) > 0.0);
+    // boundaries that do not fit the job are refused
+    let bad = FinetuneConfig {
+        boundaries: Some(vec![0, 600, 500, 1000]),
+        experts: 3,
+        ..uniform
+    };
+    let e = bad.validate().unwrap_err();
+    assert!(e.to_string().contains("increase"), "{e}");
+}
+
 fn cancel_at(run: RunId, step: u64, cancel: &CancelToken) -> impl FnMut(&FinetuneEvent) + '_ {
     move |e| {
         if e.run == run && matches!(e.event, TrainEvent::Step { step: s, .. } if s == step) {

@@ -268,6 +268,7 @@ fn cancel_from_the_event_stream_keeps_exactly_the_points_scored() {
         &mut merger,
         &eval,
         LossObjective::Plain,
+        &[[0, 500], [500, 1000]],
         &spec,
         Strategy::Exhaustive,
         &|| !cancel.is_cancelled(),

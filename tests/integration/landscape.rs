@@ -11,7 +11,7 @@ use deme_studio::engine::analysis::{
     MarkRequest, loss_landscape,
 };
 use deme_studio::engine::diffusion::NoiseSchedule;
-use deme_studio::engine::eval::{EvalSet, EvalSetConfig};
+use deme_studio::engine::eval::{EvalSet, EvalSetConfig, timestep_ranges};
 use deme_studio::engine::merge::Mergeable;
 use deme_studio::engine::model::UNet2DModel;
 use deme_studio::engine::model::params::{export_params, flat_params, map_flat_params};
@@ -135,7 +135,10 @@ fn run(
     loss_landscape(
         &input,
         eval,
-        &LandscapeConfig { grid, ranges: 4 },
+        &LandscapeConfig {
+            grid,
+            ranges: timestep_ranges(4, 1000),
+        },
         cancel,
         on_event,
     )

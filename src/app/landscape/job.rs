@@ -9,7 +9,7 @@ use crate::app::session::{LandscapeInputs, Session, VAL_FRACTION};
 use crate::engine::analysis::landscape::{Landscape, LandscapeGrid, Plane};
 use crate::engine::analysis::{LandscapeConfig, LandscapeEvent, LandscapeModels, loss_landscape};
 use crate::engine::data::split_items;
-use crate::engine::eval::{EvalSet, EvalSetConfig, timestep_ranges};
+use crate::engine::eval::{EvalSet, EvalSetConfig};
 use crate::engine::merge::Merger;
 use crate::engine::store::AnyModel;
 use crate::engine::train::CancelToken;
@@ -155,12 +155,12 @@ pub fn run_landscape(
     let grid = fit_grid(&points, job.size, job.margin);
     let config = LandscapeConfig {
         grid: grid.clone(),
-        ranges: n,
+        ranges: inputs.ranges.clone(),
     };
     report(LandscapeReport::Plane {
         plane,
         grid,
-        ranges: timestep_ranges(n, inputs.schedule.num_train_timesteps()),
+        ranges: inputs.ranges.clone(),
     });
     let models = LandscapeModels {
         base,

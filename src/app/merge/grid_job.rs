@@ -36,6 +36,7 @@ fn run(
     base: AnyModel,
     experts: Vec<AnyModel>,
     eval: &EvalSet,
+    ranges: &[[usize; 2]],
 ) -> Result<GridResult> {
     let labels: Vec<String> = (1..=experts.len()).map(|i| format!("expert {i}")).collect();
     let pairs: Vec<(&str, &AnyModel)> = labels.iter().map(String::as_str).zip(&experts).collect();
@@ -49,6 +50,7 @@ fn run(
         &mut merger,
         eval,
         LossObjective::Plain,
+        ranges,
         &job.spec,
         job.strategy,
         &keep_going,
@@ -56,18 +58,20 @@ fn run(
     )
 }
 
-/// Starts `job` on a thread named `grid-search`.
+/// Starts `job` on a thread named `grid-search` (`ranges`: the experts'
+/// timestep ranges, for the per-range losses).
 pub fn spawn_grid(
     job: GridJob,
     base: AnyModel,
     experts: Vec<AnyModel>,
     eval: Arc<EvalSet>,
+    ranges: Vec<[usize; 2]>,
 ) -> JoinHandle<()> {
     std::thread::Builder::new()
         .name("grid-search".into())
         .spawn(move || {
             // a cancelled search ends with what it scored: an error is a failure
-            let outcome = match run(&job, base, experts, &eval) {
+            let outcome = match run(&job, base, experts, &eval, &ranges) {
                 Ok(r) => Outcome::Done(r),
                 Err(e) => Outcome::Failed(format!("{e:#}")),
             };

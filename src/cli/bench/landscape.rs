@@ -8,7 +8,7 @@ use crate::engine::analysis::landscape::{LandscapeModels, loss_landscape};
 use crate::engine::analysis::{LandscapeConfig, LandscapeEvent, LandscapeGrid};
 use crate::engine::device::ComputeDevice;
 use crate::engine::diffusion::NoiseSchedule;
-use crate::engine::eval::{EvalSet, EvalSetConfig};
+use crate::engine::eval::{EvalSet, EvalSetConfig, timestep_ranges};
 use crate::engine::merge::Mergeable;
 use crate::engine::store::AnyModel;
 use crate::engine::train::{BatchSampler, CancelToken};
@@ -140,7 +140,7 @@ pub fn run(c: LandscapeCase, compute: &ComputeDevice) -> Result<()> {
             size: c.grid,
             ..LandscapeGrid::default()
         },
-        ranges: 4,
+        ranges: timestep_ranges(4, 1000),
     };
     config.grid.validate()?;
     let points = c.grid * c.grid;

@@ -14,7 +14,7 @@ use crate::engine::data::{DataSpec, split_items};
 use crate::engine::device::ComputeDevice;
 use crate::engine::diffusion::NoiseSchedule;
 use crate::engine::eval::{EvalSet, EvalSetConfig};
-use crate::engine::merge::{MergeSpec, Mergeable, Merger};
+use crate::engine::merge::{MergeSpec, Mergeable, Merger, expert_ranges_of};
 use crate::engine::model_set::default_set;
 use crate::engine::search::{
     GridEvent, GridResult, GridSpec, LearnSettings, LearnedBlocks, LossObjective, Strategy,
@@ -63,6 +63,7 @@ fn timed_search(
     merger: &mut Merger<AnyModel>,
     eval: &EvalSet,
     objective: LossObjective,
+    ranges: &[[usize; 2]],
     spec: &GridSpec,
     strategy: Strategy,
 ) -> Result<Run> {
@@ -77,6 +78,7 @@ fn timed_search(
         merger,
         eval,
         objective,
+        ranges,
         spec,
         strategy,
         &|| true,
@@ -114,6 +116,8 @@ pub fn run(c: SearchCase, compute: &ComputeDevice) -> Result<()> {
     let pairs: Vec<(&str, &AnyModel)> = experts.iter().map(|e| ("expert", &e.model)).collect();
     let mut merger = Merger::new(("base", &base.model), &pairs)?;
     let n = experts.len();
+    let stored: Vec<_> = experts.iter().map(|e| e.timestep_range()).collect();
+    let ranges = expert_ranges_of(&stored, 1000);
     let items = split_items(&DataSpec::Mnist, &base.spec, 0.1, 20_000)?;
     let schedule = NoiseSchedule::ddpm(1000);
     let set = |samples, seed| {
@@ -139,7 +143,7 @@ pub fn run(c: SearchCase, compute: &ComputeDevice) -> Result<()> {
     let judge = |merger: &mut Merger<AnyModel>, spec: MergeSpec| -> Result<f64> {
         let m = merger.merge(&spec)?;
         let l = report_set.evaluate(&|x, t| m.predict_eps(x, t))?;
-        Ok(objective.value(l.mean(), &l.per_range(n), &base_per_range))
+        Ok(objective.value(l.mean(), &l.per_ranges(&ranges), &base_per_range))
     };
     let per_model = |w: &[f64]| MergeSpec::task_arithmetic(w.iter().map(|&v| v as f32).collect());
     let spec = GridSpec {
@@ -154,6 +158,7 @@ pub fn run(c: SearchCase, compute: &ComputeDevice) -> Result<()> {
         &mut merger,
         &search_set,
         objective,
+        &ranges,
         &spec,
         Strategy::Coordinate { sweeps: 4 },
     )?;
@@ -178,6 +183,7 @@ pub fn run(c: SearchCase, compute: &ComputeDevice) -> Result<()> {
             &mut merger,
             &search_set,
             objective,
+            &ranges,
             &spec,
             Strategy::Learned(settings),
         )?;

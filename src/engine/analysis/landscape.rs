@@ -463,15 +463,16 @@ pub fn sweep(
 pub struct LandscapeConfig {
     /// The lattice.
     pub grid: LandscapeGrid,
-    /// Number of timestep ranges N for the per-range surfaces.
-    pub ranges: usize,
+    /// The timestep ranges `[lo, hi)` of the per-range surfaces (the experts'
+    /// ranges, uniform or not).
+    pub ranges: Vec<[usize; 2]>,
 }
 
 impl Default for LandscapeConfig {
     fn default() -> Self {
         Self {
             grid: LandscapeGrid::default(),
-            ranges: 4,
+            ranges: timestep_ranges(4, 1000),
         }
     }
 }
@@ -482,7 +483,7 @@ struct Scorer<'a, M: Mergeable> {
     merger: Merger<M>,
     model: Option<M>,
     eval: &'a EvalSet,
-    ranges: usize,
+    ranges: &'a [[usize; 2]],
 }
 
 impl<M: Mergeable> Scorer<'_, M> {
@@ -501,7 +502,7 @@ impl<M: Mergeable> Scorer<'_, M> {
         let l = self.losses(weights)?;
         Ok(Score {
             loss: l.mean(),
-            per_range: l.per_range(self.ranges),
+            per_range: l.per_ranges(self.ranges),
         })
     }
 }
@@ -537,8 +538,18 @@ pub fn loss_landscape<M: Mergeable>(
         merges,
     } = *input;
     config.grid.validate()?;
-    if config.ranges == 0 {
+    if config.ranges.is_empty() {
         bail!("the landscape needs at least one timestep range");
+    }
+    if let Some([lo, hi]) = config
+        .ranges
+        .iter()
+        .find(|[lo, hi]| lo >= hi || *hi > eval.num_train_timesteps())
+    {
+        bail!(
+            "timestep range [{lo}, {hi}) is empty or outside [0, {})",
+            eval.num_train_timesteps()
+        );
     }
     let merger = Merger::new(base, models)?;
     let plane = {
@@ -550,7 +561,7 @@ pub fn loss_landscape<M: Mergeable>(
         merger,
         model: None,
         eval,
-        ranges: config.ranges,
+        ranges: &config.ranges,
     };
     let mut requests: Vec<(String, MarkKind, Option<usize>, Vec<f64>)> =
         vec![("base".into(), MarkKind::Base, None, vec![0.0; n])];
@@ -586,16 +597,14 @@ pub fn loss_landscape<M: Mergeable>(
             weights,
             projection,
             loss: losses.mean(),
-            per_range: losses.per_range(config.ranges),
+            per_range: losses.per_ranges(&config.ranges),
         };
         on_event(LandscapeEvent::Mark(mark.clone()));
         marks.push(mark);
     }
-    let big_t = num_timesteps.expect("the base mark is always scored");
-    let ranges = timestep_ranges(config.ranges, big_t);
     let (surfaces, order, cancelled) = sweep(
         &config.grid,
-        &ranges,
+        &config.ranges,
         &mut |x, y| scorer.score(&plane.weights_at(x, y)),
         cancel,
         on_event,

@@ -89,7 +89,12 @@ impl EvalLosses {
 
     /// Mean over each of the `n` ranges `[(i-1)T/n, iT/n)`.
     pub fn per_range(&self, n: usize) -> Vec<f64> {
-        timestep_ranges(n, self.num_train_timesteps)
+        self.per_ranges(&timestep_ranges(n, self.num_train_timesteps))
+    }
+
+    /// Mean over each of the given ranges `[lo, hi)`.
+    pub fn per_ranges(&self, ranges: &[[usize; 2]]) -> Vec<f64> {
+        ranges
             .iter()
             .map(|[lo, hi]| self.mean_in(*lo, *hi))
             .collect()

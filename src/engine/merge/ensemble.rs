@@ -26,11 +26,44 @@ pub fn expert_range(i: usize, num_experts: usize, num_timesteps: usize) -> Range
     edge(i)..edge(i + 1)
 }
 
+/// The boundaries `0 = b_0 < ... < b_N = T` that experts' stored ranges
+/// (`deme.json`'s `timestep_range`, in expert order) make, when every expert
+/// has one and they tile `[0, T)` in order; `None` otherwise.
+pub fn stored_boundaries(
+    ranges: &[Option<[usize; 2]>],
+    num_timesteps: usize,
+) -> Option<Vec<usize>> {
+    let mut boundaries = vec![0];
+    for r in ranges {
+        let [lo, hi] = (*r)?;
+        if lo != *boundaries.last()? || hi <= lo {
+            return None;
+        }
+        boundaries.push(hi);
+    }
+    (boundaries.len() >= 2 && *boundaries.last()? == num_timesteps).then_some(boundaries)
+}
+
+/// The experts' timestep ranges `[lo, hi)`: the stored ones when they tile
+/// `[0, T)` in order (see [`stored_boundaries`]), else the N uniform ones.
+pub fn expert_ranges_of(stored: &[Option<[usize; 2]>], num_timesteps: usize) -> Vec<[usize; 2]> {
+    match stored_boundaries(stored, num_timesteps) {
+        Some(b) => b.windows(2).map(|w| [w[0], w[1]]).collect(),
+        None => (0..stored.len())
+            .map(|i| {
+                let r = expert_range(i, stored.len(), num_timesteps);
+                [r.start, r.end]
+            })
+            .collect(),
+    }
+}
+
 /// N experts, each used on its own timestep range.
 #[derive(Debug, Clone)]
 pub struct TimestepEnsemble<M> {
     experts: Vec<M>,
-    num_timesteps: usize,
+    /// Range boundaries `0 = b_0 < ... < b_N = T`: expert `i` owns `[b_i, b_(i+1))`.
+    boundaries: Vec<usize>,
 }
 
 impl<M: Mergeable> TimestepEnsemble<M> {
@@ -45,10 +78,39 @@ impl<M: Mergeable> TimestepEnsemble<M> {
                 experts.len()
             );
         }
+        let n = experts.len();
+        let mut boundaries: Vec<usize> = (0..n)
+            .map(|i| expert_range(i, n, num_timesteps).start)
+            .collect();
+        boundaries.push(num_timesteps);
         Ok(Self {
             experts,
-            num_timesteps,
+            boundaries,
         })
+    }
+
+    /// Experts in range order on the ranges between `boundaries`
+    /// (`0 = b_0 < ... < b_N = T`, N + 1 values for N experts).
+    pub fn with_boundaries(experts: Vec<M>, boundaries: Vec<usize>) -> Result<Self> {
+        let t = *boundaries.last().unwrap_or(&0);
+        crate::engine::train::check_boundaries(&boundaries, t)?;
+        if boundaries.len() != experts.len() + 1 {
+            bail!(
+                "{} experts need {} range boundaries, got {}",
+                experts.len(),
+                experts.len() + 1,
+                boundaries.len()
+            );
+        }
+        Ok(Self {
+            experts,
+            boundaries,
+        })
+    }
+
+    /// The range boundaries `0 = b_0 < ... < b_N = T`.
+    pub fn boundaries(&self) -> &[usize] {
+        &self.boundaries
     }
 
     /// Number of experts N.
@@ -61,14 +123,16 @@ impl<M: Mergeable> TimestepEnsemble<M> {
         &self.experts
     }
 
-    /// Which expert handles timestep `t`.
+    /// Which expert handles timestep `t` (the last one past `T`).
     pub fn expert_for(&self, t: usize) -> usize {
-        expert_index(t, self.experts.len(), self.num_timesteps)
+        // the number of inner boundaries at or below t
+        let inner = &self.boundaries[1..self.boundaries.len() - 1];
+        inner.partition_point(|&b| b <= t)
     }
 
     /// The integer timesteps expert `i` handles.
     pub fn range(&self, i: usize) -> Range<usize> {
-        expert_range(i, self.experts.len(), self.num_timesteps)
+        self.boundaries[i]..self.boundaries[i + 1]
     }
 
     /// Noise prediction of the whole batch at one timestep, by the expert for
@@ -191,6 +255,53 @@ mod tests {
             let direct = values(ens.experts()[want].predict_eps(x.clone(), &[t as f32; 2]));
             assert_eq!(got, direct, "t={t}");
         }
+    }
+
+    #[test]
+    fn stored_ranges_give_boundaries_only_when_they_tile() {
+        let r = |v: &[[usize; 2]]| v.iter().map(|x| Some(*x)).collect::<Vec<_>>();
+        assert_eq!(
+            stored_boundaries(&r(&[[0, 120], [120, 400], [400, 1000]]), 1000),
+            Some(vec![0, 120, 400, 1000])
+        );
+        // a gap, an overlap, a short end, a missing range: none
+        assert_eq!(stored_boundaries(&r(&[[0, 100], [120, 1000]]), 1000), None);
+        assert_eq!(stored_boundaries(&r(&[[0, 500], [400, 1000]]), 1000), None);
+        assert_eq!(stored_boundaries(&r(&[[0, 500], [500, 900]]), 1000), None);
+        assert_eq!(stored_boundaries(&[Some([0, 500]), None], 1000), None);
+        assert_eq!(stored_boundaries(&[], 1000), None);
+    }
+
+    #[test]
+    fn listed_boundaries_route_each_timestep_and_uniform_ones_match_new() {
+        let d = Device::flex();
+        let experts = |k: u64| -> Vec<ToyMlp> {
+            (0..k)
+                .map(|s| ToyMlp::new(&ToyMlpConfig::default(), s, &d))
+                .collect()
+        };
+        let ens = TimestepEnsemble::with_boundaries(experts(3), vec![0, 2, 7, 10]).unwrap();
+        let picks: Vec<usize> = (0..12).map(|t| ens.expert_for(t)).collect();
+        assert_eq!(picks, [0, 0, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2]);
+        assert_eq!(ens.range(1), 2..7);
+        // the uniform boundaries given as a list route exactly as `new`
+        for (n, big_t) in [(3usize, 10usize), (4, 1000), (7, 1000)] {
+            let listed = TimestepEnsemble::with_boundaries(
+                experts(n as u64),
+                crate::engine::train::uniform_boundaries(n, big_t),
+            )
+            .unwrap();
+            let uniform = TimestepEnsemble::new(experts(n as u64), big_t).unwrap();
+            for t in 0..=big_t {
+                assert_eq!(listed.expert_for(t), uniform.expert_for(t), "N={n} t={t}");
+                assert_eq!(uniform.expert_for(t), expert_index(t, n, big_t));
+            }
+        }
+        // bad lists are refused with the reason
+        let e = TimestepEnsemble::with_boundaries(experts(2), vec![0, 5, 5, 10]).unwrap_err();
+        assert!(e.to_string().contains("increase"), "{e}");
+        let e = TimestepEnsemble::with_boundaries(experts(2), vec![0, 5, 8, 10]).unwrap_err();
+        assert!(e.to_string().contains("2 experts need 3"), "{e}");
     }
 
     #[test]

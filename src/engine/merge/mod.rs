@@ -25,7 +25,9 @@ pub mod ties;
 pub use arithmetic::merge_host;
 pub use block_weights::{BlockWeight, BlockWeights};
 pub use drop_projections::{DroppedProjections, drop_projections};
-pub use ensemble::{TimestepEnsemble, expert_index, expert_range};
+pub use ensemble::{
+    TimestepEnsemble, expert_index, expert_range, expert_ranges_of, stored_boundaries,
+};
 pub use merger::{Mergeable, Merger};
 pub use method::{DEFAULT_DARE_P, DEFAULT_TIES_K, MergeMethod, MergeSpec};
 pub use recipe::{ExportReport, MergeJob, RECIPE_FILE, Recipe, export_merge, reproduce};

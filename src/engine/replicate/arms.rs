@@ -35,12 +35,14 @@ pub struct Arm {
     pub kind: ArmKind,
 }
 
-/// `main` with `experts` experts, each given `main`'s whole budget divided among them.
+/// `main` with `experts` experts on uniform ranges, each given `main`'s whole
+/// budget divided among them.
 fn with_experts(main: &FinetuneConfig, experts: usize) -> FinetuneConfig {
     let budget = main.steps_per_expert * main.experts as u64;
     FinetuneConfig {
         experts,
         steps_per_expert: (budget / experts as u64).max(1),
+        boundaries: None,
         ..main.clone()
     }
 }

@@ -23,7 +23,7 @@ use arms::ArmKind;
 
 use crate::engine::checkpoint::{META_FILE_NAME, content_hash, read_meta, write_atomic_bytes};
 use crate::engine::data::{SplitItems, split_items};
-use crate::engine::eval::{EvalSet, EvalSetConfig, timestep_ranges};
+use crate::engine::eval::{EvalSet, EvalSetConfig};
 use crate::engine::merge::{MergeJob, MergeSpec, Merger, TimestepEnsemble, export_merge};
 use crate::engine::metric::features::FeatureTrainConfig;
 use crate::engine::metric::{LabelSummary, SampleMetric, default_cache_dir};
@@ -137,8 +137,7 @@ pub fn replicate(
         device,
         cancel,
     };
-    let n = config.finetune.experts;
-    let ranges = timestep_ranges(n, config.finetune.num_train_timesteps);
+    let ranges = config.finetune.expert_ranges();
 
     let started = Instant::now();
     let pretrained = measure.row(
@@ -185,7 +184,7 @@ pub fn replicate(
     let mut rows: Vec<ReportRow> = all_rows
         .iter()
         .map(|(name, description)| {
-            ReportRow::over_seeds(name, description, &row_seeds(name).seeds, n)
+            ReportRow::over_seeds(name, description, &row_seeds(name).seeds, &ranges)
         })
         .collect();
     if let Some(m) = metric.as_ref() {
@@ -490,7 +489,7 @@ impl SeedRun<'_> {
                 &mut one,
                 self.search_set,
                 config.objective,
-                n,
+                &config.finetune.expert_ranges(),
                 &alphas,
                 &keep_going,
             )?
@@ -540,7 +539,7 @@ impl SeedRun<'_> {
             .iter()
             .map(|p| load_model(p, self.device).map(|l| l.model))
             .collect::<Result<Vec<_>>>()?;
-        let ensemble = TimestepEnsemble::new(experts, main.num_train_timesteps)?;
+        let ensemble = TimestepEnsemble::with_boundaries(experts, main.expert_boundaries())?;
         let merged_dir = self.dir.join(layout::MERGED);
         let mut predictors: Vec<Predictor> = vec![
             Predictor {
@@ -715,6 +714,7 @@ impl SeedRun<'_> {
             &mut merger,
             self.search_set,
             config.objective,
+            &config.finetune.expert_ranges(),
             &grid,
             config.strategy,
             &keep_going,

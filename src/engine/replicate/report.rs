@@ -36,22 +36,22 @@ pub struct ReportRow {
 }
 
 impl ReportRow {
-    /// The row of `name` from its measurements, one per seed, over `ranges` equal ranges.
+    /// The row of `name` from its measurements, one per seed, over the timestep `ranges`.
     pub fn over_seeds(
         name: &str,
         description: &str,
         seeds: &[&Measurements],
-        ranges: usize,
+        ranges: &[[usize; 2]],
     ) -> Self {
         let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
         let loss_per_seed: Vec<f64> = seeds.iter().map(|m| m.losses.mean()).collect();
-        let per_range: Vec<Vec<f64>> = seeds.iter().map(|m| m.losses.per_range(ranges)).collect();
+        let per_range: Vec<Vec<f64>> = seeds.iter().map(|m| m.losses.per_ranges(ranges)).collect();
         let frechet_per_seed: Vec<f64> = seeds.iter().filter_map(|m| m.frechet).collect();
         Self {
             name: name.into(),
             description: description.into(),
             loss: mean(&loss_per_seed),
-            loss_per_range: (0..ranges)
+            loss_per_range: (0..ranges.len())
                 .map(|r| mean(&per_range.iter().map(|p| p[r]).collect::<Vec<_>>()))
                 .collect(),
             frechet: (frechet_per_seed.len() == seeds.len() && !seeds.is_empty())
@@ -612,13 +612,16 @@ mod tests {
             frechet: fd,
         };
         let (a, b) = (m(1.0, Some(4.0)), m(3.0, Some(6.0)));
-        let r = ReportRow::over_seeds("x", "X", &[&a, &b], 2);
+        let r = ReportRow::over_seeds("x", "X", &[&a, &b], &[[0, 500], [500, 1000]]);
         assert_eq!(r.loss_per_seed, vec![1.5, 4.5]);
         assert_eq!(r.loss, 3.0);
         assert_eq!(r.loss_per_range, vec![2.0, 4.0]);
         assert_eq!(r.frechet, Some(5.0));
         // a seed without a distance leaves the row without one
         let c = m(1.0, None);
-        assert_eq!(ReportRow::over_seeds("x", "X", &[&a, &c], 2).frechet, None);
+        assert_eq!(
+            ReportRow::over_seeds("x", "X", &[&a, &c], &[[0, 500], [500, 1000]]).frechet,
+            None
+        );
     }
 }

@@ -21,7 +21,7 @@
 use super::lattice::{GridEvent, GridPoint, GridResult, GridSpec, Score};
 use super::merge_weights::LossObjective;
 use crate::engine::analysis::groups::{Granularity, group_of};
-use crate::engine::eval::{EvalSet, timestep_ranges};
+use crate::engine::eval::EvalSet;
 use crate::engine::merge::{BlockWeight, BlockWeights, MergeSpec, Mergeable, Merger};
 use crate::engine::model::EpsModel;
 use crate::engine::model::params::flat_grads;
@@ -233,18 +233,17 @@ fn weighted_gradient<M: EpsModel>(
 
 /// The per-sample weights `a_s` that make `sum_s a_s l_s` the objective on
 /// samples at `timesteps`: `1/S` each for the plain mean; for the balanced
-/// objective, `1 / (R n_r B_r)` for a sample in range `r` of `R`, with `n_r`
-/// samples there and the base's mean loss `B_r` there.
+/// objective, `1 / (R n_r B_r)` for a sample in range `r` of the `R` `ranges`,
+/// with `n_r` samples there and the base's mean loss `B_r` there.
 pub fn objective_weights(
     objective: LossObjective,
     timesteps: &[usize],
-    num_train_timesteps: usize,
+    ranges: &[[usize; 2]],
     base_per_range: &[f64],
 ) -> Vec<f32> {
     match objective {
         LossObjective::Plain => vec![1.0 / timesteps.len().max(1) as f32; timesteps.len()],
         LossObjective::Balanced => {
-            let ranges = timestep_ranges(base_per_range.len(), num_train_timesteps);
             let range_of = |t: usize| ranges.iter().position(|[lo, hi]| t >= *lo && t < *hi);
             let mut counts = vec![0usize; ranges.len()];
             for &t in timesteps {
@@ -279,6 +278,7 @@ pub fn learn_merge_weights<M: LossGradient>(
     merger: &mut Merger<M>,
     eval: &EvalSet,
     objective: LossObjective,
+    ranges: &[[usize; 2]],
     spec: &GridSpec,
     settings: LearnSettings,
     keep_going: &dyn Fn() -> bool,
@@ -295,14 +295,15 @@ pub fn learn_merge_weights<M: LossGradient>(
     };
     validate(spec, &settings)?;
     let (fit, check) = eval.halves()?;
-    let big_t = eval.num_train_timesteps();
     let merged = merger.merge(&MergeSpec::task_arithmetic(vec![0.0; n]))?;
     let base_losses = |set: &EvalSet, base: &M| -> Result<Vec<f64>> {
-        Ok(set.evaluate(&|x, t| base.predict_eps(x, t))?.per_range(n))
+        Ok(set
+            .evaluate(&|x, t| base.predict_eps(x, t))?
+            .per_ranges(ranges))
     };
     let fit_base = base_losses(&fit, &merged)?;
     let check_base = base_losses(&check, &merged)?;
-    let a = objective_weights(objective, fit.timesteps(), big_t, &fit_base);
+    let a = objective_weights(objective, fit.timesteps(), ranges, &fit_base);
     let merge_at = |merger: &mut Merger<M>, merged: M, w: &[f64]| {
         let spec = match &blocks {
             Some(b) => b.spec(w),
@@ -330,7 +331,7 @@ pub fn learn_merge_weights<M: LossGradient>(
         let model = merge_at(merger, slot.take().expect("model in its slot"), w)?;
         let losses = check.evaluate(&|x, t| model.predict_eps(x, t))?;
         *slot = Some(model);
-        let per_range = losses.per_range(n);
+        let per_range = losses.per_ranges(ranges);
         Ok(Score {
             loss: objective.value(losses.mean(), &per_range, &check_base),
             per_range,
@@ -459,6 +460,7 @@ pub fn descend(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::eval::timestep_ranges;
     use burn::tensor::Device;
 
     fn spec(n: usize, lo: f64, hi: f64) -> GridSpec {
@@ -622,13 +624,15 @@ mod tests {
                 ))
                 .unwrap()
         };
+        // two ranges of unequal width, as conflict-driven boundaries give
+        let halves = [[0usize, 300], [300, 1000]];
         let base = at(&mut merger, &vec![0.0; n]);
         let base_per_range = eval
             .evaluate(&|x, t| base.predict_eps(x, t))
             .unwrap()
-            .per_range(2);
+            .per_ranges(&halves);
         for objective in [LossObjective::Plain, LossObjective::Balanced] {
-            let a = objective_weights(objective, eval.timesteps(), 1000, &base_per_range);
+            let a = objective_weights(objective, eval.timesteps(), &halves, &base_per_range);
             let merged = at(&mut merger, &w);
             let (value, grads) = merged.weighted_loss_gradient(&eval, &a).unwrap();
             let analytic: Vec<f64> = merger
@@ -640,7 +644,7 @@ mod tests {
             let f = |merger: &mut Merger<M>, w: &[f64]| -> f64 {
                 let m = at(merger, w);
                 let l = eval.evaluate(&|x, t| m.predict_eps(x, t)).unwrap();
-                objective.value(l.mean(), &l.per_range(2), &base_per_range)
+                objective.value(l.mean(), &l.per_ranges(&halves), &base_per_range)
             };
             assert!((value - f(&mut merger, &w)).abs() < 1e-5 * value.abs().max(1.0));
             let h = 1e-2;
@@ -719,7 +723,7 @@ mod tests {
         let base = [0.3, 0.1, 0.02, 0.004];
         let per_range = [0.3, 0.1, 0.02, 0.002];
         for objective in [LossObjective::Plain, LossObjective::Balanced] {
-            let a = objective_weights(objective, &t, 1000, &base);
+            let a = objective_weights(objective, &t, &timestep_ranges(4, 1000), &base);
             let weighted: f64 = a.iter().zip(&losses).map(|(a, l)| f64::from(*a) * l).sum();
             let mean = losses.iter().sum::<f64>() / 6.0;
             let want = objective.value(mean, &per_range, &base);

@@ -46,13 +46,14 @@ impl LossObjective {
 }
 
 /// Searches task-arithmetic weights over `spec`, scoring each point by the
-/// held-out loss on `eval` (the figure `objective` names; per timestep range, one
-/// range per expert, alongside). [`Strategy::Learned`] descends the gradient
+/// held-out loss on `eval` (the figure `objective` names; per timestep range,
+/// `ranges` being the experts' ranges, alongside). [`Strategy::Learned`] descends the gradient
 /// instead, fitting on half of `eval` and scoring on the other half.
 pub fn search_merge_weights<M: LossGradient>(
     merger: &mut Merger<M>,
     eval: &EvalSet,
     objective: LossObjective,
+    ranges: &[[usize; 2]],
     spec: &GridSpec,
     strategy: Strategy,
     keep_going: &dyn Fn() -> bool,
@@ -60,7 +61,7 @@ pub fn search_merge_weights<M: LossGradient>(
 ) -> Result<GridResult> {
     if let Strategy::Learned(settings) = strategy {
         return learn_merge_weights(
-            merger, eval, objective, spec, settings, keep_going, on_event,
+            merger, eval, objective, ranges, spec, settings, keep_going, on_event,
         );
     }
     let n = merger.num_experts();
@@ -69,12 +70,13 @@ pub fn search_merge_weights<M: LossGradient>(
         LossObjective::Balanced => {
             // all weights 0: the base itself
             let base = merger.merge(&MergeSpec::task_arithmetic(vec![0.0; n]))?;
-            eval.evaluate(&|x, t| base.predict_eps(x, t))?.per_range(n)
+            eval.evaluate(&|x, t| base.predict_eps(x, t))?
+                .per_ranges(ranges)
         }
     };
     let mut objective = |merged: &M| -> Result<Score> {
         let losses = eval.evaluate(&|x, t| merged.predict_eps(x, t))?;
-        let per_range = losses.per_range(n);
+        let per_range = losses.per_ranges(ranges);
         Ok(Score {
             loss: objective.value(losses.mean(), &per_range, &base_per_range),
             per_range,

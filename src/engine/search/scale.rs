@@ -18,13 +18,13 @@ pub struct ScalePoint {
 }
 
 /// Scores `theta + alpha tau` for each of `alphas` on `eval` (`merger` holds one task
-/// vector), with `objective` measured over `ranges` equal timestep ranges. Returns
-/// every point, best (lowest) first.
+/// vector), with `objective` measured over the timestep `ranges`. Returns every
+/// point, best (lowest) first.
 pub fn search_scale<M: Mergeable>(
     merger: &mut Merger<M>,
     eval: &EvalSet,
     objective: LossObjective,
-    ranges: usize,
+    ranges: &[[usize; 2]],
     alphas: &[f64],
     keep_going: &dyn Fn() -> bool,
 ) -> Result<Vec<ScalePoint>> {
@@ -34,13 +34,13 @@ pub fn search_scale<M: Mergeable>(
             merger.num_experts()
         );
     }
-    if alphas.is_empty() || ranges == 0 {
+    if alphas.is_empty() || ranges.is_empty() {
         bail!("the scale search needs at least one scale and one timestep range");
     }
     let mut merged = merger.merge(&MergeSpec::task_arithmetic(vec![0.0]))?;
     let base = eval
         .evaluate(&|x, t| merged.predict_eps(x, t))?
-        .per_range(ranges);
+        .per_ranges(ranges);
     let mut points = Vec::with_capacity(alphas.len());
     for &alpha in alphas {
         if !keep_going() {
@@ -48,7 +48,7 @@ pub fn search_scale<M: Mergeable>(
         }
         merged = merger.merge_into(merged, &MergeSpec::task_arithmetic(vec![alpha as f32]))?;
         let losses = eval.evaluate(&|x, t| merged.predict_eps(x, t))?;
-        let value = objective.value(losses.mean(), &losses.per_range(ranges), &base);
+        let value = objective.value(losses.mean(), &losses.per_ranges(ranges), &base);
         points.push(ScalePoint { alpha, value });
     }
     points.sort_by(|a, b| a.value.total_cmp(&b.value));
@@ -60,6 +60,7 @@ mod tests {
     use super::*;
     use crate::engine::diffusion::NoiseSchedule;
     use crate::engine::eval::EvalSetConfig;
+    use crate::engine::eval::timestep_ranges;
     use crate::engine::model::{EpsModel, ToyMlp, ToyMlpConfig};
     use crate::engine::train::BatchSampler;
     use burn::tensor::Device;
@@ -83,7 +84,7 @@ mod tests {
             &mut merger,
             &eval,
             LossObjective::Plain,
-            4,
+            &timestep_ranges(4, 1000),
             &[0.0, 1.0],
             &|| true,
         )
@@ -103,12 +104,22 @@ mod tests {
             &mut merger,
             &eval,
             LossObjective::Balanced,
-            4,
+            &[[0, 100], [100, 1000]],
             &[0.0],
             &|| true,
         )
         .unwrap();
         assert!((b[0].value - 1.0).abs() < 1e-12, "{}", b[0].value);
-        assert!(search_scale(&mut merger, &eval, LossObjective::Plain, 4, &[], &|| true).is_err());
+        assert!(
+            search_scale(
+                &mut merger,
+                &eval,
+                LossObjective::Plain,
+                &[[0, 1000]],
+                &[],
+                &|| true
+            )
+            .is_err()
+        );
     }
 }

@@ -9,7 +9,9 @@ use super::adamw::AdamWConfig;
 use super::events::RunId;
 use super::loss::LossWeighting;
 use super::step_settings::{check_step_settings, warmup_lr};
-use super::timesteps::{MixMode, TimestepRange, TimestepSampler};
+use super::timesteps::{
+    MixMode, TimestepRange, TimestepSampler, check_boundaries, uniform_boundaries,
+};
 use anyhow::{Result, bail};
 use serde::{Deserialize, Serialize};
 
@@ -53,6 +55,9 @@ pub struct FinetuneConfig {
     pub baseline_projection: bool,
     /// Per-timestep weights of the noise-prediction loss (every run).
     pub loss_weighting: LossWeighting,
+    /// The experts' range boundaries `0 = b_0 < ... < b_N = T` when they are
+    /// not the uniform `k T / N` (expert `k` owns `[b_k, b_(k+1))`).
+    pub boundaries: Option<Vec<usize>>,
 }
 
 impl Default for FinetuneConfig {
@@ -78,6 +83,7 @@ impl Default for FinetuneConfig {
             baseline_consistency: false,
             baseline_projection: false,
             loss_weighting: LossWeighting::Uniform,
+            boundaries: None,
         }
     }
 }
@@ -97,6 +103,17 @@ impl FinetuneConfig {
                 "the number of experts must be between 1 and T = {t}, not {}",
                 self.experts
             );
+        }
+        if let Some(b) = &self.boundaries {
+            check_boundaries(b, t)?;
+            if b.len() != self.experts + 1 {
+                bail!(
+                    "{} range boundaries give {} experts, but the job has {}",
+                    b.len(),
+                    b.len() - 1,
+                    self.experts
+                );
+            }
         }
         if !(0.0..=1.0).contains(&self.p) {
             bail!("p must be in [0, 1], not {}", self.p);
@@ -133,9 +150,27 @@ impl FinetuneConfig {
     /// The timesteps a run specialises in (all of `[0, T)` for the baseline).
     pub fn range_of(&self, run: RunId) -> Result<TimestepRange> {
         match run {
-            RunId::Expert(k) => TimestepRange::of_expert(k, self.experts, self.num_train_timesteps),
+            RunId::Expert(k) => match &self.boundaries {
+                Some(b) => TimestepRange::between(k, b),
+                None => TimestepRange::of_expert(k, self.experts, self.num_train_timesteps),
+            },
             RunId::Baseline => Ok(TimestepRange::all(self.num_train_timesteps)),
         }
+    }
+
+    /// The experts' range boundaries (the uniform ones unless set).
+    pub fn expert_boundaries(&self) -> Vec<usize> {
+        self.boundaries
+            .clone()
+            .unwrap_or_else(|| uniform_boundaries(self.experts, self.num_train_timesteps))
+    }
+
+    /// The experts' ranges `[lo, hi)`, in expert order.
+    pub fn expert_ranges(&self) -> Vec<[usize; 2]> {
+        self.expert_boundaries()
+            .windows(2)
+            .map(|w| [w[0], w[1]])
+            .collect()
     }
 
     /// How a run draws its timesteps.

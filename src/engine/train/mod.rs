@@ -31,5 +31,8 @@ pub use finetune_config::FinetuneConfig;
 pub use heldout_curve::{CurvePoint, HeldOutWatch, last_quarter_improvement};
 pub use pretrain::{pretrain, pretrain_any, pretrain_watched};
 pub use resume::{RunStart, fresh_run, fresh_start, resume_run, resume_start};
-pub use timesteps::{MixMode, TimestepDraw, TimestepRange, TimestepSampler};
+pub use timesteps::{
+    MixMode, TimestepDraw, TimestepRange, TimestepSampler, check_boundaries, fmt_boundaries,
+    parse_boundaries, uniform_boundaries,
+};
 pub use train_config::TrainConfig;

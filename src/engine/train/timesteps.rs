@@ -49,6 +49,18 @@ impl TimestepRange {
         })
     }
 
+    /// The range of expert `index` (0-based) between boundaries
+    /// `b_0 = 0 < b_1 < ... < b_N = T`: `[b_index, b_(index + 1))`.
+    pub fn between(index: usize, boundaries: &[usize]) -> Result<Self> {
+        match (boundaries.get(index), boundaries.get(index + 1)) {
+            (Some(&lo), Some(&hi)) => Ok(Self { lo, hi }),
+            _ => bail!(
+                "expert index {index} is out of range for {} experts",
+                boundaries.len().saturating_sub(1)
+            ),
+        }
+    }
+
     /// Number of timesteps in the range.
     pub fn len(&self) -> usize {
         self.hi.saturating_sub(self.lo)
@@ -73,6 +85,56 @@ impl TimestepRange {
     pub fn to_array(self) -> [usize; 2] {
         [self.lo, self.hi]
     }
+}
+
+/// Checks range boundaries `b_0 = 0 < b_1 < ... < b_N = T` (N >= 1): every
+/// range holds at least one timestep and together they tile `[0, T)`.
+pub fn check_boundaries(boundaries: &[usize], num_train_timesteps: usize) -> Result<()> {
+    let t = num_train_timesteps;
+    if boundaries.len() < 2 {
+        bail!("range boundaries need at least two values (0 and T = {t}), e.g. 0,120,400,{t}");
+    }
+    if boundaries[0] != 0 || boundaries[boundaries.len() - 1] != t {
+        bail!(
+            "range boundaries must start at 0 and end at T = {t}, got {}",
+            fmt_boundaries(boundaries)
+        );
+    }
+    if let Some(w) = boundaries.windows(2).find(|w| w[1] <= w[0]) {
+        bail!(
+            "range boundaries must increase (every range at least one timestep), but {} is followed by {}",
+            w[0],
+            w[1]
+        );
+    }
+    Ok(())
+}
+
+/// The uniform boundaries `b_k = k T / N` (those of [`TimestepRange::of_expert`]).
+pub fn uniform_boundaries(experts: usize, num_train_timesteps: usize) -> Vec<usize> {
+    (0..=experts)
+        .map(|k| k * num_train_timesteps / experts.max(1))
+        .collect()
+}
+
+/// Parses `0,120,400,1000` (commas, spaces allowed).
+pub fn parse_boundaries(text: &str) -> Result<Vec<usize>> {
+    text.split(',')
+        .map(|v| {
+            v.trim()
+                .parse::<usize>()
+                .map_err(|_| anyhow::anyhow!("`{}` is not a timestep (in `{text}`)", v.trim()))
+        })
+        .collect()
+}
+
+/// `0,120,400,1000`.
+pub fn fmt_boundaries(boundaries: &[usize]) -> String {
+    boundaries
+        .iter()
+        .map(|b| b.to_string())
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 impl fmt::Display for TimestepRange {
