@@ -43,6 +43,8 @@ pub enum AppCommand {
     StartTraining,
     /// Export the task-vector statistics into the Task-vectors view's folder.
     ExportTaskVectors,
+    /// Finetune on these range boundaries: fill the Train view's form and show it.
+    UseBoundaries(Vec<usize>),
 }
 
 impl From<ModelsAction> for AppCommand {

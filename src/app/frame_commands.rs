@@ -10,13 +10,16 @@ use super::merge_worker::Command;
 use super::notice::Notice;
 use super::preview::Panel;
 use super::save_job::{SaveJob, spawn_save};
+use super::settings::View;
 use super::taskvec::TaskVecAction;
 use super::teaching::run_notice;
 use super::train::end_notice;
+use super::train::form::TrainMode;
 use super::train::job::spawn_train;
 use super::train::plan::TrainUpdate;
 use crate::engine::merge::MergeJob;
 use crate::engine::model_set::ModelSet;
+use crate::engine::train::fmt_boundaries;
 use std::path::{Path, PathBuf};
 
 impl StudioApp {
@@ -158,6 +161,26 @@ impl StudioApp {
                 if let Some(TaskVecAction::Export(task)) = self.taskvec.export(self.emit.waker()) {
                     self.run_command(AppCommand::Spawn(task));
                 }
+            }
+            AppCommand::UseBoundaries(boundaries) => {
+                let form = &mut self.train.form;
+                form.mode = TrainMode::Finetune;
+                form.boundaries = fmt_boundaries(&boundaries);
+                // the conflicts were those of the open set's base
+                if form.base.trim().is_empty()
+                    && let Some(info) = &self.models.info
+                {
+                    form.base = info.set.base.display().to_string();
+                }
+                self.settings.view = View::Train;
+                self.tell(
+                    format!(
+                        "the Train view finetunes {} experts on the ranges {}",
+                        boundaries.len().saturating_sub(1),
+                        fmt_boundaries(&boundaries)
+                    ),
+                    false,
+                );
             }
         }
     }

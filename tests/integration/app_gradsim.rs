@@ -164,3 +164,45 @@ fn two_batches_show_the_noise_ceiling_and_the_relative_matrix() {
     assert!(h.state().gradsim().relative);
     h.get_by_label(HEATMAP_LABEL);
 }
+
+#[test]
+fn suggested_ranges_fill_the_train_views_boundaries() {
+    use deme_studio::app::train::form::TrainMode;
+    use deme_studio::engine::analysis::range_split::suggest_ranges;
+    let mut h = harness(true);
+    wait_until(&mut h, "the models", |a| a.models().info.is_some());
+    h.state_mut().gradsim_mut().k = 6;
+    h.step();
+    click(&mut h, "Compute");
+    wait_until(&mut h, "the gradient similarities", |a| {
+        !a.gradsim().is_running()
+    });
+    h.state_mut().gradsim_mut().suggest_n = 3;
+    h.step();
+    let result = h.state().gradsim().result().expect("a result").clone();
+    let want = suggest_ranges(&result.cosine, &result.timesteps, 1000, 3).unwrap();
+    let text: Vec<String> = want.boundaries.iter().map(|b| b.to_string()).collect();
+    h.get_by_label_contains(&format!("boundaries {}", text.join(",")));
+    click(&mut h, "Finetune on these ranges");
+    h.step();
+    let app = h.state();
+    assert_eq!(app.view(), View::Train);
+    let form = &app.train().form;
+    assert_eq!(form.mode, TrainMode::Finetune);
+    assert_eq!(form.boundaries, text.join(","));
+    assert_eq!(
+        form.base,
+        app.models()
+            .info
+            .as_ref()
+            .unwrap()
+            .set
+            .base
+            .display()
+            .to_string()
+    );
+    // the form's finetune settings take them: N = 3 on those ranges
+    let c = form.finetune_config().unwrap();
+    assert_eq!(c.experts, 3);
+    assert_eq!(c.boundaries, Some(want.boundaries));
+}

@@ -9,7 +9,10 @@ use crate::app::job_slot::Waker;
 use crate::app::merge_worker::Command;
 use crate::app::page_ctx::PageCtx;
 use crate::app::save_job::SaveJob;
+use crate::app::session::NUM_TRAIN_TIMESTEPS;
 use crate::engine::analysis::gradsim::GradSimResult;
+use crate::engine::analysis::range_split::{suggest_ranges, uniform_split};
+use crate::engine::train::fmt_boundaries;
 use std::sync::Arc;
 
 /// What the view asks the app to do.
@@ -20,6 +23,8 @@ pub enum GradSimAction {
     /// Write the result (`heatmap.png`, `cosine.csv`, `cosine.npy`,
     /// `timesteps.npy`, `groups.csv`, `gradsim.json`) into this folder.
     Export(Arc<GradSimResult>, std::path::PathBuf),
+    /// Finetune experts on these range boundaries (fills the Train view).
+    UseRanges(Vec<usize>),
 }
 
 /// Draws the Gradient-conflicts view; returns what the app should do.
@@ -40,6 +45,7 @@ pub fn gradsim_page(ui: &mut egui::Ui, state: &mut GradSimState, ctx: &PageCtx) 
         .map(|a| match a {
             GradSimAction::Compute(job) => AppCommand::Worker(Command::GradSim(job)),
             GradSimAction::Export(result, dir) => AppCommand::Save(SaveJob::gradsim(result, dir)),
+            GradSimAction::UseRanges(boundaries) => AppCommand::UseBoundaries(boundaries),
         })
         .collect()
 }
@@ -94,10 +100,54 @@ pub fn gradsim_ui(
             actions.push(GradSimAction::Export(result.clone(), folder.into()));
         }
     });
+    suggest_ui(ui, state, &result, &mut actions);
     egui::ScrollArea::vertical()
         .id_salt("gradsim-scroll")
         .show(ui, |ui| result_ui(ui, state, &result));
     actions
+}
+
+/// The N ranges whose gradients agree most, beside the uniform split, and a
+/// button that finetunes on them.
+fn suggest_ui(
+    ui: &mut egui::Ui,
+    state: &mut GradSimState,
+    result: &GradSimResult,
+    actions: &mut Vec<GradSimAction>,
+) {
+    let big_t = NUM_TRAIN_TIMESTEPS;
+    ui.horizontal_wrapped(|ui| {
+        let label = ui.label("Suggest N ranges");
+        let max = result.k().max(1);
+        ui.add(egui::DragValue::new(&mut state.suggest_n).range(1..=max))
+            .labelled_by(label.id)
+            .on_hover_text(
+                "the N contiguous timestep ranges whose gradients agree most within each range \
+                 (dynamic programming over the K timesteps)",
+            );
+        let n = state.suggest_n.clamp(1, max);
+        match suggest_ranges(&result.cosine, &result.timesteps, big_t, n) {
+            Ok(split) => {
+                let uniform = uniform_split(&result.cosine, &result.timesteps, big_t, n)
+                    .map_or("n/a".to_string(), |u| format!("{:.3}", u.score));
+                ui.label(format!(
+                    "boundaries {} (within-range score {:.3}; uniform {uniform})",
+                    fmt_boundaries(&split.boundaries),
+                    split.score
+                ));
+                if ui
+                    .button("Finetune on these ranges")
+                    .on_hover_text("fill the Train view's range boundaries and open it")
+                    .clicked()
+                {
+                    actions.push(GradSimAction::UseRanges(split.boundaries));
+                }
+            }
+            Err(e) => {
+                ui.colored_label(ui.visuals().error_fg_color, format!("{e:#}"));
+            }
+        }
+    });
 }
 
 fn controls_ui(

@@ -31,6 +31,8 @@ pub struct GradSimState {
     pub export_dir: String,
     /// Show the cosines relative to the noise ceiling, `S_kl / sqrt(c_k c_l)`.
     pub relative: bool,
+    /// Number of ranges N the view suggests from the conflicts.
+    pub suggest_n: usize,
 }
 
 impl Default for GradSimState {
@@ -46,6 +48,7 @@ impl Default for GradSimState {
             hovered: None,
             export_dir: "gradient-conflicts".into(),
             relative: false,
+            suggest_n: 4,
         }
     }
 }

@@ -8,7 +8,7 @@ use crate::app::job_slot::Sink;
 use crate::engine::checkpoint::DEFAULT_IMAGE_PRESET;
 use crate::engine::data::DataSpec;
 use crate::engine::store::ModelSpec;
-use crate::engine::train::{CancelToken, FinetuneConfig, Schedule, TrainConfig};
+use crate::engine::train::{CancelToken, FinetuneConfig, Schedule, TrainConfig, parse_boundaries};
 use anyhow::{Result, bail};
 use std::path::PathBuf;
 
@@ -56,6 +56,9 @@ pub struct TrainForm {
     pub pretrain: TrainConfig,
     /// Finetuning settings.
     pub finetune: FinetuneConfig,
+    /// The experts' range boundaries as typed (`0,120,400,1000`); empty for N
+    /// uniform ranges.
+    pub boundaries: String,
     /// Step order of the finetune runs.
     pub schedule: Schedule,
     /// Which finetune runs.
@@ -85,6 +88,7 @@ impl Default for TrainForm {
                 checkpoint_every: 50,
                 ..FinetuneConfig::default()
             },
+            boundaries: String::new(),
             schedule: Schedule::Interleaved,
             baseline: BaselineChoice::ExpertsOnly,
             val_fraction: 0.1,
@@ -112,6 +116,19 @@ pub fn default_out(mode: TrainMode) -> String {
 }
 
 impl TrainForm {
+    /// The finetuning settings with the typed boundaries (which set N), checked.
+    pub fn finetune_config(&self) -> Result<FinetuneConfig> {
+        let mut c = self.finetune.clone();
+        let typed = self.boundaries.trim();
+        if !typed.is_empty() {
+            let b = parse_boundaries(typed)?;
+            c.experts = b.len().saturating_sub(1);
+            c.boundaries = Some(b);
+        }
+        c.validate()?;
+        Ok(c)
+    }
+
     /// Checks the settings and builds the job they describe.
     pub fn job(&self) -> Result<TrainJob> {
         let data: DataSpec = self.data.trim().parse()?;
@@ -149,10 +166,10 @@ impl TrainForm {
                 if !base.join("config.json").is_file() {
                     bail!("{} is not a model folder (no config.json)", base.display());
                 }
-                self.finetune.validate()?;
+                let config = self.finetune_config()?;
                 JobKind::Finetune {
                     base,
-                    config: self.finetune.clone(),
+                    config,
                     schedule: self.schedule,
                     experts: self.baseline != BaselineChoice::BaselineOnly,
                     baseline: self.baseline != BaselineChoice::ExpertsOnly,

@@ -221,6 +221,8 @@ fn pretrain_ui(ui: &mut egui::Ui, c: &mut TrainConfig) {
 }
 
 fn finetune_ui(ui: &mut egui::Ui, form: &mut TrainForm) {
+    let listed = !form.boundaries.trim().is_empty();
+    let boundaries = &mut form.boundaries;
     let c = &mut form.finetune;
     egui::Grid::new("train-form-finetune")
         .num_columns(2)
@@ -228,8 +230,21 @@ fn finetune_ui(ui: &mut egui::Ui, form: &mut TrainForm) {
             field(
                 ui,
                 "experts N",
-                "timestep ranges [i T / N, (i + 1) T / N)",
-                |ui| ui.add(DragValue::new(&mut c.experts).range(0..=1000)),
+                "timestep ranges [i T / N, (i + 1) T / N), unless boundaries are given",
+                |ui| ui.add_enabled(!listed, DragValue::new(&mut c.experts).range(0..=1000)),
+            );
+            field(
+                ui,
+                "range boundaries",
+                "0 = b_0 < ... < b_N = T, e.g. 0,120,400,1000 (empty: N uniform ranges); \
+                 the Gradient-conflicts view suggests them",
+                |ui| {
+                    ui.add(
+                        egui::TextEdit::singleline(boundaries)
+                            .hint_text("uniform")
+                            .desired_width(180.0),
+                    )
+                },
             );
             field(
                 ui,
