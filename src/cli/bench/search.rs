@@ -26,6 +26,9 @@ use clap::Args;
 use std::path::PathBuf;
 use std::time::Instant;
 
+/// Seed of the report set that judges every run.
+const REPORT_SEED: u64 = 4321;
+
 /// Arguments of `bench search`.
 #[derive(Debug, Args)]
 pub struct SearchCase {
@@ -38,6 +41,10 @@ pub struct SearchCase {
     /// Held-out samples the searches score on.
     #[arg(long, default_value_t = 256)]
     pub samples: usize,
+    /// Seed of the search set (its items, noise and nothing else); the report set
+    /// stays the same, so runs with several seeds compare on one yardstick.
+    #[arg(long, default_value_t = 1234)]
+    pub seed: u64,
     /// Held-out samples of the report set that judges the results.
     #[arg(long, default_value_t = 512)]
     pub report_samples: usize,
@@ -132,8 +139,11 @@ pub fn run(c: SearchCase, compute: &ComputeDevice) -> Result<()> {
             device,
         )
     };
-    let search_set = set(c.samples, 1234)?;
-    let report_set = set(c.report_samples, 4321)?;
+    if c.seed == REPORT_SEED {
+        bail!("--seed {REPORT_SEED} is the report set's own seed; choose another");
+    }
+    let search_set = set(c.samples, c.seed)?;
+    let report_set = set(c.report_samples, REPORT_SEED)?;
     let base_per_range = {
         let m = merger.merge(&MergeSpec::task_arithmetic(vec![0.0; n]))?;
         report_set
@@ -222,7 +232,7 @@ pub fn run(c: SearchCase, compute: &ComputeDevice) -> Result<()> {
     emit(
         serde_json::json!({
             "case": "search", "base": base_dir, "experts": n,
-            "objective": c.objective, "samples": c.samples,
+            "objective": c.objective, "samples": c.samples, "seed": c.seed,
             "report_samples": c.report_samples, "bounds": [0.0, c.hi],
             "methods": lines,
         }),
