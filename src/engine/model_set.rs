@@ -103,7 +103,7 @@ pub fn default_set_in(assets: &Path) -> Option<ModelSet> {
 }
 
 /// The commands that make a set like the shipped one.
-pub const MAKE_SET_HELP: &str = "deme-studio train --data mnist --model mnist-tiny --steps 37500 --lr-decay-steps 4000 \\\n    --batch-size 64 --warmup 500 --ema 0.999 --out runs/mnist/base   # about 3.6 h on 2 CPU cores\n\
+pub const MAKE_SET_HELP: &str = "deme-studio train --data mnist --model mnist-tiny --batch-size 64 \\\n    --steps 37500 --lr-decay-steps 4000 --warmup 500 --out runs/mnist/base\n\
 deme-studio finetune --base runs/mnist/base --data mnist --experts 4 \\\n    --batch-size 64 --steps-per-expert 938 --out runs/mnist/deme";
 
 #[cfg(test)]

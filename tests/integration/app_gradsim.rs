@@ -160,6 +160,21 @@ fn two_batches_show_the_noise_ceiling_and_the_relative_matrix() {
         "{ceiling:?}"
     );
     h.get_by_label_contains("noise ceiling c_k: min");
+    // the hover readout gives the cosine's standard error over the batches
+    let se = result
+        .stderr
+        .clone()
+        .expect("two batches give standard errors");
+    let heatmap = h.get_by_label(HEATMAP_LABEL).rect();
+    let side = heatmap.height() - 34.0;
+    let cell = side / 4.0;
+    h.hover_at(egui::pos2(
+        heatmap.left() + 40.0 + side - cell / 2.0,
+        heatmap.top() + cell / 2.0,
+    ));
+    h.step();
+    h.step();
+    h.get_by_label_contains(&format!("± {:.3} (s.e.)", se[3]));
     click(&mut h, "relative to the ceiling");
     assert!(h.state().gradsim().relative);
     h.get_by_label(HEATMAP_LABEL);

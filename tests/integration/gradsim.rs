@@ -35,17 +35,7 @@ fn data() -> BatchSampler {
 
 /// g_k averaged over the batches, in float64 on the host.
 fn reference(model: &UNet2DModel, cfg: &GradSimConfig, schedule: &NoiseSchedule) -> Vec<Vec<f64>> {
-    let [even, odd] = reference_halves(model, cfg, schedule);
-    even.into_iter()
-        .zip(odd)
-        .map(|(a, b)| {
-            if b.is_empty() {
-                a
-            } else {
-                a.iter().zip(&b).map(|(x, y)| x + y).collect()
-            }
-        })
-        .collect()
+    sum_batches(&reference_batches(model, cfg, schedule), &|_| true)
 }
 
 /// g_k summed over the even and over the odd batches, each weighted 1/M, in
@@ -55,41 +45,67 @@ fn reference_halves(
     cfg: &GradSimConfig,
     schedule: &NoiseSchedule,
 ) -> [Vec<Vec<f64>>; 2] {
+    let batches = reference_batches(model, cfg, schedule);
+    [
+        sum_batches(&batches, &|m| m % 2 == 0),
+        sum_batches(&batches, &|m| m % 2 == 1),
+    ]
+}
+
+/// The sum over the batches `m` that `keep` keeps, per timestep (empty when
+/// it keeps none).
+fn sum_batches(batches: &[Vec<Vec<f64>>], keep: &dyn Fn(usize) -> bool) -> Vec<Vec<f64>> {
+    let k = batches[0].len();
+    (0..k)
+        .map(|ki| {
+            let mut sum: Vec<f64> = Vec::new();
+            for (_, b) in batches.iter().enumerate().filter(|(m, _)| keep(*m)) {
+                if sum.is_empty() {
+                    sum = vec![0.0; b[ki].len()];
+                }
+                for (s, v) in sum.iter_mut().zip(&b[ki]) {
+                    *s += v;
+                }
+            }
+            sum
+        })
+        .collect()
+}
+
+/// Each batch's g_k (`[m][k][params]`), weighted 1/M, in float64 on the host.
+fn reference_batches(
+    model: &UNet2DModel,
+    cfg: &GradSimConfig,
+    schedule: &NoiseSchedule,
+) -> Vec<Vec<Vec<f64>>> {
     let device = Device::flex();
     let tracked = model.clone().to_device(&device.clone().autodiff()).train();
     let data = data();
-    let mut halves: [Vec<Vec<f64>>; 2] = [
-        vec![Vec::new(); cfg.timesteps.len()],
-        vec![Vec::new(); cfg.timesteps.len()],
-    ];
-    for m in 0..cfg.batches {
-        let sums = &mut halves[m % 2];
-        let mut rng = data.rng_for_step(cfg.seed, m as u64);
-        let batch = data.batch(&mut rng, cfg.batch_size, 1000, &device);
-        for (k, &t) in cfg.timesteps.iter().enumerate() {
-            let loss = eps_loss_per_sample(
-                &tracked,
-                schedule,
-                batch.x0.clone(),
-                batch.noise.clone(),
-                &vec![t; cfg.batch_size],
-            )
-            .mean();
-            let grads = loss.backward();
-            let flat: Vec<f64> = flat_grads(&tracked, &grads)
-                .into_iter()
-                .flat_map(|(_, g)| g.into_data().try_to_vec::<f32>().unwrap())
-                .map(f64::from)
-                .collect();
-            if sums[k].is_empty() {
-                sums[k] = vec![0.0; flat.len()];
-            }
-            for (s, v) in sums[k].iter_mut().zip(flat) {
-                *s += v / cfg.batches as f64;
-            }
-        }
-    }
-    halves
+    (0..cfg.batches)
+        .map(|m| {
+            let mut rng = data.rng_for_step(cfg.seed, m as u64);
+            let batch = data.batch(&mut rng, cfg.batch_size, 1000, &device);
+            cfg.timesteps
+                .iter()
+                .map(|&t| {
+                    let loss = eps_loss_per_sample(
+                        &tracked,
+                        schedule,
+                        batch.x0.clone(),
+                        batch.noise.clone(),
+                        &vec![t; cfg.batch_size],
+                    )
+                    .mean();
+                    let grads = loss.backward();
+                    flat_grads(&tracked, &grads)
+                        .into_iter()
+                        .flat_map(|(_, g)| g.into_data().try_to_vec::<f32>().unwrap())
+                        .map(|v| f64::from(v) / cfg.batches as f64)
+                        .collect()
+                })
+                .collect()
+        })
+        .collect()
 }
 
 fn cos(a: &[f64], b: &[f64]) -> f64 {
@@ -172,6 +188,54 @@ fn noise_ceiling_matches_float64_reference() {
     let one = GradSimConfig { batches: 1, ..cfg };
     let r = run(&model, &one, &schedule);
     assert!(r.ceiling.is_none() && r.relative_to_ceiling().is_none());
+}
+
+#[test]
+fn jackknife_standard_errors_match_float64_reference() {
+    let (model, cfg, schedule) = setup();
+    let cfg = GradSimConfig { batches: 3, ..cfg };
+    let r = run(&model, &cfg, &schedule);
+    let se = r
+        .stderr
+        .as_ref()
+        .expect("three batches give standard errors");
+    let batches = reference_batches(&model, &cfg, &schedule);
+    let k = cfg.timesteps.len();
+    // S^(-m): the cosines of the sums over every batch but m
+    let leave_out: Vec<Vec<Vec<f64>>> =
+        (0..3).map(|m| sum_batches(&batches, &|b| b != m)).collect();
+    for i in 0..k {
+        for j in 0..k {
+            let s: Vec<f64> = leave_out.iter().map(|g| cos(&g[i], &g[j])).collect();
+            let mean = s.iter().sum::<f64>() / 3.0;
+            let want = (2.0 / 3.0 * s.iter().map(|v| (v - mean).powi(2)).sum::<f64>()).sqrt();
+            let got = se[i * k + j];
+            assert!(
+                (got - want).abs() < 1e-4,
+                "SE[{i},{j}] = {got}, float64 says {want}"
+            );
+        }
+        assert!(
+            se[i * k + i].abs() < 1e-6,
+            "a cosine with itself is exactly 1"
+        );
+    }
+    // the CSV carries them beside the cosines
+    let dir = tempfile::tempdir().unwrap();
+    deme_studio::engine::analysis::gradsim_files::write_gradsim_files(&r, dir.path()).unwrap();
+    let csv = std::fs::read_to_string(dir.path().join("cosine.csv")).unwrap();
+    let mut lines = csv.lines();
+    assert_eq!(lines.next(), Some("t_i,t_j,cosine,stderr"));
+    let second: Vec<f64> = lines
+        .nth(1)
+        .unwrap()
+        .split(',')
+        .map(|v| v.parse().unwrap())
+        .collect();
+    assert_eq!(second[3], se[1]);
+    // one batch: no standard errors
+    let one = GradSimConfig { batches: 1, ..cfg };
+    assert!(run(&model, &one, &schedule).stderr.is_none());
 }
 
 #[test]

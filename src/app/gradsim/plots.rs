@@ -28,16 +28,21 @@ pub(super) fn result_ui(ui: &mut egui::Ui, state: &mut GradSimState, result: &Gr
             let side =
                 (ui.available_height().min(ui.available_width() - 300.0)).clamp(200.0, 420.0);
             heatmap_ui(ui, state, result, side);
-            let text = match state.hovered {
-                Some((i, j)) => format!(
-                    "t_i = {}, t_j = {}: cosine {:.3}{}",
-                    result.timesteps[i],
-                    result.timesteps[j],
-                    result.cosine[i * k + j],
-                    ceiling_words(result, i, j)
-                ),
-                None => "hover a cell for t_i, t_j and the cosine".to_string(),
-            };
+            let text =
+                match state.hovered {
+                    Some((i, j)) => format!(
+                        "t_i = {}, t_j = {}: cosine {:.3}{}{}",
+                        result.timesteps[i],
+                        result.timesteps[j],
+                        result.cosine[i * k + j],
+                        result.stderr.as_ref().filter(|_| i != j).map_or(
+                            String::new(),
+                            |se| format!(" ± {:.3} (s.e.)", se[i * k + j])
+                        ),
+                        ceiling_words(result, i, j)
+                    ),
+                    None => "hover a cell for t_i, t_j and the cosine".to_string(),
+                };
             ui.label(text);
         });
         ui.add_space(12.0);

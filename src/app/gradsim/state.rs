@@ -170,6 +170,7 @@ mod tests {
             exact: true,
             config: GradSimConfig::default(),
             ceiling: None,
+            stderr: None,
         })
     }
 

@@ -17,9 +17,17 @@
 //! A cosine `S_kl` well below `sqrt(c_k c_l)` is a conflict, one near it may be
 //! noise; `S_kl / sqrt(c_k c_l)` is the similarity relative to the ceiling.
 //!
+//! # Standard errors
+//! With `M >= 2` batches, each cosine carries a jackknife standard error over the
+//! batches: `S^(-m)` is the matrix of the gradients summed over every batch but
+//! `m`, and `SE_kl = sqrt((M - 1)/M sum_m (S^(-m)_kl - mean)^2)`. All of it (the
+//! matrix, the ceiling's halves, the leave-one-out sums) folds out of one Gram
+//! matrix of the M K per-batch gradients.
+//!
 //! # Memory
-//! The K gradients are never kept whole. Each group's gradient is reduced on the
-//! device to a sketch of at most `sketch_dim` numbers: multiplied by a fixed random
+//! The M K gradients (one per batch and timestep) are never kept whole. Each
+//! group's gradient is reduced on the device to a sketch of at most `sketch_dim`
+//! numbers: multiplied by a fixed random
 //! ±1 sign per coordinate, then coordinates `i` and `i + d` (and so on) are summed.
 //! Inner products of sketches are unbiased estimates of the true inner products.
 //! A group no larger than `sketch_dim` is kept exactly, so `sketch_dim = None`
@@ -112,6 +120,10 @@ pub struct GradSimResult {
     /// with a single batch.
     #[serde(default)]
     pub ceiling: Option<Vec<f64>>,
+    /// Row-major K x K jackknife standard errors of [`Self::cosine`] over the M
+    /// batches (see the module docs); `None` with a single batch.
+    #[serde(default)]
+    pub stderr: Option<Vec<f64>>,
 }
 
 impl GradSimResult {
@@ -305,11 +317,11 @@ pub fn grad_similarity<M: EpsModel>(
         .into_iter()
         .map(|(key, shape)| (key, shape.iter().product()))
         .collect();
-    // acc[half][group][k]: the stored (exact or sketched) gradient summed over the
-    // even (half 0) and the odd (half 1) batches, each batch weighted 1/M, so the
-    // two halves add up to the mean
-    let halves = if config.batches >= 2 { 2 } else { 1 };
-    let mut acc: Vec<Vec<Vec<Option<Tensor<1>>>>> = (0..halves)
+    // acc[batch][group][k]: each batch's stored (exact or sketched) gradient,
+    // weighted 1/M so that the batches add up to the mean; the Gram matrix of all
+    // M K rows then gives the mean's, the two halves' and every leave-one-out sum's
+    let batches = config.batches;
+    let mut acc: Vec<Vec<Vec<Option<Tensor<1>>>>> = (0..batches)
         .map(|_| plans.iter().map(|_| vec![None; k]).collect())
         .collect();
     let total = config.batches * k;
@@ -356,11 +368,7 @@ pub fn grad_similarity<M: EpsModel>(
                     Tensor::cat(parts, 0)
                 };
                 let reduced = plan.reduce(g) * scale;
-                let slot = &mut acc[m % halves][gi][ki];
-                *slot = Some(match slot.take() {
-                    Some(prev) => prev + reduced,
-                    None => reduced,
-                });
+                acc[m][gi][ki] = Some(reduced);
             }
             on_progress(GradSimProgress {
                 done: m * k + ki + 1,
@@ -368,17 +376,17 @@ pub fn grad_similarity<M: EpsModel>(
             });
         }
     }
-    // Gram matrices per group on the device: [H K, width] x [width, H K] over
-    // the H halves' rows, folded into the K x K Gram of their sums.
-    let hk = halves * k;
-    let mut total_gram = vec![0.0f64; k * k];
-    let mut halves_gram = vec![0.0f64; hk * hk];
+    // Gram matrices per group on the device: [M K, width] x [width, M K] over
+    // the batches' rows (row m K + k), folded into the K x K Gram of their sum
+    let mk = batches * k;
+    let all = |_: usize| Some(0);
+    let mut rows_gram = vec![0.0f64; mk * mk];
     let mut groups = Vec::with_capacity(plans.len());
     for (gi, plan) in plans.iter().enumerate() {
-        let rows: Vec<Tensor<2>> = (0..halves)
-            .flat_map(|h| (0..k).map(move |ki| (h, ki)))
-            .map(|(h, ki)| {
-                acc[h][gi][ki]
+        let rows: Vec<Tensor<2>> = (0..batches)
+            .flat_map(|m| (0..k).map(move |ki| (m, ki)))
+            .map(|(m, ki)| {
+                acc[m][gi][ki]
                     .take()
                     .expect("every slot filled")
                     .reshape([1, plan.width()])
@@ -392,14 +400,10 @@ pub fn grad_similarity<M: EpsModel>(
             .try_into_vec::<f32>()
             .map_err(|e| anyhow::anyhow!("reading the Gram matrix: {e:?}"))?;
         let g2: Vec<f64> = g2.into_iter().map(f64::from).collect();
-        let gram = fold_halves(&g2, halves, k);
-        for (t, g) in total_gram.iter_mut().zip(&gram) {
+        for (t, g) in rows_gram.iter_mut().zip(&g2) {
             *t += g;
         }
-        for (t, g) in halves_gram.iter_mut().zip(&g2) {
-            *t += g;
-        }
-        let (cosine, norms) = cosine_from_gram(&gram, k);
+        let (cosine, norms) = cosine_from_gram(&fold_batches(&g2, batches, k, 1, &all), k);
         groups.push(GroupSimilarity {
             name: plan.name.clone(),
             params: plan.len,
@@ -407,10 +411,15 @@ pub fn grad_similarity<M: EpsModel>(
             norms,
         });
     }
-    let (cosine, norms) = cosine_from_gram(&total_gram, k);
+    let (cosine, norms) = cosine_from_gram(&fold_batches(&rows_gram, batches, k, 1, &all), k);
     if cosine.iter().any(|c| !c.is_finite()) {
         bail!("the gradients are not finite; the model or data produce NaN/inf losses");
     }
+    let ceiling = (batches >= 2).then(|| {
+        let halves = fold_batches(&rows_gram, batches, k, 2, &|m| Some(m % 2));
+        ceiling_from_halves(&halves, k)
+    });
+    let stderr = (batches >= 2).then(|| jackknife_stderr(&rows_gram, batches, k));
     Ok(GradSimResult {
         timesteps: config.timesteps.clone(),
         cosine,
@@ -418,26 +427,55 @@ pub fn grad_similarity<M: EpsModel>(
         groups,
         exact: plans.iter().all(|p| p.sketch.is_none()),
         config: config.clone(),
-        ceiling: (halves == 2).then(|| ceiling_from_halves(&halves_gram, k)),
+        ceiling,
+        stderr,
     })
 }
 
-/// The `K x K` Gram matrix of the sums over the `halves` halves, from the
-/// `(H K) x (H K)` Gram matrix of the halves' rows (row `h K + k`: half `h`,
-/// timestep `k`).
-fn fold_halves(g2: &[f64], halves: usize, k: usize) -> Vec<f64> {
-    let hk = halves * k;
-    let mut gram = vec![0.0; k * k];
-    for i in 0..k {
-        for j in 0..k {
-            for a in 0..halves {
-                for b in 0..halves {
-                    gram[i * k + j] += g2[(a * k + i) * hk + b * k + j];
+/// The `(P K) x (P K)` Gram matrix of `P` sums of the batches' rows, from the
+/// `(M K) x (M K)` Gram matrix `g` of the rows themselves (row `m K + k`: batch
+/// `m`, timestep `k`): batch `m` goes into part `part(m)`, or into none.
+fn fold_batches(
+    g: &[f64],
+    batches: usize,
+    k: usize,
+    parts: usize,
+    part: &dyn Fn(usize) -> Option<usize>,
+) -> Vec<f64> {
+    let (mk, pk) = (batches * k, parts * k);
+    let mut out = vec![0.0; pk * pk];
+    for a in 0..batches {
+        let Some(pa) = part(a) else { continue };
+        for b in 0..batches {
+            let Some(pb) = part(b) else { continue };
+            for i in 0..k {
+                for j in 0..k {
+                    out[(pa * k + i) * pk + pb * k + j] += g[(a * k + i) * mk + b * k + j];
                 }
             }
         }
     }
-    gram
+    out
+}
+
+/// Jackknife standard errors of the `K x K` cosines over the `M` batches:
+/// `sqrt((M - 1) / M sum_m (S^(-m) - mean_m S^(-m))^2)`, with `S^(-m)` the
+/// cosines of the gradients summed over every batch but `m`.
+fn jackknife_stderr(g: &[f64], batches: usize, k: usize) -> Vec<f64> {
+    let leave_out: Vec<Vec<f64>> = (0..batches)
+        .map(|m| {
+            let gram = fold_batches(g, batches, k, 1, &|b| (b != m).then_some(0));
+            cosine_from_gram(&gram, k).0
+        })
+        .collect();
+    let m = batches as f64;
+    (0..k * k)
+        .map(|n| {
+            let mean = leave_out.iter().map(|c| c[n]).sum::<f64>() / m;
+            let ss: f64 = leave_out.iter().map(|c| (c[n] - mean).powi(2)).sum();
+            ((m - 1.0) / m * ss).sqrt()
+        })
+        .collect()
 }
 
 /// The cosine of the two halves' gradients at each timestep, from the
@@ -545,6 +583,7 @@ mod tests {
             exact: true,
             config: GradSimConfig::default(),
             ceiling: None,
+            stderr: None,
         };
         assert_eq!(r.pair_values(None), vec![0.5, 0.1, 0.2]);
         assert_eq!(r.pair_values(Some((0, 250))), vec![0.5]);

@@ -21,16 +21,24 @@ pub fn write_gradsim_files(result: &GradSimResult, dir: &Path) -> Result<()> {
         serde_json::to_string_pretty(result)?.as_bytes(),
     )?;
     let k = result.k();
-    let mut csv = String::from("t_i,t_j,cosine\n");
+    // the jackknife standard error beside each cosine, when there are batches to take it over
+    let mut csv = String::from(if result.stderr.is_some() {
+        "t_i,t_j,cosine,stderr\n"
+    } else {
+        "t_i,t_j,cosine\n"
+    });
     for i in 0..k {
         for j in 0..k {
-            let _ = writeln!(
+            let n = i * k + j;
+            let _ = write!(
                 csv,
                 "{},{},{}",
-                result.timesteps[i],
-                result.timesteps[j],
-                result.cosine[i * k + j]
+                result.timesteps[i], result.timesteps[j], result.cosine[n]
             );
+            if let Some(se) = &result.stderr {
+                let _ = write!(csv, ",{}", se[n]);
+            }
+            csv.push('\n');
         }
     }
     write_atomic_bytes(dir.join("cosine.csv"), csv.as_bytes())?;

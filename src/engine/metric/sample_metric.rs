@@ -144,25 +144,7 @@ impl SampleMetric {
         let feats = self.features(samples, device)?;
         let generated = FeatureStats::from_rows(&feats, FEATURE_DIM)?;
         let full = self.real.distance(&generated)?;
-        let m = self.real.stats().count / 2;
-        let chunks: Vec<&[f32]> = if m < 2 {
-            Vec::new()
-        } else {
-            feats.chunks_exact(m * FEATURE_DIM).collect()
-        };
-        let frechet_at_floor_size = if chunks.is_empty() {
-            None
-        } else {
-            let half_b = FrechetReference::new(FeatureStats::from_rows(
-                &self.real_rows[m * FEATURE_DIM..2 * m * FEATURE_DIM],
-                FEATURE_DIM,
-            )?)?;
-            let mut sum = 0.0;
-            for c in &chunks {
-                sum += half_b.distance(&FeatureStats::from_rows(c, FEATURE_DIM)?)?;
-            }
-            Some(sum / chunks.len() as f64)
-        };
+        let frechet_at_floor_size = self.frechet_at_floor_size(&feats)?;
         let classes = self.real_labels.histogram.len();
         let labels = LabelSummary::new(&classify(&self.net, samples, self.shape, device)?, classes);
         Ok(SampleScore {
@@ -170,6 +152,27 @@ impl SampleMetric {
             frechet_at_floor_size,
             labels,
         })
+    }
+
+    /// The Frechet distance of feature rows (from [`Self::features`]) at the
+    /// floor's size, comparable with [`Self::floor`]: the mean over disjoint chunks
+    /// of as many rows as a floor half, each against the floor's second half
+    /// (`None` when there is not one whole chunk).
+    pub fn frechet_at_floor_size(&self, rows: &[f32]) -> Result<Option<f64>> {
+        let m = self.real.stats().count / 2;
+        if m < 2 || rows.len() < m * FEATURE_DIM {
+            return Ok(None);
+        }
+        let half_b = FrechetReference::new(FeatureStats::from_rows(
+            &self.real_rows[m * FEATURE_DIM..2 * m * FEATURE_DIM],
+            FEATURE_DIM,
+        )?)?;
+        let chunks: Vec<&[f32]> = rows.chunks_exact(m * FEATURE_DIM).collect();
+        let mut sum = 0.0;
+        for c in &chunks {
+            sum += half_b.distance(&FeatureStats::from_rows(c, FEATURE_DIM)?)?;
+        }
+        Ok(Some(sum / chunks.len() as f64))
     }
 
     /// Feature vectors of NCHW images (values in `[-1, 1]`), row-major `[n, FEATURE_DIM]`.

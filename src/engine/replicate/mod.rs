@@ -198,6 +198,15 @@ pub fn replicate(
             if !parts.is_empty() {
                 row.labels = Some(LabelSummary::pooled(&parts));
             }
+            let at_floor = row_seeds(&row.name)
+                .seeds
+                .iter()
+                .filter_map(|s| s.features.as_ref())
+                .map(|f| m.frechet_at_floor_size(f))
+                .collect::<Result<Option<Vec<f64>>>>()?;
+            row.frechet_at_floor_size = at_floor
+                .filter(|v| !v.is_empty())
+                .map(|v| v.iter().sum::<f64>() / v.len() as f64);
         }
     }
     let (merged_name, others) = all_rows.split_last().context("no rows were evaluated")?;

@@ -25,6 +25,9 @@ pub struct ReportRow {
     pub loss_per_range: Vec<f64>,
     /// Frechet distance of generated samples to held-out images (mean over seeds).
     pub frechet: Option<f64>,
+    /// The Frechet distance at the real-vs-real floor's size, comparable with the
+    /// floor (mean over seeds).
+    pub frechet_at_floor_size: Option<f64>,
     /// The held-out loss of each seed.
     pub loss_per_seed: Vec<f64>,
     /// The Frechet distance of each seed.
@@ -56,6 +59,7 @@ impl ReportRow {
                 .collect(),
             frechet: (frechet_per_seed.len() == seeds.len() && !seeds.is_empty())
                 .then(|| mean(&frechet_per_seed)),
+            frechet_at_floor_size: None,
             loss_per_seed,
             frechet_per_seed,
             labels: None,
@@ -252,7 +256,11 @@ impl Report {
                 match self.metric_floor {
                     Some((f, m)) => format!(
                         " The real-vs-real floor (two disjoint halves of {m} held-out images) is \
-                         {f:.3}: no model can be told apart from real digits below it at that size."
+                         {f:.3}: the Frechet distance between real digits at that size. The \
+                         distance depends on the number of images, so the column \"at {m}\" gives \
+                         each model's at the floor's size (the mean over chunks of {m} generated \
+                         images, each against the second half), the figure to read against the \
+                         floor."
                     ),
                     None => String::new(),
                 }
@@ -274,6 +282,12 @@ impl Report {
             let _ = write!(s, " | t in [{}, {})", r[0], r[1]);
         }
         s.push_str(" | Frechet distance |");
+        let at_floor = self
+            .metric_floor
+            .filter(|_| self.rows.iter().any(|r| r.frechet_at_floor_size.is_some()));
+        if let Some((_, m)) = at_floor {
+            let _ = write!(s, " at {m} |");
+        }
         if labelled {
             s.push_str(" confident |");
         }
@@ -281,11 +295,11 @@ impl Report {
         for _ in &self.ranges {
             s.push_str("|---:");
         }
-        s.push_str(if labelled {
-            "|---:|---:|\n"
-        } else {
-            "|---:|\n"
-        });
+        s.push_str("|---:|");
+        if at_floor.is_some() {
+            s.push_str("---:|");
+        }
+        s.push_str(if labelled { "---:|\n" } else { "\n" });
         for row in &self.rows {
             let _ = write!(s, "| {} | {:.5}", row.description, row.loss);
             for l in &row.loss_per_range {
@@ -296,6 +310,14 @@ impl Report {
                     let _ = write!(s, " | {f:.3} |");
                 }
                 None => s.push_str(" | - |"),
+            }
+            if at_floor.is_some() {
+                match row.frechet_at_floor_size {
+                    Some(f) => {
+                        let _ = write!(s, " {f:.3} |");
+                    }
+                    None => s.push_str(" - |"),
+                }
             }
             if labelled {
                 match &row.labels {
@@ -445,6 +467,7 @@ mod tests {
             loss,
             loss_per_range: vec![loss * 2.0, loss / 2.0],
             frechet,
+            frechet_at_floor_size: None,
             loss_per_seed: vec![loss],
             frechet_per_seed: frechet.into_iter().collect(),
             labels: None,
@@ -566,6 +589,28 @@ mod tests {
         assert!(md.contains("![merged](merged.png)"));
         assert!(md.contains("held-out accuracy 97.0%"));
         assert!(md.contains("mean over 1 finetuning seed (0)"));
+        // no row has a distance at the floor's size: no such column
+        assert!(!md.contains("| at 50 |"));
+    }
+
+    #[test]
+    fn the_distance_at_the_floors_size_gets_its_own_column() {
+        let mut r = report(0.025);
+        r.rows[0].frechet_at_floor_size = Some(4.25);
+        let md = r.to_markdown();
+        assert!(
+            md.contains("| t in [500, 1000) | Frechet distance | at 50 |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| PRETRAINED | 0.04000 | 0.08000 | 0.02000 | 3.000 | 4.250 |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| ENSEMBLE | 0.02000 | 0.04000 | 0.01000 | - | - |"),
+            "{md}"
+        );
+        assert!(md.contains("the column \"at 50\""), "{md}");
     }
 
     #[test]
