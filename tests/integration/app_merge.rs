@@ -375,17 +375,23 @@ fn grid_search_streams_results_and_a_row_loads_its_weights() {
     );
 }
 
-#[test]
-fn the_coordinate_search_is_offered_and_unties_the_weights() {
-    let tmp = tempfile::tempdir().unwrap();
-    let mut h = harness_sized(app_with(Some(write_set(tmp.path(), 2))), [1280.0, 1400.0]);
+/// The app on two tiny experts in `dir`, the grid search open with the
+/// strategy `kind` chosen from its menu (which shows its choice as its value).
+fn grid_search_with(dir: &Path, kind: &str) -> Harness<'static, StudioApp> {
+    let mut h = harness_sized(app_with(Some(write_set(dir, 2))), [1280.0, 1400.0]);
     wait_until(&mut h, "the models, idle", quiet);
     click(&mut h, "Grid search");
-    // the strategy menu shows its choice as its value
     h.get_by_value("refine").click();
     h.step();
     h.step();
-    click(&mut h, "coordinate");
+    click(&mut h, kind);
+    h
+}
+
+#[test]
+fn the_coordinate_search_is_offered_and_unties_the_weights() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut h = grid_search_with(tmp.path(), "coordinate");
     assert_eq!(
         h.state().grid().kind,
         deme_studio::app::merge::grid_panel::SearchKind::Coordinate
@@ -417,13 +423,7 @@ fn the_coordinate_search_is_offered_and_unties_the_weights() {
 fn learned_weights_move_the_sliders_along_their_path() {
     use deme_studio::app::merge::grid_panel::SearchKind;
     let tmp = tempfile::tempdir().unwrap();
-    let mut h = harness_sized(app_with(Some(write_set(tmp.path(), 2))), [1280.0, 1400.0]);
-    wait_until(&mut h, "the models, idle", quiet);
-    click(&mut h, "Grid search");
-    h.get_by_value("refine").click();
-    h.step();
-    h.step();
-    click(&mut h, "learned");
+    let mut h = grid_search_with(tmp.path(), "learned");
     assert_eq!(h.state().grid().kind, SearchKind::Learned);
     click(&mut h, "Start search");
     assert!(h.state().grid().running(), "the search started");

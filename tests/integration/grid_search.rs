@@ -25,13 +25,19 @@ fn save_random(dir: &Path, seed: u64) {
     common::save_unet(dir, config, m);
 }
 
+/// A folder with a base `base` and two experts `e1`, `e2` (random weights).
+fn three_models() -> tempfile::TempDir {
+    let root = tempfile::tempdir().unwrap();
+    for (name, seed) in [("base", 0), ("e1", 1), ("e2", 2)] {
+        save_random(&root.path().join(name), seed);
+    }
+    root
+}
+
 #[test]
 fn learned_weights_descend_from_the_centre_and_refuse_the_frechet_objective() {
-    let root = tempfile::tempdir().unwrap();
+    let root = three_models();
     let r = root.path();
-    for (name, seed) in [("base", 0), ("e1", 1), ("e2", 2)] {
-        save_random(&r.join(name), seed);
-    }
     let p = |n: &str| r.join(n).to_str().unwrap().to_string();
     let run = |extra: &[&str], out: &str| {
         let experts = format!("{},{}", p("e1"), p("e2"));
@@ -122,11 +128,8 @@ fn learned_weights_descend_from_the_centre_and_refuse_the_frechet_objective() {
 
 #[test]
 fn grid_search_scores_the_lattice_and_the_origin_is_the_base() {
-    let root = tempfile::tempdir().unwrap();
+    let root = three_models();
     let r = root.path();
-    for (name, seed) in [("base", 0), ("e1", 1), ("e2", 2)] {
-        save_random(&r.join(name), seed);
-    }
     let p = |n: &str| r.join(n).to_str().unwrap().to_string();
     let out = Command::new(env!("CARGO_BIN_EXE_deme-studio"))
         .args([
@@ -311,11 +314,8 @@ fn close(a: f64, b: f64) -> bool {
 #[cfg(unix)]
 #[test]
 fn ctrl_c_writes_the_points_scored_so_far() {
-    let root = tempfile::tempdir().unwrap();
+    let root = three_models();
     let r = root.path();
-    for (name, seed) in [("base", 0), ("e1", 1), ("e2", 2)] {
-        save_random(&r.join(name), seed);
-    }
     let p = |n: &str| r.join(n).to_str().unwrap().to_string();
     // 101 x 101 points: far more than are scored before the signal lands
     let (status, log) = interrupt_when(
@@ -377,11 +377,8 @@ fn ctrl_c_writes_the_points_scored_so_far() {
 
 #[test]
 fn the_sample_metric_can_score_the_merges() {
-    let root = tempfile::tempdir().unwrap();
+    let root = three_models();
     let r = root.path();
-    for (name, seed) in [("base", 0), ("e1", 1), ("e2", 2)] {
-        save_random(&r.join(name), seed);
-    }
     let p = |n: &str| r.join(n).to_str().unwrap().to_string();
     let out = Command::new(env!("CARGO_BIN_EXE_deme-studio"))
         .env("XDG_CACHE_HOME", r.join("cache"))
