@@ -3,7 +3,7 @@
 use super::command::AppCommand;
 use super::models_panel::models_panel_ui;
 use super::page_ctx::PageCtx;
-use crate::engine::checkpoint::preset;
+use crate::engine::checkpoint::{DEFAULT_IMAGE_PRESET, preset};
 use crate::engine::data::{ImageSet, embedded_mnist};
 use egui::{ColorImage, TextureHandle, TextureOptions};
 
@@ -18,9 +18,9 @@ pub struct About {
 impl Default for About {
     fn default() -> Self {
         let data = embedded_mnist();
-        let model_summary = match preset("mnist-small") {
+        let model_summary = match preset(DEFAULT_IMAGE_PRESET) {
             Some(c) => format!(
-                "default model: UNet2DModel `mnist-small`, {} levels {:?}, {} px, {} channel(s)",
+                "default model: UNet2DModel `{DEFAULT_IMAGE_PRESET}`, {} levels {:?}, {} px, {} channel(s)",
                 c.block_out_channels.len(),
                 c.block_out_channels,
                 c.sample_size.unwrap_or(32),
