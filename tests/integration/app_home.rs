@@ -13,6 +13,8 @@ fn about_view_shows_the_default_and_the_device() {
         .build_ui_state(|ui, app: &mut StudioApp| app.page_ui(ui), app);
     harness.run_ok();
     harness.get_by_label_contains("embedded MNIST: 10000 digits");
-    harness.get_by_label_contains("default model: UNet2DModel `mnist-tiny`, 3 levels [16, 32, 64], 28 px");
+    harness.get_by_label_contains(
+        "default model: UNet2DModel `mnist-tiny`, 3 levels [16, 32, 64], 28 px",
+    );
     harness.get_by_label_contains("compute: cpu (flex): test");
 }
