@@ -9,11 +9,11 @@ use crate::engine::diffusion::{
     DdimConfig, NoiseSchedule, NoiseSource, SamplerKind, SeededNoise, sample,
 };
 use crate::engine::eval::{EvalLosses, EvalSet, EvalSetConfig};
-use crate::engine::merge::{MergeSpec, Mergeable, Merger, TimestepEnsemble, stored_boundaries};
+use crate::engine::merge::{MergeSpec, Mergeable, Merger, TimestepEnsemble, expert_boundaries_of};
 use crate::engine::model_card::Projections;
 use crate::engine::model_set::{ModelSet, folder_name};
 use crate::engine::store::{AnyModel, LoadedModel, ModelSpec, load_model};
-use crate::engine::train::uniform_boundaries;
+use crate::engine::train::ranges_of;
 use anyhow::{Context, Result, bail};
 use burn::tensor::{Device, Tensor};
 use std::cell::RefCell;
@@ -205,8 +205,7 @@ impl Session {
         }
         // the ranges the experts were finetuned on, when their deme.json says so
         let stored: Vec<Option<[usize; 2]>> = experts.iter().map(|e| e.timestep_range()).collect();
-        let boundaries = stored_boundaries(&stored, NUM_TRAIN_TIMESTEPS)
-            .unwrap_or_else(|| uniform_boundaries(experts.len(), NUM_TRAIN_TIMESTEPS));
+        let boundaries = expert_boundaries_of(&stored, NUM_TRAIN_TIMESTEPS);
         let ensemble = TimestepEnsemble::with_boundaries(
             experts.into_iter().map(|e| e.model).collect(),
             boundaries.clone(),
@@ -225,7 +224,7 @@ impl Session {
             set: set.clone(),
             models,
             blocks,
-            ranges: boundaries.windows(2).map(|w| [w[0], w[1]]).collect(),
+            ranges: ranges_of(&boundaries),
             item_shape: base.spec.item_shape(),
             eval: eval_note,
         };

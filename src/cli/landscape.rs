@@ -12,7 +12,7 @@ use crate::engine::data::{DataSpec, split_items};
 use crate::engine::device::DeviceChoice;
 use crate::engine::diffusion::NoiseSchedule;
 use crate::engine::eval::{EvalSet, EvalSetConfig, timestep_ranges};
-use crate::engine::merge::stored_boundaries;
+use crate::engine::merge::expert_ranges_of;
 use crate::engine::store::load_model;
 use crate::engine::train::CancelToken;
 use anyhow::{Result, bail};
@@ -238,16 +238,11 @@ pub fn run(args: LandscapeArgs, device: DeviceChoice) -> Result<()> {
         }
     };
     let stored: Vec<Option<[usize; 2]>> = models.iter().map(|m| m.timestep_range()).collect();
-    let ranges = match (
-        args.ranges,
-        stored_boundaries(&stored, schedule.num_train_timesteps()),
-    ) {
-        (Some(r), _) => timestep_ranges(r, schedule.num_train_timesteps()),
-        (None, Some(b)) if args.experts.len() >= 2 => b.windows(2).map(|w| [w[0], w[1]]).collect(),
-        (None, _) if args.experts.len() >= 2 => {
-            timestep_ranges(args.experts.len(), schedule.num_train_timesteps())
-        }
-        (None, _) => timestep_ranges(4, schedule.num_train_timesteps()),
+    let big_t = schedule.num_train_timesteps();
+    let ranges = match args.ranges {
+        Some(r) => timestep_ranges(r, big_t),
+        None if args.experts.len() >= 2 => expert_ranges_of(&stored, big_t),
+        None => timestep_ranges(4, big_t),
     };
     let config = LandscapeConfig { grid, ranges };
     // Ctrl-C stops after the current point; what was scored is written

@@ -4,6 +4,7 @@
 //! ([`crate::engine::train::timesteps::TimestepRange::of_expert`]).
 
 use super::merger::Mergeable;
+use crate::engine::train::{ranges_of, uniform_boundaries};
 use anyhow::{Result, bail};
 use burn::tensor::{Int, Tensor, TensorData};
 use std::ops::Range;
@@ -44,18 +45,16 @@ pub fn stored_boundaries(
     (boundaries.len() >= 2 && *boundaries.last()? == num_timesteps).then_some(boundaries)
 }
 
-/// The experts' timestep ranges `[lo, hi)`: the stored ones when they tile
-/// `[0, T)` in order (see [`stored_boundaries`]), else the N uniform ones.
+/// The experts' range boundaries: the stored ones when they tile `[0, T)` in
+/// order (see [`stored_boundaries`]), else the N uniform ones.
+pub fn expert_boundaries_of(stored: &[Option<[usize; 2]>], num_timesteps: usize) -> Vec<usize> {
+    stored_boundaries(stored, num_timesteps)
+        .unwrap_or_else(|| uniform_boundaries(stored.len(), num_timesteps))
+}
+
+/// The experts' timestep ranges `[lo, hi)`, as [`expert_boundaries_of`] gives them.
 pub fn expert_ranges_of(stored: &[Option<[usize; 2]>], num_timesteps: usize) -> Vec<[usize; 2]> {
-    match stored_boundaries(stored, num_timesteps) {
-        Some(b) => b.windows(2).map(|w| [w[0], w[1]]).collect(),
-        None => (0..stored.len())
-            .map(|i| {
-                let r = expert_range(i, stored.len(), num_timesteps);
-                [r.start, r.end]
-            })
-            .collect(),
-    }
+    ranges_of(&expert_boundaries_of(stored, num_timesteps))
 }
 
 /// N experts, each used on its own timestep range.
@@ -78,11 +77,7 @@ impl<M: Mergeable> TimestepEnsemble<M> {
                 experts.len()
             );
         }
-        let n = experts.len();
-        let mut boundaries: Vec<usize> = (0..n)
-            .map(|i| expert_range(i, n, num_timesteps).start)
-            .collect();
-        boundaries.push(num_timesteps);
+        let boundaries = uniform_boundaries(experts.len(), num_timesteps);
         Ok(Self {
             experts,
             boundaries,

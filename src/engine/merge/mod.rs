@@ -26,7 +26,8 @@ pub use arithmetic::merge_host;
 pub use block_weights::{BlockWeight, BlockWeights};
 pub use drop_projections::{DroppedProjections, drop_projections};
 pub use ensemble::{
-    TimestepEnsemble, expert_index, expert_range, expert_ranges_of, stored_boundaries,
+    TimestepEnsemble, expert_boundaries_of, expert_index, expert_range, expert_ranges_of,
+    stored_boundaries,
 };
 pub use merger::{Mergeable, Merger};
 pub use method::{DEFAULT_DARE_P, DEFAULT_TIES_K, MergeMethod, MergeSpec};

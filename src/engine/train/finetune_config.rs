@@ -10,7 +10,7 @@ use super::events::RunId;
 use super::loss::LossWeighting;
 use super::step_settings::{check_step_settings, warmup_lr};
 use super::timesteps::{
-    MixMode, TimestepRange, TimestepSampler, check_boundaries, uniform_boundaries,
+    MixMode, TimestepRange, TimestepSampler, check_boundaries, ranges_of, uniform_boundaries,
 };
 use anyhow::{Result, bail};
 use serde::{Deserialize, Serialize};
@@ -167,10 +167,7 @@ impl FinetuneConfig {
 
     /// The experts' ranges `[lo, hi)`, in expert order.
     pub fn expert_ranges(&self) -> Vec<[usize; 2]> {
-        self.expert_boundaries()
-            .windows(2)
-            .map(|w| [w[0], w[1]])
-            .collect()
+        ranges_of(&self.expert_boundaries())
     }
 
     /// How a run draws its timesteps.

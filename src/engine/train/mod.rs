@@ -33,6 +33,6 @@ pub use pretrain::{pretrain, pretrain_any, pretrain_watched};
 pub use resume::{RunStart, fresh_run, fresh_start, resume_run, resume_start};
 pub use timesteps::{
     MixMode, TimestepDraw, TimestepRange, TimestepSampler, check_boundaries, fmt_boundaries,
-    parse_boundaries, uniform_boundaries,
+    parse_boundaries, ranges_of, uniform_boundaries,
 };
 pub use train_config::TrainConfig;

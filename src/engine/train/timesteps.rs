@@ -117,6 +117,11 @@ pub fn uniform_boundaries(experts: usize, num_train_timesteps: usize) -> Vec<usi
         .collect()
 }
 
+/// The ranges `[b_i, b_(i+1))` between consecutive boundaries.
+pub fn ranges_of(boundaries: &[usize]) -> Vec<[usize; 2]> {
+    boundaries.windows(2).map(|w| [w[0], w[1]]).collect()
+}
+
 /// Parses `0,120,400,1000` (commas, spaces allowed).
 pub fn parse_boundaries(text: &str) -> Result<Vec<usize>> {
     text.split(',')
