@@ -182,6 +182,8 @@ fn mean_of(v: &[f64]) -> f64 {
 
 /// Runs `finetune`.
 pub fn run(args: FinetuneArgs, device: DeviceChoice) -> Result<()> {
+    // Ctrl-C stops the job at its next step or point and keeps what it did; installed
+    // before anything is printed, so a signal sent after the first line is never lost
     let cancel = CancelToken::new();
     interrupt::install(&cancel);
     let stored = if args.resume {

@@ -158,6 +158,10 @@ pub struct GridSearchArgs {
 
 /// Runs `grid-search`.
 pub fn run(args: GridSearchArgs, device: DeviceChoice) -> Result<()> {
+    // Ctrl-C stops the job at its next step or point and keeps what it did; installed
+    // before anything is printed, so a signal sent after the first line is never lost
+    let cancel = CancelToken::new();
+    super::interrupt::install(&cancel);
     crate::engine::output::ensure_writable_folder(&args.out)?;
     let compute = resolve_device(device)?;
     let dev = &compute.device;
@@ -247,9 +251,6 @@ pub fn run(args: GridSearchArgs, device: DeviceChoice) -> Result<()> {
             }
         }
     };
-    // Ctrl-C stops after the current point; the points scored so far are written
-    let cancel = CancelToken::new();
-    super::interrupt::install(&cancel);
     let keep_going = || !cancel.is_cancelled();
     let result = match &metric {
         None => search_merge_weights(

@@ -143,6 +143,10 @@ fn range_arg(v: &[f64], flag: &str) -> Result<[f64; 2]> {
 
 /// Runs `landscape`.
 pub fn run(args: LandscapeArgs, device: DeviceChoice) -> Result<()> {
+    // Ctrl-C stops the job at its next step or point and keeps what it did; installed
+    // before anything is printed, so a signal sent after the first line is never lost
+    let cancel = CancelToken::new();
+    super::interrupt::install(&cancel);
     crate::engine::output::ensure_writable_folder(&args.out)?;
     let x = range_arg(&args.range, "--range")?;
     let y = match &args.range_y {
@@ -245,9 +249,6 @@ pub fn run(args: LandscapeArgs, device: DeviceChoice) -> Result<()> {
         None => timestep_ranges(4, big_t),
     };
     let config = LandscapeConfig { grid, ranges };
-    // Ctrl-C stops after the current point; what was scored is written
-    let cancel = CancelToken::new();
-    super::interrupt::install(&cancel);
     let started = std::time::Instant::now();
     let input = LandscapeModels {
         base: (base_label.as_str(), &base.model),

@@ -258,10 +258,12 @@ impl ReplicateArgs {
 
 /// Runs `replicate`.
 pub fn run(args: ReplicateArgs, device: DeviceChoice) -> Result<()> {
-    let config = args.config()?;
-    let compute = resolve_device(device)?;
+    // Ctrl-C stops the job at its next step or point and keeps what it did; installed
+    // before anything is printed, so a signal sent after the first line is never lost
     let cancel = CancelToken::new();
     super::interrupt::install(&cancel);
+    let config = args.config()?;
+    let compute = resolve_device(device)?;
     let started = Instant::now();
     let mut pb: Option<ProgressBar> = None;
     let mut on_event = |e: ReplicateEvent| match e {

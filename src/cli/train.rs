@@ -103,6 +103,10 @@ fn start<M: EpsModel>(
 
 /// Runs `train`.
 pub fn run(args: TrainArgs, device: DeviceChoice) -> Result<()> {
+    // Ctrl-C stops the job at its next step or point and keeps what it did; installed
+    // before anything is printed, so a signal sent after the first line is never lost
+    let cancel = CancelToken::new();
+    super::interrupt::install(&cancel);
     let model_arg = args.model.clone().unwrap_or_else(|| match args.data {
         DataSpec::Toy(_) => "toy-mlp".into(),
         _ => crate::engine::checkpoint::DEFAULT_IMAGE_PRESET.into(),
@@ -143,9 +147,6 @@ pub fn run(args: TrainArgs, device: DeviceChoice) -> Result<()> {
         args.steps,
         args.batch_size
     );
-    let cancel = CancelToken::new();
-    // Ctrl-C stops at the next step boundary and saves a checkpoint there
-    super::interrupt::install(&cancel);
     let pb = bar(args.steps, "train");
     let mut on_event = |e: TrainEvent| match e {
         TrainEvent::Started { first_step, .. } => pb.set_position(first_step),
