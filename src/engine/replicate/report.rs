@@ -350,6 +350,7 @@ impl Report {
                 "the best step, on the search set's validation half, of a gradient descent \
                  fitted on its other half"
             }
+            Strategy::Cmaes(_) => "the best point sampled by CMA-ES",
         };
         let _ = writeln!(
             s,

@@ -12,6 +12,10 @@
 //! - [`Strategy::Coordinate`] scans one weight at a time (see [`super::coordinate`]):
 //!   the fewest evaluations for many weights.
 //!
+//! Off the lattice, [`Strategy::Cmaes`] samples the weights freely (see
+//! [`super::cmaes`]) for any objective, and [`Strategy::Learned`] descends the
+//! loss's gradient (see [`super::learned`]).
+//!
 //! The objective is a caller's closure (the held-out loss of the merged model in
 //! the app and the CLI), so the search itself is pure and testable.
 
@@ -31,6 +35,9 @@ pub fn grid_search(
 ) -> Result<GridResult> {
     if let Strategy::Coordinate { sweeps } = strategy {
         return super::coordinate::coordinate_search(spec, sweeps, score, keep_going, on_event);
+    }
+    if let Strategy::Cmaes(settings) = strategy {
+        return super::cmaes::cmaes_search(spec, settings, score, keep_going, on_event);
     }
     if let Strategy::Learned(_) = strategy {
         bail!(
@@ -57,9 +64,10 @@ pub fn grid_search(
                 c.retain(|p| p.iter().all(|&v| v % stride == 0 || v == spec.ticks() - 1));
                 c
             }
-            Strategy::Refine { .. } | Strategy::Coordinate { .. } | Strategy::Learned(_) => {
-                spec.points_at(stride)
-            }
+            Strategy::Refine { .. }
+            | Strategy::Coordinate { .. }
+            | Strategy::Learned(_)
+            | Strategy::Cmaes(_) => spec.points_at(stride),
         };
         let fresh: Vec<Vec<usize>> = candidates
             .into_iter()

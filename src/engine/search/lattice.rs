@@ -40,6 +40,9 @@ pub enum Strategy {
     /// No lattice: gradient descent on the weights themselves, which the
     /// held-out loss is differentiable in (see [`super::learned`]).
     Learned(super::learned::LearnSettings),
+    /// No lattice: the CMA evolution strategy, derivative-free, for any
+    /// objective (see [`super::cmaes`]).
+    Cmaes(super::cmaes::CmaesSettings),
 }
 
 /// What the objective says of one point (lower is better).
@@ -143,6 +146,7 @@ impl GridSpec {
                 Ok(())
             }
             Strategy::Learned(settings) => super::learned::validate(self, &settings),
+            Strategy::Cmaes(settings) => super::cmaes::validate(self, &settings),
             _ => self.validate(),
         }
     }

@@ -1,5 +1,6 @@
 //! Searching merge weights: lattices, strategies and the stream of results.
 
+pub mod cmaes;
 pub mod coordinate;
 pub mod grid;
 pub mod lattice;
@@ -7,6 +8,7 @@ pub mod learned;
 pub mod merge_weights;
 pub mod scale;
 
+pub use cmaes::CmaesSettings;
 pub use grid::grid_search;
 pub use lattice::{GridEvent, GridPoint, GridResult, GridSpec, Score, Strategy};
 pub use learned::{LearnSettings, LearnedBlocks, LossGradient, learn_merge_weights};
