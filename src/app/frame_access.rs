@@ -34,6 +34,11 @@ impl StudioApp {
         &self.grid
     }
 
+    /// Grid-search state, mutably (tests change its settings).
+    pub fn grid_mut(&mut self) -> &mut GridState {
+        &mut self.grid
+    }
+
     /// The gradient-conflict view's state.
     pub fn gradsim(&self) -> &GradSimState {
         &self.gradsim

@@ -13,8 +13,8 @@ use crate::engine::metric::features::FeatureTrainConfig;
 use crate::engine::metric::{SampleMetric, default_cache_dir};
 use crate::engine::replicate::samples::initial_noise;
 use crate::engine::search::{
-    GridEvent, GridResult, GridSpec, LearnSettings, LearnedBlocks, LossObjective, MetricObjective,
-    Strategy, search_merge_weights, search_merge_weights_by_metric,
+    CmaesSettings, GridEvent, GridResult, GridSpec, LearnSettings, LearnedBlocks, LossObjective,
+    MetricObjective, Strategy, search_merge_weights, search_merge_weights_by_metric,
 };
 use crate::engine::store::load_model;
 use crate::engine::train::CancelToken;
@@ -36,17 +36,21 @@ pub enum StrategyArg {
     /// differentiable in them), fitted on half the search samples and stopped on
     /// the other half.
     Learned,
+    /// No lattice: the CMA evolution strategy, derivative-free, for any
+    /// objective (the Frechet distance too); the step is its resolution.
+    Cmaes,
 }
 
 impl StrategyArg {
     /// The engine strategy (`keep` for refine; coordinate sweeps at most 8 times;
-    /// `learn` for learned weights).
-    pub fn strategy(self, keep: usize, learn: LearnSettings) -> Strategy {
+    /// `learn` for learned weights, `cmaes` for CMA-ES).
+    pub fn strategy(self, keep: usize, learn: LearnSettings, cmaes: CmaesSettings) -> Strategy {
         match self {
             StrategyArg::Exhaustive => Strategy::Exhaustive,
             StrategyArg::Refine => Strategy::Refine { keep },
             StrategyArg::Coordinate => Strategy::Coordinate { sweeps: 8 },
             StrategyArg::Learned => Strategy::Learned(learn),
+            StrategyArg::Cmaes => Strategy::Cmaes(cmaes),
         }
     }
 }
@@ -73,6 +77,32 @@ impl LearnArgs {
             lr: self.learn_lr,
             patience: self.learn_patience,
             per_block: false,
+        }
+    }
+}
+
+/// Settings of `--strategy cmaes`.
+#[derive(Debug, Args)]
+pub struct CmaesArgs {
+    /// Most merges scored by `--strategy cmaes`.
+    #[arg(long, default_value_t = CmaesSettings::default().evaluations, value_parser = super::limits::step_count)]
+    pub cmaes_evals: usize,
+    /// Initial step of `--strategy cmaes`, as a fraction of hi - lo.
+    #[arg(long, default_value_t = CmaesSettings::default().sigma)]
+    pub cmaes_sigma: f64,
+    /// Seed of the weights `--strategy cmaes` samples.
+    #[arg(long, default_value_t = CmaesSettings::default().seed)]
+    pub cmaes_seed: u64,
+}
+
+impl CmaesArgs {
+    /// The engine's settings.
+    pub fn settings(&self) -> CmaesSettings {
+        CmaesSettings {
+            evaluations: self.cmaes_evals,
+            sigma: self.cmaes_sigma,
+            seed: self.cmaes_seed,
+            ..CmaesSettings::default()
         }
     }
 }
@@ -114,7 +144,8 @@ pub struct GridSearchArgs {
     /// Only weights summing to 1.
     #[arg(long)]
     pub sum_to_one: bool,
-    /// Visit every point, refine around the best, or scan one weight at a time.
+    /// Visit every point, refine around the best, scan one weight at a time,
+    /// descend the gradient (learned) or sample (cmaes).
     #[arg(long, value_enum, default_value = "refine")]
     pub strategy: StrategyArg,
     /// Best points each refinement looks around.
@@ -123,6 +154,9 @@ pub struct GridSearchArgs {
     /// Settings of learned weights.
     #[command(flatten)]
     pub learn: LearnArgs,
+    /// Settings of CMA-ES.
+    #[command(flatten)]
+    pub cmaes: CmaesArgs,
     /// With `--strategy learned`: one weight per expert and block, written as
     /// `block_weights.json` for `merge --block-weights`.
     #[arg(long)]
@@ -212,6 +246,7 @@ pub fn run(args: GridSearchArgs, device: DeviceChoice) -> Result<()> {
             per_block: args.learn_per_block,
             ..args.learn.settings()
         },
+        args.cmaes.settings(),
     );
     if args.learn_per_block && !matches!(strategy, Strategy::Learned(_)) {
         bail!("--learn-per-block goes with --strategy learned");
@@ -219,7 +254,7 @@ pub fn run(args: GridSearchArgs, device: DeviceChoice) -> Result<()> {
     spec.validate_for(strategy)?;
     if matches!(strategy, Strategy::Learned(_)) && args.objective == ObjectiveArg::Frechet {
         bail!(
-            "--strategy learned follows the gradient of the held-out loss; the Frechet distance has none: use --objective loss or balanced, or a lattice strategy"
+            "--strategy learned follows the gradient of the held-out loss; the Frechet distance has none: use --objective loss or balanced, or --strategy cmaes (derivative-free)"
         );
     }
     let base_loss = eval.evaluate(&|x, t| base.model.predict_eps(x, t))?;

@@ -93,6 +93,9 @@ pub struct ReplicateArgs {
     /// Settings of learned weights.
     #[command(flatten)]
     pub learn: super::grid_search::LearnArgs,
+    /// Settings of CMA-ES.
+    #[command(flatten)]
+    pub cmaes: super::grid_search::CmaesArgs,
     /// Held-out samples in the search objective.
     #[arg(long, default_value_t = 256, value_parser = super::limits::eval_samples)]
     pub search_samples: usize,
@@ -236,7 +239,9 @@ impl ReplicateArgs {
             ObjectiveChoice::Plain => LossObjective::Plain,
         };
         c.grid.sum_to_one = self.sum_to_one;
-        c.strategy = self.strategy.strategy(3, self.learn.settings());
+        c.strategy = self
+            .strategy
+            .strategy(3, self.learn.settings(), self.cmaes.settings());
         c.search_samples = self.search_samples;
         c.report_samples = self.report_samples;
         c.metric_samples = c.metric_samples.min(self.metric_samples);

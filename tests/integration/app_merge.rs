@@ -486,6 +486,56 @@ fn learned_weights_move_the_sliders_along_their_path() {
 }
 
 #[test]
+fn cma_es_moves_the_sliders_to_each_new_best_and_ends_on_the_best() {
+    use deme_studio::app::merge::grid_panel::SearchKind;
+    let tmp = tempfile::tempdir().unwrap();
+    let mut h = grid_search_with(tmp.path(), "CMA-ES");
+    assert_eq!(h.state().grid().kind, SearchKind::Cmaes);
+    h.state_mut().grid_mut().step = 0.05;
+    click(&mut h, "Start search");
+    assert!(h.state().grid().running(), "the search started");
+    let mut seen: Vec<Vec<f32>> = Vec::new();
+    let start = Instant::now();
+    while h.state().grid().running() || h.state().grid().outcome.is_none() {
+        h.step();
+        let w = h.state().merge().weights().to_vec();
+        if seen.last() != Some(&w) {
+            seen.push(w);
+        }
+        assert!(start.elapsed() < Duration::from_secs(300), "timed out");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    h.step();
+    let g = h.state().grid();
+    assert!(
+        g.outcome.as_deref().unwrap().starts_with("finished"),
+        "{:?}",
+        g.outcome
+    );
+    assert!(g.points.len() >= 6, "{} points", g.points.len());
+    let as_f32 = |w: &[f64]| w.iter().map(|&v| v as f32).collect::<Vec<f32>>();
+    // the sliders only ever showed points of the search, and it ends on the best
+    let scored: Vec<Vec<f32>> = g.points.iter().map(|p| as_f32(&p.weights)).collect();
+    let initial = seen[0].clone();
+    assert!(seen.iter().skip(1).all(|w| scored.contains(w)), "{seen:?}");
+    let best = as_f32(&g.best.as_ref().unwrap().weights);
+    assert!(
+        g.points
+            .iter()
+            .all(|p| p.score.loss >= g.best.as_ref().unwrap().score.loss)
+    );
+    assert_eq!(h.state().merge().weights(), best.as_slice());
+    assert_ne!(initial, best);
+    assert!(h.state().merge().can_undo_redo().0);
+    // weights move freely (not tied to sum 1) and not on the lattice
+    assert!(
+        g.points
+            .iter()
+            .any(|p| (p.weights.iter().sum::<f64>() - 1.0).abs() > 1e-6)
+    );
+}
+
+#[test]
 fn the_merge_saves_with_its_recipe_and_the_previews_export_as_png() {
     let tmp = tempfile::tempdir().unwrap();
     let mut h = harness(app_with(Some(write_set(&tmp.path().join("set"), 2))));

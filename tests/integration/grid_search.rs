@@ -376,43 +376,45 @@ fn ctrl_c_writes_the_points_scored_so_far() {
 }
 
 #[test]
-fn the_sample_metric_can_score_the_merges() {
+fn the_sample_metric_can_score_the_merges_on_the_lattice_and_by_cmaes() {
     let root = three_models();
     let r = root.path();
     let p = |n: &str| r.join(n).to_str().unwrap().to_string();
-    let out = Command::new(env!("CARGO_BIN_EXE_deme-studio"))
-        .env("XDG_CACHE_HOME", r.join("cache"))
-        .args([
-            "--device",
-            "cpu",
-            "grid-search",
-            "--base",
-            &p("base"),
-            "--experts",
-            &format!("{},{}", p("e1"), p("e2")),
-            "--step",
-            "0.5",
-            "--strategy",
-            "exhaustive",
-            "--objective",
-            "frechet",
-            "--metric-samples",
-            "8",
-            "--metric-steps",
-            "2",
-            "--feature-steps",
-            "5",
-            "--samples",
-            "8",
-            "--out",
-            &p("fd"),
-        ])
-        .output()
-        .unwrap();
+    let search = |strategy: &[&str], out: &str| {
+        Command::new(env!("CARGO_BIN_EXE_deme-studio"))
+            .env("XDG_CACHE_HOME", r.join("cache"))
+            .args([
+                "--device",
+                "cpu",
+                "grid-search",
+                "--base",
+                &p("base"),
+                "--experts",
+                &format!("{},{}", p("e1"), p("e2")),
+                "--objective",
+                "frechet",
+                "--metric-samples",
+                "8",
+                "--metric-steps",
+                "2",
+                "--feature-steps",
+                "5",
+                "--samples",
+                "8",
+            ])
+            .args(strategy)
+            .args(["--out", &p(out)])
+            .output()
+            .unwrap()
+    };
+    let out = search(&["--step", "0.5", "--strategy", "exhaustive"], "fd");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{err}");
-    let json: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(r.join("fd/grid.json")).unwrap()).unwrap();
+    let read = |out: &str| -> serde_json::Value {
+        let text = std::fs::read_to_string(r.join(out).join("grid.json")).unwrap();
+        serde_json::from_str(&text).unwrap()
+    };
+    let json = read("fd");
     let points = json["points"].as_array().unwrap();
     assert_eq!(points.len(), 9);
     let fd = |pt: &serde_json::Value| pt["score"]["loss"].as_f64().unwrap();
@@ -434,4 +436,25 @@ fn the_sample_metric_can_score_the_merges() {
     );
     // different weights give different images, so the objective has teeth
     assert!(points.iter().any(|pt| (fd(pt) - fd(origin)).abs() > 1e-6));
+    // CMA-ES needs no gradient: it samples weights off the lattice, inside the
+    // bounds, within its budget, and keeps the best one it scored
+    let out = search(&["--strategy", "cmaes", "--cmaes-evals", "12"], "cmaes");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    let json = read("cmaes");
+    let points = json["points"].as_array().unwrap();
+    assert!((2..=12).contains(&points.len()), "{} points", points.len());
+    let weights: Vec<f64> = points
+        .iter()
+        .flat_map(|pt| pt["weights"].as_array().unwrap().clone())
+        .map(|w| w.as_f64().unwrap())
+        .collect();
+    assert!(weights.iter().all(|w| (0.0..=1.0).contains(w)));
+    assert!(
+        weights
+            .iter()
+            .any(|w| ((w * 10.0).round() - w * 10.0).abs() > 1e-6)
+    );
+    let min = points.iter().map(fd).fold(f64::INFINITY, f64::min);
+    assert_eq!(fd(&points[json["best"].as_u64().unwrap() as usize]), min);
 }

@@ -3,7 +3,9 @@
 
 use super::grid_job::GridJob;
 use crate::app::job_slot::{JobSlot, Outcome, Report, Waker};
-use crate::engine::search::{GridEvent, GridPoint, GridResult, GridSpec, LearnSettings, Strategy};
+use crate::engine::search::{
+    CmaesSettings, GridEvent, GridPoint, GridResult, GridSpec, LearnSettings, Strategy,
+};
 
 /// Rows shown in the results table.
 const TABLE_ROWS: usize = 12;
@@ -28,15 +30,18 @@ pub enum SearchKind {
     Exhaustive,
     /// Gradient descent on the weights (not with Σw = 1).
     Learned,
+    /// CMA-ES: samples the weights, derivative-free (not with Σw = 1).
+    Cmaes,
 }
 
 impl SearchKind {
     /// Every kind, in menu order.
-    pub const ALL: [SearchKind; 4] = [
+    pub const ALL: [SearchKind; 5] = [
         SearchKind::Refine,
         SearchKind::Coordinate,
         SearchKind::Exhaustive,
         SearchKind::Learned,
+        SearchKind::Cmaes,
     ];
 
     /// Menu label.
@@ -46,6 +51,7 @@ impl SearchKind {
             SearchKind::Coordinate => "coordinate",
             SearchKind::Exhaustive => "exhaustive",
             SearchKind::Learned => "learned",
+            SearchKind::Cmaes => "CMA-ES",
         }
     }
 
@@ -62,12 +68,18 @@ impl SearchKind {
             SearchKind::Learned => {
                 "follow the gradient of the held-out loss in the weights (one backward pass a step), fitted on half the samples and stopped on the other half; the sliders move along the path (weights not tied to Σw = 1)"
             }
+            SearchKind::Cmaes => {
+                "sample weights from a normal distribution that learns where the better merges lie (derivative-free, as for objectives without a gradient); the sliders move to each new best; it stops after 60 merges or once its spread is below half the step (weights not tied to Σw = 1)"
+            }
         }
     }
 
     /// Whether the kind can keep Σw = 1.
     pub fn supports_sum_to_one(self) -> bool {
-        !matches!(self, SearchKind::Coordinate | SearchKind::Learned)
+        !matches!(
+            self,
+            SearchKind::Coordinate | SearchKind::Learned | SearchKind::Cmaes
+        )
     }
 }
 
@@ -147,6 +159,7 @@ impl GridState {
                 SearchKind::Coordinate => Strategy::Coordinate { sweeps: 8 },
                 SearchKind::Exhaustive => Strategy::Exhaustive,
                 SearchKind::Learned => Strategy::Learned(LearnSettings::default()),
+                SearchKind::Cmaes => Strategy::Cmaes(CmaesSettings::default()),
             },
             cancel,
             sink,
@@ -167,17 +180,24 @@ impl GridState {
 
     /// Applies what the search reported since the last frame; for a learned
     /// search, the weights the sliders should follow (each new step while it
-    /// runs, the best step once it ends).
+    /// runs, the best step once it ends); for CMA-ES, each new best.
     pub fn poll(&mut self) -> Option<Follow> {
         let learned = self.started == Some(SearchKind::Learned);
+        let sampled = self.started == Some(SearchKind::Cmaes);
         let mut follow = None;
         for report in self.job.poll() {
             match report {
                 Report::Update(GridEvent::Level { points, .. }) => self.planned += points,
                 Report::Update(GridEvent::Point { point, best, .. }) => {
-                    if learned {
+                    let new_best = self.best.as_ref() != Some(&best);
+                    if learned || (sampled && new_best) {
+                        let weights = if learned {
+                            &point.weights
+                        } else {
+                            &best.weights
+                        };
                         follow = Some(Follow {
-                            weights: as_f32(&point.weights),
+                            weights: as_f32(weights),
                             dragging: true,
                         });
                     }
@@ -185,7 +205,9 @@ impl GridState {
                     self.best = Some(best);
                 }
                 Report::Finished(outcome) => {
-                    if learned && let Some(best) = &self.best {
+                    if (learned || sampled)
+                        && let Some(best) = &self.best
+                    {
                         follow = Some(Follow {
                             weights: as_f32(&best.weights),
                             dragging: false,
@@ -264,7 +286,7 @@ pub fn grid_ui(
         )
         .on_hover_text("only weights summing to 1")
         .on_disabled_hover_text(
-            "the coordinate search and learned weights move the weights freely",
+            "the coordinate search, learned weights and CMA-ES move the weights freely",
         );
         if tie_ok {
             g.sum_to_one = tied;

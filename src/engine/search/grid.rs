@@ -41,7 +41,7 @@ pub fn grid_search(
     }
     if let Strategy::Learned(_) = strategy {
         bail!(
-            "learned weights follow the gradient of the held-out loss, so this objective (a score without a gradient) needs a lattice strategy: exhaustive, refine or coordinate"
+            "learned weights follow the gradient of the held-out loss, so this objective (a score without a gradient) needs a strategy that only scores points: cmaes (derivative-free), exhaustive, refine or coordinate"
         );
     }
     spec.validate()?;
