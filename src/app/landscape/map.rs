@@ -6,7 +6,7 @@ use super::state::{LandscapeAction, LandscapeState, Sweep};
 use crate::app::merge::state::MergeState;
 use crate::engine::analysis::landscape::{LandscapeGrid, Plane};
 use crate::engine::analysis::landscape_lattice::{nice_ticks, scored_contours};
-use crate::engine::analysis::landscape_plot::{fmt_axis, fmt_value};
+use crate::engine::analysis::landscape_plot::{fmt_axis, fmt_distinct};
 use crate::engine::render::ColorMap;
 use egui::{Align2, Color32, FontId, Pos2, Rect, Sense, Stroke, StrokeKind, Vec2};
 
@@ -254,16 +254,14 @@ pub(super) fn map_ui(
         );
     }
     painter.rect_stroke(bar, 0.0, Stroke::new(1.0, ink), StrokeKind::Inside);
-    for (v, anchor) in [
-        (hi, Align2::LEFT_TOP),
-        ((lo + hi) / 2.0, Align2::LEFT_CENTER),
-        (lo, Align2::LEFT_BOTTOM),
-    ] {
+    let ticks = [hi, (lo + hi) / 2.0, lo];
+    let anchors = [Align2::LEFT_TOP, Align2::LEFT_CENTER, Align2::LEFT_BOTTOM];
+    for ((v, label), anchor) in ticks.iter().zip(fmt_distinct(&ticks)).zip(anchors) {
         let y = bar.top() + ((hi - v) / (hi - lo)) as f32 * side;
         painter.text(
             Pos2::new(bar.right() + 4.0, y),
             anchor,
-            fmt_value(v),
+            label,
             font.clone(),
             ink,
         );

@@ -49,16 +49,38 @@ impl PlotGeometry {
 
 /// Numbers with three significant digits (the font has digits, `.`, `-`, `e`).
 pub fn fmt_value(v: f64) -> String {
+    fmt_significant(v, 3)
+}
+
+/// `v` with `digits` significant digits.
+fn fmt_significant(v: f64, digits: i32) -> String {
     if v == 0.0 || !v.is_finite() {
         return "0".into();
     }
     let mag = v.abs().log10().floor() as i32;
     if (-3..5).contains(&mag) {
-        let prec = (2 - mag).max(0) as usize;
+        let prec = (digits - 1 - mag).max(0) as usize;
         format!("{v:.prec$}")
     } else {
-        format!("{v:.2e}")
+        let prec = (digits - 1).max(0) as usize;
+        format!("{v:.prec$e}")
     }
+}
+
+/// Labels of `values` with three significant digits, or as many more (up to
+/// eight) as it takes for different values to read differently: a colour bar
+/// over a narrow range of losses would otherwise repeat one label.
+pub fn fmt_distinct(values: &[f64]) -> Vec<String> {
+    let mut labels = Vec::new();
+    for digits in 3..=8 {
+        labels = values.iter().map(|&v| fmt_significant(v, digits)).collect();
+        let clash = (0..values.len())
+            .any(|i| (0..i).any(|j| labels[i] == labels[j] && values[i] != values[j]));
+        if !clash {
+            break;
+        }
+    }
+    labels
 }
 
 /// Side of a cell for a `size x size` lattice.
@@ -132,7 +154,7 @@ pub fn render_surface(ls: &Landscape, index: usize) -> Result<RgbImage> {
     let side = geo.cell * g as u32;
     let bar_x = geo.x0 + side + 24;
     let bar_ticks = [hi, (lo + hi) / 2.0, lo];
-    let bar_labels: Vec<String> = bar_ticks.iter().map(|&v| fmt_value(v)).collect();
+    let bar_labels = fmt_distinct(&bar_ticks);
     let bar_w = bar_labels
         .iter()
         .map(|l| text_width(l, SCALE))
@@ -286,6 +308,18 @@ mod tests {
         assert_eq!(fmt_value(123.4), "123");
         assert_eq!(fmt_value(0.0), "0");
         assert_eq!(fmt_value(1.5e-5), "1.50e-5");
+    }
+
+    #[test]
+    fn colour_bar_labels_of_a_narrow_range_read_differently() {
+        // three significant digits would read 0.0249, 0.0249, 0.0248
+        let labels = fmt_distinct(&[0.02494, 0.02488, 0.02482]);
+        assert_eq!(labels, ["0.02494", "0.02488", "0.02482"]);
+        // a wide range keeps three digits
+        assert_eq!(fmt_distinct(&[0.9, 0.5, 0.1]), ["0.900", "0.500", "0.100"]);
+        // equal values may share a label
+        assert_eq!(fmt_distinct(&[0.3, 0.3]), ["0.300", "0.300"]);
+        assert_eq!(fmt_distinct(&[2.5e-6, 2.4e-6]), ["2.50e-6", "2.40e-6"]);
     }
 
     #[test]
