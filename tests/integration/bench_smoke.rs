@@ -272,7 +272,7 @@ fn gradsim_case() {
 }
 
 #[test]
-fn search_case_compares_learned_weights_with_the_coordinate_search() {
+fn search_case_compares_learned_weights_and_cma_es_with_the_coordinate_search() {
     // the shipped set, searched on a handful of samples
     let v = &bench(&[
         "search",
@@ -294,12 +294,24 @@ fn search_case_compares_learned_weights_with_the_coordinate_search() {
         .collect();
     assert_eq!(
         names,
-        ["coordinate", "learned per model", "learned per block"]
+        [
+            "coordinate",
+            "learned per model",
+            "learned per block",
+            "cma-es"
+        ]
     );
     let target = num(&methods[0], "report_objective");
     assert!(num(&methods[0], "points") >= 3.0);
+    // CMA-ES scores no more merges than the coordinate search did
+    assert!(num(&methods[3], "points") <= num(&methods[0], "points"));
     for m in &methods[1..] {
-        assert!(num(m, "steps") >= 1.0);
+        let work = if m["method"] == "cma-es" {
+            "points"
+        } else {
+            "steps"
+        };
+        assert!(num(m, work) >= 1.0);
         assert!(num(m, "seconds") > 0.0);
         num(m, "time_ratio_whole_run");
         // reaching the coordinate search's objective is timed, or said not to happen

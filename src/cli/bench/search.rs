@@ -1,11 +1,12 @@
 //! `bench search`: the cost of learned merge weights (one per expert, and one per
-//! expert and block) against the coordinate search, on a real model set (the
+//! expert and block) and of CMA-ES (at the coordinate search's number of merges)
+//! against the coordinate search, on a real model set (the
 //! shipped default unless given), as the wall time each takes to reach the
 //! coordinate search's final held-out objective on a separate report set.
 //!
 //! Every method searches on the same search set; the report set (other items,
 //! noise and timesteps) judges where each one got. For a learned run the time to
-//! reach is the elapsed search time at its first step whose report-set
+//! reach is the elapsed search time at its first step (or point) whose report-set
 //! objective is at or below the coordinate search's (the report evaluations
 //! themselves happen after the timed run).
 
@@ -17,8 +18,8 @@ use crate::engine::eval::{EvalSet, EvalSetConfig};
 use crate::engine::merge::{MergeSpec, Mergeable, Merger, expert_ranges_of};
 use crate::engine::model_set::default_set;
 use crate::engine::search::{
-    GridEvent, GridResult, GridSpec, LearnSettings, LearnedBlocks, LossObjective, Strategy,
-    search_merge_weights,
+    CmaesSettings, GridEvent, GridResult, GridSpec, LearnSettings, LearnedBlocks, LossObjective,
+    Strategy, search_merge_weights,
 };
 use crate::engine::store::{AnyModel, load_model};
 use anyhow::{Context, Result, bail};
@@ -97,6 +98,21 @@ fn timed_search(
         elapsed,
         seconds,
     })
+}
+
+/// The elapsed search time at the first point of `run` whose report-set
+/// objective (`judged`, evaluated after the timed run) is at or below `target`.
+fn time_to_reach(
+    run: &Run,
+    target: f64,
+    judged: &mut dyn FnMut(&[f64]) -> Result<f64>,
+) -> Result<Option<f64>> {
+    for (p, t) in run.result.points.iter().zip(&run.elapsed) {
+        if judged(&p.weights)? <= target {
+            return Ok(Some(*t));
+        }
+    }
+    Ok(None)
 }
 
 /// Runs `bench search`.
@@ -204,14 +220,7 @@ pub fn run(c: SearchCase, compute: &ComputeDevice) -> Result<()> {
                 per_model(w)
             }
         };
-        // where each step got, judged on the report set (after the timed run)
-        let mut reached = None;
-        for (p, t) in run.result.points.iter().zip(&run.elapsed) {
-            if judge(&mut merger, spec_of(&p.weights))? <= target {
-                reached = Some(*t);
-                break;
-            }
-        }
+        let reached = time_to_reach(&run, target, &mut |w| judge(&mut merger, spec_of(w)))?;
         let final_objective = judge(&mut merger, spec_of(&run.result.best_point().weights))?;
         let steps = run.result.points.len() - 1;
         lines.push(serde_json::json!({
@@ -229,6 +238,32 @@ pub fn run(c: SearchCase, compute: &ComputeDevice) -> Result<()> {
             "time_ratio_whole_run": run.seconds / coordinate.seconds,
         }));
     }
+    // CMA-ES at the coordinate search's number of merges scored
+    let budget = coordinate.result.points.len();
+    let run = timed_search(
+        &mut merger,
+        &search_set,
+        objective,
+        &ranges,
+        &spec,
+        Strategy::Cmaes(CmaesSettings {
+            evaluations: budget,
+            seed: c.seed,
+            ..CmaesSettings::default()
+        }),
+    )?;
+    let reached = time_to_reach(&run, target, &mut |w| judge(&mut merger, per_model(w)))?;
+    lines.push(serde_json::json!({
+        "method": "cma-es",
+        "points": run.result.points.len(),
+        "forward_pass_equivalents": run.result.points.len() + 1,
+        "seconds": run.seconds,
+        "report_objective": judge(&mut merger, per_model(&run.result.best_point().weights))?,
+        "weights": run.result.best_point().weights,
+        "seconds_to_reach_coordinate": reached,
+        "time_ratio_to_reach": reached.map(|r| r / coordinate.seconds),
+        "time_ratio_whole_run": run.seconds / coordinate.seconds,
+    }));
     emit(
         serde_json::json!({
             "case": "search", "base": base_dir, "experts": n,
