@@ -28,16 +28,18 @@ pub struct GradSimArgs {
     #[arg(long, default_value = "mnist")]
     pub data: DataSpec,
     /// Number of timesteps, evenly spaced over [0, T) at bin centres.
-    #[arg(long, default_value_t = 20, value_parser = super::limits::heatmap_k)]
+    #[arg(long, default_value_t = 10, value_parser = super::limits::heatmap_k)]
     pub k: usize,
     /// Explicit timesteps (comma-separated), instead of --k.
     #[arg(long, value_delimiter = ',')]
     pub timesteps: Option<Vec<usize>>,
-    /// Number of fixed batches the gradients are averaged over.
-    #[arg(long, default_value_t = 2, value_parser = super::limits::repeats)]
+    /// Number of fixed batches the gradients are averaged over (two or more give
+    /// the noise ceiling; 8 x 128 samples bring its median to about 0.8 on the
+    /// shipped base, see docs/let-the-data-choose/heatmap-noise-ceiling.md).
+    #[arg(long, default_value_t = 8, value_parser = super::limits::repeats)]
     pub batches: usize,
     /// Samples per batch.
-    #[arg(long, default_value_t = 32, value_parser = super::limits::batch_size)]
+    #[arg(long, default_value_t = 128, value_parser = super::limits::batch_size)]
     pub batch_size: usize,
     /// Sketch size per parameter group (groups at most this large are exact).
     #[arg(long, default_value_t = 1 << 16, value_parser = super::limits::sketch_dim)]

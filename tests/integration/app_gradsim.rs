@@ -16,6 +16,14 @@ fn harness(with_models: bool) -> Harness<'static, StudioApp> {
     app_on(View::GradientConflicts, models)
 }
 
+/// `batches` batches of 8: quick, where the defaults (8 x 128) take a minute on a CPU.
+fn small(h: &mut Harness<'static, StudioApp>, batches: usize) {
+    let g = h.state_mut().gradsim_mut();
+    g.batches = batches;
+    g.batch_size = 8;
+    h.step();
+}
+
 #[test]
 fn without_models_the_view_says_what_to_do() {
     let mut h = harness(false);
@@ -30,6 +38,7 @@ fn compute_draws_the_heatmap_histogram_and_blocks() {
     let mut h = harness(true);
     wait_until(&mut h, "the models", |a| a.models().info.is_some());
     h.get_by_label_contains("Press Compute");
+    small(&mut h, 1);
     click(&mut h, "Compute");
     assert!(h.state().gradsim().is_running());
     assert_eq!(h.state().gradsim().progress().map(|p| p.1), Some(10));
@@ -146,8 +155,7 @@ fn two_batches_show_the_noise_ceiling_and_the_relative_matrix() {
     let mut h = harness(true);
     wait_until(&mut h, "the models", |a| a.models().info.is_some());
     h.state_mut().gradsim_mut().k = 4;
-    h.state_mut().gradsim_mut().batches = 2;
-    h.step();
+    small(&mut h, 2);
     click(&mut h, "Compute");
     wait_until(&mut h, "the gradient similarities", |a| {
         !a.gradsim().is_running()
@@ -160,6 +168,15 @@ fn two_batches_show_the_noise_ceiling_and_the_relative_matrix() {
         "{ceiling:?}"
     );
     h.get_by_label_contains("noise ceiling c_k: min");
+    // 16 samples per timestep: the view says whether that is mostly noise
+    let mut sorted = ceiling.clone();
+    sorted.sort_by(f64::total_cmp);
+    let noisy = h.query_by_label_contains("samples per timestep; average over more");
+    assert_eq!(
+        noisy.is_some(),
+        sorted[2] < deme_studio::app::gradsim::NOISY_CEILING,
+        "{ceiling:?}"
+    );
     // the hover readout gives the cosine's standard error over the batches
     let se = result
         .stderr
@@ -187,7 +204,7 @@ fn suggested_ranges_fill_the_train_views_boundaries() {
     let mut h = harness(true);
     wait_until(&mut h, "the models", |a| a.models().info.is_some());
     h.state_mut().gradsim_mut().k = 6;
-    h.step();
+    small(&mut h, 1);
     click(&mut h, "Compute");
     wait_until(&mut h, "the gradient similarities", |a| {
         !a.gradsim().is_running()

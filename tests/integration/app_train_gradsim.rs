@@ -108,7 +108,11 @@ fn finetune_sends_the_first_experts_gradient_conflicts() {
     assert_eq!(g.source(), Some("training run expert_1, step 6"));
     let r = g.result().expect("a live result");
     assert_eq!(r.k(), 10, "the view's default K");
-    assert_eq!(r.config.batch_size, 8, "the view's default batch size");
+    assert_eq!(
+        r.config.batch_size,
+        deme_studio::app::gradsim::GradSimState::default().batch_size,
+        "the view's default batch size"
+    );
     h.state_mut().set_view(View::GradientConflicts);
     h.step();
     h.step();

@@ -79,6 +79,10 @@ fn merge_view() {
 fn gradient_conflicts_view() {
     let mut h = app_on(View::GradientConflicts, true);
     settle(&mut h, "the models", |a| a.models().info.is_some());
+    // two batches of 8 (the defaults take a minute on a CPU): the ceiling shows
+    h.state_mut().gradsim_mut().batches = 2;
+    h.state_mut().gradsim_mut().batch_size = 8;
+    h.step();
     h.get_by_label("Compute").click();
     settle(&mut h, "the heatmap", |a| {
         a.gradsim().result().is_some() && !a.gradsim().is_running() && a.is_idle()

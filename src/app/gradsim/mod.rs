@@ -14,5 +14,5 @@ pub mod state;
 
 pub use page::GradSimAction;
 pub use page::gradsim_page;
-pub use plots::{FOCUS_RANGE, HEATMAP_LABEL};
+pub use plots::{FOCUS_RANGE, HEATMAP_LABEL, NOISY_CEILING};
 pub use state::GradSimState;

@@ -54,6 +54,9 @@ pub(super) fn result_ui(ui: &mut egui::Ui, state: &mut GradSimState, result: &Gr
     });
 }
 
+/// Below this median noise ceiling the view says the matrix is mostly noise.
+pub const NOISY_CEILING: f64 = 0.5;
+
 /// The noise ceiling of each timestep, and the switch to show the matrix
 /// relative to it (only with two batches or more).
 fn ceiling_ui(ui: &mut egui::Ui, state: &mut GradSimState, result: &GradSimResult) {
@@ -84,6 +87,16 @@ fn ceiling_ui(ui: &mut egui::Ui, state: &mut GradSimState, result: &GradSimResul
         ui.checkbox(&mut state.relative, "relative to the ceiling")
             .on_hover_text("show S_kl / sqrt(c_k c_l): near 1 agrees as well as the noise allows");
     });
+    let median = sorted[sorted.len() / 2];
+    if median < NOISY_CEILING {
+        ui.colored_label(
+            ui.visuals().warn_fg_color,
+            format!(
+                "mostly noise: median ceiling {median:.2} at {} samples per timestep; average over more or larger batches",
+                result.config.batches * result.config.batch_size
+            ),
+        );
+    }
 }
 
 /// `, ceilings c_i, c_j, relative r` for the hover readout (empty without a ceiling).
