@@ -25,6 +25,7 @@ pub mod command;
 pub mod dialogs;
 pub mod display_device;
 pub mod events;
+pub mod field_paint;
 pub mod frame;
 mod frame_access;
 mod frame_commands;

@@ -1,6 +1,7 @@
-//! Figures rendered to images without a GUI: colour maps, numbers, heatmaps, curves.
+//! Figures rendered to images without a GUI: colour maps, fields, numbers, heatmaps, curves.
 
 pub mod colormap;
+pub mod field;
 pub mod font;
 pub mod heatmap;
 pub mod line_plot;
