@@ -48,6 +48,9 @@ pub struct StartOptions {
     pub settings: Settings,
     /// The renderer's adapter, when known.
     pub renderer: Option<String>,
+    /// Whether the renderer has the field pipeline ([`super::field_paint::register`]):
+    /// the landscape map is then drawn by `shaders/field.wgsl`.
+    pub gpu_maps: bool,
 }
 
 impl StartOptions {
@@ -60,6 +63,7 @@ impl StartOptions {
             default_set: None,
             settings: Settings::default(),
             renderer: None,
+            gpu_maps: false,
         }
     }
 }
@@ -104,6 +108,9 @@ impl StudioApp {
             .clone()
             .filter(ModelSet::exists)
             .or_else(|| default_set.clone());
+        if let Some(rs) = &cc.wgpu_render_state {
+            super::field_paint::register(rs);
+        }
         let renderer = cc.wgpu_render_state.as_ref().map(|rs| {
             let info = rs.adapter.get_info();
             let software = info.device_type == wgpu::DeviceType::Cpu;
@@ -120,6 +127,7 @@ impl StudioApp {
             models,
             default_set,
             settings,
+            gpu_maps: renderer.is_some(),
             renderer,
         });
         *app.ctx_slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(cc.egui_ctx.clone());
@@ -148,7 +156,7 @@ impl StudioApp {
             grid: GridState::default(),
             gradsim: GradSimState::default(),
             train: TrainState::default(),
-            landscape: LandscapeState::default(),
+            landscape: LandscapeState::with_gpu_field(opts.gpu_maps),
             taskvec: TaskVecState::default(),
             teaching: TeachingState::default(),
             worker,

@@ -8,7 +8,7 @@
 //! drivers.
 
 use crate::common;
-use common::app::{harness_sized, wait_until_within};
+use common::app::{gpu_harness_sized, harness_sized, wait_until_within};
 
 use deme_studio::app::settings::PreviewSettings;
 use deme_studio::app::{Settings, StartOptions, StudioApp, View};
@@ -31,8 +31,12 @@ fn previews() -> PreviewSettings {
 }
 
 fn app_on(view: View, with_models: bool) -> Harness<'static, StudioApp> {
+    harness_sized(app(view, with_models, false), SIZE)
+}
+
+fn app(view: View, with_models: bool, gpu_maps: bool) -> StudioApp {
     let models = with_models.then(|| default_set().expect("assets/mnist-tiny is shipped"));
-    let app = StudioApp::headless(StartOptions {
+    StudioApp::headless(StartOptions {
         models,
         default_set: default_set(),
         settings: Settings {
@@ -40,9 +44,9 @@ fn app_on(view: View, with_models: bool) -> Harness<'static, StudioApp> {
             preview: previews(),
             ..Settings::default()
         },
+        gpu_maps,
         ..StartOptions::cpu("cpu (flex)")
-    });
-    harness_sized(app, SIZE)
+    })
 }
 
 fn settle(h: &mut Harness<'_, StudioApp>, what: &str, cond: impl Fn(&StudioApp) -> bool) {
@@ -92,7 +96,8 @@ fn gradient_conflicts_view() {
 
 #[test]
 fn landscape_view() {
-    let mut h = app_on(View::Landscape, true);
+    // the window's renderer: the map drawn per pixel by shaders/field.wgsl
+    let mut h = gpu_harness_sized(app(View::Landscape, true, true), SIZE);
     settle(&mut h, "the models", |a| a.models().info.is_some());
     h.state_mut().landscape_mut().size = 5;
     h.state_mut().landscape_mut().samples = 8;

@@ -1,17 +1,25 @@
-//! The landscape map: where the lattice lies on the screen, the filled
-//! cells, contour lines, axes, colour bar and marks, and the pointer that
+//! The landscape map: where the lattice lies on the screen, the field (per
+//! pixel by `shaders/field.wgsl` where the renderer has it, else cell by cell)
+//! with its contour lines, axes, colour bar and marks, and the pointer that
 //! reads a point or sets the merge weights there.
 
 use super::state::{LandscapeAction, LandscapeState, Sweep};
+use crate::app::field_paint::{FieldCallback, generation_of};
 use crate::app::merge::state::MergeState;
 use crate::engine::analysis::landscape::{LandscapeGrid, Plane};
 use crate::engine::analysis::landscape_lattice::{nice_ticks, scored_contours};
 use crate::engine::analysis::landscape_plot::{fmt_axis, fmt_distinct};
 use crate::engine::render::ColorMap;
+use crate::engine::render::field::{Field, FieldStyle};
+use eframe::egui_wgpu;
 use egui::{Align2, Color32, FontId, Pos2, Rect, Sense, Stroke, StrokeKind, Vec2};
+use std::sync::Arc;
 
 /// Label of the map (for tests and screen readers).
 pub const MAP_LABEL: &str = "loss landscape map";
+
+/// The map's slot of device buffers in the field pipeline.
+const MAP_FIELD_KEY: u64 = 1;
 
 /// Number of contour levels between the lowest and highest loss shown.
 const CONTOURS: usize = 8;
@@ -122,6 +130,43 @@ fn color(v: f64, lo: f64, hi: f64) -> Color32 {
     Color32::from_rgb(r, g, b)
 }
 
+/// The map cell by cell, where the renderer has no field pipeline: scored
+/// cells, the rest from the nearest coarser point scored, and contour lines
+/// over the finest sub-lattice scored throughout.
+fn paint_cells(
+    painter: &egui::Painter,
+    frame: &MapFrame,
+    sweep: &Sweep,
+    values: &[Option<f64>],
+    lo: f64,
+    hi: f64,
+) {
+    let g = sweep.grid.size;
+    painter.rect_filled(frame.rect, 0.0, Color32::from_gray(200));
+    for j in 0..g {
+        for i in 0..g {
+            let Some(v) = sweep.fill.source(i, j).and_then(|k| values[k]) else {
+                continue;
+            };
+            // a hairline of overlap hides the seams between cells
+            painter.rect_filled(frame.cell_rect(i, j).expand(0.3), 0.0, color(v, lo, hi));
+        }
+    }
+    let levels: Vec<f64> = (1..CONTOURS)
+        .map(|l| lo + (hi - lo) * l as f64 / CONTOURS as f64)
+        .collect();
+    let contour = Stroke::new(1.0, Color32::from_white_alpha(150));
+    for [p, q] in scored_contours(values, &sweep.grid, &levels) {
+        painter.line_segment(
+            [
+                frame.lattice_to_screen(p[0], p[1]),
+                frame.lattice_to_screen(q[0], q[1]),
+            ],
+            contour,
+        );
+    }
+}
+
 /// The map with its axes and colour bar; clicks and drags set the weights.
 pub(super) fn map_ui(
     ui: &mut egui::Ui,
@@ -157,30 +202,31 @@ pub(super) fn map_ui(
         })
         .unwrap_or((0.0, 1.0));
     let hi = if hi > lo { hi } else { lo + 1e-12 };
-    // cells: scored ones, the rest from the nearest coarser point scored
-    painter.rect_filled(map_rect, 0.0, Color32::from_gray(200));
-    for j in 0..g {
-        for i in 0..g {
-            let Some(v) = sweep.fill.source(i, j).and_then(|k| values[k]) else {
-                continue;
-            };
-            // a hairline of overlap hides the seams between cells
-            painter.rect_filled(frame.cell_rect(i, j).expand(0.3), 0.0, color(v, lo, hi));
-        }
-    }
-    // contour lines over the finest sub-lattice scored throughout
-    let levels: Vec<f64> = (1..CONTOURS)
-        .map(|l| lo + (hi - lo) * l as f64 / CONTOURS as f64)
-        .collect();
-    let contour = Stroke::new(1.0, Color32::from_white_alpha(150));
-    for [p, q] in scored_contours(values, &sweep.grid, &levels) {
-        painter.line_segment(
-            [
-                frame.lattice_to_screen(p[0], p[1]),
-                frame.lattice_to_screen(q[0], q[1]),
-            ],
-            contour,
-        );
+    if state.gpu_field {
+        // per pixel on the device: interpolated, coloured and contoured by shaders/field.wgsl
+        let field = Arc::new(Field {
+            g,
+            values: (0..g * g)
+                .map(|k| {
+                    let v = sweep.fill.source(k % g, k / g).and_then(|p| values[p]);
+                    v.map_or(f32::NAN, |v| v as f32)
+                })
+                .collect(),
+        });
+        let callback = FieldCallback {
+            key: MAP_FIELD_KEY,
+            generation: generation_of(&field),
+            field,
+            style: FieldStyle {
+                lo: lo as f32,
+                hi: hi as f32,
+                bands: CONTOURS as u32,
+                map: ColorMap::Viridis,
+            },
+        };
+        painter.add(egui_wgpu::Callback::new_paint_callback(map_rect, callback));
+    } else {
+        paint_cells(&painter, &frame, sweep, values, lo, hi);
     }
     let ink = ui.visuals().text_color();
     painter.rect_stroke(map_rect, 0.0, Stroke::new(1.0, ink), StrokeKind::Outside);

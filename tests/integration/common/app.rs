@@ -12,6 +12,24 @@ pub fn harness_sized(app: StudioApp, size: [f32; 2]) -> Harness<'static, StudioA
         .build_ui_state(|ui, app: &mut StudioApp| app.page_ui(ui), app)
 }
 
+/// A harness of `size` pixels around `app`'s whole page, rendered by a wgpu
+/// renderer that has the field pipeline, as the window's has (build `app` with
+/// `gpu_maps: true` so that its maps use it).
+pub fn gpu_harness_sized(app: StudioApp, size: [f32; 2]) -> Harness<'static, StudioApp> {
+    let render_state = egui_kittest::wgpu::create_render_state(
+        egui_kittest::wgpu::default_wgpu_setup(),
+        eframe::egui_wgpu::RendererOptions::PREDICTABLE,
+    );
+    deme_studio::app::field_paint::register(&render_state);
+    Harness::builder()
+        .with_size(size)
+        .with_max_steps(10_000)
+        .renderer(egui_kittest::wgpu::WgpuTestRenderer::from_render_state(
+            render_state,
+        ))
+        .build_ui_state(|ui, app: &mut StudioApp| app.page_ui(ui), app)
+}
+
 /// Steps the app until `cond` holds (failing after `limit`), then once more.
 pub fn wait_until_within(
     h: &mut Harness<'_, StudioApp>,
