@@ -1,5 +1,6 @@
 //! Frame time of the app while a training run goes on, against the same app
-//! idle: a benchmark, not a test, so it is ignored by default. Run it with
+//! idle, and of the Landscape view's map painted by cells against drawn by the
+//! field shader: benchmarks, not tests, so they are ignored by default. Run it with
 //! `xvfb-run -a cargo test --release --test integration app_frame_time:: -- --ignored --nocapture`.
 //!
 //! A frame is one pass of the app's UI code (`page_ui`, layout, tessellation)
@@ -9,12 +10,13 @@
 //! CPU cores as the UI.
 
 use crate::common;
-use common::app::{harness_sized, wait_until_within};
+use common::app::{gpu_harness_sized, harness_sized, wait_until_within};
 
 use deme_studio::app::settings::PreviewSettings;
 use deme_studio::app::{Settings, StartOptions, StudioApp, View};
 use deme_studio::engine::model_set::default_set;
 use egui_kittest::Harness;
+use egui_kittest::kittest::Queryable;
 use std::time::{Duration, Instant};
 
 const FRAMES: usize = 120;
@@ -113,4 +115,47 @@ fn frame_time_while_training() {
     wait_until_within(&mut h, "the cancel", Duration::from_secs(120), |a| {
         !a.train().is_running()
     });
+}
+
+/// The Landscape view at 1280 x 800 with a 21 x 21 landscape of the shipped
+/// set, its map painted cell by cell (egui meshes) and drawn per pixel by
+/// `shaders/field.wgsl`, side by side in one run.
+#[test]
+#[ignore = "benchmark: run with --ignored --nocapture"]
+fn landscape_frame_time_cells_and_field_shader() {
+    let mut medians = Vec::new();
+    for gpu_maps in [false, true] {
+        let app = StudioApp::headless(StartOptions {
+            models: default_set(),
+            settings: Settings {
+                view: View::Landscape,
+                ..Settings::default()
+            },
+            gpu_maps,
+            ..StartOptions::cpu("cpu (flex)")
+        });
+        let mut h = if gpu_maps {
+            gpu_harness_sized(app, [1280.0, 800.0])
+        } else {
+            harness_sized(app, [1280.0, 800.0])
+        };
+        wait_until_within(&mut h, "the models", Duration::from_secs(600), |a| {
+            a.models().info.is_some() && a.is_idle()
+        });
+        h.state_mut().landscape_mut().size = 21;
+        h.state_mut().landscape_mut().samples = 8;
+        h.step();
+        h.get_by_label("Compute").click();
+        wait_until_within(&mut h, "the landscape", Duration::from_secs(1200), |a| {
+            a.landscape().result().is_some() && !a.landscape().is_running() && a.is_idle()
+        });
+        let name = if gpu_maps { "field shader" } else { "cells" };
+        let (ui, total) = frames(&mut h);
+        stats(&format!("{name}, UI"), ui);
+        medians.push(stats(&format!("{name}, UI + render"), total));
+    }
+    println!(
+        "field shader / cells (median UI + render): {:.2}x",
+        medians[1] / medians[0]
+    );
 }
