@@ -1,5 +1,5 @@
 //! Colour maps for heatmaps and landscapes, as piecewise-linear ramps through
-//! anchor colours. `shaders/colormap.wgsl` holds the same ramps for the GPU; this
+//! anchor colours. `shaders/field.wgsl` holds the same ramps for the GPU; this
 //! file is its reference.
 
 /// A named colour map.
