@@ -433,15 +433,11 @@ fn the_coordinate_search_is_offered_and_unties_the_weights() {
     assert!(g.points.iter().all(|p| p.score.loss >= best.score.loss));
 }
 
-#[test]
-fn learned_weights_move_the_sliders_along_their_path() {
-    use deme_studio::app::merge::grid_panel::SearchKind;
-    let tmp = tempfile::tempdir().unwrap();
-    let mut h = grid_search_with(tmp.path(), "learned");
-    assert_eq!(h.state().grid().kind, SearchKind::Learned);
-    click(&mut h, "Start search");
+/// Starts the search and steps until it ends; the sliders' weights as they
+/// changed, frame by frame.
+fn search_watching_the_sliders(h: &mut Harness<'static, StudioApp>) -> Vec<Vec<f32>> {
+    click(h, "Start search");
     assert!(h.state().grid().running(), "the search started");
-    // the sliders, frame by frame, while the descent runs
     let mut seen: Vec<Vec<f32>> = Vec::new();
     let start = Instant::now();
     while h.state().grid().running() || h.state().grid().outcome.is_none() {
@@ -454,6 +450,17 @@ fn learned_weights_move_the_sliders_along_their_path() {
         std::thread::sleep(Duration::from_millis(5));
     }
     h.step();
+    seen
+}
+
+#[test]
+fn learned_weights_move_the_sliders_along_their_path() {
+    use deme_studio::app::merge::grid_panel::SearchKind;
+    let tmp = tempfile::tempdir().unwrap();
+    let mut h = grid_search_with(tmp.path(), "learned");
+    assert_eq!(h.state().grid().kind, SearchKind::Learned);
+    // the sliders, frame by frame, while the descent runs
+    let seen = search_watching_the_sliders(&mut h);
     let g = h.state().grid();
     assert!(
         g.outcome.as_deref().unwrap().starts_with("finished"),
@@ -492,20 +499,7 @@ fn cma_es_moves_the_sliders_to_each_new_best_and_ends_on_the_best() {
     let mut h = grid_search_with(tmp.path(), "CMA-ES");
     assert_eq!(h.state().grid().kind, SearchKind::Cmaes);
     h.state_mut().grid_mut().step = 0.05;
-    click(&mut h, "Start search");
-    assert!(h.state().grid().running(), "the search started");
-    let mut seen: Vec<Vec<f32>> = Vec::new();
-    let start = Instant::now();
-    while h.state().grid().running() || h.state().grid().outcome.is_none() {
-        h.step();
-        let w = h.state().merge().weights().to_vec();
-        if seen.last() != Some(&w) {
-            seen.push(w);
-        }
-        assert!(start.elapsed() < Duration::from_secs(300), "timed out");
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    h.step();
+    let seen = search_watching_the_sliders(&mut h);
     let g = h.state().grid();
     assert!(
         g.outcome.as_deref().unwrap().starts_with("finished"),

@@ -107,7 +107,7 @@ pub fn cmaes_search(
         let mut generation: Vec<(Vec<f64>, f64)> = Vec::with_capacity(lambda);
         for _ in 0..lambda {
             if !keep_going() {
-                return finish(points, best, true);
+                return GridResult::finish(points, best, true);
             }
             let y = es.sample(&mut rng);
             let weights: Vec<f64> = y.iter().map(|v| spec.lo + span * v).collect();
@@ -132,19 +132,7 @@ pub fn cmaes_search(
         es.update(generation);
         level += 1;
     }
-    finish(points, best, false)
-}
-
-fn finish(points: Vec<GridPoint>, best: Option<usize>, cancelled: bool) -> Result<GridResult> {
-    match best {
-        Some(best) => Ok(GridResult {
-            points,
-            best,
-            cancelled,
-        }),
-        None if cancelled => bail!("the search was cancelled before any point was scored"),
-        None => bail!("CMA-ES scored no point: its initial step is below the lattice step"),
-    }
+    GridResult::finish(points, best, false)
 }
 
 /// The state of the evolution strategy in the unit cube.

@@ -11,7 +11,7 @@
 //! so the current point is always the best one.
 
 use super::lattice::{GridEvent, GridPoint, GridResult, GridSpec, Score, Strategy};
-use anyhow::{Result, bail};
+use anyhow::Result;
 use std::collections::BTreeMap;
 
 /// Runs a coordinate search of at most `sweeps` sweeps; arguments as
@@ -30,14 +30,6 @@ pub fn coordinate_search(
     let mut points: Vec<GridPoint> = Vec::new();
     let mut best: Option<usize> = None;
     let mut level = 0;
-    let cancelled = |points: Vec<GridPoint>, best: Option<usize>| match best {
-        Some(best) => Ok(GridResult {
-            points,
-            best,
-            cancelled: true,
-        }),
-        None => bail!("the grid search was cancelled before any point was scored"),
-    };
     for _ in 0..sweeps.max(1) {
         let mut moved = false;
         for d in 0..spec.n {
@@ -58,7 +50,7 @@ pub fn coordinate_search(
                     continue;
                 }
                 if !keep_going() {
-                    return cancelled(points, best);
+                    return GridResult::finish(points, best, true);
                 }
                 let weights = spec.weights(k);
                 let s = score(&weights)?;

@@ -80,7 +80,7 @@ pub fn grid_search(
         });
         for k in fresh {
             if !keep_going() {
-                return finish(points, best, true);
+                return GridResult::finish(points, best, true);
             }
             let weights = spec.weights(&k);
             let s = score(&weights)?;
@@ -108,18 +108,7 @@ pub fn grid_search(
         stride /= 2;
         level += 1;
     }
-    finish(points, best, false)
-}
-
-fn finish(points: Vec<GridPoint>, best: Option<usize>, cancelled: bool) -> Result<GridResult> {
-    match best {
-        Some(best) => Ok(GridResult {
-            points,
-            best,
-            cancelled,
-        }),
-        None => bail!("the grid search was cancelled before any point was scored"),
-    }
+    GridResult::finish(points, best, false)
 }
 
 #[cfg(test)]

@@ -100,6 +100,20 @@ pub struct GridResult {
 }
 
 impl GridResult {
+    /// The result of a search that scored `points` (`best` indexing the best
+    /// of them); an error when it scored none.
+    pub fn finish(points: Vec<GridPoint>, best: Option<usize>, cancelled: bool) -> Result<Self> {
+        match best {
+            Some(best) => Ok(Self {
+                points,
+                best,
+                cancelled,
+            }),
+            None if cancelled => bail!("the search was cancelled before any point was scored"),
+            None => bail!("the search scored no point"),
+        }
+    }
+
     /// The best point.
     pub fn best_point(&self) -> &GridPoint {
         &self.points[self.best]
