@@ -10,7 +10,7 @@ use crate::engine::analysis::landscape::{LandscapeGrid, Plane};
 use crate::engine::analysis::landscape_lattice::{nice_ticks, scored_contours};
 use crate::engine::analysis::landscape_plot::{fmt_axis, fmt_distinct};
 use crate::engine::render::ColorMap;
-use crate::engine::render::field::{Field, FieldStyle};
+use crate::engine::render::field::{Field, FieldStyle, LANDSCAPE_BANDS};
 use eframe::egui_wgpu;
 use egui::{Align2, Color32, FontId, Pos2, Rect, Sense, Stroke, StrokeKind, Vec2};
 use std::sync::Arc;
@@ -21,8 +21,8 @@ pub const MAP_LABEL: &str = "loss landscape map";
 /// The map's slot of device buffers in the field pipeline.
 const MAP_FIELD_KEY: u64 = 1;
 
-/// Number of contour levels between the lowest and highest loss shown.
-const CONTOURS: usize = 8;
+/// Number of bands between the lowest and highest loss shown (contour lines between them).
+const CONTOURS: usize = LANDSCAPE_BANDS as usize;
 
 /// Where the lattice lies on the screen: cell centres sit on the lattice
 /// values, so the rectangle reaches half a cell beyond the first and last.

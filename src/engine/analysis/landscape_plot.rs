@@ -1,17 +1,19 @@
-//! A landscape surface as a PNG: the lattice as coloured cells (y up), axis
-//! ticks at the ends and at 0 and 1 (the base and model a), a colour bar, and
-//! the marked points: a cross for the base, the model's number in a box for each
-//! model, a ring for each merge. Cells not scored (a cancelled sweep) are grey.
+//! A landscape surface as a PNG: the field per pixel with its contour lines,
+//! exactly as the app's map draws it (`engine::render::field`, the reference of
+//! `shaders/field.wgsl`; y up), axis ticks at the ends and at 0 and 1 (the base
+//! and model a), a colour bar, and the marked points: a cross for the base, the
+//! model's number in a box for each model, a ring for each merge. Around points
+//! not scored (a cancelled sweep) the field is grey.
 
 use super::landscape::{Landscape, MarkKind};
 use crate::engine::render::ColorMap;
+use crate::engine::render::field::{self, Field, FieldStyle, LANDSCAPE_BANDS};
 use crate::engine::render::font::{draw_text, text_height, text_width};
 use anyhow::{Result, anyhow, bail};
 use image::{Rgb, RgbImage};
 
 const BG: [u8; 3] = [255, 255, 255];
 const INK: [u8; 3] = [30, 30, 30];
-const UNSCORED: [u8; 3] = [200, 200, 200];
 const SCALE: u32 = 2;
 
 /// Pixel geometry of the lattice part of the figure.
@@ -114,7 +116,7 @@ pub fn fmt_axis(v: f64) -> String {
 /// Ticks of an axis `[lo, hi]` drawn over `span` pixels: 0 and 1 (the base and
 /// model a) when inside, then both ends, each kept only where its label (of
 /// extent `extent(label)` along the axis) does not crowd one already kept.
-fn ticks([lo, hi]: [f64; 2], span: f64, extent: &dyn Fn(&str) -> f64) -> Vec<(f64, String)> {
+fn ticks([lo, hi]: [f64; 2], span: f64, extent: &dyn Fn(&str) -> f64) -> Ticks {
     let mut kept: Vec<(f64, String)> = Vec::new();
     for v in [0.0, 1.0, lo, hi] {
         if v < lo || v > hi || kept.iter().any(|(k, _)| *k == v) {
@@ -133,6 +135,39 @@ fn ticks([lo, hi]: [f64; 2], span: f64, extent: &dyn Fn(&str) -> f64) -> Vec<(f6
     kept
 }
 
+/// The field of a surface's `G x G` values (row-major from the bottom row) and
+/// how the map draws it over `[lo, hi]`.
+pub fn surface_field(values: &[Option<f64>], g: usize, lo: f64, hi: f64) -> (Field, FieldStyle) {
+    let field = Field {
+        g,
+        values: values
+            .iter()
+            .map(|v| v.map_or(f32::NAN, |v| v as f32))
+            .collect(),
+    };
+    let style = FieldStyle {
+        lo: lo as f32,
+        hi: hi as f32,
+        bands: LANDSCAPE_BANDS,
+        map: ColorMap::Viridis,
+    };
+    (field, style)
+}
+
+/// Axis ticks: each value with its label.
+type Ticks = Vec<(f64, String)>;
+
+/// The axis ticks (x, y) and where the lattice lies in the figure of `ls`.
+fn layout(ls: &Landscape) -> (Ticks, Ticks, PlotGeometry) {
+    let g = ls.grid.size;
+    let span = ((g - 1) as u32 * cell_size(g)) as f64;
+    let y_ticks = ticks(ls.grid.y, span, &|_| text_height(SCALE) as f64);
+    let x_ticks = ticks(ls.grid.x, span, &|l| text_width(l, SCALE) as f64);
+    let y_labels: Vec<String> = y_ticks.iter().map(|(_, l)| l.clone()).collect();
+    let geo = geometry(g, &y_labels);
+    (x_ticks, y_ticks, geo)
+}
+
 /// Renders surface `index` of `ls`.
 pub fn render_surface(ls: &Landscape, index: usize) -> Result<RgbImage> {
     let surface = ls
@@ -145,12 +180,7 @@ pub fn render_surface(ls: &Landscape, index: usize) -> Result<RgbImage> {
     }
     let (lo, hi) = surface.min_max().unwrap_or((0.0, 1.0));
     let hi = if hi > lo { hi } else { lo + 1e-12 };
-    let cell = cell_size(g);
-    let span = ((g - 1) as u32 * cell) as f64;
-    let y_ticks = ticks(ls.grid.y, span, &|_| text_height(SCALE) as f64);
-    let x_ticks = ticks(ls.grid.x, span, &|l| text_width(l, SCALE) as f64);
-    let y_labels: Vec<String> = y_ticks.iter().map(|(_, l)| l.clone()).collect();
-    let geo = geometry(g, &y_labels);
+    let (x_ticks, y_ticks, geo) = layout(ls);
     let side = geo.cell * g as u32;
     let bar_x = geo.x0 + side + 24;
     let bar_ticks = [hi, (lo + hi) / 2.0, lo];
@@ -163,15 +193,11 @@ pub fn render_surface(ls: &Landscape, index: usize) -> Result<RgbImage> {
     let width = bar_x + 20 + 12 + bar_w + 10;
     let height = geo.y0 + side + 10 + text_height(SCALE) + 10;
     let mut img = RgbImage::from_pixel(width, height, Rgb(BG));
-    for j in 0..g {
-        for i in 0..g {
-            let color = match surface.values[j * g + i] {
-                Some(v) => ColorMap::Viridis.map(v as f32, lo as f32, hi as f32),
-                None => UNSCORED,
-            };
-            let (px, py) = geo.cell_origin(i, j);
-            fill(&mut img, px, py, geo.cell, geo.cell, color);
-        }
+    let (map, style) = surface_field(&surface.values, g, lo, hi);
+    let pixels = field::render(&map, &style, side, side);
+    for (k, p) in pixels.chunks_exact(4).enumerate() {
+        let (x, y) = (k as u32 % side, k as u32 / side);
+        img.put_pixel(geo.x0 + x, geo.y0 + y, Rgb([p[0], p[1], p[2]]));
     }
     // axes
     for (v, label) in &x_ticks {
@@ -299,6 +325,62 @@ fn ring(img: &mut RgbImage, cx: i64, cy: i64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_map_is_the_field_the_app_draws() {
+        use crate::engine::analysis::landscape::{LandscapeGrid, Plane, Surface};
+        let g = 5;
+        let values: Vec<Option<f64>> = (0..g * g)
+            .map(|k| Some(0.02 + 0.001 * ((k % g) as f64 - 2.0).powi(2) + 0.0005 * (k / g) as f64))
+            .collect();
+        let ls = Landscape {
+            grid: LandscapeGrid {
+                size: g,
+                x: [-0.2, 1.2],
+                y: [-0.2, 1.2],
+            },
+            xs: vec![],
+            ys: vec![],
+            plane: Plane {
+                a: 0,
+                b: 1,
+                unit: 1.0,
+                b_xy: [0.0, 1.0],
+                n: 2,
+                gram: vec![1.0, 0.0, 0.0, 1.0],
+            },
+            labels: vec!["a".into(), "b".into()],
+            surfaces: vec![Surface {
+                name: "all".into(),
+                range: None,
+                values: values.clone(),
+            }],
+            marks: vec![],
+            order: vec![],
+            done: g * g,
+            total: g * g,
+            cancelled: false,
+            eval: Default::default(),
+        };
+        let img = render_surface(&ls, 0).unwrap();
+        let (lo, hi) = ls.surfaces[0].min_max().unwrap();
+        let (map, style) = surface_field(&values, g, lo, hi);
+        let (_, _, geo) = layout(&ls);
+        let side = geo.cell * g as u32;
+        let want = field::render(&map, &style, side, side);
+        let mut contour = 0;
+        for y in 0..side {
+            for x in 0..side {
+                let p = img.get_pixel(geo.x0 + x, geo.y0 + y).0;
+                let k = ((y * side + x) * 4) as usize;
+                assert_eq!(p, [want[k], want[k + 1], want[k + 2]], "pixel {x}, {y}");
+                let (lx, ly) = map.lattice_of_pixel(x as f32, y as f32, side as f32, side as f32);
+                let plain = style.map.map(map.at(lx, ly), style.lo, style.hi);
+                contour += usize::from(p != plain);
+            }
+        }
+        assert!(contour > 0, "the figure has contour lines");
+    }
 
     #[test]
     fn values_keep_three_significant_digits() {

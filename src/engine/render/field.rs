@@ -26,6 +26,10 @@ pub struct FieldStyle {
     pub map: ColorMap,
 }
 
+/// Bands of a landscape map (the app's and the PNG's): contour lines at the 7
+/// levels between its lowest and highest loss.
+pub const LANDSCAPE_BANDS: u32 = 8;
+
 /// White at this opacity (of 255) is laid over the colour of a contour pixel.
 pub const CONTOUR_ALPHA: f32 = 150.0;
 
