@@ -1,5 +1,5 @@
 // A scalar field on a G x G lattice drawn per pixel: bilinear between the
-// lattice values, coloured through the ramps of src/engine/render/colormap.rs,
+// lattice values (or the nearest one, for a matrix of cells), coloured through the ramps of src/engine/render/colormap.rs,
 // with iso-value contour lines one pixel wide. src/engine/render/field.rs is
 // this shader's reference and test oracle; the geometry and the rules are
 // documented there.
@@ -11,8 +11,9 @@ struct Params {
     bands: u32,
     map_id: u32,
     contour_alpha: f32,
-    _pad0: u32,
-    _pad1: u32,
+    // 1: bilinear between lattice values; 0: each pixel takes its cell's value
+    bilinear: u32,
+    _pad: u32,
 };
 
 @group(0) @binding(0) var<storage, read> values: array<f32>;
@@ -81,6 +82,21 @@ fn field_at(x_in: f32, y_in: f32) -> f32 {
     return bottom * (1.0 - fy) + top * fy;
 }
 
+// The value of the lattice point whose cell holds (x, y), clamped.
+fn field_nearest(x: f32, y: f32) -> f32 {
+    let last = f32(params.g - 1u);
+    let i = u32(clamp(floor(x + 0.5), 0.0, last));
+    let j = u32(clamp(floor(y + 0.5), 0.0, last));
+    return value(i, j);
+}
+
+fn sample(x: f32, y: f32) -> f32 {
+    if (params.bilinear == 1u) {
+        return field_at(x, y);
+    }
+    return field_nearest(x, y);
+}
+
 fn band(v: f32) -> i32 {
     let span = params.hi - params.lo;
     var u = 0.5;
@@ -120,7 +136,7 @@ fn fs_main(in: VertexOut) -> @location(0) vec4<f32> {
     let y = (1.0 - in.uv.y) * g - 0.5;
     let step_x = abs(dpdxFine(in.uv.x)) * g;
     let step_y = abs(dpdyFine(in.uv.y)) * g;
-    let v = field_at(x, y);
+    let v = sample(x, y);
     var rgb = vec3<f32>(128.0, 128.0, 128.0);
     if (!is_nan(v)) {
         let span = params.hi - params.lo;
@@ -131,8 +147,8 @@ fn fs_main(in: VertexOut) -> @location(0) vec4<f32> {
         rgb = ramp(u, params.map_id);
         if (params.bands > 1u) {
             let here = band(v);
-            let right = field_at(x + step_x, y);
-            let below = field_at(x, y - step_y);
+            let right = sample(x + step_x, y);
+            let below = sample(x, y - step_y);
             let cross_right = !is_nan(right) && band(right) != here;
             let cross_below = !is_nan(below) && band(below) != here;
             if (cross_right || cross_below) {

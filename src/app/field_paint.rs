@@ -1,4 +1,4 @@
-//! Fields (the loss landscape) drawn by `shaders/field.wgsl` inside egui's own
+//! Fields (the loss landscape, the cosine matrices) drawn by `shaders/field.wgsl` inside egui's own
 //! render pass through a wgpu paint callback: the lattice goes to the device
 //! as a storage buffer when it changes, and every pixel of the map is
 //! interpolated, coloured and contoured there, at any window size. The
@@ -37,7 +37,7 @@ fn params_bytes(field: &Field, style: &FieldStyle) -> [u8; 32] {
         style.bands,
         style.map.shader_id(),
         CONTOUR_ALPHA.to_bits(),
-        0,
+        u32::from(style.smooth),
         0,
     ];
     let mut out = [0u8; 32];
@@ -189,6 +189,24 @@ pub fn register(render_state: &egui_wgpu::RenderState) {
         .write()
         .callback_resources
         .insert(pipeline);
+}
+
+/// Where the UI keeps whether the renderer has the pipeline.
+fn available_id() -> egui::Id {
+    egui::Id::unique("deme-studio field pipeline")
+}
+
+/// Records, for this frame's widgets, whether the renderer has the pipeline
+/// ([`register`]ed); without it they paint their fields themselves.
+pub fn mark_available(ctx: &egui::Context, available: bool) {
+    ctx.data_mut(|d| d.insert_temp(available_id(), available));
+}
+
+/// Whether [`FieldCallback`]s draw in this UI (see [`mark_available`]).
+pub fn available(ui: &egui::Ui) -> bool {
+    ui.ctx()
+        .data(|d| d.get_temp::<bool>(available_id()))
+        .unwrap_or(false)
 }
 
 /// A hash of the field's values, so that an unchanged lattice is not uploaded again.
@@ -357,6 +375,7 @@ mod tests {
             hi,
             bands: 8,
             map: ColorMap::Viridis,
+            smooth: true,
         };
         (Field { g, values }, style)
     }
@@ -394,6 +413,39 @@ mod tests {
             .count();
         assert!(contour_pixels > 100, "{contour_pixels} contour pixels");
         assert!(cpu.chunks_exact(4).any(|p| p[..3] == [128, 128, 128]));
+    }
+
+    #[test]
+    fn a_matrix_of_cells_draws_as_its_reference() {
+        // a 7 x 7 cosine matrix in the diverging map, no contours, on a size
+        // that does not divide into whole cells
+        let g = 7;
+        let field = Field {
+            g,
+            values: (0..g * g)
+                .map(|k| ((k % g) as f32 - (k / g) as f32) / 6.0)
+                .collect(),
+        };
+        let style = FieldStyle {
+            lo: -1.0,
+            hi: 1.0,
+            bands: 0,
+            map: ColorMap::Diverging,
+            smooth: false,
+        };
+        let (w, h) = (101, 101);
+        let gpu = render_on_device(&field, &style, w, h);
+        let cpu = render(&field, &style, w, h);
+        let off = gpu
+            .chunks_exact(4)
+            .zip(cpu.chunks_exact(4))
+            .filter(|(a, b)| a.iter().zip(b.iter()).any(|(x, y)| x.abs_diff(*y) > 1))
+            .count();
+        // only pixels on a cell boundary may fall to the other side
+        assert!(off * 100 <= (w * h) as usize, "{off} pixels differ");
+        let distinct: std::collections::BTreeSet<[u8; 3]> =
+            cpu.chunks_exact(4).map(|p| [p[0], p[1], p[2]]).collect();
+        assert_eq!(distinct.len(), 13, "one colour per diagonal");
     }
 
     #[test]

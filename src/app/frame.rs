@@ -49,7 +49,7 @@ pub struct StartOptions {
     /// The renderer's adapter, when known.
     pub renderer: Option<String>,
     /// Whether the renderer has the field pipeline ([`super::field_paint::register`]):
-    /// the landscape map is then drawn by `shaders/field.wgsl`.
+    /// the landscape map and the cosine matrices are then drawn by `shaders/field.wgsl`.
     pub gpu_maps: bool,
 }
 
@@ -75,6 +75,8 @@ pub struct StudioApp {
     /// Where models live (background jobs run their own models here).
     pub(super) device: Device,
     pub(super) renderer: Option<String>,
+    /// Whether the renderer has the field pipeline (see [`StartOptions::gpu_maps`]).
+    gpu_maps: bool,
     pub(super) default_set: Option<ModelSet>,
     pub(super) about: About,
     pub(super) models: ModelsState,
@@ -150,13 +152,14 @@ impl StudioApp {
             compute_reason: opts.compute_reason,
             device: opts.device,
             renderer: opts.renderer,
+            gpu_maps: opts.gpu_maps,
             default_set: opts.default_set,
             about: About::default(),
             models: ModelsState::default(),
             grid: GridState::default(),
             gradsim: GradSimState::default(),
             train: TrainState::default(),
-            landscape: LandscapeState::with_gpu_field(opts.gpu_maps),
+            landscape: LandscapeState::default(),
             taskvec: TaskVecState::default(),
             teaching: TeachingState::default(),
             worker,
@@ -312,6 +315,7 @@ impl StudioApp {
                 *slot = Some(ui.ctx().clone());
             }
         }
+        super::field_paint::mark_available(ui.ctx(), self.gpu_maps);
         self.poll_events();
         self.shortcuts(ui.ctx());
         self.top_bar_ui(ui);

@@ -81,7 +81,8 @@ fn merge_view() {
 
 #[test]
 fn gradient_conflicts_view() {
-    let mut h = app_on(View::GradientConflicts, true);
+    // the window's renderer: the matrix drawn by shaders/field.wgsl
+    let mut h = gpu_harness_sized(app(View::GradientConflicts, true, true), SIZE);
     settle(&mut h, "the models", |a| a.models().info.is_some());
     // two batches of 8 (the defaults take a minute on a CPU): the ceiling shows
     h.state_mut().gradsim_mut().batches = 2;

@@ -4,7 +4,7 @@
 //! reads a point or sets the merge weights there.
 
 use super::state::{LandscapeAction, LandscapeState, Sweep};
-use crate::app::field_paint::{FieldCallback, generation_of};
+use crate::app::field_paint::{self, FieldCallback, generation_of};
 use crate::app::merge::state::MergeState;
 use crate::engine::analysis::landscape::{LandscapeGrid, Plane};
 use crate::engine::analysis::landscape_lattice::{nice_ticks, scored_contours};
@@ -202,7 +202,7 @@ pub(super) fn map_ui(
         })
         .unwrap_or((0.0, 1.0));
     let hi = if hi > lo { hi } else { lo + 1e-12 };
-    if state.gpu_field {
+    if field_paint::available(ui) {
         // per pixel on the device: interpolated, coloured and contoured by shaders/field.wgsl
         let field = Arc::new(Field {
             g,
@@ -222,6 +222,7 @@ pub(super) fn map_ui(
                 hi: hi as f32,
                 bands: CONTOURS as u32,
                 map: ColorMap::Viridis,
+                smooth: true,
             },
         };
         painter.add(egui_wgpu::Callback::new_paint_callback(map_rect, callback));

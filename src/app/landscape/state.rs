@@ -52,9 +52,6 @@ pub struct LandscapeState {
     pub error: Option<String>,
     /// The weights along the last learned search (drawn on the map).
     pub path: Vec<Vec<f32>>,
-    /// Whether the window's renderer draws the map with `shaders/field.wgsl`
-    /// (see [`crate::app::field_paint`]); otherwise it is painted cell by cell.
-    pub gpu_field: bool,
     pub(super) job: JobSlot<LandscapeReport, Arc<Landscape>, Progress>,
     pub(super) sweep: Option<Sweep>,
     pub(super) result: Option<Arc<Landscape>>,
@@ -73,7 +70,6 @@ impl Default for LandscapeState {
             export_dir: "landscape".into(),
             error: None,
             path: Vec::new(),
-            gpu_field: false,
             job: JobSlot::default(),
             sweep: None,
             result: None,
@@ -101,14 +97,6 @@ pub enum LandscapeAction {
 }
 
 impl LandscapeState {
-    /// The default state, its map drawn by the field shader when `gpu_field`.
-    pub fn with_gpu_field(gpu_field: bool) -> Self {
-        Self {
-            gpu_field,
-            ..Self::default()
-        }
-    }
-
     /// Whether a computation runs.
     pub fn is_running(&self) -> bool {
         self.job.is_running()

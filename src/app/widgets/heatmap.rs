@@ -1,9 +1,14 @@
-//! A square matrix of cosines in [-1, 1] as coloured cells with row and column
-//! labels and a colour bar; the cell under the pointer is outlined and
-//! returned, so the caller says what it means.
+//! A square matrix of cosines in [-1, 1] as coloured cells (drawn by
+//! `shaders/field.wgsl` where the renderer has it) with row and column labels
+//! and a colour bar; the cell under the pointer is outlined and returned, so
+//! the caller says what it means.
 
+use crate::app::field_paint::{self, FieldCallback, generation_of};
 use crate::engine::render::ColorMap;
+use crate::engine::render::field::{Field, FieldStyle};
+use eframe::egui_wgpu;
 use egui::{Align2, Color32, FontId, Pos2, Rect, Response, Sense, Stroke, StrokeKind, Vec2};
+use std::sync::Arc;
 
 /// The colour of cosine `value` (blue -1, white 0, red +1).
 pub fn cosine_color(value: f64) -> Color32 {
@@ -81,11 +86,36 @@ impl CosineHeatmap<'_> {
         let text_color = ui.visuals().text_color();
         let font = FontId::proportional(11.0);
         let cell_font = FontId::proportional((cell * 0.3).clamp(9.0, 14.0));
+        let on_device = field_paint::available(ui) && n > 1;
+        if on_device {
+            // the cells per pixel by shaders/field.wgsl (rows from the bottom there)
+            let field = Arc::new(Field {
+                g: n,
+                values: (0..n * n)
+                    .map(|k| self.values[(n - 1 - k / n) * n + k % n] as f32)
+                    .collect(),
+            });
+            let callback = FieldCallback {
+                key: egui::Id::unique(self.name).value(),
+                generation: generation_of(&field),
+                field,
+                style: FieldStyle {
+                    lo: -1.0,
+                    hi: 1.0,
+                    bands: 0,
+                    map: ColorMap::Diverging,
+                    smooth: false,
+                },
+            };
+            painter.add(egui_wgpu::Callback::new_paint_callback(grid, callback));
+        }
         for i in 0..n {
             for j in 0..n {
                 let v = self.values[i * n + j];
                 let r = cell_rect(i, j);
-                painter.rect_filled(r, 0.0, cosine_color(v));
+                if !on_device {
+                    painter.rect_filled(r, 0.0, cosine_color(v));
+                }
                 if self.values_in_cells && cell >= 30.0 {
                     let ink = if v.abs() > 0.6 {
                         Color32::WHITE

@@ -150,6 +150,7 @@ pub fn surface_field(values: &[Option<f64>], g: usize, lo: f64, hi: f64) -> (Fie
         hi: hi as f32,
         bands: LANDSCAPE_BANDS,
         map: ColorMap::Viridis,
+        smooth: true,
     };
     (field, style)
 }

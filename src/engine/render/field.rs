@@ -1,5 +1,6 @@
 //! A scalar field on a `G x G` lattice drawn per pixel: bilinear between the
-//! lattice values, coloured by a [`ColorMap`], with iso-value contour lines.
+//! lattice values (or the nearest one, for a matrix of cells), coloured by a
+//! [`ColorMap`], with iso-value contour lines.
 //! `shaders/field.wgsl` draws the same on the GPU; this file is its reference
 //! (the shader's test renders offscreen and compares with [`render`]).
 //!
@@ -24,6 +25,9 @@ pub struct FieldStyle {
     pub bands: u32,
     /// The colour map.
     pub map: ColorMap,
+    /// Bilinear between lattice values (a landscape); otherwise each pixel
+    /// takes its cell's value (a matrix).
+    pub smooth: bool,
 }
 
 /// Bands of a landscape map (the app's and the PNG's): contour lines at the 7
@@ -58,6 +62,23 @@ impl Field {
         bottom * (1.0 - fy) + top * fy
     }
 
+    /// The value of the lattice point whose cell holds `(x, y)` (clamped).
+    pub fn nearest(&self, x: f32, y: f32) -> f32 {
+        let last = (self.g - 1) as f32;
+        let i = (x + 0.5).floor().clamp(0.0, last) as usize;
+        let j = (y + 0.5).floor().clamp(0.0, last) as usize;
+        self.values[j * self.g + i]
+    }
+
+    /// The field at `(x, y)` as `style` reads it (bilinear or nearest).
+    pub fn sample(&self, x: f32, y: f32, style: &FieldStyle) -> f32 {
+        if style.smooth {
+            self.at(x, y)
+        } else {
+            self.nearest(x, y)
+        }
+    }
+
     /// Lattice coordinates of the centre of pixel `(px, py)` of a `w x h` target.
     pub fn lattice_of_pixel(&self, px: f32, py: f32, w: f32, h: f32) -> (f32, f32) {
         let g = self.g as f32;
@@ -84,13 +105,13 @@ pub fn band(v: f32, style: &FieldStyle) -> Option<i32> {
 pub fn shade(field: &Field, style: &FieldStyle, px: u32, py: u32, w: u32, h: u32) -> [u8; 4] {
     let (wf, hf) = (w as f32, h as f32);
     let (x, y) = field.lattice_of_pixel(px as f32, py as f32, wf, hf);
-    let v = field.at(x, y);
+    let v = field.sample(x, y, style);
     let [r, g, b] = style.map.map(v, style.lo, style.hi);
     let mut rgb = [r as f32, g as f32, b as f32];
     if style.bands > 1 && !v.is_nan() {
         let step = field.g as f32;
-        let right = field.at(x + step / wf, y);
-        let below = field.at(x, y - step / hf);
+        let right = field.sample(x + step / wf, y, style);
+        let below = field.sample(x, y - step / hf, style);
         let here = band(v, style);
         let crosses = |n: f32| !n.is_nan() && band(n, style) != here;
         if crosses(right) || crosses(below) {
@@ -162,6 +183,7 @@ mod tests {
             hi: 3.0,
             bands: 2,
             map: ColorMap::Viridis,
+            smooth: true,
         };
         let (w, h) = (40, 8);
         let img = render(&f, &style, w, h);
@@ -181,5 +203,32 @@ mod tests {
         holes.values[4] = f32::NAN;
         let grey = shade(&holes, &style, 1, 1, 3, 3);
         assert_eq!(grey, [128, 128, 128, 255]);
+    }
+
+    #[test]
+    fn a_matrix_reads_each_cell_whole() {
+        let f = ramp(3);
+        assert_eq!(f.nearest(0.49, 1.51), 20.0);
+        assert_eq!(f.nearest(-4.0, 9.0), 20.0);
+        let style = FieldStyle {
+            lo: 0.0,
+            hi: 22.0,
+            bands: 0,
+            map: ColorMap::Diverging,
+            smooth: false,
+        };
+        // 3 x 3 cells of 4 pixels: every pixel of a cell has the cell's colour
+        let img = render(&f, &style, 12, 12);
+        for py in 0..12u32 {
+            for px in 0..12u32 {
+                let (i, j) = (px / 4, 2 - py / 4);
+                let want = style.map.map(f.values[(j * 3 + i) as usize], 0.0, 22.0);
+                assert_eq!(
+                    img[((py * 12 + px) * 4) as usize..][..3],
+                    want,
+                    "{px}, {py}"
+                );
+            }
+        }
     }
 }
