@@ -1,5 +1,5 @@
-// A scalar field on a G x G lattice drawn per pixel: bilinear between the
-// lattice values (or the nearest one, for a matrix of cells), coloured through the ramps of src/engine/render/colormap.rs,
+// A scalar field on a G x G lattice drawn per pixel: bicubic or bilinear
+// between the lattice values, or the nearest one for a matrix of cells, coloured through the ramps of src/engine/render/colormap.rs,
 // with iso-value contour lines one pixel wide. src/engine/render/field.rs is
 // this shader's reference and test oracle; the geometry and the rules are
 // documented there.
@@ -11,8 +11,8 @@ struct Params {
     bands: u32,
     map_id: u32,
     contour_alpha: f32,
-    // 1: bilinear between lattice values; 0: each pixel takes its cell's value
-    bilinear: u32,
+    // 0: each pixel takes its cell's value; 1: bilinear; 2: Catmull-Rom bicubic
+    interp: u32,
     _pad: u32,
 };
 
@@ -90,8 +90,49 @@ fn field_nearest(x: f32, y: f32) -> f32 {
     return value(i, j);
 }
 
+fn catmull_rom(t: f32) -> vec4<f32> {
+    let t2 = t * t;
+    let t3 = t2 * t;
+    return vec4<f32>(
+        (-t3 + 2.0 * t2 - t) * 0.5,
+        (3.0 * t3 - 5.0 * t2 + 2.0) * 0.5,
+        (-3.0 * t3 + 4.0 * t2 + t) * 0.5,
+        (t3 - t2) * 0.5,
+    );
+}
+
+// The value at lattice point (i + a - 1, j + b - 1), indices clamped to the lattice.
+fn around(i: u32, j: u32, a: u32, b: u32) -> f32 {
+    let last = params.g - 1u;
+    let ii = min(max(i + a, 1u) - 1u, last);
+    let jj = min(max(j + b, 1u) - 1u, last);
+    return value(ii, jj);
+}
+
+// The field at lattice coordinates (x, y), clamped, Catmull-Rom between the
+// sixteen nearest points.
+fn field_bicubic(x_in: f32, y_in: f32) -> f32 {
+    let last = f32(params.g - 1u);
+    let x = clamp(x_in, 0.0, last);
+    let y = clamp(y_in, 0.0, last);
+    let i = min(u32(floor(x)), params.g - 2u);
+    let j = min(u32(floor(y)), params.g - 2u);
+    let wx = catmull_rom(x - f32(i));
+    let wy = catmull_rom(y - f32(j));
+    var total = 0.0;
+    for (var b = 0u; b < 4u; b = b + 1u) {
+        let row = wx.x * around(i, j, 0u, b) + wx.y * around(i, j, 1u, b)
+            + wx.z * around(i, j, 2u, b) + wx.w * around(i, j, 3u, b);
+        total = total + wy[b] * row;
+    }
+    return total;
+}
+
 fn sample(x: f32, y: f32) -> f32 {
-    if (params.bilinear == 1u) {
+    if (params.interp == 2u) {
+        return field_bicubic(x, y);
+    }
+    if (params.interp == 1u) {
         return field_at(x, y);
     }
     return field_nearest(x, y);

@@ -4,6 +4,8 @@
 //! interpolated, coloured and contoured there, at any window size. The
 //! reference is [`crate::engine::render::field`].
 
+#[cfg(test)]
+use crate::engine::render::field::Interp;
 use crate::engine::render::field::{CONTOUR_ALPHA, Field, FieldStyle};
 use eframe::egui_wgpu::{self, wgpu};
 use std::collections::HashMap;
@@ -37,7 +39,7 @@ fn params_bytes(field: &Field, style: &FieldStyle) -> [u8; 32] {
         style.bands,
         style.map.shader_id(),
         CONTOUR_ALPHA.to_bits(),
-        u32::from(style.smooth),
+        style.interp.shader_id(),
         0,
     ];
     let mut out = [0u8; 32];
@@ -375,7 +377,7 @@ mod tests {
             hi,
             bands: 8,
             map: ColorMap::Viridis,
-            smooth: true,
+            interp: Interp::Bicubic,
         };
         (Field { g, values }, style)
     }
@@ -431,7 +433,7 @@ mod tests {
             hi: 1.0,
             bands: 0,
             map: ColorMap::Diverging,
-            smooth: false,
+            interp: Interp::Nearest,
         };
         let (w, h) = (101, 101);
         let gpu = render_on_device(&field, &style, w, h);

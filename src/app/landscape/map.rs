@@ -10,7 +10,7 @@ use crate::engine::analysis::landscape::{LandscapeGrid, Plane};
 use crate::engine::analysis::landscape_lattice::{nice_ticks, scored_contours};
 use crate::engine::analysis::landscape_plot::{fmt_axis, fmt_distinct};
 use crate::engine::render::ColorMap;
-use crate::engine::render::field::{Field, FieldStyle, LANDSCAPE_BANDS};
+use crate::engine::render::field::{Field, FieldStyle, Interp, LANDSCAPE_BANDS};
 use eframe::egui_wgpu;
 use egui::{Align2, Color32, FontId, Pos2, Rect, Sense, Stroke, StrokeKind, Vec2};
 use std::sync::Arc;
@@ -222,7 +222,7 @@ pub(super) fn map_ui(
                 hi: hi as f32,
                 bands: CONTOURS as u32,
                 map: ColorMap::Viridis,
-                smooth: true,
+                interp: Interp::Bicubic,
             },
         };
         painter.add(egui_wgpu::Callback::new_paint_callback(map_rect, callback));

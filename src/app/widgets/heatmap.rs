@@ -5,7 +5,7 @@
 
 use crate::app::field_paint::{self, FieldCallback, generation_of};
 use crate::engine::render::ColorMap;
-use crate::engine::render::field::{Field, FieldStyle};
+use crate::engine::render::field::{Field, FieldStyle, Interp};
 use eframe::egui_wgpu;
 use egui::{Align2, Color32, FontId, Pos2, Rect, Response, Sense, Stroke, StrokeKind, Vec2};
 use std::sync::Arc;
@@ -104,7 +104,7 @@ impl CosineHeatmap<'_> {
                     hi: 1.0,
                     bands: 0,
                     map: ColorMap::Diverging,
-                    smooth: false,
+                    interp: Interp::Nearest,
                 },
             };
             painter.add(egui_wgpu::Callback::new_paint_callback(grid, callback));

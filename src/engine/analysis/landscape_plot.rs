@@ -7,7 +7,7 @@
 
 use super::landscape::{Landscape, MarkKind};
 use crate::engine::render::ColorMap;
-use crate::engine::render::field::{self, Field, FieldStyle, LANDSCAPE_BANDS};
+use crate::engine::render::field::{self, Field, FieldStyle, Interp, LANDSCAPE_BANDS};
 use crate::engine::render::font::{draw_text, text_height, text_width};
 use anyhow::{Result, anyhow, bail};
 use image::{Rgb, RgbImage};
@@ -150,7 +150,7 @@ pub fn surface_field(values: &[Option<f64>], g: usize, lo: f64, hi: f64) -> (Fie
         hi: hi as f32,
         bands: LANDSCAPE_BANDS,
         map: ColorMap::Viridis,
-        smooth: true,
+        interp: Interp::Bicubic,
     };
     (field, style)
 }

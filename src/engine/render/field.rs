@@ -1,6 +1,6 @@
-//! A scalar field on a `G x G` lattice drawn per pixel: bilinear between the
-//! lattice values (or the nearest one, for a matrix of cells), coloured by a
-//! [`ColorMap`], with iso-value contour lines.
+//! A scalar field on a `G x G` lattice drawn per pixel: bicubic (Catmull-Rom)
+//! or bilinear between the lattice values, or the nearest one for a matrix of
+//! cells, coloured by a [`ColorMap`], with iso-value contour lines.
 //! `shaders/field.wgsl` draws the same on the GPU; this file is its reference
 //! (the shader's test renders offscreen and compares with [`render`]).
 //!
@@ -25,9 +25,42 @@ pub struct FieldStyle {
     pub bands: u32,
     /// The colour map.
     pub map: ColorMap,
-    /// Bilinear between lattice values (a landscape); otherwise each pixel
-    /// takes its cell's value (a matrix).
-    pub smooth: bool,
+    /// How values between lattice points are read.
+    pub interp: Interp,
+}
+
+/// How a field is read between its lattice points.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Interp {
+    /// Each pixel takes its cell's value (a matrix).
+    Nearest,
+    /// Bilinear between the four nearest points.
+    Bilinear,
+    /// Catmull-Rom between the sixteen nearest (edges repeated): smooth
+    /// contours through the lattice values (a landscape).
+    Bicubic,
+}
+
+impl Interp {
+    /// Index used by the shader's `interp` uniform.
+    pub fn shader_id(self) -> u32 {
+        match self {
+            Self::Nearest => 0,
+            Self::Bilinear => 1,
+            Self::Bicubic => 2,
+        }
+    }
+}
+
+/// Catmull-Rom weights of the four points around `t` in `[0, 1]`.
+fn catmull_rom(t: f32) -> [f32; 4] {
+    let (t2, t3) = (t * t, t * t * t);
+    [
+        (-t3 + 2.0 * t2 - t) * 0.5,
+        (3.0 * t3 - 5.0 * t2 + 2.0) * 0.5,
+        (-3.0 * t3 + 4.0 * t2 + t) * 0.5,
+        (t3 - t2) * 0.5,
+    ]
 }
 
 /// Bands of a landscape map (the app's and the PNG's): contour lines at the 7
@@ -70,12 +103,34 @@ impl Field {
         self.values[j * self.g + i]
     }
 
-    /// The field at `(x, y)` as `style` reads it (bilinear or nearest).
+    /// The field at lattice coordinates `(x, y)` (clamped), Catmull-Rom
+    /// between the sixteen nearest points (indices clamped at the edges); NaN
+    /// if any of them is.
+    pub fn bicubic(&self, x: f32, y: f32) -> f32 {
+        let last = (self.g - 1) as f32;
+        let (x, y) = (x.clamp(0.0, last), y.clamp(0.0, last));
+        let i = (x.floor() as usize).min(self.g - 2);
+        let j = (y.floor() as usize).min(self.g - 2);
+        let (wx, wy) = (catmull_rom(x - i as f32), catmull_rom(y - j as f32));
+        let at = |a: usize, b: usize| {
+            let ii = (i + a).saturating_sub(1).min(self.g - 1);
+            let jj = (j + b).saturating_sub(1).min(self.g - 1);
+            self.values[jj * self.g + ii]
+        };
+        let mut total = 0.0;
+        for (b, wyb) in wy.iter().enumerate() {
+            let row = wx[0] * at(0, b) + wx[1] * at(1, b) + wx[2] * at(2, b) + wx[3] * at(3, b);
+            total += wyb * row;
+        }
+        total
+    }
+
+    /// The field at `(x, y)` as `style` reads it.
     pub fn sample(&self, x: f32, y: f32, style: &FieldStyle) -> f32 {
-        if style.smooth {
-            self.at(x, y)
-        } else {
-            self.nearest(x, y)
+        match style.interp {
+            Interp::Nearest => self.nearest(x, y),
+            Interp::Bilinear => self.at(x, y),
+            Interp::Bicubic => self.bicubic(x, y),
         }
     }
 
@@ -183,7 +238,7 @@ mod tests {
             hi: 3.0,
             bands: 2,
             map: ColorMap::Viridis,
-            smooth: true,
+            interp: Interp::Bilinear,
         };
         let (w, h) = (40, 8);
         let img = render(&f, &style, w, h);
@@ -206,6 +261,26 @@ mod tests {
     }
 
     #[test]
+    fn bicubic_passes_through_the_lattice_and_is_exact_on_a_plane() {
+        let plane = ramp(5);
+        assert!((plane.bicubic(2.3, 1.6) - 18.3).abs() < 1e-4);
+        let mut bumpy = ramp(5);
+        bumpy.values[12] = 50.0;
+        for (i, j) in [(2usize, 2usize), (1, 3), (4, 0)] {
+            let v = bumpy.values[j * 5 + i];
+            assert!((bumpy.bicubic(i as f32, j as f32) - v).abs() < 1e-4);
+        }
+        // no kink at a lattice point, where bilinear has one: the slope
+        // changes far less across the bump's peak
+        let kink = |f: &dyn Fn(f32) -> f32| ((f(2.01) - f(2.0)) - (f(2.0) - f(1.99))).abs();
+        let cubic = kink(&|x| bumpy.bicubic(x, 2.0));
+        let linear = kink(&|x| bumpy.at(x, 2.0));
+        assert!(cubic < 0.1 * linear, "{cubic} vs {linear}");
+        bumpy.values[0] = f32::NAN;
+        assert!(bumpy.bicubic(0.5, 0.5).is_nan());
+    }
+
+    #[test]
     fn a_matrix_reads_each_cell_whole() {
         let f = ramp(3);
         assert_eq!(f.nearest(0.49, 1.51), 20.0);
@@ -215,7 +290,7 @@ mod tests {
             hi: 22.0,
             bands: 0,
             map: ColorMap::Diverging,
-            smooth: false,
+            interp: Interp::Nearest,
         };
         // 3 x 3 cells of 4 pixels: every pixel of a cell has the cell's colour
         let img = render(&f, &style, 12, 12);
