@@ -17,64 +17,12 @@
 //! Points are not on the lattice: the weights are continuous.
 
 use super::lattice::{GridEvent, GridPoint, GridResult, GridSpec, Score};
-use anyhow::{Result, bail};
+use super::strategy::{CmaesSettings, validate_cmaes};
+use crate::engine::metric::sym_eigen::eigen;
+use anyhow::Result;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand_distr::{Distribution, StandardNormal};
-use serde::{Deserialize, Serialize};
-
-/// Settings of the evolution strategy.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct CmaesSettings {
-    /// Most objective evaluations.
-    pub evaluations: usize,
-    /// Initial step, as a fraction of `hi - lo`.
-    pub sigma: f64,
-    /// Samples per generation; 0 = the usual `4 + floor(3 ln N)`.
-    pub population: usize,
-    /// Seed of the samples.
-    pub seed: u64,
-}
-
-impl Default for CmaesSettings {
-    fn default() -> Self {
-        Self {
-            evaluations: 60,
-            sigma: 0.3,
-            population: 0,
-            seed: 0,
-        }
-    }
-}
-
-/// Checks that `spec` and `settings` can be searched.
-pub fn validate(spec: &GridSpec, settings: &CmaesSettings) -> Result<()> {
-    spec.validate_bounds()?;
-    if spec.sum_to_one {
-        bail!(
-            "CMA-ES samples the weights freely, so it cannot keep them summing to 1: use the refine or exhaustive strategy with --sum-to-one"
-        );
-    }
-    if !(spec.hi > spec.lo) {
-        bail!("CMA-ES needs a range of weights: hi must exceed lo");
-    }
-    if settings.evaluations < 2 {
-        bail!(
-            "CMA-ES needs at least 2 evaluations, not {}",
-            settings.evaluations
-        );
-    }
-    if !(settings.sigma > 0.0 && settings.sigma <= 1.0) {
-        bail!(
-            "the initial CMA-ES step is a fraction of hi - lo in (0, 1], not {}",
-            settings.sigma
-        );
-    }
-    if settings.population == 1 {
-        bail!("a CMA-ES generation needs at least 2 samples");
-    }
-    Ok(())
-}
 
 /// Runs CMA-ES; arguments as [`super::grid_search`]. Each generation is one
 /// "level" of the stream, its `step` the current step size in weight units.
@@ -85,7 +33,7 @@ pub fn cmaes_search(
     keep_going: &dyn Fn() -> bool,
     on_event: &mut dyn FnMut(GridEvent),
 ) -> Result<GridResult> {
-    validate(spec, &settings)?;
+    validate_cmaes(spec, &settings)?;
     let n = spec.n;
     let span = spec.hi - spec.lo;
     let mut es = Evolution::new(n, settings);
@@ -129,7 +77,7 @@ pub fn cmaes_search(
             });
             generation.push((y, loss));
         }
-        es.update(generation);
+        es.update(generation)?;
         level += 1;
     }
     GridResult::finish(points, best, false)
@@ -192,7 +140,7 @@ impl Evolution {
     }
 
     /// One generation's update from its (point, value) pairs (Hansen's tutorial, Fig. 6).
-    fn update(&mut self, mut generation: Vec<(Vec<f64>, f64)>) {
+    fn update(&mut self, mut generation: Vec<(Vec<f64>, f64)>) -> Result<()> {
         let n = self.n;
         let nf = n as f64;
         generation.sort_by(|a, b| a.1.total_cmp(&b.1));
@@ -265,61 +213,11 @@ impl Evolution {
             }
         }
         self.sigma *= ((cs / damps) * (ps_norm / chi_n - 1.0)).exp();
-        let (values, vectors) = symmetric_eigen(&self.c, n);
-        self.d = values.iter().map(|v| v.max(1e-20).sqrt()).collect();
-        self.b = vectors;
+        let e = eigen(&self.c, n)?;
+        self.d = e.values.iter().map(|v| v.max(1e-20).sqrt()).collect();
+        self.b = e.vectors;
+        Ok(())
     }
-}
-
-/// Eigenvalues and eigenvectors (columns of a row-major n x n matrix) of the
-/// symmetric row-major matrix `a`, by cyclic Jacobi rotations.
-pub fn symmetric_eigen(a: &[f64], n: usize) -> (Vec<f64>, Vec<f64>) {
-    let mut m = a.to_vec();
-    let mut v = vec![0.0; n * n];
-    for i in 0..n {
-        v[i * n + i] = 1.0;
-    }
-    for _sweep in 0..100 {
-        let off: f64 = (0..n)
-            .flat_map(|i| (0..n).filter(move |&j| j != i).map(move |j| (i, j)))
-            .map(|(i, j)| m[i * n + j].powi(2))
-            .sum();
-        let scale: f64 = (0..n)
-            .map(|i| m[i * n + i].powi(2))
-            .sum::<f64>()
-            .max(1e-300);
-        if off <= 1e-30 * scale {
-            break;
-        }
-        for p in 0..n {
-            for q in p + 1..n {
-                let apq = m[p * n + q];
-                if apq == 0.0 {
-                    continue;
-                }
-                let theta = (m[q * n + q] - m[p * n + p]) / (2.0 * apq);
-                let t = theta.signum() / (theta.abs() + (theta * theta + 1.0).sqrt());
-                let c = 1.0 / (t * t + 1.0).sqrt();
-                let s = t * c;
-                for k in 0..n {
-                    let (mkp, mkq) = (m[k * n + p], m[k * n + q]);
-                    m[k * n + p] = c * mkp - s * mkq;
-                    m[k * n + q] = s * mkp + c * mkq;
-                }
-                for k in 0..n {
-                    let (mpk, mqk) = (m[p * n + k], m[q * n + k]);
-                    m[p * n + k] = c * mpk - s * mqk;
-                    m[q * n + k] = s * mpk + c * mqk;
-                }
-                for k in 0..n {
-                    let (vkp, vkq) = (v[k * n + p], v[k * n + q]);
-                    v[k * n + p] = c * vkp - s * vkq;
-                    v[k * n + q] = s * vkp + c * vkq;
-                }
-            }
-        }
-    }
-    ((0..n).map(|i| m[i * n + i]).collect(), v)
 }
 
 #[cfg(test)]
@@ -484,7 +382,7 @@ mod tests {
             ..spec(2, 0.0, 1.0)
         };
         assert!(
-            validate(&sum, &s)
+            validate_cmaes(&sum, &s)
                 .unwrap_err()
                 .to_string()
                 .contains("summing to 1")
@@ -493,7 +391,7 @@ mod tests {
             hi: 0.0,
             ..spec(2, 0.0, 1.0)
         };
-        assert!(validate(&flat, &s).is_err());
+        assert!(validate_cmaes(&flat, &s).is_err());
         for bad in [
             CmaesSettings {
                 evaluations: 1,
@@ -503,32 +401,7 @@ mod tests {
             CmaesSettings { sigma: 2.0, ..s },
             CmaesSettings { population: 1, ..s },
         ] {
-            assert!(validate(&spec(2, 0.0, 1.0), &bad).is_err(), "{bad:?}");
+            assert!(validate_cmaes(&spec(2, 0.0, 1.0), &bad).is_err(), "{bad:?}");
         }
-    }
-
-    #[test]
-    fn jacobi_eigenvectors_rebuild_the_matrix() {
-        let n = 4;
-        let mut rng = StdRng::seed_from_u64(1);
-        let g: Vec<f64> = (0..n * n)
-            .map(|_| StandardNormal.sample(&mut rng))
-            .collect();
-        // a = g g^T: symmetric, positive definite
-        let a: Vec<f64> = (0..n * n)
-            .map(|ij| (0..n).map(|k| g[ij / n * n + k] * g[ij % n * n + k]).sum())
-            .collect();
-        let (values, v) = symmetric_eigen(&a, n);
-        for i in 0..n {
-            for j in 0..n {
-                let rebuilt: f64 = (0..n)
-                    .map(|k| v[i * n + k] * values[k] * v[j * n + k])
-                    .sum();
-                assert!((rebuilt - a[i * n + j]).abs() < 1e-10, "{i},{j}");
-                let dot: f64 = (0..n).map(|k| v[k * n + i] * v[k * n + j]).sum();
-                assert!((dot - f64::from(u8::from(i == j))).abs() < 1e-10);
-            }
-        }
-        assert!(values.iter().all(|&l| l > 0.0));
     }
 }

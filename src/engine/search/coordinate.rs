@@ -10,7 +10,8 @@
 //! not guaranteed to be it. Every point scored is the best so far or worse,
 //! so the current point is always the best one.
 
-use super::lattice::{GridEvent, GridPoint, GridResult, GridSpec, Score, Strategy};
+use super::lattice::{GridEvent, GridPoint, GridResult, GridSpec, Score};
+use super::strategy::Strategy;
 use anyhow::Result;
 use std::collections::BTreeMap;
 

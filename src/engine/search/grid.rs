@@ -19,7 +19,8 @@
 //! The objective is a caller's closure (the held-out loss of the merged model in
 //! the app and the CLI), so the search itself is pure and testable.
 
-use super::lattice::{GridEvent, GridPoint, GridResult, GridSpec, Score, Strategy};
+use super::lattice::{GridEvent, GridPoint, GridResult, GridSpec, Score};
+use super::strategy::Strategy;
 use anyhow::{Result, bail};
 use std::collections::BTreeSet;
 

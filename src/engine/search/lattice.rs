@@ -20,31 +20,6 @@ pub struct GridSpec {
     pub sum_to_one: bool,
 }
 
-/// How the lattice is visited.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "name", rename_all = "lowercase")]
-pub enum Strategy {
-    /// Every point, coarse sub-lattices first.
-    Exhaustive,
-    /// Coarse lattice, then refine around the `keep` best points at each level.
-    Refine {
-        /// How many of the best points each refinement looks around.
-        keep: usize,
-    },
-    /// One weight at a time over all its values, from the lattice centre,
-    /// for at most `sweeps` sweeps (see [`super::coordinate`]).
-    Coordinate {
-        /// Most sweeps over all weights.
-        sweeps: usize,
-    },
-    /// No lattice: gradient descent on the weights themselves, which the
-    /// held-out loss is differentiable in (see [`super::learned`]).
-    Learned(super::learned::LearnSettings),
-    /// No lattice: the CMA evolution strategy, derivative-free, for any
-    /// objective (see [`super::cmaes`]).
-    Cmaes(super::cmaes::CmaesSettings),
-}
-
 /// What the objective says of one point (lower is better).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Score {
@@ -145,24 +120,6 @@ impl GridSpec {
             );
         }
         Ok(())
-    }
-
-    /// Checks the spec is searchable with `strategy`.
-    pub fn validate_for(&self, strategy: Strategy) -> Result<()> {
-        match strategy {
-            Strategy::Coordinate { .. } => {
-                self.validate_bounds()?;
-                if self.sum_to_one {
-                    bail!(
-                        "the coordinate search moves one weight at a time, so it cannot keep the weights summing to 1: use the refine or exhaustive strategy with --sum-to-one"
-                    );
-                }
-                Ok(())
-            }
-            Strategy::Learned(settings) => super::learned::validate(self, &settings),
-            Strategy::Cmaes(settings) => super::cmaes::validate(self, &settings),
-            _ => self.validate(),
-        }
     }
 
     /// Checks the number of weights, the bounds and the step, and that some

@@ -19,7 +19,8 @@
 //! other strategies costs one.
 
 use super::lattice::{GridEvent, GridPoint, GridResult, GridSpec, Score};
-use super::merge_weights::LossObjective;
+use super::objective::LossObjective;
+use super::strategy::{LearnSettings, validate_learned};
 use crate::engine::analysis::groups::{Granularity, group_of};
 use crate::engine::eval::EvalSet;
 use crate::engine::merge::{BlockWeight, BlockWeights, MergeSpec, Mergeable, Merger};
@@ -29,34 +30,7 @@ use crate::engine::store::AnyModel;
 use crate::engine::train::loss::per_sample_mse;
 use anyhow::{Result, anyhow, bail};
 use burn::tensor::{Tensor, TensorData};
-use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
-
-/// Settings of the descent.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct LearnSettings {
-    /// Most optimizer steps.
-    pub steps: usize,
-    /// Adam's initial step size, in weight units (decays linearly to zero).
-    pub lr: f64,
-    /// Stop after this many steps in a row without a better validation score.
-    pub patience: usize,
-    /// One weight per expert and block (see [`LearnedBlocks`]) instead of one
-    /// per expert.
-    #[serde(default)]
-    pub per_block: bool,
-}
-
-impl Default for LearnSettings {
-    fn default() -> Self {
-        Self {
-            steps: 60,
-            lr: 0.1,
-            patience: 10,
-            per_block: false,
-        }
-    }
-}
 
 /// The blocks of per-block learned weights: a point's weights are block after
 /// block, N experts each (`w[b * N + i]` scales `tau_i` in block `b`).
@@ -119,25 +93,6 @@ impl LearnedBlocks {
             }
         }
         g
-    }
-}
-
-impl LearnSettings {
-    /// Checks the settings can run.
-    pub fn validate(&self) -> Result<()> {
-        if self.steps == 0 {
-            bail!("learning merge weights needs at least one step");
-        }
-        if !(self.lr.is_finite() && self.lr > 0.0) {
-            bail!(
-                "the step size of learned weights must be positive, got {}",
-                self.lr
-            );
-        }
-        if self.patience == 0 {
-            bail!("the patience of learned weights must be at least one step");
-        }
-        Ok(())
     }
 }
 
@@ -293,7 +248,7 @@ pub fn learn_merge_weights<M: LossGradient>(
         n: blocks.as_ref().map_or(n, |b| b.blocks.len() * n),
         ..spec.clone()
     };
-    validate(spec, &settings)?;
+    validate_learned(spec, &settings)?;
     let (fit, check) = eval.halves()?;
     let merged = merger.merge(&MergeSpec::task_arithmetic(vec![0.0; n]))?;
     let base_losses = |set: &EvalSet, base: &M| -> Result<Vec<f64>> {
@@ -347,27 +302,6 @@ pub fn learn_merge_weights<M: LossGradient>(
     )
 }
 
-/// Checks `spec`'s bounds and `settings` can be learned over.
-pub fn validate(spec: &GridSpec, settings: &LearnSettings) -> Result<()> {
-    settings.validate()?;
-    if spec.n == 0 {
-        bail!("learning merge weights needs at least one weight");
-    }
-    if !(spec.lo.is_finite() && spec.hi.is_finite() && spec.lo < spec.hi) {
-        bail!(
-            "learned weights need finite bounds with lo < hi, got [{}, {}]",
-            spec.lo,
-            spec.hi
-        );
-    }
-    if spec.sum_to_one {
-        bail!(
-            "learned weights move freely inside their bounds, so they cannot keep the weights summing to 1: use the refine or exhaustive strategy with --sum-to-one"
-        );
-    }
-    Ok(())
-}
-
 /// Adam from the centre of `[lo, hi]` with `gradient`, scored by `validate`;
 /// the descent itself, apart from any model (see the module docs).
 pub fn descend(
@@ -378,7 +312,7 @@ pub fn descend(
     keep_going: &dyn Fn() -> bool,
     on_event: &mut dyn FnMut(GridEvent),
 ) -> Result<GridResult> {
-    self::validate(spec, &settings)?;
+    validate_learned(spec, &settings)?;
     const BETA1: f64 = 0.9;
     const BETA2: f64 = 0.999;
     const EPS: f64 = 1e-8;

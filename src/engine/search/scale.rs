@@ -2,7 +2,7 @@
 //! by the same held-out figure as the merge search, so that a single finetuned model
 //! gets the tuning a merge gets (the fair control for the merge's searched weights).
 
-use super::merge_weights::LossObjective;
+use super::objective::LossObjective;
 use crate::engine::eval::EvalSet;
 use crate::engine::merge::{MergeSpec, Mergeable, Merger};
 use anyhow::{Result, bail};
