@@ -121,15 +121,17 @@ impl FieldPipeline {
         style: &FieldStyle,
         generation: u64,
     ) {
-        let bytes: Vec<u8> = field.values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        // the values are packed only when they go to the device, not every frame
+        let bytes = || -> Vec<u8> { field.values.iter().flat_map(|v| v.to_le_bytes()).collect() };
+        let size = (field.values.len() * 4) as u64;
         let fits = self
             .slots
             .get(&key)
-            .is_some_and(|s| s.values.size() == bytes.len() as u64);
+            .is_some_and(|s| s.values.size() == size);
         if !fits {
             let values = device.create_buffer(&wgpu::BufferDescriptor {
                 label: Some("field values"),
-                size: bytes.len() as u64,
+                size,
                 usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
                 mapped_at_creation: false,
             });
@@ -153,7 +155,7 @@ impl FieldPipeline {
                     },
                 ],
             });
-            queue.write_buffer(&values, 0, &bytes);
+            queue.write_buffer(&values, 0, &bytes());
             self.slots.insert(
                 key,
                 Slot {
@@ -166,7 +168,7 @@ impl FieldPipeline {
         }
         let slot = self.slots.get_mut(&key).expect("inserted above");
         if slot.generation != generation {
-            queue.write_buffer(&slot.values, 0, &bytes);
+            queue.write_buffer(&slot.values, 0, &bytes());
             slot.generation = generation;
         }
         queue.write_buffer(&slot.params, 0, &params_bytes(field, style));
