@@ -3,7 +3,7 @@
 //! through their job slots instead ([`super::job_slot`]).
 
 use super::job_slot::Waker;
-use super::preview::{Panel, PreviewImage};
+use super::preview::{Panel, Picture};
 use super::session::SetInfo;
 use crate::engine::merge::MergeSpec;
 use crate::engine::model_set::ModelSet;
@@ -68,7 +68,7 @@ pub struct PreviewEvent {
     /// Whether the run is finished.
     pub done: bool,
     /// The picture.
-    pub image: Arc<PreviewImage>,
+    pub image: Picture,
     /// Time from the request to this picture (merged panel only).
     pub latency: Option<Duration>,
 }

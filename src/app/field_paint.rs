@@ -299,13 +299,6 @@ mod tests {
             view_formats: &[],
         });
         let view = target.create_view(&wgpu::TextureViewDescriptor::default());
-        let padded = (w * 4).div_ceil(256) * 256;
-        let readback = device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("field test readback"),
-            size: u64::from(padded * h),
-            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
-        });
         let mut encoder = device.create_command_encoder(&Default::default());
         {
             let mut pass = encoder.begin_render_pass(&wgpu::RenderPassDescriptor {
@@ -326,38 +319,9 @@ mod tests {
             });
             pipeline.draw(&mut pass, 7);
         }
-        encoder.copy_texture_to_buffer(
-            target.as_image_copy(),
-            wgpu::TexelCopyBufferInfo {
-                buffer: &readback,
-                layout: wgpu::TexelCopyBufferLayout {
-                    offset: 0,
-                    bytes_per_row: Some(padded),
-                    rows_per_image: None,
-                },
-            },
-            wgpu::Extent3d {
-                width: w,
-                height: h,
-                depth_or_array_layers: 1,
-            },
-        );
-        let submitted = queue.submit([encoder.finish()]);
-        let (tx, rx) = std::sync::mpsc::channel();
-        readback
-            .slice(..)
-            .map_async(wgpu::MapMode::Read, move |r| drop(tx.send(r)));
-        device
-            .poll(wgpu::PollType::Wait {
-                submission_index: Some(submitted),
-                timeout: Some(std::time::Duration::from_secs(60)),
-            })
-            .expect("the render finishes");
-        rx.recv().unwrap().expect("the readback maps");
-        let data = readback.slice(..).get_mapped_range().expect("mapped");
-        data.chunks_exact(padded as usize)
-            .flat_map(|row| row[..(w * 4) as usize].to_vec())
-            .collect()
+        queue.submit([encoder.finish()]);
+        crate::engine::render::texture_readback::read_rgba8(device, queue, &target)
+            .expect("the render reads back")
     }
 
     /// A smooth field with a valley and a hole, on an odd-sized target.

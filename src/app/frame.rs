@@ -17,6 +17,7 @@ use super::merge_worker::MergeWorker;
 use super::models_panel::ModelsState;
 pub use super::notice::Notice;
 use super::page_ctx::PageCtx;
+use super::preview_gpu::GpuPreviewer;
 use super::settings::{Settings, View};
 use super::taskvec::{TaskVecState, taskvec_page};
 use super::teaching::{TeachingState, teaching_page};
@@ -25,6 +26,8 @@ use super::train::train_page;
 use crate::engine::device::ComputeDevice;
 use crate::engine::model_set::{ModelSet, default_set};
 use burn::tensor::Device;
+use eframe::egui_wgpu;
+use egui::mutex::RwLock;
 use egui::{Key, KeyboardShortcut, Modifiers};
 use std::sync::mpsc::Receiver;
 use std::sync::{Arc, Mutex};
@@ -51,6 +54,13 @@ pub struct StartOptions {
     /// Whether the renderer has the field pipeline ([`super::field_paint::register`]):
     /// the landscape map and the cosine matrices are then drawn by `shaders/field.wgsl`.
     pub gpu_maps: bool,
+    /// The window's renderer, when it draws with wgpu: device pictures are
+    /// registered with it.
+    pub window_renderer: Option<Arc<RwLock<egui_wgpu::Renderer>>>,
+    /// The preview pass, when burn computes on the device the window draws
+    /// with: the merge worker's samples then go to the screen without a
+    /// round trip through host memory ([`super::preview_gpu`]).
+    pub gpu_previews: Option<GpuPreviewer>,
 }
 
 impl StartOptions {
@@ -64,6 +74,8 @@ impl StartOptions {
             settings: Settings::default(),
             renderer: None,
             gpu_maps: false,
+            window_renderer: None,
+            gpu_previews: None,
         }
     }
 }
@@ -77,6 +89,8 @@ pub struct StudioApp {
     pub(super) renderer: Option<String>,
     /// Whether the renderer has the field pipeline (see [`StartOptions::gpu_maps`]).
     gpu_maps: bool,
+    /// See [`StartOptions::window_renderer`].
+    window_renderer: Option<Arc<RwLock<egui_wgpu::Renderer>>>,
     pub(super) default_set: Option<ModelSet>,
     pub(super) about: About,
     pub(super) models: ModelsState,
@@ -101,8 +115,13 @@ pub struct StudioApp {
 
 impl StudioApp {
     /// Builds the app for the window: persisted settings, then the last set
-    /// opened (if it still exists) or the shipped default.
-    pub fn new(cc: &eframe::CreationContext<'_>, compute: ComputeDevice) -> Self {
+    /// opened (if it still exists) or the shipped default. `shares_device`:
+    /// whether burn computes on the very device the window draws with.
+    pub fn new(
+        cc: &eframe::CreationContext<'_>,
+        compute: ComputeDevice,
+        shares_device: bool,
+    ) -> Self {
         let settings = Settings::load(cc.storage);
         let default_set = default_set();
         let models = settings
@@ -131,6 +150,12 @@ impl StudioApp {
             settings,
             gpu_maps: renderer.is_some(),
             renderer,
+            window_renderer: cc.wgpu_render_state.as_ref().map(|rs| rs.renderer.clone()),
+            gpu_previews: cc
+                .wgpu_render_state
+                .as_ref()
+                .filter(|_| shares_device)
+                .map(|rs| GpuPreviewer::new(&rs.device, &rs.queue)),
         });
         *app.ctx_slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(cc.egui_ctx.clone());
         app
@@ -145,7 +170,12 @@ impl StudioApp {
                 ctx.request_repaint();
             }
         }));
-        let worker = MergeWorker::spawn(opts.device.clone(), opts.settings.preview, emit.clone());
+        let worker = MergeWorker::spawn(
+            opts.device.clone(),
+            opts.settings.preview,
+            opts.gpu_previews,
+            emit.clone(),
+        );
         let mut app = Self {
             merge: MergeState::with_lock(opts.settings.lock_sum),
             settings: opts.settings,
@@ -153,6 +183,7 @@ impl StudioApp {
             device: opts.device,
             renderer: opts.renderer,
             gpu_maps: opts.gpu_maps,
+            window_renderer: opts.window_renderer,
             default_set: opts.default_set,
             about: About::default(),
             models: ModelsState::default(),
@@ -316,6 +347,9 @@ impl StudioApp {
             }
         }
         super::field_paint::mark_available(ui.ctx(), self.gpu_maps);
+        if let Some(r) = &self.window_renderer {
+            super::preview::set_window_renderer(ui.ctx(), r);
+        }
         self.poll_events();
         self.shortcuts(ui.ctx());
         self.top_bar_ui(ui);

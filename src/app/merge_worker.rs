@@ -15,7 +15,8 @@ use super::inbox::{Inbox, Next};
 use super::job_slot::Outcome;
 use super::landscape::job::{LandscapeJob, start_landscape};
 use super::merge::grid_job::{GridJob, spawn_grid};
-use super::preview::{Panel, PreviewImage};
+use super::preview::{Panel, Picture, PreviewImage};
+use super::preview_gpu::GpuPreviewer;
 use super::session::Session;
 use super::settings::PreviewSettings;
 use super::taskvec::job::{TaskVecJob, start_taskvec};
@@ -68,14 +69,22 @@ pub struct MergeWorker {
 }
 
 impl MergeWorker {
-    /// Starts the worker on `device`, reporting through `emit`.
-    pub fn spawn(device: Device, settings: PreviewSettings, emit: Emitter) -> Self {
+    /// Starts the worker on `device`, reporting through `emit`; with
+    /// `gpu_previews`, pictures are laid out on the device (see
+    /// [`super::preview_gpu`]).
+    pub fn spawn(
+        device: Device,
+        settings: PreviewSettings,
+        gpu_previews: Option<GpuPreviewer>,
+        emit: Emitter,
+    ) -> Self {
         let inbox: Arc<Inbox<Command, PreviewRequest>> = Arc::new(Inbox::default());
         let state = WorkerState {
             inbox: inbox.clone(),
             emit,
             device,
             settings,
+            gpu_previews,
             session: None,
             ref_steps: [None; 2],
             ref_scored: [false; 2],
@@ -133,6 +142,8 @@ struct WorkerState {
     emit: Emitter,
     device: Device,
     settings: PreviewSettings,
+    /// The preview pass on the shared device, if any.
+    gpu_previews: Option<GpuPreviewer>,
     session: Option<Session>,
     /// Steps of the finished picture of base and ensemble.
     ref_steps: [Option<usize>; 2],
@@ -262,7 +273,7 @@ impl WorkerState {
         done: bool,
         req: Option<(u64, &PreviewRequest, bool)>,
     ) {
-        match PreviewImage::from_tensor(x) {
+        match self.draw(x) {
             Ok(image) => self.emit.emit(Event::Preview(PreviewEvent {
                 panel,
                 generation: req.map_or(0, |(g, _, _)| g),
@@ -270,11 +281,24 @@ impl WorkerState {
                 step,
                 of,
                 done,
-                image: Arc::new(image),
+                image,
                 latency: req.and_then(|(_, r, measured)| measured.then(|| r.submitted.elapsed())),
             })),
             Err(e) => self.emit.emit(Event::MergeFailed(format!("{e:#}"))),
         }
+    }
+
+    /// The picture of `x`: laid out on the device when the window shares it
+    /// (images only; point clouds are drawn on the host), else drawn on the host.
+    fn draw(&self, x: &Tensor<4>) -> anyhow::Result<Picture> {
+        let [_, c, h, w] = x.dims();
+        let points = (c, h, w) == (2, 1, 1);
+        if let Some(gpu) = self.gpu_previews.as_ref().filter(|_| !points)
+            && let Some(picture) = gpu.draw(x)?
+        {
+            return Ok(Picture::Device(Arc::new(picture)));
+        }
+        Ok(PreviewImage::from_tensor(x)?.into())
     }
 
     /// Samples (and the first time scores) a reference panel; gives up, to

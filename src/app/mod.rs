@@ -17,8 +17,9 @@
 //! - [`merge_worker`], [`session`], [`inbox`], [`events`]: the thread that
 //!   owns the open models, merges and samples previews.
 //! - [`settings`]: persisted settings; [`preview`]: sample tensors to
-//!   pictures and textures; [`display_device`]: the wgpu device the window
-//!   shares with the models.
+//!   pictures and textures; [`preview_gpu`]: the same laid out on the device
+//!   (`shaders/preview.wgsl`); [`field_paint`]: maps drawn by
+//!   `shaders/field.wgsl`; [`display_device`]: the wgpu device the window shares with the models.
 
 pub mod about;
 pub mod command;
@@ -39,6 +40,7 @@ pub mod models_panel;
 pub mod notice;
 pub mod page_ctx;
 pub mod preview;
+pub mod preview_gpu;
 pub mod save_job;
 pub mod session;
 pub mod settings;
@@ -60,6 +62,7 @@ pub const APP_NAME: &str = "deme-studio";
 /// Opens the main window (on `view`, else the last one shown) and blocks until it closes.
 pub fn run_app(choice: DeviceChoice, view: Option<View>) -> Result<()> {
     let display_device::DisplayDevice { compute, shared } = display_device::display_device(choice)?;
+    let shares_device = shared.is_some();
     eprintln!("device: {}", compute.reason);
     let mut options = eframe::NativeOptions {
         viewport: egui::ViewportBuilder::default()
@@ -76,7 +79,7 @@ pub fn run_app(choice: DeviceChoice, view: Option<View>) -> Result<()> {
         APP_NAME,
         options,
         Box::new(move |cc| {
-            let mut app = StudioApp::new(cc, compute);
+            let mut app = StudioApp::new(cc, compute, shares_device);
             if let Some(v) = view {
                 app.set_view(v);
             }

@@ -1,10 +1,15 @@
 //! Sample previews: sampled tensors to pictures, pictures to textures, and the
 //! PNG export of the preview grid.
 
+use super::preview_gpu::DevicePicture;
+pub use crate::engine::grid_image::grid_columns;
+use crate::engine::grid_image::grid_rgb_in;
 use crate::engine::merge::MergeSpec;
 use anyhow::{Context, Result, anyhow, bail};
 use burn::tensor::Tensor;
-use egui::{Color32, ColorImage, TextureHandle, TextureOptions};
+use eframe::egui_wgpu;
+use egui::mutex::RwLock;
+use egui::{Color32, ColorImage, TextureHandle, TextureId, TextureOptions};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -93,47 +98,12 @@ impl PreviewImage {
     }
 }
 
-/// Columns of a preview grid of `n` samples: wide rather than square (8 for
-/// 16 samples), so that the panels stack as rows and sample `j` of every
-/// panel lines up in one column.
-pub fn grid_columns(n: usize) -> usize {
-    n.div_ceil(4).max(n.min(8)).max(1)
-}
-
-/// `n` images `[c, h, w]` in [-1, 1] (clamped) in [`grid_columns`] columns with
-/// 2-pixel gaps; grayscale for one channel, RGB for three.
+/// `n` images `[c, h, w]` in [-1, 1] (clamped) in [`grid_columns`] columns
+/// (see [`grid_rgb_in`]); grayscale for one channel, RGB for three.
 pub fn grid_picture(values: &[f32], shape: [usize; 4]) -> Result<ColorImage> {
-    let [n, c, h, w] = shape;
-    if c != 1 && c != 3 {
-        bail!("cannot draw {c}-channel images (1 or 3 expected)");
-    }
-    if n == 0 || values.len() != n * c * h * w {
-        bail!(
-            "{} values do not make {n} images of {c}x{h}x{w}",
-            values.len()
-        );
-    }
-    let cols = grid_columns(n);
-    let rows = n.div_ceil(cols);
-    let gap = 2;
-    let size = [cols * (w + gap) + gap, rows * (h + gap) + gap];
-    let mut img = ColorImage::filled(size, Color32::from_gray(40));
-    let to_u8 = |v: f32| ((v.clamp(-1.0, 1.0) + 1.0) * 127.5).round() as u8;
-    for k in 0..n {
-        let (ox, oy) = (gap + (k % cols) * (w + gap), gap + (k / cols) * (h + gap));
-        let base = k * c * h * w;
-        for y in 0..h {
-            for x in 0..w {
-                let px = |ch: usize| to_u8(values[base + ch * h * w + y * w + x]);
-                img[(ox + x, oy + y)] = if c == 1 {
-                    Color32::from_gray(px(0))
-                } else {
-                    Color32::from_rgb(px(0), px(1), px(2))
-                };
-            }
-        }
-    }
-    Ok(img)
+    let img = grid_rgb_in(values, shape, grid_columns(shape[0]))?;
+    let size = [img.width() as usize, img.height() as usize];
+    Ok(ColorImage::from_rgb(size, img.as_raw()))
 }
 
 /// Half-width of the square of model space a point picture shows: `[-R, R]^2`
@@ -202,11 +172,66 @@ pub fn scatter_picture(values: &[f32], size: usize, range: f32) -> ColorImage {
     img
 }
 
+/// A panel's picture: drawn on the host, or laid out on the device straight
+/// from the sampler's tensor (see [`super::preview_gpu`]).
+#[derive(Debug, Clone)]
+pub enum Picture {
+    /// Samples read back and drawn on the host.
+    Host(Arc<PreviewImage>),
+    /// A texture on the device the window draws with.
+    Device(Arc<DevicePicture>),
+}
+
+impl From<PreviewImage> for Picture {
+    fn from(p: PreviewImage) -> Self {
+        Picture::Host(Arc::new(p))
+    }
+}
+
+impl Picture {
+    /// `[width, height]` in pixels.
+    pub fn size(&self) -> [usize; 2] {
+        match self {
+            Picture::Host(p) => p.image.size,
+            Picture::Device(d) => d.size,
+        }
+    }
+
+    /// The picture on the host (a device picture is read back once; `None`
+    /// if that fails).
+    pub fn host_image(&self) -> Option<&ColorImage> {
+        match self {
+            Picture::Host(p) => Some(&p.image),
+            Picture::Device(d) => d.host().ok(),
+        }
+    }
+}
+
+/// The renderer of the window, kept in the context's temporary data so that
+/// panels can register device pictures with it.
+#[derive(Clone)]
+struct WindowRenderer(Arc<RwLock<egui_wgpu::Renderer>>);
+
+fn renderer_id() -> egui::Id {
+    egui::Id::unique("deme-studio window renderer")
+}
+
+/// Lets this frame's panels draw device pictures with `renderer` (set every
+/// frame by the app when the window draws with wgpu).
+pub fn set_window_renderer(ctx: &egui::Context, renderer: &Arc<RwLock<egui_wgpu::Renderer>>) {
+    ctx.data_mut(|d| d.insert_temp(renderer_id(), WindowRenderer(renderer.clone())));
+}
+
+fn window_renderer(ctx: &egui::Context) -> Option<Arc<RwLock<egui_wgpu::Renderer>>> {
+    ctx.data(|d| d.get_temp::<WindowRenderer>(renderer_id()))
+        .map(|r| r.0)
+}
+
 /// What a panel shows now.
 #[derive(Debug, Clone)]
 pub struct Shown {
     /// The picture.
-    pub preview: Arc<PreviewImage>,
+    pub preview: Picture,
     /// The merge it shows (`None` for base and ensemble).
     pub spec: Option<MergeSpec>,
     /// Sampler steps taken so far.
@@ -233,9 +258,15 @@ impl PanelPreview {
         self.shown.as_ref()
     }
 
-    /// The picture shown, if any.
+    /// The picture shown, on the host (read back once if it lives on the
+    /// device), if any.
     pub fn image(&self) -> Option<&ColorImage> {
-        self.shown.as_ref().map(|s| &s.preview.image)
+        self.shown.as_ref().and_then(|s| s.preview.host_image())
+    }
+
+    /// `[width, height]` of the picture shown, if any.
+    pub fn size(&self) -> Option<[usize; 2]> {
+        self.shown.as_ref().map(|s| s.preview.size())
     }
 
     /// Shows `shown` (the texture is updated at the next draw).
@@ -250,21 +281,31 @@ impl PanelPreview {
         self.dirty = true;
     }
 
-    /// The texture, uploaded or updated as needed; nearest filtering keeps
-    /// upscaled pixels crisp.
-    pub fn texture(&mut self, ctx: &egui::Context, name: &str) -> Option<&TextureHandle> {
+    /// The texture to draw and its size in pixels: a device picture as it
+    /// lies (registered with the window's renderer), a host picture uploaded
+    /// or updated as needed; nearest filtering keeps upscaled pixels crisp.
+    pub fn texture(&mut self, ctx: &egui::Context, name: &str) -> Option<(TextureId, egui::Vec2)> {
         let Some(shown) = &self.shown else {
             self.texture = None;
             return None;
         };
-        let image = shown.preview.image.clone();
-        match &mut self.texture {
-            Some(t) if self.dirty => t.set(image, TextureOptions::NEAREST),
-            Some(_) => {}
-            None => self.texture = Some(ctx.load_texture(name, image, TextureOptions::NEAREST)),
+        let [w, h] = shown.preview.size();
+        let size = egui::vec2(w as f32, h as f32);
+        if let (Picture::Device(d), Some(renderer)) = (&shown.preview, window_renderer(ctx)) {
+            self.texture = None;
+            return Some((d.texture_id(&renderer), size));
+        }
+        if self.texture.is_none() || self.dirty {
+            // a device picture without a renderer to hand it to (a window
+            // that does not draw with wgpu) goes by its host copy
+            let image = shown.preview.host_image()?.clone();
+            match &mut self.texture {
+                Some(t) => t.set(image, TextureOptions::NEAREST),
+                None => self.texture = Some(ctx.load_texture(name, image, TextureOptions::NEAREST)),
+            }
         }
         self.dirty = false;
-        self.texture.as_ref()
+        self.texture.as_ref().map(|t| (t.id(), size))
     }
 }
 

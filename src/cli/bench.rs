@@ -13,6 +13,7 @@
 mod coldstart;
 mod flops;
 mod gradsim;
+mod handoff;
 mod landscape;
 mod latency;
 mod load;
@@ -68,6 +69,9 @@ pub enum BenchCase {
     /// The device's f32 matmul throughput (square matrices): the measured
     /// peak that training and sampling GFLOP/s are read against.
     Peak(peak::PeakCase),
+    /// The preview hand-off on wgpu: from the sampler's finished output to a
+    /// drawable texture, through the host against laid out on the device.
+    Handoff(handoff::HandoffCase),
     /// Learned merge weights (per expert, per expert and block) against the
     /// coordinate search: the time each takes to reach the coordinate search's
     /// held-out objective, on a real set (the shipped one by default).
@@ -88,6 +92,7 @@ pub fn run(args: BenchArgs, device: DeviceChoice) -> Result<()> {
         BenchCase::Latency(c) => latency::run(c, &compute),
         BenchCase::Peak(c) => peak::run(c, &compute),
         BenchCase::Search(c) => search::run(c, &compute),
+        BenchCase::Handoff(c) => handoff::run(c, &compute),
     }
 }
 

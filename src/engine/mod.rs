@@ -5,6 +5,7 @@ pub mod analysis;
 pub use deme_formats::checkpoint;
 pub mod data;
 pub mod device;
+pub mod device_buffer;
 pub mod diffusion;
 pub mod eval;
 pub mod grid_image;

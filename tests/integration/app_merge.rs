@@ -281,7 +281,7 @@ fn the_worker_drops_a_request_that_a_newer_one_replaced() {
         let _ = granted.lock().unwrap().recv();
     };
     let (emit, events) = deme_studio::app::events::Emitter::channel(Arc::new(wait_for_grant));
-    let worker = MergeWorker::spawn(Device::flex(), quick(), emit);
+    let worker = MergeWorker::spawn(Device::flex(), quick(), None, emit);
     // declared after the worker, so dropped (releasing it) before it is joined
     let grant = grant;
     let owed = std::cell::Cell::new(false);
@@ -565,4 +565,60 @@ fn the_merge_saves_with_its_recipe_and_the_previews_export_as_png() {
         3 * row[1] + 2 * 8,
         "three rows, 8-pixel gaps"
     );
+}
+
+/// With compute on wgpu and the window drawing with the same device, the
+/// worker's pictures are laid out on the device and egui draws them from
+/// their textures; read back, they are the grids the host would draw.
+#[test]
+fn on_a_shared_wgpu_device_previews_reach_the_screen_without_a_round_trip() {
+    use deme_studio::app::display_device::{display_device, egui_setup};
+    use deme_studio::app::preview::Picture;
+    use deme_studio::app::preview_gpu::GpuPreviewer;
+    use deme_studio::engine::device::DeviceChoice;
+    use deme_studio::engine::grid_image::{GRID_GAP, GRID_GROUND, grid_columns, grid_size};
+    let tmp = tempfile::tempdir().unwrap();
+    let set = write_set(tmp.path(), 2);
+    let d = display_device(DeviceChoice::Wgpu)
+        .expect("a wgpu adapter (install mesa-vulkan-drivers for the software one)");
+    let shared = d.shared.expect(&d.compute.reason);
+    let rs = egui_kittest::wgpu::create_render_state(
+        egui_setup(Some(&shared)).unwrap(),
+        eframe::egui_wgpu::RendererOptions::PREDICTABLE,
+    );
+    let app = StudioApp::headless(StartOptions {
+        device: d.compute.device.clone(),
+        models: Some(set),
+        settings: Settings {
+            preview: quick(),
+            ..Settings::default()
+        },
+        window_renderer: Some(rs.renderer.clone()),
+        gpu_previews: Some(GpuPreviewer::new(&rs.device, &rs.queue)),
+        ..StartOptions::cpu(d.compute.reason.clone())
+    });
+    let mut h = Harness::builder()
+        .with_size([1280.0, 800.0])
+        .with_max_steps(10_000)
+        .renderer(egui_kittest::wgpu::WgpuTestRenderer::from_render_state(rs))
+        .build_ui_state(|ui, app: &mut StudioApp| app.page_ui(ui), app);
+    wait_until(&mut h, "the first previews", settled);
+    h.render().expect("the frame draws the device textures");
+    let [_, ih, iw] = h.state().models().info.as_ref().unwrap().item_shape;
+    let n = quick().samples;
+    for p in Panel::ALL {
+        let shown = h.state().merge().panel(p).shown().unwrap();
+        let Picture::Device(picture) = &shown.preview else {
+            panic!("{p:?} went through host memory");
+        };
+        assert!(picture.is_registered(), "{p:?} is drawn from its texture");
+        let host = picture.host().unwrap();
+        assert_eq!(host.size, grid_size(n, ih, iw, grid_columns(n)));
+        assert_eq!(host[(0, 0)], egui::Color32::from_gray(GRID_GROUND));
+        let inside = (0..ih * iw).map(|k| host[(GRID_GAP + k % iw, GRID_GAP + k / iw)]);
+        assert!(
+            inside.clone().any(|c| c != inside.clone().next().unwrap()),
+            "{p:?}: the first sample is drawn, not a flat square"
+        );
+    }
 }

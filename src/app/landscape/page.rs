@@ -264,18 +264,16 @@ fn side_ui(
         .panel_mut(Panel::Merged)
         .texture(&ctx, Panel::Merged.title())
     {
-        Some(tex) => {
-            let size = tex.size_vec2();
+        Some((tex, size)) => {
             let scale = (200.0 / size.x.max(size.y)).max(1.0).floor().max(1.0);
             let scale = if size.x * scale > 320.0 {
                 320.0 / size.x
             } else {
                 scale
             };
-            ui.add(egui::Image::new((tex.id(), size * scale)))
-                .on_hover_text(
-                    "the merge the sliders (or your click) set, as the Merge view shows it",
-                );
+            ui.add(egui::Image::new((tex, size * scale))).on_hover_text(
+                "the merge the sliders (or your click) set, as the Merge view shows it",
+            );
         }
         None => {
             ui.label("waiting for the merged preview…");

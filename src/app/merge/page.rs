@@ -98,8 +98,8 @@ fn caption(m: &MergeState, p: Panel, fine_steps: usize) -> String {
 pub fn previews_ui(ui: &mut egui::Ui, m: &mut MergeState, fine_steps: usize) {
     let natural = Panel::ALL
         .iter()
-        .find_map(|&p| m.panel(p).image())
-        .map(|i| egui::vec2(i.size[0] as f32, i.size[1] as f32))
+        .find_map(|&p| m.panel(p).size())
+        .map(|[w, h]| egui::vec2(w as f32, h as f32))
         .unwrap_or(egui::vec2(274.0, 70.0));
     let label_width = 120.0;
     let spacing = ui.spacing().item_spacing.x;
@@ -118,8 +118,8 @@ pub fn previews_ui(ui: &mut egui::Ui, m: &mut MergeState, fine_steps: usize) {
             });
             let ctx = ui.ctx().clone();
             match m.panel_mut(p).texture(&ctx, p.title()) {
-                Some(tex) => {
-                    ui.add(egui::Image::new((tex.id(), size)))
+                Some((tex, _)) => {
+                    ui.add(egui::Image::new((tex, size)))
                         .on_hover_text(panel_hint(p));
                 }
                 None => {

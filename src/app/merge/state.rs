@@ -375,8 +375,7 @@ impl MergeState {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::app::preview::{PreviewImage, Samples};
-    use std::sync::Arc;
+    use crate::app::preview::{Picture, PreviewImage, Samples};
 
     fn info(n: usize) -> SetInfo {
         SetInfo {
@@ -392,14 +391,13 @@ mod tests {
         }
     }
 
-    fn picture(v: f32) -> Arc<PreviewImage> {
-        Arc::new(
-            PreviewImage::new(Samples {
-                values: vec![v; 4],
-                shape: [1, 1, 2, 2],
-            })
-            .unwrap(),
-        )
+    fn picture(v: f32) -> Picture {
+        PreviewImage::new(Samples {
+            values: vec![v; 4],
+            shape: [1, 1, 2, 2],
+        })
+        .unwrap()
+        .into()
     }
 
     #[test]

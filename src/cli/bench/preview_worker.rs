@@ -59,7 +59,7 @@ pub fn wait_for(
 pub fn open(set: &ModelSet, compute: &ComputeDevice) -> Result<OpenSet> {
     let settings = PreviewSettings::default();
     let (emitter, events) = Emitter::channel(Arc::new(|| {}));
-    let worker = MergeWorker::spawn(compute.device.clone(), settings, emitter);
+    let worker = MergeWorker::spawn(compute.device.clone(), settings, None, emitter);
     worker.send(Command::Load(set.clone()));
     wait_for(&events, "the models", |e| matches!(e, Event::Loaded(_)))?;
     Ok(OpenSet {
