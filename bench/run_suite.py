@@ -171,11 +171,20 @@ def machine_info(py):
                     break
     except OSError:
         pass
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = next((l.split(":", 1)[1].split() for l in f if l.startswith("flags")), [])
+        wanted = ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_fp16", "amx_tile")
+        info["cpu_flags"] = " ".join(x for x in wanted if x in flags) or "none of " + " ".join(wanted)
+    except OSError:
+        pass
     out = subprocess.run(
         [py, "-c", "import torch, diffusers; print(torch.__version__, diffusers.__version__, "
-                   "torch.get_num_threads())"], capture_output=True, text=True)
+                   "torch.get_num_threads(), torch.backends.cpu.get_cpu_capability())"],
+        capture_output=True, text=True)
     if out.returncode == 0:
-        info["torch"], info["diffusers"], info["torch_default_threads"] = out.stdout.split()
+        (info["torch"], info["diffusers"], info["torch_default_threads"],
+         info["torch_cpu_capability"]) = out.stdout.split()
     info["kernel"] = platform.release()
     info["python"] = platform.python_version()
     try:
@@ -542,6 +551,8 @@ def write_report(path, runs, info, args, profile):
             f"- load average (1 min) at start / end: {load_start:.2f} / {load_end:.2f}",
             f"- reference: torch {info.get('torch')}, diffusers {info.get('diffusers')},"
             f" Python {info.get('python')}, torch device `{ref_device(args)}`",
+            f"- instruction sets: the CPU has {info.get('cpu_flags')}; PyTorch's CPU capability"
+            f" {info.get('torch_cpu_capability')}; ours ran with {info.get('ours_kernels') or 'no CPU kernels'}",
             f"- ours: deme-studio `{profile}` build, device `{args.device}`, commit {info.get('commit')}",
             f"- date: {info['date']}, suite time {info['elapsed_min']:.1f} min",
             f"- command: `{info['command']}`", ""]
@@ -625,6 +636,10 @@ def main():
     info["date"] = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     profiles = {r.get("profile") for run in runs for r in ok(run["results"]["ours"])}
     profile = "/".join(sorted(p for p in profiles if p)) or "unknown"
+    kernels = {json.dumps(r["cpu_kernels"], sort_keys=True)
+               for run in runs for r in ok(run["results"]["ours"]) if r.get("cpu_kernels")}
+    info["ours_kernels"] = "; ".join(
+        ", ".join(f"{k} {v}" for k, v in json.loads(k).items()) for k in sorted(kernels)) or None
     if args.raw:
         with open(args.raw, "w") as f:
             for run in runs:

@@ -5,7 +5,8 @@
 //! Every line carries `impl`, `device`, `profile` (release or debug build),
 //! `threads` (the CPU worker threads: `RAYON_NUM_THREADS` when set) and
 //! `peak_rss_mb` (the process's peak resident set, `VmHWM`, read at the end of
-//! the case). On a device with its own memory pools (wgpu) a line also carries
+//! the case). On the CPU a line also carries `cpu_kernels`: the instruction
+//! sets the kernels picked at run time (`gemm`'s micro-kernels, our loops). On a device with its own memory pools (wgpu) a line also carries
 //! `device_reserved_mb` and `device_in_use_mb`: what the pools hold reserved
 //! and what live tensors use at the end of the case. The pools keep the pages
 //! they grew to, so the reserved figure is the case's device footprint.
@@ -182,6 +183,14 @@ fn emit(mut line: serde_json::Value, compute: &ComputeDevice) {
     .into();
     line["threads"] = cpu_threads().into();
     line["peak_rss_mb"] = peak_rss_mb().into();
+    if crate::engine::kernels::on_flex(&compute.device) {
+        let variants = crate::engine::kernels::kernel_variants();
+        line["cpu_kernels"] = variants
+            .iter()
+            .map(|(k, v)| (k.to_string(), serde_json::Value::from(*v)))
+            .collect::<serde_json::Map<_, _>>()
+            .into();
+    }
     if let Some((reserved, in_use)) = device_memory_mb(&compute.device) {
         line["device_reserved_mb"] = reserved.into();
         line["device_in_use_mb"] = in_use.into();

@@ -24,6 +24,7 @@ use burn::tensor::{Device, Tensor, TensorData};
 
 pub use group_norm::GnShape;
 pub use layout_ops::{CpuLayout, CpuLayoutGrad, cat_channels, upsample_nearest2x};
+pub use simd::kernel_variants;
 
 /// Whether `device` is burn's flex CPU backend (with or without autodiff).
 pub fn on_flex(device: &Device) -> bool {

@@ -43,3 +43,22 @@ macro_rules! avx2 {
     };
 }
 pub(crate) use avx2;
+
+/// The instruction sets the CPU kernels run with on this machine, as the
+/// benchmarks record them: the `gemm` crate's micro-kernels (built with its
+/// AVX-512 ones; it picks `avx512f`, else `fma`, else `scalar`, at run time)
+/// and the vector width of our own loops (`avx2` or `baseline`).
+pub fn kernel_variants() -> [(&'static str, &'static str); 2] {
+    #[cfg(target_arch = "x86_64")]
+    let gemm = if std::arch::is_x86_feature_detected!("avx512f") {
+        "avx512f"
+    } else if std::arch::is_x86_feature_detected!("fma") {
+        "fma"
+    } else {
+        "scalar"
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let gemm = "native";
+    let ours = if has_avx2() { "avx2" } else { "baseline" };
+    [("gemm", gemm), ("ours", ours)]
+}
