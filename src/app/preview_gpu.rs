@@ -3,7 +3,7 @@
 //! device ([`PreviewPass`], `shaders/preview.wgsl`) and egui draws that
 //! texture. Nothing goes through host memory unless the picture is exported.
 
-use super::preview::grid_columns;
+use crate::engine::grid_image::grid_columns;
 use crate::engine::render::preview_pass::PreviewPass;
 use anyhow::Result;
 use burn::tensor::Tensor;
