@@ -67,6 +67,14 @@ fn common_without_params(v: &Value) {
         v.get("device_reserved_mb").is_none(),
         "flex has no device pools: {v}"
     );
+    let kernels = &v["cpu_kernels"];
+    assert!(
+        matches!(
+            kernels["gemm"].as_str(),
+            Some("avx512f" | "fma" | "scalar" | "native")
+        ) && matches!(kernels["ours"].as_str(), Some("avx2" | "baseline")),
+        "the CPU kernels that ran: {v}"
+    );
 }
 
 /// `median`, `min`, `max` of a timing object, ordered.
@@ -368,4 +376,48 @@ fn empty_batch_is_refused_with_a_message() {
         "a clean error exit, not a crash"
     );
     assert!(String::from_utf8_lossy(&out.stderr).contains("--batch-size"));
+}
+
+/// The preview hand-off on wgpu (lavapipe in CI): both paths timed for each
+/// shape; on the CPU there is nothing to hand off, and the case says so.
+#[test]
+fn handoff_case_times_both_paths_and_needs_wgpu() {
+    let lines = bench_on(
+        "wgpu",
+        &["handoff", "--shapes", "2x1x4x4,3x3x2x2", "--repeats", "2"],
+    );
+    assert_eq!(lines.len(), 2, "one line per shape");
+    for (v, shape) in lines.iter().zip([[2, 1, 4, 4], [3, 3, 2, 2]]) {
+        assert_eq!(v["case"], "handoff");
+        assert_eq!(v["shape"], serde_json::json!(shape));
+        assert!(
+            v["device"].as_str().is_some_and(|d| d.contains("wgpu")),
+            "{v}"
+        );
+        spread(v, "host_ms");
+        spread(v, "device_ms");
+        let ratio = num(v, "device_over_host");
+        let medians = num(v, "device_ms.median") / num(v, "host_ms.median");
+        assert!((ratio - medians).abs() < 1e-9, "{v}");
+        assert!(
+            v.get("cpu_kernels").is_none(),
+            "no CPU kernels on wgpu: {v}"
+        );
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_deme-studio"))
+        .args(["--device", "cpu", "bench", "handoff"])
+        .output()
+        .expect("the binary runs");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--device wgpu"), "{err}");
+    let out = Command::new(env!("CARGO_BIN_EXE_deme-studio"))
+        .args([
+            "--device", "wgpu", "bench", "handoff", "--shapes", "4x2x3x3",
+        ])
+        .output()
+        .expect("the binary runs");
+    assert!(!out.status.success(), "two channels are not a picture");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("c = 1 or 3"), "{err}");
 }
