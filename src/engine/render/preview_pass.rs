@@ -86,8 +86,9 @@ impl PreviewPass {
 
     /// Lays `x` (`[n, c, h, w]`, 1 or 3 channels) out in `cols` columns into
     /// a new RGBA8 texture by a pass submitted to the queue; `None` when `x`
-    /// is not on burn's wgpu runtime or not laid out in rows (the caller then
-    /// reads it back the usual way). The texture is drawable as soon as this
+    /// is not on burn's wgpu runtime, not laid out in rows, or larger than the
+    /// device's limits for one texture or binding (the caller then reads it
+    /// back the usual way). The texture is drawable as soon as this
     /// returns: later submissions to the queue (a window's) come after the pass.
     /// Call it on the thread that computed `x`.
     pub fn draw(&self, x: &Tensor<4>, cols: usize) -> Result<Option<wgpu::Texture>> {
@@ -102,6 +103,15 @@ impl PreviewPass {
             return Ok(None);
         };
         let size = grid_size(n, h, w, cols);
+        let limits = self.device.limits();
+        let max_side = limits.max_texture_dimension_2d as usize;
+        if size[0] > max_side
+            || size[1] > max_side
+            || buf.len as u64 * 4 > u64::from(limits.max_storage_buffer_binding_size)
+        {
+            // larger than the device takes in one texture or binding: the host path
+            return Ok(None);
+        }
         let texture = self.device.create_texture(&wgpu::TextureDescriptor {
             label: Some("preview"),
             size: wgpu::Extent3d {
@@ -303,5 +313,11 @@ mod tests {
         assert!(pass.draw(&cpu, 2).unwrap().is_none(), "a tensor on the CPU");
         let two = Tensor::<4>::from_data(TensorData::new(values(8), [2, 2, 2, 1]), &device);
         assert!(pass.draw(&two, 2).is_err(), "two channels are not an image");
+        let side = pass.device().limits().max_texture_dimension_2d as usize;
+        let wide = Tensor::<4>::zeros([1, 1, 1, side + 1], &device);
+        assert!(
+            pass.draw(&wide, 1).unwrap().is_none(),
+            "wider than a texture can be"
+        );
     }
 }
