@@ -291,8 +291,7 @@ impl WorkerState {
     /// The picture of `x`: laid out on the device when the window shares it
     /// (images only; point clouds are drawn on the host), else drawn on the host.
     fn draw(&self, x: &Tensor<4>) -> anyhow::Result<Picture> {
-        let [_, c, h, w] = x.dims();
-        let points = (c, h, w) == (2, 1, 1);
+        let points = super::preview::are_points(x.dims());
         if let Some(gpu) = self.gpu_previews.as_ref().filter(|_| !points)
             && let Some(picture) = gpu.draw(x)?
         {

@@ -67,9 +67,13 @@ impl Samples {
 
     /// Whether these are 2D points (`[n, 2, 1, 1]`) rather than images.
     pub fn are_points(&self) -> bool {
-        let [_, c, h, w] = self.shape;
-        c == 2 && h == 1 && w == 1
+        are_points(self.shape)
     }
+}
+
+/// Whether samples of `shape` are 2D points (`[n, 2, 1, 1]`) rather than images.
+pub fn are_points([_, c, h, w]: [usize; 4]) -> bool {
+    c == 2 && h == 1 && w == 1
 }
 
 /// A preview: the samples and their picture.
