@@ -5,14 +5,17 @@
 //! `(ci, ky, kx)` holds the input pixel each output position sees through that
 //! tap (zero in the padding). Then
 //! - forward: `y_n = W [cout, cin*k*k] x col_n`, plus the bias;
-//! - input gradient: `dcol_n = W^T dy_n`, scattered back onto `dx_n` (col2im);
+//! - input gradient: for stride 1, the forward of the transposed convolution
+//!   (`dy` convolved with the kernels turned by 180 degrees, channels swapped:
+//!   one product with `cout * k * k` terms and no scatter); for larger strides
+//!   `dcol_n = W^T dy_n`, scattered back onto `dx_n` (col2im);
 //! - weight gradient: `dW = sum_n dy_n col_n^T`, one partial per worker, summed;
 //! - bias gradient: the sum of `dy` over the batch and the positions.
 //!
 //! A 1x1 stride-1 conv without padding skips im2col (`col_n` is `x_n`). A
 //! stride-1 conv whose output is as wide as its input (3x3 with padding 1)
 //! builds each tap's block as one shifted copy of the input plane, then zeroes
-//! the columns that wrapped around; col2im adds in one run the same way.
+//! the columns that wrapped around.
 
 use super::buffer::{filled, with_scratch};
 use super::matmul::{View, matmul, matmul_strided};
@@ -115,6 +118,28 @@ impl ConvGeom {
             return first as usize..first as usize;
         }
         lo as usize..hi as usize
+    }
+
+    /// For a stride-1 convolution, the convolution whose forward is this one's
+    /// input gradient: it reads `dy` (`cout` channels of `ho x wo`) with the
+    /// padding `k - 1 - pad` on each side and writes `cin` channels of `h x w`
+    /// (weights from [`flipped_transpose`]). `None` for strides above 1, 1x1
+    /// convs without padding (already a plain product) and paddings of `k` or
+    /// more.
+    fn transposed(&self) -> Option<ConvGeom> {
+        if self.stride != 1 || self.pointwise() || self.pad.iter().any(|&p| p >= self.k) {
+            return None;
+        }
+        Some(ConvGeom {
+            n: self.n,
+            cin: self.cout,
+            h: self.ho(),
+            w: self.wo(),
+            cout: self.cin,
+            k: self.k,
+            stride: 1,
+            pad: self.pad.map(|p| self.k - 1 - p),
+        })
     }
 
     /// Input row seen by output row `oy` through tap row `ky`, if inside.
@@ -247,12 +272,8 @@ fn zero_outside_cols(g: &ConvGeom, kx: usize, block: &mut [f32]) {
 }
 
 /// Adds `col` (`[taps, rows.len() * wo]`, the columns of output rows `rows`)
-/// back onto one sample's input gradient `dx_n`; `col` is scratch and may be
-/// changed.
-fn col2im_add(g: &ConvGeom, col: &mut [f32], dx_n: &mut [f32], rows: std::ops::Range<usize>) {
-    if g.flat_shift() {
-        return col2im_add_shifted(g, col, dx_n, rows);
-    }
+/// back onto one sample's input gradient `dx_n`.
+fn col2im_add(g: &ConvGeom, col: &[f32], dx_n: &mut [f32], rows: std::ops::Range<usize>) {
     let (k, s, wo) = (g.k, g.stride, g.wo());
     let l = g.pad[2];
     let plane = g.h * g.w;
@@ -281,39 +302,18 @@ fn col2im_add(g: &ConvGeom, col: &mut [f32], dx_n: &mut [f32], rows: std::ops::R
     }
 }
 
-/// [`col2im_add`] for [`ConvGeom::flat_shift`] geometries: per tap the
-/// columns outside are zeroed in `col`, then the rows inside are added in one
-/// run (the wrapped positions add zero).
-fn col2im_add_shifted(
-    g: &ConvGeom,
-    col: &mut [f32],
-    dx_n: &mut [f32],
-    rows: std::ops::Range<usize>,
-) {
-    let (k, wo) = (g.k, g.wo());
-    let plane = g.h * g.w;
-    let base = rows.start * wo;
-    for (row, src) in col.chunks_exact_mut(rows.len() * wo).enumerate() {
-        let (ci, tap) = (row / (k * k), row % (k * k));
-        let dst = &mut dx_n[ci * plane..(ci + 1) * plane];
-        let (inside, off) = rows_inside(g, tap, &rows);
-        if inside.is_empty() {
-            continue;
-        }
-        let block = (inside.start - rows.start) * wo..(inside.end - rows.start) * wo;
-        zero_outside_cols(g, tap % k, &mut src[block]);
-        let add = g.in_plane(&inside, off);
-        if add.is_empty() {
-            continue;
-        }
-        let to = (add.start as isize + off) as usize;
-        for (d, v) in dst[to..to + add.len()]
-            .iter_mut()
-            .zip(&src[add.start - base..add.end - base])
-        {
-            *d += v;
+/// The weights of [`ConvGeom::transposed`]: `[cin, cout, k, k]`, each kernel
+/// turned by 180 degrees (`w'[ci, co, ky, kx] = w[co, ci, k-1-ky, k-1-kx]`).
+fn flipped_transpose(g: &ConvGeom, weight: &[f32]) -> Vec<f32> {
+    let kk = g.k * g.k;
+    let mut out = Vec::with_capacity(weight.len());
+    for ci in 0..g.cin {
+        for co in 0..g.cout {
+            let kernel = &weight[(co * g.cin + ci) * kk..][..kk];
+            out.extend(kernel.iter().rev());
         }
     }
+    out
 }
 
 /// Parallel over the batch when it has an item per worker; otherwise gemm splits each product.
@@ -387,9 +387,14 @@ pub fn input_grad(g: &ConvGeom, dy: &[f32], weight: &[f32]) -> Vec<f32> {
     input_grad_in_blocks(g, dy, weight, block_rows(g))
 }
 
-/// [`input_grad`], `rows` output rows of `dcol` at a time.
+/// [`input_grad`], `rows` output rows at a time (of `dcol`, or of the
+/// transposed convolution's im2col matrix).
 fn input_grad_in_blocks(g: &ConvGeom, dy: &[f32], weight: &[f32], rows: usize) -> Vec<f32> {
     assert_eq!(dy.len(), g.n * g.output_len(), "output gradient size");
+    if let Some(t) = g.transposed() {
+        let flipped = flipped_transpose(g, weight);
+        return forward_in_blocks(&t, dy, &flipped, None, rows);
+    }
     let (p, taps, wo) = (g.positions(), g.taps(), g.wo());
     let wt = View::rows(weight, g.cout, taps).t();
     let outer = use_outer_parallelism(g.n);
@@ -553,6 +558,12 @@ mod tests {
                 w: 3,
                 k: 5,
                 pad: [3, 1, 2, 2],
+                ..base
+            },
+            // stride 1 with a padding as wide as the kernel: no transposed
+            // convolution, the input gradient scatters (col2im)
+            ConvGeom {
+                pad: [3, 0, 1, 1],
                 ..base
             },
         ]
