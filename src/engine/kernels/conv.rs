@@ -219,50 +219,69 @@ fn im2col(g: &ConvGeom, x_n: &[f32], col: &mut [f32], rows: std::ops::Range<usiz
     }
 }
 
-/// For [`ConvGeom::flat_shift`] geometries and tap `(ky, kx)`, within output
-/// rows `rows`: the rows whose input row is inside (empty when none), and the
-/// flat offset of [`ConvGeom::shift`].
-fn rows_inside(
-    g: &ConvGeom,
-    tap: usize,
-    rows: &std::ops::Range<usize>,
-) -> (std::ops::Range<usize>, isize) {
-    let (inside, off) = g.shift(tap / g.k, tap % g.k);
-    let lo = inside.start.clamp(rows.start, rows.end);
-    (lo..inside.end.clamp(lo, rows.end), off)
+/// What one tap's block of `col` holds in a [`ConvGeom::flat_shift`]
+/// geometry, for a block of output rows: the same for every input channel.
+struct TapCopy {
+    /// Positions of the block (from its first) copied from the input plane.
+    copy: std::ops::Range<usize>,
+    /// Where in the input plane the copy starts.
+    from: usize,
+    /// Positions of the block in rows whose input row is inside: their
+    /// columns outside `cols` wrapped around and are zeroed.
+    inside: std::ops::Range<usize>,
+    /// Output columns that see inside the input through this tap.
+    cols: std::ops::Range<usize>,
 }
 
-/// [`im2col`] for [`ConvGeom::flat_shift`] geometries: per tap one copy of
-/// the rows inside, then zeros over the rows and columns outside.
-fn im2col_shifted(g: &ConvGeom, x_n: &[f32], col: &mut [f32], rows: std::ops::Range<usize>) {
-    let (k, wo) = (g.k, g.wo());
-    let plane = g.h * g.w;
-    let base = rows.start * wo;
-    for (row, dst) in col.chunks_exact_mut(rows.len() * wo).enumerate() {
-        let (ci, tap) = (row / (k * k), row % (k * k));
-        let src = &x_n[ci * plane..(ci + 1) * plane];
-        let (inside, off) = rows_inside(g, tap, &rows);
-        if inside.is_empty() {
-            zero(dst);
-            continue;
-        }
+impl TapCopy {
+    /// The copy of tap `(ky, kx)` within output rows `rows`.
+    fn new(g: &ConvGeom, ky: usize, kx: usize, rows: &std::ops::Range<usize>) -> Self {
+        let wo = g.wo();
+        let base = rows.start * wo;
+        let (inside, off) = g.shift(ky, kx);
+        let lo = inside.start.clamp(rows.start, rows.end);
+        let inside = lo..inside.end.clamp(lo, rows.end);
         let copy = g.in_plane(&inside, off);
-        let (c0, c1) = (copy.start - base, copy.end - base);
-        if c1 > c0 {
-            let from = (copy.start as isize + off) as usize;
-            dst[c0..c1].copy_from_slice(&src[from..from + copy.len()]);
+        let copy_at = if copy.is_empty() {
+            0..0
+        } else {
+            copy.start - base..copy.end - base
+        };
+        Self {
+            from: if copy.is_empty() { 0 } else { (copy.start as isize + off) as usize },
+            copy: copy_at,
+            inside: (inside.start - rows.start) * wo..(inside.end - rows.start) * wo,
+            cols: g.valid_cols(kx),
         }
-        zero(&mut dst[..c0]);
-        zero(&mut dst[c1..]);
-        let block = (inside.start - rows.start) * wo..(inside.end - rows.start) * wo;
-        zero_outside_cols(g, tap % k, &mut dst[block]);
     }
 }
 
-/// Zeroes, in each row of `block` (rows of `wo`), the columns outside
-/// [`ConvGeom::valid_cols`] of tap column `kx`.
-fn zero_outside_cols(g: &ConvGeom, kx: usize, block: &mut [f32]) {
-    let (cols, wo) = (g.valid_cols(kx), g.wo());
+/// [`im2col`] for [`ConvGeom::flat_shift`] geometries: per tap one copy of
+/// the rows inside, then zeros over the rows and columns outside. Where each
+/// tap copies from and what it zeroes is worked out once per block.
+fn im2col_shifted(g: &ConvGeom, x_n: &[f32], col: &mut [f32], rows: std::ops::Range<usize>) {
+    let (k, wo) = (g.k, g.wo());
+    let plane = g.h * g.w;
+    let taps: Vec<TapCopy> = (0..k * k)
+        .map(|tap| TapCopy::new(g, tap / k, tap % k, &rows))
+        .collect();
+    let len = rows.len() * wo;
+    for (src, dsts) in x_n
+        .chunks_exact(plane)
+        .zip(col.chunks_exact_mut(len * k * k))
+    {
+        for (t, dst) in taps.iter().zip(dsts.chunks_exact_mut(len)) {
+            let (c0, c1) = (t.copy.start, t.copy.end);
+            dst[c0..c1].copy_from_slice(&src[t.from..t.from + (c1 - c0)]);
+            zero(&mut dst[..c0]);
+            zero(&mut dst[c1..]);
+            zero_outside_cols(&t.cols, wo, &mut dst[t.inside.clone()]);
+        }
+    }
+}
+
+/// Zeroes, in each row of `block` (rows of `wo`), the columns outside `cols`.
+fn zero_outside_cols(cols: &std::ops::Range<usize>, wo: usize, block: &mut [f32]) {
     // column by column: few columns, many rows
     for j in (0..cols.start).chain(cols.end..wo) {
         for v in block.iter_mut().skip(j).step_by(wo) {
