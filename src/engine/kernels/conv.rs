@@ -248,7 +248,11 @@ impl TapCopy {
             copy.start - base..copy.end - base
         };
         Self {
-            from: if copy.is_empty() { 0 } else { (copy.start as isize + off) as usize },
+            from: if copy.is_empty() {
+                0
+            } else {
+                (copy.start as isize + off) as usize
+            },
             copy: copy_at,
             inside: (inside.start - rows.start) * wo..(inside.end - rows.start) * wo,
             cols: g.valid_cols(kx),

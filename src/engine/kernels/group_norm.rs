@@ -30,7 +30,8 @@ impl GnShape {
 }
 
 /// `exp(x)` to about 1 ulp-scale relative error (Cephes' polynomial), written
-/// without calls or branches so loops over it vectorise.
+/// without calls, branches or float-to-integer conversions (whose saturation
+/// Rust's `as` would do lane by lane), so loops over it vectorise.
 #[inline(always)]
 fn exp_fast(x: f32) -> f32 {
     const LOG2E: f32 = std::f32::consts::LOG2_E;
@@ -38,7 +39,10 @@ fn exp_fast(x: f32) -> f32 {
     const LN2_LO: f32 = -2.121_944_4e-4;
     const ROUND: f32 = 12_582_912.0; // 1.5 * 2^23: adding it rounds to an integer
     let x = x.clamp(-87.0, 88.0);
-    let n = (x * LOG2E + ROUND) - ROUND;
+    // t = ROUND + n exactly, n = round(x / ln 2) in [-126, 127]: t's bits are
+    // ROUND's plus n, so 2^n's exponent field n + 127 comes from them directly
+    let t = x * LOG2E + ROUND;
+    let n = t - ROUND;
     let r = x - n * LN2_HI - n * LN2_LO;
     let mut p = 1.987_569_1e-4f32;
     p = p * r + 1.398_199_9e-3;
@@ -47,7 +51,8 @@ fn exp_fast(x: f32) -> f32 {
     p = p * r + 1.666_666_5e-1;
     p = p * r + 5.000_000_1e-1;
     let e = p * r * r + r + 1.0;
-    e * f32::from_bits(((n as i32 + 127) as u32) << 23)
+    let exponent = t.to_bits().wrapping_sub(ROUND.to_bits()).wrapping_add(127);
+    e * f32::from_bits(exponent << 23)
 }
 
 #[inline(always)]
@@ -61,15 +66,24 @@ const LANES: usize = 8;
 /// enough that the f32 partial sums keep full precision at any image size.
 const FLUSH: usize = 512;
 
-/// `(sum (x - m), sum (x - m)^2)` over a row: f32 lanes over runs of
+/// The sum of `LANES` partial sums: pairwise in f32 (each holds at most
+/// `FLUSH / LANES` terms), then widened.
+#[inline(always)]
+fn lane_total(a: [f32; LANES]) -> f64 {
+    let quad = [a[0] + a[4], a[1] + a[5], a[2] + a[6], a[3] + a[7]];
+    ((quad[0] + quad[2]) + (quad[1] + quad[3])) as f64
+}
+
+/// `(sum (x - m), sum (x - m)^2)` over `values`: f32 lanes over runs of
 /// [`FLUSH`] elements, carried across runs in f64.
 #[inline(always)]
-fn row_sums(row: &[f32], m: f32) -> (f64, f64) {
+fn centred_sums(values: &[f32], m: f32) -> (f64, f64) {
     let (mut sa, mut sb) = (0.0f64, 0.0f64);
-    for run in row.chunks(FLUSH) {
+    for run in values.chunks(FLUSH) {
         let (mut a, mut b) = ([0.0f32; LANES], [0.0f32; LANES]);
         let mut chunks = run.chunks_exact(LANES);
         for c in &mut chunks {
+            let c: &[f32; LANES] = c.try_into().expect("chunks of LANES");
             for l in 0..LANES {
                 let d = c[l] - m;
                 a[l] += d;
@@ -81,10 +95,8 @@ fn row_sums(row: &[f32], m: f32) -> (f64, f64) {
             sa += d as f64;
             sb += (d * d) as f64;
         }
-        for l in 0..LANES {
-            sa += a[l] as f64;
-            sb += b[l] as f64;
-        }
+        sa += lane_total(a);
+        sb += lane_total(b);
     }
     (sa, sb)
 }
@@ -103,18 +115,14 @@ const PROBES: usize = 64;
 /// shifts by the mean just found, so the result is always as stable as the
 /// two-pass algorithm's, at the cost of one pass in the common case.
 #[inline(always)]
-fn block_stats(xb: &[f32], s: usize, eps: f64) -> [f32; 2] {
+fn block_stats(xb: &[f32], eps: f64) -> [f32; 2] {
     let len = xb.len() as f64;
     let probes = xb.iter().step_by(xb.len().div_ceil(PROBES).max(1));
     let guess = probes.clone().map(|&v| v as f64).sum::<f64>() / probes.count() as f64;
     let mut shift = guess as f32;
     for pass in 0..2 {
-        let (mut dev, mut sq) = (0.0f64, 0.0f64);
-        for row in xb.chunks(s) {
-            let (a, b) = row_sums(row, shift);
-            dev += a;
-            sq += b;
-        }
+        // the block's channels lie one after another: one run over all of it
+        let (dev, sq) = centred_sums(xb, shift);
         let (dev, sq) = (dev / len, sq / len);
         let mean = shift as f64 + dev;
         if pass == 0 && dev * dev > 0.25 * sq {
@@ -151,7 +159,7 @@ fn forward_block_body(
     eps: f64,
     silu: bool,
 ) -> [f32; 2] {
-    let [mean, rstd] = block_stats(xb, s, eps);
+    let [mean, rstd] = block_stats(xb, eps);
     for (k, (orow, xr)) in o.chunks_mut(s).zip(xb.chunks(s)).enumerate() {
         let (a, b) = (gamma[k] * rstd, beta[k] - gamma[k] * rstd * mean);
         if silu {
@@ -275,8 +283,8 @@ fn backward_block_body(
                 g += (dy * xh) as f64;
                 b += dy as f64;
             }
-            g += dg.iter().map(|&v| v as f64).sum::<f64>();
-            b += db.iter().map(|&v| v as f64).sum::<f64>();
+            g += lane_total(dg);
+            b += lane_total(db);
         }
         part[k] = [g, b];
         // dxh = dy * gamma, so its sums are gamma times these
