@@ -2,8 +2,10 @@
 //!
 //! A kernel's output used to be `vec![0.0; len]`: the calling thread zeroed all
 //! of it (and took its page faults) while the workers waited, before the
-//! parallel loop wrote it again. Here each worker zeroes the chunk it is about
-//! to fill, so that work is split too and the chunk is in cache when written.
+//! parallel loop wrote it again. Here each worker fills the chunk it owns:
+//! zeroed first for kernels that add into their output ([`filled`]), or
+//! written once and never zeroed for those that write every element
+//! ([`written`]).
 
 use rayon::prelude::*;
 use std::cell::Cell;
@@ -38,14 +40,36 @@ pub fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
     out
 }
 
-/// Writes zeros over `chunk` and returns it as initialised floats.
-fn zero_init(chunk: &mut [MaybeUninit<f32>]) -> &mut [f32] {
-    for v in chunk.iter_mut() {
-        v.write(0.0);
-    }
-    // SAFETY: every element was written just above, and `MaybeUninit<f32>` has
+/// `chunk` as initialised floats.
+///
+/// # Safety
+/// Every element of `chunk` must have been written.
+pub unsafe fn assume_init(chunk: &mut [MaybeUninit<f32>]) -> &mut [f32] {
+    // SAFETY: initialised by the caller's promise, and `MaybeUninit<f32>` has
     // the layout of `f32`.
     unsafe { &mut *(chunk as *mut [MaybeUninit<f32>] as *mut [f32]) }
+}
+
+/// Writes zeros over `chunk` and returns it as initialised floats.
+fn zero_init(chunk: &mut [MaybeUninit<f32>]) -> &mut [f32] {
+    chunk.fill(MaybeUninit::new(0.0));
+    // SAFETY: every element was written just above.
+    unsafe { assume_init(chunk) }
+}
+
+/// Copies `src` into `dst` (of the same length) and returns it initialised.
+pub fn write_copy<'a>(dst: &'a mut [MaybeUninit<f32>], src: &[f32]) -> &'a mut [f32] {
+    assert_eq!(
+        dst.len(),
+        src.len(),
+        "copy between slices of different lengths"
+    );
+    // SAFETY: both are `len` floats, `dst` borrowed mutably so they cannot
+    // overlap, and every element of `dst` is written.
+    unsafe {
+        std::ptr::copy_nonoverlapping(src.as_ptr(), dst.as_mut_ptr().cast(), src.len());
+        assume_init(dst)
+    }
 }
 
 /// A new buffer of `len` floats, cut into chunks of `chunk` (the last may be
@@ -59,15 +83,41 @@ where
 {
     let chunks = len.div_ceil(chunk.max(1));
     let mut none = vec![(); chunks];
-    filled_with(len, chunk, &mut none, parallel, init, |s, i, c, _| {
-        f(s, i, c)
-    })
+    // SAFETY: each chunk is zeroed before `f` sees it.
+    unsafe {
+        written_with(len, chunk, &mut none, parallel, init, |s, i, c, _| {
+            f(s, i, zero_init(c))
+        })
+    }
 }
 
-/// [`filled`], with chunk `i` also given the `i`-th of equal parts of `side`
+/// [`filled`] for kernels that write every element: chunk `i` starts
+/// unwritten (no zeroing pass) and `f` must initialise all of it.
+///
+/// # Safety
+/// `f` must write every element of the chunk it is given (or panic).
+pub unsafe fn written<S, I, F>(len: usize, chunk: usize, parallel: bool, init: I, f: F) -> Vec<f32>
+where
+    I: Fn() -> S + Sync + Send,
+    F: Fn(&mut S, usize, &mut [MaybeUninit<f32>]) + Sync + Send,
+{
+    let chunks = len.div_ceil(chunk.max(1));
+    let mut none = vec![(); chunks];
+    // SAFETY: passed on to the caller.
+    unsafe {
+        written_with(len, chunk, &mut none, parallel, init, |s, i, c, _| {
+            f(s, i, c)
+        })
+    }
+}
+
+/// [`written`], with chunk `i` also given the `i`-th of equal parts of `side`
 /// (per-chunk results such as statistics). `side` must split evenly over the
 /// chunks, at least one item each.
-pub fn filled_with<T, S, I, F>(
+///
+/// # Safety
+/// `f` must write every element of the chunk it is given (or panic).
+pub unsafe fn written_with<T, S, I, F>(
     len: usize,
     chunk: usize,
     side: &mut [T],
@@ -78,7 +128,7 @@ pub fn filled_with<T, S, I, F>(
 where
     T: Send,
     I: Fn() -> S + Sync + Send,
-    F: Fn(&mut S, usize, &mut [f32], &mut [T]) + Sync + Send,
+    F: Fn(&mut S, usize, &mut [MaybeUninit<f32>], &mut [T]) + Sync + Send,
 {
     let chunk = chunk.max(1);
     let chunks = len.div_ceil(chunk);
@@ -94,7 +144,7 @@ where
             .par_chunks_mut(chunk)
             .zip(side.par_chunks_mut(per))
             .enumerate()
-            .for_each_init(init, |s, (i, (c, t))| f(s, i, zero_init(c), t));
+            .for_each_init(init, |s, (i, (c, t))| f(s, i, c, t));
     } else {
         let mut s = init();
         for (i, (c, t)) in spare
@@ -102,11 +152,12 @@ where
             .zip(side.chunks_mut(per))
             .enumerate()
         {
-            f(&mut s, i, zero_init(c), t);
+            f(&mut s, i, c, t);
         }
     }
-    // SAFETY: the chunks cover `..len` and each was initialised by `zero_init`
-    // (a panic in `f` propagates before this line, leaving the length 0).
+    // SAFETY: the chunks cover `..len` and the caller promised that `f`
+    // initialised each (a panic in `f` propagates before this line, leaving
+    // the length 0).
     unsafe { out.set_len(len) };
     out
 }
@@ -161,20 +212,44 @@ mod tests {
     }
 
     #[test]
+    fn a_written_buffer_holds_what_its_chunks_wrote() {
+        for parallel in [false, true] {
+            let src: Vec<f32> = (0..10).map(|v| v as f32 * 0.5).collect();
+            // SAFETY: `write_copy` writes every element of the chunk.
+            let out = unsafe {
+                written(
+                    10,
+                    4,
+                    parallel,
+                    || (),
+                    |_, i, c| {
+                        let n = c.len();
+                        write_copy(c, &src[i * 4..i * 4 + n]);
+                    },
+                )
+            };
+            assert_eq!(out, src);
+        }
+    }
+
+    #[test]
     fn side_items_go_with_their_chunk() {
         for parallel in [false, true] {
             let mut side = vec![0usize; 6];
-            let out = filled_with(
-                9,
-                3,
-                &mut side,
-                parallel,
-                || (),
-                |_, i, c, t| {
-                    c.fill(i as f32);
-                    t.fill(i + 1);
-                },
-            );
+            // SAFETY: each chunk is filled whole.
+            let out = unsafe {
+                written_with(
+                    9,
+                    3,
+                    &mut side,
+                    parallel,
+                    || (),
+                    |_, i, c, t| {
+                        c.fill(MaybeUninit::new(i as f32));
+                        t.fill(i + 1);
+                    },
+                )
+            };
             assert_eq!(out, [0.0, 0.0, 0.0, 1.0, 1.0, 1.0, 2.0, 2.0, 2.0]);
             assert_eq!(side, [1, 1, 2, 2, 3, 3]);
         }

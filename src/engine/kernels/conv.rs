@@ -17,9 +17,10 @@
 //! builds each tap's block as one shifted copy of the input plane, then zeroes
 //! the columns that wrapped around.
 
-use super::buffer::{filled, with_scratch};
-use super::matmul::{View, matmul, matmul_strided};
+use super::buffer::{assume_init, filled, with_scratch, written};
+use super::matmul::{View, matmul, matmul_strided_uninit};
 use rayon::prelude::*;
+use std::mem::MaybeUninit;
 
 /// Shapes and settings of one convolution.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -362,24 +363,56 @@ fn forward_in_blocks(
     let (p, taps, wo) = (g.positions(), g.taps(), g.wo());
     let w = View::rows(weight, g.cout, taps);
     let outer = use_outer_parallelism(g.n);
-    let one = |(y_n, x_n): (&mut [f32], &[f32])| {
+    let one = |y_n: &mut [MaybeUninit<f32>], x_n: &[f32]| {
         if g.pointwise() {
-            matmul(y_n, w, View::rows(x_n, taps, p), false, !outer);
+            matmul_strided_uninit(y_n, p, w, View::rows(x_n, taps, p), !outer);
         } else {
             in_row_blocks(g, rows, |block, col| {
                 let cols = block.len() * wo;
                 let y_block = &mut y_n[block.start * wo..];
                 im2col(g, x_n, col, block);
-                matmul_strided(y_block, p, w, View::rows(col, taps, cols), false, !outer);
+                matmul_strided_uninit(y_block, p, w, View::rows(col, taps, cols), !outer);
             });
         }
+        // SAFETY: the products wrote every output channel's positions (the
+        // row blocks cover `0..ho`).
+        let y_n = unsafe { assume_init(y_n) };
         if let Some(b) = bias {
             for (row, &bv) in y_n.chunks_exact_mut(p).zip(b) {
                 row.iter_mut().for_each(|v| *v += bv);
             }
         }
     };
-    per_sample(g.n, g.output_len(), x, g.input_len(), outer, one)
+    // SAFETY: `one` writes its whole sample (above).
+    unsafe { per_sample_written(g.n, g.output_len(), x, g.input_len(), outer, one) }
+}
+
+/// [`per_sample`] for `f` that writes every element of its sample, which
+/// starts unwritten.
+///
+/// # Safety
+/// `f(dst_i, src_i)` must write every element of `dst_i`.
+unsafe fn per_sample_written<F>(
+    n: usize,
+    dst_len: usize,
+    src: &[f32],
+    src_len: usize,
+    outer: bool,
+    f: F,
+) -> Vec<f32>
+where
+    F: Fn(&mut [MaybeUninit<f32>], &[f32]) + Send + Sync,
+{
+    // SAFETY: passed on to the caller.
+    unsafe {
+        written(
+            n * dst_len,
+            dst_len,
+            outer,
+            || (),
+            |_, i, dst| f(dst, &src[i * src_len..(i + 1) * src_len]),
+        )
+    }
 }
 
 /// A new `[n, dst_len]` buffer: `f((dst_i, src_i))` fills sample `i`
@@ -421,17 +454,20 @@ fn input_grad_in_blocks(g: &ConvGeom, dy: &[f32], weight: &[f32], rows: usize) -
     let (p, taps, wo) = (g.positions(), g.taps(), g.wo());
     let wt = View::rows(weight, g.cout, taps).t();
     let outer = use_outer_parallelism(g.n);
+    if g.pointwise() {
+        let one = |dx_n: &mut [MaybeUninit<f32>], dy_n: &[f32]| {
+            matmul_strided_uninit(dx_n, p, wt, View::rows(dy_n, g.cout, p), !outer);
+        };
+        // SAFETY: the product writes all of `dx_n` (`[cin, p]`).
+        return unsafe { per_sample_written(g.n, g.input_len(), dy, g.output_len(), outer, one) };
+    }
     let one = |(dx_n, dy_n): (&mut [f32], &[f32])| {
-        if g.pointwise() {
-            matmul(dx_n, wt, View::rows(dy_n, g.cout, p), false, !outer);
-        } else {
-            in_row_blocks(g, rows, |block, col| {
-                let cols = block.len() * wo;
-                let dy_block = View::strided_rows(&dy_n[block.start * wo..], g.cout, cols, p);
-                matmul(col, wt, dy_block, false, !outer);
-                col2im_add(g, col, dx_n, block);
-            });
-        }
+        in_row_blocks(g, rows, |block, col| {
+            let cols = block.len() * wo;
+            let dy_block = View::strided_rows(&dy_n[block.start * wo..], g.cout, cols, p);
+            matmul(col, wt, dy_block, false, !outer);
+            col2im_add(g, col, dx_n, block);
+        });
     };
     per_sample(g.n, g.input_len(), dy, g.output_len(), outer, one)
 }

@@ -6,8 +6,9 @@
 //! (as torch), `y = gamma_c * xh + beta_c`, and the output is `y` or `silu(y)`.
 //! Statistics are accumulated in f64.
 
-use super::buffer::filled_with;
+use super::buffer::{assume_init, written_with};
 use super::simd::avx2;
+use std::mem::MaybeUninit;
 
 /// Shape of one fused GroupNorm call.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -139,7 +140,7 @@ avx2!(
     /// One (sample, group) block of the forward pass; returns `[mean, rstd]`.
     #[inline(never)]
     fn forward_block(
-        o: &mut [f32],
+        o: &mut [MaybeUninit<f32>],
         xb: &[f32],
         gamma: &[f32],
         beta: &[f32],
@@ -151,7 +152,7 @@ avx2!(
 
 #[inline(always)]
 fn forward_block_body(
-    o: &mut [f32],
+    o: &mut [MaybeUninit<f32>],
     xb: &[f32],
     gamma: &[f32],
     beta: &[f32],
@@ -165,11 +166,11 @@ fn forward_block_body(
         if silu {
             for (ov, &xv) in orow.iter_mut().zip(xr) {
                 let y = a * xv + b;
-                *ov = y * sigmoid(y);
+                ov.write(y * sigmoid(y));
             }
         } else {
             for (ov, &xv) in orow.iter_mut().zip(xr) {
-                *ov = a * xv + b;
+                ov.write(a * xv + b);
             }
         }
     }
@@ -188,18 +189,21 @@ pub fn forward(
     let block = shape.block();
     let cpg = shape.c / shape.groups;
     let mut stats = vec![[0.0f32; 2]; shape.n * shape.groups];
-    let out = filled_with(
-        x.len(),
-        block,
-        &mut stats,
-        true,
-        || (),
-        |_, i, o, st| {
-            let ch = (i % shape.groups) * cpg..(i % shape.groups + 1) * cpg;
-            let xb = &x[i * block..(i + 1) * block];
-            st[0] = forward_block(o, xb, &gamma[ch.clone()], &beta[ch], shape.s, eps, silu);
-        },
-    );
+    // SAFETY: `forward_block` writes every element of its block.
+    let out = unsafe {
+        written_with(
+            x.len(),
+            block,
+            &mut stats,
+            true,
+            || (),
+            |_, i, o, st| {
+                let ch = (i % shape.groups) * cpg..(i % shape.groups + 1) * cpg;
+                let xb = &x[i * block..(i + 1) * block];
+                st[0] = forward_block(o, xb, &gamma[ch.clone()], &beta[ch], shape.s, eps, silu);
+            },
+        )
+    };
     (out, stats)
 }
 
@@ -209,7 +213,7 @@ avx2!(
     #[inline(never)]
     #[allow(clippy::too_many_arguments)]
     fn backward_block(
-        dxb: &mut [f32],
+        dxb: &mut [MaybeUninit<f32>],
         xb: &[f32],
         dzb: &[f32],
         gamma: &[f32],
@@ -224,7 +228,7 @@ avx2!(
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 fn backward_block_body(
-    dxb: &mut [f32],
+    dxb: &mut [MaybeUninit<f32>],
     xb: &[f32],
     dzb: &[f32],
     gamma: &[f32],
@@ -267,7 +271,7 @@ fn backward_block_body(
             for ((d, x8), z8) in (&mut dc).zip(&mut xc).zip(&mut zc) {
                 for l in 0..LANES {
                     let (xh, dy) = dy_of(x8[l], z8[l]);
-                    d[l] = dy;
+                    d[l].write(dy);
                     dg[l] += dy * xh;
                     db[l] += dy;
                 }
@@ -279,7 +283,7 @@ fn backward_block_body(
                 .zip(zc.remainder())
             {
                 let (xh, dy) = dy_of(xv, zv);
-                *d = dy;
+                d.write(dy);
                 g += (dy * xh) as f64;
                 b += dy as f64;
             }
@@ -293,6 +297,8 @@ fn backward_block_body(
     }
     let len = xb.len() as f64;
     let (m1, m2) = ((m1 / len) as f32, (m2 / len) as f32);
+    // SAFETY: pass 1 wrote every element (its runs cover each row).
+    let dxb = unsafe { assume_init(dxb) };
     // pass 2: dx = rstd * (gamma dy - mean(dxh) - xh * mean(dxh xh))
     for (k, (drow, xr)) in dxb.chunks_mut(s).zip(xb.chunks(s)).enumerate() {
         let gm = gamma[k];
@@ -317,28 +323,31 @@ pub fn backward(
     let cpg = shape.c / shape.groups;
     // per (sample, channel) partial sums of dy * xh and dy
     let mut partial = vec![[0.0f64; 2]; shape.n * shape.c];
-    let dx = filled_with(
-        x.len(),
-        block,
-        &mut partial,
-        true,
-        || (),
-        |_, i, dxb, part| {
-            let ch = (i % shape.groups) * cpg..(i % shape.groups + 1) * cpg;
-            let blk = i * block..(i + 1) * block;
-            backward_block(
-                dxb,
-                &x[blk.clone()],
-                &dz[blk],
-                &gamma[ch.clone()],
-                &beta[ch],
-                stats[i],
-                shape.s,
-                silu,
-                part,
-            );
-        },
-    );
+    // SAFETY: `backward_block` writes every element of its block.
+    let dx = unsafe {
+        written_with(
+            x.len(),
+            block,
+            &mut partial,
+            true,
+            || (),
+            |_, i, dxb, part| {
+                let ch = (i % shape.groups) * cpg..(i % shape.groups + 1) * cpg;
+                let blk = i * block..(i + 1) * block;
+                backward_block(
+                    dxb,
+                    &x[blk.clone()],
+                    &dz[blk],
+                    &gamma[ch.clone()],
+                    &beta[ch],
+                    stats[i],
+                    shape.s,
+                    silu,
+                    part,
+                );
+            },
+        )
+    };
     let mut dgamma = vec![0.0f32; shape.c];
     let mut dbeta = vec![0.0f32; shape.c];
     for ch in 0..shape.c {
@@ -388,6 +397,11 @@ mod tests {
         (0..len)
             .map(|i| (((i as u32).wrapping_mul(2654435761) ^ seed) % 1000) as f32 / 250.0 - 2.0)
             .collect()
+    }
+
+    /// A block's output buffer before the kernel writes it.
+    fn unwritten(len: usize) -> Vec<MaybeUninit<f32>> {
+        vec![MaybeUninit::uninit(); len]
     }
 
     fn loss(out: &[f64], w: &[f32]) -> f64 {
@@ -586,7 +600,7 @@ mod tests {
                 }
             })
             .collect();
-        let (mut o, xs) = (vec![0.0; sh.s], x.iter().map(|&v| v as f64));
+        let (mut o, xs) = (unwritten(sh.s), x.iter().map(|&v| v as f64));
         let m = xs.clone().sum::<f64>() / sh.s as f64;
         let v = xs.map(|v| (v - m).powi(2)).sum::<f64>() / sh.s as f64;
         let [mean, rstd] = forward_block_body(&mut o, &x, &[1.0], &[0.0], sh.s, 1e-6, false);
@@ -609,16 +623,21 @@ mod tests {
             let gamma = data(cpg, 3);
             let beta = data(cpg, 5);
             for silu in [false, true] {
-                let (mut o1, mut o2) = (vec![0.0; xb.len()], vec![0.0; xb.len()]);
+                let (mut o1, mut o2) = (unwritten(xb.len()), unwritten(xb.len()));
                 let st1 = forward_block(&mut o1, &xb, &gamma, &beta, s, 1e-5, silu);
                 let st2 = forward_block_body(&mut o2, &xb, &gamma, &beta, s, 1e-5, silu);
-                let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-                assert_eq!(bits(&o1), bits(&o2), "forward, s {s}, silu {silu}");
-                assert_eq!(bits(&st1), bits(&st2));
+                // SAFETY: the blocks write every element of their output.
+                let bits = |v: &mut [MaybeUninit<f32>]| {
+                    let v = unsafe { assume_init(v) };
+                    v.iter().map(|x| x.to_bits()).collect::<Vec<_>>()
+                };
+                assert_eq!(bits(&mut o1), bits(&mut o2), "forward, s {s}, silu {silu}");
+                assert_eq!(st1.map(f32::to_bits), st2.map(f32::to_bits));
                 let (mut p1, mut p2) = (vec![[0.0f64; 2]; cpg], vec![[0.0f64; 2]; cpg]);
+                let (mut o1, mut o2) = (unwritten(xb.len()), unwritten(xb.len()));
                 backward_block(&mut o1, &xb, &dz, &gamma, &beta, st1, s, silu, &mut p1);
                 backward_block_body(&mut o2, &xb, &dz, &gamma, &beta, st2, s, silu, &mut p2);
-                assert_eq!(bits(&o1), bits(&o2), "backward, s {s}, silu {silu}");
+                assert_eq!(bits(&mut o1), bits(&mut o2), "backward, s {s}, silu {silu}");
                 assert_eq!(p1, p2);
             }
         }

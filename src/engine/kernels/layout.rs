@@ -2,53 +2,60 @@
 //! upsampling and concatenation along channels, with their gradients. burn's
 //! own versions run on the calling thread while the workers wait.
 
-use super::buffer::filled;
+use super::buffer::{write_copy, written};
+use std::mem::MaybeUninit;
 
 /// `x [planes, h, w]` -> `[planes, 2h, 2w]`: each pixel repeated over a 2x2 block.
 pub fn upsample2x(x: &[f32], h: usize, w: usize) -> Vec<f32> {
     let plane = h * w;
-    filled(
-        4 * x.len(),
-        4 * plane,
-        true,
-        || (),
-        |_, i, out| {
-            let src = &x[i * plane..(i + 1) * plane];
-            for (row, pair) in src.chunks_exact(w).zip(out.chunks_exact_mut(4 * w)) {
-                let (top, bottom) = pair.split_at_mut(2 * w);
-                for (o, &v) in top.chunks_exact_mut(2).zip(row) {
-                    o[0] = v;
-                    o[1] = v;
+    // SAFETY: each input row writes the two output rows it covers, whole.
+    unsafe {
+        written(
+            4 * x.len(),
+            4 * plane,
+            true,
+            || (),
+            |_, i, out| {
+                let src = &x[i * plane..(i + 1) * plane];
+                for (row, pair) in src.chunks_exact(w).zip(out.chunks_exact_mut(4 * w)) {
+                    let (top, bottom) = pair.split_at_mut(2 * w);
+                    for (o, &v) in top.chunks_exact_mut(2).zip(row) {
+                        o[0] = MaybeUninit::new(v);
+                        o[1] = MaybeUninit::new(v);
+                    }
+                    bottom.copy_from_slice(top);
                 }
-                bottom.copy_from_slice(top);
-            }
-        },
-    )
+            },
+        )
+    }
 }
 
 /// Gradient of [`upsample2x`]: `dy [planes, 2h, 2w]` -> `[planes, h, w]`, the
 /// sum over each 2x2 block.
 pub fn upsample2x_backward(dy: &[f32], h: usize, w: usize) -> Vec<f32> {
     let plane = h * w;
-    filled(
-        dy.len() / 4,
-        plane,
-        true,
-        || (),
-        |_, i, dx| {
-            let src = &dy[4 * i * plane..4 * (i + 1) * plane];
-            for (d, pair) in dx.chunks_exact_mut(w).zip(src.chunks_exact(4 * w)) {
-                let (top, bottom) = pair.split_at(2 * w);
-                for ((o, t), b) in d
-                    .iter_mut()
-                    .zip(top.chunks_exact(2))
-                    .zip(bottom.chunks_exact(2))
-                {
-                    *o = (t[0] + t[1]) + (b[0] + b[1]);
+    // SAFETY: every output row is written whole from its two input rows.
+    unsafe {
+        written(
+            dy.len() / 4,
+            plane,
+            true,
+            || (),
+            |_, i, dx| {
+                let src = &dy[4 * i * plane..4 * (i + 1) * plane];
+                for (d, pair) in dx.chunks_exact_mut(w).zip(src.chunks_exact(4 * w)) {
+                    let (top, bottom) = pair.split_at(2 * w);
+                    for ((o, t), b) in d
+                        .iter_mut()
+                        .zip(top.chunks_exact(2))
+                        .zip(bottom.chunks_exact(2))
+                    {
+                        o.write((t[0] + t[1]) + (b[0] + b[1]));
+                    }
                 }
-            }
-        },
-    )
+            },
+        )
+    }
 }
 
 /// `a [n, ka]` and `b [n, kb]` -> `[n, ka + kb]` (`ka`, `kb`: elements per sample).
@@ -62,17 +69,20 @@ pub fn concat(a: &[f32], b: &[f32], n: usize) -> Vec<f32> {
         (a.len(), b.len()),
         "sizes must split over the batch"
     );
-    filled(
-        a.len() + b.len(),
-        ka + kb,
-        true,
-        || (),
-        |_, i, out| {
-            let (oa, ob) = out.split_at_mut(ka);
-            oa.copy_from_slice(&a[i * ka..(i + 1) * ka]);
-            ob.copy_from_slice(&b[i * kb..(i + 1) * kb]);
-        },
-    )
+    // SAFETY: each sample's chunk is the two copies, whole.
+    unsafe {
+        written(
+            a.len() + b.len(),
+            ka + kb,
+            true,
+            || (),
+            |_, i, out| {
+                let (oa, ob) = out.split_at_mut(ka);
+                write_copy(oa, &a[i * ka..(i + 1) * ka]);
+                write_copy(ob, &b[i * kb..(i + 1) * kb]);
+            },
+        )
+    }
 }
 
 /// Inverse of [`concat`]: `x [n, ka + kb]` -> (`[n, ka]`, `[n, kb]`).
@@ -86,13 +96,18 @@ pub fn split(x: &[f32], n: usize, ka: usize) -> (Vec<f32>, Vec<f32>) {
         "sizes must split over the batch"
     );
     let part = |offset: usize, len: usize| {
-        filled(
-            n * len,
-            len,
-            true,
-            || (),
-            |_, i, out| out.copy_from_slice(&x[i * k + offset..i * k + offset + len]),
-        )
+        // SAFETY: each sample's chunk is one copy, whole.
+        unsafe {
+            written(
+                n * len,
+                len,
+                true,
+                || (),
+                |_, i, out| {
+                    write_copy(out, &x[i * k + offset..i * k + offset + len]);
+                },
+            )
+        }
     };
     (part(0, ka), part(ka, k - ka))
 }

@@ -1,5 +1,7 @@
 //! A checked wrapper over the `gemm` crate for row-major f32 matrices.
 
+use std::mem::MaybeUninit;
+
 /// A read-only matrix view: `data[r * row_stride + c * col_stride]`.
 #[derive(Clone, Copy)]
 pub struct View<'a> {
@@ -74,6 +76,59 @@ pub fn matmul_strided(
     accumulate: bool,
     parallel: bool,
 ) {
+    // SAFETY: `dst` is `dst.len()` initialised floats, borrowed mutably.
+    unsafe {
+        product_into(
+            dst.as_mut_ptr(),
+            dst.len(),
+            dst_row_stride,
+            a,
+            b,
+            accumulate,
+            parallel,
+        )
+    }
+}
+
+/// [`matmul_strided`] without accumulation into memory not yet written:
+/// afterwards the `[a.rows, b.cols]` block is initialised (and nothing else
+/// is touched).
+pub fn matmul_strided_uninit(
+    dst: &mut [MaybeUninit<f32>],
+    dst_row_stride: usize,
+    a: View<'_>,
+    b: View<'_>,
+    parallel: bool,
+) {
+    // SAFETY: `dst` is `dst.len()` floats borrowed mutably; without
+    // accumulation the product only writes them, never reads.
+    unsafe {
+        product_into(
+            dst.as_mut_ptr().cast(),
+            dst.len(),
+            dst_row_stride,
+            a,
+            b,
+            false,
+            parallel,
+        )
+    }
+}
+
+/// The product behind [`matmul_strided`] and [`matmul_strided_uninit`].
+///
+/// # Safety
+/// `dst` must be valid for writes of `dst_len` floats, and for reads of them
+/// when `accumulate`.
+unsafe fn product_into(
+    dst: *mut f32,
+    dst_len: usize,
+    dst_row_stride: usize,
+    a: View<'_>,
+    b: View<'_>,
+    accumulate: bool,
+    parallel: bool,
+) {
     assert_eq!(a.cols, b.rows, "inner dimensions differ");
     let (m, n, k) = (a.rows, b.cols, a.cols);
     assert!(dst_row_stride >= n, "destination rows overlap");
@@ -81,15 +136,16 @@ pub fn matmul_strided(
         return;
     }
     assert!(
-        dst.len() > (m - 1) * dst_row_stride + n - 1,
+        dst_len > (m - 1) * dst_row_stride + n - 1,
         "destination too small"
     );
     a.check();
     b.check();
     if k == 0 {
         if !accumulate {
-            for row in dst.chunks_mut(dst_row_stride).take(m) {
-                row[..n].fill(0.0);
+            for r in 0..m {
+                // SAFETY: row `r`'s `n` floats lie within `dst_len` (checked above).
+                unsafe { std::ptr::write_bytes(dst.add(r * dst_row_stride), 0, n) };
             }
         }
         return;
@@ -100,13 +156,14 @@ pub fn matmul_strided(
         gemm::Parallelism::None
     };
     // SAFETY: every index the product touches was bounds-checked above: dst is
-    // [m, n] with rows `dst_row_stride` apart within `dst`, and `check` covers the last element of a and b.
+    // [m, n] with rows `dst_row_stride` apart within `dst_len`, and `check`
+    // covers the last element of a and b. gemm reads dst only to accumulate.
     unsafe {
         gemm::gemm(
             m,
             n,
             k,
-            dst.as_mut_ptr(),
+            dst,
             1,
             dst_row_stride as isize,
             accumulate,
@@ -162,6 +219,27 @@ mod tests {
             matmul(&mut got, va, vb, true, true);
             for (g, w) in got.iter().zip(&want) {
                 assert!((*g as f64 - 2.0 * w).abs() < 1e-5);
+            }
+        }
+    }
+
+    #[test]
+    fn an_unwritten_destination_gets_the_product_in_its_block_only() {
+        let a: Vec<f32> = (0..35).map(|i| (i as f32 * 0.37).sin()).collect();
+        let b: Vec<f32> = (0..28).map(|i| (i as f32 * 0.91).cos()).collect();
+        let (va, vb) = (View::rows(&a, 5, 7), View::rows(&b, 7, 4));
+        let want = naive(va, vb);
+        // columns 1..5 of a [5, 6] matrix; the rest holds sevens the product must not touch
+        let mut dst = [MaybeUninit::new(7.0f32); 30];
+        matmul_strided_uninit(&mut dst[1..], 6, va, vb, true);
+        for (i, v) in dst.iter().enumerate() {
+            // SAFETY: every element was either set above or written by the product.
+            let v = unsafe { v.assume_init() };
+            let (r, c) = (i / 6, i % 6);
+            if (1..5).contains(&c) {
+                assert!((v as f64 - want[r * 4 + c - 1]).abs() < 1e-5, "[{r}, {c}]");
+            } else {
+                assert_eq!(v, 7.0, "[{r}, {c}] outside the block");
             }
         }
     }
