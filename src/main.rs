@@ -39,12 +39,30 @@ fn view(arg: ViewArg) -> View {
     }
 }
 
+/// Stack of each compute worker: a headless job runs on one (below), with
+/// the main thread's usual size.
+const WORKER_STACK: usize = 8 << 20;
+
+/// Runs `job` on a worker of the global rayon pool and waits for it. The
+/// kernels' parallel loops then start from inside the pool: the calling
+/// worker takes a share of the work, and the pool's threads are not woken
+/// and put back to sleep around every loop as they are for a caller outside.
+fn on_pool_worker<R: Send>(job: impl FnOnce() -> R + Send) -> R {
+    // the pool may already exist (a test harness): then its settings stay
+    let _ = rayon::ThreadPoolBuilder::new()
+        .stack_size(WORKER_STACK)
+        .build_global();
+    let mut out = None;
+    rayon::scope(|_| out = Some(job()));
+    out.expect("the job ran")
+}
+
 fn main() -> ExitCode {
     keep_freed_pages();
     let cli = Cli::parse();
     let result = match cli.command {
         None => run_app(cli.device, cli.view.map(view)),
-        Some(command) => run(command, cli.device),
+        Some(command) => on_pool_worker(|| run(command, cli.device)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -58,6 +76,14 @@ fn main() -> ExitCode {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_headless_job_runs_on_a_pool_worker_and_returns_its_result() {
+        assert!(rayon::current_thread_index().is_none());
+        let (index, value) = on_pool_worker(|| (rayon::current_thread_index(), 41 + 1));
+        assert!(index.is_some(), "the job ran outside the pool");
+        assert_eq!(value, 42);
+    }
 
     #[test]
     fn the_purge_delay_option_is_the_one_set() {
