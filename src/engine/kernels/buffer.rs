@@ -51,7 +51,7 @@ pub unsafe fn assume_init(chunk: &mut [MaybeUninit<f32>]) -> &mut [f32] {
 }
 
 /// Writes zeros over `chunk` and returns it as initialised floats.
-fn zero_init(chunk: &mut [MaybeUninit<f32>]) -> &mut [f32] {
+pub fn zero_init(chunk: &mut [MaybeUninit<f32>]) -> &mut [f32] {
     chunk.fill(MaybeUninit::new(0.0));
     // SAFETY: every element was written just above.
     unsafe { assume_init(chunk) }

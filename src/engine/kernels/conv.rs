@@ -17,7 +17,7 @@
 //! builds each tap's block as one shifted copy of the input plane, then zeroes
 //! the columns that wrapped around.
 
-use super::buffer::{assume_init, filled, with_scratch, written};
+use super::buffer::{assume_init, with_scratch, written, zero_init};
 use super::matmul::{View, matmul, matmul_strided_uninit};
 use rayon::prelude::*;
 use std::mem::MaybeUninit;
@@ -384,15 +384,16 @@ fn forward_in_blocks(
         }
     };
     // SAFETY: `one` writes its whole sample (above).
-    unsafe { per_sample_written(g.n, g.output_len(), x, g.input_len(), outer, one) }
+    unsafe { per_sample(g.n, g.output_len(), x, g.input_len(), outer, one) }
 }
 
-/// [`per_sample`] for `f` that writes every element of its sample, which
-/// starts unwritten.
+/// A new `[n, dst_len]` buffer: `f(dst_i, src_i)` writes sample `i` (which
+/// starts unwritten) from `src_i`, over the rayon pool when `outer`,
+/// otherwise in order.
 ///
 /// # Safety
 /// `f(dst_i, src_i)` must write every element of `dst_i`.
-unsafe fn per_sample_written<F>(
+unsafe fn per_sample<F>(
     n: usize,
     dst_len: usize,
     src: &[f32],
@@ -413,29 +414,6 @@ where
             |_, i, dst| f(dst, &src[i * src_len..(i + 1) * src_len]),
         )
     }
-}
-
-/// A new `[n, dst_len]` buffer: `f((dst_i, src_i))` fills sample `i`
-/// (zeroed first) from `src_i`, over the rayon pool when `outer`, otherwise
-/// in order.
-fn per_sample<F>(
-    n: usize,
-    dst_len: usize,
-    src: &[f32],
-    src_len: usize,
-    outer: bool,
-    f: F,
-) -> Vec<f32>
-where
-    F: Fn((&mut [f32], &[f32])) + Send + Sync,
-{
-    filled(
-        n * dst_len,
-        dst_len,
-        outer,
-        || (),
-        |_, i, dst| f((dst, &src[i * src_len..(i + 1) * src_len])),
-    )
 }
 
 /// Input gradient: `dy [n, cout, ho, wo]` -> `dx [n, cin, h, w]`.
@@ -459,9 +437,10 @@ fn input_grad_in_blocks(g: &ConvGeom, dy: &[f32], weight: &[f32], rows: usize) -
             matmul_strided_uninit(dx_n, p, wt, View::rows(dy_n, g.cout, p), !outer);
         };
         // SAFETY: the product writes all of `dx_n` (`[cin, p]`).
-        return unsafe { per_sample_written(g.n, g.input_len(), dy, g.output_len(), outer, one) };
+        return unsafe { per_sample(g.n, g.input_len(), dy, g.output_len(), outer, one) };
     }
-    let one = |(dx_n, dy_n): (&mut [f32], &[f32])| {
+    let one = |dx_n: &mut [MaybeUninit<f32>], dy_n: &[f32]| {
+        let dx_n = zero_init(dx_n);
         in_row_blocks(g, rows, |block, col| {
             let cols = block.len() * wo;
             let dy_block = View::strided_rows(&dy_n[block.start * wo..], g.cout, cols, p);
@@ -469,7 +448,8 @@ fn input_grad_in_blocks(g: &ConvGeom, dy: &[f32], weight: &[f32], rows: usize) -
             col2im_add(g, col, dx_n, block);
         });
     };
-    per_sample(g.n, g.input_len(), dy, g.output_len(), outer, one)
+    // SAFETY: `one` zeroes its sample first.
+    unsafe { per_sample(g.n, g.input_len(), dy, g.output_len(), outer, one) }
 }
 
 /// Weight and bias gradients: `(dW [cout, cin, k, k], db [cout])`.
