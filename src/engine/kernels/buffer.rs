@@ -2,10 +2,10 @@
 //!
 //! A kernel's output used to be `vec![0.0; len]`: the calling thread zeroed all
 //! of it (and took its page faults) while the workers waited, before the
-//! parallel loop wrote it again. Here each worker fills the chunk it owns:
-//! zeroed first for kernels that add into their output ([`filled`]), or
-//! written once and never zeroed for those that write every element
-//! ([`written`]).
+//! parallel loop wrote it again. Here each worker fills the chunk it owns
+//! ([`written`]): written once, never zeroed, by kernels that write every
+//! element; zeroed by the worker itself ([`zero_init`]) where a kernel adds
+//! into its output.
 
 use rayon::prelude::*;
 use std::cell::Cell;
@@ -73,26 +73,10 @@ pub fn write_copy<'a>(dst: &'a mut [MaybeUninit<f32>], src: &[f32]) -> &'a mut [
 }
 
 /// A new buffer of `len` floats, cut into chunks of `chunk` (the last may be
-/// shorter); `f(scratch, i, chunk_i)` fills chunk `i`, which starts zeroed.
-/// Over the rayon pool when `parallel` (one `init()` scratch per worker
-/// job), otherwise in order with one scratch.
-pub fn filled<S, I, F>(len: usize, chunk: usize, parallel: bool, init: I, f: F) -> Vec<f32>
-where
-    I: Fn() -> S + Sync + Send,
-    F: Fn(&mut S, usize, &mut [f32]) + Sync + Send,
-{
-    let chunks = len.div_ceil(chunk.max(1));
-    let mut none = vec![(); chunks];
-    // SAFETY: each chunk is zeroed before `f` sees it.
-    unsafe {
-        written_with(len, chunk, &mut none, parallel, init, |s, i, c, _| {
-            f(s, i, zero_init(c))
-        })
-    }
-}
-
-/// [`filled`] for kernels that write every element: chunk `i` starts
-/// unwritten (no zeroing pass) and `f` must initialise all of it.
+/// shorter); `f(scratch, i, chunk_i)` writes chunk `i`, which starts
+/// unwritten (a kernel that adds into it zeroes it first with
+/// [`zero_init`]). Over the rayon pool when `parallel` (one `init()` scratch
+/// per worker job), otherwise in order with one scratch.
 ///
 /// # Safety
 /// `f` must write every element of the chunk it is given (or panic).
@@ -167,25 +151,29 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_chunk_starts_zeroed_and_keeps_what_it_was_given() {
+    fn a_zeroed_chunk_reads_zero_and_keeps_what_is_added() {
         for parallel in [false, true] {
             // a short last chunk, and chunks that add to what they start with
-            let out = filled(
-                10,
-                4,
-                parallel,
-                || 0usize,
-                |calls, i, c| {
-                    *calls += 1;
-                    assert!(c.iter().all(|&v| v == 0.0));
-                    for (j, v) in c.iter_mut().enumerate() {
-                        *v += (i * 4 + j) as f32;
-                    }
-                },
-            );
+            // SAFETY: `zero_init` writes every element before the additions.
+            let out = unsafe {
+                written(
+                    10,
+                    4,
+                    parallel,
+                    || (),
+                    |_, i, c| {
+                        let c = zero_init(c);
+                        assert!(c.iter().all(|&v| v == 0.0));
+                        for (j, v) in c.iter_mut().enumerate() {
+                            *v += (i * 4 + j) as f32;
+                        }
+                    },
+                )
+            };
             assert_eq!(out, (0..10).map(|v| v as f32).collect::<Vec<_>>());
         }
-        assert!(filled(0, 4, true, || (), |_, _, _| unreachable!()).is_empty());
+        // SAFETY: there is nothing to write.
+        assert!(unsafe { written(0, 4, true, || (), |_, _, _| unreachable!()) }.is_empty());
     }
 
     #[test]
