@@ -570,6 +570,50 @@ fn resume_refuses_other_settings() {
 }
 
 #[test]
+fn a_baseline_is_reused_beside_other_ranges_but_not_other_optimizer_settings() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = toy_data();
+    let c = config(2, 2);
+    let baseline_job = |config: &FinetuneConfig, resume: bool| {
+        let job = Job {
+            baseline: true,
+            resume,
+            ..mlp_job(config, dir.path(), &data)
+        };
+        let mut events = Vec::new();
+        let job = FinetuneJob {
+            experts: false,
+            ..job.get()
+        };
+        finetune(mlp(0), &job, &dev(), &CancelToken::new(), &mut |e| {
+            events.push(e)
+        })
+        .map(|o| (o, events))
+    };
+    let (first, _) = baseline_job(&c, false).unwrap();
+    // other ranges, p and expert projection: the finished baseline is taken as it is
+    let ranges = FinetuneConfig {
+        boundaries: Some(vec![0, 300, 1000]),
+        p: 0.0,
+        projection: true,
+        ..c.clone()
+    };
+    let (again, events) = baseline_job(&ranges, true).unwrap();
+    assert!(events.iter().any(|e| matches!(
+        e.event,
+        TrainEvent::Started {
+            first_step: 4,
+            total_steps: 4
+        }
+    )));
+    assert_eq!(max_diff(&first.models[0].1, &again.models[0].1), 0.0);
+    // another learning rate is another baseline
+    let lr = FinetuneConfig { lr: 5e-4, ..c };
+    let err = format!("{:#}", baseline_job(&lr, true).unwrap_err());
+    assert!(err.contains("lr: 0.001 vs 0.0005"), "{err}");
+}
+
+#[test]
 fn nan_loss_stops_and_keeps_the_last_good_checkpoints() {
     let dir = tempfile::tempdir().unwrap();
     let data = toy_data();

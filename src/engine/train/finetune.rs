@@ -313,7 +313,7 @@ fn preflight(job: &FinetuneJob, run: RunId, parent: &str) -> Result<bool> {
     }
     let stored: FinetuneConfig = serde_json::from_value(meta.train_config)
         .with_context(|| format!("{}: unreadable finetune settings", meta_path.display()))?;
-    let differences = stored.differences(job.config)?;
+    let differences = stored.differences_for(run, job.config)?;
     if !differences.is_empty() {
         bail!(
             "{} was trained with other settings (saved vs now: {}); resume with the same settings",

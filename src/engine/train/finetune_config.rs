@@ -91,6 +91,13 @@ impl Default for FinetuneConfig {
 /// Fields that may change when a run is resumed.
 const RESUMABLE_CHANGES: [&str; 2] = ["steps_per_expert", "checkpoint_every"];
 
+/// Fields the baseline's training never reads (its timesteps are uniform over
+/// all of `[0, T)`, its projection and consistency have their own switches).
+const EXPERT_ONLY: [&str; 4] = ["p", "mix", "projection", "boundaries"];
+
+/// Fields the experts' training never reads.
+const BASELINE_ONLY: [&str; 2] = ["baseline_consistency", "baseline_projection"];
+
 impl FinetuneConfig {
     /// Checks every setting, with a message naming the bad one.
     pub fn validate(&self) -> Result<()> {
@@ -227,6 +234,28 @@ impl FinetuneConfig {
     /// The settings in which `other` differs from `self`, ignoring those a resume
     /// may change (`steps_per_expert`, `checkpoint_every`), as `name: this vs other` lines.
     pub fn differences(&self, other: &Self) -> Result<Vec<String>> {
+        self.differences_except(other, &[])
+    }
+
+    /// [`Self::differences`] in what `run`'s training reads: a baseline
+    /// trained beside uniform ranges serves as well beside any others (the
+    /// same seed, budget and optimizer give the same model), so a resume or a
+    /// copied baseline is not refused for the experts' settings.
+    pub fn differences_for(&self, run: RunId, other: &Self) -> Result<Vec<String>> {
+        match run {
+            RunId::Expert(_) => self.differences_except(other, &BASELINE_ONLY),
+            RunId::Baseline => {
+                let mut ignored = EXPERT_ONLY.to_vec();
+                if self.lambda_of(run) == other.lambda_of(run) {
+                    ignored.push("consistency_weight");
+                }
+                self.differences_except(other, &ignored)
+            }
+        }
+    }
+
+    /// [`Self::differences`], also leaving out the fields named in `ignored`.
+    fn differences_except(&self, other: &Self, ignored: &[&str]) -> Result<Vec<String>> {
         let a = serde_json::to_value(self)?;
         let b = serde_json::to_value(other)?;
         let (Some(a), Some(b)) = (a.as_object(), b.as_object()) else {
@@ -234,6 +263,7 @@ impl FinetuneConfig {
         };
         Ok(a.iter()
             .filter(|(k, _)| !RESUMABLE_CHANGES.contains(&k.as_str()))
+            .filter(|(k, _)| !ignored.contains(&k.as_str()))
             .filter_map(|(k, va)| {
                 let vb = b.get(k).unwrap_or(&serde_json::Value::Null);
                 (va != vb).then(|| format!("{k}: {va} vs {vb}"))
@@ -311,6 +341,50 @@ mod tests {
         bad(&|c| c.consistency_weight = -1.0, "lambda");
         bad(&|c| c.steps_per_expert = 0, "steps");
         bad(&|c| c.lr = 0.0, "learning rate");
+    }
+
+    #[test]
+    fn a_run_is_compared_on_what_its_training_reads() {
+        let a = FinetuneConfig::default();
+        let b = FinetuneConfig {
+            p: 0.0,
+            projection: false,
+            boundaries: Some(vec![0, 350, 550, 700, 1000]),
+            consistency_weight: 0.5,
+            baseline_projection: true,
+            ..a.clone()
+        };
+        // the baseline reads none of the experts' settings (nor the
+        // consistency weight while it has no consistency loss) but its own
+        let d = a.differences_for(RunId::Baseline, &b).unwrap();
+        assert_eq!(d.len(), 1, "{d:?}");
+        assert!(d[0].starts_with("baseline_projection"), "{d:?}");
+        let with_consistency = |c: &FinetuneConfig| FinetuneConfig {
+            baseline_consistency: true,
+            ..c.clone()
+        };
+        let d = with_consistency(&a)
+            .differences_for(
+                RunId::Baseline,
+                &FinetuneConfig {
+                    baseline_projection: false,
+                    ..with_consistency(&b)
+                },
+            )
+            .unwrap();
+        assert_eq!(d.len(), 1, "{d:?}");
+        assert!(d[0].starts_with("consistency_weight"), "{d:?}");
+        // an expert reads all of them but the baseline's switches
+        let d = a.differences_for(RunId::Expert(0), &b).unwrap();
+        assert_eq!(d.len(), 4, "{d:?}");
+        assert!(!d.iter().any(|l| l.starts_with("baseline_")), "{d:?}");
+        // both read the learning rate and the seed
+        let c = FinetuneConfig {
+            lr: 1e-4,
+            seed: 7,
+            ..b
+        };
+        assert_eq!(a.differences_for(RunId::Baseline, &c).unwrap().len(), 3);
     }
 
     #[test]
