@@ -17,7 +17,7 @@
 //! builds each tap's block as one shifted copy of the input plane, then zeroes
 //! the columns that wrapped around.
 
-use super::buffer::{assume_init, with_scratch, written, zero_init};
+use super::buffer::{assume_init, with_scratch, written, written_with, zero_init};
 use super::matmul::{View, matmul, matmul_strided_uninit};
 use rayon::prelude::*;
 use std::mem::MaybeUninit;
@@ -416,19 +416,11 @@ where
     }
 }
 
-/// Input gradient: `dy [n, cout, ho, wo]` -> `dx [n, cin, h, w]`.
-pub fn input_grad(g: &ConvGeom, dy: &[f32], weight: &[f32]) -> Vec<f32> {
-    input_grad_in_blocks(g, dy, weight, block_rows(g))
-}
-
-/// [`input_grad`], `rows` output rows at a time (of `dcol`, or of the
-/// transposed convolution's im2col matrix).
+/// Input gradient `dy [n, cout, ho, wo]` -> `dx [n, cin, h, w]` by
+/// scattering (for the convolutions [`shared_backward`] does not take),
+/// `rows` output rows of `dcol` at a time.
 fn input_grad_in_blocks(g: &ConvGeom, dy: &[f32], weight: &[f32], rows: usize) -> Vec<f32> {
     assert_eq!(dy.len(), g.n * g.output_len(), "output gradient size");
-    if let Some(t) = g.transposed() {
-        let flipped = flipped_transpose(g, weight);
-        return forward_in_blocks(&t, dy, &flipped, None, rows);
-    }
     let (p, taps, wo) = (g.positions(), g.taps(), g.wo());
     let wt = View::rows(weight, g.cout, taps).t();
     let outer = use_outer_parallelism(g.n);
@@ -452,12 +444,124 @@ fn input_grad_in_blocks(g: &ConvGeom, dy: &[f32], weight: &[f32], rows: usize) -
     unsafe { per_sample(g.n, g.input_len(), dy, g.output_len(), outer, one) }
 }
 
-/// Weight and bias gradients: `(dW [cout, cin, k, k], db [cout])`.
-pub fn weight_grad(g: &ConvGeom, x: &[f32], dy: &[f32]) -> (Vec<f32>, Vec<f32>) {
-    weight_grad_in_blocks(g, x, dy, block_rows(g))
+/// All gradients: `(dx, dW, db)`, `dx` only when `need_dx`. For a stride-1
+/// convolution each sample's im2col matrix of `dy` under the transposed
+/// convolution is built once and serves both products (`dx = W' col` and
+/// `dW'^T += col x^T`, `W'` the kernels turned by 180 degrees), so the
+/// weight gradient needs no im2col matrix of `x`.
+pub fn backward(
+    g: &ConvGeom,
+    x: &[f32],
+    dy: &[f32],
+    weight: &[f32],
+    need_dx: bool,
+) -> (Option<Vec<f32>>, Vec<f32>, Vec<f32>) {
+    backward_in_blocks(g, x, dy, weight, need_dx, None)
 }
 
-/// [`weight_grad`], building im2col `rows` output rows at a time.
+/// [`backward`], `rows` output rows at a time (`None`: about 1 MB blocks).
+fn backward_in_blocks(
+    g: &ConvGeom,
+    x: &[f32],
+    dy: &[f32],
+    weight: &[f32],
+    need_dx: bool,
+    rows: Option<usize>,
+) -> (Option<Vec<f32>>, Vec<f32>, Vec<f32>) {
+    match g.transposed() {
+        Some(t) if need_dx => {
+            let rows = rows.unwrap_or_else(|| block_rows(&t));
+            let (dx, dw) = shared_backward(g, &t, x, dy, weight, rows);
+            (Some(dx), dw, bias_grad(g, dy))
+        }
+        _ => {
+            let rows = rows.unwrap_or_else(|| block_rows(g));
+            let dx = need_dx.then(|| input_grad_in_blocks(g, dy, weight, rows));
+            let (dw, db) = weight_grad_in_blocks(g, x, dy, rows);
+            (dx, dw, db)
+        }
+    }
+}
+
+/// `db`: the sum of `dy` over the batch and the positions, in f64.
+fn bias_grad(g: &ConvGeom, dy: &[f32]) -> Vec<f32> {
+    let mut db = vec![0.0f64; g.cout];
+    for (j, row) in dy.chunks_exact(g.positions().max(1)).enumerate() {
+        db[j % g.cout] += row.iter().map(|&v| v as f64).sum::<f64>();
+    }
+    db.into_iter().map(|v| v as f32).collect()
+}
+
+/// `(dx, dW)` of a stride-1 convolution from the transposed convolution `t`
+/// ([`backward`]): one im2col matrix of `dy` per block, two products.
+fn shared_backward(
+    g: &ConvGeom,
+    t: &ConvGeom,
+    x: &[f32],
+    dy: &[f32],
+    weight: &[f32],
+    rows: usize,
+) -> (Vec<f32>, Vec<f32>) {
+    assert_eq!(x.len(), g.n * g.input_len(), "input size");
+    assert_eq!(dy.len(), g.n * g.output_len(), "output gradient size");
+    assert_eq!(weight.len(), g.cout * g.taps(), "weight size");
+    let flipped = flipped_transpose(g, weight);
+    let (plane, ttaps, w) = (t.positions(), t.taps(), t.wo());
+    let wt = View::rows(&flipped, g.cin, ttaps);
+    let outer = use_outer_parallelism(g.n);
+    let workers = if outer {
+        rayon::current_num_threads().clamp(1, g.n.max(1))
+    } else {
+        1
+    };
+    let per = g.n.div_ceil(workers).max(1);
+    // one dW'^T [cout * k * k, cin] per group of samples, summed below
+    let mut partials = vec![Vec::new(); g.n.div_ceil(per).max(1)];
+    // SAFETY: every sample's dx is written whole by the products over its
+    // row blocks, which cover all of its positions.
+    let dx = unsafe {
+        written_with(
+            g.n * g.input_len(),
+            per * g.input_len(),
+            &mut partials,
+            outer,
+            || (),
+            |_, c, dx_group, part| {
+                let dwt = &mut part[0];
+                dwt.resize(ttaps * g.cin, 0.0);
+                for (j, dx_n) in dx_group.chunks_mut(g.input_len()).enumerate() {
+                    let i = c * per + j;
+                    let dy_n = &dy[i * g.output_len()..(i + 1) * g.output_len()];
+                    let x_n = &x[i * g.input_len()..(i + 1) * g.input_len()];
+                    in_row_blocks(t, rows, |block, col| {
+                        let cols = block.len() * w;
+                        let start = block.start * w;
+                        im2col(t, dy_n, col, block);
+                        let col = View::rows(col, ttaps, cols);
+                        matmul_strided_uninit(&mut dx_n[start..], plane, wt, col, !outer);
+                        let x_t = View::strided_rows(&x_n[start..], g.cin, cols, plane).t();
+                        matmul(dwt, col, x_t, true, !outer);
+                    });
+                }
+            },
+        )
+    };
+    // dW[co, ci, tap] = dW'^T[(co, k*k - 1 - tap), ci]
+    let kk = g.k * g.k;
+    let mut dw = vec![0.0f32; g.cout * g.taps()];
+    for part in partials.iter().filter(|p| !p.is_empty()) {
+        for (r, row) in part.chunks_exact(g.cin).enumerate() {
+            let (co, tap) = (r / kk, kk - 1 - r % kk);
+            for (ci, v) in row.iter().enumerate() {
+                dw[(co * g.cin + ci) * kk + tap] += v;
+            }
+        }
+    }
+    (dx, dw)
+}
+
+/// Weight and bias gradients `(dW [cout, cin, k, k], db [cout])` from an
+/// im2col matrix of `x`, built `rows` output rows at a time.
 fn weight_grad_in_blocks(g: &ConvGeom, x: &[f32], dy: &[f32], rows: usize) -> (Vec<f32>, Vec<f32>) {
     assert_eq!(x.len(), g.n * g.input_len(), "input size");
     assert_eq!(dy.len(), g.n * g.output_len(), "output gradient size");
@@ -665,18 +769,26 @@ mod tests {
                 v[i] = 1.0;
                 v
             };
-            let dx = input_grad(&g, &dy, &w);
             let want_dx: Vec<f64> = (0..x.len()).map(|i| loss(&unit(x.len(), i), &w)).collect();
-            assert_close(&dx, &want_dx, &format!("dx {g:?}"));
-            let (dw, db) = weight_grad(&g, &x, &dy);
             let want_dw: Vec<f64> = (0..w.len()).map(|i| loss(&x, &unit(w.len(), i))).collect();
+            let (dx, dw, db) = backward(&g, &x, &dy, &w, true);
+            assert_close(&dx.unwrap(), &want_dx, &format!("dx {g:?}"));
             assert_close(&dw, &want_dw, &format!("dw {g:?}"));
+            // without dx, stride-1 convolutions take the im2col matrix of x
+            let (none, dw_alone, db_alone) = backward(&g, &x, &dy, &w, false);
+            assert!(none.is_none());
+            assert_close(&dw_alone, &want_dw, &format!("dw alone {g:?}"));
+            let want_db: Vec<f64> = db.iter().map(|&v| v as f64).collect();
+            assert_close(&db_alone, &want_db, &format!("db alone {g:?}"));
             for rows in block_sizes(&g) {
                 let what = format!("{g:?} in blocks of {rows} rows");
-                let dx = input_grad_in_blocks(&g, &dy, &w, rows);
-                assert_close(&dx, &want_dx, &format!("dx {what}"));
-                let (dw, _) = weight_grad_in_blocks(&g, &x, &dy, rows);
-                assert_close(&dw, &want_dw, &format!("dw {what}"));
+                for need_dx in [true, false] {
+                    let (dx, dw, _) = backward_in_blocks(&g, &x, &dy, &w, need_dx, Some(rows));
+                    if let Some(dx) = dx {
+                        assert_close(&dx, &want_dx, &format!("dx {what}"));
+                    }
+                    assert_close(&dw, &want_dw, &format!("dw {what}, dx {need_dx}"));
+                }
             }
             let want_db: Vec<f64> = (0..g.cout)
                 .map(|co| {

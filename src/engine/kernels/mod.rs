@@ -219,10 +219,9 @@ impl CpuKernelsGrad for Flex {
         let g = conv_geom(&x, &weight, stride, pad);
         let dy = host_f32(&grad);
         let w = host_f32(&weight);
-        let dx = need_dx.then(|| flex_tensor(conv::input_grad(&g, &dy, &w), x.shape()));
-        let (dw, db) = conv::weight_grad(&g, &host_f32(&x), &dy);
+        let (dx, dw, db) = conv::backward(&g, &host_f32(&x), &dy, &w, need_dx);
         (
-            dx,
+            dx.map(|dx| flex_tensor(dx, x.shape())),
             flex_tensor(dw, weight.shape()),
             flex_tensor(db, burn::tensor::Shape::new([g.cout])),
         )
