@@ -10,6 +10,8 @@
 //!   one product with `cout * k * k` terms and no scatter); for larger strides
 //!   `dcol_n = W^T dy_n`, scattered back onto `dx_n` (col2im);
 //! - weight gradient: `dW = sum_n dy_n col_n^T`, one partial per worker, summed;
+//!   for stride 1 (with `dx` wanted) the transposed convolution's im2col matrix
+//!   of `dy`, built for `dx`, gives it as well (see [`backward`]);
 //! - bias gradient: the sum of `dy` over the batch and the positions.
 //!
 //! A 1x1 stride-1 conv without padding skips im2col (`col_n` is `x_n`). A
