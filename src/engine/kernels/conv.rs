@@ -479,17 +479,25 @@ fn backward_in_blocks(
         _ => {
             let rows = rows.unwrap_or_else(|| block_rows(g));
             let dx = need_dx.then(|| input_grad_in_blocks(g, dy, weight, rows));
-            let (dw, db) = weight_grad_in_blocks(g, x, dy, rows);
-            (dx, dw, db)
+            (dx, weight_grad_in_blocks(g, x, dy, rows), bias_grad(g, dy))
         }
     }
 }
 
-/// `db`: the sum of `dy` over the batch and the positions, in f64.
+/// `db`: the sum of `dy` over the batch and the positions, in f64, one
+/// sample per rayon job.
 fn bias_grad(g: &ConvGeom, dy: &[f32]) -> Vec<f32> {
+    let p = g.positions().max(1);
+    let per_sample: Vec<Vec<f64>> = dy
+        .par_chunks(g.output_len().max(1))
+        .map(|dy_n| {
+            let row_sum = |row: &[f32]| row.iter().map(|&v| v as f64).sum::<f64>();
+            dy_n.chunks_exact(p).map(row_sum).collect()
+        })
+        .collect();
     let mut db = vec![0.0f64; g.cout];
-    for (j, row) in dy.chunks_exact(g.positions().max(1)).enumerate() {
-        db[j % g.cout] += row.iter().map(|&v| v as f64).sum::<f64>();
+    for sample in per_sample {
+        db.iter_mut().zip(sample).for_each(|(a, b)| *a += b);
     }
     db.into_iter().map(|v| v as f32).collect()
 }
@@ -562,19 +570,18 @@ fn shared_backward(
     (dx, dw)
 }
 
-/// Weight and bias gradients `(dW [cout, cin, k, k], db [cout])` from an
-/// im2col matrix of `x`, built `rows` output rows at a time.
-fn weight_grad_in_blocks(g: &ConvGeom, x: &[f32], dy: &[f32], rows: usize) -> (Vec<f32>, Vec<f32>) {
+/// Weight gradient `dW [cout, cin, k, k]` from an im2col matrix of `x`,
+/// built `rows` output rows at a time.
+fn weight_grad_in_blocks(g: &ConvGeom, x: &[f32], dy: &[f32], rows: usize) -> Vec<f32> {
     assert_eq!(x.len(), g.n * g.input_len(), "input size");
     assert_eq!(dy.len(), g.n * g.output_len(), "output gradient size");
     let (p, taps, wo) = (g.positions(), g.taps(), g.wo());
     let workers = rayon::current_num_threads().clamp(1, g.n.max(1));
     let per = g.n.div_ceil(workers);
-    let partials: Vec<(Vec<f32>, Vec<f64>)> = (0..g.n.div_ceil(per))
+    let partials: Vec<Vec<f32>> = (0..g.n.div_ceil(per))
         .into_par_iter()
         .map(|chunk| {
             let mut dwt = vec![0.0f32; taps * g.cout];
-            let mut db = vec![0.0f64; g.cout];
             for i in chunk * per..((chunk + 1) * per).min(g.n) {
                 let x_n = &x[i * g.input_len()..(i + 1) * g.input_len()];
                 let dy_n = &dy[i * g.output_len()..(i + 1) * g.output_len()];
@@ -592,24 +599,19 @@ fn weight_grad_in_blocks(g: &ConvGeom, x: &[f32], dy: &[f32], rows: usize) -> (V
                         matmul(&mut dwt, View::rows(col, taps, cols), dy_t, true, false);
                     });
                 }
-                for (acc, row) in db.iter_mut().zip(dy_n.chunks_exact(p)) {
-                    *acc += row.iter().map(|&v| v as f64).sum::<f64>();
-                }
             }
-            (dwt, db)
+            dwt
         })
         .collect();
     let mut dw = vec![0.0f32; g.cout * taps];
-    let mut db = vec![0.0f64; g.cout];
-    for (pwt, pb) in partials {
+    for pwt in partials {
         for (t, row) in pwt.chunks_exact(g.cout).enumerate() {
             for (co, v) in row.iter().enumerate() {
                 dw[co * taps + t] += v;
             }
         }
-        db.iter_mut().zip(&pb).for_each(|(a, b)| *a += b);
     }
-    (dw, db.into_iter().map(|v| v as f32).collect())
+    dw
 }
 
 #[cfg(test)]
