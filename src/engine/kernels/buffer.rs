@@ -150,25 +150,31 @@ where
 mod tests {
     use super::*;
 
+    /// Ten floats written in chunks of four (the last one short) by `f(i, chunk_i)`.
+    ///
+    /// # Safety
+    /// `f` must write every element of its chunk.
+    unsafe fn ten_in_fours<F>(parallel: bool, f: F) -> Vec<f32>
+    where
+        F: Fn(usize, &mut [MaybeUninit<f32>]) + Sync + Send,
+    {
+        // SAFETY: passed on to the caller.
+        unsafe { written(10, 4, parallel, || (), |_, i, c| f(i, c)) }
+    }
+
     #[test]
     fn a_zeroed_chunk_reads_zero_and_keeps_what_is_added() {
         for parallel in [false, true] {
             // a short last chunk, and chunks that add to what they start with
             // SAFETY: `zero_init` writes every element before the additions.
             let out = unsafe {
-                written(
-                    10,
-                    4,
-                    parallel,
-                    || (),
-                    |_, i, c| {
-                        let c = zero_init(c);
-                        assert!(c.iter().all(|&v| v == 0.0));
-                        for (j, v) in c.iter_mut().enumerate() {
-                            *v += (i * 4 + j) as f32;
-                        }
-                    },
-                )
+                ten_in_fours(parallel, |i, c| {
+                    let c = zero_init(c);
+                    assert!(c.iter().all(|&v| v == 0.0));
+                    for (j, v) in c.iter_mut().enumerate() {
+                        *v += (i * 4 + j) as f32;
+                    }
+                })
             };
             assert_eq!(out, (0..10).map(|v| v as f32).collect::<Vec<_>>());
         }
@@ -205,16 +211,10 @@ mod tests {
             let src: Vec<f32> = (0..10).map(|v| v as f32 * 0.5).collect();
             // SAFETY: `write_copy` writes every element of the chunk.
             let out = unsafe {
-                written(
-                    10,
-                    4,
-                    parallel,
-                    || (),
-                    |_, i, c| {
-                        let n = c.len();
-                        write_copy(c, &src[i * 4..i * 4 + n]);
-                    },
-                )
+                ten_in_fours(parallel, |i, c| {
+                    let n = c.len();
+                    write_copy(c, &src[i * 4..i * 4 + n]);
+                })
             };
             assert_eq!(out, src);
         }
