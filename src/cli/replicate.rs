@@ -108,6 +108,11 @@ pub struct ReplicateArgs {
     /// DDIM steps for the generated images.
     #[arg(long, default_value_t = 50, value_parser = super::limits::sampler_steps)]
     pub ddim_steps: usize,
+    /// Folder of the metric's trained feature network (default: ~/.cache/deme-studio).
+    /// A report folder kept for later runs keeps its own, so that its stored
+    /// measurements stay comparable with new ones.
+    #[arg(long)]
+    pub metric_cache: Option<PathBuf>,
     /// Images in each sample grid.
     #[arg(long, default_value_t = 64, value_parser = super::limits::images)]
     pub grid_images: usize,
@@ -128,6 +133,11 @@ pub struct ReplicateArgs {
     /// p=0,0.1,0.5 (probabilistic sampling); repeat for both.
     #[arg(long)]
     pub sweep: Vec<String>,
+    /// Add a DeMe arm on these range boundaries (e.g. the conflict-driven ones of
+    /// `gradsim --suggest-ranges`: 0,350,550,700,1000) with the main job's total
+    /// budget, compared with the main job's ranges; repeat for more.
+    #[arg(long, value_parser = super::finetune::boundaries_arg)]
+    pub arm_boundaries: Vec<super::finetune::Boundaries>,
 }
 
 /// Images the base was pretrained on: steps x batch size, from its `deme.json`
@@ -246,6 +256,7 @@ impl ReplicateArgs {
         c.report_samples = self.report_samples;
         c.metric_samples = c.metric_samples.min(self.metric_samples);
         c.metric_ddim_steps = self.ddim_steps;
+        c.metric_cache_dir = self.metric_cache.clone();
         c.grid_images = self.grid_images;
         c.seeds = parse_seeds(&self.seeds)?;
         if self.ablation {
@@ -256,6 +267,9 @@ impl ReplicateArgs {
         }
         for s in &self.sweep {
             c.arms.extend(arms::sweep(s, &c.finetune)?);
+        }
+        for b in &self.arm_boundaries {
+            c.arms.push(arms::ranges(&b.0, &c.finetune)?);
         }
         Ok(c)
     }
@@ -396,6 +410,19 @@ mod tests {
             BaseSource::Pretrain { .. }
         ));
         assert!(config(&["--pretrain", "--base", "x"]).is_err());
+    }
+
+    #[test]
+    fn arm_boundaries_add_a_ranges_arm_beside_the_uniform_main_job() {
+        let c = config(&["--arm-boundaries", "0,350,550,700,1000", "--ablation"]).unwrap();
+        assert_eq!(
+            c.finetune.boundaries, None,
+            "the main job keeps uniform ranges"
+        );
+        let arm = c.arms.last().unwrap();
+        assert_eq!(arm.name, "ranges-0-350-550-700-1000");
+        c.validate().unwrap();
+        assert!(config(&["--arm-boundaries", "0,1200"]).is_err());
     }
 
     #[test]

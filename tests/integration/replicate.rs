@@ -216,6 +216,77 @@ fn seeds_and_arms_each_get_their_runs_rows_and_intervals() {
     let meta =
         std::fs::read_to_string(out.join("seed-4/arms/min-snr/deme/baseline/deme.json")).unwrap();
     assert!(meta.contains("min-snr"), "{meta}");
+
+    // the models' weights dropped (a report folder kept in a repository): every unit
+    // is read back from its measurements and records, nothing trains, the report repeats
+    let dropped = drop_weights(&out);
+    assert!(dropped >= 2 * 8, "{dropped} weight files");
+    let mut events = Vec::new();
+    let again = replicate(&run, &out, &d, &CancelToken::new(), &mut |e| match e {
+        ReplicateEvent::Stage(s) | ReplicateEvent::Note(s) => events.push(s),
+        ReplicateEvent::Finetune(_) => events.push("trained".into()),
+        _ => {}
+    })
+    .unwrap();
+    assert!(!events.iter().any(|e| e == "trained"), "{events:?}");
+    assert_eq!(
+        events.iter().filter(|e| e.ends_with("read back")).count(),
+        2 * 3,
+        "{events:?}"
+    );
+    assert_eq!(again.rows, report.rows);
+    assert_eq!(again.searches, report.searches);
+    assert_eq!(again.comparisons, report.comparisons);
+    assert_eq!(again.seconds.finetune, report.seconds.finetune);
+
+    // one unit's measurement lost: that unit alone is trained and measured again
+    std::fs::remove_file(out.join("seed-4/measurements/min-snr.json")).unwrap();
+    let mut stages = Vec::new();
+    let third = replicate(&run, &out, &d, &CancelToken::new(), &mut |e| {
+        if let ReplicateEvent::Stage(s) = e {
+            stages.push(s)
+        }
+    })
+    .unwrap();
+    let trained: Vec<&String> = stages.iter().filter(|s| s.contains(" x ")).collect();
+    assert_eq!(trained.len(), 1, "{stages:?}");
+    assert!(trained[0].starts_with("seed 4, min-snr: "), "{stages:?}");
+    assert_eq!(third.rows.len(), report.rows.len());
+    // a folder of another base's replication is refused before anything is overwritten
+    let other_base = dir.path().join("other-base");
+    save_unet(
+        &other_base,
+        tiny_config(),
+        UNet2DModel::new(&tiny_config(), 6, &Device::flex()).unwrap(),
+    );
+    let before = std::fs::read(out.join("measurements/pretrained.safetensors")).unwrap();
+    let other = ReplicateConfig {
+        base: BaseSource::Load(other_base),
+        ..run.clone()
+    };
+    let err = replicate(&other, &out, &d, &CancelToken::new(), &mut |_| {}).unwrap_err();
+    assert!(format!("{err:#}").contains("another base"), "{err:#}");
+    assert_eq!(
+        std::fs::read(out.join("measurements/pretrained.safetensors")).unwrap(),
+        before
+    );
+}
+
+/// Deletes every model's weights and training state under `dir`; returns how many files.
+fn drop_weights(dir: &std::path::Path) -> usize {
+    let mut dropped = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            dropped += drop_weights(&path);
+        } else if path.file_name().is_some_and(|n| {
+            n == "diffusion_pytorch_model.safetensors" || n == "train_state.safetensors"
+        }) {
+            std::fs::remove_file(&path).unwrap();
+            dropped += 1;
+        }
+    }
+    dropped
 }
 
 #[test]

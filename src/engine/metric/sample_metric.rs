@@ -37,6 +37,9 @@ pub struct SampleMetric {
     pub real_labels: LabelSummary,
     /// Where the network was cached (None: not cached).
     pub cache_file: Option<PathBuf>,
+    /// SHA-256 of the network's parameters (names, shapes and values): two metrics
+    /// with the same fingerprint give the same features bit for bit.
+    pub fingerprint: String,
 }
 
 /// The default cache folder: `$XDG_CACHE_HOME/deme-studio` or `~/.cache/deme-studio`.
@@ -112,6 +115,7 @@ impl SampleMetric {
         let feats = extract_features(&net, &val.pixels, shape, device)?;
         let real = FrechetReference::new(FeatureStats::from_rows(&feats, FEATURE_DIM)?)?;
         Ok(Self {
+            fingerprint: fingerprint(&net),
             net,
             real,
             real_rows: shuffled_rows(&feats, FEATURE_DIM, FLOOR_SEED),
@@ -305,10 +309,26 @@ fn cache_key(
 ) -> String {
     let mut h = Sha256::new();
     h.update(format!("featnet-v2|{data}|{shape:?}|{val_fraction}|{classes}|{config:?}").as_bytes());
-    h.finalize()[..8]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    hex(&h.finalize()[..8])
+}
+
+/// SHA-256 (hex) of a network's parameters: names, shapes and f32 bits, in order.
+fn fingerprint(net: &FeatureNet) -> String {
+    let mut hasher = Sha256::new();
+    for (name, shape, values) in export_params(net) {
+        hasher.update(name.as_bytes());
+        for d in shape {
+            hasher.update((d as u64).to_le_bytes());
+        }
+        for v in values {
+            hasher.update(v.to_le_bytes());
+        }
+    }
+    hex(&hasher.finalize())
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn save_net(net: &FeatureNet, path: &Path) -> Result<()> {

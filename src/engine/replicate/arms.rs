@@ -117,6 +117,32 @@ pub fn reweighting(main: &FinetuneConfig) -> Vec<Arm> {
     ]
 }
 
+/// DeMe over the ranges `boundaries` (`0 = b_0 < ... < b_N = T`, e.g. the
+/// conflict-driven ones of `gradsim --suggest-ranges`), with the main job's whole
+/// budget divided among its N experts, so that it compares with the main job's
+/// ranges at the same total steps.
+pub fn ranges(boundaries: &[usize], main: &FinetuneConfig) -> Result<Arm> {
+    let experts = boundaries.len().saturating_sub(1);
+    if experts == 0 {
+        bail!("ranges need at least two boundaries, e.g. 0,350,1000");
+    }
+    let config = FinetuneConfig {
+        boundaries: Some(boundaries.to_vec()),
+        ..with_experts(main, experts)
+    };
+    config.validate()?;
+    let list: Vec<String> = boundaries.iter().map(usize::to_string).collect();
+    Ok(Arm {
+        name: format!("ranges-{}", list.join("-")),
+        description: format!(
+            "DeMe after merge, N = {experts} on the ranges {} ({} steps each)",
+            list.join(", "),
+            config.steps_per_expert
+        ),
+        kind: ArmKind::Deme { config },
+    })
+}
+
 /// A sweep `n=2,4,8` (number of experts, same total budget) or `p=0,0.1,0.5`
 /// (probabilistic-sampling rate): one DeMe arm per value that differs from `main`.
 pub fn sweep(spec: &str, main: &FinetuneConfig) -> Result<Vec<Arm>> {
@@ -174,6 +200,36 @@ pub fn sweep(spec: &str, main: &FinetuneConfig) -> Result<Vec<Arm>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_ranges_arm_splits_the_main_budget_over_its_own_ranges() {
+        let main = FinetuneConfig {
+            experts: 4,
+            steps_per_expert: 100,
+            ..FinetuneConfig::default()
+        };
+        let arm = ranges(&[0, 350, 550, 700, 1000], &main).unwrap();
+        assert_eq!(arm.name, "ranges-0-350-550-700-1000");
+        let ArmKind::Deme { config } = &arm.kind else {
+            panic!("a ranges arm is a DeMe arm")
+        };
+        assert_eq!((config.experts, config.steps_per_expert), (4, 100));
+        assert_eq!(
+            config.expert_boundaries(),
+            vec![0, 350, 550, 700, 1000],
+            "the arm trains on its own ranges"
+        );
+        let three = ranges(&[0, 100, 1000], &main).unwrap();
+        let ArmKind::Deme { config } = &three.kind else {
+            panic!()
+        };
+        assert_eq!((config.experts, config.steps_per_expert), (2, 200));
+        assert!(ranges(&[0], &main).is_err());
+        assert!(
+            ranges(&[0, 600, 500, 1000], &main).is_err(),
+            "not increasing"
+        );
+    }
 
     #[test]
     fn every_arm_gets_the_main_budget() {

@@ -11,28 +11,26 @@ pub mod arms;
 pub mod compare;
 pub mod config;
 pub mod measure;
+mod records;
 pub mod report;
 pub mod samples;
+mod seed_run;
 
 pub use arms::Arm;
 pub use config::{BaseSource, ReplicateConfig};
 pub use measure::Measurements;
 pub use report::{Budget, Report, ReportRow, SeedSearch, StageTimes};
 
-use arms::ArmKind;
+use seed_run::{SeedResult, SeedRun};
 
 use crate::engine::checkpoint::{META_FILE_NAME, content_hash, read_meta, write_atomic_bytes};
-use crate::engine::data::{SplitItems, split_items};
+use crate::engine::data::split_items;
 use crate::engine::eval::{EvalSet, EvalSetConfig};
-use crate::engine::merge::{MergeJob, MergeSpec, Merger, TimestepEnsemble, export_merge};
 use crate::engine::metric::features::FeatureTrainConfig;
 use crate::engine::metric::{LabelSummary, SampleMetric, default_cache_dir};
-use crate::engine::search::{GridEvent, GridSpec, search_merge_weights, search_scale};
-use crate::engine::store::{AnyModel, LoadedModel, ModelSpec, TRAIN_STATE_FILE, load_model};
-use crate::engine::train::{
-    CancelToken, FinetuneConfig, FinetuneEvent, FinetuneJob, RunId, Schedule, TrainEvent,
-    finetune_any, pretrain_any, run_dir, stored_config,
-};
+use crate::engine::search::GridEvent;
+use crate::engine::store::{AnyModel, ModelSpec, TRAIN_STATE_FILE, load_model};
+use crate::engine::train::{CancelToken, FinetuneEvent, TrainEvent, pretrain_any};
 use anyhow::{Context, Result, bail};
 use burn::tensor::{Device, Tensor};
 use std::path::{Path, PathBuf};
@@ -94,6 +92,18 @@ pub fn replicate(
     seconds.pretrain = started.elapsed().as_secs_f64();
     let base = load_model(&base_dir, device)
         .with_context(|| format!("loading the base {}", base_dir.display()))?;
+    // a folder holding another base's replication is refused before anything in it
+    // is measured or trained again
+    let base_hash = content_hash(&base_dir)?;
+    if let Some(m) = Measurements::load(&out.join(layout::MEASUREMENTS), "pretrained")?
+        && !m.key.ends_with(&format!("|{base_hash}|"))
+    {
+        bail!(
+            "{} holds a replication of another base model than {}; choose another output folder",
+            out.display(),
+            base_dir.display()
+        );
+    }
     if matches!(base.model, AnyModel::Mlp(_)) && config.finetune.projection {
         bail!("channel-wise projection does not apply to the toy MLP; turn projection off");
     }
@@ -298,24 +308,44 @@ struct Measurer<'a> {
 }
 
 impl Measurer<'_> {
-    /// What a measurement of the models in `model_dirs` depends on: their weights and
-    /// every evaluation setting.
-    fn key(&self, model_dirs: &[&Path]) -> Result<String> {
+    /// What a measurement depends on besides the models: every evaluation setting
+    /// and the metric's feature network.
+    fn settings_key(&self) -> String {
         let c = self.config;
-        let mut text = format!(
-            "v1|report {} {}|samples {} ddim {} seed {}|metric {}|",
+        format!(
+            "v2|report {} {}|samples {} ddim {} seed {}|metric {}|",
             c.report_samples,
             c.report_seed,
             c.metric_samples,
             c.metric_ddim_steps,
             c.sample_seed,
-            self.metric.is_some()
-        );
+            self.metric.map_or("none", |m| m.fingerprint.as_str())
+        )
+    }
+
+    /// What a measurement of the models in `model_dirs` depends on: the settings
+    /// and their weights.
+    fn key(&self, model_dirs: &[&Path]) -> Result<String> {
+        let mut text = self.settings_key();
         for d in model_dirs {
             text += &content_hash(d)?;
             text.push('|');
         }
         Ok(text)
+    }
+
+    /// The stored measurement `name` in `dir` when it was taken with these
+    /// settings, of whatever models (for a unit whose models were dropped after it
+    /// was measured); with `picture`, its sample grid must be there too.
+    fn stored(
+        &self,
+        dir: &Path,
+        name: &str,
+        picture: Option<&Path>,
+    ) -> Result<Option<Measurements>> {
+        Ok(Measurements::load(dir, name)?.filter(|m| {
+            m.key.starts_with(&self.settings_key()) && picture.is_none_or(Path::exists)
+        }))
     }
 
     /// The measurements of `eps` (the models in `model_dirs`) as row `name`, read
@@ -374,389 +404,6 @@ impl Measurer<'_> {
         };
         m.save(dir)?;
         Ok(m)
-    }
-}
-
-/// A finished merge-weight search and what it was run on (the experts' content
-/// hashes and the search settings), with the chosen weights and objective as bits
-/// (JSON text need not read back to the same float).
-#[derive(serde::Serialize, serde::Deserialize)]
-struct SearchRecord {
-    key: String,
-    weights_bits: Vec<u64>,
-    value_bits: u64,
-    result: crate::engine::search::GridResult,
-}
-
-/// A model to measure: its row, the folders it is made of, and its noise predictor.
-struct Predictor<'a> {
-    name: String,
-    description: String,
-    dirs: Vec<PathBuf>,
-    eps: Box<dyn Fn(Tensor<4>, &[f32]) -> Tensor<4> + 'a>,
-}
-
-/// What one seed's runs produced.
-struct SeedResult {
-    /// Its rows (measurements and description), in table order, without the pretrained row.
-    rows: Vec<(Measurements, String)>,
-    /// Its searches.
-    search: SeedSearch,
-}
-
-/// One seed's share of the pipeline.
-struct SeedRun<'a> {
-    config: &'a ReplicateConfig,
-    base_dir: &'a Path,
-    base: &'a LoadedModel,
-    items: &'a SplitItems,
-    search_set: &'a EvalSet,
-    dir: PathBuf,
-    seed: u64,
-    pictures: Option<PathBuf>,
-    device: &'a Device,
-    cancel: &'a CancelToken,
-}
-
-impl SeedRun<'_> {
-    fn run(
-        &self,
-        measure: &Measurer,
-        seconds: &mut StageTimes,
-        on_event: &mut dyn FnMut(ReplicateEvent),
-    ) -> Result<SeedResult> {
-        let config = self.config;
-        let main = FinetuneConfig {
-            seed: self.seed,
-            ..config.finetune.clone()
-        };
-        let n = main.experts;
-        let tag = format!("seed {}", self.seed);
-
-        let started = Instant::now();
-        let ft_dir = self.dir.join(layout::FINETUNE);
-        self.finetune(&main, true, true, &ft_dir, &tag, on_event)?;
-        let mut arm_dirs = Vec::with_capacity(config.arms.len());
-        for arm in &config.arms {
-            let dir = self.dir.join(layout::ARMS).join(&arm.name);
-            let label = format!("{tag}, {}", arm.name);
-            match &arm.kind {
-                ArmKind::Plain { weighting } => {
-                    let c = FinetuneConfig {
-                        loss_weighting: *weighting,
-                        ..main.clone()
-                    };
-                    self.finetune(
-                        &c,
-                        false,
-                        true,
-                        &dir.join(layout::FINETUNE),
-                        &label,
-                        on_event,
-                    )?;
-                }
-                ArmKind::Deme { config: c } => {
-                    let c = FinetuneConfig {
-                        seed: self.seed,
-                        ..c.clone()
-                    };
-                    self.finetune(
-                        &c,
-                        true,
-                        false,
-                        &dir.join(layout::FINETUNE),
-                        &label,
-                        on_event,
-                    )?;
-                }
-            }
-            arm_dirs.push(dir);
-        }
-        seconds.finetune += started.elapsed().as_secs_f64();
-
-        let started = Instant::now();
-        on_event(ReplicateEvent::Stage(format!(
-            "{tag}: searching the merge weights"
-        )));
-        let expert_dirs: Vec<PathBuf> =
-            (0..n).map(|i| run_dir(&ft_dir, RunId::Expert(i))).collect();
-        let (weights, points, value) =
-            self.search_and_merge(&expert_dirs, &self.dir.join(layout::MERGED), on_event)?;
-        let merged = load_model(&self.dir.join(layout::MERGED), self.device)?.model;
-
-        // the control: the plain finetune's own task vector, its scale searched the same way
-        let baseline_dir = run_dir(&ft_dir, RunId::Baseline);
-        let baseline = load_model(&baseline_dir, self.device)?.model;
-        let alphas: Vec<f64> = (0..config.grid.ticks())
-            .map(|k| config.grid.lo + k as f64 * config.grid.step)
-            .collect();
-        let scale_points = {
-            let label = baseline_dir.display().to_string();
-            let mut one = Merger::new(("base", &self.base.model), &[(label.as_str(), &baseline)])?;
-            let keep_going = || !self.cancel.is_cancelled();
-            search_scale(
-                &mut one,
-                self.search_set,
-                config.objective,
-                &config.finetune.expert_ranges(),
-                &alphas,
-                &keep_going,
-            )?
-        };
-        let alpha = scale_points[0].alpha;
-        let scaled_dir = self.dir.join(layout::SCALED);
-        export_merge(
-            &MergeJob {
-                base: self.base_dir.to_path_buf(),
-                experts: vec![baseline_dir.clone()],
-                spec: MergeSpec::task_arithmetic(vec![alpha as f32]),
-                output: None,
-                drop_projections: false,
-            },
-            &scaled_dir,
-            &mut |_| {},
-        )?;
-        let scaled = load_model(&scaled_dir, self.device)?.model;
-
-        let mut arm_models = Vec::with_capacity(config.arms.len());
-        let mut arm_model_dirs = Vec::with_capacity(config.arms.len());
-        let mut arm_weights = Vec::new();
-        for (arm, dir) in config.arms.iter().zip(&arm_dirs) {
-            let ft = dir.join(layout::FINETUNE);
-            let model_dir = match &arm.kind {
-                ArmKind::Plain { .. } => run_dir(&ft, RunId::Baseline),
-                ArmKind::Deme { config: c } => {
-                    let experts: Vec<PathBuf> = (0..c.experts)
-                        .map(|i| run_dir(&ft, RunId::Expert(i)))
-                        .collect();
-                    let merged_dir = dir.join(layout::MERGED);
-                    let (w, _, _) = self.search_and_merge(&experts, &merged_dir, on_event)?;
-                    arm_weights.push((arm.name.clone(), w));
-                    merged_dir
-                }
-            };
-            arm_models.push(load_model(&model_dir, self.device)?.model);
-            arm_model_dirs.push(model_dir);
-        }
-        seconds.search += started.elapsed().as_secs_f64();
-
-        let started = Instant::now();
-        on_event(ReplicateEvent::Stage(format!(
-            "{tag}: evaluating every model"
-        )));
-        let experts = expert_dirs
-            .iter()
-            .map(|p| load_model(p, self.device).map(|l| l.model))
-            .collect::<Result<Vec<_>>>()?;
-        let ensemble = TimestepEnsemble::with_boundaries(experts, main.expert_boundaries())?;
-        let merged_dir = self.dir.join(layout::MERGED);
-        let mut predictors: Vec<Predictor> = vec![
-            Predictor {
-                name: "plain-finetune".into(),
-                description: format!(
-                    "Plain finetuning (all t, {} steps)",
-                    main.steps_of(RunId::Baseline)
-                ),
-                dirs: vec![baseline_dir.clone()],
-                eps: Box::new(|x, t| baseline.eps(x, t)),
-            },
-            Predictor {
-                name: "plain-finetune-scaled".into(),
-                description: "Plain finetuning, task vector scaled by a searched alpha".into(),
-                dirs: vec![scaled_dir.clone()],
-                eps: Box::new(|x, t| scaled.eps(x, t)),
-            },
-        ];
-        for ((arm, model), dir) in config.arms.iter().zip(&arm_models).zip(&arm_model_dirs) {
-            predictors.push(Predictor {
-                name: arm.name.clone(),
-                description: arm.description.clone(),
-                dirs: vec![dir.clone()],
-                eps: Box::new(move |x, t| model.eps(x, t)),
-            });
-        }
-        predictors.push(Predictor {
-            name: "ensemble".into(),
-            description: format!("DeMe before merge (timestep-wise ensemble of {n})"),
-            dirs: expert_dirs.clone(),
-            eps: Box::new(|x, t| ensemble.eps_batch(x, t)),
-        });
-        predictors.push(Predictor {
-            name: "merged".into(),
-            description: "DeMe after merge".into(),
-            dirs: vec![merged_dir],
-            eps: Box::new(|x, t| merged.eps(x, t)),
-        });
-        let mdir = self.dir.join(layout::MEASUREMENTS);
-        let mut rows = Vec::with_capacity(predictors.len());
-        for p in &predictors {
-            let png = self
-                .pictures
-                .as_ref()
-                .map(|d| d.join(format!("{}.png", p.name)));
-            let dirs: Vec<&Path> = p.dirs.iter().map(PathBuf::as_path).collect();
-            let m = measure.row(
-                &mdir,
-                &p.name,
-                &dirs,
-                png.as_deref(),
-                p.eps.as_ref(),
-                on_event,
-            )?;
-            rows.push((m, p.description.clone()));
-        }
-        seconds.evaluate += started.elapsed().as_secs_f64();
-        Ok(SeedResult {
-            rows,
-            search: SeedSearch {
-                seed: self.seed,
-                weights,
-                points,
-                value,
-                alpha,
-                arm_weights,
-            },
-        })
-    }
-
-    /// Finetunes (or resumes) a job's experts and/or baseline in `dir`.
-    fn finetune(
-        &self,
-        c: &FinetuneConfig,
-        experts: bool,
-        baseline: bool,
-        dir: &Path,
-        label: &str,
-        on_event: &mut dyn FnMut(ReplicateEvent),
-    ) -> Result<()> {
-        let resume = stored_config(dir)?.is_some();
-        let what = match (experts, baseline) {
-            (true, true) => format!(
-                "{} experts x {} steps and the plain-finetune baseline x {} steps",
-                c.experts,
-                c.steps_per_expert,
-                c.steps_of(RunId::Baseline)
-            ),
-            (true, false) => format!("{} experts x {} steps", c.experts, c.steps_per_expert),
-            _ => format!("one model on all t x {} steps", c.steps_of(RunId::Baseline)),
-        };
-        on_event(ReplicateEvent::Stage(format!(
-            "{label}: {} {what} (batch {})",
-            if resume { "resuming" } else { "finetuning" },
-            c.batch_size
-        )));
-        let job = FinetuneJob {
-            spec: &self.base.spec,
-            base_path: self.base_dir,
-            data: &self.items.train,
-            config: c,
-            out_dir: dir,
-            experts,
-            baseline,
-            schedule: Schedule::Interleaved,
-            resume,
-        };
-        let outcome = finetune_any(
-            self.base.model.clone(),
-            &job,
-            self.device,
-            self.cancel,
-            &mut |e| on_event(ReplicateEvent::Finetune(e)),
-        )?;
-        if outcome.cancelled || self.cancel.is_cancelled() {
-            bail!("cancelled during finetuning (saved; run again to continue)");
-        }
-        Ok(())
-    }
-
-    /// Searches the merge weights of `expert_dirs` on the search set and writes the
-    /// merge to `out` (its `search.json` beside it). Returns the weights, the number
-    /// of points scored and the objective there.
-    fn search_and_merge(
-        &self,
-        expert_dirs: &[PathBuf],
-        out: &Path,
-        on_event: &mut dyn FnMut(ReplicateEvent),
-    ) -> Result<(Vec<f64>, usize, f64)> {
-        let config = self.config;
-        let grid = GridSpec {
-            n: expert_dirs.len(),
-            ..config.grid
-        };
-        let record_path = out.with_extension("search.json");
-        let mut key = format!(
-            "v1|{grid:?}|{:?}|{:?}|{} {}|",
-            config.strategy, config.objective, config.search_samples, config.search_seed
-        );
-        for d in expert_dirs {
-            key += &content_hash(d)?;
-            key.push('|');
-        }
-        // a finished search of the same experts and settings is not run again
-        if let Ok(text) = deme_formats::input::read_text(&record_path)
-            && let Ok(done) = serde_json::from_str::<SearchRecord>(&text)
-            && done.key == key
-            && !done.result.cancelled
-            && out.join("recipe.json").exists()
-        {
-            let weights = done
-                .weights_bits
-                .iter()
-                .map(|&b| f64::from_bits(b))
-                .collect();
-            let value = f64::from_bits(done.value_bits);
-            return Ok((weights, done.result.points.len(), value));
-        }
-        let experts = expert_dirs
-            .iter()
-            .map(|p| load_model(p, self.device).map(|l| l.model))
-            .collect::<Result<Vec<_>>>()?;
-        let labels: Vec<String> = expert_dirs
-            .iter()
-            .map(|p| p.display().to_string())
-            .collect();
-        let pairs: Vec<(&str, &AnyModel)> =
-            labels.iter().map(String::as_str).zip(&experts).collect();
-        let mut merger = Merger::new(("base", &self.base.model), &pairs)?;
-        let keep_going = || !self.cancel.is_cancelled();
-        let search = search_merge_weights(
-            &mut merger,
-            self.search_set,
-            config.objective,
-            &config.finetune.expert_ranges(),
-            &grid,
-            config.strategy,
-            &keep_going,
-            &mut |e| on_event(ReplicateEvent::Search(e)),
-        )?;
-        drop(merger);
-        if self.cancel.is_cancelled() {
-            bail!("cancelled during the merge-weight search; run again to continue");
-        }
-        let best = search.best_point().clone();
-        export_merge(
-            &MergeJob {
-                base: self.base_dir.to_path_buf(),
-                experts: expert_dirs.to_vec(),
-                spec: MergeSpec::task_arithmetic(best.weights.iter().map(|&v| v as f32).collect()),
-                output: None,
-                drop_projections: false,
-            },
-            out,
-            &mut |_| {},
-        )?;
-        let points = search.points.len();
-        let record = SearchRecord {
-            key,
-            weights_bits: best.weights.iter().map(|w| w.to_bits()).collect(),
-            value_bits: best.score.loss.to_bits(),
-            result: search,
-        };
-        write_atomic_bytes(
-            record_path,
-            serde_json::to_string_pretty(&record)?.as_bytes(),
-        )?;
-        Ok((best.weights, points, best.score.loss))
     }
 }
 
