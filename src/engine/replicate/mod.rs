@@ -50,6 +50,9 @@ pub mod layout {
     /// Each model's measurements (the pretrained model's in the report folder, the
     /// others' in each seed's folder).
     pub const MEASUREMENTS: &str = "measurements";
+    /// Each finished unit's record (`main.json`, `ARM.json`: the base's content hash
+    /// and the unit's seconds), in each seed's folder.
+    pub const UNITS: &str = "units";
     /// The plain finetune with its task vector scaled by the searched alpha.
     pub const SCALED: &str = "plain-finetune-scaled";
     /// The report.

@@ -56,10 +56,10 @@ pub(super) struct SeedRun<'a> {
     pub cancel: &'a CancelToken,
 }
 
-/// What a finished unit leaves in `seed-S/units/UNIT.json`: the base it was
-/// finetuned from (its content hash) and the wall seconds of its stages, so that a
-/// unit read back from its measurements is known to come from this base and its
-/// times still count in the report.
+/// What a finished unit leaves in `seed-S/units/UNIT.json` ([`layout::UNITS`]):
+/// the base it was finetuned from (its content hash) and the wall seconds of its
+/// stages, so that a unit read back from its measurements is known to come from
+/// this base and its times still count in the report.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct UnitRecord {
     base: String,
@@ -150,7 +150,7 @@ impl SeedRun<'_> {
     }
 
     fn unit_path(&self, unit: &str) -> PathBuf {
-        self.dir.join("units").join(format!("{unit}.json"))
+        self.dir.join(layout::UNITS).join(format!("{unit}.json"))
     }
 
     /// Records a finished unit and adds its times to `seconds`.
