@@ -5,7 +5,9 @@
 //! sample metric, in the form of the paper's Table 1.
 //!
 //! Every stage writes into the output folder and is skipped (or resumed) when
-//! its result is already there, so an interrupted run continues where it stopped.
+//! its result is already there, so an interrupted run continues where it stopped;
+//! a finished unit of a seed (its main job or one arm) is even read back when its
+//! models' weights are gone (see `seed_run.rs`).
 
 pub mod arms;
 pub mod compare;
