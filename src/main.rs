@@ -15,10 +15,12 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 const PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 
 /// How long freed pages stay with the process before going back to the OS (ms).
-/// A training step frees and reallocates the same large buffers every few
-/// hundred milliseconds: with mimalloc's default (1 s) they were returned and
-/// faulted in again, zeroed by the kernel. After 5 s idle the memory goes back.
-const KEEP_FREED_MS: std::ffi::c_long = 5_000;
+/// A training step frees and reallocates the same large buffers within the
+/// step: with mimalloc's default (1 s) they were returned and faulted in again,
+/// zeroed by the kernel, and at 5 s still were for `ddpm-cifar10-32` (about
+/// 3 s a step at batch 16: 55,000 page faults in 8 steps against 1,900 at
+/// 60 s). After a minute idle the memory goes back.
+const KEEP_FREED_MS: std::ffi::c_long = 60_000;
 
 fn keep_freed_pages() {
     // SAFETY: called once at the start of main, before any other thread exists.
