@@ -141,21 +141,29 @@ fn replicate_runs_every_stage_and_resumes_to_the_same_report() {
     assert_eq!(report.budget.base_images, None);
     assert!(stages.iter().any(|s| s.starts_with("seed 0: finetuning")));
 
-    // again: the finished runs are found, nothing is retrained, the numbers repeat
-    let mut stages = Vec::new();
-    let again = replicate(&run, &out, &d, &CancelToken::new(), &mut |e| {
-        if let ReplicateEvent::Stage(s) = e {
-            stages.push(s)
-        }
+    // again, the models still there: the finished unit is read back, nothing is
+    // retrained, the numbers repeat and its recorded times are kept, not replaced
+    // by the read-back's
+    let record = out.join("seed-0/units/main.json");
+    let recorded = std::fs::read(&record).unwrap();
+    let mut events = Vec::new();
+    let again = replicate(&run, &out, &d, &CancelToken::new(), &mut |e| match e {
+        ReplicateEvent::Stage(s) | ReplicateEvent::Note(s) => events.push(s),
+        ReplicateEvent::Finetune(_) => events.push("trained".into()),
+        _ => {}
     })
     .unwrap();
+    assert!(!events.iter().any(|e| e == "trained"), "{events:?}");
     assert!(
-        stages.iter().any(|s| s.starts_with("seed 0: resuming")),
-        "{stages:?}"
+        events.iter().any(|s| s == "seed 0: the main job was measured before; read back"),
+        "{events:?}"
     );
+    assert_eq!(std::fs::read(&record).unwrap(), recorded);
     assert_eq!(again.rows, report.rows);
     assert_eq!(again.searches, report.searches);
     assert_eq!(again.comparisons, report.comparisons);
+    assert_eq!(again.seconds.finetune, report.seconds.finetune);
+    assert_eq!(again.seconds.search, report.seconds.search);
 }
 
 #[test]

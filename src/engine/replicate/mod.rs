@@ -6,8 +6,9 @@
 //!
 //! Every stage writes into the output folder and is skipped (or resumed) when
 //! its result is already there, so an interrupted run continues where it stopped;
-//! a finished unit of a seed (its main job or one arm) is even read back when its
-//! models' weights are gone (see `seed_run.rs`).
+//! a finished unit of a seed (its main job or one arm) is read back from its
+//! records and measurements, with or without its models' weights, and keeps the
+//! times it was recorded with (see `seed_run.rs`).
 
 pub mod arms;
 pub mod compare;

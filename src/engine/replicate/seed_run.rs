@@ -18,7 +18,7 @@ use crate::engine::data::SplitItems;
 use crate::engine::eval::EvalSet;
 use crate::engine::merge::{MergeJob, MergeSpec, Merger, TimestepEnsemble, export_merge};
 use crate::engine::search::{GridSpec, search_merge_weights, search_scale};
-use crate::engine::store::{AnyModel, LoadedModel, META_FILE, WEIGHTS_FILE, load_model};
+use crate::engine::store::{AnyModel, LoadedModel, META_FILE, load_model};
 use crate::engine::train::{
     CancelToken, FinetuneConfig, FinetuneJob, RunId, Schedule, finetune_any, run_dir, stored_config,
 };
@@ -392,11 +392,12 @@ impl SeedRun<'_> {
         Ok(rows)
     }
 
-    /// The rows `names` of unit `unit` read back from their measurements when its
-    /// models were dropped after it was measured: the unit finished from this base
-    /// (its record says), every run of `runs` in `ft_dir` finished (its metadata
-    /// says) with settings `c` and holds no weights, and every row was measured with
-    /// this run's evaluation settings (and has its sample grid, for the first seed).
+    /// The rows `names` of unit `unit` read back from what it left: the unit
+    /// finished from this base (its record says), every run of `runs` in `ft_dir`
+    /// finished (its metadata says) with settings `c`, and every row was measured
+    /// with this run's evaluation settings (and has its sample grid, for the first
+    /// seed). Its models' weights may be gone (a folder kept in a repository) or
+    /// still there: either way nothing is redone and the record's times stand.
     /// `None` when any of that fails: the unit is then trained, searched and
     /// measured as usual.
     fn measured_before(
@@ -424,7 +425,7 @@ impl SeedRun<'_> {
         for &run in runs {
             let dir = run_dir(ft_dir, run);
             let meta_path = dir.join(META_FILE);
-            if dir.join(WEIGHTS_FILE).exists() || !meta_path.exists() {
+            if !meta_path.exists() {
                 return Ok(None);
             }
             let meta = read_meta(&meta_path)?;
