@@ -155,7 +155,9 @@ fn replicate_runs_every_stage_and_resumes_to_the_same_report() {
     .unwrap();
     assert!(!events.iter().any(|e| e == "trained"), "{events:?}");
     assert!(
-        events.iter().any(|s| s == "seed 0: the main job was measured before; read back"),
+        events
+            .iter()
+            .any(|s| s == "seed 0: the main job was measured before; read back"),
         "{events:?}"
     );
     assert_eq!(std::fs::read(&record).unwrap(), recorded);

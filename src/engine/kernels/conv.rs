@@ -847,5 +847,4 @@ mod tests {
         let g = conv(64, 28);
         assert_eq!(block_rows(&g), (1 << 18) / (64 * 9 * 28));
     }
-
 }
