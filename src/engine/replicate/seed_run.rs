@@ -432,10 +432,7 @@ impl SeedRun<'_> {
             if meta.kind != "finetune" || meta.step != c.steps_of(run) {
                 return Ok(None);
             }
-            let stored: FinetuneConfig =
-                serde_json::from_value(meta.train_config).with_context(|| {
-                    format!("{}: unreadable finetune settings", meta_path.display())
-                })?;
+            let stored = FinetuneConfig::saved(meta.train_config, &meta_path)?;
             if !stored.differences_for(run, c)?.is_empty() {
                 return Ok(None);
             }

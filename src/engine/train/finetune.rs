@@ -190,10 +190,7 @@ pub fn stored_config(out_dir: &Path) -> Result<Option<FinetuneConfig>> {
         }
         let meta = read_meta(&meta_path)?;
         if meta.kind == "finetune" {
-            let config = serde_json::from_value(meta.train_config).with_context(|| {
-                format!("{}: unreadable finetune settings", meta_path.display())
-            })?;
-            return Ok(Some(config));
+            return FinetuneConfig::saved(meta.train_config, &meta_path).map(Some);
         }
     }
     Ok(None)
@@ -311,8 +308,7 @@ fn preflight(job: &FinetuneJob, run: RunId, parent: &str) -> Result<bool> {
             expected
         );
     }
-    let stored: FinetuneConfig = serde_json::from_value(meta.train_config)
-        .with_context(|| format!("{}: unreadable finetune settings", meta_path.display()))?;
+    let stored = FinetuneConfig::saved(meta.train_config, &meta_path)?;
     let differences = stored.differences_for(run, job.config)?;
     if !differences.is_empty() {
         bail!(

@@ -12,7 +12,7 @@ use super::step_settings::{check_step_settings, warmup_lr};
 use super::timesteps::{
     MixMode, TimestepRange, TimestepSampler, check_boundaries, ranges_of, uniform_boundaries,
 };
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 
 /// Settings of decoupled finetuning and of its plain-finetuning baseline.
@@ -229,6 +229,12 @@ impl FinetuneConfig {
     /// The learning rate at `step` (0-based).
     pub fn lr_at(&self, step: u64) -> f64 {
         warmup_lr(self.lr, self.warmup_steps, step)
+    }
+
+    /// The settings a run's metadata file (`meta_path`) saved as its `train_config`.
+    pub fn saved(train_config: serde_json::Value, meta_path: &std::path::Path) -> Result<Self> {
+        serde_json::from_value(train_config)
+            .with_context(|| format!("{}: unreadable finetune settings", meta_path.display()))
     }
 
     /// The settings in which `other` differs from `self`, ignoring those a resume
