@@ -21,6 +21,7 @@
 
 use super::buffer::{assume_init, with_scratch, written, written_with, zero_init};
 use super::matmul::{View, matmul, matmul_strided_uninit};
+use super::winograd;
 use rayon::prelude::*;
 use std::mem::MaybeUninit;
 
@@ -177,7 +178,7 @@ fn block_rows(g: &ConvGeom) -> usize {
     let rows = BLOCK_FLOATS / (g.taps() * wo).max(1);
     let unit = match wo {
         0 => 1,
-        wo if GEMM_TILE % wo == 0 => GEMM_TILE / wo,
+        wo if GEMM_TILE.is_multiple_of(wo) => GEMM_TILE / wo,
         _ => 1,
     };
     let rounded = ((rows + unit / 2) / unit).max(1) * unit;
@@ -357,12 +358,16 @@ fn flipped_transpose(g: &ConvGeom, weight: &[f32]) -> Vec<f32> {
 }
 
 /// Parallel over the batch when it has an item per worker; otherwise gemm splits each product.
-fn use_outer_parallelism(n: usize) -> bool {
+pub(super) fn use_outer_parallelism(n: usize) -> bool {
     n >= rayon::current_num_threads()
 }
 
 /// Forward: `x [n, cin, h, w]`, `weight [cout, cin, k, k]`, `bias [cout]` -> `[n, cout, ho, wo]`.
+/// Convolutions [`winograd::applies`] accepts go through Winograd's F(2x2, 3x3).
 pub fn forward(g: &ConvGeom, x: &[f32], weight: &[f32], bias: Option<&[f32]>) -> Vec<f32> {
+    if winograd::applies(g) {
+        return winograd::forward(g, x, weight, bias);
+    }
     forward_in_blocks(g, x, weight, bias, block_rows(g))
 }
 
@@ -409,7 +414,7 @@ fn forward_in_blocks(
 ///
 /// # Safety
 /// `f(dst_i, src_i)` must write every element of `dst_i`.
-unsafe fn per_sample<F>(
+pub(super) unsafe fn per_sample<F>(
     n: usize,
     dst_len: usize,
     src: &[f32],
@@ -846,5 +851,104 @@ mod tests {
         // widths that do not divide 64 keep the 1 MB rule: mnist-tiny's 28 x 28 at 64 channels
         let g = conv(64, 28);
         assert_eq!(block_rows(&g), (1 << 18) / (64 * 9 * 28));
+    }
+    #[test]
+    fn winograd_matches_a_float64_reference() {
+        let base = ConvGeom {
+            n: 3,
+            cin: 2,
+            h: 7,
+            w: 6,
+            cout: 3,
+            k: 3,
+            stride: 1,
+            pad: [1; 4],
+        };
+        // even and odd sides (a last tile half outside), planes of two rows, one sample
+        let shapes = [
+            base,
+            ConvGeom { h: 6, w: 7, ..base },
+            ConvGeom { h: 2, w: 3, ..base },
+            ConvGeom {
+                n: 1,
+                h: 5,
+                w: 5,
+                cin: 5,
+                cout: 4,
+                ..base
+            },
+        ];
+        for g in shapes {
+            let x = data(g.n * g.cin * g.h * g.w, 4);
+            let w = data(g.cout * g.taps(), 5);
+            let b = data(g.cout, 6);
+            let want = reference(&g, &x, &w, &b);
+            let got = winograd::forward(&g, &x, &w, Some(&b));
+            assert_close(&got, &want, &format!("Winograd {g:?}"));
+            let zero = vec![0.0f32; g.cout];
+            let want = reference(&g, &x, &w, &zero);
+            assert_close(
+                &winograd::forward(&g, &x, &w, None),
+                &want,
+                &format!("{g:?}, no bias"),
+            );
+        }
+        // the channel counts and plane sizes it is chosen for, through `forward`
+        let g = ConvGeom {
+            n: 2,
+            cin: 128,
+            cout: 130,
+            h: 16,
+            w: 15,
+            ..base
+        };
+        assert!(winograd::applies(&g));
+        let x = data(g.n * g.cin * g.h * g.w, 7);
+        let w = data(g.cout * g.taps(), 8);
+        let b = data(g.cout, 9);
+        assert_close(
+            &forward(&g, &x, &w, Some(&b)),
+            &reference(&g, &x, &w, &b),
+            "128 channels",
+        );
+    }
+
+    #[test]
+    fn winograd_takes_only_wide_3x3_stride_1_convolutions() {
+        let cifar = ConvGeom {
+            n: 16,
+            cin: 128,
+            h: 32,
+            w: 32,
+            cout: 128,
+            k: 3,
+            stride: 1,
+            pad: [1; 4],
+        };
+        assert!(winograd::applies(&cifar));
+        assert!(!winograd::applies(&ConvGeom { cin: 64, ..cifar }));
+        assert!(!winograd::applies(&ConvGeom { cout: 3, ..cifar }));
+        assert!(!winograd::applies(&ConvGeom { stride: 2, ..cifar }));
+        assert!(!winograd::applies(&ConvGeom {
+            k: 1,
+            pad: [0; 4],
+            ..cifar
+        }));
+        assert!(!winograd::applies(&ConvGeom {
+            pad: [0, 1, 0, 1],
+            ..cifar
+        }));
+        assert!(!winograd::applies(&ConvGeom { h: 1, ..cifar }));
+        // 8 x 8 planes: 16 tiles, too few for gemm's 64-position kernel
+        assert!(!winograd::applies(&ConvGeom {
+            h: 8,
+            w: 8,
+            ..cifar
+        }));
+        assert!(winograd::applies(&ConvGeom {
+            h: 16,
+            w: 16,
+            ..cifar
+        }));
     }
 }

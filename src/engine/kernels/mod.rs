@@ -16,6 +16,7 @@ mod layout_ops;
 pub mod matmul;
 pub mod merge;
 mod simd;
+mod winograd;
 
 use burn::backend::flex::FlexTensor;
 use burn::backend::tensor::FloatTensor;
