@@ -490,6 +490,10 @@ fn backward_in_blocks(
     rows: Option<usize>,
 ) -> (Option<Vec<f32>>, Vec<f32>, Vec<f32>) {
     match g.transposed() {
+        Some(t) if need_dx && winograd::applies(g) && winograd::applies(&t) => {
+            let dx = winograd::forward(&t, dy, &flipped_transpose(g, weight), None);
+            (Some(dx), winograd::weight_grad(g, x, dy), bias_grad(g, dy))
+        }
         Some(t) if need_dx => {
             let rows = rows.unwrap_or_else(|| block_rows(&t));
             let (dx, dw) = shared_backward(g, &t, x, dy, weight, rows);
@@ -950,5 +954,87 @@ mod tests {
             w: 16,
             ..cifar
         }));
+    }
+    /// `dx` and `dW` of a 3 x 3, stride-1, pad-1 convolution summed directly in f64.
+    fn pad1_gradients(g: &ConvGeom, x: &[f32], w: &[f32], dy: &[f32]) -> (Vec<f64>, Vec<f64>) {
+        let (h, wd) = (g.h as isize, g.w as isize);
+        let mut dx = vec![0.0f64; x.len()];
+        let mut dw = vec![0.0f64; w.len()];
+        for n in 0..g.n {
+            for co in 0..g.cout {
+                for oy in 0..h {
+                    for ox in 0..wd {
+                        let d =
+                            dy[((n * g.cout + co) * g.h + oy as usize) * g.w + ox as usize] as f64;
+                        for ci in 0..g.cin {
+                            for ky in 0..3isize {
+                                for kx in 0..3isize {
+                                    let (iy, ix) = (oy + ky - 1, ox + kx - 1);
+                                    if iy < 0 || ix < 0 || iy >= h || ix >= wd {
+                                        continue;
+                                    }
+                                    let xi =
+                                        ((n * g.cin + ci) * g.h + iy as usize) * g.w + ix as usize;
+                                    let wi = (co * g.cin + ci) * 9 + (ky * 3 + kx) as usize;
+                                    dw[wi] += d * x[xi] as f64;
+                                    dx[xi] += d * w[wi] as f64;
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        (dx, dw)
+    }
+
+    #[test]
+    fn winograd_gradients_match_a_float64_reference() {
+        let base = ConvGeom {
+            n: 3,
+            cin: 2,
+            h: 7,
+            w: 6,
+            cout: 3,
+            k: 3,
+            stride: 1,
+            pad: [1; 4],
+        };
+        for g in [
+            base,
+            ConvGeom {
+                h: 6,
+                w: 5,
+                n: 1,
+                ..base
+            },
+            ConvGeom { h: 2, w: 3, ..base },
+        ] {
+            let x = data(g.n * g.cin * g.h * g.w, 10);
+            let w = data(g.cout * g.taps(), 11);
+            let dy = data(g.n * g.cout * g.positions(), 12);
+            let (_, want_dw) = pad1_gradients(&g, &x, &w, &dy);
+            assert_close(
+                &winograd::weight_grad(&g, &x, &dy),
+                &want_dw,
+                &format!("dW {g:?}"),
+            );
+        }
+        // the channel counts and plane sizes it is chosen for, through `backward`
+        let g = ConvGeom {
+            n: 3,
+            cin: 128,
+            cout: 129,
+            h: 16,
+            w: 15,
+            ..base
+        };
+        let x = data(g.n * g.cin * g.h * g.w, 13);
+        let w = data(g.cout * g.taps(), 14);
+        let dy = data(g.n * g.cout * g.positions(), 15);
+        let (want_dx, want_dw) = pad1_gradients(&g, &x, &w, &dy);
+        let (dx, dw, _) = backward(&g, &x, &dy, &w, true);
+        assert_close(&dx.unwrap(), &want_dx, "dx, 128 channels");
+        assert_close(&dw, &want_dw, "dW, 128 channels");
     }
 }

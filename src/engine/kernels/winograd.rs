@@ -15,6 +15,7 @@ use super::buffer::with_scratch;
 use super::conv::{ConvGeom, per_sample, use_outer_parallelism};
 use super::matmul::{View, matmul};
 use super::simd;
+use rayon::prelude::*;
 use std::mem::MaybeUninit;
 
 /// The transformed domain's size: 4 x 4 points.
@@ -63,8 +64,8 @@ fn weight_transform(g: &ConvGeom, weight: &[f32]) -> Vec<f32> {
     u
 }
 
-/// Scratch floats [`input_transform`] needs: four input rows and four transformed
-/// rows, each split into even and odd padded columns.
+/// Scratch floats the transforms need: at most (in [`input_transform`]) four input
+/// rows and four transformed rows, each split into even and odd padded columns.
 fn row_scratch(tw: usize) -> usize {
     16 * (tw + 2)
 }
@@ -172,7 +173,7 @@ fn row_pass_body(
 }
 
 /// `y = A^T M A` (+ bias) for every tile of one sample: `m` is `[16, cout, tiles]`,
-/// `y_n` (`[cout, h, w]`) is written whole; `rows` is `4 * tiles across` of scratch.
+/// `y_n` (`[cout, h, w]`) is written whole; `rows` is [`row_scratch`] floats of scratch.
 fn output_transform(
     g: &ConvGeom,
     m: &[f32],
@@ -183,27 +184,31 @@ fn output_transform(
     let (th, tw) = tiles(g);
     let (h, w, t) = (g.h, g.w, th * tw);
     let point = g.cout * t;
-    let (top, bottom) = rows.split_at_mut(2 * tw);
+    let (down, out) = rows.split_at_mut(4 * tw);
+    let (even, rest) = out.split_at_mut(tw);
+    let odd = &mut rest[..tw];
     for (co, y_plane) in y_n.chunks_exact_mut(h * w).enumerate() {
         let b = bias.map_or(0.0, |b| b[co]);
         for ty in 0..th {
             let at = co * t + ty * tw;
-            let p: [&[f32]; 16] = std::array::from_fn(|i| &m[i * point + at..i * point + at + tw]);
-            // A^T down (rows 0 and 1 of the tile), then across into even and odd outputs
-            let (top_even, top_odd) = top.split_at_mut(tw);
-            out_pass(top_even, top_odd, &p, 0, b);
-            let (bottom_even, bottom_odd) = bottom.split_at_mut(tw);
-            out_pass(bottom_even, bottom_odd, &p, 1, b);
-            for (r, (even, odd)) in [(&*top_even, &*top_odd), (&*bottom_even, &*bottom_odd)]
-                .into_iter()
-                .enumerate()
-            {
+            let p = |i: usize| &m[i * point + at..i * point + at + tw];
+            for r in 0..2 {
                 let oy = 2 * ty + r;
                 if oy >= h {
                     continue;
                 }
+                // A^T down: row 0 is m0 + m1 + m2, row 1 is m1 - m2 - m3 (per column c)
+                for (c, a) in down.chunks_exact_mut(tw).enumerate() {
+                    let (m0, m1, m2, m3) = (p(c), p(4 + c), p(8 + c), p(12 + c));
+                    tile_down(a, [m0, m1, m2, m3], r == 0);
+                }
+                // ... then across into the tile's two columns
+                let (a01, a23) = down.split_at(2 * tw);
+                let (a0, a1) = a01.split_at(tw);
+                let (a2, a3) = a23.split_at(tw);
+                tile_across(even, odd, [a0, a1, a2, a3], b);
                 let row = &mut y_plane[oy * w..(oy + 1) * w];
-                for (pair, (e, o)) in row.chunks_mut(2).zip(even.iter().zip(odd)) {
+                for (pair, (e, o)) in row.chunks_mut(2).zip(even.iter().zip(odd.iter())) {
                     pair[0].write(*e);
                     if let Some(second) = pair.get_mut(1) {
                         second.write(*o);
@@ -214,17 +219,39 @@ fn output_transform(
     }
 }
 
-/// One output row of a row of tiles (`r` 0: `m0 + m1 + m2`, 1: `m1 - m2 - m3` down),
-/// across into its even and odd columns, plus `b`.
-fn out_pass(even: &mut [f32], odd: &mut [f32], p: &[&[f32]; 16], r: usize, b: f32) {
-    let down = |c: usize, k: usize| {
-        let (m0, m1, m2, m3) = (p[c][k], p[4 + c][k], p[8 + c][k], p[12 + c][k]);
-        if r == 0 { m0 + m1 + m2 } else { m1 - m2 - m3 }
-    };
-    for k in 0..even.len() {
-        let (a0, a1, a2, a3) = (down(0, k), down(1, k), down(2, k), down(3, k));
-        even[k] = a0 + a1 + a2 + b;
-        odd[k] = a1 - a2 - a3 + b;
+simd::avx2!(
+    /// One row of `A^T M` for a row of tiles: `m0 + m1 + m2` (`first`) or `m1 - m2 - m3`.
+    fn tile_down(a: &mut [f32], m: [&[f32]; 4], first: bool) = tile_down_body
+);
+
+#[inline(always)]
+fn tile_down_body(a: &mut [f32], m: [&[f32]; 4], first: bool) {
+    let n = a.len();
+    let (m0, m1, m2, m3) = (&m[0][..n], &m[1][..n], &m[2][..n], &m[3][..n]);
+    if first {
+        for k in 0..n {
+            a[k] = m0[k] + m1[k] + m2[k];
+        }
+    } else {
+        for k in 0..n {
+            a[k] = m1[k] - m2[k] - m3[k];
+        }
+    }
+}
+
+simd::avx2!(
+    /// `(. ) A` across a row of tiles: each tile's even and odd output column, plus `b`.
+    fn tile_across(even: &mut [f32], odd: &mut [f32], a: [&[f32]; 4], b: f32) = tile_across_body
+);
+
+#[inline(always)]
+fn tile_across_body(even: &mut [f32], odd: &mut [f32], a: [&[f32]; 4], b: f32) {
+    let n = even.len();
+    let odd = &mut odd[..n];
+    let (a0, a1, a2, a3) = (&a[0][..n], &a[1][..n], &a[2][..n], &a[3][..n]);
+    for k in 0..n {
+        even[k] = a0[k] + a1[k] + a2[k] + b;
+        odd[k] = a1[k] - a2[k] - a3[k] + b;
     }
 }
 
@@ -265,4 +292,143 @@ pub fn forward(g: &ConvGeom, x: &[f32], weight: &[f32], bias: Option<&[f32]>) ->
     // SAFETY: the output transform writes every position of its sample (the tiles
     // cover `0..h` x `0..w`).
     unsafe { per_sample(g.n, output_len, x, input_len, outer, one) }
+}
+
+/// Weight gradient `dW [cout, cin, 3, 3]` of a convolution [`applies`] accepts, from
+/// `x [n, cin, h, w]` and `dy [n, cout, h, w]`: the gradient of `U` is
+/// `dU_xi = sum over tiles of dM_xi V_xi^T`, where `V` is the input's transform (as in
+/// [`forward`]) and `dM = A dy A^T` that of each 2 x 2 tile of `dy`; then `dW = G^T dU G`.
+/// The samples are split over the rayon pool, each worker summing its own `dU`.
+pub fn weight_grad(g: &ConvGeom, x: &[f32], dy: &[f32]) -> Vec<f32> {
+    assert!(
+        g.k == 3 && g.stride == 1 && g.pad == [1; 4],
+        "Winograd F(2x2, 3x3) takes 3 x 3, stride-1, pad-1 convolutions"
+    );
+    let (plane_in, plane_out) = (g.cin * g.h * g.w, g.cout * g.h * g.w);
+    assert_eq!(x.len(), g.n * plane_in, "input size");
+    assert_eq!(dy.len(), g.n * plane_out, "output gradient size");
+    let (th, tw) = tiles(g);
+    let t = th * tw;
+    let (v_len, m_len) = (POINTS * g.cin * t, POINTS * g.cout * t);
+    let workers = rayon::current_num_threads().clamp(1, g.n.max(1));
+    let per = g.n.div_ceil(workers).max(1);
+    let partials: Vec<Vec<f32>> = (0..g.n.div_ceil(per))
+        .into_par_iter()
+        .map(|chunk| {
+            let mut du = vec![0.0f32; POINTS * g.cout * g.cin];
+            with_scratch(v_len + m_len + row_scratch(tw), |scratch| {
+                let (v, rest) = scratch.split_at_mut(v_len);
+                let (dm, row) = rest.split_at_mut(m_len);
+                for i in chunk * per..((chunk + 1) * per).min(g.n) {
+                    input_transform(g, &x[i * plane_in..(i + 1) * plane_in], v, row);
+                    output_grad_transform(g, &dy[i * plane_out..(i + 1) * plane_out], dm, row);
+                    for xi in 0..POINTS {
+                        let dm_xi = View::rows(&dm[xi * g.cout * t..][..g.cout * t], g.cout, t);
+                        let v_xi = View::rows(&v[xi * g.cin * t..][..g.cin * t], g.cin, t);
+                        let du_xi = &mut du[xi * g.cout * g.cin..][..g.cout * g.cin];
+                        matmul(du_xi, dm_xi, v_xi.t(), true, false);
+                    }
+                }
+            });
+            du
+        })
+        .collect();
+    let mut du = vec![0.0f32; POINTS * g.cout * g.cin];
+    for part in partials {
+        du.iter_mut().zip(part).for_each(|(a, b)| *a += b);
+    }
+    // dW = G^T dU G, G^T taking a column (x0, x1, x2, x3) to
+    // (x0 + (x1 + x2) / 2, (x1 - x2) / 2, (x1 + x2) / 2 + x3)
+    let gt = |x: [f32; 4]| {
+        [
+            x[0] + 0.5 * (x[1] + x[2]),
+            0.5 * (x[1] - x[2]),
+            0.5 * (x[1] + x[2]) + x[3],
+        ]
+    };
+    let pairs = g.cout * g.cin;
+    let mut dw = vec![0.0f32; pairs * 9];
+    for (pair, k) in dw.chunks_exact_mut(9).enumerate() {
+        let at = |r: usize, c: usize| du[(r * 4 + c) * pairs + pair];
+        let down: [[f32; 3]; 4] = std::array::from_fn(|c| gt(std::array::from_fn(|r| at(r, c))));
+        for i in 0..3 {
+            let across = gt(std::array::from_fn(|c| down[c][i]));
+            k[i * 3..i * 3 + 3].copy_from_slice(&across);
+        }
+    }
+    dw
+}
+
+/// `dM = A dy A^T` for every 2 x 2 tile of one sample's output gradient `dy_n`
+/// (`[cout, h, w]`, zero beyond its edges) into `dm` (`[16, cout, tiles]`), with
+/// `A = [[1, 0], [1, 1], [1, -1], [0, -1]]`; `rows` is [`row_scratch`] floats of scratch.
+fn output_grad_transform(g: &ConvGeom, dy_n: &[f32], dm: &mut [f32], rows: &mut [f32]) {
+    let (th, tw) = tiles(g);
+    let (h, w, t) = (g.h, g.w, th * tw);
+    let point = g.cout * t;
+    // the tile row's two dy rows, as even and odd columns (tw each, zero beyond w)
+    let (d, rest) = rows.split_at_mut(4 * tw);
+    let a = &mut rest[..2 * tw];
+    for (co, plane) in dy_n.chunks_exact(h * w).enumerate() {
+        for ty in 0..th {
+            d.fill(0.0);
+            for (r, dr) in d.chunks_exact_mut(2 * tw).enumerate() {
+                let oy = 2 * ty + r;
+                if oy < h {
+                    let (even, odd) = dr.split_at_mut(tw);
+                    let src = &plane[oy * w..(oy + 1) * w];
+                    for (k, v) in src.iter().step_by(2).enumerate() {
+                        even[k] = *v;
+                    }
+                    for (k, v) in src.iter().skip(1).step_by(2).enumerate() {
+                        odd[k] = *v;
+                    }
+                }
+            }
+            let (top, bottom) = d.split_at(2 * tw);
+            let at = co * t + ty * tw;
+            // A down: [top, top + bottom, top - bottom, -bottom] (even and odd columns)
+            for r in 0..4 {
+                grad_down(a, top, bottom, r);
+                let (even, odd) = a.split_at(tw);
+                let mut out = dm[r * 4 * point..].chunks_mut(point);
+                let mut next = || &mut out.next().expect("four points a row")[at..at + tw];
+                // ... then across: [even, even + odd, even - odd, -odd]
+                grad_across([next(), next(), next(), next()], even, odd);
+            }
+        }
+    }
+}
+
+/// Row `r` of `A` applied down a tile row: `[top, top + bottom, top - bottom, -bottom]`.
+fn grad_down(a: &mut [f32], top: &[f32], bottom: &[f32], r: usize) {
+    let bottom = &bottom[..top.len()];
+    let a = &mut a[..top.len()];
+    for k in 0..a.len() {
+        a[k] = match r {
+            0 => top[k],
+            1 => top[k] + bottom[k],
+            2 => top[k] - bottom[k],
+            _ => -bottom[k],
+        };
+    }
+}
+
+simd::avx2!(
+    /// `A` applied across a row of tiles into the four points of one row.
+    fn grad_across(out: [&mut [f32]; 4], even: &[f32], odd: &[f32]) = grad_across_body
+);
+
+#[inline(always)]
+fn grad_across_body(out: [&mut [f32]; 4], even: &[f32], odd: &[f32]) {
+    let n = even.len();
+    let [o0, o1, o2, o3] = out;
+    let (o0, o1, o2, o3) = (&mut o0[..n], &mut o1[..n], &mut o2[..n], &mut o3[..n]);
+    let odd = &odd[..n];
+    for k in 0..n {
+        o0[k] = even[k];
+        o1[k] = even[k] + odd[k];
+        o2[k] = even[k] - odd[k];
+        o3[k] = -odd[k];
+    }
 }
