@@ -22,8 +22,9 @@ use std::mem::MaybeUninit;
 const POINTS: usize = 16;
 
 /// Channels below which the im2col product stays faster (its gemm then has few terms
-/// per output and Winograd's 16 products fewer still): with 32 instead, mnist-tiny's
-/// training at batch 64 fell from 258 / 278 to 203 / 203 images/s.
+/// per output and Winograd's 16 products fewer still): with 32 instead (and 16 tiles
+/// for [`MIN_TILES`]), mnist-tiny's training at batch 64 fell from 258 / 278 to 203 / 203
+/// images/s.
 const MIN_CHANNELS: usize = 128;
 
 /// Whether [`forward`] takes this convolution.
@@ -37,8 +38,8 @@ pub fn applies(g: &ConvGeom) -> bool {
 }
 
 /// Tiles per sample below which the 16 products are too narrow for gemm's
-/// 64-position micro-kernel: with 16 instead (ddpm-cifar10-32's 8 x 8 layers too), its
-/// batch-16 training fell from 6.69 / 6.79 to 6.50 / 6.49 images/s.
+/// 64-position micro-kernel: with 16 instead (ddpm-cifar10-32's 8 x 8 layers too), that
+/// model's batch-16 training fell from 6.69 / 6.79 to 6.50 / 6.49 images/s.
 const MIN_TILES: usize = 64;
 
 /// Tiles down and across: `ceil(h / 2)`, `ceil(w / 2)`.
