@@ -18,6 +18,9 @@
 //! stride-1 conv whose output is as wide as its input (3x3 with padding 1)
 //! builds each tap's block as one shifted copy of the input plane, then zeroes
 //! the columns that wrapped around.
+//!
+//! Wide 3x3 stride-1 convolutions (`winograd::applies`) take Winograd's
+//! F(2x2, 3x3) instead, forward and both gradients (`winograd.rs`).
 
 use super::buffer::{assume_init, with_scratch, written, written_with, zero_init};
 use super::matmul::{View, matmul, matmul_strided_uninit};
