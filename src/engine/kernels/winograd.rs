@@ -1,5 +1,5 @@
-//! Winograd's F(2x2, 3x3) for the forward of 3 x 3, stride-1, pad-1 convolutions
-//! with many channels: each 2 x 2 output tile comes from a 4 x 4 input tile through
+//! Winograd's F(2x2, 3x3) for 3 x 3, stride-1, pad-1 convolutions with many
+//! channels, forward and both gradients: each 2 x 2 output tile comes from a 4 x 4 input tile through
 //! 16 elementwise products in the transformed domain, so the products do 16 multiplies
 //! per tile and channel pair where im2col + gemm does 36. Per sample:
 //!
@@ -7,6 +7,11 @@
 //! - the kernels `g` become `U = G g G^T` (`[16, cout, cin]`, once per call),
 //! - 16 gemm products `M_xi = U_xi V_xi` (`[cout, tiles]` each),
 //! - each output tile is `A^T M A`, plus the bias.
+//!
+//! The input gradient is the transposed convolution's forward (`conv.rs` passes the
+//! kernels turned by 180 degrees, channels swapped); the weight gradient sums
+//! `dM_xi V_xi^T` over the tiles, `dM = A dy A^T`, and returns `G^T dU G`
+//! ([`weight_grad`]).
 //!
 //! The transforms add and halve only (the points 0, 1, -1 and infinity), so the result
 //! stays within float32 rounding of the direct sum (tested against float64 in `conv.rs`).
