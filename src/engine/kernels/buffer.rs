@@ -146,6 +146,40 @@ where
     out
 }
 
+/// Parallel over the batch when it has an item per worker; otherwise gemm splits each product.
+pub fn use_outer_parallelism(n: usize) -> bool {
+    n >= rayon::current_num_threads()
+}
+
+/// A new `[n, dst_len]` buffer: `f(dst_i, src_i)` writes sample `i` (which
+/// starts unwritten) from `src_i`, over the rayon pool when `outer`,
+/// otherwise in order.
+///
+/// # Safety
+/// `f(dst_i, src_i)` must write every element of `dst_i`.
+pub unsafe fn per_sample<F>(
+    n: usize,
+    dst_len: usize,
+    src: &[f32],
+    src_len: usize,
+    outer: bool,
+    f: F,
+) -> Vec<f32>
+where
+    F: Fn(&mut [MaybeUninit<f32>], &[f32]) + Send + Sync,
+{
+    // SAFETY: passed on to the caller.
+    unsafe {
+        written(
+            n * dst_len,
+            dst_len,
+            outer,
+            || (),
+            |_, i, dst| f(dst, &src[i * src_len..(i + 1) * src_len]),
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -19,10 +19,12 @@
 //! builds each tap's block as one shifted copy of the input plane, then zeroes
 //! the columns that wrapped around.
 //!
-//! Wide 3x3 stride-1 convolutions (`winograd::applies`) take Winograd's
+//! Wide 3x3 stride-1 convolutions (`winograd_shape`) take Winograd's
 //! F(2x2, 3x3) instead, forward and both gradients (`winograd.rs`).
 
-use super::buffer::{assume_init, with_scratch, written, written_with, zero_init};
+use super::buffer::{
+    assume_init, per_sample, use_outer_parallelism, with_scratch, written_with, zero_init,
+};
 use super::matmul::{View, matmul, matmul_strided_uninit};
 use super::winograd;
 use rayon::prelude::*;
@@ -360,16 +362,29 @@ fn flipped_transpose(g: &ConvGeom, weight: &[f32]) -> Vec<f32> {
     out
 }
 
-/// Parallel over the batch when it has an item per worker; otherwise gemm splits each product.
-pub(super) fn use_outer_parallelism(n: usize) -> bool {
-    n >= rayon::current_num_threads()
+/// A 3x3, stride-1, pad-1 convolution's sizes for [`winograd`].
+fn winograd_sizes(g: &ConvGeom) -> winograd::Shape {
+    winograd::Shape {
+        n: g.n,
+        cin: g.cin,
+        cout: g.cout,
+        h: g.h,
+        w: g.w,
+    }
+}
+
+/// The convolutions Winograd's F(2x2, 3x3) takes: 3x3, stride 1, padding 1, and wide
+/// enough to pay ([`winograd::Shape::pays`]).
+fn winograd_shape(g: &ConvGeom) -> Option<winograd::Shape> {
+    let s = winograd_sizes(g);
+    (g.k == 3 && g.stride == 1 && g.pad == [1; 4] && s.pays()).then_some(s)
 }
 
 /// Forward: `x [n, cin, h, w]`, `weight [cout, cin, k, k]`, `bias [cout]` -> `[n, cout, ho, wo]`.
-/// Convolutions [`winograd::applies`] accepts go through Winograd's F(2x2, 3x3).
+/// Convolutions [`winograd_shape`] picks go through Winograd's F(2x2, 3x3).
 pub fn forward(g: &ConvGeom, x: &[f32], weight: &[f32], bias: Option<&[f32]>) -> Vec<f32> {
-    if winograd::applies(g) {
-        return winograd::forward(g, x, weight, bias);
+    if let Some(s) = winograd_shape(g) {
+        return winograd::forward(&s, x, weight, bias);
     }
     forward_in_blocks(g, x, weight, bias, block_rows(g))
 }
@@ -409,35 +424,6 @@ fn forward_in_blocks(
     };
     // SAFETY: `one` writes its whole sample (above).
     unsafe { per_sample(g.n, g.output_len(), x, g.input_len(), outer, one) }
-}
-
-/// A new `[n, dst_len]` buffer: `f(dst_i, src_i)` writes sample `i` (which
-/// starts unwritten) from `src_i`, over the rayon pool when `outer`,
-/// otherwise in order.
-///
-/// # Safety
-/// `f(dst_i, src_i)` must write every element of `dst_i`.
-pub(super) unsafe fn per_sample<F>(
-    n: usize,
-    dst_len: usize,
-    src: &[f32],
-    src_len: usize,
-    outer: bool,
-    f: F,
-) -> Vec<f32>
-where
-    F: Fn(&mut [MaybeUninit<f32>], &[f32]) + Send + Sync,
-{
-    // SAFETY: passed on to the caller.
-    unsafe {
-        written(
-            n * dst_len,
-            dst_len,
-            outer,
-            || (),
-            |_, i, dst| f(dst, &src[i * src_len..(i + 1) * src_len]),
-        )
-    }
 }
 
 /// Input gradient `dy [n, cout, ho, wo]` -> `dx [n, cin, h, w]` by
@@ -492,11 +478,15 @@ fn backward_in_blocks(
     need_dx: bool,
     rows: Option<usize>,
 ) -> (Option<Vec<f32>>, Vec<f32>, Vec<f32>) {
+    let wide = match g.transposed() {
+        Some(t) if need_dx => winograd_shape(g).zip(winograd_shape(&t)),
+        _ => None,
+    };
+    if let Some((s, ts)) = wide {
+        let dx = winograd::forward(&ts, dy, &flipped_transpose(g, weight), None);
+        return (Some(dx), winograd::weight_grad(&s, x, dy), bias_grad(g, dy));
+    }
     match g.transposed() {
-        Some(t) if need_dx && winograd::applies(g) && winograd::applies(&t) => {
-            let dx = winograd::forward(&t, dy, &flipped_transpose(g, weight), None);
-            (Some(dx), winograd::weight_grad(g, x, dy), bias_grad(g, dy))
-        }
         Some(t) if need_dx => {
             let rows = rows.unwrap_or_else(|| block_rows(&t));
             let (dx, dw) = shared_backward(g, &t, x, dy, weight, rows);
@@ -859,6 +849,11 @@ mod tests {
         let g = conv(64, 28);
         assert_eq!(block_rows(&g), (1 << 18) / (64 * 9 * 28));
     }
+    /// Whether `forward` and `backward` take Winograd for `g`.
+    fn wide(g: &ConvGeom) -> bool {
+        winograd_shape(g).is_some()
+    }
+
     #[test]
     fn winograd_matches_a_float64_reference() {
         let base = ConvGeom {
@@ -890,12 +885,12 @@ mod tests {
             let w = data(g.cout * g.taps(), 5);
             let b = data(g.cout, 6);
             let want = reference(&g, &x, &w, &b);
-            let got = winograd::forward(&g, &x, &w, Some(&b));
+            let got = winograd::forward(&winograd_sizes(&g), &x, &w, Some(&b));
             assert_close(&got, &want, &format!("Winograd {g:?}"));
             let zero = vec![0.0f32; g.cout];
             let want = reference(&g, &x, &w, &zero);
             assert_close(
-                &winograd::forward(&g, &x, &w, None),
+                &winograd::forward(&winograd_sizes(&g), &x, &w, None),
                 &want,
                 &format!("{g:?}, no bias"),
             );
@@ -909,7 +904,7 @@ mod tests {
             w: 15,
             ..base
         };
-        assert!(winograd::applies(&g));
+        assert!(wide(&g));
         let x = data(g.n * g.cin * g.h * g.w, 7);
         let w = data(g.cout * g.taps(), 8);
         let b = data(g.cout, 9);
@@ -932,27 +927,27 @@ mod tests {
             stride: 1,
             pad: [1; 4],
         };
-        assert!(winograd::applies(&cifar));
-        assert!(!winograd::applies(&ConvGeom { cin: 64, ..cifar }));
-        assert!(!winograd::applies(&ConvGeom { cout: 3, ..cifar }));
-        assert!(!winograd::applies(&ConvGeom { stride: 2, ..cifar }));
-        assert!(!winograd::applies(&ConvGeom {
+        assert!(wide(&cifar));
+        assert!(!wide(&ConvGeom { cin: 64, ..cifar }));
+        assert!(!wide(&ConvGeom { cout: 3, ..cifar }));
+        assert!(!wide(&ConvGeom { stride: 2, ..cifar }));
+        assert!(!wide(&ConvGeom {
             k: 1,
             pad: [0; 4],
             ..cifar
         }));
-        assert!(!winograd::applies(&ConvGeom {
+        assert!(!wide(&ConvGeom {
             pad: [0, 1, 0, 1],
             ..cifar
         }));
-        assert!(!winograd::applies(&ConvGeom { h: 1, ..cifar }));
+        assert!(!wide(&ConvGeom { h: 1, ..cifar }));
         // 8 x 8 planes: 16 tiles, too few for gemm's 64-position kernel
-        assert!(!winograd::applies(&ConvGeom {
+        assert!(!wide(&ConvGeom {
             h: 8,
             w: 8,
             ..cifar
         }));
-        assert!(winograd::applies(&ConvGeom {
+        assert!(wide(&ConvGeom {
             h: 16,
             w: 16,
             ..cifar
@@ -1018,7 +1013,7 @@ mod tests {
             let dy = data(g.n * g.cout * g.positions(), 12);
             let (_, want_dw) = pad1_gradients(&g, &x, &w, &dy);
             assert_close(
-                &winograd::weight_grad(&g, &x, &dy),
+                &winograd::weight_grad(&winograd_sizes(&g), &x, &dy),
                 &want_dw,
                 &format!("dW {g:?}"),
             );

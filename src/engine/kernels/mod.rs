@@ -1,6 +1,6 @@
 //! Host kernels of our own for the CPU (flex) backend, where burn's generic
-//! compositions are slow: fused GroupNorm + SiLU, and im2col + gemm convolution,
-//! each with a handwritten backward.
+//! compositions are slow: fused GroupNorm + SiLU, and im2col + gemm convolution (Winograd
+//! F(2x2, 3x3) for wide 3x3 ones), each with a handwritten backward.
 //!
 //! They enter burn as a backend extension ([`CpuKernels`]) implemented for
 //! `Flex` and for `Autodiff<Flex>`. The model calls them only for f32 tensors

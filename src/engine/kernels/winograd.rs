@@ -16,8 +16,7 @@
 //! The transforms add and halve only (the points 0, 1, -1 and infinity), so the result
 //! stays within float32 rounding of the direct sum (tested against float64 in `conv.rs`).
 
-use super::buffer::with_scratch;
-use super::conv::{ConvGeom, per_sample, use_outer_parallelism};
+use super::buffer::{per_sample, use_outer_parallelism, with_scratch};
 use super::matmul::{View, matmul};
 use super::simd;
 use rayon::prelude::*;
@@ -32,14 +31,28 @@ const POINTS: usize = 16;
 /// images/s.
 const MIN_CHANNELS: usize = 128;
 
-/// Whether [`forward`] takes this convolution.
-pub fn applies(g: &ConvGeom) -> bool {
-    g.k == 3
-        && g.stride == 1
-        && g.pad == [1; 4]
-        && g.cin >= MIN_CHANNELS
-        && g.cout >= MIN_CHANNELS
-        && g.h.div_ceil(2) * g.w.div_ceil(2) >= MIN_TILES
+/// The sizes of a 3 x 3, stride-1, pad-1 convolution (the only kind this module takes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shape {
+    /// Batch size.
+    pub n: usize,
+    /// Input channels.
+    pub cin: usize,
+    /// Output channels.
+    pub cout: usize,
+    /// Height (input and output).
+    pub h: usize,
+    /// Width (input and output).
+    pub w: usize,
+}
+
+impl Shape {
+    /// Whether Winograd is faster than im2col + gemm here (channels and tiles enough).
+    pub fn pays(&self) -> bool {
+        self.cin >= MIN_CHANNELS
+            && self.cout >= MIN_CHANNELS
+            && self.h.div_ceil(2) * self.w.div_ceil(2) >= MIN_TILES
+    }
 }
 
 /// Tiles per sample below which the 16 products are too narrow for gemm's
@@ -48,12 +61,12 @@ pub fn applies(g: &ConvGeom) -> bool {
 const MIN_TILES: usize = 64;
 
 /// Tiles down and across: `ceil(h / 2)`, `ceil(w / 2)`.
-fn tiles(g: &ConvGeom) -> (usize, usize) {
+fn tiles(g: &Shape) -> (usize, usize) {
     (g.h.div_ceil(2), g.w.div_ceil(2))
 }
 
 /// `U = G g G^T` for every kernel: `[16, cout, cin]`.
-fn weight_transform(g: &ConvGeom, weight: &[f32]) -> Vec<f32> {
+fn weight_transform(g: &Shape, weight: &[f32]) -> Vec<f32> {
     let (cout, cin) = (g.cout, g.cin);
     let mut u = vec![0.0f32; POINTS * cout * cin];
     // G = [[1, 0, 0], [1/2, 1/2, 1/2], [1/2, -1/2, 1/2], [0, 0, 1]]
@@ -80,7 +93,7 @@ fn row_scratch(tw: usize) -> usize {
 
 /// `V = B^T d B` for every tile of one sample `x_n` (`[cin, h, w]`) into `v`
 /// (`[16, cin, tiles]`), `rows` being [`row_scratch`] floats of scratch.
-fn input_transform(g: &ConvGeom, x_n: &[f32], v: &mut [f32], rows: &mut [f32]) {
+fn input_transform(g: &Shape, x_n: &[f32], v: &mut [f32], rows: &mut [f32]) {
     let (th, tw) = tiles(g);
     let (h, w, t) = (g.h, g.w, th * tw);
     // padded column j holds input column j - 1; split into even j (2k) and odd j (2k + 1)
@@ -183,7 +196,7 @@ fn row_pass_body(
 /// `y = A^T M A` (+ bias) for every tile of one sample: `m` is `[16, cout, tiles]`,
 /// `y_n` (`[cout, h, w]`) is written whole; `rows` is [`row_scratch`] floats of scratch.
 fn output_transform(
-    g: &ConvGeom,
+    g: &Shape,
     m: &[f32],
     bias: Option<&[f32]>,
     y_n: &mut [MaybeUninit<f32>],
@@ -264,12 +277,8 @@ fn tile_across_body(even: &mut [f32], odd: &mut [f32], a: [&[f32]; 4], b: f32) {
 }
 
 /// Forward: `x [n, cin, h, w]`, `weight [cout, cin, 3, 3]`, `bias [cout]` ->
-/// `[n, cout, h, w]`, for a convolution [`applies`] accepts.
-pub fn forward(g: &ConvGeom, x: &[f32], weight: &[f32], bias: Option<&[f32]>) -> Vec<f32> {
-    assert!(
-        g.k == 3 && g.stride == 1 && g.pad == [1; 4],
-        "Winograd F(2x2, 3x3) takes 3 x 3, stride-1, pad-1 convolutions"
-    );
+/// `[n, cout, h, w]`.
+pub fn forward(g: &Shape, x: &[f32], weight: &[f32], bias: Option<&[f32]>) -> Vec<f32> {
     assert_eq!(x.len(), g.n * g.cin * g.h * g.w, "input size");
     assert_eq!(weight.len(), g.cout * g.cin * 9, "weight size");
     let (th, tw) = tiles(g);
@@ -302,16 +311,12 @@ pub fn forward(g: &ConvGeom, x: &[f32], weight: &[f32], bias: Option<&[f32]>) ->
     unsafe { per_sample(g.n, output_len, x, input_len, outer, one) }
 }
 
-/// Weight gradient `dW [cout, cin, 3, 3]` of a convolution [`applies`] accepts, from
+/// Weight gradient `dW [cout, cin, 3, 3]` from
 /// `x [n, cin, h, w]` and `dy [n, cout, h, w]`: the gradient of `U` is
 /// `dU_xi = sum over tiles of dM_xi V_xi^T`, where `V` is the input's transform (as in
 /// [`forward`]) and `dM = A dy A^T` that of each 2 x 2 tile of `dy`; then `dW = G^T dU G`.
 /// The samples are split over the rayon pool, each worker summing its own `dU`.
-pub fn weight_grad(g: &ConvGeom, x: &[f32], dy: &[f32]) -> Vec<f32> {
-    assert!(
-        g.k == 3 && g.stride == 1 && g.pad == [1; 4],
-        "Winograd F(2x2, 3x3) takes 3 x 3, stride-1, pad-1 convolutions"
-    );
+pub fn weight_grad(g: &Shape, x: &[f32], dy: &[f32]) -> Vec<f32> {
     let (plane_in, plane_out) = (g.cin * g.h * g.w, g.cout * g.h * g.w);
     assert_eq!(x.len(), g.n * plane_in, "input size");
     assert_eq!(dy.len(), g.n * plane_out, "output gradient size");
@@ -370,7 +375,7 @@ pub fn weight_grad(g: &ConvGeom, x: &[f32], dy: &[f32]) -> Vec<f32> {
 /// `dM = A dy A^T` for every 2 x 2 tile of one sample's output gradient `dy_n`
 /// (`[cout, h, w]`, zero beyond its edges) into `dm` (`[16, cout, tiles]`), with
 /// `A = [[1, 0], [1, 1], [1, -1], [0, -1]]`; `rows` is [`row_scratch`] floats of scratch.
-fn output_grad_transform(g: &ConvGeom, dy_n: &[f32], dm: &mut [f32], rows: &mut [f32]) {
+fn output_grad_transform(g: &Shape, dy_n: &[f32], dm: &mut [f32], rows: &mut [f32]) {
     let (th, tw) = tiles(g);
     let (h, w, t) = (g.h, g.w, th * tw);
     let point = g.cout * t;
