@@ -673,8 +673,10 @@ mod tests {
         out
     }
 
-    fn geoms() -> Vec<ConvGeom> {
-        let base = ConvGeom {
+    /// Three samples of a 3x3, stride-1, pad-1 convolution from 2 channels to 3 on a
+    /// 7 x 6 plane: the base of the geometries the tests vary.
+    fn small_geom() -> ConvGeom {
+        ConvGeom {
             n: 3,
             cin: 2,
             h: 7,
@@ -683,7 +685,11 @@ mod tests {
             k: 3,
             stride: 1,
             pad: [1; 4],
-        };
+        }
+    }
+
+    fn geoms() -> Vec<ConvGeom> {
+        let base = small_geom();
         vec![
             base,
             ConvGeom { stride: 2, ..base },
@@ -856,16 +862,7 @@ mod tests {
 
     #[test]
     fn winograd_matches_a_float64_reference() {
-        let base = ConvGeom {
-            n: 3,
-            cin: 2,
-            h: 7,
-            w: 6,
-            cout: 3,
-            k: 3,
-            stride: 1,
-            pad: [1; 4],
-        };
+        let base = small_geom();
         // even and odd sides (a last tile half outside), planes of two rows, one sample
         let shapes = [
             base,
@@ -988,16 +985,7 @@ mod tests {
 
     #[test]
     fn winograd_gradients_match_a_float64_reference() {
-        let base = ConvGeom {
-            n: 3,
-            cin: 2,
-            h: 7,
-            w: 6,
-            cout: 3,
-            k: 3,
-            stride: 1,
-            pad: [1; 4],
-        };
+        let base = small_geom();
         for g in [
             base,
             ConvGeom {

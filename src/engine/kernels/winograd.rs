@@ -120,7 +120,7 @@ fn input_transform(g: &Shape, x_n: &[f32], v: &mut [f32], rows: &mut [f32]) {
                 let (even, odd) = br.split_at(half);
                 let mut out = v[r * 4 * g.cin * t..].chunks_mut(g.cin * t);
                 let mut next = || &mut out.next().expect("four points a row")[at..at + tw];
-                row_pass(next(), next(), next(), next(), even, odd);
+                row_pass([next(), next(), next(), next()], even, odd);
             }
         }
     }
@@ -161,27 +161,14 @@ fn column_pass_body(b: [&mut [f32]; 4], d: [&[f32]; 4]) {
 }
 
 simd::avx2!(
-    /// `B` across a row of tiles, from the row's even and odd padded columns: tile
-    /// `k` covers even `k, k + 1` and odd `k, k + 1`.
-    fn row_pass(
-        v0: &mut [f32],
-        v1: &mut [f32],
-        v2: &mut [f32],
-        v3: &mut [f32],
-        even: &[f32],
-        odd: &[f32],
-    ) = row_pass_body
+    /// `B` across a row of tiles into the four points of one row, from the row's even
+    /// and odd padded columns: tile `k` covers even `k, k + 1` and odd `k, k + 1`.
+    fn row_pass(out: [&mut [f32]; 4], even: &[f32], odd: &[f32]) = row_pass_body
 );
 
 #[inline(always)]
-fn row_pass_body(
-    v0: &mut [f32],
-    v1: &mut [f32],
-    v2: &mut [f32],
-    v3: &mut [f32],
-    even: &[f32],
-    odd: &[f32],
-) {
+fn row_pass_body(out: [&mut [f32]; 4], even: &[f32], odd: &[f32]) {
+    let [v0, v1, v2, v3] = out;
     let n = v0.len();
     let (v1, v2, v3) = (&mut v1[..n], &mut v2[..n], &mut v3[..n]);
     let (e0, e1, o0, o1) = (&even[..n], &even[1..n + 1], &odd[..n], &odd[1..n + 1]);
