@@ -7,7 +7,8 @@
 //! Statistics are accumulated in f64.
 
 use super::buffer::{assume_init, written_with};
-use super::simd::avx2;
+use super::reduce::{FLUSH, LANES, lane_total};
+use super::simd::vectorised;
 use std::mem::MaybeUninit;
 
 /// Shape of one fused GroupNorm call.
@@ -59,20 +60,6 @@ fn exp_fast(x: f32) -> f32 {
 #[inline(always)]
 fn sigmoid(v: f32) -> f32 {
     1.0 / (1.0 + exp_fast(-v))
-}
-
-const LANES: usize = 8;
-
-/// Elements summed in f32 lanes before the lane sums move into f64: short
-/// enough that the f32 partial sums keep full precision at any image size.
-const FLUSH: usize = 512;
-
-/// The sum of `LANES` partial sums: pairwise in f32 (each holds at most
-/// `FLUSH / LANES` terms), then widened.
-#[inline(always)]
-fn lane_total(a: [f32; LANES]) -> f64 {
-    let quad = [a[0] + a[4], a[1] + a[5], a[2] + a[6], a[3] + a[7]];
-    ((quad[0] + quad[2]) + (quad[1] + quad[3])) as f64
 }
 
 /// `(sum (x - m), sum (x - m)^2)` over `values`: f32 lanes over runs of
@@ -136,10 +123,10 @@ fn block_stats(xb: &[f32], eps: f64) -> [f32; 2] {
     unreachable!("the second pass returns")
 }
 
-avx2!(
+vectorised!(
     /// One (sample, group) block of the forward pass; returns `[mean, rstd]`.
     #[inline(never)]
-    fn forward_block(
+    fn forward_block / forward_block_at(
         o: &mut [MaybeUninit<f32>],
         xb: &[f32],
         gamma: &[f32],
@@ -207,12 +194,12 @@ pub fn forward(
     (out, stats)
 }
 
-avx2!(
+vectorised!(
     /// One (sample, group) block of the backward pass. Writes `dx` and
     /// `(sum dy * xh, sum dy)` per channel of the group into `part`.
     #[inline(never)]
     #[allow(clippy::too_many_arguments)]
-    fn backward_block(
+    fn backward_block / backward_block_at(
         dxb: &mut [MaybeUninit<f32>],
         xb: &[f32],
         dzb: &[f32],
@@ -366,6 +353,7 @@ pub fn backward(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::kernels::simd::supported;
 
     /// Float64 reference of the forward pass, straight from the definition.
     fn reference(x: &[f32], gamma: &[f32], beta: &[f32], sh: GnShape, silu: bool) -> Vec<f64> {
@@ -612,11 +600,14 @@ mod tests {
         );
     }
 
-    /// The AVX2 build of the blocks (what the dispatch picks on this CPU)
-    /// gives the baseline build's bits, tails included.
+    /// Every build of the blocks this CPU runs (AVX2, AVX-512) gives the
+    /// baseline build's bits, tails included.
     #[test]
-    fn the_wide_and_the_baseline_blocks_agree_bit_for_bit() {
-        for s in [1usize, 7, 8, 29, 1030] {
+    fn every_vector_level_gives_the_baseline_bits() {
+        for (level, s) in supported()
+            .into_iter()
+            .flat_map(|l| [1usize, 7, 8, 29, 1030].map(|s| (l, s)))
+        {
             let cpg = 3;
             let xb = data(cpg * s, s as u32);
             let dz = data(cpg * s, 99);
@@ -624,20 +615,30 @@ mod tests {
             let beta = data(cpg, 5);
             for silu in [false, true] {
                 let (mut o1, mut o2) = (unwritten(xb.len()), unwritten(xb.len()));
-                let st1 = forward_block(&mut o1, &xb, &gamma, &beta, s, 1e-5, silu);
+                let st1 = forward_block_at(level, &mut o1, &xb, &gamma, &beta, s, 1e-5, silu);
                 let st2 = forward_block_body(&mut o2, &xb, &gamma, &beta, s, 1e-5, silu);
                 // SAFETY: the blocks write every element of their output.
                 let bits = |v: &mut [MaybeUninit<f32>]| {
                     let v = unsafe { assume_init(v) };
                     v.iter().map(|x| x.to_bits()).collect::<Vec<_>>()
                 };
-                assert_eq!(bits(&mut o1), bits(&mut o2), "forward, s {s}, silu {silu}");
+                assert_eq!(
+                    bits(&mut o1),
+                    bits(&mut o2),
+                    "forward, {level:?}, s {s}, silu {silu}"
+                );
                 assert_eq!(st1.map(f32::to_bits), st2.map(f32::to_bits));
                 let (mut p1, mut p2) = (vec![[0.0f64; 2]; cpg], vec![[0.0f64; 2]; cpg]);
                 let (mut o1, mut o2) = (unwritten(xb.len()), unwritten(xb.len()));
-                backward_block(&mut o1, &xb, &dz, &gamma, &beta, st1, s, silu, &mut p1);
+                backward_block_at(
+                    level, &mut o1, &xb, &dz, &gamma, &beta, st1, s, silu, &mut p1,
+                );
                 backward_block_body(&mut o2, &xb, &dz, &gamma, &beta, st2, s, silu, &mut p2);
-                assert_eq!(bits(&mut o1), bits(&mut o2), "backward, s {s}, silu {silu}");
+                assert_eq!(
+                    bits(&mut o1),
+                    bits(&mut o2),
+                    "backward, {level:?}, s {s}, silu {silu}"
+                );
                 assert_eq!(p1, p2);
             }
         }

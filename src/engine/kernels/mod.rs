@@ -15,6 +15,7 @@ pub mod layout;
 mod layout_ops;
 pub mod matmul;
 pub mod merge;
+mod reduce;
 mod simd;
 mod winograd;
 

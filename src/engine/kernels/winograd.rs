@@ -141,9 +141,9 @@ fn split_padded(src: Option<&[f32]>, dst: &mut [f32], half: usize) {
     }
 }
 
-simd::avx2!(
+simd::vectorised!(
     /// `B^T d` down four rows, elementwise: `[d0 - d2, d1 + d2, d2 - d1, d1 - d3]`.
-    fn column_pass(b: [&mut [f32]; 4], d: [&[f32]; 4]) = column_pass_body
+    fn column_pass / column_pass_at(b: [&mut [f32]; 4], d: [&[f32]; 4]) = column_pass_body
 );
 
 #[inline(always)]
@@ -160,10 +160,10 @@ fn column_pass_body(b: [&mut [f32]; 4], d: [&[f32]; 4]) {
     }
 }
 
-simd::avx2!(
+simd::vectorised!(
     /// `B` across a row of tiles into the four points of one row, from the row's even
     /// and odd padded columns: tile `k` covers even `k, k + 1` and odd `k, k + 1`.
-    fn row_pass(out: [&mut [f32]; 4], even: &[f32], odd: &[f32]) = row_pass_body
+    fn row_pass / row_pass_at(out: [&mut [f32]; 4], even: &[f32], odd: &[f32]) = row_pass_body
 );
 
 #[inline(always)]
@@ -227,9 +227,9 @@ fn output_transform(
     }
 }
 
-simd::avx2!(
+simd::vectorised!(
     /// One row of `A^T M` for a row of tiles: `m0 + m1 + m2` (`first`) or `m1 - m2 - m3`.
-    fn tile_down(a: &mut [f32], m: [&[f32]; 4], first: bool) = tile_down_body
+    fn tile_down / tile_down_at(a: &mut [f32], m: [&[f32]; 4], first: bool) = tile_down_body
 );
 
 #[inline(always)]
@@ -247,9 +247,9 @@ fn tile_down_body(a: &mut [f32], m: [&[f32]; 4], first: bool) {
     }
 }
 
-simd::avx2!(
+simd::vectorised!(
     /// `(. ) A` across a row of tiles: each tile's even and odd output column, plus `b`.
-    fn tile_across(even: &mut [f32], odd: &mut [f32], a: [&[f32]; 4], b: f32) = tile_across_body
+    fn tile_across / tile_across_at(even: &mut [f32], odd: &mut [f32], a: [&[f32]; 4], b: f32) = tile_across_body
 );
 
 #[inline(always)]
@@ -414,9 +414,9 @@ fn grad_down(a: &mut [f32], top: &[f32], bottom: &[f32], r: usize) {
     }
 }
 
-simd::avx2!(
+simd::vectorised!(
     /// `A` applied across a row of tiles into the four points of one row.
-    fn grad_across(out: [&mut [f32]; 4], even: &[f32], odd: &[f32]) = grad_across_body
+    fn grad_across / grad_across_at(out: [&mut [f32]; 4], even: &[f32], odd: &[f32]) = grad_across_body
 );
 
 #[inline(always)]
@@ -430,5 +430,61 @@ fn grad_across_body(out: [&mut [f32]; 4], even: &[f32], odd: &[f32]) {
         o1[k] = even[k] + odd[k];
         o2[k] = even[k] - odd[k];
         o3[k] = -odd[k];
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::kernels::simd::{Level, supported};
+
+    fn data(len: usize, seed: u32) -> Vec<f32> {
+        (0..len as u32)
+            .map(|i| ((i.wrapping_mul(2_654_435_761) ^ seed) % 1999) as f32 / 999.0 - 1.0)
+            .collect()
+    }
+
+    fn bits(v: &[f32]) -> Vec<u32> {
+        v.iter().map(|x| x.to_bits()).collect()
+    }
+
+    /// The transform passes at one level: every output, in one vector.
+    fn passes(level: Level, n: usize) -> Vec<f32> {
+        fn quad(out: &mut [Vec<f32>]) -> [&mut [f32]; 4] {
+            let [a, b, c, e] = out else {
+                unreachable!("four rows")
+            };
+            [&mut a[..], &mut b[..], &mut c[..], &mut e[..]]
+        }
+        let ins: Vec<Vec<f32>> = (0..4).map(|i| data(n + 1, i)).collect();
+        let d = [&ins[0][..n], &ins[1][..n], &ins[2][..n], &ins[3][..n]];
+        let mut out = vec![vec![0.0f32; n]; 4];
+        let mut all = Vec::new();
+        column_pass_at(level, quad(&mut out), d);
+        all.extend(out.concat());
+        row_pass_at(level, quad(&mut out), &ins[0], &ins[1]);
+        all.extend(out.concat());
+        grad_across_at(level, quad(&mut out), &ins[2][..n], &ins[3][..n]);
+        all.extend(out.concat());
+        for first in [true, false] {
+            tile_down_at(level, &mut out[0], d, first);
+            all.extend(&out[0]);
+        }
+        let (even, rest) = out.split_at_mut(1);
+        tile_across_at(level, &mut even[0], &mut rest[0], d, 0.25);
+        all.extend(out[0].iter().chain(&out[1]));
+        all
+    }
+
+    /// Every build of the transform passes this CPU runs gives the baseline
+    /// build's bits, at lengths with and without a tail past the vectors.
+    #[test]
+    fn every_vector_level_gives_the_baseline_bits() {
+        for n in [1usize, 7, 16, 33, 100] {
+            let want = bits(&passes(Level::Baseline, n));
+            for level in supported() {
+                assert_eq!(bits(&passes(level, n)), want, "{level:?}, n {n}");
+            }
+        }
     }
 }
