@@ -7,7 +7,7 @@
 //! Statistics are accumulated in f64.
 
 use super::buffer::{assume_init, written_with};
-use super::reduce::{FLUSH, LANES, lane_total};
+use super::reduce::{FLUSH, LANES, lane_sums, lane_sums2, lane_total};
 use super::simd::vectorised;
 use std::mem::MaybeUninit;
 
@@ -68,17 +68,11 @@ fn sigmoid(v: f32) -> f32 {
 fn centred_sums(values: &[f32], m: f32) -> (f64, f64) {
     let (mut sa, mut sb) = (0.0f64, 0.0f64);
     for run in values.chunks(FLUSH) {
-        let (mut a, mut b) = ([0.0f32; LANES], [0.0f32; LANES]);
-        let mut chunks = run.chunks_exact(LANES);
-        for c in &mut chunks {
-            let c: &[f32; LANES] = c.try_into().expect("chunks of LANES");
-            for l in 0..LANES {
-                let d = c[l] - m;
-                a[l] += d;
-                b[l] += d * d;
-            }
-        }
-        for &v in chunks.remainder() {
+        // two loops over the run, not one: one loop with both sums was
+        // compiled into scalar loads paired as (d, d * d)
+        let a = lane_sums(run, |v| v - m);
+        let b = lane_sums(run, |v| (v - m) * (v - m));
+        for &v in run.chunks_exact(LANES).remainder() {
             let d = v - m;
             sa += d as f64;
             sb += (d * d) as f64;
@@ -245,33 +239,21 @@ fn backward_block_body(
             };
             (xh, dy)
         };
+        // dy first, elementwise; then its sums in separate loops (one loop
+        // doing all three was compiled into scalar loads and inserts)
+        for ((d, &xv), &zv) in drow.iter_mut().zip(xr).zip(dzr) {
+            d.write(dy_of(xv, zv).1);
+        }
+        // SAFETY: the loop above wrote every element of the row.
+        let drow = unsafe { assume_init(drow) };
+        let xh_times = |dy: f32, xv: f32| dy * ((xv - mean) * rstd);
         let (mut g, mut b) = (0.0f64, 0.0f64);
-        let runs = drow
-            .chunks_mut(FLUSH)
-            .zip(xr.chunks(FLUSH))
-            .zip(dzr.chunks(FLUSH));
-        for ((drun, xrun), zrun) in runs {
-            let (mut dg, mut db) = ([0.0f32; LANES], [0.0f32; LANES]);
-            let mut dc = drun.chunks_exact_mut(LANES);
-            let mut xc = xrun.chunks_exact(LANES);
-            let mut zc = zrun.chunks_exact(LANES);
-            for ((d, x8), z8) in (&mut dc).zip(&mut xc).zip(&mut zc) {
-                for l in 0..LANES {
-                    let (xh, dy) = dy_of(x8[l], z8[l]);
-                    d[l].write(dy);
-                    dg[l] += dy * xh;
-                    db[l] += dy;
-                }
-            }
-            for ((d, &xv), &zv) in dc
-                .into_remainder()
-                .iter_mut()
-                .zip(xc.remainder())
-                .zip(zc.remainder())
-            {
-                let (xh, dy) = dy_of(xv, zv);
-                d.write(dy);
-                g += (dy * xh) as f64;
+        for (drun, xrun) in drow.chunks(FLUSH).zip(xr.chunks(FLUSH)) {
+            let dg = lane_sums2(drun, xrun, xh_times);
+            let db = lane_sums(drun, |dy| dy);
+            let tail = drun.len() / LANES * LANES;
+            for (&dy, &xv) in drun[tail..].iter().zip(&xrun[tail..]) {
+                g += xh_times(dy, xv) as f64;
                 b += dy as f64;
             }
             g += lane_total(dg);

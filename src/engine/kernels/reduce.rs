@@ -20,6 +20,31 @@ pub(super) fn lane_total(a: [f32; LANES]) -> f64 {
     ((quad[0] + quad[2]) + (quad[1] + quad[3])) as f64
 }
 
+/// `f` of each whole [`LANES`]-chunk of `run`, summed lane by lane in f32
+/// (the tail past the last whole chunk is left to the caller).
+#[inline(always)]
+pub(super) fn lane_sums(run: &[f32], f: impl Fn(f32) -> f32) -> [f32; LANES] {
+    let mut a = [0.0f32; LANES];
+    for c in run.chunks_exact(LANES) {
+        for l in 0..LANES {
+            a[l] += f(c[l]);
+        }
+    }
+    a
+}
+
+/// [`lane_sums`] of `f` over pairs from `run` and `other` (as long as `run`).
+#[inline(always)]
+pub(super) fn lane_sums2(run: &[f32], other: &[f32], f: impl Fn(f32, f32) -> f32) -> [f32; LANES] {
+    let mut a = [0.0f32; LANES];
+    for (c, o) in run.chunks_exact(LANES).zip(other.chunks_exact(LANES)) {
+        for l in 0..LANES {
+            a[l] += f(c[l], o[l]);
+        }
+    }
+    a
+}
+
 vectorised!(
     /// The sum of `values` (see the module doc for its order).
     pub(super) fn sum / sum_at(values: &[f32]) -> f64 = sum_body
@@ -29,15 +54,8 @@ vectorised!(
 fn sum_body(values: &[f32]) -> f64 {
     let mut total = 0.0f64;
     for run in values.chunks(FLUSH) {
-        let mut a = [0.0f32; LANES];
-        let mut chunks = run.chunks_exact(LANES);
-        for c in &mut chunks {
-            let c: &[f32; LANES] = c.try_into().expect("chunks of LANES");
-            for l in 0..LANES {
-                a[l] += c[l];
-            }
-        }
-        for &v in chunks.remainder() {
+        let a = lane_sums(run, |v| v);
+        for &v in run.chunks_exact(LANES).remainder() {
             total += v as f64;
         }
         total += lane_total(a);
