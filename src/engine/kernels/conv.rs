@@ -25,8 +25,8 @@
 use super::buffer::{
     assume_init, per_sample, use_outer_parallelism, with_scratch, written_with, zero_init,
 };
+use super::lane_sums;
 use super::matmul::{View, matmul, matmul_strided_uninit};
-use super::reduce;
 use super::winograd;
 use rayon::prelude::*;
 use std::mem::MaybeUninit;
@@ -502,13 +502,13 @@ fn backward_in_blocks(
 }
 
 /// `db`: the sum of `dy` over the batch and the positions, each channel of a
-/// sample summed by [`reduce::sum`] (vectorised, carried in f64), one sample
+/// sample summed by [`lane_sums::sum`] (vectorised, carried in f64), one sample
 /// per rayon job.
 fn bias_grad(g: &ConvGeom, dy: &[f32]) -> Vec<f32> {
     let p = g.positions().max(1);
     let per_sample: Vec<Vec<f64>> = dy
         .par_chunks(g.output_len().max(1))
-        .map(|dy_n| dy_n.chunks_exact(p).map(reduce::sum).collect())
+        .map(|dy_n| dy_n.chunks_exact(p).map(lane_sums::sum).collect())
         .collect();
     let mut db = vec![0.0f64; g.cout];
     for sample in per_sample {

@@ -7,7 +7,7 @@
 //! Statistics are accumulated in f64.
 
 use super::buffer::{assume_init, written_with};
-use super::reduce::{FLUSH, LANES, lane_sums, lane_sums2, lane_total};
+use super::lane_sums::{FLUSH, LANES, lane_sums, lane_sums2, lane_total};
 use super::simd::vectorised;
 use std::mem::MaybeUninit;
 

@@ -11,11 +11,11 @@ mod autodiff;
 mod buffer;
 pub mod conv;
 pub mod group_norm;
+mod lane_sums;
 pub mod layout;
 mod layout_ops;
 pub mod matmul;
 pub mod merge;
-mod reduce;
 mod simd;
 mod winograd;
 
