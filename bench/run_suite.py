@@ -56,7 +56,10 @@ def case_list(quick, repeats, ddpm_repeats):
                 steps, warm = (2, 1) if model == "mnist-tiny" else (1, 0)
             elif model == "mnist-tiny":
                 b, steps, warm = batch, 10, 2
-            else:  # 37 GFLOP per image forward+backward: a few steps only on a CPU
+            elif batch == 16:  # 37 GFLOP per image forward+backward: ~3 s a step on 2 cores;
+                # 2 steps spread too widely to read (the first ones still fault pages in)
+                b, steps, warm = batch, 6, 2
+            else:  # ~10 s a step on 2 cores: a few steps only
                 b, steps, warm = batch, 2, 1
             args = ["--model", model, "--batch-size", str(b), "--steps", str(steps),
                     "--warmup", str(warm)]
