@@ -72,7 +72,10 @@ fn common_without_params(v: &Value) {
         matches!(
             kernels["gemm"].as_str(),
             Some("avx512f" | "fma" | "scalar" | "native")
-        ) && matches!(kernels["ours"].as_str(), Some("avx2" | "baseline")),
+        ) && matches!(
+            kernels["ours"].as_str(),
+            Some("avx512" | "avx2" | "baseline")
+        ),
         "the CPU kernels that ran: {v}"
     );
 }

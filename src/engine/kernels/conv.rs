@@ -632,12 +632,7 @@ fn weight_grad_in_blocks(g: &ConvGeom, x: &[f32], dy: &[f32], rows: usize) -> Ve
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn data(len: usize, seed: u64) -> Vec<f32> {
-        (0..len as u64)
-            .map(|i| ((i.wrapping_mul(6364136223846793005) ^ seed) % 2001) as f32 / 1000.0 - 1.0)
-            .collect()
-    }
+    use crate::engine::kernels::test_data::data;
 
     /// Direct float64 convolution from the definition.
     fn reference(g: &ConvGeom, x: &[f32], w: &[f32], b: &[f32]) -> Vec<f64> {

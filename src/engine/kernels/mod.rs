@@ -17,6 +17,8 @@ mod layout_ops;
 pub mod matmul;
 pub mod merge;
 mod simd;
+#[cfg(test)]
+mod test_data;
 mod winograd;
 
 use burn::backend::flex::FlexTensor;

@@ -437,12 +437,7 @@ fn grad_across_body(out: [&mut [f32]; 4], even: &[f32], odd: &[f32]) {
 mod tests {
     use super::*;
     use crate::engine::kernels::simd::{Level, supported};
-
-    fn data(len: usize, seed: u32) -> Vec<f32> {
-        (0..len as u32)
-            .map(|i| ((i.wrapping_mul(2_654_435_761) ^ seed) % 1999) as f32 / 999.0 - 1.0)
-            .collect()
-    }
+    use crate::engine::kernels::test_data::data;
 
     fn bits(v: &[f32]) -> Vec<u32> {
         v.iter().map(|x| x.to_bits()).collect()
