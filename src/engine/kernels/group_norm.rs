@@ -228,21 +228,20 @@ fn backward_block_body(
         .enumerate()
     {
         let (gm, bt) = (gamma[k], beta[k]);
+        // the gradient at the norm's output `y` (through the SiLU when fused)
         let dy_of = |xv: f32, dzv: f32| {
-            let xh = (xv - mean) * rstd;
-            let dy = if silu {
-                let y = gm * xh + bt;
+            if silu {
+                let y = gm * ((xv - mean) * rstd) + bt;
                 let sg = sigmoid(y);
                 dzv * sg * (1.0 + y * (1.0 - sg))
             } else {
                 dzv
-            };
-            (xh, dy)
+            }
         };
         // dy first, elementwise; then its sums in separate loops (one loop
         // doing all three was compiled into scalar loads and inserts)
         for ((d, &xv), &zv) in drow.iter_mut().zip(xr).zip(dzr) {
-            d.write(dy_of(xv, zv).1);
+            d.write(dy_of(xv, zv));
         }
         // SAFETY: the loop above wrote every element of the row.
         let drow = unsafe { assume_init(drow) };
