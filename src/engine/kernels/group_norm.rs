@@ -51,7 +51,7 @@ fn exp_fast(x: f32) -> f32 {
     p = p * r + 8.333_452e-3;
     p = p * r + 4.166_579_6e-2;
     p = p * r + 1.666_666_5e-1;
-    p = p * r + 5.000_000_1e-1;
+    p = p * r + 0.5; // Cephes: 5.0000001e-1, which f32 holds as 0.5
     let e = p * r * r + r + 1.0;
     let exponent = t.to_bits().wrapping_sub(ROUND.to_bits()).wrapping_add(127);
     e * f32::from_bits(exponent << 23)

@@ -101,7 +101,7 @@ macro_rules! vectorised {
             $at($crate::engine::kernels::simd::level(), $($arg),*)
         }
 
-        #[allow(clippy::too_many_arguments, dead_code)]
+        #[allow(clippy::too_many_arguments)]
         #[inline(always)]
         fn $at(level: $crate::engine::kernels::simd::Level, $($arg: $ty),*) $(-> $ret)? {
             #[cfg(target_arch = "x86_64")]
