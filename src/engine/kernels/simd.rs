@@ -140,7 +140,7 @@ pub(crate) use vectorised;
 /// and the vector width of our own loops ([`level`]).
 pub fn kernel_variants() -> [(&'static str, &'static str); 2] {
     #[cfg(target_arch = "x86_64")]
-    let gemm = if std::arch::is_x86_feature_detected!("avx512f") {
+    let gemm = if detected() == Level::Avx512 {
         "avx512f"
     } else if std::arch::is_x86_feature_detected!("fma") {
         "fma"
