@@ -1,7 +1,7 @@
 //! Handwritten backward passes of the [`CpuKernels`](super::CpuKernels) for burn's autodiff.
 
-use super::{CpuKernels, CpuKernelsGrad, GnArgs};
-use burn::backend::Backend;
+use super::{ConvArgs, CpuKernels, CpuKernelsGrad, GnArgs};
+use burn::backend::{Backend, TensorMetadata};
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
@@ -44,7 +44,7 @@ impl<B: Backend + CpuKernelsGrad> Backward<B, 3> for GroupNormAct {
 struct Conv2dIm2col;
 
 impl<B: Backend + CpuKernelsGrad> Backward<B, 3> for Conv2dIm2col {
-    type State = (NodeId, NodeId, usize, [usize; 4]);
+    type State = (NodeId, NodeId, ConvArgs);
 
     fn backward(
         self,
@@ -54,11 +54,11 @@ impl<B: Backend + CpuKernelsGrad> Backward<B, 3> for Conv2dIm2col {
     ) {
         let [node_x, node_weight, node_bias] = ops.parents;
         let grad = grads.consume::<B>(&ops.node);
-        let (x_state, weight_state, stride, pad) = ops.state;
+        let (x_state, weight_state, conv) = ops.state;
         let x = checkpointer.retrieve_node_output::<FloatTensor<B>>(x_state);
         let weight = checkpointer.retrieve_node_output::<FloatTensor<B>>(weight_state);
         let (dx, dweight, dbias) =
-            B::conv2d_im2col_backward(x, weight, grad, stride, pad, node_x.is_some());
+            B::conv2d_im2col_backward(x, weight, grad, conv, node_x.is_some());
         if let (Some(node), Some(dx)) = (node_x, dx) {
             grads.register::<B>(node.id, dx);
         }
@@ -126,6 +126,11 @@ impl<B: Backend + CpuKernels + CpuKernelsGrad, C: CheckpointStrategy> CpuKernels
             OpsKind::Tracked(mut prep) => {
                 let x_state = prep.checkpoint(&x);
                 let weight_state = prep.checkpoint(&weight);
+                let conv = ConvArgs {
+                    stride,
+                    pad,
+                    per_sample_bias: bias.shape().num_dims() == 2,
+                };
                 let out = B::conv2d_im2col(
                     x.into_primitive(),
                     weight.into_primitive(),
@@ -133,7 +138,7 @@ impl<B: Backend + CpuKernels + CpuKernelsGrad, C: CheckpointStrategy> CpuKernels
                     stride,
                     pad,
                 );
-                prep.finish((x_state, weight_state, stride, pad), out)
+                prep.finish((x_state, weight_state, conv), out)
             }
             OpsKind::UnTracked(prep) => prep.finish(B::conv2d_im2col(
                 x.into_primitive(),

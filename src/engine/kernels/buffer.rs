@@ -151,12 +151,12 @@ pub fn use_outer_parallelism(n: usize) -> bool {
     n >= rayon::current_num_threads()
 }
 
-/// A new `[n, dst_len]` buffer: `f(dst_i, src_i)` writes sample `i` (which
+/// A new `[n, dst_len]` buffer: `f(i, dst_i, src_i)` writes sample `i` (which
 /// starts unwritten) from `src_i`, over the rayon pool when `outer`,
 /// otherwise in order.
 ///
 /// # Safety
-/// `f(dst_i, src_i)` must write every element of `dst_i`.
+/// `f(i, dst_i, src_i)` must write every element of `dst_i`.
 pub unsafe fn per_sample<F>(
     n: usize,
     dst_len: usize,
@@ -166,7 +166,7 @@ pub unsafe fn per_sample<F>(
     f: F,
 ) -> Vec<f32>
 where
-    F: Fn(&mut [MaybeUninit<f32>], &[f32]) + Send + Sync,
+    F: Fn(usize, &mut [MaybeUninit<f32>], &[f32]) + Send + Sync,
 {
     // SAFETY: passed on to the caller.
     unsafe {
@@ -175,7 +175,7 @@ where
             dst_len,
             outer,
             || (),
-            |_, i, dst| f(dst, &src[i * src_len..(i + 1) * src_len]),
+            |_, i, dst| f(i, dst, &src[i * src_len..(i + 1) * src_len]),
         )
     }
 }

@@ -12,7 +12,8 @@
 //! - weight gradient: `dW = sum_n dy_n col_n^T`, one partial per worker, summed;
 //!   for stride 1 (with `dx` wanted) the transposed convolution's im2col matrix
 //!   of `dy`, built for `dx`, gives it as well (see [`backward`]);
-//! - bias gradient: the sum of `dy` over the batch and the positions.
+//! - bias gradient: the sum of `dy` over the positions, and over the batch
+//!   unless the bias is per sample (`bias.rs`).
 //!
 //! A 1x1 stride-1 conv without padding skips im2col (`col_n` is `x_n`). A
 //! stride-1 conv whose output is as wide as its input (3x3 with padding 1)
@@ -25,7 +26,7 @@
 use super::buffer::{
     assume_init, per_sample, use_outer_parallelism, with_scratch, written_with, zero_init,
 };
-use super::lane_sums;
+use super::bias::Bias;
 use super::matmul::{View, matmul, matmul_strided_uninit};
 use super::winograd;
 use rayon::prelude::*;
@@ -381,9 +382,11 @@ fn winograd_shape(g: &ConvGeom) -> Option<winograd::Shape> {
     (g.k == 3 && g.stride == 1 && g.pad == [1; 4] && s.pays()).then_some(s)
 }
 
-/// Forward: `x [n, cin, h, w]`, `weight [cout, cin, k, k]`, `bias [cout]` -> `[n, cout, ho, wo]`.
-/// Convolutions [`winograd_shape`] picks go through Winograd's F(2x2, 3x3).
-pub fn forward(g: &ConvGeom, x: &[f32], weight: &[f32], bias: Option<&[f32]>) -> Vec<f32> {
+/// Forward: `x [n, cin, h, w]`, `weight [cout, cin, k, k]`, `bias` (`[cout]`
+/// or `[n, cout]`) -> `[n, cout, ho, wo]`. Convolutions [`winograd_shape`]
+/// picks go through Winograd's F(2x2, 3x3).
+pub fn forward(g: &ConvGeom, x: &[f32], weight: &[f32], bias: Bias) -> Vec<f32> {
+    bias.check(g.n, g.cout);
     if let Some(s) = winograd_shape(g) {
         return winograd::forward(&s, x, weight, bias);
     }
@@ -395,7 +398,7 @@ fn forward_in_blocks(
     g: &ConvGeom,
     x: &[f32],
     weight: &[f32],
-    bias: Option<&[f32]>,
+    bias: Bias,
     rows: usize,
 ) -> Vec<f32> {
     assert_eq!(x.len(), g.n * g.input_len(), "input size");
@@ -403,7 +406,7 @@ fn forward_in_blocks(
     let (p, taps, wo) = (g.positions(), g.taps(), g.wo());
     let w = View::rows(weight, g.cout, taps);
     let outer = use_outer_parallelism(g.n);
-    let one = |y_n: &mut [MaybeUninit<f32>], x_n: &[f32]| {
+    let one = |i: usize, y_n: &mut [MaybeUninit<f32>], x_n: &[f32]| {
         if g.pointwise() {
             matmul_strided_uninit(y_n, p, w, View::rows(x_n, taps, p), !outer);
         } else {
@@ -417,7 +420,7 @@ fn forward_in_blocks(
         // SAFETY: the products wrote every output channel's positions (the
         // row blocks cover `0..ho`).
         let y_n = unsafe { assume_init(y_n) };
-        if let Some(b) = bias {
+        if let Some(b) = bias.of_sample(i, g.cout) {
             for (row, &bv) in y_n.chunks_exact_mut(p).zip(b) {
                 row.iter_mut().for_each(|v| *v += bv);
             }
@@ -436,13 +439,13 @@ fn input_grad_in_blocks(g: &ConvGeom, dy: &[f32], weight: &[f32], rows: usize) -
     let wt = View::rows(weight, g.cout, taps).t();
     let outer = use_outer_parallelism(g.n);
     if g.pointwise() {
-        let one = |dx_n: &mut [MaybeUninit<f32>], dy_n: &[f32]| {
+        let one = |_: usize, dx_n: &mut [MaybeUninit<f32>], dy_n: &[f32]| {
             matmul_strided_uninit(dx_n, p, wt, View::rows(dy_n, g.cout, p), !outer);
         };
         // SAFETY: the product writes all of `dx_n` (`[cin, p]`).
         return unsafe { per_sample(g.n, g.input_len(), dy, g.output_len(), outer, one) };
     }
-    let one = |dx_n: &mut [MaybeUninit<f32>], dy_n: &[f32]| {
+    let one = |_: usize, dx_n: &mut [MaybeUninit<f32>], dy_n: &[f32]| {
         let dx_n = zero_init(dx_n);
         in_row_blocks(g, rows, |block, col| {
             let cols = block.len() * wo;
@@ -455,18 +458,20 @@ fn input_grad_in_blocks(g: &ConvGeom, dy: &[f32], weight: &[f32], rows: usize) -
     unsafe { per_sample(g.n, g.input_len(), dy, g.output_len(), outer, one) }
 }
 
-/// All gradients: `(dx, dW, db)`, `dx` only when `need_dx`. For a stride-1
-/// convolution each sample's im2col matrix of `dy` under the transposed
-/// convolution is built once and serves both products (`dx = W' col` and
-/// `dW'^T += col x^T`, `W'` the kernels turned by 180 degrees), so the
-/// weight gradient needs no im2col matrix of `x`.
+/// The input and weight gradients: `(dx, dW)`, `dx` only when `need_dx` (the
+/// bias gradient is [`bias::grad`]). For a stride-1 convolution each sample's
+/// im2col matrix of `dy` under the transposed convolution is built once and
+/// serves both products (`dx = W' col` and `dW'^T += col x^T`, `W'` the kernels
+/// turned by 180 degrees), so the weight gradient needs no im2col matrix of `x`.
+///
+/// [`bias::grad`]: super::bias::grad
 pub fn backward(
     g: &ConvGeom,
     x: &[f32],
     dy: &[f32],
     weight: &[f32],
     need_dx: bool,
-) -> (Option<Vec<f32>>, Vec<f32>, Vec<f32>) {
+) -> (Option<Vec<f32>>, Vec<f32>) {
     backward_in_blocks(g, x, dy, weight, need_dx, None)
 }
 
@@ -478,43 +483,27 @@ fn backward_in_blocks(
     weight: &[f32],
     need_dx: bool,
     rows: Option<usize>,
-) -> (Option<Vec<f32>>, Vec<f32>, Vec<f32>) {
+) -> (Option<Vec<f32>>, Vec<f32>) {
     let wide = match g.transposed() {
         Some(t) if need_dx => winograd_shape(g).zip(winograd_shape(&t)),
         _ => None,
     };
     if let Some((s, ts)) = wide {
-        let dx = winograd::forward(&ts, dy, &flipped_transpose(g, weight), None);
-        return (Some(dx), winograd::weight_grad(&s, x, dy), bias_grad(g, dy));
+        let dx = winograd::forward(&ts, dy, &flipped_transpose(g, weight), Bias::None);
+        return (Some(dx), winograd::weight_grad(&s, x, dy));
     }
     match g.transposed() {
         Some(t) if need_dx => {
             let rows = rows.unwrap_or_else(|| block_rows(&t));
             let (dx, dw) = shared_backward(g, &t, x, dy, weight, rows);
-            (Some(dx), dw, bias_grad(g, dy))
+            (Some(dx), dw)
         }
         _ => {
             let rows = rows.unwrap_or_else(|| block_rows(g));
             let dx = need_dx.then(|| input_grad_in_blocks(g, dy, weight, rows));
-            (dx, weight_grad_in_blocks(g, x, dy, rows), bias_grad(g, dy))
+            (dx, weight_grad_in_blocks(g, x, dy, rows))
         }
     }
-}
-
-/// `db`: the sum of `dy` over the batch and the positions, each channel of a
-/// sample summed by [`lane_sums::sum`] (vectorised, carried in f64), one sample
-/// per rayon job.
-fn bias_grad(g: &ConvGeom, dy: &[f32]) -> Vec<f32> {
-    let p = g.positions().max(1);
-    let per_sample: Vec<Vec<f64>> = dy
-        .par_chunks(g.output_len().max(1))
-        .map(|dy_n| dy_n.chunks_exact(p).map(lane_sums::sum).collect())
-        .collect();
-    let mut db = vec![0.0f64; g.cout];
-    for sample in per_sample {
-        db.iter_mut().zip(sample).for_each(|(a, b)| *a += b);
-    }
-    db.into_iter().map(|v| v as f32).collect()
 }
 
 /// `(dx, dW)` of a stride-1 convolution from the transposed convolution `t`
@@ -760,11 +749,37 @@ mod tests {
             let w = data(g.cout * g.taps(), 2);
             let b = data(g.cout, 3);
             let want = reference(&g, &x, &w, &b);
-            assert_close(&forward(&g, &x, &w, Some(&b)), &want, &format!("{g:?}"));
+            assert_close(&forward(&g, &x, &w, Bias::Shared(&b)), &want, &format!("{g:?}"));
             for rows in block_sizes(&g) {
-                let got = forward_in_blocks(&g, &x, &w, Some(&b), rows);
+                let got = forward_in_blocks(&g, &x, &w, Bias::Shared(&b), rows);
                 assert_close(&got, &want, &format!("{g:?} in blocks of {rows} rows"));
             }
+        }
+    }
+
+    /// A per-sample bias adds sample i's row to its output channels, on the
+    /// im2col path (every geometry) and on Winograd's.
+    #[test]
+    fn a_per_sample_bias_shifts_each_sample_by_its_own_row() {
+        let wide = ConvGeom {
+            n: 2,
+            cin: 128,
+            cout: 128,
+            h: 16,
+            w: 16,
+            ..small_geom()
+        };
+        assert!(winograd_shape(&wide).is_some());
+        for g in geoms().into_iter().chain([wide]) {
+            let x = data(g.n * g.cin * g.h * g.w, 1);
+            let w = data(g.cout * g.taps(), 2);
+            let rows = data(g.n * g.cout, 3);
+            let mut want = reference(&g, &x, &w, &vec![0.0; g.cout]);
+            for (j, plane) in want.chunks_exact_mut(g.positions()).enumerate() {
+                plane.iter_mut().for_each(|v| *v += rows[j] as f64);
+            }
+            let got = forward(&g, &x, &w, Bias::PerSample(&rows));
+            assert_close(&got, &want, &format!("{g:?}, per-sample bias"));
         }
     }
 
@@ -791,35 +806,23 @@ mod tests {
             };
             let want_dx: Vec<f64> = (0..x.len()).map(|i| loss(&unit(x.len(), i), &w)).collect();
             let want_dw: Vec<f64> = (0..w.len()).map(|i| loss(&x, &unit(w.len(), i))).collect();
-            let (dx, dw, db) = backward(&g, &x, &dy, &w, true);
+            let (dx, dw) = backward(&g, &x, &dy, &w, true);
             assert_close(&dx.unwrap(), &want_dx, &format!("dx {g:?}"));
             assert_close(&dw, &want_dw, &format!("dw {g:?}"));
             // without dx, stride-1 convolutions take the im2col matrix of x
-            let (none, dw_alone, db_alone) = backward(&g, &x, &dy, &w, false);
+            let (none, dw_alone) = backward(&g, &x, &dy, &w, false);
             assert!(none.is_none());
             assert_close(&dw_alone, &want_dw, &format!("dw alone {g:?}"));
-            let want_db: Vec<f64> = db.iter().map(|&v| v as f64).collect();
-            assert_close(&db_alone, &want_db, &format!("db alone {g:?}"));
             for rows in block_sizes(&g) {
                 let what = format!("{g:?} in blocks of {rows} rows");
                 for need_dx in [true, false] {
-                    let (dx, dw, _) = backward_in_blocks(&g, &x, &dy, &w, need_dx, Some(rows));
+                    let (dx, dw) = backward_in_blocks(&g, &x, &dy, &w, need_dx, Some(rows));
                     if let Some(dx) = dx {
                         assert_close(&dx, &want_dx, &format!("dx {what}"));
                     }
                     assert_close(&dw, &want_dw, &format!("dw {what}, dx {need_dx}"));
                 }
             }
-            let want_db: Vec<f64> = (0..g.cout)
-                .map(|co| {
-                    dy.chunks(g.positions())
-                        .enumerate()
-                        .filter(|(j, _)| j % g.cout == co)
-                        .flat_map(|(_, r)| r.iter().map(|&v| v as f64))
-                        .sum()
-                })
-                .collect();
-            assert_close(&db, &want_db, &format!("db {g:?}"));
         }
     }
     #[test]
@@ -879,12 +882,12 @@ mod tests {
             let w = data(g.cout * g.taps(), 5);
             let b = data(g.cout, 6);
             let want = reference(&g, &x, &w, &b);
-            let got = winograd::forward(&winograd_sizes(&g), &x, &w, Some(&b));
+            let got = winograd::forward(&winograd_sizes(&g), &x, &w, Bias::Shared(&b));
             assert_close(&got, &want, &format!("Winograd {g:?}"));
             let zero = vec![0.0f32; g.cout];
             let want = reference(&g, &x, &w, &zero);
             assert_close(
-                &winograd::forward(&winograd_sizes(&g), &x, &w, None),
+                &winograd::forward(&winograd_sizes(&g), &x, &w, Bias::None),
                 &want,
                 &format!("{g:?}, no bias"),
             );
@@ -903,7 +906,7 @@ mod tests {
         let w = data(g.cout * g.taps(), 8);
         let b = data(g.cout, 9);
         assert_close(
-            &forward(&g, &x, &w, Some(&b)),
+            &forward(&g, &x, &w, Bias::Shared(&b)),
             &reference(&g, &x, &w, &b),
             "128 channels",
         );
@@ -1016,7 +1019,7 @@ mod tests {
         let w = data(g.cout * g.taps(), 14);
         let dy = data(g.n * g.cout * g.positions(), 15);
         let (want_dx, want_dw) = pad1_gradients(&g, &x, &w, &dy);
-        let (dx, dw, _) = backward(&g, &x, &dy, &w, true);
+        let (dx, dw) = backward(&g, &x, &dy, &w, true);
         assert_close(&dx.unwrap(), &want_dx, "dx, 128 channels");
         assert_close(&dw, &want_dw, "dW, 128 channels");
     }

@@ -8,6 +8,7 @@
 //! fuses there.
 
 mod autodiff;
+mod bias;
 mod buffer;
 pub mod conv;
 pub mod group_norm;
@@ -68,7 +69,8 @@ pub trait CpuKernels: Backend {
     ) -> FloatTensor<Self>;
 
     /// 2D convolution, groups 1, dilation 1: `x [n, cin, h, w]`, `weight
-    /// [cout, cin, k, k]`, `bias [cout]`, padding (top, bottom, left, right).
+    /// [cout, cin, k, k]`, `bias [cout]` or `[n, cout]` (one row per sample),
+    /// padding (top, bottom, left, right).
     fn conv2d_im2col(
         x: FloatTensor<Self>,
         weight: FloatTensor<Self>,
@@ -98,19 +100,30 @@ pub trait CpuKernelsGrad: Backend {
         args: GnArgs,
     ) -> [FloatTensor<Self>; 3];
 
-    /// `(dx, dweight, dbias)` of [`CpuKernels::conv2d_im2col`]; `dx` only when asked.
+    /// `(dx, dweight, dbias)` of [`CpuKernels::conv2d_im2col`]; `dx` only when
+    /// asked; `dbias` is `[n, cout]` when the bias was per sample, else `[cout]`.
     fn conv2d_im2col_backward(
         x: FloatTensor<Self>,
         weight: FloatTensor<Self>,
         grad: FloatTensor<Self>,
-        stride: usize,
-        pad: [usize; 4],
+        conv: ConvArgs,
         need_dx: bool,
     ) -> (
         Option<FloatTensor<Self>>,
         FloatTensor<Self>,
         FloatTensor<Self>,
     );
+}
+
+/// Settings of one convolution call that its backward needs again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConvArgs {
+    /// Stride along both axes.
+    pub stride: usize,
+    /// Padding (top, bottom, left, right).
+    pub pad: [usize; 4],
+    /// Whether the bias is `[n, cout]` (a row per sample) rather than `[cout]`.
+    pub per_sample_bias: bool,
 }
 
 fn conv_geom(
@@ -216,18 +229,23 @@ impl CpuKernelsGrad for Flex {
         x: FlexTensor,
         weight: FlexTensor,
         grad: FlexTensor,
-        stride: usize,
-        pad: [usize; 4],
+        conv: ConvArgs,
         need_dx: bool,
     ) -> (Option<FlexTensor>, FlexTensor, FlexTensor) {
-        let g = conv_geom(&x, &weight, stride, pad);
+        let g = conv_geom(&x, &weight, conv.stride, conv.pad);
         let dy = host_f32(&grad);
         let w = host_f32(&weight);
-        let (dx, dw, db) = conv::backward(&g, &host_f32(&x), &dy, &w, need_dx);
+        let (dx, dw) = conv::backward(&g, &host_f32(&x), &dy, &w, need_dx);
+        let db = bias::grad(&dy, g.cout, g.positions(), conv.per_sample_bias);
+        let db_shape = if conv.per_sample_bias {
+            burn::tensor::Shape::new([g.n, g.cout])
+        } else {
+            burn::tensor::Shape::new([g.cout])
+        };
         (
             dx.map(|dx| flex_tensor(dx, x.shape())),
             flex_tensor(dw, weight.shape()),
-            flex_tensor(db, burn::tensor::Shape::new([g.cout])),
+            flex_tensor(db, db_shape),
         )
     }
 }
@@ -252,22 +270,24 @@ impl CpuKernels for Flex {
         pad: [usize; 4],
     ) -> FlexTensor {
         let g = conv_geom(&x, &weight, stride, pad);
-        let out = conv::forward(
-            &g,
-            &host_f32(&x),
-            &host_f32(&weight),
-            Some(&host_f32(&bias)),
-        );
+        let b = host_f32(&bias);
+        let b = if bias.shape().num_dims() == 2 {
+            bias::Bias::PerSample(&b)
+        } else {
+            bias::Bias::Shared(&b)
+        };
+        let out = conv::forward(&g, &host_f32(&x), &host_f32(&weight), b);
         flex_tensor(out, burn::tensor::Shape::new([g.n, g.cout, g.ho(), g.wo()]))
     }
 }
 
-/// 2D convolution (groups 1, dilation 1) on the flex backend; padding is
-/// (top, bottom, left, right). Panics on any other backend or dtype: check [`takes`] first.
-pub fn conv2d(
+/// 2D convolution (groups 1, dilation 1) on the flex backend; `bias` is
+/// `[cout]` or `[n, cout]` (a row per sample, `B = 2`); padding is (top, bottom,
+/// left, right). Panics on any other backend or dtype: check [`takes`] first.
+pub fn conv2d<const B: usize>(
     x: Tensor<4>,
     weight: Tensor<4>,
-    bias: Tensor<1>,
+    bias: Tensor<B>,
     stride: usize,
     pad: [usize; 4],
 ) -> Tensor<4> {
@@ -398,6 +418,38 @@ mod tests {
                 max_diff(b.grad(&g_ours).unwrap(), b.grad(&g_ref).unwrap()) < 1e-3,
                 "db: {what}"
             );
+        }
+    }
+
+    /// A per-sample bias `[n, cout]` through burn's autodiff gives burn's conv2d
+    /// plus the broadcast rows, and the same gradients, the rows' included.
+    #[test]
+    fn a_per_sample_bias_matches_burns_conv2d_plus_a_broadcast_add() {
+        use burn::tensor::module::conv2d as burn_conv2d;
+        use burn::tensor::ops::ConvOptions;
+        let d = Device::flex().autodiff();
+        // (cin, cout, k, stride, pad, batch)
+        for (cin, cout, k, stride, pad, n) in [(3, 5, 3, 1, 1, 4), (4, 6, 3, 2, 1, 2)] {
+            let x = Tensor::<4>::random([n, cin, 9, 8], Distribution::Normal(0.0, 1.0), &d)
+                .require_grad();
+            let w = Tensor::<4>::random([cout, cin, k, k], Distribution::Normal(0.0, 0.3), &d)
+                .require_grad();
+            let rows =
+                Tensor::<2>::random([n, cout], Distribution::Normal(0.0, 0.3), &d).require_grad();
+            let ours = conv2d(x.clone(), w.clone(), rows.clone(), stride, [pad; 4]);
+            let opts = ConvOptions::new([stride; 2], [pad; 2], [1, 1], 1);
+            let reference = burn_conv2d(x.clone(), w.clone(), None, opts)
+                + rows.clone().reshape([n, cout, 1, 1]);
+            assert!(max_diff(ours.clone(), reference.clone()) < 1e-4);
+            let probe = Tensor::<4>::random(ours.dims(), Distribution::Normal(0.0, 1.0), &d);
+            let g_ours = (ours * probe.clone()).sum().backward();
+            let g_ref = (reference * probe).sum().backward();
+            let what = format!("cin {cin} cout {cout} stride {stride}");
+            let d_rows = rows.grad(&g_ours).unwrap();
+            assert_eq!(d_rows.dims(), [n, cout], "{what}");
+            assert!(max_diff(d_rows, rows.grad(&g_ref).unwrap()) < 1e-3, "{what}");
+            assert!(max_diff(x.grad(&g_ours).unwrap(), x.grad(&g_ref).unwrap()) < 1e-4);
+            assert!(max_diff(w.grad(&g_ours).unwrap(), w.grad(&g_ref).unwrap()) < 1e-3);
         }
     }
 

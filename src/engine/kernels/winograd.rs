@@ -16,6 +16,7 @@
 //! The transforms add and halve only (the points 0, 1, -1 and infinity), so the result
 //! stays within float32 rounding of the direct sum (tested against float64 in `conv.rs`).
 
+use super::bias::Bias;
 use super::buffer::{per_sample, use_outer_parallelism, with_scratch};
 use super::matmul::{View, matmul};
 use super::simd;
@@ -263,9 +264,9 @@ fn tile_across_body(even: &mut [f32], odd: &mut [f32], a: [&[f32]; 4], b: f32) {
     }
 }
 
-/// Forward: `x [n, cin, h, w]`, `weight [cout, cin, 3, 3]`, `bias [cout]` ->
-/// `[n, cout, h, w]`.
-pub fn forward(g: &Shape, x: &[f32], weight: &[f32], bias: Option<&[f32]>) -> Vec<f32> {
+/// Forward: `x [n, cin, h, w]`, `weight [cout, cin, 3, 3]`, `bias` (`[cout]`
+/// or `[n, cout]`) -> `[n, cout, h, w]`.
+pub fn forward(g: &Shape, x: &[f32], weight: &[f32], bias: Bias) -> Vec<f32> {
     assert_eq!(x.len(), g.n * g.cin * g.h * g.w, "input size");
     assert_eq!(weight.len(), g.cout * g.cin * 9, "weight size");
     let (th, tw) = tiles(g);
@@ -273,7 +274,7 @@ pub fn forward(g: &Shape, x: &[f32], weight: &[f32], bias: Option<&[f32]>) -> Ve
     let u = weight_transform(g, weight);
     let outer = use_outer_parallelism(g.n);
     let (v_len, m_len, row_len) = (POINTS * g.cin * t, POINTS * g.cout * t, row_scratch(tw));
-    let one = |y_n: &mut [MaybeUninit<f32>], x_n: &[f32]| {
+    let one = |i: usize, y_n: &mut [MaybeUninit<f32>], x_n: &[f32]| {
         with_scratch(v_len + m_len + row_len, |scratch| {
             let (v, rest) = scratch.split_at_mut(v_len);
             let (m, row) = rest.split_at_mut(m_len);
@@ -289,7 +290,7 @@ pub fn forward(g: &Shape, x: &[f32], weight: &[f32], bias: Option<&[f32]>) -> Ve
                     !outer,
                 );
             }
-            output_transform(g, m, bias, y_n, row);
+            output_transform(g, m, bias.of_sample(i, g.cout), y_n, row);
         });
     };
     let (input_len, output_len) = (g.cin * g.h * g.w, g.cout * g.h * g.w);

@@ -97,6 +97,19 @@ impl Conv2d {
         let opts = ConvOptions::new_with_padding([self.stride; 2], [(t, b), (l, r)], [1, 1], 1);
         conv2d(x, self.weight.val(), Some(self.bias.val()), opts)
     }
+
+    /// `forward(x)` plus `shift [n, out]` on every position of each sample's
+    /// channels (a ResNet block's time embedding). On the CPU kernels the shift
+    /// joins the bias in the convolution's own output pass, and its gradient
+    /// is summed with the bias's, instead of a broadcast add and a reduction.
+    pub fn forward_shifted(&self, x: Tensor<4>, shift: Tensor<2>) -> Tensor<4> {
+        if kernels::takes(&x) {
+            let bias = self.bias.val().unsqueeze_dim::<2>(0) + shift;
+            return kernels::conv2d(x, self.weight.val(), bias, self.stride, self.padding);
+        }
+        let [n, c] = shift.dims();
+        self.forward(x) + shift.reshape([n, c, 1, 1])
+    }
 }
 
 /// Fully connected layer, weight `[out, in]` as in PyTorch.

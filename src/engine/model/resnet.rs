@@ -58,10 +58,9 @@ impl ResnetBlock2D {
     /// # Shapes
     /// `x: [n, cin, h, w]`, `temb: [n, temb] -> [n, cout, h, w]`
     pub fn forward(&self, x: Tensor<4>, temb: Tensor<2>) -> Tensor<4> {
-        let h = self.conv1.forward(self.norm1.forward_silu(x.clone()));
-        let [n, c] = [h.dims()[0], h.dims()[1]];
-        let t = self.time_emb_proj.forward(silu(temb)).reshape([n, c, 1, 1]);
-        let h = self.conv2.forward(self.norm2.forward_silu(h + t));
+        let t = self.time_emb_proj.forward(silu(temb));
+        let h = self.conv1.forward_shifted(self.norm1.forward_silu(x.clone()), t);
+        let h = self.conv2.forward(self.norm2.forward_silu(h));
         let skip = match &self.conv_shortcut {
             Some(conv) => conv.forward(x),
             None => x,
