@@ -1,13 +1,13 @@
 //! Handwritten backward passes of the [`CpuKernels`](super::CpuKernels) for burn's autodiff.
 
 use super::{ConvArgs, CpuKernels, CpuKernelsGrad, GnArgs};
-use burn::backend::{Backend, TensorMetadata};
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::autodiff::{Autodiff, NodeId};
 use burn::backend::tensor::FloatTensor;
+use burn::backend::{Backend, TensorMetadata};
 
 #[derive(Debug)]
 struct GroupNormAct;
@@ -67,6 +67,32 @@ impl<B: Backend + CpuKernelsGrad> Backward<B, 3> for Conv2dIm2col {
         }
         if let Some(node) = node_bias {
             grads.register::<B>(node.id, dbias);
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Attention;
+
+impl<B: Backend + CpuKernelsGrad> Backward<B, 3> for Attention {
+    type State = (NodeId, NodeId, NodeId, Vec<f32>, usize);
+
+    fn backward(
+        self,
+        ops: Ops<Self::State, 3>,
+        grads: &mut Gradients,
+        checkpointer: &mut Checkpointer,
+    ) {
+        let grad = grads.consume::<B>(&ops.node);
+        let (q_state, k_state, v_state, probs, heads) = ops.state;
+        let q = checkpointer.retrieve_node_output::<FloatTensor<B>>(q_state);
+        let k = checkpointer.retrieve_node_output::<FloatTensor<B>>(k_state);
+        let v = checkpointer.retrieve_node_output::<FloatTensor<B>>(v_state);
+        let dqkv = B::attention_backward(q, k, v, &probs, grad, heads);
+        for (node, d) in ops.parents.into_iter().zip(dqkv) {
+            if let Some(node) = node {
+                grads.register::<B>(node.id, d);
+            }
         }
     }
 }
@@ -146,6 +172,38 @@ impl<B: Backend + CpuKernels + CpuKernelsGrad, C: CheckpointStrategy> CpuKernels
                 bias.into_primitive(),
                 stride,
                 pad,
+            )),
+        }
+    }
+
+    fn attention(
+        q: FloatTensor<Self>,
+        k: FloatTensor<Self>,
+        v: FloatTensor<Self>,
+        heads: usize,
+    ) -> FloatTensor<Self> {
+        match Attention
+            .prepare::<C>([q.node(), k.node(), v.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(mut prep) => {
+                let q_state = prep.checkpoint(&q);
+                let k_state = prep.checkpoint(&k);
+                let v_state = prep.checkpoint(&v);
+                let (out, probs) = B::attention_probs(
+                    q.into_primitive(),
+                    k.into_primitive(),
+                    v.into_primitive(),
+                    heads,
+                );
+                prep.finish((q_state, k_state, v_state, probs, heads), out)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(<B as CpuKernels>::attention(
+                q.into_primitive(),
+                k.into_primitive(),
+                v.into_primitive(),
+                heads,
             )),
         }
     }

@@ -84,7 +84,10 @@ mod tests {
         let (n, cout, p) = (3, 4, 37);
         let dy = data(n * cout * p, 11);
         let want = |i: usize, c: usize| -> f64 {
-            dy[(i * cout + c) * p..][..p].iter().map(|&v| v as f64).sum()
+            dy[(i * cout + c) * p..][..p]
+                .iter()
+                .map(|&v| v as f64)
+                .sum()
         };
         let per_sample = grad(&dy, cout, p, true);
         let shared = grad(&dy, cout, p, false);

@@ -180,6 +180,56 @@ where
     }
 }
 
+/// `K` new buffers, the `j`-th of `n * lens[j]` floats: `f(i, chunks)` writes
+/// sample `i`'s chunk of every buffer (each starts unwritten), over the rayon
+/// pool when `outer`, otherwise in order.
+///
+/// # Safety
+/// `f(i, chunks)` must write every element of each of its chunks (or panic).
+pub unsafe fn per_sample_into<const K: usize, F>(
+    n: usize,
+    lens: [usize; K],
+    outer: bool,
+    f: F,
+) -> [Vec<f32>; K]
+where
+    F: Fn(usize, [&mut [MaybeUninit<f32>]; K]) + Send + Sync,
+{
+    let mut outs: [Vec<f32>; K] = std::array::from_fn(|j| Vec::with_capacity(n * lens[j]));
+    let bases: Bases<K> = Bases(std::array::from_fn(|j| outs[j].as_mut_ptr()));
+    let one = |i: usize| {
+        let bases = &bases;
+        // SAFETY: sample `i`'s chunks `[i * len, (i + 1) * len)` lie inside
+        // each buffer's capacity and no two samples share one; the vectors are
+        // not touched until every sample is done.
+        let chunks = std::array::from_fn(|j| unsafe {
+            std::slice::from_raw_parts_mut(
+                bases.0[j].add(i * lens[j]).cast::<MaybeUninit<f32>>(),
+                lens[j],
+            )
+        });
+        f(i, chunks)
+    };
+    if outer {
+        (0..n).into_par_iter().for_each(one);
+    } else {
+        (0..n).for_each(one);
+    }
+    for (out, len) in outs.iter_mut().zip(lens) {
+        // SAFETY: every sample's chunk was written (the caller's promise; a
+        // panic propagates before this line, leaving the lengths 0).
+        unsafe { out.set_len(n * len) };
+    }
+    outs
+}
+
+/// The buffers' starts, shared by the jobs that write disjoint parts of them.
+struct Bases<const K: usize>([*mut f32; K]);
+
+// SAFETY: the jobs only write disjoint ranges through these pointers
+// ([`per_sample_into`]).
+unsafe impl<const K: usize> Sync for Bases<K> {}
+
 #[cfg(test)]
 mod tests {
     use super::*;

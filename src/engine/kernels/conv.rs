@@ -23,10 +23,10 @@
 //! Wide 3x3 stride-1 convolutions (`winograd_shape`) take Winograd's
 //! F(2x2, 3x3) instead, forward and both gradients (`winograd.rs`).
 
+use super::bias::Bias;
 use super::buffer::{
     assume_init, per_sample, use_outer_parallelism, with_scratch, written_with, zero_init,
 };
-use super::bias::Bias;
 use super::matmul::{View, matmul, matmul_strided_uninit};
 use super::winograd;
 use rayon::prelude::*;
@@ -394,13 +394,7 @@ pub fn forward(g: &ConvGeom, x: &[f32], weight: &[f32], bias: Bias) -> Vec<f32> 
 }
 
 /// [`forward`], building im2col `rows` output rows at a time.
-fn forward_in_blocks(
-    g: &ConvGeom,
-    x: &[f32],
-    weight: &[f32],
-    bias: Bias,
-    rows: usize,
-) -> Vec<f32> {
+fn forward_in_blocks(g: &ConvGeom, x: &[f32], weight: &[f32], bias: Bias, rows: usize) -> Vec<f32> {
     assert_eq!(x.len(), g.n * g.input_len(), "input size");
     assert_eq!(weight.len(), g.cout * g.taps(), "weight size");
     let (p, taps, wo) = (g.positions(), g.taps(), g.wo());
@@ -749,7 +743,11 @@ mod tests {
             let w = data(g.cout * g.taps(), 2);
             let b = data(g.cout, 3);
             let want = reference(&g, &x, &w, &b);
-            assert_close(&forward(&g, &x, &w, Bias::Shared(&b)), &want, &format!("{g:?}"));
+            assert_close(
+                &forward(&g, &x, &w, Bias::Shared(&b)),
+                &want,
+                &format!("{g:?}"),
+            );
             for rows in block_sizes(&g) {
                 let got = forward_in_blocks(&g, &x, &w, Bias::Shared(&b), rows);
                 assert_close(&got, &want, &format!("{g:?} in blocks of {rows} rows"));

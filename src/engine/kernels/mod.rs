@@ -1,16 +1,19 @@
 //! Host kernels of our own for the CPU (flex) backend, where burn's generic
-//! compositions are slow: fused GroupNorm + SiLU, and im2col + gemm convolution (Winograd
-//! F(2x2, 3x3) for wide 3x3 ones), each with a handwritten backward.
+//! compositions are slow: fused GroupNorm + SiLU, im2col + gemm convolution (Winograd
+//! F(2x2, 3x3) for wide 3x3 ones) and scaled dot-product attention, each with a
+//! handwritten backward.
 //!
 //! They enter burn as a backend extension ([`CpuKernels`]) implemented for
 //! `Flex` and for `Autodiff<Flex>`. The model calls them only for f32 tensors
 //! on the flex device ([`takes`]); on wgpu it keeps burn's own ops, which burn
 //! fuses there.
 
+pub mod attention;
 mod autodiff;
 mod bias;
 mod buffer;
 pub mod conv;
+mod exp;
 pub mod group_norm;
 mod lane_sums;
 pub mod layout;
@@ -78,6 +81,15 @@ pub trait CpuKernels: Backend {
         stride: usize,
         pad: [usize; 4],
     ) -> FloatTensor<Self>;
+
+    /// Scaled dot-product attention over `q`, `k`, `v` `[n, len, c]` with
+    /// `heads` heads side by side in the channels -> `[n, len, c]`.
+    fn attention(
+        q: FloatTensor<Self>,
+        k: FloatTensor<Self>,
+        v: FloatTensor<Self>,
+        heads: usize,
+    ) -> FloatTensor<Self>;
 }
 
 /// The pieces the autodiff wrapper needs from the concrete backend.
@@ -113,6 +125,25 @@ pub trait CpuKernelsGrad: Backend {
         FloatTensor<Self>,
         FloatTensor<Self>,
     );
+
+    /// [`CpuKernels::attention`] that also returns the attention weights
+    /// `[n, heads, len, len]` for the backward.
+    fn attention_probs(
+        q: FloatTensor<Self>,
+        k: FloatTensor<Self>,
+        v: FloatTensor<Self>,
+        heads: usize,
+    ) -> (FloatTensor<Self>, Vec<f32>);
+
+    /// `[dq, dk, dv]` of [`CpuKernels::attention`].
+    fn attention_backward(
+        q: FloatTensor<Self>,
+        k: FloatTensor<Self>,
+        v: FloatTensor<Self>,
+        probs: &[f32],
+        grad: FloatTensor<Self>,
+        heads: usize,
+    ) -> [FloatTensor<Self>; 3];
 }
 
 /// Settings of one convolution call that its backward needs again.
@@ -164,6 +195,17 @@ impl std::ops::Deref for HostF32 {
 
     fn deref(&self) -> &[f32] {
         self.0.as_slice::<f32>().expect("a contiguous f32 tensor")
+    }
+}
+
+fn attn_shape(q: &FlexTensor, heads: usize) -> attention::AttnShape {
+    let dims = q.shape().to_vec();
+    assert_eq!(dims.len(), 3, "attention takes [n, len, c] tensors");
+    attention::AttnShape {
+        n: dims[0],
+        len: dims[1],
+        c: dims[2],
+        heads,
     }
 }
 
@@ -248,6 +290,37 @@ impl CpuKernelsGrad for Flex {
             flex_tensor(db, db_shape),
         )
     }
+
+    fn attention_probs(
+        q: FlexTensor,
+        k: FlexTensor,
+        v: FlexTensor,
+        heads: usize,
+    ) -> (FlexTensor, Vec<f32>) {
+        let shape = attn_shape(&q, heads);
+        let (out, probs) = attention::forward(&shape, &host_f32(&q), &host_f32(&k), &host_f32(&v));
+        (flex_tensor(out, q.shape()), probs)
+    }
+
+    fn attention_backward(
+        q: FlexTensor,
+        k: FlexTensor,
+        v: FlexTensor,
+        probs: &[f32],
+        grad: FlexTensor,
+        heads: usize,
+    ) -> [FlexTensor; 3] {
+        let shape = attn_shape(&q, heads);
+        let grads = attention::backward(
+            &shape,
+            &host_f32(&q),
+            &host_f32(&k),
+            &host_f32(&v),
+            probs,
+            &host_f32(&grad),
+        );
+        grads.map(|g| flex_tensor(g, q.shape()))
+    }
 }
 
 impl CpuKernels for Flex {
@@ -279,6 +352,10 @@ impl CpuKernels for Flex {
         let out = conv::forward(&g, &host_f32(&x), &host_f32(&weight), b);
         flex_tensor(out, burn::tensor::Shape::new([g.n, g.cout, g.ho(), g.wo()]))
     }
+
+    fn attention(q: FlexTensor, k: FlexTensor, v: FlexTensor, heads: usize) -> FlexTensor {
+        Self::attention_probs(q, k, v, heads).0
+    }
 }
 
 /// 2D convolution (groups 1, dilation 1) on the flex backend; `bias` is
@@ -297,6 +374,19 @@ pub fn conv2d<const B: usize>(
         bias.into_dispatch(),
         stride,
         pad,
+    );
+    Tensor::from_dispatch(out)
+}
+
+/// Scaled dot-product attention on the flex backend: `q`, `k`, `v` `[n, len,
+/// c]` with `heads` heads side by side in the channels -> `[n, len, c]` (see
+/// [`attention`]). Panics on any other backend or dtype: check [`takes`] first.
+pub fn attention(q: Tensor<3>, k: Tensor<3>, v: Tensor<3>, heads: usize) -> Tensor<3> {
+    let out = <burn::backend::Dispatch as CpuKernels>::attention(
+        q.into_dispatch(),
+        k.into_dispatch(),
+        v.into_dispatch(),
+        heads,
     );
     Tensor::from_dispatch(out)
 }
@@ -447,9 +537,43 @@ mod tests {
             let what = format!("cin {cin} cout {cout} stride {stride}");
             let d_rows = rows.grad(&g_ours).unwrap();
             assert_eq!(d_rows.dims(), [n, cout], "{what}");
-            assert!(max_diff(d_rows, rows.grad(&g_ref).unwrap()) < 1e-3, "{what}");
+            assert!(
+                max_diff(d_rows, rows.grad(&g_ref).unwrap()) < 1e-3,
+                "{what}"
+            );
             assert!(max_diff(x.grad(&g_ours).unwrap(), x.grad(&g_ref).unwrap()) < 1e-4);
             assert!(max_diff(w.grad(&g_ours).unwrap(), w.grad(&g_ref).unwrap()) < 1e-3);
+        }
+    }
+
+    /// Attention through burn's autodiff gives burn's composite (split heads,
+    /// scaled scores, softmax, merge) and the same gradients of q, k and v.
+    #[test]
+    fn attention_matches_burns_composite_forward_and_backward() {
+        use burn::tensor::activation::softmax;
+        let d = Device::flex().autodiff();
+        for (n, len, c, heads) in [(3, 49, 16, 1), (2, 10, 12, 3)] {
+            let hd = c / heads;
+            let random = || {
+                Tensor::<3>::random([n, len, c], Distribution::Normal(0.0, 1.0), &d).require_grad()
+            };
+            let (q, k, v) = (random(), random(), random());
+            let ours = attention(q.clone(), k.clone(), v.clone(), heads);
+            let split = |t: Tensor<3>| t.reshape([n, len, heads, hd]).swap_dims(1, 2);
+            let scores = split(q.clone()).matmul(split(k.clone()).swap_dims(2, 3))
+                * (1.0 / (hd as f64).sqrt());
+            let reference = softmax(scores, 3)
+                .matmul(split(v.clone()))
+                .swap_dims(1, 2)
+                .reshape([n, len, c]);
+            assert!(max_diff(ours.clone(), reference.clone()) < 1e-5);
+            let probe = Tensor::<3>::random([n, len, c], Distribution::Normal(0.0, 1.0), &d);
+            let g_ours = (ours * probe.clone()).sum().backward();
+            let g_ref = (reference * probe).sum().backward();
+            for (name, t) in [("q", &q), ("k", &k), ("v", &v)] {
+                let diff = max_diff(t.grad(&g_ours).unwrap(), t.grad(&g_ref).unwrap());
+                assert!(diff < 1e-4, "d{name} of {heads} heads: {diff}");
+            }
         }
     }
 

@@ -2,6 +2,7 @@
 //! flattened pixels, scaled dot product per head, output projection, residual.
 
 use super::layers::{GroupNorm, Init, Linear};
+use crate::engine::kernels;
 use burn::module::Module;
 use burn::tensor::activation::softmax;
 use burn::tensor::{Device, Tensor};
@@ -56,13 +57,18 @@ impl Attention {
             .forward(x.clone())
             .reshape([n, c, h * w])
             .swap_dims(1, 2);
-        let split = |t: Tensor<3>| t.reshape([n, h * w, heads, hd]).swap_dims(1, 2); // [n, heads, hw, hd]
-        let q = split(self.to_q.forward(seq.clone()));
-        let k = split(self.to_k.forward(seq.clone()));
-        let v = split(self.to_v.forward(seq));
-        let scores = q.matmul(k.swap_dims(2, 3)) * (1.0 / (hd as f64).sqrt());
-        let attn = softmax(scores, 3).matmul(v); // [n, heads, hw, hd]
-        let merged = attn.swap_dims(1, 2).reshape([n, h * w, c]);
+        let q = self.to_q.forward(seq.clone());
+        let k = self.to_k.forward(seq.clone());
+        let v = self.to_v.forward(seq);
+        let merged = if kernels::takes(&q) {
+            kernels::attention(q, k, v, heads)
+        } else {
+            let split = |t: Tensor<3>| t.reshape([n, h * w, heads, hd]).swap_dims(1, 2); // [n, heads, hw, hd]
+            let (q, k, v) = (split(q), split(k), split(v));
+            let scores = q.matmul(k.swap_dims(2, 3)) * (1.0 / (hd as f64).sqrt());
+            let attn = softmax(scores, 3).matmul(v); // [n, heads, hw, hd]
+            attn.swap_dims(1, 2).reshape([n, h * w, c])
+        };
         let out = self.to_out[0]
             .forward(merged)
             .swap_dims(1, 2)

@@ -59,7 +59,9 @@ impl ResnetBlock2D {
     /// `x: [n, cin, h, w]`, `temb: [n, temb] -> [n, cout, h, w]`
     pub fn forward(&self, x: Tensor<4>, temb: Tensor<2>) -> Tensor<4> {
         let t = self.time_emb_proj.forward(silu(temb));
-        let h = self.conv1.forward_shifted(self.norm1.forward_silu(x.clone()), t);
+        let h = self
+            .conv1
+            .forward_shifted(self.norm1.forward_silu(x.clone()), t);
         let h = self.conv2.forward(self.norm2.forward_silu(h));
         let skip = match &self.conv_shortcut {
             Some(conv) => conv.forward(x),
