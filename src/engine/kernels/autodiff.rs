@@ -72,6 +72,36 @@ impl<B: Backend + CpuKernelsGrad> Backward<B, 3> for Conv2dIm2col {
 }
 
 #[derive(Debug)]
+struct Linear;
+
+impl<B: Backend + CpuKernelsGrad> Backward<B, 3> for Linear {
+    type State = (NodeId, NodeId);
+
+    fn backward(
+        self,
+        ops: Ops<Self::State, 3>,
+        grads: &mut Gradients,
+        checkpointer: &mut Checkpointer,
+    ) {
+        let [node_x, node_weight, node_bias] = ops.parents;
+        let grad = grads.consume::<B>(&ops.node);
+        let (x_state, weight_state) = ops.state;
+        let x = checkpointer.retrieve_node_output::<FloatTensor<B>>(x_state);
+        let weight = checkpointer.retrieve_node_output::<FloatTensor<B>>(weight_state);
+        let (dx, dweight, dbias) = B::linear_backward(x, weight, grad, node_x.is_some());
+        if let (Some(node), Some(dx)) = (node_x, dx) {
+            grads.register::<B>(node.id, dx);
+        }
+        if let Some(node) = node_weight {
+            grads.register::<B>(node.id, dweight);
+        }
+        if let Some(node) = node_bias {
+            grads.register::<B>(node.id, dbias);
+        }
+    }
+}
+
+#[derive(Debug)]
 struct Attention;
 
 impl<B: Backend + CpuKernelsGrad> Backward<B, 3> for Attention {
@@ -204,6 +234,34 @@ impl<B: Backend + CpuKernels + CpuKernelsGrad, C: CheckpointStrategy> CpuKernels
                 k.into_primitive(),
                 v.into_primitive(),
                 heads,
+            )),
+        }
+    }
+
+    fn linear(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        match Linear
+            .prepare::<C>([x.node(), weight.node(), bias.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(mut prep) => {
+                let x_state = prep.checkpoint(&x);
+                let weight_state = prep.checkpoint(&weight);
+                let out = <B as CpuKernels>::linear(
+                    x.into_primitive(),
+                    weight.into_primitive(),
+                    bias.into_primitive(),
+                );
+                prep.finish((x_state, weight_state), out)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(<B as CpuKernels>::linear(
+                x.into_primitive(),
+                weight.into_primitive(),
+                bias.into_primitive(),
             )),
         }
     }

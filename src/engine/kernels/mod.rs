@@ -1,7 +1,7 @@
 //! Host kernels of our own for the CPU (flex) backend, where burn's generic
 //! compositions are slow: fused GroupNorm + SiLU, im2col + gemm convolution (Winograd
-//! F(2x2, 3x3) for wide 3x3 ones) and scaled dot-product attention, each with a
-//! handwritten backward.
+//! F(2x2, 3x3) for wide 3x3 ones), fully connected layers and scaled dot-product
+//! attention, each with a handwritten backward.
 //!
 //! They enter burn as a backend extension ([`CpuKernels`]) implemented for
 //! `Flex` and for `Autodiff<Flex>`. The model calls them only for f32 tensors
@@ -18,6 +18,7 @@ pub mod group_norm;
 mod lane_sums;
 pub mod layout;
 mod layout_ops;
+pub mod linear;
 pub mod matmul;
 pub mod merge;
 mod simd;
@@ -90,6 +91,13 @@ pub trait CpuKernels: Backend {
         v: FloatTensor<Self>,
         heads: usize,
     ) -> FloatTensor<Self>;
+
+    /// `x [m, din] W^T + b` with `W [dout, din]`, `b [dout]` -> `[m, dout]`.
+    fn linear(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+    ) -> FloatTensor<Self>;
 }
 
 /// The pieces the autodiff wrapper needs from the concrete backend.
@@ -144,6 +152,18 @@ pub trait CpuKernelsGrad: Backend {
         grad: FloatTensor<Self>,
         heads: usize,
     ) -> [FloatTensor<Self>; 3];
+
+    /// `(dx, dweight, dbias)` of [`CpuKernels::linear`]; `dx` only when asked.
+    fn linear_backward(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        need_dx: bool,
+    ) -> (
+        Option<FloatTensor<Self>>,
+        FloatTensor<Self>,
+        FloatTensor<Self>,
+    );
 }
 
 /// Settings of one convolution call that its backward needs again.
@@ -195,6 +215,17 @@ impl std::ops::Deref for HostF32 {
 
     fn deref(&self) -> &[f32] {
         self.0.as_slice::<f32>().expect("a contiguous f32 tensor")
+    }
+}
+
+fn linear_shape(x: &FlexTensor, weight: &FlexTensor) -> linear::LinearShape {
+    let (xd, wd) = (x.shape().to_vec(), weight.shape().to_vec());
+    assert_eq!(xd.len(), 2, "the linear kernel takes [m, din] inputs");
+    assert_eq!(xd[1], wd[1], "input features differ from the weight's");
+    linear::LinearShape {
+        m: xd[0],
+        din: xd[1],
+        dout: wd[0],
     }
 }
 
@@ -321,6 +352,27 @@ impl CpuKernelsGrad for Flex {
         );
         grads.map(|g| flex_tensor(g, q.shape()))
     }
+
+    fn linear_backward(
+        x: FlexTensor,
+        weight: FlexTensor,
+        grad: FlexTensor,
+        need_dx: bool,
+    ) -> (Option<FlexTensor>, FlexTensor, FlexTensor) {
+        let s = linear_shape(&x, &weight);
+        let (dx, dw, db) = linear::backward(
+            &s,
+            &host_f32(&x),
+            &host_f32(&weight),
+            &host_f32(&grad),
+            need_dx,
+        );
+        (
+            dx.map(|dx| flex_tensor(dx, x.shape())),
+            flex_tensor(dw, weight.shape()),
+            flex_tensor(db, burn::tensor::Shape::new([s.dout])),
+        )
+    }
 }
 
 impl CpuKernels for Flex {
@@ -356,6 +408,12 @@ impl CpuKernels for Flex {
     fn attention(q: FlexTensor, k: FlexTensor, v: FlexTensor, heads: usize) -> FlexTensor {
         Self::attention_probs(q, k, v, heads).0
     }
+
+    fn linear(x: FlexTensor, weight: FlexTensor, bias: FlexTensor) -> FlexTensor {
+        let s = linear_shape(&x, &weight);
+        let y = linear::forward(&s, &host_f32(&x), &host_f32(&weight), &host_f32(&bias));
+        flex_tensor(y, burn::tensor::Shape::new([s.m, s.dout]))
+    }
 }
 
 /// 2D convolution (groups 1, dilation 1) on the flex backend; `bias` is
@@ -376,6 +434,21 @@ pub fn conv2d<const B: usize>(
         pad,
     );
     Tensor::from_dispatch(out)
+}
+
+/// `x W^T + b` over the last dimension of `x` on the flex backend (`W [dout,
+/// din]`, `b [dout]`). Panics on any other backend or dtype: check [`takes`] first.
+pub fn linear<const D: usize>(x: Tensor<D>, weight: Tensor<2>, bias: Tensor<1>) -> Tensor<D> {
+    let mut dims = x.dims();
+    let din = dims[D - 1];
+    let rows = x.reshape([-1, din as i64]);
+    let out = <burn::backend::Dispatch as CpuKernels>::linear(
+        rows.into_dispatch(),
+        weight.clone().into_dispatch(),
+        bias.into_dispatch(),
+    );
+    dims[D - 1] = weight.dims()[0];
+    Tensor::<2>::from_dispatch(out).reshape(dims)
 }
 
 /// Scaled dot-product attention on the flex backend: `q`, `k`, `v` `[n, len,
@@ -575,6 +648,31 @@ mod tests {
                 assert!(diff < 1e-4, "d{name} of {heads} heads: {diff}");
             }
         }
+    }
+
+    /// The linear kernel through burn's autodiff gives burn's `linear` and its
+    /// gradients, on 2-D and 3-D inputs.
+    #[test]
+    fn linear_matches_burns_linear_forward_and_backward() {
+        let d = Device::flex().autodiff();
+        let w = Tensor::<2>::random([5, 7], Distribution::Normal(0.0, 0.5), &d).require_grad();
+        let b = Tensor::<1>::random([5], Distribution::Normal(0.0, 0.5), &d).require_grad();
+        let x = Tensor::<3>::random([3, 11, 7], Distribution::Normal(0.0, 1.0), &d).require_grad();
+        let ours = linear(x.clone(), w.clone(), b.clone());
+        let reference =
+            burn::tensor::module::linear(x.clone(), w.clone().transpose(), Some(b.clone()));
+        assert_eq!(ours.dims(), [3, 11, 5]);
+        assert!(max_diff(ours.clone(), reference.clone()) < 1e-5);
+        let probe = Tensor::<3>::random([3, 11, 5], Distribution::Normal(0.0, 1.0), &d);
+        let g_ours = (ours * probe.clone()).sum().backward();
+        let g_ref = (reference * probe).sum().backward();
+        assert!(max_diff(x.grad(&g_ours).unwrap(), x.grad(&g_ref).unwrap()) < 1e-5);
+        assert!(max_diff(w.grad(&g_ours).unwrap(), w.grad(&g_ref).unwrap()) < 1e-4);
+        assert!(max_diff(b.grad(&g_ours).unwrap(), b.grad(&g_ref).unwrap()) < 1e-4);
+        let flat = Tensor::<2>::random([4, 7], Distribution::Normal(0.0, 1.0), &d);
+        let reference =
+            burn::tensor::module::linear(flat.clone(), w.clone().transpose(), Some(b.clone()));
+        assert!(max_diff(linear(flat, w, b), reference) < 1e-5);
     }
 
     /// Without autodiff the fused op runs as a plain forward.

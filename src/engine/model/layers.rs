@@ -133,6 +133,9 @@ impl Linear {
 
     /// `y = x W^T + b` over the last dimension.
     pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
+        if kernels::takes(&x) {
+            return kernels::linear(x, self.weight.val(), self.bias.val());
+        }
         burn::tensor::module::linear(x, self.weight.val().transpose(), Some(self.bias.val()))
     }
 }
