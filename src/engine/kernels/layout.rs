@@ -1,9 +1,41 @@
 //! Data movement on host memory, parallel over planes or samples: nearest 2x
-//! upsampling and concatenation along channels, with their gradients. burn's
-//! own versions run on the calling thread while the workers wait.
+//! upsampling, concatenation along channels and per-sample transposition, with
+//! their gradients. burn's own versions run on the calling thread while the
+//! workers wait.
 
 use super::buffer::{write_copy, written};
 use std::mem::MaybeUninit;
+
+/// Side of the square tiles [`transpose`] moves at a time.
+const TILE: usize = 16;
+
+/// `x [n, a, b]` -> `[n, b, a]`: each sample's matrix transposed, one sample
+/// per job, in [`TILE`]-square tiles (its own gradient, with `a` and `b` swapped).
+pub fn transpose(x: &[f32], n: usize, a: usize, b: usize) -> Vec<f32> {
+    let plane = a * b;
+    assert_eq!(x.len(), n * plane, "transpose input size");
+    // SAFETY: the tiles cover every (row, column) of the sample's output.
+    unsafe {
+        written(
+            x.len(),
+            plane.max(1),
+            true,
+            || (),
+            |_, i, out| {
+                let src = &x[i * plane..(i + 1) * plane];
+                for r0 in (0..a).step_by(TILE) {
+                    for c0 in (0..b).step_by(TILE) {
+                        for c in c0..(c0 + TILE).min(b) {
+                            for r in r0..(r0 + TILE).min(a) {
+                                out[c * a + r].write(src[r * b + c]);
+                            }
+                        }
+                    }
+                }
+            },
+        )
+    }
+}
 
 /// `x [planes, h, w]` -> `[planes, 2h, 2w]`: each pixel repeated over a 2x2 block.
 pub fn upsample2x(x: &[f32], h: usize, w: usize) -> Vec<f32> {
@@ -115,6 +147,21 @@ pub fn split(x: &[f32], n: usize, ka: usize) -> (Vec<f32>, Vec<f32>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn transposing_moves_each_value_and_twice_gives_the_input() {
+        let (n, a, b) = (3, 37, 20);
+        let x: Vec<f32> = (0..n * a * b).map(|v| v as f32).collect();
+        let t = transpose(&x, n, a, b);
+        for i in 0..n {
+            for r in 0..a {
+                for c in 0..b {
+                    assert_eq!(t[(i * b + c) * a + r], x[(i * a + r) * b + c]);
+                }
+            }
+        }
+        assert_eq!(transpose(&t, n, b, a), x);
+    }
 
     fn data(len: usize) -> Vec<f32> {
         (0..len).map(|i| (i * 7 % 13) as f32 - 6.0).collect()

@@ -21,6 +21,10 @@ pub trait CpuLayout: Backend {
 
     /// `cat([a, b], 1)` of `[n, ca, ...]` and `[n, cb, ...]`.
     fn cat_channels(a: FloatTensor<Self>, b: FloatTensor<Self>) -> FloatTensor<Self>;
+
+    /// `[n, a, b] -> [n, b, a]`, laid out anew (burn's `swap_dims(1, 2)` is a
+    /// strided view whose later copy runs on one thread).
+    fn swap_last(x: FloatTensor<Self>) -> FloatTensor<Self>;
 }
 
 /// The pieces the autodiff wrapper needs from the concrete backend.
@@ -61,6 +65,20 @@ impl CpuLayout for Flex {
         let out = layout::concat(&host_f32(&a), &host_f32(&b), sa[0]);
         flex_tensor(out, with_channels(&a, sa[1] + sb[1]))
     }
+
+    fn swap_last(x: FlexTensor) -> FlexTensor {
+        let [n, a, b] = dims3(&x);
+        flex_tensor(
+            layout::transpose(&host_f32(&x), n, a, b),
+            Shape::new([n, b, a]),
+        )
+    }
+}
+
+fn dims3(t: &FlexTensor) -> [usize; 3] {
+    let d = t.shape().to_vec();
+    assert_eq!(d.len(), 3, "expected a [n, a, b] tensor");
+    [d[0], d[1], d[2]]
 }
 
 impl CpuLayoutGrad for Flex {
@@ -93,6 +111,21 @@ impl<B: Backend + CpuLayoutGrad> Backward<B, 1> for Upsample2x {
         let grad = grads.consume::<B>(&ops.node);
         if let Some(node) = node_x {
             grads.register::<B>(node.id, B::upsample_nearest2x_backward(grad));
+        }
+    }
+}
+
+#[derive(Debug)]
+struct SwapLast;
+
+impl<B: Backend + CpuLayout> Backward<B, 1> for SwapLast {
+    type State = ();
+
+    fn backward(self, ops: Ops<(), 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [node_x] = ops.parents;
+        let grad = grads.consume::<B>(&ops.node);
+        if let Some(node) = node_x {
+            grads.register::<B>(node.id, B::swap_last(grad));
         }
     }
 }
@@ -137,6 +170,13 @@ impl<B: Backend + CpuLayout + CpuLayoutGrad, C: CheckpointStrategy> CpuLayout fo
             OpsKind::UnTracked(prep) => prep.finish(out),
         }
     }
+
+    fn swap_last(x: FloatTensor<Self>) -> FloatTensor<Self> {
+        SwapLast
+            .prepare::<C>([x.node()])
+            .compute_bound()
+            .stateless(B::swap_last(x.into_primitive()))
+    }
 }
 
 /// Nearest-neighbour upsampling by two on the flex backend: `[n, c, h, w] ->
@@ -154,6 +194,14 @@ pub fn cat_channels(a: Tensor<4>, b: Tensor<4>) -> Tensor<4> {
     Tensor::from_dispatch(<burn::backend::Dispatch as CpuLayout>::cat_channels(
         a.into_dispatch(),
         b.into_dispatch(),
+    ))
+}
+
+/// `x.swap_dims(1, 2)` of `[n, a, b]`, laid out anew in parallel, on the flex
+/// backend. Panics on any other backend or dtype: check [`takes`](super::takes) first.
+pub fn swap_last(x: Tensor<3>) -> Tensor<3> {
+    Tensor::from_dispatch(<burn::backend::Dispatch as CpuLayout>::swap_last(
+        x.into_dispatch(),
     ))
 }
 
@@ -221,6 +269,23 @@ mod tests {
         let g = (cat_channels(c, e.clone()) * 2.0).sum().backward();
         let ones = Tensor::<4>::ones([3, 5, 4, 4], &d) * 2.0;
         assert_eq!(max_diff(e.grad(&g).unwrap(), ones.inner()), 0.0);
+    }
+
+    #[test]
+    fn swapping_the_last_axes_matches_burns_swap_dims_forward_and_backward() {
+        let d = Device::flex().autodiff();
+        let x = Tensor::<3>::random([3, 19, 33], Distribution::Normal(0.0, 1.0), &d).require_grad();
+        let ours = swap_last(x.clone());
+        let reference = x.clone().swap_dims(1, 2);
+        assert_eq!(ours.dims(), [3, 33, 19]);
+        assert_eq!(ours.to_data(), reference.to_data());
+        let probe = Tensor::<3>::random([3, 33, 19], Distribution::Normal(0.0, 1.0), &d);
+        let g_ours = (ours * probe.clone()).sum().backward();
+        let g_ref = (reference * probe).sum().backward();
+        assert_eq!(
+            x.grad(&g_ours).unwrap().to_data(),
+            x.grad(&g_ref).unwrap().to_data()
+        );
     }
 
     #[test]

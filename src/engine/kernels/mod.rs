@@ -32,7 +32,7 @@ use burn::backend::{Backend, DispatchDevice, Flex, TensorMetadata, backend_exten
 use burn::tensor::{Device, Tensor, TensorData};
 
 pub use group_norm::GnShape;
-pub use layout_ops::{CpuLayout, CpuLayoutGrad, cat_channels, upsample_nearest2x};
+pub use layout_ops::{CpuLayout, CpuLayoutGrad, cat_channels, swap_last, upsample_nearest2x};
 pub use simd::kernel_variants;
 
 /// Whether `device` is burn's flex CPU backend (with or without autodiff).

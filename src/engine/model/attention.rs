@@ -52,11 +52,7 @@ impl Attention {
         let [n, c, h, w] = x.dims();
         let (heads, hd) = (self.heads, c / self.heads);
         // [n, hw, c]
-        let seq = self
-            .group_norm
-            .forward(x.clone())
-            .reshape([n, c, h * w])
-            .swap_dims(1, 2);
+        let seq = swap_seq(self.group_norm.forward(x.clone()).reshape([n, c, h * w]));
         let q = self.to_q.forward(seq.clone());
         let k = self.to_k.forward(seq.clone());
         let v = self.to_v.forward(seq);
@@ -69,15 +65,22 @@ impl Attention {
             let attn = softmax(scores, 3).matmul(v); // [n, heads, hw, hd]
             attn.swap_dims(1, 2).reshape([n, h * w, c])
         };
-        let out = self.to_out[0]
-            .forward(merged)
-            .swap_dims(1, 2)
-            .reshape([n, c, h, w]);
+        let out = swap_seq(self.to_out[0].forward(merged)).reshape([n, c, h, w]);
         let out = out + x;
         if self.rescale_output_factor == 1.0 {
             out
         } else {
             out / self.rescale_output_factor
         }
+    }
+}
+
+/// `[n, a, b] -> [n, b, a]` (pixels-major to channels-major and back): on the
+/// CPU kernels laid out anew in parallel, elsewhere burn's strided view.
+fn swap_seq(t: Tensor<3>) -> Tensor<3> {
+    if kernels::takes(&t) {
+        kernels::swap_last(t)
+    } else {
+        t.swap_dims(1, 2)
     }
 }
