@@ -40,20 +40,27 @@ impl<B: Backend + CpuKernelsGrad> Backward<B, 3> for GroupNormAct {
     }
 }
 
+/// The convolution's backward; with four parents the fourth is a residual
+/// added to the output, whose gradient is the output's.
 #[derive(Debug)]
 struct Conv2dIm2col;
 
-impl<B: Backend + CpuKernelsGrad> Backward<B, 3> for Conv2dIm2col {
+impl<B: Backend + CpuKernelsGrad, const N: usize> Backward<B, N> for Conv2dIm2col {
     type State = (NodeId, NodeId, ConvArgs);
 
     fn backward(
         self,
-        ops: Ops<Self::State, 3>,
+        ops: Ops<Self::State, N>,
         grads: &mut Gradients,
         checkpointer: &mut Checkpointer,
     ) {
-        let [node_x, node_weight, node_bias] = ops.parents;
+        let mut parents = ops.parents.into_iter();
+        let [node_x, node_weight, node_bias] = std::array::from_fn(|_| parents.next().flatten());
+        let node_residual = parents.next().flatten();
         let grad = grads.consume::<B>(&ops.node);
+        if let Some(node) = node_residual {
+            grads.register::<B>(node.id, grad.clone());
+        }
         let (x_state, weight_state, conv) = ops.state;
         let x = checkpointer.retrieve_node_output::<FloatTensor<B>>(x_state);
         let weight = checkpointer.retrieve_node_output::<FloatTensor<B>>(weight_state);
@@ -200,6 +207,48 @@ impl<B: Backend + CpuKernels + CpuKernelsGrad, C: CheckpointStrategy> CpuKernels
                 x.into_primitive(),
                 weight.into_primitive(),
                 bias.into_primitive(),
+                stride,
+                pad,
+            )),
+        }
+    }
+
+    fn conv2d_im2col_add(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        residual: FloatTensor<Self>,
+        stride: usize,
+        pad: [usize; 4],
+    ) -> FloatTensor<Self> {
+        let conv = ConvArgs {
+            stride,
+            pad,
+            per_sample_bias: bias.shape().num_dims() == 2,
+        };
+        match Conv2dIm2col
+            .prepare::<C>([x.node(), weight.node(), bias.node(), residual.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(mut prep) => {
+                let x_state = prep.checkpoint(&x);
+                let weight_state = prep.checkpoint(&weight);
+                let out = B::conv2d_im2col_add(
+                    x.into_primitive(),
+                    weight.into_primitive(),
+                    bias.into_primitive(),
+                    residual.into_primitive(),
+                    stride,
+                    pad,
+                );
+                prep.finish((x_state, weight_state, conv), out)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(B::conv2d_im2col_add(
+                x.into_primitive(),
+                weight.into_primitive(),
+                bias.into_primitive(),
+                residual.into_primitive(),
                 stride,
                 pad,
             )),

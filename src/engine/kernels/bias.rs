@@ -1,8 +1,9 @@
-//! A convolution's bias and its gradient. The bias is one value per output
-//! channel, or one per sample and output channel: a per-sample shift (a
-//! ResNet block's time embedding) added in the convolution's own output pass
-//! instead of a second pass over the activation, with its gradient summed in
-//! the same parallel pass as the channel bias's.
+//! What a convolution adds to its output, and the bias's gradient. The bias is
+//! one value per output channel, or one per sample and output channel: a
+//! per-sample shift (a ResNet block's time embedding) added in the
+//! convolution's own output pass instead of a second pass over the activation,
+//! with its gradient summed in the same parallel pass as the channel bias's. A
+//! residual (a ResNet block's skip path) joins the same pass.
 
 use super::lane_sums;
 use rayon::prelude::*;
@@ -35,6 +36,14 @@ impl<'a> Bias<'a> {
             Bias::Shared(b) => assert_eq!(b.len(), cout, "bias size"),
             Bias::PerSample(b) => assert_eq!(b.len(), n * cout, "per-sample bias size"),
         }
+    }
+}
+
+/// `y_n += residual`'s sample `i` (as long as `y_n`), when there is a residual.
+pub fn add_residual(y_n: &mut [f32], residual: Option<&[f32]>, i: usize) {
+    if let Some(r) = residual {
+        let r_n = &r[i * y_n.len()..(i + 1) * y_n.len()];
+        y_n.iter_mut().zip(r_n).for_each(|(y, &r)| *y += r);
     }
 }
 

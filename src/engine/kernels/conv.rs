@@ -23,7 +23,7 @@
 //! Wide 3x3 stride-1 convolutions (`winograd_shape`) take Winograd's
 //! F(2x2, 3x3) instead, forward and both gradients (`winograd.rs`).
 
-use super::bias::Bias;
+use super::bias::{Bias, add_residual};
 use super::buffer::{
     assume_init, per_sample, use_outer_parallelism, with_scratch, written_with, zero_init,
 };
@@ -383,18 +383,35 @@ fn winograd_shape(g: &ConvGeom) -> Option<winograd::Shape> {
 }
 
 /// Forward: `x [n, cin, h, w]`, `weight [cout, cin, k, k]`, `bias` (`[cout]`
-/// or `[n, cout]`) -> `[n, cout, ho, wo]`. Convolutions [`winograd_shape`]
+/// or `[n, cout]`) -> `[n, cout, ho, wo]`, plus `residual` (`[n, cout, ho,
+/// wo]`) when given, added in the same pass. Convolutions [`winograd_shape`]
 /// picks go through Winograd's F(2x2, 3x3).
-pub fn forward(g: &ConvGeom, x: &[f32], weight: &[f32], bias: Bias) -> Vec<f32> {
+pub fn forward(
+    g: &ConvGeom,
+    x: &[f32],
+    weight: &[f32],
+    bias: Bias,
+    residual: Option<&[f32]>,
+) -> Vec<f32> {
     bias.check(g.n, g.cout);
-    if let Some(s) = winograd_shape(g) {
-        return winograd::forward(&s, x, weight, bias);
+    if let Some(r) = residual {
+        assert_eq!(r.len(), g.n * g.output_len(), "residual size");
     }
-    forward_in_blocks(g, x, weight, bias, block_rows(g))
+    if let Some(s) = winograd_shape(g) {
+        return winograd::forward(&s, x, weight, bias, residual);
+    }
+    forward_in_blocks(g, x, weight, bias, residual, block_rows(g))
 }
 
 /// [`forward`], building im2col `rows` output rows at a time.
-fn forward_in_blocks(g: &ConvGeom, x: &[f32], weight: &[f32], bias: Bias, rows: usize) -> Vec<f32> {
+fn forward_in_blocks(
+    g: &ConvGeom,
+    x: &[f32],
+    weight: &[f32],
+    bias: Bias,
+    residual: Option<&[f32]>,
+    rows: usize,
+) -> Vec<f32> {
     assert_eq!(x.len(), g.n * g.input_len(), "input size");
     assert_eq!(weight.len(), g.cout * g.taps(), "weight size");
     let (p, taps, wo) = (g.positions(), g.taps(), g.wo());
@@ -419,6 +436,7 @@ fn forward_in_blocks(g: &ConvGeom, x: &[f32], weight: &[f32], bias: Bias, rows: 
                 row.iter_mut().for_each(|v| *v += bv);
             }
         }
+        add_residual(y_n, residual, i);
     };
     // SAFETY: `one` writes its whole sample (above).
     unsafe { per_sample(g.n, g.output_len(), x, g.input_len(), outer, one) }
@@ -483,7 +501,7 @@ fn backward_in_blocks(
         _ => None,
     };
     if let Some((s, ts)) = wide {
-        let dx = winograd::forward(&ts, dy, &flipped_transpose(g, weight), Bias::None);
+        let dx = winograd::forward(&ts, dy, &flipped_transpose(g, weight), Bias::None, None);
         return (Some(dx), winograd::weight_grad(&s, x, dy));
     }
     match g.transposed() {
@@ -744,21 +762,21 @@ mod tests {
             let b = data(g.cout, 3);
             let want = reference(&g, &x, &w, &b);
             assert_close(
-                &forward(&g, &x, &w, Bias::Shared(&b)),
+                &forward(&g, &x, &w, Bias::Shared(&b), None),
                 &want,
                 &format!("{g:?}"),
             );
             for rows in block_sizes(&g) {
-                let got = forward_in_blocks(&g, &x, &w, Bias::Shared(&b), rows);
+                let got = forward_in_blocks(&g, &x, &w, Bias::Shared(&b), None, rows);
                 assert_close(&got, &want, &format!("{g:?} in blocks of {rows} rows"));
             }
         }
     }
 
-    /// A per-sample bias adds sample i's row to its output channels, on the
-    /// im2col path (every geometry) and on Winograd's.
+    /// A per-sample bias adds sample i's row to its output channels, and a
+    /// residual its values, on the im2col path (every geometry) and on Winograd's.
     #[test]
-    fn a_per_sample_bias_shifts_each_sample_by_its_own_row() {
+    fn a_per_sample_bias_and_a_residual_join_the_output() {
         let wide = ConvGeom {
             n: 2,
             cin: 128,
@@ -776,8 +794,15 @@ mod tests {
             for (j, plane) in want.chunks_exact_mut(g.positions()).enumerate() {
                 plane.iter_mut().for_each(|v| *v += rows[j] as f64);
             }
-            let got = forward(&g, &x, &w, Bias::PerSample(&rows));
+            let got = forward(&g, &x, &w, Bias::PerSample(&rows), None);
             assert_close(&got, &want, &format!("{g:?}, per-sample bias"));
+            // a residual joins the same pass
+            let residual = data(want.len(), 4);
+            want.iter_mut()
+                .zip(&residual)
+                .for_each(|(v, &r)| *v += r as f64);
+            let got = forward(&g, &x, &w, Bias::PerSample(&rows), Some(&residual));
+            assert_close(&got, &want, &format!("{g:?}, per-sample bias and residual"));
         }
     }
 
@@ -880,12 +905,12 @@ mod tests {
             let w = data(g.cout * g.taps(), 5);
             let b = data(g.cout, 6);
             let want = reference(&g, &x, &w, &b);
-            let got = winograd::forward(&winograd_sizes(&g), &x, &w, Bias::Shared(&b));
+            let got = winograd::forward(&winograd_sizes(&g), &x, &w, Bias::Shared(&b), None);
             assert_close(&got, &want, &format!("Winograd {g:?}"));
             let zero = vec![0.0f32; g.cout];
             let want = reference(&g, &x, &w, &zero);
             assert_close(
-                &winograd::forward(&winograd_sizes(&g), &x, &w, Bias::None),
+                &winograd::forward(&winograd_sizes(&g), &x, &w, Bias::None, None),
                 &want,
                 &format!("{g:?}, no bias"),
             );
@@ -904,7 +929,7 @@ mod tests {
         let w = data(g.cout * g.taps(), 8);
         let b = data(g.cout, 9);
         assert_close(
-            &forward(&g, &x, &w, Bias::Shared(&b)),
+            &forward(&g, &x, &w, Bias::Shared(&b), None),
             &reference(&g, &x, &w, &b),
             "128 channels",
         );

@@ -83,6 +83,17 @@ pub trait CpuKernels: Backend {
         pad: [usize; 4],
     ) -> FloatTensor<Self>;
 
+    /// [`CpuKernels::conv2d_im2col`] plus `residual` (shaped as the output),
+    /// added in the convolution's own output pass.
+    fn conv2d_im2col_add(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        residual: FloatTensor<Self>,
+        stride: usize,
+        pad: [usize; 4],
+    ) -> FloatTensor<Self>;
+
     /// Scaled dot-product attention over `q`, `k`, `v` `[n, len, c]` with
     /// `heads` heads side by side in the channels -> `[n, len, c]`.
     fn attention(
@@ -216,6 +227,27 @@ impl std::ops::Deref for HostF32 {
     fn deref(&self) -> &[f32] {
         self.0.as_slice::<f32>().expect("a contiguous f32 tensor")
     }
+}
+
+/// The flex convolution, `bias` `[cout]` or `[n, cout]`, plus `residual` when given.
+fn flex_conv(
+    x: FlexTensor,
+    weight: FlexTensor,
+    bias: FlexTensor,
+    residual: Option<FlexTensor>,
+    stride: usize,
+    pad: [usize; 4],
+) -> FlexTensor {
+    let g = conv_geom(&x, &weight, stride, pad);
+    let b = host_f32(&bias);
+    let b = if bias.shape().num_dims() == 2 {
+        bias::Bias::PerSample(&b)
+    } else {
+        bias::Bias::Shared(&b)
+    };
+    let r = residual.as_ref().map(host_f32);
+    let out = conv::forward(&g, &host_f32(&x), &host_f32(&weight), b, r.as_deref());
+    flex_tensor(out, burn::tensor::Shape::new([g.n, g.cout, g.ho(), g.wo()]))
 }
 
 fn linear_shape(x: &FlexTensor, weight: &FlexTensor) -> linear::LinearShape {
@@ -394,15 +426,18 @@ impl CpuKernels for Flex {
         stride: usize,
         pad: [usize; 4],
     ) -> FlexTensor {
-        let g = conv_geom(&x, &weight, stride, pad);
-        let b = host_f32(&bias);
-        let b = if bias.shape().num_dims() == 2 {
-            bias::Bias::PerSample(&b)
-        } else {
-            bias::Bias::Shared(&b)
-        };
-        let out = conv::forward(&g, &host_f32(&x), &host_f32(&weight), b);
-        flex_tensor(out, burn::tensor::Shape::new([g.n, g.cout, g.ho(), g.wo()]))
+        flex_conv(x, weight, bias, None, stride, pad)
+    }
+
+    fn conv2d_im2col_add(
+        x: FlexTensor,
+        weight: FlexTensor,
+        bias: FlexTensor,
+        residual: FlexTensor,
+        stride: usize,
+        pad: [usize; 4],
+    ) -> FlexTensor {
+        flex_conv(x, weight, bias, Some(residual), stride, pad)
     }
 
     fn attention(q: FlexTensor, k: FlexTensor, v: FlexTensor, heads: usize) -> FlexTensor {
@@ -449,6 +484,28 @@ pub fn linear<const D: usize>(x: Tensor<D>, weight: Tensor<2>, bias: Tensor<1>) 
     );
     dims[D - 1] = weight.dims()[0];
     Tensor::<2>::from_dispatch(out).reshape(dims)
+}
+
+/// [`conv2d`] plus `residual` (shaped as the output), added in the
+/// convolution's own output pass. Panics on any other backend or dtype: check
+/// [`takes`] first.
+pub fn conv2d_add<const B: usize>(
+    x: Tensor<4>,
+    weight: Tensor<4>,
+    bias: Tensor<B>,
+    residual: Tensor<4>,
+    stride: usize,
+    pad: [usize; 4],
+) -> Tensor<4> {
+    let out = <burn::backend::Dispatch as CpuKernels>::conv2d_im2col_add(
+        x.into_dispatch(),
+        weight.into_dispatch(),
+        bias.into_dispatch(),
+        residual.into_dispatch(),
+        stride,
+        pad,
+    );
+    Tensor::from_dispatch(out)
 }
 
 /// Scaled dot-product attention on the flex backend: `q`, `k`, `v` `[n, len,
@@ -673,6 +730,31 @@ mod tests {
         let reference =
             burn::tensor::module::linear(flat.clone(), w.clone().transpose(), Some(b.clone()));
         assert!(max_diff(linear(flat, w, b), reference) < 1e-5);
+    }
+
+    /// A residual through burn's autodiff gives burn's conv2d plus the residual,
+    /// and the residual's gradient is the output's.
+    #[test]
+    fn a_residual_matches_burns_conv2d_plus_an_add() {
+        use burn::tensor::module::conv2d as burn_conv2d;
+        use burn::tensor::ops::ConvOptions;
+        let d = Device::flex().autodiff();
+        let normal = |s: f64| Distribution::Normal(0.0, s);
+        let x = Tensor::<4>::random([3, 4, 9, 8], normal(1.0), &d).require_grad();
+        let w = Tensor::<4>::random([5, 4, 3, 3], normal(0.3), &d).require_grad();
+        let b = Tensor::<1>::random([5], normal(0.3), &d).require_grad();
+        let r = Tensor::<4>::random([3, 5, 9, 8], normal(1.0), &d).require_grad();
+        let ours = conv2d_add(x.clone(), w.clone(), b.clone(), r.clone(), 1, [1; 4]);
+        let opts = ConvOptions::new([1, 1], [1, 1], [1, 1], 1);
+        let reference = burn_conv2d(x.clone(), w.clone(), Some(b.clone()), opts) + r.clone();
+        assert!(max_diff(ours.clone(), reference.clone()) < 1e-4);
+        let probe = Tensor::<4>::random([3, 5, 9, 8], normal(1.0), &d);
+        let g_ours = (ours * probe.clone()).sum().backward();
+        let g_ref = (reference * probe).sum().backward();
+        assert!(max_diff(r.grad(&g_ours).unwrap(), r.grad(&g_ref).unwrap()) < 1e-6);
+        assert!(max_diff(x.grad(&g_ours).unwrap(), x.grad(&g_ref).unwrap()) < 1e-4);
+        assert!(max_diff(w.grad(&g_ours).unwrap(), w.grad(&g_ref).unwrap()) < 1e-3);
+        assert!(max_diff(b.grad(&g_ours).unwrap(), b.grad(&g_ref).unwrap()) < 1e-3);
     }
 
     /// Without autodiff the fused op runs as a plain forward.

@@ -16,8 +16,8 @@
 //! The transforms add and halve only (the points 0, 1, -1 and infinity), so the result
 //! stays within float32 rounding of the direct sum (tested against float64 in `conv.rs`).
 
-use super::bias::Bias;
-use super::buffer::{per_sample, use_outer_parallelism, with_scratch};
+use super::bias::{Bias, add_residual};
+use super::buffer::{assume_init, per_sample, use_outer_parallelism, with_scratch};
 use super::matmul::{View, matmul};
 use super::simd;
 use rayon::prelude::*;
@@ -265,8 +265,14 @@ fn tile_across_body(even: &mut [f32], odd: &mut [f32], a: [&[f32]; 4], b: f32) {
 }
 
 /// Forward: `x [n, cin, h, w]`, `weight [cout, cin, 3, 3]`, `bias` (`[cout]`
-/// or `[n, cout]`) -> `[n, cout, h, w]`.
-pub fn forward(g: &Shape, x: &[f32], weight: &[f32], bias: Bias) -> Vec<f32> {
+/// or `[n, cout]`) -> `[n, cout, h, w]`, plus `residual` when given.
+pub fn forward(
+    g: &Shape,
+    x: &[f32],
+    weight: &[f32],
+    bias: Bias,
+    residual: Option<&[f32]>,
+) -> Vec<f32> {
     assert_eq!(x.len(), g.n * g.cin * g.h * g.w, "input size");
     assert_eq!(weight.len(), g.cout * g.cin * 9, "weight size");
     let (th, tw) = tiles(g);
@@ -291,6 +297,8 @@ pub fn forward(g: &Shape, x: &[f32], weight: &[f32], bias: Bias) -> Vec<f32> {
                 );
             }
             output_transform(g, m, bias.of_sample(i, g.cout), y_n, row);
+            // SAFETY: the output transform wrote the whole sample.
+            add_residual(unsafe { assume_init(y_n) }, residual, i);
         });
     };
     let (input_len, output_len) = (g.cin * g.h * g.w, g.cout * g.h * g.w);

@@ -98,6 +98,17 @@ impl Conv2d {
         conv2d(x, self.weight.val(), Some(self.bias.val()), opts)
     }
 
+    /// `forward(x) + residual` (shaped as the output: a ResNet block's skip
+    /// path). On the CPU kernels the residual joins the convolution's own
+    /// output pass instead of a second pass over both tensors.
+    pub fn forward_plus(&self, x: Tensor<4>, residual: Tensor<4>) -> Tensor<4> {
+        if kernels::takes(&x) {
+            let (w, b) = (self.weight.val(), self.bias.val());
+            return kernels::conv2d_add(x, w, b, residual, self.stride, self.padding);
+        }
+        self.forward(x) + residual
+    }
+
     /// `forward(x)` plus `shift [n, out]` on every position of each sample's
     /// channels (a ResNet block's time embedding). On the CPU kernels the shift
     /// joins the bias in the convolution's own output pass, and its gradient

@@ -62,12 +62,11 @@ impl ResnetBlock2D {
         let h = self
             .conv1
             .forward_shifted(self.norm1.forward_silu(x.clone()), t);
-        let h = self.conv2.forward(self.norm2.forward_silu(h));
         let skip = match &self.conv_shortcut {
             Some(conv) => conv.forward(x),
             None => x,
         };
-        let out = skip + h;
+        let out = self.conv2.forward_plus(self.norm2.forward_silu(h), skip);
         if self.output_scale_factor == 1.0 {
             out
         } else {
