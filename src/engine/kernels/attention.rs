@@ -75,7 +75,7 @@ vectorised!(
 
 #[inline(always)]
 fn softmax_body(row: &mut [f32], scale: f32) {
-    // scale > 0 keeps the order, so the largest scaled value is the largest scaled
+    // scale > 0 keeps the order: the largest scaled value is the largest value, scaled
     let shift = row.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v)) * scale;
     row.iter_mut()
         .for_each(|v| *v = exp_fast(*v * scale - shift));

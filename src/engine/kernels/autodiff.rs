@@ -4,7 +4,7 @@ use super::{ConvArgs, CpuKernels, CpuKernelsGrad, GnArgs};
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
-use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::autodiff::ops::{Backward, NodeGuard, Ops, OpsKind};
 use burn::backend::autodiff::{Autodiff, NodeId};
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Backend, TensorMetadata};
@@ -181,36 +181,12 @@ impl<B: Backend + CpuKernels + CpuKernelsGrad, C: CheckpointStrategy> CpuKernels
         stride: usize,
         pad: [usize; 4],
     ) -> FloatTensor<Self> {
-        match Conv2dIm2col
-            .prepare::<C>([x.node(), weight.node(), bias.node()])
-            .compute_bound()
-            .stateful()
-        {
-            OpsKind::Tracked(mut prep) => {
-                let x_state = prep.checkpoint(&x);
-                let weight_state = prep.checkpoint(&weight);
-                let conv = ConvArgs {
-                    stride,
-                    pad,
-                    per_sample_bias: bias.shape().num_dims() == 2,
-                };
-                let out = B::conv2d_im2col(
-                    x.into_primitive(),
-                    weight.into_primitive(),
-                    bias.into_primitive(),
-                    stride,
-                    pad,
-                );
-                prep.finish((x_state, weight_state, conv), out)
-            }
-            OpsKind::UnTracked(prep) => prep.finish(B::conv2d_im2col(
-                x.into_primitive(),
-                weight.into_primitive(),
-                bias.into_primitive(),
-                stride,
-                pad,
-            )),
-        }
+        let conv = ConvArgs::new::<B, C>(stride, pad, &bias);
+        let parents = [x.node(), weight.node(), bias.node()];
+        let bias = bias.into_primitive();
+        conv_op::<B, C, 3>(parents, x, weight, conv, |x, w| {
+            B::conv2d_im2col(x, w, bias, stride, pad)
+        })
     }
 
     fn conv2d_im2col_add(
@@ -221,38 +197,12 @@ impl<B: Backend + CpuKernels + CpuKernelsGrad, C: CheckpointStrategy> CpuKernels
         stride: usize,
         pad: [usize; 4],
     ) -> FloatTensor<Self> {
-        let conv = ConvArgs {
-            stride,
-            pad,
-            per_sample_bias: bias.shape().num_dims() == 2,
-        };
-        match Conv2dIm2col
-            .prepare::<C>([x.node(), weight.node(), bias.node(), residual.node()])
-            .compute_bound()
-            .stateful()
-        {
-            OpsKind::Tracked(mut prep) => {
-                let x_state = prep.checkpoint(&x);
-                let weight_state = prep.checkpoint(&weight);
-                let out = B::conv2d_im2col_add(
-                    x.into_primitive(),
-                    weight.into_primitive(),
-                    bias.into_primitive(),
-                    residual.into_primitive(),
-                    stride,
-                    pad,
-                );
-                prep.finish((x_state, weight_state, conv), out)
-            }
-            OpsKind::UnTracked(prep) => prep.finish(B::conv2d_im2col_add(
-                x.into_primitive(),
-                weight.into_primitive(),
-                bias.into_primitive(),
-                residual.into_primitive(),
-                stride,
-                pad,
-            )),
-        }
+        let conv = ConvArgs::new::<B, C>(stride, pad, &bias);
+        let parents = [x.node(), weight.node(), bias.node(), residual.node()];
+        let (bias, residual) = (bias.into_primitive(), residual.into_primitive());
+        conv_op::<B, C, 4>(parents, x, weight, conv, |x, w| {
+            B::conv2d_im2col_add(x, w, bias, residual, stride, pad)
+        })
     }
 
     fn attention(
@@ -312,6 +262,52 @@ impl<B: Backend + CpuKernels + CpuKernelsGrad, C: CheckpointStrategy> CpuKernels
                 weight.into_primitive(),
                 bias.into_primitive(),
             )),
+        }
+    }
+}
+
+impl ConvArgs {
+    /// The settings of a call whose bias is `bias` (`[cout]` or `[n, cout]`).
+    fn new<B: Backend, C: CheckpointStrategy>(
+        stride: usize,
+        pad: [usize; 4],
+        bias: &FloatTensor<Autodiff<B, C>>,
+    ) -> Self {
+        Self {
+            stride,
+            pad,
+            per_sample_bias: bias.shape().num_dims() == 2,
+        }
+    }
+}
+
+/// A convolution with `N` parents (input, weight, bias and, with four, a
+/// residual) recorded for autodiff around `forward(x, weight)`, the concrete
+/// backend's op.
+fn conv_op<B, C, const N: usize>(
+    parents: [NodeGuard; N],
+    x: FloatTensor<Autodiff<B, C>>,
+    weight: FloatTensor<Autodiff<B, C>>,
+    conv: ConvArgs,
+    forward: impl FnOnce(FloatTensor<B>, FloatTensor<B>) -> FloatTensor<B>,
+) -> FloatTensor<Autodiff<B, C>>
+where
+    B: Backend + CpuKernelsGrad,
+    C: CheckpointStrategy,
+{
+    match Conv2dIm2col
+        .prepare::<C>(parents)
+        .compute_bound()
+        .stateful()
+    {
+        OpsKind::Tracked(mut prep) => {
+            let x_state = prep.checkpoint(&x);
+            let weight_state = prep.checkpoint(&weight);
+            let out = forward(x.into_primitive(), weight.into_primitive());
+            prep.finish((x_state, weight_state, conv), out)
+        }
+        OpsKind::UnTracked(prep) => {
+            prep.finish(forward(x.into_primitive(), weight.into_primitive()))
         }
     }
 }

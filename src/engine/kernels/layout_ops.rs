@@ -1,8 +1,8 @@
 //! The [`layout`](super::layout) kernels as burn operations on the flex
 //! backend, with their backward passes for autodiff.
 
+use super::flex::{flex_tensor, host_f32};
 use super::layout;
-use super::{flex_tensor, host_f32};
 use burn::backend::autodiff::Autodiff;
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
