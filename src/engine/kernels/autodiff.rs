@@ -21,22 +21,14 @@ impl<B: Backend + CpuKernelsGrad> Backward<B, 3> for GroupNormAct {
         grads: &mut Gradients,
         checkpointer: &mut Checkpointer,
     ) {
-        let [node_x, node_gamma, node_beta] = ops.parents;
+        let [node_x, node_gamma, node_beta] = ops.parents.map(|p| p.map(|n| n.id));
         let grad = grads.consume::<B>(&ops.node);
         let (x_state, gamma_state, beta_state, stats, args) = ops.state;
         let x = checkpointer.retrieve_node_output::<FloatTensor<B>>(x_state);
         let gamma = checkpointer.retrieve_node_output::<FloatTensor<B>>(gamma_state);
         let beta = checkpointer.retrieve_node_output::<FloatTensor<B>>(beta_state);
-        let [dx, dgamma, dbeta] = B::group_norm_act_backward(x, gamma, beta, &stats, grad, args);
-        if let Some(node) = node_x {
-            grads.register::<B>(node.id, dx);
-        }
-        if let Some(node) = node_gamma {
-            grads.register::<B>(node.id, dgamma);
-        }
-        if let Some(node) = node_beta {
-            grads.register::<B>(node.id, dbeta);
-        }
+        let d = B::group_norm_act_backward(x, gamma, beta, &stats, grad, args);
+        register_grads::<B, 3>(grads, [node_x, node_gamma, node_beta], d.map(Some));
     }
 }
 
@@ -54,27 +46,20 @@ impl<B: Backend + CpuKernelsGrad, const N: usize> Backward<B, N> for Conv2dIm2co
         grads: &mut Gradients,
         checkpointer: &mut Checkpointer,
     ) {
-        let mut parents = ops.parents.into_iter();
+        let mut parents = ops.parents.into_iter().map(|p| p.map(|n| n.id));
         let [node_x, node_weight, node_bias] = std::array::from_fn(|_| parents.next().flatten());
         let node_residual = parents.next().flatten();
         let grad = grads.consume::<B>(&ops.node);
-        if let Some(node) = node_residual {
-            grads.register::<B>(node.id, grad.clone());
+        if let Some(id) = node_residual {
+            grads.register::<B>(id, grad.clone());
         }
         let (x_state, weight_state, conv) = ops.state;
         let x = checkpointer.retrieve_node_output::<FloatTensor<B>>(x_state);
         let weight = checkpointer.retrieve_node_output::<FloatTensor<B>>(weight_state);
         let (dx, dweight, dbias) =
             B::conv2d_im2col_backward(x, weight, grad, conv, node_x.is_some());
-        if let (Some(node), Some(dx)) = (node_x, dx) {
-            grads.register::<B>(node.id, dx);
-        }
-        if let Some(node) = node_weight {
-            grads.register::<B>(node.id, dweight);
-        }
-        if let Some(node) = node_bias {
-            grads.register::<B>(node.id, dbias);
-        }
+        let d = [dx, Some(dweight), Some(dbias)];
+        register_grads::<B, 3>(grads, [node_x, node_weight, node_bias], d);
     }
 }
 
@@ -90,21 +75,14 @@ impl<B: Backend + CpuKernelsGrad> Backward<B, 3> for Linear {
         grads: &mut Gradients,
         checkpointer: &mut Checkpointer,
     ) {
-        let [node_x, node_weight, node_bias] = ops.parents;
+        let [node_x, node_weight, node_bias] = ops.parents.map(|p| p.map(|n| n.id));
         let grad = grads.consume::<B>(&ops.node);
         let (x_state, weight_state) = ops.state;
         let x = checkpointer.retrieve_node_output::<FloatTensor<B>>(x_state);
         let weight = checkpointer.retrieve_node_output::<FloatTensor<B>>(weight_state);
         let (dx, dweight, dbias) = B::linear_backward(x, weight, grad, node_x.is_some());
-        if let (Some(node), Some(dx)) = (node_x, dx) {
-            grads.register::<B>(node.id, dx);
-        }
-        if let Some(node) = node_weight {
-            grads.register::<B>(node.id, dweight);
-        }
-        if let Some(node) = node_bias {
-            grads.register::<B>(node.id, dbias);
-        }
+        let d = [dx, Some(dweight), Some(dbias)];
+        register_grads::<B, 3>(grads, [node_x, node_weight, node_bias], d);
     }
 }
 
@@ -126,10 +104,19 @@ impl<B: Backend + CpuKernelsGrad> Backward<B, 3> for Attention {
         let k = checkpointer.retrieve_node_output::<FloatTensor<B>>(k_state);
         let v = checkpointer.retrieve_node_output::<FloatTensor<B>>(v_state);
         let dqkv = B::attention_backward(q, k, v, &probs, grad, heads);
-        for (node, d) in ops.parents.into_iter().zip(dqkv) {
-            if let Some(node) = node {
-                grads.register::<B>(node.id, d);
-            }
+        register_grads::<B, 3>(grads, ops.parents.map(|p| p.map(|n| n.id)), dqkv.map(Some));
+    }
+}
+
+/// Registers each computed gradient with its parent, where the parent is tracked.
+fn register_grads<B: Backend, const N: usize>(
+    grads: &mut Gradients,
+    parents: [Option<NodeId>; N],
+    values: [Option<FloatTensor<B>>; N],
+) {
+    for (id, value) in parents.into_iter().zip(values) {
+        if let (Some(id), Some(value)) = (id, value) {
+            grads.register::<B>(id, value);
         }
     }
 }

@@ -633,7 +633,7 @@ fn weight_grad_in_blocks(g: &ConvGeom, x: &[f32], dy: &[f32], rows: usize) -> Ve
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::kernels::test_data::data;
+    use crate::engine::kernels::test_data::{assert_close, data};
 
     /// Direct float64 convolution from the definition.
     fn reference(g: &ConvGeom, x: &[f32], w: &[f32], b: &[f32]) -> Vec<f64> {
@@ -742,16 +742,6 @@ mod tests {
             .collect();
         sizes.dedup();
         sizes
-    }
-
-    fn assert_close(got: &[f32], want: &[f64], what: &str) {
-        assert_eq!(got.len(), want.len(), "{what}: length");
-        for (i, (a, b)) in got.iter().zip(want).enumerate() {
-            assert!(
-                (*a as f64 - b).abs() < 1e-4 * (1.0 + b.abs()),
-                "{what}[{i}]: {a} vs {b}"
-            );
-        }
     }
 
     #[test]

@@ -111,17 +111,7 @@ fn column_sums(values: &[f32], cols: usize, block: usize) -> Vec<f32> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::kernels::test_data::data;
-
-    fn close(got: &[f32], want: &[f64], what: &str) {
-        assert_eq!(got.len(), want.len(), "{what}: length");
-        for (i, (a, b)) in got.iter().zip(want).enumerate() {
-            assert!(
-                (*a as f64 - b).abs() < 1e-4 * (1.0 + b.abs()),
-                "{what}[{i}]: {a} vs {b}"
-            );
-        }
-    }
+    use crate::engine::kernels::test_data::{assert_close, data};
 
     /// Forward and every gradient against float64 sums written out, for row
     /// counts below, at and above the worker blocks.
@@ -162,11 +152,11 @@ mod tests {
                 .map(|o| (0..m).map(|r| dy[r * dout + o] as f64).sum())
                 .collect();
             let what = format!("{s:?}");
-            close(&forward(&s, &x, &w, &b), &want_y, &format!("y {what}"));
+            assert_close(&forward(&s, &x, &w, &b), &want_y, &format!("y {what}"));
             let (dx, dw, db) = backward(&s, &x, &w, &dy, true);
-            close(&dx.unwrap(), &want_dx, &format!("dx {what}"));
-            close(&dw, &want_dw, &format!("dw {what}"));
-            close(&db, &want_db, &format!("db {what}"));
+            assert_close(&dx.unwrap(), &want_dx, &format!("dx {what}"));
+            assert_close(&dw, &want_dw, &format!("dw {what}"));
+            assert_close(&db, &want_db, &format!("db {what}"));
             assert!(backward(&s, &x, &w, &dy, false).0.is_none());
         }
     }
