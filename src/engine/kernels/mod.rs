@@ -213,13 +213,13 @@ pub fn conv2d<const B: usize>(
 pub fn linear<const D: usize>(x: Tensor<D>, weight: Tensor<2>, bias: Tensor<1>) -> Tensor<D> {
     let mut dims = x.dims();
     let din = dims[D - 1];
+    dims[D - 1] = weight.dims()[0];
     let rows = x.reshape([-1, din as i64]);
     let out = <burn::backend::Dispatch as CpuKernels>::linear(
         rows.into_dispatch(),
-        weight.clone().into_dispatch(),
+        weight.into_dispatch(),
         bias.into_dispatch(),
     );
-    dims[D - 1] = weight.dims()[0];
     Tensor::<2>::from_dispatch(out).reshape(dims)
 }
 
