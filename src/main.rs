@@ -28,6 +28,36 @@ fn keep_freed_pages() {
     unsafe { libmimalloc_sys::mi_option_set_default(PURGE_DELAY, KEEP_FREED_MS) };
 }
 
+/// Environment variables by which a user steers Mesa's Vulkan device-select
+/// layer (or turns it off); when any is set, the layer is left as it is.
+const DEVICE_SELECT_VARS: [&str; 3] = ["NODEVICE_SELECT", "MESA_VK_DEVICE_SELECT", "DRI_PRIME"];
+
+/// Whether Mesa's device-select layer should be turned off for a headless job:
+/// only when the session has no usable runtime folder (`runtime_dir`, the
+/// value of `XDG_RUNTIME_DIR`) and the user steers the layer by none of
+/// `DEVICE_SELECT_VARS` (`is_set` answers for each).
+fn quiet_device_select(
+    runtime_dir: Option<&std::ffi::OsStr>,
+    is_set: impl Fn(&str) -> bool,
+) -> bool {
+    let usable = runtime_dir.is_some_and(|d| !d.is_empty() && std::path::Path::new(d).is_dir());
+    !usable && !DEVICE_SELECT_VARS.iter().any(|v| is_set(v))
+}
+
+/// The layer asks the Wayland compositor which GPU drives the display, to put
+/// it first among the Vulkan devices; without a runtime folder (ssh, sudo,
+/// containers, cron) libwayland prints "error: XDG_RUNTIME_DIR is invalid..."
+/// to stderr at each adapter listing, which reads as a failure of the job. A
+/// headless job has no display, and `--device auto` chooses among all the
+/// adapters itself, so there the layer is switched off before the first probe.
+fn quiet_headless_vulkan_probe() {
+    let runtime_dir = std::env::var_os("XDG_RUNTIME_DIR");
+    if quiet_device_select(runtime_dir.as_deref(), |v| std::env::var_os(v).is_some()) {
+        // SAFETY: called at the start of main, before any other thread exists.
+        unsafe { std::env::set_var("NODEVICE_SELECT", "1") };
+    }
+}
+
 /// The window's view that `--view` names.
 fn view(arg: ViewArg) -> View {
     match arg {
@@ -64,7 +94,10 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         None => run_app(cli.device, cli.view.map(view)),
-        Some(command) => on_pool_worker(|| run(command, cli.device)),
+        Some(command) => {
+            quiet_headless_vulkan_probe();
+            on_pool_worker(|| run(command, cli.device))
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -85,6 +118,26 @@ mod tests {
         let (index, value) = on_pool_worker(|| (rayon::current_thread_index(), 41 + 1));
         assert!(index.is_some(), "the job ran outside the pool");
         assert_eq!(value, 42);
+    }
+
+    #[test]
+    fn device_select_is_quieted_only_without_a_runtime_folder_or_a_user_choice() {
+        use std::ffi::OsStr;
+        let none = |_: &str| false;
+        let dir = tempfile::tempdir().unwrap();
+        assert!(quiet_device_select(None, none));
+        assert!(quiet_device_select(Some(OsStr::new("")), none));
+        assert!(quiet_device_select(
+            Some(OsStr::new("/no/such/runtime/dir")),
+            none
+        ));
+        assert!(!quiet_device_select(Some(dir.path().as_os_str()), none));
+        for var in DEVICE_SELECT_VARS {
+            assert!(
+                !quiet_device_select(None, |v| v == var),
+                "{var} is the user's"
+            );
+        }
     }
 
     #[test]

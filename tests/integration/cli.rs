@@ -165,6 +165,35 @@ fn toy_train_resume_sample_inspect() {
 }
 
 #[test]
+fn device_probe_without_a_runtime_folder_prints_only_the_choice() {
+    // ssh, sudo, containers: no XDG_RUNTIME_DIR. Mesa's Vulkan device-select
+    // layer then had libwayland print an "error:" line per adapter listing.
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("x.png");
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_deme-studio"))
+        .args([
+            "--device",
+            "auto",
+            "sample",
+            "--model",
+            "assets/mnist-tiny/base",
+        ])
+        .args(["--sampler", "ddim", "--steps", "2", "--n", "1", "--out"])
+        .arg(&out)
+        .env_remove("XDG_RUNTIME_DIR")
+        .env_remove("WAYLAND_DISPLAY")
+        .env_remove("NODEVICE_SELECT")
+        .env_remove("MESA_VK_DEVICE_SELECT")
+        .env_remove("DRI_PRIME")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(!err.contains("error"), "stray error lines:\n{err}");
+    assert!(err.contains("device: "), "{err}");
+}
+
+#[test]
 fn mnist_train_and_sample_png() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("run");
