@@ -44,8 +44,7 @@ pub fn taskvec_page(ui: &mut egui::Ui, state: &mut TaskVecState, ctx: &PageCtx) 
     commands
 }
 
-/// Colour of the expert `i` in the plots.
-
+/// Draws the view; returns what the app should do.
 pub fn taskvec_ui(
     ui: &mut egui::Ui,
     state: &mut TaskVecState,

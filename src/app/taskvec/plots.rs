@@ -50,8 +50,7 @@ pub fn fmt_value(v: f64) -> String {
     }
 }
 
-/// Draws the view; returns what the app should do.
-
+/// Bar chart of each expert's task-vector norm.
 pub(super) fn norms_ui(ui: &mut egui::Ui, stats: &TvStats) {
     ui.strong("Norm ||τ_i|| per expert").on_hover_text(
         "the length of each task vector over all parameters: how far finetuning moved the expert from the base",
@@ -136,6 +135,7 @@ fn integer_marks(input: GridInput) -> Vec<GridMark> {
         .collect()
 }
 
+/// The experts' pairwise cosine matrix, with the hovered cell's readout.
 pub(super) fn cosine_ui(ui: &mut egui::Ui, state: &mut TaskVecState, stats: &TvStats) {
     ui.strong("Cosine similarity cos(τ_i, τ_j)").on_hover_text(
         "<τ_i, τ_j> / (||τ_i|| ||τ_j||) over all parameters: red = the experts moved the same way, \
@@ -172,6 +172,7 @@ pub(super) fn cosine_ui(ui: &mut egui::Ui, state: &mut TaskVecState, stats: &TvS
     ui.label(readout);
 }
 
+/// Per-group (block or layer) magnitudes of every expert, filtered and paged.
 pub(super) fn groups_ui(ui: &mut egui::Ui, state: &mut TaskVecState, stats: &TvStats) {
     let what = match stats.granularity {
         Granularity::Block => "block",
