@@ -21,5 +21,5 @@ pub fn bar(len: u64, what: &str) -> ProgressBar {
 pub fn log_line_due(step: u64, total: u64) -> bool {
     use std::io::IsTerminal;
     let every = (total / 20).max(1);
-    !std::io::stderr().is_terminal() && (step % every == 0 || step == total)
+    !std::io::stderr().is_terminal() && (step.is_multiple_of(every) || step == total)
 }

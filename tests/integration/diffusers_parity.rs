@@ -44,7 +44,7 @@ fn max_abs_diff(a: Tensor<4>, b: Tensor<4>) -> f32 {
 
 fn eps_diff(model_dir: &str, eps_file: &str, device: &Device) -> f32 {
     let loaded = load_model(&fixture(model_dir), device).unwrap();
-    let io = read_safetensors(&fixture(eps_file)).unwrap();
+    let io = read_safetensors(fixture(eps_file)).unwrap();
     let x = tensor4(&io, "x", device);
     let t: Vec<f32> = timesteps(&io, "t").iter().map(|&v| v as f32).collect();
     let ours = loaded.model.eps(x, &t);
@@ -158,7 +158,7 @@ fn load_then_save_is_bit_exact_in_both_namings() {
         .unwrap();
         let before = read_safetensors(&loaded.weights_path).unwrap();
         let after =
-            read_safetensors(&out.path().join("diffusion_pytorch_model.safetensors")).unwrap();
+            read_safetensors(out.path().join("diffusion_pytorch_model.safetensors")).unwrap();
         assert_eq!(
             before.keys().collect::<Vec<_>>(),
             after.keys().collect::<Vec<_>>(),
@@ -181,7 +181,7 @@ fn sampling_diff(trace: &str, kind: SamplerKind) -> f32 {
     let AnyModel::UNet(model) = loaded.model else {
         panic!("fixture is a UNet")
     };
-    let rec = read_safetensors(&fixture(trace)).unwrap();
+    let rec = read_safetensors(fixture(trace)).unwrap();
     let x_t = tensor4(&rec, "x_T", &device);
     let n = x_t.dims()[0];
     // the per-step noises diffusers drew, in step order

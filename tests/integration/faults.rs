@@ -16,7 +16,7 @@ const FIXTURE: &str = "tests/fixtures/unet_mnist_tiny";
 
 /// The single `error` line of a failed run.
 fn the_error(o: &Output) -> String {
-    assert!(!o.status.success(), "expected a failure:\n{}", stderr(&o));
+    assert!(!o.status.success(), "expected a failure:\n{}", stderr(o));
     let msg = stderr(o);
     let errors: Vec<&str> = msg.lines().filter(|l| l.starts_with("error")).collect();
     assert_eq!(errors.len(), 1, "{msg}");

@@ -210,7 +210,7 @@ fn train_never_replaces_a_model_folder_unless_told_to() {
 
     let o = studio(&args(&["--overwrite"]));
     assert!(o.status.success(), "{}", stderr(&o));
-    assert_eq!(read_meta(&model.join("deme.json")).unwrap().step, 2);
+    assert_eq!(read_meta(model.join("deme.json")).unwrap().step, 2);
 
     // an --out that is a file is refused before any training
     let file = dir.path().join("a-file");

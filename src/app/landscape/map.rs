@@ -322,14 +322,14 @@ pub(super) fn map_ui(
         .hover_pos()
         .filter(|p| map_rect.contains(*p))
         .map(|p| frame.to_plane(p));
-    if response.clicked() || response.dragged() {
-        if let Some(p) = response.interact_pointer_pos() {
-            let xy = frame.to_plane(map_rect.clamp(p));
-            actions.push(LandscapeAction::SetWeights {
-                weights: point_weights(&sweep.plane, xy),
-                dragging: response.dragged() && !response.clicked(),
-            });
-        }
+    if (response.clicked() || response.dragged())
+        && let Some(p) = response.interact_pointer_pos()
+    {
+        let xy = frame.to_plane(map_rect.clamp(p));
+        actions.push(LandscapeAction::SetWeights {
+            weights: point_weights(&sweep.plane, xy),
+            dragging: response.dragged() && !response.clicked(),
+        });
     }
     if response.drag_stopped() {
         actions.push(LandscapeAction::EndDrag);

@@ -141,10 +141,9 @@ fn controls_ui(
                 .button("Compute")
                 .on_hover_text("score the held-out loss on the lattice, coarse points first")
                 .clicked()
+                && let Ok(job) = state.start(names.len(), waker)
             {
-                if let Ok(job) = state.start(names.len(), waker) {
-                    actions.push(LandscapeAction::Compute(job));
-                }
+                actions.push(LandscapeAction::Compute(job));
             }
         });
         if state.job.is_running() && ui.button("Cancel").clicked() {

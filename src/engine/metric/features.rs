@@ -44,7 +44,7 @@ pub struct FeatureNet {
 
 /// Side of a stride-2, padding-1, 3x3 convolution's output.
 fn halved(side: usize) -> usize {
-    (side + 1) / 2
+    side.div_ceil(2)
 }
 
 impl FeatureNet {
@@ -262,7 +262,7 @@ pub fn classify_features(
     rows: &[f32],
     device: &Device,
 ) -> Result<Vec<(u32, f64)>> {
-    if rows.len() % FEATURE_DIM != 0 {
+    if !rows.len().is_multiple_of(FEATURE_DIM) {
         bail!(
             "{} values are not feature rows of {FEATURE_DIM}",
             rows.len()

@@ -26,7 +26,7 @@ pub struct FeatureStats {
 impl FeatureStats {
     /// Statistics of `count` row-major vectors of dimension `dim`.
     pub fn from_rows(rows: &[f32], dim: usize) -> Result<Self> {
-        if dim == 0 || rows.len() % dim != 0 {
+        if dim == 0 || !rows.len().is_multiple_of(dim) {
             bail!("{} values are not rows of dimension {dim}", rows.len());
         }
         let n = rows.len() / dim;

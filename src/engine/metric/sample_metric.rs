@@ -182,7 +182,7 @@ impl SampleMetric {
     /// Feature vectors of NCHW images (values in `[-1, 1]`), row-major `[n, FEATURE_DIM]`.
     pub fn features(&self, samples: &[f32], device: &Device) -> Result<Vec<f32>> {
         let per: usize = self.shape.iter().product();
-        if samples.is_empty() || samples.len() % per != 0 {
+        if samples.is_empty() || !samples.len().is_multiple_of(per) {
             bail!(
                 "{} values are not whole images of shape {:?}",
                 samples.len(),

@@ -47,7 +47,7 @@ impl UNet2DModel {
         let common = BlockCommon {
             temb,
             groups: config.norm_num_groups,
-            eps: config.norm_eps as f64,
+            eps: config.norm_eps,
         };
         let conv_in = Conv2d::new(config.in_channels, ch[0], 3, 1, 1, init, device);
         let time_embedding = TimestepEmbedding::new(ch[0], temb, init, device);
@@ -82,7 +82,7 @@ impl UNet2DModel {
                 config.attention_head_dim.unwrap_or(last),
                 attn_groups,
                 config.add_attention,
-                config.mid_block_scale_factor as f64,
+                config.mid_block_scale_factor,
                 common,
                 init,
                 device,
@@ -115,12 +115,7 @@ impl UNet2DModel {
             down_blocks,
             mid_block,
             up_blocks,
-            conv_norm_out: GroupNorm::new(
-                config.norm_num_groups,
-                ch[0],
-                config.norm_eps as f64,
-                device,
-            ),
+            conv_norm_out: GroupNorm::new(config.norm_num_groups, ch[0], config.norm_eps, device),
             conv_out: Conv2d::new(ch[0], config.out_channels, 3, 1, 1, init, device),
             adapter_list: Vec::new(),
             time_dim: ch[0],

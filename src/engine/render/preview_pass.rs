@@ -107,7 +107,7 @@ impl PreviewPass {
         let max_side = limits.max_texture_dimension_2d as usize;
         if size[0] > max_side
             || size[1] > max_side
-            || buf.len as u64 * 4 > u64::from(limits.max_storage_buffer_binding_size)
+            || buf.len as u64 * 4 > limits.max_storage_buffer_binding_size
         {
             // larger than the device takes in one texture or binding: the host path
             return Ok(None);

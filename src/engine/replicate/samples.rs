@@ -47,7 +47,7 @@ pub fn generate(
             device,
         );
         let x0 = sample(
-            kind.clone(),
+            kind,
             schedule,
             x_t,
             &mut unused,
