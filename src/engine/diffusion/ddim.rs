@@ -183,8 +183,7 @@ impl DdimScheduler {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::diffusion::test_fixtures::{Fixture, max_abs_diff};
-    use burn::tensor::Device;
+    use crate::engine::diffusion::test_fixtures::{Fixture, replay_trace};
 
     fn schedule() -> NoiseSchedule {
         NoiseSchedule::ddpm(1000)
@@ -219,28 +218,13 @@ mod tests {
 
     /// Replays every recorded diffusers step through [`DdimScheduler::step`].
     fn check_trace(file: &str, cfg: DdimConfig) {
-        let device = Device::flex();
-        let fx = Fixture::load(file);
         let sched = DdimScheduler::new(&schedule(), cfg);
-        assert_eq!(
+        replay_trace(
+            file,
             sched.timesteps(),
-            fx.usizes("timesteps"),
-            "{file}: timesteps"
+            |k| sched.uses_noise(k),
+            |out, k, x, noise| sched.step(out, k, x, noise),
         );
-        for k in 0..sched.timesteps().len() {
-            let noise = sched
-                .uses_noise(k)
-                .then(|| fx.stacked4("noises", k, &device));
-            let prev = sched.step(
-                fx.stacked4("model_outputs", k, &device),
-                k,
-                fx.stacked4("samples", k, &device),
-                noise,
-            );
-            let want = fx.stacked4("prevs", k, &device);
-            let err = max_abs_diff(prev, want);
-            assert!(err < 1e-5, "{file}: step {k}: max |diff| = {err:e}");
-        }
     }
 
     #[test]

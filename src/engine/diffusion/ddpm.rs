@@ -164,8 +164,7 @@ impl DdpmScheduler {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::diffusion::test_fixtures::{Fixture, max_abs_diff};
-    use burn::tensor::Device;
+    use crate::engine::diffusion::test_fixtures::{Fixture, replay_trace};
 
     fn schedule() -> NoiseSchedule {
         NoiseSchedule::ddpm(1000)
@@ -188,36 +187,15 @@ mod tests {
         }
     }
 
-    /// Replays the recorded diffusers steps through [`DdpmScheduler::step`].
+    /// Replays the recorded diffusers step through [`DdpmScheduler::step`].
     fn check_trace(file: &str, cfg: DdpmConfig) {
-        let device = Device::flex();
-        let fx = Fixture::load(file);
         let sched = DdpmScheduler::new(&schedule(), cfg);
-        assert_eq!(
+        replay_trace(
+            file,
             sched.timesteps(),
-            fx.usizes("timesteps"),
-            "{file}: timesteps"
+            |k| sched.uses_noise(k),
+            |out, k, x, noise| sched.step(out, k, x, noise),
         );
-        // Long traces only keep some steps; `record_steps` says which.
-        let steps = if fx.has("record_steps") {
-            fx.usizes("record_steps")
-        } else {
-            (0..sched.timesteps().len()).collect()
-        };
-        for (i, &k) in steps.iter().enumerate() {
-            let noise = sched
-                .uses_noise(k)
-                .then(|| fx.stacked4("noises", i, &device));
-            let prev = sched.step(
-                fx.stacked4("model_outputs", i, &device),
-                k,
-                fx.stacked4("samples", i, &device),
-                noise,
-            );
-            let want = fx.stacked4("prevs", i, &device);
-            let err = max_abs_diff(prev, want);
-            assert!(err < 1e-5, "{file}: step {k}: max |diff| = {err:e}");
-        }
     }
 
     #[test]

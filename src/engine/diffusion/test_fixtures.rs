@@ -115,3 +115,34 @@ pub fn max_abs_diff<const D: usize>(a: Tensor<D>, b: Tensor<D>) -> f32 {
         .map(|(x, y)| (x - y).abs())
         .fold(0.0, f32::max)
 }
+
+/// Replays a recorded diffusers scheduler trace (`file`) through a scheduler
+/// given by its `timesteps`, `uses_noise(k)` and `step(model_output, k,
+/// sample, noise)`: its timesteps must match, and every recorded step's result
+/// within 1e-5. Long traces keep only some steps; `record_steps` says which.
+pub fn replay_trace(
+    file: &str,
+    timesteps: &[usize],
+    uses_noise: impl Fn(usize) -> bool,
+    step: impl Fn(Tensor<4>, usize, Tensor<4>, Option<Tensor<4>>) -> Tensor<4>,
+) {
+    let device = Device::flex();
+    let fx = Fixture::load(file);
+    assert_eq!(timesteps, fx.usizes("timesteps"), "{file}: timesteps");
+    let steps = if fx.has("record_steps") {
+        fx.usizes("record_steps")
+    } else {
+        (0..timesteps.len()).collect()
+    };
+    for (i, &k) in steps.iter().enumerate() {
+        let noise = uses_noise(k).then(|| fx.stacked4("noises", i, &device));
+        let prev = step(
+            fx.stacked4("model_outputs", i, &device),
+            k,
+            fx.stacked4("samples", i, &device),
+            noise,
+        );
+        let err = max_abs_diff(prev, fx.stacked4("prevs", i, &device));
+        assert!(err < 1e-5, "{file}: step {k}: max |diff| = {err:e}");
+    }
+}
