@@ -1,7 +1,9 @@
 //! One seed's share of a replication, unit by unit: first the main job (the experts
 //! and the plain-finetune baseline, the merge-weight search, the scaled control),
 //! then each extra arm, every unit trained, searched and measured before the next
-//! one starts, so an interrupted run loses at most the unit in progress.
+//! one starts. An interrupted unit resumes its finetuning from the runs' last
+//! checkpoints, keeps a finished search and every model already measured, and
+//! redoes only the search or measurement it was in.
 //!
 //! A unit whose model weights were dropped after it was measured (a report folder
 //! kept with its run metadata, search records and measurements only) is read back
