@@ -138,6 +138,24 @@ pub struct ReplicateArgs {
     /// budget, compared with the main job's ranges; repeat for more.
     #[arg(long, value_parser = super::finetune::boundaries_arg)]
     pub arm_boundaries: Vec<super::finetune::Boundaries>,
+    /// Also compare row A with row B (A minus B, with its interval and verdict), beside
+    /// the merged model's comparisons: e.g. `--compare ablation-n1:plain-finetune`;
+    /// repeat for more. Trains nothing: a finished run given more pairs reads its
+    /// units back and adds them to the report.
+    #[arg(long, value_name = "A:B", value_parser = compare_pair)]
+    pub compare: Vec<[String; 2]>,
+}
+
+/// Parses `A:B` into the two row names.
+fn compare_pair(s: &str) -> Result<[String; 2], String> {
+    match s.split_once(':') {
+        Some((a, b)) if !a.trim().is_empty() && !b.trim().is_empty() => {
+            Ok([a.trim().to_string(), b.trim().to_string()])
+        }
+        _ => Err(format!(
+            "expected two row names as A:B (e.g. ablation-n1:plain-finetune), not `{s}`"
+        )),
+    }
 }
 
 /// Images the base was pretrained on: steps x batch size, from its `deme.json`
@@ -271,6 +289,7 @@ impl ReplicateArgs {
         for b in &self.arm_boundaries {
             c.arms.push(arms::ranges(&b.0, &c.finetune)?);
         }
+        c.compare = self.compare.clone();
         Ok(c)
     }
 }
@@ -423,6 +442,27 @@ mod tests {
         assert_eq!(arm.name, "ranges-0-350-550-700-1000");
         c.validate().unwrap();
         assert!(config(&["--arm-boundaries", "0,1200"]).is_err());
+    }
+
+    #[test]
+    fn compare_takes_pairs_of_row_names() {
+        let c = config(&[
+            "--compare",
+            "ablation-n1:plain-finetune",
+            "--compare",
+            "ensemble:pretrained",
+        ])
+        .unwrap();
+        assert_eq!(
+            c.compare,
+            [
+                ["ablation-n1".to_string(), "plain-finetune".to_string()],
+                ["ensemble".to_string(), "pretrained".to_string()]
+            ]
+        );
+        for bad in ["merged", "merged:", ":merged", ""] {
+            assert!(config(&["--compare", bad]).is_err(), "{bad}");
+        }
     }
 
     #[test]

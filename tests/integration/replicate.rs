@@ -228,11 +228,14 @@ fn seeds_and_arms_each_get_their_runs_rows_and_intervals() {
     assert!(meta.contains("min-snr"), "{meta}");
 
     // the models' weights dropped (a report folder kept in a repository): every unit
-    // is read back from its measurements and records, nothing trains, the report repeats
+    // is read back from its measurements and records, nothing trains, the report repeats,
+    // and a pair of rows asked for is compared from what was read back
     let dropped = drop_weights(&out);
     assert!(dropped >= 2 * 8, "{dropped} weight files");
+    let mut asked = run.clone();
+    asked.compare = vec![["ablation-n1".into(), "plain-finetune".into()]];
     let mut events = Vec::new();
-    let again = replicate(&run, &out, &d, &CancelToken::new(), &mut |e| match e {
+    let again = replicate(&asked, &out, &d, &CancelToken::new(), &mut |e| match e {
         ReplicateEvent::Stage(s) | ReplicateEvent::Note(s) => events.push(s),
         ReplicateEvent::Finetune(_) => events.push("trained".into()),
         _ => {}
@@ -246,8 +249,31 @@ fn seeds_and_arms_each_get_their_runs_rows_and_intervals() {
     );
     assert_eq!(again.rows, report.rows);
     assert_eq!(again.searches, report.searches);
-    assert_eq!(again.comparisons, report.comparisons);
+    assert_eq!(again.comparisons[..6], report.comparisons[..]);
     assert_eq!(again.seconds.finetune, report.seconds.finetune);
+    let pair = &again.comparisons[6];
+    assert_eq!(
+        (pair.subject.as_str(), pair.other.as_str()),
+        ("ablation-n1", "plain-finetune")
+    );
+    let (n1, plain) = (
+        again.row("ablation-n1").unwrap(),
+        again.row("plain-finetune").unwrap(),
+    );
+    assert!(
+        (pair.loss.interval.estimate - (n1.loss - plain.loss)).abs() < 1e-12,
+        "{pair:?}"
+    );
+    assert_eq!(pair.other_loss, plain.loss);
+    let md = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(
+        md.contains("- ablation-n1 vs plain-finetune: held-out loss"),
+        "{md}"
+    );
+    assert!(
+        md.contains("Each difference is the first model minus the second"),
+        "{md}"
+    );
 
     // one unit's measurement lost: that unit alone is trained and measured again
     std::fs::remove_file(out.join("seed-4/measurements/min-snr.json")).unwrap();
@@ -314,4 +340,38 @@ fn a_lattice_of_the_wrong_size_is_refused_before_any_work() {
     .unwrap_err()
     .to_string();
     assert!(err.contains("3 weights but there are 2 experts"), "{err}");
+}
+
+#[test]
+fn a_pair_naming_no_row_is_refused_before_any_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut run = tiny_run(&dir.path().join("missing"), dir.path());
+    let out = dir.path().join("report");
+    run.compare = vec![["ablation-n1".into(), "plain-finetune".into()]];
+    let err = replicate(
+        &run,
+        &out,
+        &Device::flex(),
+        &CancelToken::new(),
+        &mut |_| {},
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("`ablation-n1` (in --compare ablation-n1:plain-finetune) is not a row")
+            && err.contains("pretrained, plain-finetune, plain-finetune-scaled, ensemble, merged"),
+        "{err}"
+    );
+    assert!(!out.exists(), "nothing is written before the check");
+    run.compare = vec![["merged".into(), "merged".into()]];
+    let err = replicate(
+        &run,
+        &out,
+        &Device::flex(),
+        &CancelToken::new(),
+        &mut |_| {},
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("compares a row with itself"), "{err}");
 }

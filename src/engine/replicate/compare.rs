@@ -1,5 +1,5 @@
-//! The merged model against every other row of the report, each difference with its
-//! bootstrap interval over training seeds and, within a seed, over what both models
+//! The merged model against every other row of the report, and any pair of rows asked
+//! for besides, each difference with its bootstrap interval over training seeds and, within a seed, over what both models
 //! were measured on: losses paired over the evaluation samples (every model sees the
 //! same items, noise and timesteps), Frechet distances paired over the generated
 //! images (every model starts from the same initial noise).
@@ -37,69 +37,79 @@ pub fn compare_with_merged(
 ) -> Result<Vec<Comparison>> {
     others
         .iter()
-        .map(|o| {
-            if o.seeds.len() != merged.seeds.len() {
+        .map(|o| compare_pair(merged, o, ranges, metric, resamples))
+        .collect()
+}
+
+/// Checks, before any work, that each pair names two different rows of `rows`.
+pub fn check_pairs(pairs: &[[String; 2]], rows: &[String]) -> Result<()> {
+    for [a, b] in pairs {
+        for name in [a, b] {
+            if !rows.contains(name) {
                 bail!(
-                    "{} and {} have different numbers of seeds",
-                    merged.name,
-                    o.name
+                    "`{name}` (in --compare {a}:{b}) is not a row of this run; its rows are {}",
+                    rows.join(", ")
                 );
             }
-            for (a, b) in merged.seeds.iter().zip(&o.seeds) {
-                if a.losses.t != b.losses.t {
-                    bail!(
-                        "{} and {} were not evaluated on the same samples",
-                        merged.name,
-                        o.name
-                    );
-                }
-            }
-            let pick = |row: &RowSeeds, keep: &dyn Fn(usize) -> bool| -> Vec<Vec<f64>> {
-                row.seeds
-                    .iter()
-                    .map(|m| in_range(&m.losses, keep))
-                    .collect()
-            };
-            let all = |_: usize| true;
-            let loss = Measured::new(grouped_mean_difference(
-                &pick(merged, &all),
-                &pick(o, &all),
-                resamples,
-                CONFIDENCE,
-                SEED,
-            )?);
-            let loss_per_range = ranges
-                .iter()
-                .map(|&[lo, hi]| {
-                    let keep = |t: usize| (lo..hi).contains(&t);
-                    grouped_mean_difference(
-                        &pick(merged, &keep),
-                        &pick(o, &keep),
-                        resamples,
-                        CONFIDENCE,
-                        SEED,
-                    )
-                    .map(Measured::new)
-                })
-                .collect::<Result<Vec<_>>>()?;
+        }
+        if a == b {
+            bail!("--compare {a}:{b} compares a row with itself");
+        }
+    }
+    Ok(())
+}
 
-            let frechet = match (metric, features(merged), features(o)) {
-                (Some(m), Some(a), Some(b)) => {
-                    Some(Measured::new(frechet_difference(m, &a, &b, resamples)?))
-                }
-                _ => None,
-            };
-            let other_loss =
-                o.seeds.iter().map(|m| m.losses.mean()).sum::<f64>() / o.seeds.len() as f64;
-            Ok(Comparison {
-                other: o.name.to_string(),
-                other_loss,
-                loss,
-                loss_per_range,
-                frechet,
-            })
-        })
-        .collect()
+/// `a` minus `b` (`a` plays the merged model's part), paired as `compare_with_merged`
+/// pairs them.
+pub fn compare_pair(
+    a: &RowSeeds,
+    b: &RowSeeds,
+    ranges: &[[usize; 2]],
+    metric: Option<&SampleMetric>,
+    resamples: usize,
+) -> Result<Comparison> {
+    if b.seeds.len() != a.seeds.len() {
+        bail!("{} and {} have different numbers of seeds", a.name, b.name);
+    }
+    for (x, y) in a.seeds.iter().zip(&b.seeds) {
+        if x.losses.t != y.losses.t {
+            bail!(
+                "{} and {} were not evaluated on the same samples",
+                a.name,
+                b.name
+            );
+        }
+    }
+    let pick = |row: &RowSeeds, keep: &dyn Fn(usize) -> bool| -> Vec<Vec<f64>> {
+        row.seeds
+            .iter()
+            .map(|m| in_range(&m.losses, keep))
+            .collect()
+    };
+    let difference = |keep: &dyn Fn(usize) -> bool| {
+        grouped_mean_difference(&pick(a, keep), &pick(b, keep), resamples, CONFIDENCE, SEED)
+            .map(Measured::new)
+    };
+    let loss = difference(&|_| true)?;
+    let loss_per_range = ranges
+        .iter()
+        .map(|&[lo, hi]| difference(&|t| (lo..hi).contains(&t)))
+        .collect::<Result<Vec<_>>>()?;
+    let frechet = match (metric, features(a), features(b)) {
+        (Some(m), Some(x), Some(y)) => {
+            Some(Measured::new(frechet_difference(m, &x, &y, resamples)?))
+        }
+        _ => None,
+    };
+    let other_loss = b.seeds.iter().map(|m| m.losses.mean()).sum::<f64>() / b.seeds.len() as f64;
+    Ok(Comparison {
+        subject: a.name.to_string(),
+        other: b.name.to_string(),
+        other_loss,
+        loss,
+        loss_per_range,
+        frechet,
+    })
 }
 
 /// Every seed's feature rows, when every seed has them.

@@ -69,6 +69,10 @@ pub struct ReplicateConfig {
     pub arms: Vec<Arm>,
     /// Bootstrap resamples behind each interval of the report.
     pub resamples: usize,
+    /// Pairs of rows compared beside the merged model's comparisons, each the first
+    /// row minus the second (e.g. `["ablation-n1", "plain-finetune"]`). They train
+    /// nothing: a finished run given more pairs reads its units back and adds them.
+    pub compare: Vec<[String; 2]>,
 }
 
 impl Default for ReplicateConfig {
@@ -117,6 +121,7 @@ impl Default for ReplicateConfig {
             seeds: vec![0],
             arms: Vec::new(),
             resamples: 200,
+            compare: Vec::new(),
         }
     }
 }

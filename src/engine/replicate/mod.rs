@@ -26,6 +26,9 @@ pub use report::{Budget, Report, ReportRow, SeedSearch, StageTimes};
 
 use seed_run::{SeedResult, SeedRun};
 
+/// The name of the row of the model before finetuning.
+const PRETRAINED_ROW: &str = "pretrained";
+
 use crate::engine::checkpoint::{META_FILE_NAME, content_hash, read_meta, write_atomic_bytes};
 use crate::engine::data::split_items;
 use crate::engine::eval::{EvalSet, EvalSetConfig};
@@ -90,6 +93,9 @@ pub fn replicate(
     on_event: &mut dyn FnMut(ReplicateEvent),
 ) -> Result<Report> {
     config.validate()?;
+    let mut row_names = vec![PRETRAINED_ROW.to_string()];
+    row_names.extend(seed_run::row_names(config));
+    compare::check_pairs(&config.compare, &row_names)?;
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     let mut seconds = StageTimes::default();
 
@@ -101,7 +107,7 @@ pub fn replicate(
     // a folder holding another base's replication is refused before anything in it
     // is measured or trained again
     let base_hash = content_hash(&base_dir)?;
-    if let Some(m) = Measurements::load(&out.join(layout::MEASUREMENTS), "pretrained")?
+    if let Some(m) = Measurements::load(&out.join(layout::MEASUREMENTS), PRETRAINED_ROW)?
         && !m.key.ends_with(&format!("|{base_hash}|"))
     {
         bail!(
@@ -158,7 +164,7 @@ pub fn replicate(
     let started = Instant::now();
     let pretrained = measure.row(
         &out.join(layout::MEASUREMENTS),
-        "pretrained",
+        PRETRAINED_ROW,
         &[&base_dir],
         Some(&out.join("pretrained.png")),
         &|x, t| base.model.eps(x, t),
@@ -193,7 +199,7 @@ pub fn replicate(
         .collect();
     let row_seeds = |name| row_of_seeds(name, &seeds, &pretrained);
     let mut all_rows = vec![(
-        "pretrained".to_string(),
+        PRETRAINED_ROW.to_string(),
         "Before finetuning (pretrained)".to_string(),
     )];
     all_rows.extend(names);
@@ -227,13 +233,22 @@ pub fn replicate(
     }
     let (merged_name, others) = all_rows.split_last().context("no rows were evaluated")?;
     let others: Vec<compare::RowSeeds> = others.iter().map(|(name, _)| row_seeds(name)).collect();
-    let comparisons = compare::compare_with_merged(
+    let mut comparisons = compare::compare_with_merged(
         &row_seeds(&merged_name.0),
         &others,
         &ranges,
         metric.as_ref(),
         config.resamples,
     )?;
+    for [a, b] in &config.compare {
+        comparisons.push(compare::compare_pair(
+            &row_seeds(a),
+            &row_seeds(b),
+            &ranges,
+            metric.as_ref(),
+            config.resamples,
+        )?);
+    }
     seconds.evaluate += started.elapsed().as_secs_f64();
 
     let report = Report {
@@ -286,7 +301,7 @@ fn row_of_seeds<'a>(
         seeds: seeds
             .iter()
             .map(|s| {
-                if name == "pretrained" {
+                if name == PRETRAINED_ROW {
                     pretrained
                 } else {
                     &s.rows

@@ -12,6 +12,10 @@ use crate::engine::stats::{Interval, Verdict};
 use serde::Serialize;
 use std::fmt::Write as _;
 
+/// The name of the row of the full method after merge, the subject of the report's
+/// comparisons.
+pub const MERGED_ROW: &str = "merged";
+
 /// One row of the table.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ReportRow {
@@ -90,6 +94,9 @@ impl Measured {
 /// The merged model against one other row.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Comparison {
+    /// The row whose difference from the other this is (`merged` but for the pairs
+    /// asked for with `--compare`).
+    pub subject: String,
     /// The other row's name.
     pub other: String,
     /// The other row's held-out loss (the scale of the difference).
@@ -193,15 +200,16 @@ impl Report {
         self.rows.iter().find(|r| r.name == name)
     }
 
-    /// Answers, with intervals, whether the merged model beats each other row on
-    /// each measure: better / worse / within noise by the bootstrap interval of the
-    /// difference, never by the bare difference.
+    /// Answers, with intervals, whether the merged model (or the first row of a pair
+    /// asked for) beats each other row on each measure: better / worse / within noise
+    /// by the bootstrap interval of the difference, never by the bare difference.
     pub fn verdicts(&self) -> Vec<String> {
         self.comparisons
             .iter()
             .map(|c| {
                 let mut line = format!(
-                    "merged vs {}: held-out loss {} by {} ({:+.2}% of {:.5}); per range: {}",
+                    "{} vs {}: held-out loss {} by {} ({:+.2}% of {:.5}); per range: {}",
+                    c.subject,
                     c.other,
                     c.loss.verdict,
                     c.loss.interval,
@@ -371,11 +379,15 @@ impl Report {
         }
         let _ = write!(
             s,
-            "\n## Verdict\n\nEach difference is merged minus the other model, with its {:.0}% \
-             bootstrap interval ({} resamples; seeds drawn with replacement, then within each \
+            "\n## Verdict\n\nEach difference is {}, with its {:.0}% bootstrap interval ({} resamples; seeds drawn with replacement, then within each \
              seed the evaluation samples for losses and the generated images for Frechet \
              distances, both models always drawn together). Better / worse: the whole interval \
              lies below / above 0; otherwise within noise.\n\n",
+            if self.comparisons.iter().all(|c| c.subject == MERGED_ROW) {
+                "merged minus the other model"
+            } else {
+                "the first model minus the second"
+            },
             100.0 * self.confidence,
             self.resamples
         );
@@ -487,6 +499,7 @@ mod tests {
 
     fn report(merged_loss: f64) -> Report {
         let vs = |other: &str, other_loss: f64, frechet: Option<Measured>| Comparison {
+            subject: MERGED_ROW.into(),
             other: other.into(),
             other_loss,
             loss: if merged_loss < other_loss {

@@ -14,6 +14,7 @@
 use super::arms::{Arm, ArmKind};
 use super::layout;
 use super::records::{ScaleRecord, SearchRecord};
+use super::report::MERGED_ROW;
 use super::{Measurements, Measurer, ReplicateConfig, ReplicateEvent, SeedSearch, StageTimes};
 use crate::engine::checkpoint::{content_hash, read_meta, write_atomic_bytes};
 use crate::engine::data::SplitItems;
@@ -33,7 +34,18 @@ use std::time::Instant;
 /// The rows of the main job, in table order around the arms: these two first, the
 /// last two after the arms (the merged model is the table's last row).
 const MAIN_HEAD: [&str; 2] = ["plain-finetune", "plain-finetune-scaled"];
-const MAIN_TAIL: [&str; 2] = ["ensemble", "merged"];
+const MAIN_TAIL: [&str; 2] = ["ensemble", MERGED_ROW];
+
+/// The rows one seed of `config` gives, in table order (without the pretrained row).
+pub fn row_names(config: &ReplicateConfig) -> Vec<String> {
+    let arms = config.arms.iter().map(|a| a.name.as_str());
+    MAIN_HEAD
+        .into_iter()
+        .chain(arms)
+        .chain(MAIN_TAIL)
+        .map(str::to_string)
+        .collect()
+}
 
 /// What one seed's runs produced.
 pub(super) struct SeedResult {
