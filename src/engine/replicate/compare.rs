@@ -1,8 +1,9 @@
 //! The merged model against every other row of the report, and any pair of rows asked
-//! for besides, each difference with its bootstrap interval over training seeds and, within a seed, over what both models
-//! were measured on: losses paired over the evaluation samples (every model sees the
-//! same items, noise and timesteps), Frechet distances paired over the generated
-//! images (every model starts from the same initial noise).
+//! for besides, each difference with its bootstrap interval over training seeds and,
+//! within a seed, over what both models were measured on: losses paired over the
+//! evaluation samples (every model sees the same items, noise and timesteps), Frechet
+//! distances paired over the generated images (every model starts from the same
+//! initial noise).
 
 use super::measure::Measurements;
 use super::report::{Comparison, Measured};

@@ -26,9 +26,6 @@ pub use report::{Budget, Report, ReportRow, SeedSearch, StageTimes};
 
 use seed_run::{SeedResult, SeedRun};
 
-/// The name of the row of the model before finetuning.
-const PRETRAINED_ROW: &str = "pretrained";
-
 use crate::engine::checkpoint::{META_FILE_NAME, content_hash, read_meta, write_atomic_bytes};
 use crate::engine::data::split_items;
 use crate::engine::eval::{EvalSet, EvalSetConfig};
@@ -41,6 +38,9 @@ use anyhow::{Context, Result, bail};
 use burn::tensor::{Device, Tensor};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
+
+/// The name of the row of the model before finetuning.
+const PRETRAINED_ROW: &str = "pretrained";
 
 /// Sub-folders of the output folder.
 pub mod layout {
