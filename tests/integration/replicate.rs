@@ -325,20 +325,19 @@ fn drop_weights(dir: &std::path::Path) -> usize {
     dropped
 }
 
+/// The error `replicate` stops `run` with (writing into `out`).
+fn refusal(run: &ReplicateConfig, out: &std::path::Path) -> String {
+    replicate(run, out, &Device::flex(), &CancelToken::new(), &mut |_| {})
+        .unwrap_err()
+        .to_string()
+}
+
 #[test]
 fn a_lattice_of_the_wrong_size_is_refused_before_any_work() {
     let dir = tempfile::tempdir().unwrap();
     let mut run = tiny_run(&dir.path().join("missing"), dir.path());
     run.grid.n = 3;
-    let err = replicate(
-        &run,
-        dir.path(),
-        &Device::flex(),
-        &CancelToken::new(),
-        &mut |_| {},
-    )
-    .unwrap_err()
-    .to_string();
+    let err = refusal(&run, dir.path());
     assert!(err.contains("3 weights but there are 2 experts"), "{err}");
 }
 
@@ -348,15 +347,7 @@ fn a_pair_naming_no_row_is_refused_before_any_work() {
     let mut run = tiny_run(&dir.path().join("missing"), dir.path());
     let out = dir.path().join("report");
     run.compare = vec![["ablation-n1".into(), "plain-finetune".into()]];
-    let err = replicate(
-        &run,
-        &out,
-        &Device::flex(),
-        &CancelToken::new(),
-        &mut |_| {},
-    )
-    .unwrap_err()
-    .to_string();
+    let err = refusal(&run, &out);
     assert!(
         err.contains("`ablation-n1` (in --compare ablation-n1:plain-finetune) is not a row")
             && err.contains("pretrained, plain-finetune, plain-finetune-scaled, ensemble, merged"),
@@ -364,14 +355,6 @@ fn a_pair_naming_no_row_is_refused_before_any_work() {
     );
     assert!(!out.exists(), "nothing is written before the check");
     run.compare = vec![["merged".into(), "merged".into()]];
-    let err = replicate(
-        &run,
-        &out,
-        &Device::flex(),
-        &CancelToken::new(),
-        &mut |_| {},
-    )
-    .unwrap_err()
-    .to_string();
+    let err = refusal(&run, &out);
     assert!(err.contains("compares a row with itself"), "{err}");
 }
