@@ -91,7 +91,8 @@ impl Measured {
     }
 }
 
-/// The merged model against one other row.
+/// One row against another: the merged model against each other row, and the pairs
+/// asked for with `--compare`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Comparison {
     /// The row whose difference from the other this is (`merged` but for the pairs
@@ -379,10 +380,11 @@ impl Report {
         }
         let _ = write!(
             s,
-            "\n## Verdict\n\nEach difference is {}, with its {:.0}% bootstrap interval ({} resamples; seeds drawn with replacement, then within each \
-             seed the evaluation samples for losses and the generated images for Frechet \
-             distances, both models always drawn together). Better / worse: the whole interval \
-             lies below / above 0; otherwise within noise.\n\n",
+            "\n## Verdict\n\nEach difference is {}, with its {:.0}% bootstrap interval ({} \
+             resamples; seeds drawn with replacement, then within each seed the evaluation \
+             samples for losses and the generated images for Frechet distances, both models \
+             always drawn together). Better / worse: the whole interval lies below / above 0; \
+             otherwise within noise.\n\n",
             if self.comparisons.iter().all(|c| c.subject == MERGED_ROW) {
                 "merged minus the other model"
             } else {
