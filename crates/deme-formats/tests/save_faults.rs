@@ -112,15 +112,20 @@ fn kill_9_during_saves_leaves_a_whole_checkpoint() {
             .spawn()
             .unwrap();
         let mut lines = BufReader::new(proc.stdout.take().unwrap()).lines();
-        // Wait for one finished save of this child, then kill at a varying
-        // moment of the following ones.
+        // Wait for one finished save of this child, then for the next save to
+        // begin (its staging folder appears), and kill at a varying moment of it:
+        // a fixed delay alone misses the saves on a busy machine.
         let first = loop {
             let line = lines.next().expect("child saves").unwrap();
             if let Some(n) = line.strip_prefix("saved ") {
                 break n.parse::<u64>().unwrap();
             }
         };
-        std::thread::sleep(Duration::from_millis(7 + 23 * round));
+        let waiting = std::time::Instant::now();
+        while staging_dirs(root.path()).is_empty() && waiting.elapsed() < Duration::from_secs(10) {
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        std::thread::sleep(Duration::from_millis(3 * round));
         proc.kill().unwrap();
         proc.wait().unwrap();
         if !staging_dirs(root.path()).is_empty() {
